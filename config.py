@@ -1,0 +1,85 @@
+"""EMAP settings: one place for every default, each overridable from the environment.
+
+Every setting is documented here and in the README table. Read them with
+``Settings.from_env()``; nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+def _default_resolutions() -> dict[str, int]:
+    # Hex resolution drawn at each level, chosen so that no view ships more than
+    # about 10,000 hexes (res 5 ~ 250 km², res 7 ~ 5 km², res 9 ~ 0.1 km²).
+    return {"hq": 5, "division": 6, "region": 7, "branch": 9}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Documented defaults; ``EMAP_<NAME>`` in the environment overrides each one."""
+
+    #: Folder for the DuckDB file and generated files.
+    data_dir: Path = PROJECT_ROOT / "var"
+    #: Name of the DuckDB file inside ``data_dir``.
+    db_name: str = "emap.duckdb"
+    #: Address and port the dashboard listens on.
+    host: str = "127.0.0.1"
+    port: int = 8050
+    #: Time zone of the network's local clock (hours on the dashboard, naive inputs).
+    local_tz: str = "Asia/Shanghai"
+    #: Rows per batch when importing files (memory stays flat with file size).
+    import_batch_rows: int = 1_000_000
+    #: Parcels one courier can handle in one hour; capacity present = couriers x this.
+    parcels_per_courier_hour: float = 12.0
+    #: A cell is over load when workload / capacity present exceeds this.
+    load_ratio_threshold: float = 1.5
+    #: ... or when its volume exceeds its baseline for the hour by this factor.
+    baseline_factor: float = 2.0
+    #: A courier whose newest fix is older than this many minutes is "offline".
+    offline_after_minutes: int = 15
+    #: Hex resolution per level of the organisation tree.
+    resolutions: dict[str, int] = field(default_factory=_default_resolutions)
+    #: Seed of the demo generator.
+    demo_seed: int = 7
+    #: Size of the demo generated on first run: small, default or large.
+    demo_size: str = "default"
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.data_dir) / self.db_name
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        """Build settings from defaults, then ``EMAP_*`` variables, then keyword overrides.
+
+        Examples
+        --------
+        >>> Settings.from_env({"EMAP_PORT": "9000"}).port
+        9000
+        """
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for f in fields(cls):
+            raw = env.get(f"EMAP_{f.name.upper()}")
+            if raw is None:
+                continue
+            if f.name == "resolutions":
+                # "hq=4,division=6,region=7,branch=8"
+                values[f.name] = {
+                    k.strip(): int(v) for k, v in (p.split("=") for p in raw.split(",") if p)
+                }
+            elif f.name == "data_dir":
+                values[f.name] = Path(raw)
+            else:
+                kind = type(getattr(cls, f.name, "")) if f.name != "resolutions" else dict
+                try:
+                    values[f.name] = kind(raw)
+                except ValueError as exc:
+                    raise ValueError(f"EMAP_{f.name.upper()}={raw!r}: {exc}") from None
+        values.update(overrides)
+        return cls(**values)

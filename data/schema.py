@@ -1,0 +1,115 @@
+"""DuckDB schema of the EMAP store. The README's schema section mirrors this file.
+
+Times are ``TIMESTAMP`` in UTC (naive by convention); cells are res-9 H3 indexes as
+``UBIGINT``. Dedupe keys: pings (device_id, ts); parcel events event_id.
+"""
+
+TABLES = {
+    "meta": """
+        key VARCHAR PRIMARY KEY,  -- e.g. demo_seed, demo_size, created_at
+        value VARCHAR""",
+    "nodes": """
+        node_id VARCHAR PRIMARY KEY,  -- hq, div-south, r-440300, b-440305
+        level VARCHAR NOT NULL,       -- hq | division | region | branch
+        name VARCHAR NOT NULL,        -- as in the boundary data (Chinese)
+        name_en VARCHAR,
+        parent_id VARCHAR,
+        adcode VARCHAR,
+        division_id VARCHAR,
+        region_id VARCHAR,
+        label_lat DOUBLE, label_lng DOUBLE,  -- a point inside the territory, for labels
+        territory BLOB,               -- WKB polygon, full detail (spatial joins)
+        outline BLOB                  -- WKB polygon simplified for drawing""",
+    "node_branches": """
+        ancestor_id VARCHAR NOT NULL,  -- any node
+        branch_id VARCHAR NOT NULL     -- every branch in its subtree (itself for a branch)""",
+    "cell_branch": """
+        cell UBIGINT NOT NULL,  -- res-9 cell already located
+        branch_id VARCHAR       -- branch holding the cell centre; NULL: outside the network""",
+    "outlets": """
+        outlet_id VARCHAR PRIMARY KEY,
+        name VARCHAR,
+        kind VARCHAR,                 -- outlet | hub
+        branch_id VARCHAR,
+        lat DOUBLE, lng DOUBLE, cell UBIGINT,
+        capacity_couriers INTEGER,    -- couriers based here
+        capacity_parcels_per_hour INTEGER""",
+    "couriers": """
+        courier_id VARCHAR PRIMARY KEY,
+        name VARCHAR,
+        outlet_id VARCHAR,
+        branch_id VARCHAR,
+        mode VARCHAR                  -- walk | ebike""",
+    "vehicles": """
+        vehicle_id VARCHAR PRIMARY KEY,
+        plate VARCHAR,
+        kind VARCHAR,                 -- van | truck
+        outlet_id VARCHAR,            -- home outlet
+        branch_id VARCHAR""",
+    "devices": """
+        device_id VARCHAR PRIMARY KEY,
+        courier_id VARCHAR,           -- exactly one of courier_id / vehicle_id
+        vehicle_id VARCHAR,
+        registered_at TIMESTAMP""",
+    "pings": """
+        device_id VARCHAR NOT NULL,
+        ts TIMESTAMP NOT NULL,
+        lat DOUBLE NOT NULL, lng DOUBLE NOT NULL,
+        speed REAL,                   -- m/s
+        heading REAL,                 -- degrees from north
+        accuracy REAL,                -- metres
+        courier_id VARCHAR, vehicle_id VARCHAR,
+        cell UBIGINT NOT NULL,        -- res 9, computed at ingest
+        branch_id VARCHAR NOT NULL    -- computed at ingest""",
+    "parcel_events": """
+        event_id VARCHAR NOT NULL,    -- record id; re-sent events are not stored twice
+        parcel_id VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,        -- pickup_request | pickup | arrival | out_for_delivery | delivered
+        ts TIMESTAMP NOT NULL,
+        lat DOUBLE NOT NULL, lng DOUBLE NOT NULL,
+        outlet_id VARCHAR, courier_id VARCHAR,
+        promised_at TIMESTAMP,        -- delivery promise; on time = delivered at or before it
+        dest_branch_id VARCHAR,       -- where a parcel in transit is going
+        expected_at TIMESTAMP,        -- when it is expected there
+        cell UBIGINT NOT NULL,
+        branch_id VARCHAR NOT NULL""",
+    "quarantine": """
+        received_at TIMESTAMP NOT NULL,
+        source VARCHAR NOT NULL,      -- file path or API endpoint
+        row_number BIGINT,            -- 1-based data row in the source
+        record_kind VARCHAR,          -- pings | parcel_events | outlets | couriers
+        reason VARCHAR NOT NULL,
+        raw VARCHAR                   -- the record as received (JSON)""",
+    "cube_hourly": """
+        hour TIMESTAMP NOT NULL,      -- UTC hour start
+        cell UBIGINT NOT NULL,        -- res 9
+        branch_id VARCHAR NOT NULL,
+        pings BIGINT NOT NULL,        -- all pings (couriers and vehicles)
+        couriers INTEGER NOT NULL,    -- distinct couriers seen in the cell-hour
+        vehicles INTEGER NOT NULL,    -- distinct vehicles seen
+        pickups INTEGER NOT NULL,
+        deliveries INTEGER NOT NULL,
+        on_time INTEGER NOT NULL,     -- deliveries at or before promised_at
+        late INTEGER NOT NULL,        -- deliveries after promised_at
+        scans BIGINT NOT NULL         -- all parcel events""",
+    "cube_presence": """
+        hour TIMESTAMP NOT NULL,
+        cell UBIGINT NOT NULL,
+        branch_id VARCHAR NOT NULL,
+        actor_id VARCHAR NOT NULL,    -- courier or vehicle id
+        actor_kind VARCHAR NOT NULL   -- courier | vehicle
+        -- one row per distinct actor in a cell-hour: distinct counts at any roll-up
+        -- are recounted from here, never summed""",
+    "demo_surges": """
+        branch_id VARCHAR, start_hour TIMESTAMP, end_hour TIMESTAMP,
+        factor DOUBLE, cause VARCHAR  -- the surges the demo injected (the truth for alerts)""",
+}
+
+CUBE_COUNTS = ["pings", "pickups", "deliveries", "on_time", "late", "scans"]
+CUBE_DISTINCT = {"couriers": "courier", "vehicles": "vehicle"}
+EVENT_KINDS = ("pickup_request", "pickup", "arrival", "out_for_delivery", "delivered")
+
+
+def ddl() -> list[str]:
+    """CREATE statements for every table."""
+    return [f"CREATE TABLE IF NOT EXISTS {name} ({cols}\n)" for name, cols in TABLES.items()]

@@ -1,0 +1,246 @@
+"""Validation and normalisation of incoming records, shared by file import and HTTP ingest.
+
+Each ``check_*`` function takes a polars frame of raw records (any column types) with a
+``_row`` column (1-based row number in the source) and returns ``(good, bad)``:
+``good`` has the normalised schema (WGS-84 degrees, naive UTC timestamps), ``bad`` has
+``_row``, ``reason`` and ``raw`` (the record as JSON). The first failing rule of a row
+is its reason. Nothing here touches the store.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from data.schema import EVENT_KINDS
+
+# Names that real feeds use for our columns (OsmAnd, Traccar exports, ops systems).
+ALIASES = {
+    "deviceid": "device_id", "device": "device_id", "id": "device_id",
+    "timestamp": "ts", "time": "ts", "fix_time": "ts", "fixtime": "ts",
+    "latitude": "lat", "lon": "lng", "longitude": "lng", "long": "lng",
+    "bearing": "heading", "course": "heading",
+    "event_time": "ts", "scan_time": "ts", "type": "kind", "event_kind": "kind",
+}
+
+PING_COLUMNS = {
+    "device_id": pl.String, "ts": pl.Datetime("us"), "lat": pl.Float64, "lng": pl.Float64,
+    "speed": pl.Float32, "heading": pl.Float32, "accuracy": pl.Float32,
+}
+EVENT_COLUMNS = {
+    "event_id": pl.String, "parcel_id": pl.String, "kind": pl.String, "ts": pl.Datetime("us"),
+    "lat": pl.Float64, "lng": pl.Float64, "outlet_id": pl.String, "courier_id": pl.String,
+    "promised_at": pl.Datetime("us"), "dest_branch_id": pl.String, "expected_at": pl.Datetime("us"),
+}
+OUTLET_COLUMNS = {
+    "outlet_id": pl.String, "name": pl.String, "kind": pl.String, "lat": pl.Float64,
+    "lng": pl.Float64, "capacity_couriers": pl.Int32, "capacity_parcels_per_hour": pl.Int32,
+}
+COURIER_COLUMNS = {
+    "courier_id": pl.String, "name": pl.String, "outlet_id": pl.String, "mode": pl.String,
+    "device_id": pl.String,
+}
+REQUIRED = {
+    "pings": ("device_id", "ts", "lat", "lng"),
+    "parcel_events": ("parcel_id", "kind", "ts", "lat", "lng"),
+    "outlets": ("outlet_id", "lat", "lng", "capacity_couriers"),
+    "couriers": ("courier_id", "outlet_id"),
+}
+COURIER_MODES = ("walk", "ebike")
+
+_NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M")
+_AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z")
+
+
+def normalise_names(frame: pl.DataFrame) -> pl.DataFrame:
+    """Lower-case column names and map known aliases onto ours."""
+    rename = {}
+    taken = {c.strip().lower() for c in frame.columns}
+    for c in frame.columns:
+        low = c.strip().lower()
+        target = ALIASES.get(low, low)
+        if target != low and target in taken:
+            continue  # the canonical column is present; keep the alias as it is
+        rename[c] = target
+    return frame.rename(rename)
+
+
+def timestamp_expr(column: str, dtype: pl.DataType, local_tz: str) -> pl.Expr:
+    """Expression turning a column of any timestamp form into naive UTC microseconds.
+
+    Accepts datetimes (naive = ``local_tz``), Unix seconds or milliseconds (numbers or
+    digit strings; values over 1e11 are milliseconds), ISO 8601 with or without an
+    offset or ``Z``, and ``YYYY-MM-DD HH:MM:SS``. Unparseable values become null.
+    """
+    col = pl.col(column)
+    utc = pl.Datetime("us", "UTC")
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            expr = col.dt.replace_time_zone(local_tz, ambiguous="earliest", non_existent="null")
+        else:
+            expr = col
+        return expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.Datetime("us"))
+    if isinstance(dtype, pl.Date):
+        return col.cast(pl.Datetime("us")).dt.replace_time_zone(local_tz).dt.convert_time_zone(
+            "UTC").dt.replace_time_zone(None)
+    if dtype.is_numeric():
+        num = col.cast(pl.Float64)
+    else:
+        num = col.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    epoch_us = (
+        pl.when(num.abs() > 1e11).then(num * 1_000).otherwise(num * 1_000_000).cast(pl.Int64, strict=False)
+    )
+    from_epoch = pl.from_epoch(epoch_us, time_unit="us").dt.replace_time_zone("UTC")
+    if dtype.is_numeric():
+        return from_epoch.dt.replace_time_zone(None)
+    text = col.cast(pl.String).str.strip_chars().str.replace(r"[Zz]$", "+00:00")
+    aware = [text.str.to_datetime(f, time_unit="us", strict=False, time_zone="UTC") for f in _AWARE_FORMATS]
+    naive = [
+        text.str.to_datetime(f, time_unit="us", strict=False)
+        .dt.replace_time_zone(local_tz, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+        for f in _NAIVE_FORMATS
+    ]
+    return pl.coalesce([*aware, *naive, from_epoch]).cast(utc).dt.replace_time_zone(None)
+
+
+def _with_schema(frame: pl.DataFrame, columns: dict, local_tz: str) -> tuple[pl.DataFrame, dict]:
+    """Cast every known column (non-strict: failures become null) and add missing ones.
+
+    Returns the cast frame (with ``_unreadable_<col>`` flag columns) and, per column, an
+    expression that is true where the raw value was present but could not be converted.
+    """
+    exprs, unparsable = [], {}
+    for name, dtype in columns.items():
+        if name not in frame.columns:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+            continue
+        raw = pl.col(name)
+        if dtype == pl.Datetime("us"):
+            conv = timestamp_expr(name, frame.schema[name], local_tz)
+        elif dtype == pl.String:
+            conv = raw.cast(pl.String).str.strip_chars()
+            conv = pl.when(conv == "").then(None).otherwise(conv)
+        else:
+            src = raw if frame.schema[name].is_numeric() else raw.cast(pl.String).str.strip_chars()
+            conv = src.cast(dtype, strict=False)
+        exprs.append(conv.alias(name))
+        present = raw.is_not_null()
+        if frame.schema[name] == pl.String:
+            present = present & (raw.str.strip_chars() != "")
+        unparsable[name] = (present & conv.is_null()).alias(f"_unreadable_{name}")
+    cast = frame.select(["_row", *exprs, *unparsable.values()])
+    return cast, {k: pl.col(f"_unreadable_{k}") for k in unparsable}
+
+
+def _split(frame: pl.DataFrame, cast: pl.DataFrame, rules: list[tuple[pl.Expr, str]]):
+    """Apply rules in order: each row's reason is the message of the first rule it fails."""
+    reason = pl.lit(None, dtype=pl.String)
+    for bad_when, message in reversed(rules):
+        reason = pl.when(bad_when).then(pl.lit(message)).otherwise(reason)
+    reasons = cast.select(reason.alias("reason"))["reason"]
+    is_bad = reasons.is_not_null()
+    good = cast.filter(~is_bad).select(pl.exclude("^_unreadable_.*$"))
+    raw_cols = [c for c in frame.columns if c != "_row"]
+    bad_raw = frame.filter(is_bad)
+    bad = pl.DataFrame({
+        "_row": bad_raw["_row"],
+        "reason": reasons.filter(is_bad),
+        "raw": bad_raw.select(pl.struct(raw_cols).struct.json_encode().alias("raw"))["raw"]
+        if raw_cols else pl.Series("raw", [None] * len(bad_raw), dtype=pl.String),
+    })
+    return good, bad
+
+
+def _common_rules(frame, cast, flags, kind) -> list[tuple[pl.Expr, str]]:
+    rules = []
+    for col in REQUIRED[kind]:
+        if col not in frame.columns:
+            rules.append((pl.lit(True), f"missing column '{col}'"))
+    for col in REQUIRED[kind]:
+        if col in flags:
+            rules.append((flags[col], f"{col} could not be read as {_kind_word(col)}"))
+        rules.append((pl.col(col).is_null(), f"{col} is required"))
+    for col, flag in flags.items():
+        if col not in REQUIRED[kind]:
+            rules.append((flag, f"{col} could not be read as {_kind_word(col)}"))
+    if "lat" in REQUIRED[kind]:
+        rules += [
+            (~pl.col("lat").is_between(-90, 90) | pl.col("lat").is_nan(), "lat out of range [-90, 90]"),
+            (~pl.col("lng").is_between(-180, 180) | pl.col("lng").is_nan(), "lng out of range [-180, 180]"),
+            ((pl.col("lat") == 0) & (pl.col("lng") == 0), "position 0,0 (no GPS fix)"),
+        ]
+    return rules
+
+
+def _kind_word(col: str) -> str:
+    if col in ("ts", "promised_at", "expected_at"):
+        return "a timestamp"
+    if col in ("lat", "lng", "speed", "heading", "accuracy"):
+        return "a number"
+    if col.startswith("capacity"):
+        return "an integer"
+    return "text"
+
+
+def _prepare(frame: pl.DataFrame, columns: dict, kind: str, local_tz: str):
+    frame = normalise_names(frame)
+    if "_row" not in frame.columns:
+        frame = frame.with_row_index("_row", offset=1)
+    cast, flags = _with_schema(frame, columns, local_tz)
+    return frame, cast, flags
+
+
+def check_pings(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
+    """Validate GPS fixes. Returns ``(good, bad)``; see the module docstring."""
+    frame, cast, flags = _prepare(frame, PING_COLUMNS, "pings", local_tz)
+    rules = _common_rules(frame, cast, flags, "pings") + [
+        (pl.col("speed") < 0, "speed is negative"),
+        (~pl.col("heading").is_between(0, 360), "heading out of range [0, 360]"),
+        (pl.col("accuracy") < 0, "accuracy is negative"),
+    ]
+    return _split(frame, cast, rules)
+
+
+def check_events(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
+    """Validate parcel scans. A missing ``event_id`` is derived from parcel, kind and time."""
+    frame, cast, flags = _prepare(frame, EVENT_COLUMNS, "parcel_events", local_tz)
+    rules = _common_rules(frame, cast, flags, "parcel_events") + [
+        (~pl.col("kind").is_in(EVENT_KINDS), f"kind must be one of {', '.join(EVENT_KINDS)}"),
+    ]
+    good, bad = _split(frame, cast, rules)
+    good = good.with_columns(
+        pl.coalesce(
+            pl.col("event_id"),
+            pl.concat_str([pl.col("parcel_id"), pl.col("kind"),
+                           pl.col("ts").dt.strftime("%Y%m%dT%H%M%S%.6f")], separator=":"),
+        ).alias("event_id")
+    )
+    return good, bad
+
+
+def check_outlets(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
+    """Validate outlets (stations with a location and a capacity)."""
+    frame, cast, flags = _prepare(frame, OUTLET_COLUMNS, "outlets", local_tz)
+    rules = _common_rules(frame, cast, flags, "outlets") + [
+        (pl.col("capacity_couriers") < 0, "capacity_couriers is negative"),
+        (pl.col("capacity_parcels_per_hour") < 0, "capacity_parcels_per_hour is negative"),
+    ]
+    good, bad = _split(frame, cast, rules)
+    return good.with_columns(pl.col("kind").fill_null("outlet")), bad
+
+
+def check_couriers(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
+    """Validate couriers; each gets a device (its own id unless ``device_id`` is given)."""
+    frame, cast, flags = _prepare(frame, COURIER_COLUMNS, "couriers", local_tz)
+    rules = _common_rules(frame, cast, flags, "couriers") + [
+        (pl.col("mode").is_not_null() & ~pl.col("mode").is_in(COURIER_MODES),
+         f"mode must be one of {', '.join(COURIER_MODES)}"),
+    ]
+    good, bad = _split(frame, cast, rules)
+    return good.with_columns(
+        pl.col("mode").fill_null("ebike"), pl.coalesce("device_id", "courier_id").alias("device_id")
+    ), bad
+
+
+CHECKS = {"pings": check_pings, "parcel_events": check_events,
+          "outlets": check_outlets, "couriers": check_couriers}

@@ -1,0 +1,161 @@
+"""The only H3 wrapper in EMAP.
+
+Inside the program a cell is a ``uint64``; it becomes a hex string only at the UI and
+export edge (``to_str`` / ``from_str``). Bulk work is vectorised with polars-h3; the
+``h3`` package is the reference the tests compare against.
+"""
+
+from __future__ import annotations
+
+import h3
+import numpy as np
+import polars as pl
+import polars_h3 as plh3
+from h3.api import basic_int as h3i
+
+#: Resolution stored for every ping and parcel event.
+BASE_RES = 9
+
+_RES_SHIFT = np.uint64(52)
+_RES_MASK = np.uint64(0xF) << _RES_SHIFT
+
+
+def latlng_to_cells(lat, lng, res: int = BASE_RES) -> np.ndarray:
+    """Cells of points, vectorised.
+
+    Parameters
+    ----------
+    lat, lng : array-like of float
+        WGS-84 degrees.
+    res : int
+        H3 resolution.
+
+    Returns
+    -------
+    numpy.ndarray of uint64
+
+    Examples
+    --------
+    >>> int(latlng_to_cells([22.54], [113.93])[0]) == h3.str_to_int(h3.latlng_to_cell(22.54, 113.93, 9))
+    True
+    """
+    frame = pl.DataFrame(
+        {"lat": np.asarray(lat, dtype=np.float64), "lng": np.asarray(lng, dtype=np.float64)}
+    )
+    return cells_expr_frame(frame, "lat", "lng", res)
+
+
+def cells_expr_frame(frame: pl.DataFrame, lat: str, lng: str, res: int = BASE_RES) -> np.ndarray:
+    """Cells for the ``lat``/``lng`` columns of a polars frame."""
+    out = frame.select(plh3.latlng_to_cell(lat, lng, res).alias("cell"))["cell"]
+    return out.to_numpy().astype(np.uint64, copy=False)
+
+
+def cell_expr(lat: str = "lat", lng: str = "lng", res: int = BASE_RES) -> pl.Expr:
+    """A polars expression giving the cell of each row (for use inside ``with_columns``)."""
+    return plh3.latlng_to_cell(lat, lng, res)
+
+
+def resolution(cells) -> np.ndarray:
+    """Resolution of each cell, read from its bits."""
+    c = np.asarray(cells, dtype=np.uint64)
+    return ((c & _RES_MASK) >> _RES_SHIFT).astype(np.int64)
+
+
+def to_parent(cells, res: int) -> np.ndarray:
+    """Parent of each cell at a coarser resolution, by bit operations.
+
+    An H3 index holds its resolution in bits 52-55 and one 3-bit digit per resolution
+    below; the parent sets the resolution field and fills the finer digits with 7.
+    Cells already at ``res`` come back unchanged.
+
+    Examples
+    --------
+    >>> c = latlng_to_cells([31.23], [121.47], 9)
+    >>> hex(int(to_parent(c, 7)[0]))[2:] == h3.cell_to_parent(hex(int(c[0]))[2:], 7)
+    True
+    """
+    c = np.asarray(cells, dtype=np.uint64)
+    if not 0 <= res <= 15:
+        raise ValueError(f"resolution must be 0..15, got {res}")
+    if c.size and int(resolution(c[:1])[0]) < res:
+        raise ValueError(f"cannot take a parent at res {res} of cells at res {resolution(c[:1])[0]}")
+    unused = np.uint64((1 << (3 * (15 - res))) - 1)
+    return (c & ~_RES_MASK) | (np.uint64(res) << _RES_SHIFT) | unused
+
+
+def parent_sql(column: str, res: int) -> str:
+    """The same bit operation as :func:`to_parent`, as a DuckDB SQL expression.
+
+    Lets the store roll up without moving cells into Python.
+    """
+    if not 0 <= res <= 15:
+        raise ValueError(f"resolution must be 0..15, got {res}")
+    unused = (1 << (3 * (15 - res))) - 1
+    clear = (1 << 64) - 1 - (0xF << 52)
+    return (
+        f"(({column} & {clear}::UBIGINT) | ({res << 52}::UBIGINT) | ({unused}::UBIGINT))"
+    )
+
+
+def to_str(cells) -> list[str]:
+    """Hex strings for the UI and exports."""
+    return [format(int(c), "x") for c in np.asarray(cells, dtype=np.uint64)]
+
+
+def from_str(ids) -> np.ndarray:
+    """Cells from hex strings; raises ``ValueError`` naming the first bad id."""
+    out = np.empty(len(ids), dtype=np.uint64)
+    for i, s in enumerate(ids):
+        try:
+            v = int(s, 16)
+        except (TypeError, ValueError):
+            raise ValueError(f"not an H3 cell id: {s!r}") from None
+        if not h3i.is_valid_cell(v):
+            raise ValueError(f"not an H3 cell id: {s!r}")
+        out[i] = v
+    return out
+
+
+def centers(cells) -> tuple[np.ndarray, np.ndarray]:
+    """Centre latitude and longitude of each cell."""
+    c = np.asarray(cells, dtype=np.uint64)
+    if c.size == 0:
+        return np.empty(0), np.empty(0)
+    s = pl.Series("c", c)
+    f = pl.DataFrame({"c": s}).select(
+        plh3.cell_to_lat("c").alias("lat"), plh3.cell_to_lng("c").alias("lng")
+    )
+    return f["lat"].to_numpy(), f["lng"].to_numpy()
+
+
+def boundaries(cells) -> list[list[tuple[float, float]]]:
+    """Boundary of each cell as a closed ring of (lng, lat) pairs (GeoJSON order)."""
+    out = []
+    for c in np.asarray(cells, dtype=np.uint64):
+        ring = [(lng, lat) for lat, lng in h3i.cell_to_boundary(int(c))]
+        ring.append(ring[0])
+        out.append(ring)
+    return out
+
+
+def neighbours(cells) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) of indices into ``cells`` whose cells touch (share an edge).
+
+    Used to join over-threshold cells into connected zones.
+    """
+    c = np.asarray(cells, dtype=np.uint64)
+    index = {int(v): i for i, v in enumerate(c)}
+    src, dst = [], []
+    for i, v in enumerate(c):
+        for n in h3i.grid_ring(int(v), 1):
+            j = index.get(n)
+            if j is not None:
+                src.append(i)
+                dst.append(j)
+    return np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+
+
+def area_km2(res: int) -> float:
+    """Average cell area at a resolution."""
+    return h3.average_hexagon_area(res, unit="km^2")
