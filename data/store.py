@@ -72,7 +72,7 @@ class Store:
 
     def sql(self, query: str, params: list | None = None) -> pl.DataFrame:
         """Run a read query and return a polars frame (for tests and tools)."""
-        return self.cursor().execute(query, params or []).pl()
+        return self.cursor().sql(query, params=params or None).pl()
 
     def scalar(self, query: str, params: list | None = None):
         return self.cursor().execute(query, params or []).fetchone()[0]
@@ -123,7 +123,7 @@ class Store:
         rows = self.cursor().execute(
             f"SELECT node_id, level, name, name_en, label_lat, label_lng, {col} AS wkb "
             "FROM nodes WHERE list_contains(?, node_id)", [list(node_ids)]).fetchdf()
-        geoms = shapely.from_wkb(rows.pop("wkb").to_numpy())
+        geoms = shapely.from_wkb(rows.pop("wkb").map(bytes).to_numpy())
         return gpd.GeoDataFrame(rows, geometry=geoms, crs="EPSG:4326")
 
     def check_scope(self, scope: str) -> None:
@@ -137,7 +137,7 @@ class Store:
             b = self.cursor().execute(
                 "SELECT node_id, level, territory FROM nodes WHERE level = 'branch'").fetchdf()
             gdf = gpd.GeoDataFrame(b[["node_id", "level"]],
-                                   geometry=shapely.from_wkb(b["territory"].to_numpy()))
+                                   geometry=shapely.from_wkb(b["territory"].map(bytes).to_numpy()))
             self._locator = BranchLocator(gdf)
         return self._locator
 
@@ -149,7 +149,7 @@ class Store:
         """
         uniq = pl.DataFrame({"cell": np.unique(cells)})
         con = self.cursor()
-        known = con.execute(
+        known = con.sql(
             "SELECT u.cell, cb.branch_id FROM uniq u JOIN cell_branch cb USING (cell)").pl()
         new = uniq.join(known.select("cell"), on="cell", how="anti")
         if len(new):
@@ -346,7 +346,7 @@ class Store:
                    c.pickups, c.deliveries, c.on_time, c.late, c.scans
             FROM c LEFT JOIN p USING ({grain}cell)
             ORDER BY {grain}c.cell"""
-        return self.cursor().execute(q, {"scope": scope, "start": start, "end": end}).pl()
+        return self.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()
 
     def node_figures(self, scope: str, start: datetime, end: datetime,
                      level: str | None = None) -> pl.DataFrame:
@@ -377,7 +377,7 @@ class Store:
         params = {"scope": scope, "start": start, "end": end}
         if level is not None:
             params["level"] = level
-        return self.cursor().execute(q, params).pl()
+        return self.cursor().sql(q, params=params).pl()
 
     def data_hours(self, scope: str) -> tuple[datetime | None, datetime | None]:
         """First and last hour with cube data inside ``scope``."""
