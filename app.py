@@ -1,0 +1,175 @@
+"""EMAP: the operations electronic map of an express-delivery network.
+
+The one entry point. ``python app.py`` serves the dashboard on the embedded store,
+creating the database and the demo network on first run. Subcommands:
+
+  serve    serve the dashboard (the default)
+  demo     generate the demo network and days into the store
+  import   load CSV or Parquet files of pings, parcel events, outlets or couriers
+  replay   stream a generated day to a running server's ingest API
+  status   show what the store holds
+
+Settings come from config.py and EMAP_* environment variables (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import date
+
+from config import Settings
+
+
+def _store(settings: Settings, read_only: bool = False):
+    from data.store import Store
+
+    return Store(settings.db_path, read_only=read_only)
+
+
+def _say(start: float):
+    def say(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f}s] {msg}", flush=True)
+
+    return say
+
+
+def ensure_demo(store, settings: Settings) -> None:
+    """Generate the demo on first run; reuse it afterwards."""
+    from data import demo
+
+    if store.meta("demo_size") is not None or store.scalar("SELECT count(*) FROM pings") > 0:
+        return
+    t0 = time.perf_counter()
+    print(f"First run: creating {settings.db_path} with the '{settings.demo_size}' demo network.")
+    totals = demo.generate(store, size=settings.demo_size, seed=settings.demo_seed, progress=_say(t0))
+    print(f"Demo ready in {time.perf_counter() - t0:.0f}s: {totals['pings']:,} pings, "
+          f"{totals['parcel_events']:,} parcel events.")
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    from dashapp import build_app
+
+    store = _store(settings)
+    if not args.no_demo:
+        ensure_demo(store, settings)
+    blueprints = []
+    try:
+        from data.http_api import make_ingest_blueprint
+    except ImportError:
+        make_ingest_blueprint = None
+    if make_ingest_blueprint is not None:
+        blueprints.append(make_ingest_blueprint(store, settings))
+    app = build_app(store, settings, blueprints=blueprints)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"EMAP dashboard on http://{host}:{port}/", flush=True)
+    app.run(host=host, port=port, debug=False)
+    return 0
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    from data import demo
+
+    store = _store(settings)
+    t0 = time.perf_counter()
+    end = date.fromisoformat(args.end_date) if args.end_date else None
+    totals = demo.generate(store, size=args.size, seed=args.seed, days=args.days, end_date=end,
+                           progress=_say(t0))
+    print(f"stored {totals['pings']:,} pings and {totals['parcel_events']:,} parcel events "
+          f"({totals['refused']:,} generated positions fell outside every territory and were dropped) "
+          f"in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def cmd_import(args, settings: Settings) -> int:
+    from data.importer import ImportFileError, import_file, print_progress
+    from geo.hierarchy import load_tree
+
+    store = _store(settings)
+    if not store.has_tree():
+        print("building the organisation tree from the China boundaries", file=sys.stderr)
+        store.save_tree(load_tree())
+    status = 0
+    for path in args.files:
+        t0 = time.perf_counter()
+        try:
+            report = import_file(store, path, kind=args.kind, batch_rows=args.batch_rows,
+                                 local_tz=settings.local_tz, progress=print_progress)
+        except ImportFileError as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        rate = report.rows / max(time.perf_counter() - t0, 1e-9)
+        print(f"\n{report.line()} ({rate:,.0f} rows/s)")
+        if report.rejected:
+            print(f"  rejected rows are in the quarantine table (source = '{report.path}')")
+    return status
+
+
+def cmd_replay(args, settings: Settings) -> int:
+    from data import replay
+
+    return replay.main(args, settings)
+
+
+def cmd_status(args, settings: Settings) -> int:
+    store = _store(settings, read_only=True)
+    print(f"store: {settings.db_path}")
+    for table, n in store.counts().items():
+        print(f"  {table:15s} {n:>12,}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python app.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command")
+
+    s = sub.add_parser("serve", help="serve the dashboard (default)")
+    s.add_argument("--host", help="address to listen on (default EMAP_HOST or 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default EMAP_PORT or 8050)")
+    s.add_argument("--no-demo", action="store_true", help="do not create the demo on an empty store")
+    s.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("demo", help="generate the demo network and days")
+    d.add_argument("--size", choices=["small", "default", "large"], default="default",
+                   help="small: 2 cities, 400 couriers; default: 10 cities, 6,000 couriers, "
+                        "~4 M pings a day; large: 20,000 couriers, ~40 M pings a day")
+    d.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
+    d.add_argument("--days", type=int, default=2, help="number of days ending at --end-date")
+    d.add_argument("--end-date", help="newest day, YYYY-MM-DD (default: yesterday, local time)")
+    d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("import", help="load CSV/Parquet files of pings, events, outlets, couriers")
+    i.add_argument("files", nargs="+", help="files to import (.csv or .parquet)")
+    i.add_argument("--kind", choices=["pings", "parcel_events", "outlets", "couriers"],
+                   help="what the files hold (default: guessed from name or columns)")
+    i.add_argument("--batch-rows", type=int, default=1_000_000, help="rows per batch (memory bound)")
+    i.set_defaults(func=cmd_import)
+
+    r = sub.add_parser("replay", help="stream a generated day to a running server's ingest API")
+    try:
+        from data import replay
+
+        replay.add_arguments(r)
+    except ImportError:
+        pass
+    r.set_defaults(func=cmd_replay)
+
+    st = sub.add_parser("status", help="show what the store holds")
+    st.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.from_env()
+    if args.command is None:
+        args = parser().parse_args(["serve", *(argv or [])])
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
