@@ -1,0 +1,113 @@
+"""Key performance indicators and the per-cell load ratio. Pure functions over frames.
+
+Load ratio
+----------
+``load_ratio = workload / capacity`` for one cell and one hour, with
+``workload = pickups + deliveries`` and
+``capacity = effective couriers x parcels_per_courier_hour``.
+
+*Cells with workload but no courier seen in them.* Dividing by zero is avoided and
+the cell is not written off as "infinitely" overloaded: its effective couriers are
+the mean number of couriers over its 7-cell disc (the cell and its six neighbours:
+couriers next door serve it), and never fewer than one courier. A cell with couriers
+uses its own count. Cells with no workload have ratio 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from geo import cells as h3cells
+
+#: Indicators of the KPI panel, in display order.
+KPI_KEYS = ("pickups", "deliveries", "on_time_rate", "couriers", "parcels_per_courier_hour",
+            "vehicles", "zones")
+
+
+def load_ratio(frame: pl.DataFrame, parcels_per_courier_hour: float) -> pl.DataFrame:
+    """Add ``workload``, ``capacity`` and ``load_ratio`` to a cube frame of one hour.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        One row per cell: ``cell``, ``pickups``, ``deliveries``, ``couriers``.
+    parcels_per_courier_hour : float
+        Parcels one courier handles in one hour.
+
+    Examples
+    --------
+    >>> f = pl.DataFrame({"cell": [617700169958293503], "pickups": [20], "deliveries": [4],
+    ...                   "couriers": [2]})
+    >>> load_ratio(f, 12.0)["load_ratio"].to_list()
+    [1.0]
+    """
+    missing = {"cell", "pickups", "deliveries", "couriers"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"load_ratio needs columns {sorted(missing)}")
+    if parcels_per_courier_hour <= 0:
+        raise ValueError("parcels_per_courier_hour must be positive")
+    workload = (frame["pickups"] + frame["deliveries"]).to_numpy().astype(np.float64)
+    couriers = frame["couriers"].to_numpy().astype(np.float64)
+    effective = couriers.copy()
+    empty = (couriers == 0) & (workload > 0)
+    if empty.any():
+        src, dst = h3cells.neighbours(frame["cell"].to_numpy())
+        keep = empty[src]
+        disc = couriers.copy()  # the cell itself (0 here) ...
+        np.add.at(disc, src[keep], couriers[dst[keep]])  # ... plus its neighbours
+        effective[empty] = disc[empty] / 7.0
+    effective = np.where(workload > 0, np.maximum(effective, 1.0), effective)
+    capacity = effective * parcels_per_courier_hour
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(workload > 0, workload / capacity, 0.0)
+    return frame.with_columns(
+        pl.Series("workload", workload),
+        pl.Series("capacity", capacity),
+        pl.Series("load_ratio", ratio),
+    )
+
+
+def indicators(figures: pl.DataFrame) -> pl.DataFrame:
+    """Indicators per row of a figures frame (``store.node_figures`` shape).
+
+    Adds ``volume``, ``on_time_rate`` (None when nothing was delivered) and
+    ``parcels_per_courier_hour`` (None without couriers) for the figures of one hour.
+    """
+    return figures.with_columns(
+        (pl.col("pickups") + pl.col("deliveries")).alias("volume"),
+        pl.when(pl.col("on_time") + pl.col("late") > 0)
+        .then(pl.col("on_time") / (pl.col("on_time") + pl.col("late")))
+        .otherwise(None).alias("on_time_rate"),
+        pl.when(pl.col("couriers") > 0)
+        .then((pl.col("pickups") + pl.col("deliveries")) / pl.col("couriers"))
+        .otherwise(None).alias("parcels_per_courier_hour"),
+    )
+
+
+def change(now, before):
+    """Relative change ``now / before - 1``; None when it is undefined."""
+    if now is None or before is None or before == 0:
+        return None
+    return float(now) / float(before) - 1.0
+
+
+def panel(now: dict, before: dict) -> list[dict]:
+    """The KPI panel: one entry per indicator with its value and change vs ``before``.
+
+    Parameters
+    ----------
+    now, before : dict
+        One row of :func:`indicators` each (plus ``zones``), for the selected hour and
+        the same hour of the previous day (``before`` may be empty).
+
+    Returns
+    -------
+    list of dict
+        ``{"key", "value", "before", "change"}`` in :data:`KPI_KEYS` order.
+    """
+    out = []
+    for key in KPI_KEYS:
+        v, b = now.get(key), before.get(key)
+        out.append({"key": key, "value": v, "before": b, "change": change(v, b)})
+    return out

@@ -1,0 +1,119 @@
+"""The contract every map layer honours.
+
+A layer is data plus two pure builders:
+
+* ``required``: the columns its frame must have (checked with a clear error);
+* ``style``: field, colour scale, range and null colour, as data;
+* ``traces(frame, ctx) -> list[dict]``: plotly (MapLibre) traces as plain dicts, so
+  they serialise with orjson instead of ``fig.to_json``;
+* ``folium(frame, ctx) -> folium.FeatureGroup``: the same layer for HTML exports.
+
+Layers never touch the store: callers hand them frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from geo.coords import wgs84_to_gcj02
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a layer colours its features.
+
+    ``colorscale`` is a tuple of (stop, colour); ``range`` None means "from the data"
+    (0 .. 95th percentile); ``categories`` maps a categorical field's values to colours.
+    """
+
+    field: str | None = None
+    colorscale: tuple = ()
+    range: tuple[float, float] | None = None
+    null_colour: str = "#cccccc"
+    categories: dict = field(default_factory=dict)
+    opacity: float = 0.7
+
+
+@dataclass(frozen=True)
+class DrawContext:
+    """What a builder may know beyond its frame.
+
+    ``gcj02``: shift every coordinate to GCJ-02 (Chinese tile providers).
+    ``text``: translated strings (hover labels, legend titles) keyed by name.
+    ``metric``: the hex layer's metric; ``selected``: a highlighted feature id.
+    """
+
+    gcj02: bool = False
+    text: dict = field(default_factory=dict)
+    metric: str = "scans"
+    selected: object = None
+
+    def t(self, key: str) -> str:
+        return self.text.get(key, key)
+
+    def shift(self, lat, lng):
+        lat = np.asarray(lat, dtype=np.float64)
+        lng = np.asarray(lng, dtype=np.float64)
+        return wgs84_to_gcj02(lat, lng) if self.gcj02 else (lat, lng)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One map layer of the registry."""
+
+    key: str
+    required: tuple[str, ...]
+    style: Style
+    traces: Callable
+    folium: Callable
+    default_on: bool = True
+
+    def check(self, frame) -> None:
+        """Raise ``ValueError`` naming the missing columns."""
+        missing = [c for c in self.required if c not in frame.columns]
+        if missing:
+            raise ValueError(f"layer {self.key!r} needs columns {missing}; got {list(frame.columns)}")
+
+    def build(self, frame, ctx: DrawContext | None = None) -> list[dict]:
+        """Check the frame and build the plotly traces."""
+        self.check(frame)
+        return self.traces(frame, ctx or DrawContext())
+
+    def build_folium(self, frame, ctx: DrawContext | None = None):
+        """Check the frame and build the folium layer."""
+        self.check(frame)
+        return self.folium(frame, ctx or DrawContext())
+
+
+def colour_at(colorscale: tuple, t: float) -> str:
+    """Colour of a scale at ``t`` in [0, 1] (nearest stop at or below; for exports)."""
+    t = min(max(float(t), 0.0), 1.0)
+    out = colorscale[0][1]
+    for stop, colour in colorscale:
+        if t >= stop:
+            out = colour
+    return out
+
+
+def value_range(values: np.ndarray, style: Style) -> tuple[float, float]:
+    """Colour range: the style's, else 0 .. 95th percentile of the data (at least 1)."""
+    if style.range is not None:
+        return style.range
+    v = values[np.isfinite(values)] if values.size else values
+    hi = float(np.percentile(v, 95)) if v.size else 1.0
+    return 0.0, max(hi, 1.0)
+
+
+def lines_from_rings(rings: list, ctx: DrawContext) -> tuple[list, list]:
+    """Lat and lng lists of closed rings separated by None (one Scattermap trace)."""
+    lats: list = []
+    lngs: list = []
+    for ring in rings:
+        arr = np.asarray(ring, dtype=np.float64)
+        la, ln = ctx.shift(arr[:, 1], arr[:, 0])
+        lats.extend(np.round(la, 5).tolist() + [None])
+        lngs.extend(np.round(ln, 5).tolist() + [None])
+    return lats, lngs
