@@ -141,7 +141,7 @@ class Store:
             self._locator = BranchLocator(gdf)
         return self._locator
 
-    def branches_of_cells(self, cells: np.ndarray) -> np.ndarray:
+    def branches_of_cells(self, cells: np.ndarray) -> pl.Series:
         """Branch of each res-9 cell (the branch holding its centre), cached in the store.
 
         Only cells never seen before go through the spatial join, so a batch costs one
@@ -155,12 +155,12 @@ class Store:
         if len(new):
             lat, lng = h3cells.centers(new["cell"].to_numpy())
             found = pl.DataFrame({"cell": new["cell"],
-                                  "branch_id": pl.Series(self.locator().locate(lat, lng), dtype=pl.String)})
+                                  "branch_id": pl.Series(self.locator().locate(lat, lng).tolist(), dtype=pl.String)})
             with self._write_lock:
                 self._con.execute("INSERT INTO cell_branch SELECT * FROM found")
             known = pl.concat([known, found])
         looked = pl.DataFrame({"cell": cells}).join(known, on="cell", how="left", maintain_order="left")
-        return looked["branch_id"].to_numpy()
+        return looked["branch_id"]
 
     # -- reference data -----------------------------------------------------------------
     def upsert(self, table: str, frame: pl.DataFrame, key: str) -> int:
@@ -203,7 +203,7 @@ class Store:
         devices = self.sql("SELECT device_id, courier_id, vehicle_id FROM devices")
         good = good.join(devices, on="device_id", how="left")
         good = good.with_columns(
-            pl.Series("branch_id", self.branches_of_cells(good["cell"].to_numpy()), dtype=pl.String))
+            pl.Series("branch_id", self.branches_of_cells(good["cell"].to_numpy()).tolist(), dtype=pl.String))
         reason = (pl.when(pl.col("courier_id").is_null() & pl.col("vehicle_id").is_null())
                   .then(pl.concat_str(pl.lit("unknown device '"), pl.col("device_id"), pl.lit("'")))
                   .when(pl.col("branch_id").is_null())
@@ -220,7 +220,7 @@ class Store:
             return 0, 0, _empty_bad()
         good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
         good = good.with_columns(
-            pl.Series("branch_id", self.branches_of_cells(good["cell"].to_numpy()), dtype=pl.String))
+            pl.Series("branch_id", self.branches_of_cells(good["cell"].to_numpy()).tolist(), dtype=pl.String))
         good = good.with_columns(
             pl.when(pl.col("branch_id").is_null())
             .then(pl.lit("position outside every branch territory")).alias("reason"))
