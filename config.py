@@ -48,6 +48,20 @@ class Settings:
     demo_seed: int = 7
     #: Size of the demo generated on first run: small, default or large.
     demo_size: str = "default"
+    # -- live ingest (data/http_api.py) ---------------------------------------------------
+    #: Largest request body the ingest API reads; larger ones get 413.
+    ingest_max_body_bytes: int = 16 * 1024 * 1024
+    #: Milliseconds the ingest writer waits for concurrent requests to join one commit.
+    ingest_linger_ms: float = 2.0
+    #: Register a device the first time it reports (as a courier of the same id) instead
+    #: of rejecting its positions as "unknown device".
+    auto_register_devices: bool = False
+    #: Unit of ``speed`` in the OsmAnd query form: kn (Traccar Client), mps, kmh or mph.
+    osmand_speed_unit: str = "kn"
+    #: Require a token (``?token=`` in the URL typed into the phone) on the OsmAnd endpoint.
+    #: Off by default: stock phone apps cannot send headers, and only registered devices
+    #: are accepted anyway.
+    osmand_require_token: bool = False
 
     @property
     def db_path(self) -> Path:
@@ -75,6 +89,8 @@ class Settings:
                 }
             elif f.name == "data_dir":
                 values[f.name] = Path(raw)
+            elif isinstance(getattr(cls, f.name, None), bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             else:
                 kind = type(getattr(cls, f.name, "")) if f.name != "resolutions" else dict
                 try:

@@ -1,0 +1,475 @@
+"""HTTP ingest: batch API for pings and parcel events, the OsmAnd phone protocol, OpenAPI.
+
+Routes (a Flask blueprint; see ``docs/ingest.md``):
+
+* ``POST /api/v1/pings``, ``POST /api/v1/events``: a JSON array, one JSON object, or
+  NDJSON; ``Authorization: Bearer <token>``. Answer 200 with the accepted count and the
+  index and reason of each rejected record, sent only once the accepted records are
+  committed. 400 for malformed JSON (with line and column), 401 for a missing or unknown
+  token, 413 for a body over ``ingest_max_body_bytes``, 503 when the store cannot take
+  the records now (nothing was acknowledged: retry).
+* ``GET|POST /osmand``: positions exactly as the OsmAnd app and Traccar Client send them
+  (query/form or JSON). 200 once stored, 400 with the reason when rejected.
+* ``GET /api/v1/openapi.json``: the machine-readable description of all of this.
+* ``GET /api/v1/health``: liveness and the ingest counters.
+
+Run standalone (tests, benchmarks, a dedicated ingest port)::
+
+    python -m data.http_api --db var/emap.duckdb --port 8060
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from concurrent.futures import TimeoutError as FutureTimeout
+from urllib.parse import parse_qsl
+
+import orjson
+from flask import Blueprint, Flask, Response, request
+
+from config import Settings
+from data import osmand
+from data.group_commit import Busy, GroupCommitter
+from data.store import Store
+from data.tokens import Principal, TokenCache
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"
+#: Seconds a request waits for its commit before answering 503 (nothing acknowledged).
+COMMIT_TIMEOUT = 60.0
+_NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
+                 "application/x-jsonlines", "application/json-seq")
+_DEVICE_KEYS = ("device_id", "deviceid", "id", "device")
+
+
+class BadBody(ValueError):
+    """The body cannot be read as JSON or NDJSON; the message says where."""
+
+
+def _json(payload, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(payload), status=status, mimetype="application/json", headers=headers)
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> Response:
+    return _json({"error": message}, status, headers)
+
+
+def parse_records(body: bytes, mimetype: str = "application/json") -> list:
+    """Records of a batch body: a JSON array, one JSON object, or NDJSON (one per line).
+
+    Raises
+    ------
+    BadBody
+        With the line and column of the first error (the NDJSON line number for NDJSON).
+
+    Examples
+    --------
+    >>> parse_records(b'{"a": 1}\\n{"a": 2}\\n', "application/x-ndjson")
+    [{'a': 1}, {'a': 2}]
+    """
+    if not body.strip():
+        raise BadBody("empty body: send a JSON array of records or NDJSON (one record per line)")
+    ndjson = mimetype in _NDJSON_TYPES
+    if not ndjson:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            lines = [ln for ln in body.strip().split(b"\n") if ln.strip()]
+            if len(lines) > 1 and lines[0].lstrip().startswith(b"{") and _line_ok(lines[0]):
+                ndjson = True  # NDJSON sent as application/json
+            else:
+                raise BadBody(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        else:
+            return data if isinstance(data, list) else [data]
+    records = []
+    for n, line in enumerate(body.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            raise BadBody(f"malformed JSON on NDJSON line {n}, column {exc.colno}: {exc.msg}") from None
+    return records
+
+
+def _line_ok(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _device_of(record: dict):
+    for key in record:
+        if isinstance(key, str) and key.strip().lower() in _DEVICE_KEYS:
+            return record[key]
+    return None
+
+
+def make_ingest_blueprint(store: Store, settings: Settings,
+                          committer: GroupCommitter | None = None) -> Blueprint:
+    """The ingest API as a Flask blueprint, with its group-commit writer started.
+
+    Parameters
+    ----------
+    store : Store
+        The store of this process (DuckDB is single-process: the API runs where it is open).
+    settings : Settings
+        ``local_tz``, ``ingest_max_body_bytes``, ``ingest_linger_ms``,
+        ``auto_register_devices``, ``osmand_speed_unit``, ``osmand_require_token``.
+    committer : GroupCommitter, optional
+        Share a writer between blueprints; by default one is made and started.
+
+    Returns
+    -------
+    flask.Blueprint
+        With a ``committer`` attribute: call ``bp.committer.close()`` at shutdown so that
+        queued records are committed before the store closes.
+
+    Examples
+    --------
+    >>> app = Flask(__name__)                                          # doctest: +SKIP
+    >>> app.register_blueprint(make_ingest_blueprint(store, settings))  # doctest: +SKIP
+    """
+    bp = Blueprint("ingest", __name__)
+    gc = committer or GroupCommitter(
+        store, settings.local_tz, linger=settings.ingest_linger_ms / 1000.0,
+        auto_register=settings.auto_register_devices).start()
+    bp.committer = gc
+    tokens = TokenCache(store)
+    limit = settings.ingest_max_body_bytes
+
+    def read_body() -> bytes | Response:
+        too_big = _error(413, f"body larger than {limit} bytes: send smaller batches",
+                         {"Connection": "close"})
+        if request.content_length is not None and request.content_length > limit:
+            return too_big
+        data = request.stream.read(limit + 1)
+        return too_big if len(data) > limit else data
+
+    def bearer() -> str | None:
+        header = request.headers.get("Authorization", "")
+        return header[7:].strip() if header[:7].lower() == "bearer " else None
+
+    def authenticate() -> Principal | Response:
+        token = bearer()
+        if token is None:
+            return _error(401, "missing token: send 'Authorization: Bearer <token>'",
+                          {"WWW-Authenticate": 'Bearer realm="emap"'})
+        principal = tokens.lookup(token)
+        if principal is None:
+            return _error(401, "unknown or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return principal
+
+    def commit(kind, records, source, indices=None, early=None):
+        try:
+            outcome = gc.submit(kind, records, source, indices, early).result(COMMIT_TIMEOUT)
+        except Busy as exc:
+            return _error(503, f"busy, nothing stored: {exc}; retry", {"Retry-After": "1"})
+        except FutureTimeout:
+            return _error(503, "not acknowledged in time; retry (re-sent records are not stored twice)",
+                          {"Retry-After": "1"})
+        except Exception as exc:
+            return _error(503, f"not stored: {exc}; retry", {"Retry-After": "1"})
+        return outcome
+
+    def batch(kind: str, endpoint: str) -> Response:
+        principal = authenticate()
+        if isinstance(principal, Response):
+            return principal
+        body = read_body()
+        if isinstance(body, Response):
+            return body
+        try:
+            items = parse_records(body, request.mimetype)
+        except BadBody as exc:
+            return _error(400, str(exc))
+        records, indices, early = [], [], []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                early.append((i, "record is not a JSON object", item))
+                continue
+            if kind == "pings" and principal.kind == "device":
+                device = _device_of(item)
+                if device is None:
+                    item = {**item, "device_id": principal.device_id}
+                elif str(device).strip() != principal.device_id:
+                    early.append((i, f"the token of device '{principal.device_id}' cannot report "
+                                     f"for device '{device}'", item))
+                    continue
+            records.append(item)
+            indices.append(i)
+        outcome = commit(kind, records, f"POST {endpoint} ({principal.name})", indices, early)
+        if isinstance(outcome, Response):
+            return outcome
+        return _json({"received": outcome.received, "accepted": outcome.accepted,
+                      "rejected": [{"index": i, "reason": why} for i, why in outcome.rejected]})
+
+    @bp.post("/api/v1/pings")
+    def post_pings():
+        return batch("pings", "/api/v1/pings")
+
+    @bp.post("/api/v1/events")
+    def post_events():
+        return batch("parcel_events", "/api/v1/events")
+
+    @bp.route("/osmand", methods=["GET", "POST"], strict_slashes=False)
+    def osmand_position():
+        token = request.args.get("token") or bearer()
+        principal = None
+        if token:
+            principal = tokens.lookup(token)
+            if principal is None:
+                return Response("unknown or revoked token\n", 401, mimetype="text/plain")
+        elif settings.osmand_require_token:
+            return Response("missing token: add ?token=... to the server URL\n", 401, mimetype="text/plain")
+        body = read_body()
+        if isinstance(body, Response):
+            return body
+        try:
+            if request.method == "POST" and (request.mimetype.endswith("json")
+                                             or body.lstrip()[:1] in (b"{", b"[")):
+                try:
+                    obj = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    raise osmand.OsmAndError(
+                        f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+                records = [r for o in (obj if isinstance(obj, list) else [obj]) for r in osmand.decode_json(o)]
+            else:
+                params = dict(request.args.items())
+                if body and request.method == "POST":
+                    params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+                params.pop("token", None)
+                records = [osmand.decode_query(params, settings.osmand_speed_unit)]
+        except osmand.OsmAndError as exc:
+            return Response(f"{exc}\n", 400, mimetype="text/plain")
+        if principal is not None and principal.kind == "device":
+            other = {r["device_id"] for r in records} - {principal.device_id}
+            if other:
+                return Response(f"the token of device '{principal.device_id}' cannot report for "
+                                f"device '{sorted(other)[0]}'\n", 403, mimetype="text/plain")
+        outcome = commit("pings", records, "osmand")
+        if isinstance(outcome, Response):
+            return Response(orjson.loads(outcome.get_data())["error"] + "\n", outcome.status_code,
+                            mimetype="text/plain", headers={"Retry-After": "1"})
+        if outcome.rejected:
+            return Response("".join(f"{why}\n" for _, why in outcome.rejected), 400, mimetype="text/plain")
+        return Response("OK\n", 200, mimetype="text/plain")
+
+    @bp.get("/api/v1/openapi.json")
+    def openapi_json():
+        return _json(openapi_spec(request.host_url.rstrip("/")))
+
+    @bp.get("/api/v1/health")
+    def health():
+        return _json({"status": "ok", **{k: int(v) for k, v in gc.stats.items()}})
+
+    return bp
+
+
+# -- OpenAPI ------------------------------------------------------------------------------
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _content(schema: dict, mime: str = "application/json") -> dict:
+    return {"content": {mime: {"schema": schema}}}
+
+
+def openapi_spec(server_url: str = "") -> dict:
+    """The OpenAPI 3.1 description of the ingest API (served at ``/api/v1/openapi.json``)."""
+    error = {"description": "", **_content(_ref("Error"))}
+    text = {"type": "string"}
+
+    def err(description: str) -> dict:
+        return {**error, "description": description}
+
+    batch_responses = {
+        "200": {"description": "Processed: accepted records are committed; rejected ones are "
+                               "listed and kept in quarantine.", **_content(_ref("IngestResult"))},
+        "400": err("Malformed JSON; the message gives the line and column (or NDJSON line)."),
+        "401": err("Missing, unknown or revoked token."),
+        "413": err("Body larger than the configured limit."),
+        "503": err("Nothing was stored (busy or failing store); retry later, re-sent records "
+                   "are not stored twice."),
+    }
+
+    def batch_op(summary: str, item: str) -> dict:
+        return {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"oneOf": [
+                    {"type": "array", "items": _ref(item)}, _ref(item)]}},
+                "application/x-ndjson": {"schema": {"type": "string",
+                                                    "description": f"One {item} JSON object per line."}},
+            }},
+            "responses": batch_responses,
+        }
+
+    osmand_params = [
+        {"name": n, "in": "query", "required": False, "schema": s, "description": d} for n, s, d in [
+            ("id", text, "Device identifier (or `deviceid`)."),
+            ("deviceid", text, "Device identifier (or `id`)."),
+            ("lat", {"type": "number"}, "Latitude, WGS-84 degrees."),
+            ("lon", {"type": "number"}, "Longitude, WGS-84 degrees."),
+            ("location", text, "`lat,lon` instead of `lat` and `lon`."),
+            ("timestamp", text, "Unix seconds or milliseconds, ISO 8601, or `YYYY-MM-DD HH:MM:SS` "
+                                "(local time). Missing: the time received."),
+            ("speed", {"type": "number"}, "Speed, in knots unless configured otherwise."),
+            ("bearing", {"type": "number"}, "Heading in degrees (or `heading`)."),
+            ("heading", {"type": "number"}, "Heading in degrees (or `bearing`)."),
+            ("altitude", {"type": "number"}, "Metres."),
+            ("accuracy", {"type": "number"}, "Metres."),
+            ("hdop", {"type": "number"}, "Horizontal dilution of precision."),
+            ("batt", {"type": "number"}, "Battery level, percent."),
+            ("token", text, "Device or system token, when the server requires one."),
+        ]]
+    osmand_responses = {
+        "200": {"description": "Stored.", **_content(text, "text/plain")},
+        "400": {"description": "Rejected (reason in the body; e.g. unknown device), kept in quarantine.",
+                **_content(text, "text/plain")},
+        "401": {"description": "Unknown token, or a token is required.", **_content(text, "text/plain")},
+        "403": {"description": "A device token used for another device.", **_content(text, "text/plain")},
+        "413": err("Body larger than the configured limit."),
+        "503": {"description": "Not stored now; the phone retries.", **_content(text, "text/plain")},
+    }
+    osmand_json = {"type": "object", "required": ["device_id", "location"], "properties": {
+        "device_id": text,
+        "location": {"oneOf": [_ref("OsmAndLocation"), {"type": "array", "items": _ref("OsmAndLocation")}]},
+    }}
+    num = {"type": ["number", "null"]}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "EMAP live ingest API", "version": API_VERSION,
+                 "description": "Courier GPS positions and parcel scans into the EMAP store. "
+                                "A 2xx answer is sent only after the records are committed."},
+        "servers": [{"url": server_url}] if server_url else [],
+        "paths": {
+            "/api/v1/pings": {"post": batch_op("Store a batch of GPS pings", "Ping")},
+            "/api/v1/events": {"post": batch_op("Store a batch of parcel events (scans)", "ParcelEvent")},
+            "/osmand": {
+                "get": {"summary": "One position, OsmAnd query form (OsmAnd app, Traccar Client)",
+                        "parameters": osmand_params, "responses": osmand_responses},
+                "post": {"summary": "One position, OsmAnd form or JSON body (Traccar Client 9+)",
+                         "parameters": osmand_params,
+                         "requestBody": {"content": {
+                             "application/json": {"schema": osmand_json},
+                             "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
+                         "responses": osmand_responses},
+            },
+            "/api/v1/openapi.json": {"get": {"summary": "This description", "responses": {
+                "200": {"description": "OpenAPI 3.1 document", **_content({"type": "object"})}}}},
+            "/api/v1/health": {"get": {"summary": "Liveness and ingest counters", "responses": {
+                "200": {"description": "Counters since the server started", **_content(_ref("Health"))}}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "A device or system token."}},
+            "schemas": {
+                "Ping": {"type": "object", "required": ["device_id", "ts", "lat", "lng"],
+                         "description": "Aliases accepted: id/deviceid, timestamp, lon, bearing.",
+                         "properties": {
+                             "device_id": text,
+                             "ts": {"type": ["string", "number"],
+                                    "description": "Unix s/ms, ISO 8601, or YYYY-MM-DD HH:MM:SS (local)"},
+                             "lat": {"type": "number"}, "lng": {"type": "number"},
+                             "speed": {**num, "description": "m/s"},
+                             "heading": {**num, "description": "degrees from north"},
+                             "accuracy": {**num, "description": "metres"}}},
+                "ParcelEvent": {
+                    "type": "object", "required": ["parcel_id", "kind", "ts", "lat", "lng"],
+                    "properties": {
+                        "event_id": {**text, "description": "record id; derived from parcel, kind "
+                                                            "and time when missing"},
+                        "parcel_id": text,
+                        "kind": {"enum": ["pickup_request", "pickup", "arrival", "out_for_delivery",
+                                          "delivered"]},
+                        "ts": {"type": ["string", "number"]},
+                        "lat": {"type": "number"}, "lng": {"type": "number"},
+                        "outlet_id": text, "courier_id": text,
+                        "promised_at": {"type": ["string", "number", "null"]},
+                        "dest_branch_id": text, "expected_at": {"type": ["string", "number", "null"]}}},
+                "OsmAndLocation": {"type": "object", "properties": {
+                    "timestamp": text,
+                    "coords": {"type": "object", "properties": {
+                        "latitude": {"type": "number"}, "longitude": {"type": "number"},
+                        "speed": {**num, "description": "m/s"}, "heading": num, "accuracy": num,
+                        "altitude": num}},
+                    "battery": {"type": "object", "properties": {
+                        "level": num, "is_charging": {"type": "boolean"}}}}},
+                "IngestResult": {
+                    "type": "object", "required": ["received", "accepted", "rejected"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "received": {"type": "integer", "minimum": 0},
+                        "accepted": {"type": "integer", "minimum": 0,
+                                     "description": "records now stored (including re-sent ones "
+                                                    "stored before)"},
+                        "rejected": {"type": "array", "items": {
+                            "type": "object", "required": ["index", "reason"], "additionalProperties": False,
+                            "properties": {"index": {"type": "integer", "minimum": 0,
+                                                     "description": "0-based position in the batch"},
+                                           "reason": text}}}}},
+                "Error": {"type": "object", "required": ["error"], "additionalProperties": False,
+                          "properties": {"error": text}},
+                "Health": {"type": "object", "required": ["status"], "properties": {
+                    "status": {"const": "ok"},
+                    **{k: {"type": "integer"} for k in ("groups", "requests", "received", "accepted",
+                                                        "stored", "duplicates", "rejected", "errors")}}},
+            },
+        },
+    }
+
+
+# -- standalone server --------------------------------------------------------------------
+def make_app(store: Store, settings: Settings) -> Flask:
+    """A plain Flask app serving only the ingest API."""
+    app = Flask("emap-ingest")
+    app.register_blueprint(make_ingest_blueprint(store, settings))
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data.http_api", description=__doc__.split("\n")[0])
+    parser.add_argument("--db", help="DuckDB file (default: the configured one)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8060)
+    parser.add_argument("--threads", type=int, default=64, help="request threads (waitress)")
+    parser.add_argument("--server", choices=("waitress", "werkzeug"), default="waitress")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    store = Store(args.db or settings.db_path)
+    app = make_app(store, settings)
+    committer = app.blueprints["ingest"].committer
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"EMAP ingest listening on http://{args.host}:{args.port}", flush=True)
+    try:
+        if args.server == "waitress":
+            from waitress import serve
+            serve(app, host=args.host, port=args.port, threads=args.threads, connection_limit=1000,
+                  channel_timeout=60, backlog=2048, ident="emap")
+        else:
+            from werkzeug.serving import WSGIRequestHandler, run_simple
+            WSGIRequestHandler.protocol_version = "HTTP/1.1"
+            run_simple(args.host, args.port, app, threaded=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        committer.close()
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

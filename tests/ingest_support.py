@@ -1,0 +1,99 @@
+"""Shared set-up of the ingest tests: a store with the real tree and a few devices, and a
+real HTTP server (werkzeug, threaded, or ``python -m data.http_api`` in a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import requests
+
+from config import PROJECT_ROOT, Settings
+from data.store import Store
+from data.tokens import create_token
+from geo.hierarchy import load_tree
+
+#: Devices registered in every test store: couriers dev-000 .. dev-049, vans van-0 .. van-4.
+COURIER_DEVICES = [f"dev-{i:03d}" for i in range(50)]
+VEHICLE_DEVICES = [f"van-{i}" for i in range(5)]
+#: A point in Shenzhen Futian (inside a branch territory).
+SHENZHEN = (22.5431, 114.0579)
+
+
+def build_store(path: Path) -> dict[str, str]:
+    """Create a store with the tree and the test devices; returns tokens by name."""
+    with Store(path) as store:
+        store.save_tree(load_tree())
+        now = datetime.now(UTC).replace(tzinfo=None)
+        ids = COURIER_DEVICES + VEHICLE_DEVICES
+        store.upsert("devices", pl.DataFrame({
+            "device_id": ids,
+            "courier_id": [f"c-{d}" for d in COURIER_DEVICES] + [None] * len(VEHICLE_DEVICES),
+            "vehicle_id": [None] * len(COURIER_DEVICES) + [f"v-{d}" for d in VEHICLE_DEVICES],
+            "registered_at": [now] * len(ids),
+        }, schema_overrides={"courier_id": pl.String, "vehicle_id": pl.String}), "device_id")
+        return {"system": create_token(store, "system", "test-ops"),
+                "device": create_token(store, "device", "dev-000")}
+
+
+def copy_store(template: Path, target: Path) -> Path:
+    shutil.copy(template, target)
+    wal = Path(str(template) + ".wal")
+    if wal.exists():
+        shutil.copy(wal, Path(str(target) + ".wal"))
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ThreadedServer:
+    """The ingest blueprint on a plain Flask app, served by werkzeug on 127.0.0.1."""
+
+    def __init__(self, store: Store, settings: Settings | None = None):
+        from werkzeug.serving import make_server
+
+        from data.http_api import make_app
+        self.settings = settings or Settings.from_env({})
+        self.app = make_app(store, self.settings)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.app.blueprints["ingest"].committer.close()
+
+
+def start_subprocess_server(db: Path, port: int, env: dict | None = None) -> subprocess.Popen:
+    """``python -m data.http_api`` on ``db``; returns once it answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port)],
+        cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).ok:
+                return proc
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start within 30 s")
