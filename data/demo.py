@@ -125,7 +125,7 @@ def build_network(store: Store, size: DemoSize, seed: int) -> dict[str, pl.DataF
     outlets_df = pl.DataFrame(outlets)
     cells = latlng_to_cells(outlets_df["lat"], outlets_df["lng"])
     outlets_df = outlets_df.with_columns(pl.Series("cell", cells),
-                                         pl.Series("branch_id", store.branches_of_cells(cells), dtype=pl.String))
+                                         store.branches_of_cells(cells).alias("branch_id"))
 
     surname = np.array(list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"))
     given = np.array(list("伟芳娜敏静丽强磊军洋勇艳杰涛明超秀霞平刚"))

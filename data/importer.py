@@ -168,8 +168,7 @@ def _import_batch(store: Store, frame: pl.DataFrame, kind: str, source: str, loc
 
 def _store_outlets(store: Store, good: pl.DataFrame):
     good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
-    good = good.with_columns(pl.Series("branch_id", store.branches_of_cells(good["cell"].to_numpy()),
-                                       dtype=pl.String))
+    good = good.with_columns(store.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
     outside = good.filter(pl.col("branch_id").is_null())
     ok = good.filter(pl.col("branch_id").is_not_null()).unique("outlet_id", keep="last")
     dup = len(good) - len(outside) - len(ok)

@@ -202,8 +202,7 @@ class Store:
         good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
         devices = self.sql("SELECT device_id, courier_id, vehicle_id FROM devices")
         good = good.join(devices, on="device_id", how="left")
-        good = good.with_columns(
-            pl.Series("branch_id", self.branches_of_cells(good["cell"].to_numpy()).tolist(), dtype=pl.String))
+        good = good.with_columns(self.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
         reason = (pl.when(pl.col("courier_id").is_null() & pl.col("vehicle_id").is_null())
                   .then(pl.concat_str(pl.lit("unknown device '"), pl.col("device_id"), pl.lit("'")))
                   .when(pl.col("branch_id").is_null())
@@ -219,8 +218,7 @@ class Store:
         if good.is_empty():
             return 0, 0, _empty_bad()
         good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
-        good = good.with_columns(
-            pl.Series("branch_id", self.branches_of_cells(good["cell"].to_numpy()).tolist(), dtype=pl.String))
+        good = good.with_columns(self.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
         good = good.with_columns(
             pl.when(pl.col("branch_id").is_null())
             .then(pl.lit("position outside every branch territory")).alias("reason"))

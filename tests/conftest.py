@@ -1,0 +1,48 @@
+"""Shared fixtures: real DuckDB files in temporary folders, built once per session."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from data.store import Store
+from geo.hierarchy import load_tree
+
+#: The fixed newest demo day used by tests (so figures do not depend on today's date).
+DEMO_END = date(2026, 11, 20)
+
+
+@pytest.fixture(scope="session")
+def tree():
+    """The organisation tree with its polygons (about 1.5 s to build)."""
+    return load_tree()
+
+
+@pytest.fixture(scope="session")
+def small_demo_path(tmp_path_factory, tree):
+    """Path of a DuckDB file holding the 'small' demo (2 cities, 2 days), built once."""
+    from data import demo
+
+    path = tmp_path_factory.mktemp("demo") / "emap.duckdb"
+    with Store(path) as store:
+        store.save_tree(tree)
+        demo.generate(store, size="small", seed=7, days=2, end_date=DEMO_END)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_store(small_demo_path):
+    """A read-only store on the small demo, shared by tests that only read."""
+    store = Store(small_demo_path, read_only=True)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def empty_store(tmp_path, tree):
+    """A fresh store with the tree and nothing else."""
+    store = Store(tmp_path / "emap.duckdb")
+    store.save_tree(tree)
+    yield store
+    store.close()

@@ -1,0 +1,134 @@
+import subprocess
+from datetime import datetime, timedelta
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from data.importer import ImportFileError, import_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+OUTLETS = """outlet_id,name,lat,lng,capacity_couriers,capacity_parcels_per_hour
+o-1,南山1号,22.5330,113.9300,10,120
+o-2,福田1号,22.5410,114.0550,8,96
+o-bad,海上,0,0,3,30
+o-sea,公海,10.0,130.0,3,30
+"""
+COURIERS = """courier_id,name,outlet_id,mode,device_id
+c-1,王伟,o-1,walk,dev-1
+c-2,李娜,o-2,ebike,dev-2
+c-3,张三,o-9,ebike,dev-3
+"""
+PINGS = """device_id,timestamp,lat,lon,speed,bearing,accuracy
+dev-1,2026-11-20T08:00:00+08:00,22.5331,113.9301,1.2,90,5
+dev-1,2026-11-20T08:01:00+08:00,22.5335,113.9310,1.3,90,5
+dev-2,1795132920,22.5412,114.0551,4.0,180,8
+dev-2,2026-11-20 08:05:00,22.5420,114.0560,4.1,180,8
+dev-1,not a time,22.5331,113.9301,1.2,90,5
+dev-1,2026-11-20T08:02:00+08:00,91,113.9301,1.2,90,5
+dev-9,2026-11-20T08:02:00+08:00,22.5331,113.9301,1.2,90,5
+dev-2,2026-11-20T08:06:00+08:00,48.85,2.35,1.2,90,5
+dev-1,2026-11-20T08:01:00+08:00,22.5335,113.9310,1.3,90,5
+"""
+
+
+def _write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def network(empty_store, tmp_path):
+    import_file(empty_store, _write(tmp_path, "outlets.csv", OUTLETS))
+    import_file(empty_store, _write(tmp_path, "couriers.csv", COURIERS))
+    return empty_store
+
+
+def test_outlets_and_couriers(network):
+    outlets = network.sql("SELECT outlet_id, branch_id FROM outlets ORDER BY 1")
+    assert outlets.rows() == [("o-1", "b-440305"), ("o-2", "b-440304")]
+    q = network.sql("SELECT row_number, reason FROM quarantine ORDER BY record_kind, row_number").rows()
+    assert (3, "position 0,0 (no GPS fix)") in q
+    assert (4, "position outside every branch territory") in q
+    assert (3, "unknown outlet 'o-9'") in q
+    assert network.sql("SELECT device_id, courier_id FROM devices ORDER BY 1").rows() == [
+        ("dev-1", "c-1"), ("dev-2", "c-2")]
+
+
+def test_pings_conservation_quarantine_and_reimport(network, tmp_path):
+    path = _write(tmp_path, "pings.csv", PINGS)
+    first = import_file(network, path)
+    assert first.kind == "pings"
+    assert (first.rows, first.accepted, first.rejected, first.duplicates) == (9, 4, 4, 1)
+    assert first.accepted + first.rejected + first.duplicates == first.rows
+    reasons = dict(network.sql(
+        "SELECT row_number, reason FROM quarantine WHERE record_kind = 'pings' AND source = ?", [str(path)]).rows())
+    assert reasons == {5: "ts could not be read as a timestamp", 6: "lat out of range [-90, 90]",
+                       7: "unknown device 'dev-9'", 8: "position outside every branch territory"}
+    stored = network.sql("SELECT device_id, ts, courier_id, branch_id FROM pings ORDER BY ts")
+    assert stored["courier_id"].to_list() == ["c-1", "c-1", "c-2", "c-2"]
+    assert stored["ts"][0].isoformat() == "2026-11-20T00:00:00"  # stored in UTC
+    assert network.scalar("SELECT sum(pings) FROM cube_hourly") == 4
+    assert network.scalar("SELECT sum(couriers) FROM cube_hourly") >= 2
+
+    again = import_file(network, path)
+    assert (again.accepted, again.duplicates) == (0, 5)
+    assert network.scalar("SELECT count(*) FROM pings") == 4
+    assert network.scalar("SELECT sum(pings) FROM cube_hourly") == 4  # the cube did not double
+
+
+def test_parquet_events_in_small_batches(network, tmp_path):
+    n = 2500
+    frame = pl.DataFrame({
+        "event_id": [f"e{i}" for i in range(n)], "parcel_id": [f"p{i // 2}" for i in range(n)],
+        "kind": ["delivered" if i % 2 else "out_for_delivery" for i in range(n)],
+        "ts": [datetime(2026, 11, 20, 1) + timedelta(seconds=i) for i in range(n)],
+        "lat": [22.533] * n, "lng": [113.93] * n,
+        "promised_at": [datetime(2026, 11, 20, 1, 30)] * n,
+    })
+    frame = frame.with_columns(pl.col("ts", "promised_at").dt.replace_time_zone("UTC"))
+    path = tmp_path / "scans.parquet"
+    frame.write_parquet(path)
+    seen = []
+    report = import_file(network, path, batch_rows=1000, progress=lambda done, total: seen.append((done, total)))
+    assert report.accepted == n and seen == [(1000, n), (2000, n), (2500, n)]
+    cube = network.sql("SELECT sum(deliveries)::INT, sum(on_time)::INT, sum(late)::INT, sum(scans)::INT "
+                       "FROM cube_hourly").row(0)
+    delivered = frame.filter(pl.col("kind") == "delivered")
+    expected_on_time = delivered.filter(pl.col("ts") <= pl.col("promised_at")).height
+    assert 0 < expected_on_time < n // 2
+    assert cube == (n // 2, expected_on_time, n // 2 - expected_on_time, n)
+
+
+def test_unreadable_files_change_nothing(network, tmp_path):
+    before = network.counts()
+    garbage = tmp_path / "pings.parquet"
+    garbage.write_bytes(b"this is not parquet at all")
+    with pytest.raises(ImportFileError, match="cannot be read"):
+        import_file(network, garbage)
+    with pytest.raises(ImportFileError, match="no such file"):
+        import_file(network, tmp_path / "missing.csv")
+    with pytest.raises(ImportFileError, match="header"):
+        import_file(network, _write(tmp_path, "pings.csv", "a,a\n1,2\n"))
+    with pytest.raises(ImportFileError, match="unsupported"):
+        import_file(network, _write(tmp_path, "pings.xlsx", "x"))
+    with pytest.raises(ImportFileError, match="cannot tell"):
+        import_file(network, _write(tmp_path, "data.csv", "foo,bar\n1,2\n"))
+    assert network.counts() == before
+
+
+def test_command_line_import_prints_counts(tmp_path):
+    env = {"EMAP_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for name, text in (("outlets.csv", OUTLETS), ("couriers.csv", COURIERS), ("pings.csv", PINGS)):
+        _write(tmp_path, name, text)
+    run = subprocess.run([sys.executable, "app.py", "import", str(tmp_path / "outlets.csv"),
+                          str(tmp_path / "couriers.csv"), str(tmp_path / "pings.csv")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "pings: 9 rows read, 4 accepted, 4 rejected, 1 duplicates" in run.stdout
+    bad = subprocess.run([sys.executable, "app.py", "import", str(tmp_path / "nope.parquet")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no such file" in bad.stderr

@@ -1,0 +1,91 @@
+from datetime import datetime
+
+import polars as pl
+import pytest
+
+from data.validate import check_couriers, check_events, check_outlets, check_pings
+
+
+def _ts(values, tz="Asia/Shanghai"):
+    good, bad = check_pings(pl.DataFrame({"device_id": ["d"] * len(values), "ts": values,
+                                          "lat": [22.5] * len(values), "lng": [114.0] * len(values)}), tz)
+    return good, bad
+
+
+@pytest.mark.parametrize("raw,want", [
+    ("2026-11-20T08:00:00Z", datetime(2026, 11, 20, 8)),
+    ("2026-11-20T16:00:00+08:00", datetime(2026, 11, 20, 8)),
+    ("2026-11-20T16:00:00.250+08:00", datetime(2026, 11, 20, 8, 0, 0, 250000)),
+    ("2026-11-20 16:00:00", datetime(2026, 11, 20, 8)),  # naive = network local time
+    ("2026-11-20T16:00", datetime(2026, 11, 20, 8)),
+    ("1763625600", datetime(2025, 11, 20, 8)),           # Unix seconds
+    ("1763625600000", datetime(2025, 11, 20, 8)),        # Unix milliseconds
+])
+def test_timestamp_forms(raw, want):
+    good, bad = _ts([raw])
+    assert bad.is_empty(), bad
+    assert good["ts"][0] == want
+
+
+def test_naive_times_follow_the_configured_zone():
+    good, _ = _ts(["2026-11-20 16:00:00"], tz="UTC")
+    assert good["ts"][0] == datetime(2026, 11, 20, 16)
+
+
+def test_datetime_columns_with_and_without_zone():
+    aware = pl.Series([datetime(2026, 11, 20, 16)]).dt.replace_time_zone("Asia/Shanghai")
+    frame = pl.DataFrame({"device_id": ["d", "d"], "ts": pl.concat([aware, aware]),
+                          "lat": [1.0, 2.0], "lng": [3.0, 4.0]})
+    good, _ = check_pings(frame)
+    assert good["ts"].to_list() == [datetime(2026, 11, 20, 8)] * 2
+    good, _ = check_pings(frame.with_columns(pl.col("ts").dt.replace_time_zone(None)))
+    assert good["ts"][0] == datetime(2026, 11, 20, 8)
+
+
+def test_each_bad_row_gets_its_own_reason_and_good_rows_are_kept():
+    frame = pl.DataFrame({
+        "deviceid": ["a", "", "c", "d", "e", "f", "g", "h"],
+        "timestamp": ["2026-11-20T08:00:00Z", "2026-11-20T08:00:00Z", "yesterday", "2026-11-20T08:00:00Z",
+                      "2026-11-20T08:00:00Z", "2026-11-20T08:00:00Z", "2026-11-20T08:00:00Z", None],
+        "lat": ["22.5", "22.5", "22.5", "95", "22.5", "0", "north", "22.5"],
+        "lon": ["114", "114", "114", "114", "114", "0", "114", "114"],
+        "speed": ["1", "1", "1", "1", "-3", "1", "1", "1"],
+    })
+    good, bad = check_pings(frame)
+    assert good["device_id"].to_list() == ["a"]
+    reasons = dict(zip(bad["_row"].to_list(), bad["reason"].to_list()))
+    assert reasons == {
+        2: "device_id is required",
+        3: "ts could not be read as a timestamp",
+        4: "lat out of range [-90, 90]",
+        5: "speed is negative",
+        6: "position 0,0 (no GPS fix)",
+        7: "lat could not be read as a number",
+        8: "ts is required",
+    }
+    assert '"lat":"north"' in bad.filter(pl.col("_row") == 7)["raw"][0]
+
+
+def test_missing_required_column_is_named():
+    good, bad = check_pings(pl.DataFrame({"device_id": ["a"], "lat": [1.0], "lng": [2.0]}))
+    assert good.is_empty() and bad["reason"][0] == "missing column 'ts'"
+
+
+def test_events_kinds_and_derived_ids():
+    frame = pl.DataFrame({"parcel_id": ["p1", "p2"], "kind": ["delivered", "lost"],
+                          "ts": ["2026-11-20T08:00:00Z"] * 2, "lat": [22.5, 22.5], "lng": [114.0, 114.0],
+                          "promised_at": ["2026-11-20T09:00:00Z", None]})
+    good, bad = check_events(frame)
+    assert good["event_id"][0] == "p1:delivered:20261120T080000.000000"
+    assert good["promised_at"][0] == datetime(2026, 11, 20, 9)
+    assert bad["reason"][0].startswith("kind must be one of pickup_request")
+
+
+def test_outlets_and_couriers_rules():
+    good, bad = check_outlets(pl.DataFrame({"outlet_id": ["o1", "o2"], "lat": [22.5, 22.5], "lng": [114.0, 114.0],
+                                            "capacity_couriers": ["10", "-1"]}))
+    assert good["kind"].to_list() == ["outlet"] and bad["reason"][0] == "capacity_couriers is negative"
+    good, bad = check_couriers(pl.DataFrame({"courier_id": ["c1", "c2"], "outlet_id": ["o1", "o1"],
+                                             "mode": ["walk", "rocket"]}))
+    assert good["device_id"].to_list() == ["c1"]
+    assert bad["reason"][0] == "mode must be one of walk, ebike"
