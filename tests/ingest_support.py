@@ -82,14 +82,16 @@ class ThreadedServer:
 
 def start_subprocess_server(db: Path, port: int, env: dict | None = None) -> subprocess.Popen:
     """``python -m data.http_api`` on ``db``; returns once it answers."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port)],
-        cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = Path(f"{db}.{port}.log")
+    with open(log, "ab") as err:  # a file, not a pipe: a full pipe would stall the server
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port)],
+            cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
+            stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             if requests.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).ok:
                 return proc
