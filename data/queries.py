@@ -100,3 +100,21 @@ def children_of_cells(store: Store, scope: str, cells, res: int) -> pl.DataFrame
     con = store.cursor()
     con.register("frame", frame.to_arrow())
     return con.sql(q, params={"scope": scope}).pl()
+
+
+def baseline_hours(store: Store, scope: str, hours: list[datetime], res: int, days: int = 7) -> pl.DataFrame:
+    """:func:`baseline` for several hours at once: ``hour, cell, baseline``."""
+    store.check_scope(scope)
+    cell = h3cells.parent_sql("cell", res) if res < h3cells.BASE_RES else "cell"
+    pairs = pl.DataFrame({"hour": [h for h in hours for _ in range(days)],
+                          "past": [h - timedelta(days=d) for h in hours for d in range(1, days + 1)]})
+    q = f"""
+        WITH c AS (SELECT p.hour, c.hour AS past, {cell} AS cell, sum(c.pickups + c.deliveries) AS w
+                   FROM cube_hourly c {_SCOPED} JOIN pairs p ON p.past = c.hour
+                   WHERE c.hour >= $lo AND c.hour <= $hi GROUP BY ALL),
+        n AS (SELECT hour, count(DISTINCT past) AS days FROM c GROUP BY hour)
+        SELECT hour, cell, (sum(w) / any_value(n.days))::DOUBLE AS baseline
+        FROM c JOIN n USING (hour) GROUP BY hour, cell ORDER BY hour, cell"""
+    con = store.cursor()
+    con.register("pairs", pairs.to_arrow())
+    return con.sql(q, params={"scope": scope, "lo": min(pairs["past"]), "hi": max(pairs["past"])}).pl()

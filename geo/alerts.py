@@ -155,13 +155,14 @@ def since(zone_cells, hours: list, over_by_hour: dict) -> object:
 
 
 def detect(frame: pl.DataFrame, parcels_per_courier_hour: float, ratio_threshold: float,
-           baseline_factor: float, min_workload: float = 0.0) -> tuple[pl.DataFrame, pl.DataFrame]:
+           baseline_factor: float, min_workload: float = 0.0,
+           ping_rate: float | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Load ratio, flags and zones of one hour in one call.
 
     Returns ``(flagged cells, zones)``.
     """
     from geo.kpis import load_ratio
 
-    flagged = flag_cells(load_ratio(frame, parcels_per_courier_hour), ratio_threshold,
+    flagged = flag_cells(load_ratio(frame, parcels_per_courier_hour, ping_rate), ratio_threshold,
                          baseline_factor, min_workload)
     return flagged, zones(flagged)

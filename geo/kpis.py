@@ -6,6 +6,13 @@ Load ratio
 ``workload = pickups + deliveries`` and
 ``capacity = effective couriers x parcels_per_courier_hour``.
 
+*Effective couriers are courier-hours present, not heads.* A courier crossing five
+cells in an hour is counted (distinctly) in all five but works one hour in total.
+When a ping rate is known (pings per actor per hour in the scope, from the cube), the
+courier-hours spent in a cell are ``pings / ping_rate`` and the effective couriers are
+``min(distinct couriers, courier-hours)``. Without a ping rate, distinct couriers are
+used as they are.
+
 *Cells with workload but no courier seen in them.* Dividing by zero is avoided and
 the cell is not written off as "infinitely" overloaded: its effective couriers are
 the mean number of couriers over its 7-cell disc (the cell and its six neighbours:
@@ -25,7 +32,8 @@ KPI_KEYS = ("pickups", "deliveries", "on_time_rate", "couriers", "parcels_per_co
             "vehicles", "zones")
 
 
-def load_ratio(frame: pl.DataFrame, parcels_per_courier_hour: float) -> pl.DataFrame:
+def load_ratio(frame: pl.DataFrame, parcels_per_courier_hour: float,
+               ping_rate: float | None = None) -> pl.DataFrame:
     """Add ``workload``, ``capacity`` and ``load_ratio`` to a cube frame of one hour.
 
     Parameters
@@ -34,6 +42,8 @@ def load_ratio(frame: pl.DataFrame, parcels_per_courier_hour: float) -> pl.DataF
         One row per cell: ``cell``, ``pickups``, ``deliveries``, ``couriers``.
     parcels_per_courier_hour : float
         Parcels one courier handles in one hour.
+    ping_rate : float, optional
+        Pings per actor per hour (needs a ``pings`` column); see the module notes.
 
     Examples
     --------
@@ -49,6 +59,8 @@ def load_ratio(frame: pl.DataFrame, parcels_per_courier_hour: float) -> pl.DataF
         raise ValueError("parcels_per_courier_hour must be positive")
     workload = (frame["pickups"] + frame["deliveries"]).to_numpy().astype(np.float64)
     couriers = frame["couriers"].to_numpy().astype(np.float64)
+    if ping_rate is not None and ping_rate > 0 and "pings" in frame.columns:
+        couriers = np.minimum(couriers, frame["pings"].to_numpy().astype(np.float64) / ping_rate)
     effective = couriers.copy()
     empty = (couriers == 0) & (workload > 0)
     if empty.any():

@@ -14,7 +14,8 @@ Layers never touch the store: callers hand them frames.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class Style:
     colorscale: tuple = ()
     range: tuple[float, float] | None = None
     null_colour: str = "#cccccc"
-    categories: dict = field(default_factory=dict)
+    categories: dict = dc_field(default_factory=dict)
     opacity: float = 0.7
 
 
@@ -47,7 +48,7 @@ class DrawContext:
     """
 
     gcj02: bool = False
-    text: dict = field(default_factory=dict)
+    text: dict = dc_field(default_factory=dict)
     metric: str = "scans"
     selected: object = None
 

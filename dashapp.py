@@ -1,0 +1,49 @@
+"""The EMAP dashboard application factory.
+
+``build_app(store, settings).run(host=settings.host, port=settings.port)`` serves it;
+nothing is read or opened at import time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import dash
+
+from config import PROJECT_ROOT
+from pages import dashboard
+from pages.model import Cache, Model
+
+ASSETS = PROJECT_ROOT / "assets"
+
+
+def translations() -> dict:
+    """Interface strings per language (``assets/translations.json``)."""
+    with open(ASSETS / "translations.json", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def build_app(store, settings, blueprints: Iterable = ()) -> dash.Dash:
+    """The dashboard for one store.
+
+    Parameters
+    ----------
+    store : data.store.Store
+    settings : config.Settings
+    blueprints : iterable of flask.Blueprint
+        Registered on the Flask server (``app.server``), e.g. the HTTP ingest API.
+
+    Returns
+    -------
+    dash.Dash
+    """
+    text = translations()
+    app = dash.Dash(__name__, title="EMAP", assets_folder=str(ASSETS), update_title=None,
+                    serve_locally=True)
+    for bp in blueprints:
+        app.server.register_blueprint(bp)
+    model = Model(store, settings, Cache(size=256))
+    app.layout = dashboard.layout(text)
+    dashboard.register(app, model, text)
+    return app

@@ -1,0 +1,42 @@
+"""Every component id of the dashboard. The first block is stable: tests and
+integrations rely on it."""
+
+# stable ids
+MAP = "map"
+BREADCRUMB = "breadcrumb"
+KPIS = "kpis"
+ALERTS = "alerts"
+DATE = "date"
+HOUR = "hour"
+METRIC = "metric"
+LAYERS = "layers"
+LANGUAGE = "language"
+LIVE = "live"
+
+# other ids
+URL = "url"
+STATE = "state"
+GEOMETRY = "geometry-key"
+BASEMAP = "basemap"
+DRILL = "drill"
+HOUR_PREV = "hour-prev"
+HOUR_NEXT = "hour-next"
+PLAY = "play"
+PLAY_TICK = "play-tick"
+LIVE_TICK = "live-tick"
+TREND = "trend"
+CHILDREN = "children"
+TITLE = "title"
+STATUS = "status"
+
+#: Pattern-matching id types.
+CRUMB = "crumb"      # {"type": CRUMB, "node": node_id}
+ALERT = "alert"      # {"type": ALERT, "zone": zone_id}
+
+#: Static labels translated by the language callback: id -> translation key.
+LABELS = {
+    "label-date": "date", "label-hour": "hour", "label-metric": "metric",
+    "label-layers": "layers", "label-basemap": "basemap", "label-drill": "drill",
+    "label-kpis": "kpis", "label-alerts": "alerts", "label-children": "children",
+    TITLE: "title",
+}

@@ -1,0 +1,353 @@
+"""What the dashboard shows, as frames and plain dicts: the glue between the store,
+``geo/`` and ``layers/``. Callbacks call these and return the results.
+
+Times: the UI speaks the network's local time (``settings.local_tz``); the store is
+UTC. ``hour_window`` converts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from collections import OrderedDict
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import polars as pl
+
+from data import queries
+from geo import alerts as zones_mod
+from geo import kpis as kpis_mod
+from layers import hexes, registry
+from layers.base import DrawContext
+
+#: Hex resolution of the peak-load detection (0.74 km² cells) unless settings say otherwise.
+DEFAULT_ALERT_RES = 8
+#: Cells with fewer parcels in the hour never raise an alert (noise floor).
+DEFAULT_ALERT_MIN_WORKLOAD = 10.0
+#: Hours looked back to find when a zone started.
+SINCE_HOURS = 6
+#: Trace order of the map figure; Patch updates address traces by these positions.
+TRACE_ORDER = ("territories", "hexes", "outlines", "labels", "zones", "zone_selected", "outlets",
+               "vehicle_heading", "vehicles", "couriers")
+LAYER_TRACES = {"hexes": ("hexes",), "outlines": ("territories", "outlines", "labels"),
+                "zones": ("zones", "zone_selected"), "outlets": ("outlets",),
+                "vehicles": ("vehicle_heading", "vehicles"), "couriers": ("couriers",)}
+BASEMAPS = ("none", "osm", "amap")
+_TILES = {
+    "osm": ["https://tile.openstreetmap.org/{z}/{x}/{y}.png"],
+    "amap": ["https://webrd01.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
+             "https://webrd02.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}"],
+}
+
+
+class Cache:
+    """A small thread-safe LRU with an optional time-to-live per entry (the dashboard's
+    one explicit cache object, created by ``build_app``)."""
+
+    def __init__(self, size: int = 64):
+        self._size = size
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, make, ttl: float | None = None):
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None and (hit[1] is None or hit[1] > now):
+                self._data.move_to_end(key)
+                return hit[0]
+        value = make()
+        with self._lock:
+            self._data[key] = (value, None if ttl is None else now + ttl)
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+        return value
+
+    def drop(self, key) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+
+class Model:
+    """The dashboard's reads for one store and one settings object."""
+
+    def __init__(self, store, settings, cache: Cache | None = None):
+        self.store = store
+        self.settings = settings
+        self.cache = cache or Cache()
+        self.tz = ZoneInfo(settings.local_tz)
+        self.alert_res = int(getattr(settings, "alert_resolution", DEFAULT_ALERT_RES))
+        self.alert_min = float(getattr(settings, "alert_min_workload", DEFAULT_ALERT_MIN_WORKLOAD))
+
+    # -- tree and time ------------------------------------------------------------------
+    def nodes(self) -> pl.DataFrame:
+        return self.cache.get("nodes", self.store.nodes)
+
+    def node(self, node_id: str) -> dict:
+        row = self.nodes().filter(pl.col("node_id") == node_id)
+        if row.is_empty():
+            raise KeyError(node_id)
+        return row.row(0, named=True)
+
+    def children(self, node_id: str) -> pl.DataFrame:
+        return self.nodes().filter(pl.col("parent_id") == node_id).sort("node_id")
+
+    def path(self, node_id: str) -> list[dict]:
+        out = [self.node(node_id)]
+        while out[-1]["parent_id"]:
+            out.append(self.node(out[-1]["parent_id"]))
+        return out[::-1]
+
+    def res(self, node_id: str) -> int:
+        return int(self.settings.resolutions[self.node(node_id)["level"]])
+
+    def hour_window(self, day: str, hour: int) -> tuple[datetime, datetime]:
+        """UTC start and end of a local (date, hour)."""
+        local = datetime.combine(date.fromisoformat(day), datetime.min.time()).replace(hour=int(hour), tzinfo=self.tz)
+        start = local.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+        return start, start + timedelta(hours=1)
+
+    def day_window(self, day: str) -> tuple[datetime, datetime]:
+        start, _ = self.hour_window(day, 0)
+        return start, start + timedelta(days=1)
+
+    def local(self, utc: datetime) -> datetime:
+        return utc.replace(tzinfo=ZoneInfo("UTC")).astimezone(self.tz).replace(tzinfo=None)
+
+    def newest(self, scope: str = "hq") -> tuple[str, int] | None:
+        """Local (date, hour) of the newest data in scope."""
+        hi = self.store.data_hours(scope)[1]
+        if hi is None:
+            return None
+        loc = self.local(hi)
+        return loc.date().isoformat(), loc.hour
+
+    def dates(self, scope: str = "hq") -> list[str]:
+        lo, hi = self.store.data_hours(scope)
+        if lo is None:
+            return []
+        a, b = self.local(lo).date(), self.local(hi).date()
+        return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+
+    def _ttl(self, end: datetime) -> float | None:
+        # Windows touching the newest data may still grow (live ingest): cache briefly.
+        hi = self.store.data_hours("hq")[1]
+        return 5.0 if hi is None or end > hi else None
+
+    # -- hexes --------------------------------------------------------------------------
+    def day_cube(self, scope: str, day: str, res: int) -> pl.DataFrame:
+        start, end = self.day_window(day)
+        return self.cache.get(("day", scope, day, res),
+                              lambda: self.store.cube(scope, start, end, res), ttl=self._ttl(end))
+
+    def ping_rates(self, scope: str, start: datetime, end: datetime) -> dict:
+        """Pings per actor per hour in scope, by UTC hour (for courier-hours present)."""
+        t = queries.hourly_totals(self.store, scope, start, end)
+        return {h: p / a for h, p, a in zip(t["hour"].to_list(), t["pings"].to_list(),
+                                            (t["couriers"] + t["vehicles"]).to_list(), strict=True) if a}
+
+    def day_rates(self, scope: str, day: str) -> dict:
+        start, end = self.day_window(day)
+        return self.cache.get(("rates", scope, day), lambda: self.ping_rates(scope, start, end),
+                              ttl=self._ttl(end))
+
+    def hex_frame(self, scope: str, day: str, hour: int, metric: str) -> pl.DataFrame:
+        """The hex layer's frame: ``cell, value, load_ratio, node`` for one hour."""
+        res = self.res(scope)
+        start, _ = self.hour_window(day, hour)
+        cube = self.day_cube(scope, day, res).filter(pl.col("hour") == start).drop("hour")
+        cube = kpis_mod.load_ratio(cube, self.settings.parcels_per_courier_hour,
+                                   self.day_rates(scope, day).get(start))
+        value = pl.col("load_ratio") if metric == "load_ratio" else pl.col(metric).cast(pl.Float64)
+        kids = self.cell_children(scope, day, res)
+        return cube.with_columns(value.alias("value")).join(kids, on="cell", how="left") \
+            .select("cell", "value", "load_ratio", pl.col("name").alias("node"), "workload", "couriers")
+
+    def cell_children(self, scope: str, day: str, res: int) -> pl.DataFrame:
+        """Child node (id and name) of each cell seen in the day, for hover and drill-down."""
+        def make():
+            cells = self.day_cube(scope, day, res)["cell"].unique().to_list()
+            if not cells or self.children(scope).is_empty():
+                return pl.DataFrame(schema={"cell": pl.UInt64, "node_id": pl.String, "name": pl.String})
+            k = queries.children_of_cells(self.store, scope, cells, res)
+            return k.join(self.nodes().select("node_id", "name"), on="node_id", how="left")
+        return self.cache.get(("kids", scope, day, res), make, ttl=self._ttl(self.day_window(day)[1]))
+
+    def geometry(self, scope: str, day: str, gcj02: bool) -> tuple[np.ndarray, dict, str]:
+        """Every cell of the day in scope (sorted), its GeoJSON and a signature."""
+        res = self.res(scope)
+
+        def make():
+            cells = np.sort(self.day_cube(scope, day, res)["cell"].unique().to_numpy())
+            sig = hashlib.blake2b(cells.tobytes(), digest_size=8).hexdigest()
+            return cells, hexes.geojson(cells, DrawContext(gcj02=gcj02)), sig
+        return self.cache.get(("geom", scope, day, res, gcj02), make, ttl=self._ttl(self.day_window(day)[1]))
+
+    # -- alerts -------------------------------------------------------------------------
+    def alert_state(self, scope: str, day: str, hour: int) -> dict:
+        """Zones of the hour with their node and start, and the over-load cells of the
+        preceding hours (the explicit state ``since`` is computed from)."""
+        start, end = self.hour_window(day, hour)
+        return self.cache.get(("alerts", scope, start), lambda: self._alerts(scope, start, end),
+                              ttl=self._ttl(end))
+
+    def _alerts(self, scope, start, end) -> dict:
+        s = self.settings
+        first = start - timedelta(hours=SINCE_HOURS - 1)
+        cube = self.store.cube(scope, first, end, self.alert_res)
+        hours = [first + timedelta(hours=i) for i in range(SINCE_HOURS)]
+        base = queries.baseline_hours(self.store, scope, hours, self.alert_res)
+        rates = self.ping_rates(scope, first, end)
+        over_by_hour, zones = {}, None
+        for h in hours:
+            f = cube.filter(pl.col("hour") == h).drop("hour")
+            f = f.join(base.filter(pl.col("hour") == h).drop("hour"), on="cell", how="left")
+            flagged, z = zones_mod.detect(f, s.parcels_per_courier_hour, s.load_ratio_threshold,
+                                         s.baseline_factor, self.alert_min, rates.get(h))
+            over_by_hour[h] = set(flagged.filter(pl.col("over"))["cell"].to_list())
+            zones = z
+        since = [self.local(zones_mod.since(c, hours, over_by_hour)).strftime("%H:00")
+                 for c in zones["cells"].to_list()]
+        branch = self.store.locator().locate(zones["lat"].to_numpy(), zones["lng"].to_numpy()) \
+            if len(zones) else np.array([], dtype=object)
+        zones = zones.with_columns(pl.Series("since", since, dtype=pl.String),
+                                   pl.Series("branch_id", list(branch), dtype=pl.String))
+        names = self.nodes().select(pl.col("node_id").alias("branch_id"), pl.col("name").alias("branch"))
+        zones = zones.join(names, on="branch_id", how="left", maintain_order="left")
+        return {"zones": zones, "over_by_hour": over_by_hour}
+
+    def zones(self, scope, day, hour) -> pl.DataFrame:
+        return self.alert_state(scope, day, hour)["zones"]
+
+    # -- KPIs ---------------------------------------------------------------------------
+    def kpis(self, scope: str, day: str, hour: int) -> list[dict]:
+        level = self.node(scope)["level"]
+        out = []
+        for d in (day, (date.fromisoformat(day) - timedelta(days=1)).isoformat()):
+            start, end = self.hour_window(d, hour)
+            f = self.store.node_figures(scope, start, end, level=level)
+            row = kpis_mod.indicators(f).row(0, named=True) if len(f) else {}
+            row["zones"] = len(self.zones(scope, d, hour)) if row else None
+            out.append(row)
+        return kpis_mod.panel(out[0], out[1])
+
+    def trend(self, scope: str, day: str) -> pl.DataFrame:
+        start, end = self.day_window(day)
+        t = queries.hourly_totals(self.store, scope, start, end)
+        return t.with_columns(pl.col("hour").map_elements(lambda h: self.local(h).hour, return_dtype=pl.Int64)
+                              .alias("local_hour"))
+
+    def child_table(self, scope: str, day: str, hour: int) -> pl.DataFrame:
+        """Children of ``scope`` with the KPI indicators of the hour and their zone count."""
+        start, end = self.hour_window(day, hour)
+        f = kpis_mod.indicators(self.store.node_figures(scope, start, end))
+        z = self.zones(scope, day, hour)
+        if len(z) and len(f):
+            closure = self.store.sql("SELECT ancestor_id AS node_id, branch_id FROM node_branches "
+                                     "WHERE list_contains(?, ancestor_id)", [f["node_id"].to_list()])
+            counts = z.select("branch_id").join(closure, on="branch_id").group_by("node_id").len("zones")
+            f = f.join(counts, on="node_id", how="left")
+        else:
+            f = f.with_columns(pl.lit(0).alias("zones"))
+        return f.with_columns(pl.col("zones").fill_null(0)).sort("volume", descending=True)
+
+    # -- points -------------------------------------------------------------------------
+    def positions(self, scope: str, day: str, hour: int, kind: str) -> pl.DataFrame:
+        start, end = self.hour_window(day, hour)
+        f = queries.latest_positions(self.store, scope, start, end, kind)
+        offline_at = end - timedelta(minutes=self.settings.offline_after_minutes)
+        return f.with_columns(
+            pl.when(pl.col("ts") < offline_at).then(pl.lit("offline"))
+            .when(pl.col("speed").fill_nan(0).fill_null(0) > 0.5).then(pl.lit("moving"))
+            .otherwise(pl.lit("stopped")).alias("state"))
+
+    def outlets(self, scope: str, day: str, hour: int) -> pl.DataFrame:
+        start, end = self.hour_window(day, hour)
+        return queries.outlet_load(self.store, scope, start, end)
+
+    # -- the map figure -------------------------------------------------------------------
+    def view(self, scope: str, zone: pl.DataFrame | None = None) -> dict:
+        """Centre and zoom fitting the node's territory (or a zone)."""
+        if zone is not None and len(zone):
+            z = zone.row(0, named=True)
+            lng0, lat0, lng1, lat1 = z["lng_min"], z["lat_min"], z["lng_max"], z["lat_max"]
+            pad = 0.01
+        else:
+            g = self.cache.get(("terr", scope), lambda: self.store.territories([scope]))
+            lng0, lat0, lng1, lat1 = (float(v) for v in g.total_bounds)
+            pad = 0.0
+        span = max(lng1 - lng0 + 2 * pad, (lat1 - lat0 + 2 * pad) * 1.3, 1e-3)
+        zoom = max(1.0, min(15.0, math.log2(360.0 / span) - 0.3))
+        return {"center": {"lat": (lat0 + lat1) / 2, "lon": (lng0 + lng1) / 2}, "zoom": round(zoom, 2)}
+
+    def territories(self, scope: str):
+        ids = self.children(scope)["node_id"].to_list() or [scope]
+        return self.cache.get(("terr-kids", scope), lambda: self.store.territories(ids))
+
+    def traces(self, state: dict, text: dict, geometry: dict | None) -> dict[str, dict]:
+        """Every trace of the map by name (empty and hidden when its layer is off)."""
+        scope, day, hour = state["node"], state["date"], int(state["hour"])
+        on = set(state.get("layers") or [])
+        ctx = DrawContext(gcj02=state.get("basemap") == "amap", text=text, metric=state["metric"],
+                          selected=state.get("zone"))
+        built: dict[str, dict] = {}
+        if "hexes" in on:
+            frame = self.hex_frame(scope, day, hour, state["metric"])
+            built.update(zip(["hexes"], hexes.traces(frame, ctx, geometry=geometry), strict=True))
+        if "outlines" in on:
+            built.update(zip(LAYER_TRACES["outlines"], registry.get("outlines").build(self.territories(scope), ctx),
+                             strict=True))
+        if "zones" in on:
+            built.update(zip(LAYER_TRACES["zones"], registry.get("zones").build(self.zones(scope, day, hour), ctx),
+                             strict=True))
+        if "outlets" in on:
+            built.update(zip(LAYER_TRACES["outlets"], registry.get("outlets").build(self.outlets(scope, day, hour), ctx),
+                             strict=True))
+        if "vehicles" in on:
+            built.update(zip(LAYER_TRACES["vehicles"], registry.get("vehicles").build(
+                self.positions(scope, day, hour, "vehicle"), ctx), strict=True))
+        if "couriers" in on:
+            built.update(zip(LAYER_TRACES["couriers"], registry.get("couriers").build(
+                self.positions(scope, day, hour, "courier"), ctx), strict=True))
+        out = {}
+        for name in TRACE_ORDER:
+            t = built.get(name)
+            out[name] = t if t is not None else {"type": "choroplethmap" if name in ("hexes", "territories") else "scattermap",
+                                                 "name": name, "uid": name, "visible": False}
+        return out
+
+    def layout(self, state: dict) -> dict:
+        zone = None
+        if state.get("zone") is not None:
+            z = self.zones(state["node"], state["date"], int(state["hour"]))
+            zone = z.filter(pl.col("zone_id") == int(state["zone"]))
+        v = self.view(state["node"], zone)
+        basemap = state.get("basemap") or "none"
+        layers = []
+        if basemap in _TILES:
+            layers = [{"sourcetype": "raster", "source": _TILES[basemap], "below": "traces",
+                       "sourceattribution": "© OpenStreetMap" if basemap == "osm" else "© AutoNavi"}]
+        return {
+            "map": {"style": "white-bg", "center": v["center"], "zoom": v["zoom"], "layers": layers},
+            "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+            "uirevision": f"{state['node']}|{basemap}|{state.get('zone')}",
+            "showlegend": False, "paper_bgcolor": "#ffffff",
+            "clickmode": "event",
+        }
+
+    def geometry_key(self, state: dict) -> str:
+        return f"{state['node']}|{state['date']}|{state.get('basemap') == 'amap'}"
+
+    def figure(self, state: dict, text: dict) -> tuple[dict, dict]:
+        """The whole map figure and its geometry key ``{"key", "sig"}``."""
+        geo_key, sig = self.geometry_key(state), None
+        geometry = None
+        if "hexes" in (state.get("layers") or []):
+            _, geometry, sig = self.geometry(state["node"], state["date"], state.get("basemap") == "amap")
+        traces = self.traces(state, text, geometry)
+        return {"data": [traces[n] for n in TRACE_ORDER], "layout": self.layout(state)}, {"key": geo_key, "sig": sig}
