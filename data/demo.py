@@ -339,7 +339,7 @@ def generate_day(network: dict[str, pl.DataFrame], day: date, size: DemoSize, se
         "speed": np.concatenate([fixes["speed"], v_pings["speed"]]),
         "heading": np.concatenate([fixes["heading"], v_pings["heading"]]),
         "accuracy": np.concatenate([fixes["accuracy"], v_pings["accuracy"]]),
-    })
+    }).with_columns(pl.col("heading").fill_nan(None))  # no heading while standing still
 
     events = _parcel_events(rng, day, cour, np.concatenate, w1, w2, shift_start, lunch, ts, factor)
     return pings, events

@@ -123,6 +123,8 @@ def _with_schema(frame: pl.DataFrame, columns: dict, local_tz: str) -> tuple[pl.
         else:
             src = raw if frame.schema[name].is_numeric() else raw.cast(pl.String).str.strip_chars()
             conv = src.cast(dtype, strict=False)
+            if dtype in (pl.Float32, pl.Float64):
+                conv = conv.fill_nan(None)  # NaN means "not reported", like an empty cell
         exprs.append(conv.alias(name))
         present = raw.is_not_null()
         if frame.schema[name] == pl.String:
