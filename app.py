@@ -25,7 +25,7 @@ from config import Settings
 def _store(settings: Settings, read_only: bool = False):
     from data.store import Store
 
-    return Store(settings.db_path, read_only=read_only)
+    return Store(settings.db_path, read_only=read_only, memory_limit=settings.duckdb_memory_limit)
 
 
 def _say(start: float):

@@ -8,6 +8,7 @@ them, and re-imported rows are recognised by their record ids and not stored twi
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -124,46 +125,59 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
         raise ImportFileError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     report = ImportReport(str(path), kind)
     iterator = iter(batches)
-    try:
-        first = next(iterator, None)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ImportFileError(f"{path}: cannot be read: {exc}") from None
-    batch = first
-    while batch is not None:
-        frame = pl.from_arrow(batch)
-        if isinstance(frame, pl.Series):
-            frame = frame.to_frame()
-        frame = frame.with_row_index("_row", offset=report.rows + 1)
-        report.rows += len(frame)
-        _import_batch(store, frame, kind, str(path), local_tz, report)
-        if progress:
-            progress(report.rows, total)
+
+    def read_next():
         try:
-            batch = next(iterator, None)
+            return next(iterator, None)
         except (pa.ArrowInvalid, OSError) as exc:
             # Rows already stored stay stored; the rest of the file is refused as a whole.
             raise ImportFileError(
                 f"{path}: unreadable after data row {report.rows}: {exc} "
                 f"({report.accepted} rows before it were stored)") from None
+
+    def prepare(batch, offset):
+        """Read, validate, index and locate one batch (no writes to the operations tables)."""
+        frame = pl.from_arrow(batch)
+        if isinstance(frame, pl.Series):
+            frame = frame.to_frame()
+        frame = frame.with_row_index("_row", offset=offset + 1)
+        good, bad = validate.CHECKS[kind](frame, local_tz)
+        if kind == "pings":
+            ready, refused = store.prepare_pings(good)
+        elif kind == "parcel_events":
+            ready, refused = store.prepare_events(good)
+        else:
+            ready, refused = good, bad.clear()
+        if not refused.is_empty():
+            bad = pl.concat([bad, refused.cast(bad.schema)])
+        return len(frame), ready, bad
+
+    # Two stages overlap: while the store writes batch k, a worker thread reads and
+    # prepares batch k+1 (polars and DuckDB both release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        batch = read_next()
+        pending = pool.submit(prepare, batch, 0) if batch is not None else None
+        while pending is not None:
+            n, ready, bad = pending.result()
+            offset = report.rows + n
+            batch = read_next()
+            pending = pool.submit(prepare, batch, offset) if batch is not None else None
+            report.rows += n
+            if kind in ("pings", "parcel_events"):
+                stored, dup = store.commit(kind, ready)
+            elif kind == "outlets":
+                stored, dup, refused = _store_outlets(store, ready)
+                bad = pl.concat([bad, refused.cast(bad.schema)]) if not refused.is_empty() else bad
+            else:
+                stored, dup, refused = _store_couriers(store, ready)
+                bad = pl.concat([bad, refused.cast(bad.schema)]) if not refused.is_empty() else bad
+            store.quarantine(bad, str(path), kind)
+            report.accepted += stored
+            report.duplicates += dup
+            report.rejected += len(bad)
+            if progress:
+                progress(report.rows, total)
     return report
-
-
-def _import_batch(store: Store, frame: pl.DataFrame, kind: str, source: str, local_tz: str,
-                  report: ImportReport) -> None:
-    good, bad = validate.CHECKS[kind](frame, local_tz)
-    if kind == "pings":
-        stored, dup, refused = store.ingest_pings(good)
-    elif kind == "parcel_events":
-        stored, dup, refused = store.ingest_events(good)
-    elif kind == "outlets":
-        stored, dup, refused = _store_outlets(store, good)
-    else:
-        stored, dup, refused = _store_couriers(store, good)
-    bad = pl.concat([bad, refused.cast(bad.schema)]) if not refused.is_empty() else bad
-    store.quarantine(bad, source, kind)
-    report.accepted += stored
-    report.duplicates += dup
-    report.rejected += len(bad)
 
 
 def _store_outlets(store: Store, good: pl.DataFrame):

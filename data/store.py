@@ -43,13 +43,18 @@ class Store:
         The DuckDB file (created with its schema if missing).
     read_only : bool
         Open without write access (several readers may share the file).
+    memory_limit : str
+        DuckDB's buffer pool limit (``Settings.duckdb_memory_limit``).
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False):
+    def __init__(self, path: str | Path, read_only: bool = False, memory_limit: str = "2GB"):
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(self.path), read_only=read_only)
+        # A bounded buffer pool: DuckDB would otherwise cache up to 80% of the machine's
+        # memory, and the store shares the machine with the web server.
+        self._con = duckdb.connect(str(self.path), read_only=read_only,
+                                   config={"memory_limit": memory_limit})
         self._write_lock = threading.Lock()
         self._locator: BranchLocator | None = None
         if not read_only:
@@ -102,7 +107,7 @@ class Store:
         frame["territory"] = shapely.to_wkb(geoms)
         tol = nodes["level"].map(_OUTLINE_TOLERANCE).to_numpy(dtype=float)
         frame["outline"] = shapely.to_wkb(shapely.simplify(geoms, tol, preserve_topology=True))
-        closure = branch_closure(nodes)
+        closure = branch_closure(nodes)  # noqa: F841 (read by name in SQL)
         with self._write_lock:
             self._con.execute("BEGIN")
             self._con.execute("DELETE FROM nodes")
@@ -197,8 +202,24 @@ class Store:
         Returns ``(stored, duplicates, bad)`` where ``bad`` holds rows refused here
         (unknown device, outside the network) in the validator's bad-row shape.
         """
+        ok, bad = self.prepare_pings(good)
+        stored, dup = self.commit("pings", ok)
+        return stored, dup, bad
+
+    def ingest_events(self, good: pl.DataFrame) -> tuple[int, int, pl.DataFrame]:
+        """Index, locate and store validated parcel events, updating the cube."""
+        ok, bad = self.prepare_events(good)
+        stored, dup = self.commit("parcel_events", ok)
+        return stored, dup, bad
+
+    def prepare_pings(self, good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Cell, device owner and branch of validated pings: ``(ready rows, refused rows)``.
+
+        Separate from :meth:`commit` so that a caller can prepare the next batch while
+        the store writes this one.
+        """
         if good.is_empty():
-            return 0, 0, _empty_bad()
+            return good.select("_row"), _empty_bad()
         good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
         devices = self.sql("SELECT device_id, courier_id, vehicle_id FROM devices")
         good = good.join(devices, on="device_id", how="left")
@@ -210,13 +231,12 @@ class Store:
         good = good.with_columns(reason.alias("reason"))
         bad = _bad_rows(good.filter(pl.col("reason").is_not_null()))
         ok = good.filter(pl.col("reason").is_null()).select(["_row", *PING_FIELDS])
-        stored, dup = self._insert_dedup(ok, "pings", PING_FIELDS, ["device_id", "ts"])
-        return stored, dup, bad
+        return ok, bad
 
-    def ingest_events(self, good: pl.DataFrame) -> tuple[int, int, pl.DataFrame]:
-        """Index, locate and store validated parcel events, updating the cube."""
+    def prepare_events(self, good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Cell and branch of validated parcel events: ``(ready rows, refused rows)``."""
         if good.is_empty():
-            return 0, 0, _empty_bad()
+            return good.select("_row"), _empty_bad()
         good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
         good = good.with_columns(self.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
         good = good.with_columns(
@@ -224,8 +244,15 @@ class Store:
             .then(pl.lit("position outside every branch territory")).alias("reason"))
         bad = _bad_rows(good.filter(pl.col("reason").is_not_null()))
         ok = good.filter(pl.col("reason").is_null()).select(["_row", *EVENT_FIELDS])
-        stored, dup = self._insert_dedup(ok, "parcel_events", EVENT_FIELDS, ["event_id"])
-        return stored, dup, bad
+        return ok, bad
+
+    def commit(self, table: str, ready: pl.DataFrame) -> tuple[int, int]:
+        """Store prepared rows of ``pings`` or ``parcel_events``: ``(stored, duplicates)``."""
+        if table == "pings":
+            return self._insert_dedup(ready, "pings", PING_FIELDS, ["device_id", "ts"])
+        if table == "parcel_events":
+            return self._insert_dedup(ready, "parcel_events", EVENT_FIELDS, ["event_id"])
+        raise ValueError(f"not an operations table: {table}")
 
     def _insert_dedup(self, rows: pl.DataFrame, table: str, fields: list[str], key: list[str]):
         """Insert rows whose key is new (in the batch and in the table) and update the cube.
@@ -234,7 +261,7 @@ class Store:
         """
         if rows.is_empty():
             return 0, 0
-        batch = rows.unique(subset=key, keep="first", maintain_order=True).select(fields)
+        batch = rows.unique(subset=key, keep="first", maintain_order=True).select(fields)  # noqa: F841 (read by name in SQL)
         lo, hi = rows["ts"].min(), rows["ts"].max()
         on = " AND ".join(f"b.{k} = t.{k}" for k in key)
         with self._write_lock:

@@ -127,6 +127,8 @@ def _with_schema(frame: pl.DataFrame, columns: dict, local_tz: str) -> tuple[pl.
                 conv = conv.fill_nan(None)  # NaN means "not reported", like an empty cell
         exprs.append(conv.alias(name))
         present = raw.is_not_null()
+        if frame.schema[name].is_float():
+            present = present & raw.is_not_nan()
         if frame.schema[name] == pl.String:
             present = present & (raw.str.strip_chars() != "")
         unparsable[name] = (present & conv.is_null()).alias(f"_unreadable_{name}")
@@ -135,18 +137,24 @@ def _with_schema(frame: pl.DataFrame, columns: dict, local_tz: str) -> tuple[pl.
 
 
 def _split(frame: pl.DataFrame, cast: pl.DataFrame, rules: list[tuple[pl.Expr, str]]):
-    """Apply rules in order: each row's reason is the message of the first rule it fails."""
+    """Apply rules in order: each row's reason is the message of the first rule it fails.
+
+    One pass finds the bad rows; reasons are worked out for those rows only, so clean
+    batches cost one boolean scan.
+    """
+    is_bad = cast.select(pl.any_horizontal([c.fill_null(False) for c, _ in rules]).alias("bad"))["bad"]
+    good = cast.filter(~is_bad).select(pl.exclude("^_unreadable_.*$"))
+    if not is_bad.any():
+        return good, pl.DataFrame(schema={"_row": pl.UInt32, "reason": pl.String, "raw": pl.String})
     reason = pl.lit(None, dtype=pl.String)
     for bad_when, message in reversed(rules):
-        reason = pl.when(bad_when).then(pl.lit(message)).otherwise(reason)
-    reasons = cast.select(reason.alias("reason"))["reason"]
-    is_bad = reasons.is_not_null()
-    good = cast.filter(~is_bad).select(pl.exclude("^_unreadable_.*$"))
+        reason = pl.when(bad_when.fill_null(False)).then(pl.lit(message)).otherwise(reason)
+    reasons = cast.filter(is_bad).select(reason.alias("reason"))["reason"]
     raw_cols = [c for c in frame.columns if c != "_row"]
     bad_raw = frame.filter(is_bad)
     bad = pl.DataFrame({
-        "_row": bad_raw["_row"],
-        "reason": reasons.filter(is_bad),
+        "_row": bad_raw["_row"].cast(pl.UInt32),
+        "reason": reasons,
         "raw": bad_raw.select(pl.struct(raw_cols).struct.json_encode().alias("raw"))["raw"]
         if raw_cols else pl.Series("raw", [None] * len(bad_raw), dtype=pl.String),
     })
