@@ -118,7 +118,12 @@ def zones(flagged: pl.DataFrame) -> pl.DataFrame:
         pl.col("lat").min().alias("lat_min"), pl.col("lat").max().alias("lat_max"),
         pl.col("lng").min().alias("lng_min"), pl.col("lng").max().alias("lng_max"),
         pl.col("cell").sort().alias("cells"),
-        pl.col("rule").drop_nulls().unique().sort().str.join("+").alias("rule"),
+        pl.col("rule").drop_nulls().unique().alias("rules"),
+    ).with_columns(
+        # a zone is "both" when both rules fire somewhere in it
+        pl.when(pl.col("rules").list.contains("both")
+                | (pl.col("rules").list.contains("ratio") & pl.col("rules").list.contains("baseline")))
+        .then(pl.lit("both")).otherwise(pl.col("rules").list.first()).alias("rule"),
     ).sort(["excess", "n_cells", "lat"], descending=[True, True, False])
     return agg.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("zone_id")) \
         .select(ZONE_COLUMNS)

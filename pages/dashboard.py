@@ -255,7 +255,7 @@ def register(app, model: Model, text: dict) -> None:
             return html.Div(t["no_alerts"], className="status")
         out = []
         for r in z.iter_rows(named=True):
-            rule = " / ".join(t.get("rule_" + p, p) for p in (r["rule"] or "").split("+") if p)
+            rule = t.get("rule_" + (r["rule"] or ""), r["rule"] or "")
             label = (f"#{r['zone_id']} {r['branch'] or ''} · {r['n_cells']} {t['cells']} · "
                      f"{r['workload']:.0f} {t['parcels']} · {t['ratio']} {r['peak_ratio']:.2f} · "
                      f"{t['since']} {r['since']} · {rule}")

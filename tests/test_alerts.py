@@ -116,3 +116,12 @@ def test_demo_surges_raise_alerts_at_their_branch_and_hour(small_store):
         zb = model.zones(region, before.date().isoformat(), before.hour)
         assert zb.filter(pl.col("branch_id") == s["branch_id"])["workload"].sum() < \
             z.filter(pl.col("branch_id") == s["branch_id"])["workload"].sum()
+
+
+def test_zone_rule_is_both_when_both_rules_fire_in_it():
+    ring = list(h3.grid_ring(CENTRE, 1))
+    # centre short of couriers, neighbour over its baseline with plenty of couriers
+    f = _frame({CENTRE: 40, ring[0]: 60}, couriers={CENTRE: 1, ring[0]: 10},
+               baseline={CENTRE: None, ring[0]: 10.0})
+    z = alerts.zones(alerts.flag_cells(f, 1.5, 2.0))
+    assert z["rule"].to_list() == ["both"] and z["n_cells"].to_list() == [2]

@@ -1,0 +1,140 @@
+"""The dashboard in headless Chromium: hexes drawn, drill-down by clicking, breadcrumb,
+hour change, alert click, language switch. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from config import Settings
+from pages.model import Model
+from tests.browser.conftest import ARTIFACTS
+
+pytestmark = pytest.mark.browser
+
+FUTIAN = (22.541, 114.055)  # a point inside 福田区, Shenzhen (b-440304)
+
+MAP_STATE = """() => {
+  const gd = document.querySelector('#map .js-plotly-plot');
+  if (!gd || !gd._fullLayout || !gd._fullLayout.map) return null;
+  const hex = gd.data.find(t => t.uid === 'hexes') || {};
+  return {hexes: (hex.locations || []).length, center: gd._fullLayout.map.center,
+          zoom: gd._fullLayout.map.zoom, uirevision: gd.layout.uirevision};
+}"""
+
+
+def _query(page) -> dict:
+    return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
+
+
+def _wait_hexes(page):
+    page.wait_for_function(f"(() => {{ const s = ({MAP_STATE})(); return s && s.hexes > 0; }})()")
+
+
+def _wait_node(page, node: str):
+    page.wait_for_function(f"window.location.search.includes('node={node}&')")
+    page.wait_for_function(f"document.querySelector('#breadcrumb button.current') && "
+                           f"document.querySelector('#breadcrumb button.current').id.includes('{node}')")
+    _wait_hexes(page)
+    time.sleep(0.8)  # let MapLibre finish moving to the new view before the next click
+
+
+def _click_at(page, lat: float, lng: float):
+    xy = page.evaluate("""([lat, lng]) => {
+      const gd = document.querySelector('#map .js-plotly-plot');
+      const m = gd._fullLayout.map._subplot.map;
+      const p = m.project([lng, lat]);
+      const r = m.getCanvas().getBoundingClientRect();
+      return [r.left + p.x, r.top + p.y];
+    }""", [lat, lng])
+    page.mouse.move(xy[0], xy[1])
+    time.sleep(0.3)
+    page.mouse.click(xy[0], xy[1])
+
+
+@pytest.fixture(scope="module")
+def demo_day(small_store):
+    return Model(small_store, Settings.from_env()).dates()[-1]
+
+
+def test_load_drill_down_and_back(page, dashboard_url, demo_day):
+    t0 = time.monotonic()
+    page.goto(f"{dashboard_url}/?date={demo_day}&hour=10&layers=hexes,outlines,zones")
+    _wait_hexes(page)
+    page.wait_for_selector("#kpis .kpi")
+    print(f"first load with hexes and KPIs: {time.monotonic() - t0:.2f} s")
+    assert _query(page)["node"] == "hq"
+    page.screenshot(path=str(ARTIFACTS / "dashboard-hq.png"))
+
+    path = ["hq"]
+    for expected_level in ("division", "region", "branch"):
+        _click_at(page, *FUTIAN)
+        page.wait_for_function(f"!window.location.search.includes('node={path[-1]}&')")
+        node = _query(page)["node"]
+        path.append(node)
+        _wait_node(page, node)
+        assert re.match({"division": r"div-", "region": r"r-", "branch": r"b-"}[expected_level], node)
+    assert path[1:] == [path[1], "r-440300", "b-440304"]
+    assert page.locator("#breadcrumb button").count() == 4
+    page.screenshot(path=str(ARTIFACTS / "dashboard-branch.png"))
+
+    # back up with the breadcrumb to the region, then to headquarters
+    page.locator("#breadcrumb button").nth(2).click()
+    _wait_node(page, "r-440300")
+    page.locator("#breadcrumb button").first.click()
+    _wait_node(page, "hq")
+    assert page.locator("#breadcrumb button").count() == 1
+
+
+def test_hour_change_changes_kpis_and_keeps_the_url(page, dashboard_url, demo_day):
+    page.goto(f"{dashboard_url}/?node=r-440300&date={demo_day}&hour=8")
+    _wait_hexes(page)
+    page.wait_for_selector("#kpi-pickups")
+    before = page.inner_text("#kpis")
+    page.click("#hour-next")
+    page.wait_for_function("window.location.search.includes('hour=9')")
+    page.wait_for_function("(b) => document.querySelector('#kpis').innerText !== b", arg=before)
+    assert page.inner_text("#kpis") != before
+    assert _query(page)["hour"] == "9"
+    # a reload restores the same view from the URL
+    page.reload()
+    _wait_hexes(page)
+    page.wait_for_selector("#kpi-pickups")
+    assert _query(page)["node"] == "r-440300" and _query(page)["hour"] == "9"
+
+
+def test_alert_click_moves_the_map(page, dashboard_url, small_store, demo_day):
+    model = Model(small_store, Settings.from_env())
+    surge = small_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    loc = model.local(surge["start_hour"])
+    region = model.node(surge["branch_id"])["parent_id"]
+    page.goto(f"{dashboard_url}/?node={region}&date={loc.date().isoformat()}&hour={loc.hour}")
+    _wait_hexes(page)
+    page.wait_for_selector("#alerts button")
+    time.sleep(0.5)
+    before = page.evaluate(MAP_STATE)
+    page.locator("#alerts button").first.click()
+    page.wait_for_function("window.location.search.includes('zone=1')")
+    page.wait_for_function(
+        "(z) => { const gd = document.querySelector('#map .js-plotly-plot');"
+        " return gd._fullLayout.map.zoom > z + 0.5; }", arg=before["zoom"])
+    after = page.evaluate(MAP_STATE)
+    assert after["zoom"] > before["zoom"]
+    assert after["center"] != before["center"]
+    page.wait_for_selector("#alerts button.selected")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-alert.png"))
+
+
+def test_language_switch(page, dashboard_url, demo_day):
+    page.goto(f"{dashboard_url}/?node=r-440300&date={demo_day}&hour=10")
+    page.wait_for_selector("#kpi-pickups")
+    assert "运营电子地图" in page.inner_text("#title")
+    page.get_by_text("English", exact=True).click()
+    page.wait_for_function("document.querySelector('#title').innerText.includes('operations map')")
+    page.wait_for_function("document.querySelector('#kpis').innerText.includes('Pickups')")
+    assert _query(page)["lang"] == "en"
+    assert "Peak-load alerts" in page.inner_text("#label-alerts")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-en.png"))
