@@ -7,6 +7,7 @@ creating the database and the demo network on first run. Subcommands:
   demo     generate the demo network and days into the store
   import   load CSV or Parquet files of pings, parcel events, outlets or couriers
   replay   stream a generated day to a running server's ingest API
+  tokens   create, list or revoke ingest API tokens
   status   show what the store holds
 
 Settings come from config.py and EMAP_* environment variables (see README).
@@ -111,7 +112,32 @@ def cmd_import(args, settings: Settings) -> int:
 def cmd_replay(args, settings: Settings) -> int:
     from data import replay
 
-    return replay.main(args, settings)
+    report = replay.run_from_args(args, local_tz=settings.local_tz)
+    return 0 if report.rejected == 0 or args.allow_rejected else 1
+
+
+def cmd_tokens(args, settings: Settings) -> int:
+    from data import tokens
+
+    store = _store(settings)
+    tokens.ensure_table(store)
+    if args.action == "create":
+        if not args.subject:
+            print("error: tokens create needs --device ID or --system NAME", file=sys.stderr)
+            return 2
+        secret = tokens.create_token(store, args.kind, args.subject)
+        print(f"{args.kind} token for {args.subject}: {secret}")
+        print("It is shown once; the store keeps only its hash.")
+    elif args.action == "list":
+        print(tokens.list_tokens(store))
+    else:
+        if not args.token_id:
+            print("error: tokens revoke needs --id TOKEN_ID (see tokens list)", file=sys.stderr)
+            return 2
+        n = tokens.revoke_token(store, args.token_id)
+        print(f"revoked {n} token(s)")
+        return 0 if n else 1
+    return 0
 
 
 def cmd_status(args, settings: Settings) -> int:
@@ -156,7 +182,16 @@ def parser() -> argparse.ArgumentParser:
         replay.add_arguments(r)
     except ImportError:
         pass
+    r.add_argument("--allow-rejected", action="store_true", help="exit 0 even if records were rejected")
     r.set_defaults(func=cmd_replay)
+
+    t = sub.add_parser("tokens", help="create, list or revoke ingest API tokens (server stopped)")
+    t.add_argument("action", choices=["create", "list", "revoke"])
+    grp = t.add_mutually_exclusive_group()
+    grp.add_argument("--device", dest="subject_device", help="device id the token may write for")
+    grp.add_argument("--system", dest="subject_system", help="name of an operations system")
+    t.add_argument("--id", dest="token_id", help="token id to revoke")
+    t.set_defaults(func=cmd_tokens)
 
     st = sub.add_parser("status", help="show what the store holds")
     st.set_defaults(func=cmd_status)
@@ -165,6 +200,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "action", None) is not None and args.command == "tokens":
+        args.kind = "device" if args.subject_device else "system"
+        args.subject = args.subject_device or args.subject_system
     settings = Settings.from_env()
     if args.command is None:
         args = parser().parse_args(["serve", *(argv or [])])
