@@ -139,7 +139,7 @@ class GroupCommitter:
         self._closing = False
         self._thread: threading.Thread | None = None
         self.stats = {"groups": 0, "requests": 0, "received": 0, "accepted": 0, "stored": 0,
-                      "duplicates": 0, "rejected": 0, "errors": 0}
+                      "duplicates": 0, "rejected": 0, "errors": 0, "commit_ms": 0}
 
     # -- client side ----------------------------------------------------------------
     def start(self) -> GroupCommitter:
@@ -201,6 +201,7 @@ class GroupCommitter:
                 group = [j for j in jobs if j.kind == kind]
                 if not group:
                     continue
+                t0 = time.perf_counter()
                 try:
                     outcomes = self._commit(kind, group)
                 except Exception as exc:  # keep serving: these requests fail, later ones go on
@@ -209,7 +210,8 @@ class GroupCommitter:
                     for job in group:
                         job.future.set_exception(exc)
                     continue
-                for job, outcome in zip(group, outcomes, strict=False):
+                self.stats["commit_ms"] += int((time.perf_counter() - t0) * 1000)
+                for job, outcome in zip(group, outcomes, strict=True):
                     job.future.set_result(outcome)
 
     def _commit(self, kind: str, group: list[_Job]) -> list[Outcome]:

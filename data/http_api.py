@@ -421,7 +421,8 @@ def openapi_spec(server_url: str = "") -> dict:
                 "Health": {"type": "object", "required": ["status"], "properties": {
                     "status": {"const": "ok"},
                     **{k: {"type": "integer"} for k in ("groups", "requests", "received", "accepted",
-                                                        "stored", "duplicates", "rejected", "errors")}}},
+                                                        "stored", "duplicates", "rejected", "errors",
+                                                        "commit_ms")}}},
             },
         },
     }
@@ -442,7 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8060)
     parser.add_argument("--threads", type=int, default=64, help="request threads (waitress)")
     parser.add_argument("--server", choices=("waitress", "werkzeug"), default="waitress")
+    parser.add_argument("--switch-interval", type=float, default=0.005,
+                        help="seconds between GIL hand-overs (short: the writer thread, which "
+                             "returns from DuckDB/polars often, is not starved by request threads)")
     args = parser.parse_args(argv)
+    sys.setswitchinterval(args.switch_interval)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     store = Store(args.db or settings.db_path)

@@ -100,7 +100,7 @@ def load_day(size: str = "small", seed: int = 7, day: date | None = None, source
 
 
 def _iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _records(frame: pl.DataFrame) -> list[dict]:

@@ -1,0 +1,278 @@
+"""Ingest benchmark: batches of pings and single OsmAnd requests against a real server.
+
+The server (``python -m data.http_api``, waitress) runs in its own process on a fresh
+store with the real tree and ``--devices`` registered couriers; this process is the load
+(client threads with keep-alive connections, paced to a target rate, bounded in count
+and time, 127.0.0.1 only). At the end the server is stopped and the store is opened to
+check that every acknowledged record is stored (zero loss).
+
+    python bench/bench_ingest.py                       # 60 s of batches + 20 s of OsmAnd
+    python bench/bench_ingest.py --batch-seconds 10 --osmand-seconds 5   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from data.store import Store  # noqa: E402
+from data.tokens import create_token  # noqa: E402
+from geo.hierarchy import load_tree  # noqa: E402
+
+T0 = 1_763_856_000  # 2025-11-23 00:00 UTC
+LAT, LNG = 22.5431, 114.0579  # Shenzhen Futian
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def prepare(db: Path, devices: int) -> str:
+    with Store(db) as store:
+        store.save_tree(load_tree())
+        ids = [f"bd-{i:05d}" for i in range(devices)] + [f"od-{i:05d}" for i in range(devices)]
+        store.upsert("devices", pl.DataFrame({
+            "device_id": ids, "courier_id": [f"c-{d}" for d in ids], "vehicle_id": [None] * len(ids),
+            "registered_at": [datetime(2026, 1, 1)] * len(ids)},
+            schema_overrides={"vehicle_id": pl.String}), "device_id")
+        return create_token(store, "system", "bench")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(db: Path, port: int, threads: int, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port),
+                                 "--threads", str(threads)], cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                                stderr=err)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/api/v1/health")
+            if c.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+class Load:
+    """Paced client threads; each keeps one keep-alive connection."""
+
+    def __init__(self, port: int, workers: int, rate: float, seconds: float, max_requests: int):
+        self.port, self.workers, self.rate = port, workers, rate
+        self.seconds, self.max_requests = seconds, max_requests
+        self.lat: list[float] = []
+        self.ok: list[int] = []
+        self.failed = 0
+        self.lock = threading.Lock()
+        self.next_id = 0
+
+    def take(self) -> int | None:
+        with self.lock:
+            if self.next_id >= self.max_requests:
+                return None
+            self.next_id += 1
+            return self.next_id - 1
+
+    def run(self, make_request) -> float:
+        start = time.monotonic()
+        stop_at = start + self.seconds
+
+        def worker(w: int):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            interval = self.workers / self.rate
+            due = start + w * interval / self.workers
+            while True:
+                now = time.monotonic()
+                if now >= stop_at:
+                    return
+                if due > now:
+                    time.sleep(due - now)
+                due += interval
+                k = self.take()
+                if k is None:
+                    return
+                method, path, body, headers = make_request(k)
+                t = time.perf_counter()
+                try:
+                    conn.request(method, path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    resp.read()
+                    good = resp.status == 200
+                except (OSError, http.client.HTTPException):
+                    good = False
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                dt = time.perf_counter() - t
+                with self.lock:
+                    if good:
+                        self.ok.append(k)
+                        self.lat.append(dt)
+                    else:
+                        self.failed += 1
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(self.workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.monotonic() - start
+
+    def percentiles(self) -> str:
+        if not self.lat:
+            return "no acknowledged request"
+        ms = np.array(self.lat) * 1000
+        return (f"p50 {np.percentile(ms, 50):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms, "
+                f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms")
+
+
+def server_stats(port: int) -> str:
+    import json
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/api/v1/health")
+    st = json.loads(c.getresponse().read())
+    groups = max(st["groups"], 1)
+    return (f"server: {st['groups']:,} commits, {st['requests'] / groups:.1f} requests and "
+            f"{st['received'] / groups:,.0f} records per commit, {st['commit_ms'] / groups:.1f} ms per commit, "
+            f"writer busy {st['commit_ms'] / 1000:.1f} s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch-seconds", type=float, default=60.0)
+    ap.add_argument("--batch-rate", type=float, default=22_000.0, help="target pings/s in batches")
+    ap.add_argument("--batch-size", type=int, default=1000)
+    ap.add_argument("--batch-workers", type=int, default=8)
+    ap.add_argument("--osmand-seconds", type=float, default=20.0)
+    ap.add_argument("--osmand-rate", type=float, default=2_200.0, help="target single requests/s")
+    ap.add_argument("--osmand-workers", type=int, default=48)
+    ap.add_argument("--devices", type=int, default=2000)
+    ap.add_argument("--server-threads", type=int, default=64)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary store")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="emap-bench-"))
+    db = tmp / "bench.duckdb"
+    print(f"machine: {machine()}")
+    print(f"preparing a store with the tree and {2 * args.devices:,} devices in {tmp} ...", flush=True)
+    token = prepare(db, args.devices)
+    port = free_port()
+    server = start_server(db, port, args.server_threads, tmp / "server.log")
+    auth = {"Authorization": f"Bearer {token}"}
+    n = args.batch_size
+    ndev = args.devices
+    # per-device JSON prefixes; batch k: n records of distinct devices, all at second T0 + k
+    lat = LAT + (np.arange(ndev) % 97) * 4e-4
+    lng = LNG + (np.arange(ndev) // 97) * 4e-4
+    prefix = [f'{{"device_id":"bd-{i:05d}","lat":{lat[i]:.6f},"lng":{lng[i]:.6f},"speed":4.2,"ts":'.encode()
+              for i in range(ndev)]
+
+    def batch_request(k):
+        first = (k * n) % ndev
+        parts = [prefix[(first + i) % ndev] + str(T0 + (k * n + i) // ndev).encode() + b"}" for i in range(n)]
+        return "POST", "/api/v1/pings", b"[" + b",".join(parts) + b"]", {**auth, "Content-Type": "application/json"}
+
+    def osmand_request(k):
+        q = urlencode({"id": f"od-{k % ndev:05d}", "lat": f"{lat[k % ndev]:.6f}", "lon": f"{lng[k % ndev]:.6f}",
+                       "timestamp": T0 + k // ndev, "speed": 8.1, "bearing": 90, "accuracy": 5})
+        return "GET", f"/osmand?{q}", None, {}
+
+    try:
+        results = {}
+        if args.batch_seconds > 0:
+            rate = args.batch_rate / n
+            load = Load(port, args.batch_workers, rate, args.batch_seconds,
+                        max_requests=int(rate * args.batch_seconds) + 1)
+            print(f"batches: {n} pings per request, target {args.batch_rate:,.0f} pings/s for "
+                  f"{args.batch_seconds:.0f} s, {args.batch_workers} connections ...", flush=True)
+            elapsed = load.run(batch_request)
+            acked = len(load.ok) * n
+            print(f"  acknowledged {acked:,} pings in {len(load.ok):,} requests over {elapsed:.1f} s = "
+                  f"{acked / elapsed:,.0f} pings/s; failed requests {load.failed}")
+            print(f"  ack latency per batch: {load.percentiles()}")
+            print(f"  {server_stats(port)}", flush=True)
+            results["batch"] = load
+        if args.osmand_seconds > 0:
+            load = Load(port, args.osmand_workers, args.osmand_rate, args.osmand_seconds,
+                        max_requests=int(args.osmand_rate * args.osmand_seconds) + 1)
+            print(f"OsmAnd: single-position GET requests, target {args.osmand_rate:,.0f}/s for "
+                  f"{args.osmand_seconds:.0f} s, {args.osmand_workers} connections ...", flush=True)
+            elapsed = load.run(osmand_request)
+            print(f"  acknowledged {len(load.ok):,} requests over {elapsed:.1f} s = "
+                  f"{len(load.ok) / elapsed:,.0f} requests/s; failed {load.failed}")
+            print(f"  ack latency: {load.percentiles()}")
+            print(f"  {server_stats(port)}", flush=True)
+            results["osmand"] = load
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    with Store(db, read_only=True) as store:
+        lost = 0
+        if "batch" in results:
+            stored = store.sql("SELECT epoch(ts)::BIGINT - $t0 AS s, count(*) AS n FROM pings "
+                               "WHERE starts_with(device_id, 'bd-') GROUP BY ALL", {"t0": T0})
+            acked = pl.DataFrame({"k": results["batch"].ok}, schema={"k": pl.Int64})
+            # batch k covers keys k*n .. k*n+n-1; key j is at second j // ndev
+            keys = pl.DataFrame({"j": np.concatenate([np.arange(k * n, k * n + n) for k in acked["k"]])
+                                 if len(acked) else np.array([], dtype=np.int64)})
+            need = keys.group_by((pl.col("j") // ndev).alias("s")).len("need")
+            check = need.join(stored, on="s", how="left").with_columns(pl.col("n").fill_null(0))
+            lost += int((check["need"] - check["n"]).clip(0, None).sum() or 0)
+            print(f"check: {int(stored['n'].sum() or 0):,} batch pings stored for "
+                  f"{len(keys):,} acknowledged")
+        if "osmand" in results:
+            n_os = store.scalar("SELECT count(*) FROM pings WHERE starts_with(device_id, 'od-')")
+            print(f"check: {n_os:,} OsmAnd pings stored for {len(results['osmand'].ok):,} acknowledged")
+            lost += max(0, len(results["osmand"].ok) - n_os)
+        cube = store.scalar("SELECT sum(pings) FROM cube_hourly")
+        total = store.scalar("SELECT count(*) FROM pings")
+        print(f"check: cube total {cube:,} = pings table {total:,}: {cube == total}")
+    print(f"LOST acknowledged records: {lost}")
+    if not args.keep:
+        for p in tmp.iterdir():
+            p.unlink()
+        tmp.rmdir()
+    return 1 if lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
