@@ -7,6 +7,7 @@ nothing is read or opened at import time.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 
 import dash
@@ -24,7 +25,7 @@ def translations() -> dict:
         return json.load(fh)
 
 
-def build_app(store, settings, blueprints: Iterable = ()) -> dash.Dash:
+def build_app(store, settings, blueprints: Iterable = (), warm: bool = True) -> dash.Dash:
     """The dashboard for one store.
 
     Parameters
@@ -33,6 +34,9 @@ def build_app(store, settings, blueprints: Iterable = ()) -> dash.Dash:
     settings : config.Settings
     blueprints : iterable of flask.Blueprint
         Registered on the Flask server (``app.server``), e.g. the HTTP ingest API.
+    warm : bool
+        Compute the alert state of the newest two days in a background thread, so the
+        first views find it cached.
 
     Returns
     -------
@@ -43,7 +47,9 @@ def build_app(store, settings, blueprints: Iterable = ()) -> dash.Dash:
                     serve_locally=True)
     for bp in blueprints:
         app.server.register_blueprint(bp)
-    model = Model(store, settings, Cache(size=256))
+    model = Model(store, settings, Cache(size=1024))
+    if warm:
+        threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
     app.layout = dashboard.layout(text)
     dashboard.register(app, model, text)
     return app

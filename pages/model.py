@@ -20,6 +20,7 @@ import polars as pl
 
 from data import queries
 from geo import alerts as zones_mod
+from geo import cells as h3cells
 from geo import kpis as kpis_mod
 from layers import hexes, registry
 from layers.base import DrawContext
@@ -28,6 +29,8 @@ from layers.base import DrawContext
 DEFAULT_ALERT_RES = 8
 #: Cells with fewer parcels in the hour never raise an alert (noise floor).
 DEFAULT_ALERT_MIN_WORKLOAD = 10.0
+#: Seconds a cached figure touching the newest data hour stays valid (live ingest).
+LIVE_TTL = 20.0
 #: Hours looked back to find when a zone started.
 SINCE_HOURS = 6
 #: Trace order of the map figure; Patch updates address traces by these positions.
@@ -46,27 +49,39 @@ _TILES = {
 
 class Cache:
     """A small thread-safe LRU with an optional time-to-live per entry (the dashboard's
-    one explicit cache object, created by ``build_app``)."""
+    one explicit cache object, created by ``build_app``). Concurrent callers of the same
+    missing key wait for one computation instead of repeating it."""
 
     def __init__(self, size: int = 64):
         self._size = size
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._computing: dict = {}
 
     def get(self, key, make, ttl: float | None = None):
-        now = time.monotonic()
-        with self._lock:
-            hit = self._data.get(key)
-            if hit is not None and (hit[1] is None or hit[1] > now):
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                hit = self._data.get(key)
+                if hit is not None and (hit[1] is None or hit[1] > now):
+                    self._data.move_to_end(key)
+                    return hit[0]
+                busy = self._computing.get(key)
+                if busy is None:
+                    busy = self._computing[key] = threading.Event()
+                    break
+            busy.wait()
+        try:
+            value = make()
+            with self._lock:
+                self._data[key] = (value, None if ttl is None else time.monotonic() + ttl)
                 self._data.move_to_end(key)
-                return hit[0]
-        value = make()
-        with self._lock:
-            self._data[key] = (value, None if ttl is None else now + ttl)
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-        return value
+                while len(self._data) > self._size:
+                    self._data.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                self._computing.pop(key).set()
 
     def drop(self, key) -> None:
         with self._lock:
@@ -121,23 +136,29 @@ class Model:
 
     def newest(self, scope: str = "hq") -> tuple[str, int] | None:
         """Local (date, hour) of the newest data in scope."""
-        hi = self.store.data_hours(scope)[1]
+        hi = self.data_hours(scope)[1]
         if hi is None:
             return None
         loc = self.local(hi)
         return loc.date().isoformat(), loc.hour
 
     def dates(self, scope: str = "hq") -> list[str]:
-        lo, hi = self.store.data_hours(scope)
+        lo, hi = self.data_hours(scope)
         if lo is None:
             return []
         a, b = self.local(lo).date(), self.local(hi).date()
         return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
+    def data_hours(self, scope: str):
+        return self.cache.get(("hours", scope), lambda: self.store.data_hours(scope), ttl=5.0)
+
+    def newest_hour(self):
+        return self.data_hours(self.root())[1]
+
     def _ttl(self, end: datetime) -> float | None:
         # Windows touching the newest data may still grow (live ingest): cache briefly.
-        hi = self.store.data_hours("hq")[1]
-        return 5.0 if hi is None or end > hi else None
+        hi = self.newest_hour()
+        return LIVE_TTL if hi is None or end > hi else None
 
     # -- hexes --------------------------------------------------------------------------
     def day_cube(self, scope: str, day: str, res: int) -> pl.DataFrame:
@@ -145,16 +166,17 @@ class Model:
         return self.cache.get(("day", scope, day, res),
                               lambda: self.store.cube(scope, start, end, res), ttl=self._ttl(end))
 
-    def ping_rates(self, scope: str, start: datetime, end: datetime) -> dict:
-        """Pings per actor per hour in scope, by UTC hour (for courier-hours present)."""
-        t = queries.hourly_totals(self.store, scope, start, end)
-        return {h: p / a for h, p, a in zip(t["hour"].to_list(), t["pings"].to_list(),
-                                            (t["couriers"] + t["vehicles"]).to_list(), strict=True) if a}
+    def rates(self, start: datetime) -> dict:
+        """Pings per actor per hour over the network, by UTC hour, for the local day holding
+        ``start`` (courier-hours present; see ``geo.kpis``)."""
+        day = self.local(start).date().isoformat()
+        a, b = self.day_window(day)
 
-    def day_rates(self, scope: str, day: str) -> dict:
-        start, end = self.day_window(day)
-        return self.cache.get(("rates", scope, day), lambda: self.ping_rates(scope, start, end),
-                              ttl=self._ttl(end))
+        def make():
+            t = queries.hourly_totals(self.store, self.root(), a, b)
+            return {h: p / n for h, p, n in zip(t["hour"].to_list(), t["pings"].to_list(),
+                                                (t["couriers"] + t["vehicles"]).to_list(), strict=True) if n}
+        return self.cache.get(("rates", day), make, ttl=self._ttl(b))
 
     def hex_frame(self, scope: str, day: str, hour: int, metric: str) -> pl.DataFrame:
         """The hex layer's frame: ``cell, value, load_ratio, node`` for one hour."""
@@ -162,21 +184,31 @@ class Model:
         start, _ = self.hour_window(day, hour)
         cube = self.day_cube(scope, day, res).filter(pl.col("hour") == start).drop("hour")
         cube = kpis_mod.load_ratio(cube, self.settings.parcels_per_courier_hour,
-                                   self.day_rates(scope, day).get(start))
+                                   self.rates(start).get(start))
         value = pl.col("load_ratio") if metric == "load_ratio" else pl.col(metric).cast(pl.Float64)
         kids = self.cell_children(scope, day, res)
         return cube.with_columns(value.alias("value")).join(kids, on="cell", how="left") \
             .select("cell", "value", "load_ratio", pl.col("name").alias("node"), "workload", "couriers")
 
     def cell_children(self, scope: str, day: str, res: int) -> pl.DataFrame:
-        """Child node (id and name) of each cell seen in the day, for hover and drill-down."""
+        """Child node (id and name) of each cell at ``res``: the child holding most of the
+        cell's located res-9 cells. For hover labels and drill-down by clicking a hex."""
         def make():
-            cells = self.day_cube(scope, day, res)["cell"].unique().to_list()
-            if not cells or self.children(scope).is_empty():
+            kids = self.children(scope).select("node_id", "name")
+            if kids.is_empty():
                 return pl.DataFrame(schema={"cell": pl.UInt64, "node_id": pl.String, "name": pl.String})
-            k = queries.children_of_cells(self.store, scope, cells, res)
-            return k.join(self.nodes().select("node_id", "name"), on="node_id", how="left")
-        return self.cache.get(("kids", scope, day, res), make, ttl=self._ttl(self.day_window(day)[1]))
+            nb = self.cache.get("node_branches", lambda: self.store.sql("SELECT * FROM node_branches"))
+            owner = nb.join(kids, left_on="ancestor_id", right_on="node_id").select(
+                "branch_id", pl.col("ancestor_id").alias("node_id"), "name")
+            cb = self.cache.get("cell_branch", lambda: self.store.sql(
+                "SELECT cell, branch_id FROM cell_branch WHERE branch_id IS NOT NULL"), ttl=60.0)
+            cb = cb.join(owner, on="branch_id")
+            parent = h3cells.to_parent(cb["cell"].to_numpy(), res) if res < h3cells.BASE_RES else cb["cell"].to_numpy()
+            return (cb.with_columns(pl.Series("cell", parent, dtype=pl.UInt64))
+                    .group_by("cell", "node_id", "name").len()
+                    .sort(["cell", "len", "node_id"], descending=[False, True, False])
+                    .unique("cell", keep="first").drop("len"))
+        return self.cache.get(("kids", scope, res), make, ttl=60.0)
 
     def geometry(self, scope: str, day: str, gcj02: bool) -> tuple[np.ndarray, dict, str]:
         """Every cell of the day in scope (sorted), its GeoJSON and a signature."""
@@ -189,56 +221,82 @@ class Model:
         return self.cache.get(("geom", scope, day, res, gcj02), make, ttl=self._ttl(self.day_window(day)[1]))
 
     # -- alerts -------------------------------------------------------------------------
-    def alert_state(self, scope: str, day: str, hour: int) -> dict:
-        """Zones of the hour with their node and start, and the over-load cells of the
-        preceding hours (the explicit state ``since`` is computed from)."""
-        start, end = self.hour_window(day, hour)
-        return self.cache.get(("alerts", scope, start), lambda: self._alerts(scope, start, end),
-                              ttl=self._ttl(end))
+    def hour_alerts(self, start: datetime) -> dict:
+        """Over-load cells and zones of one UTC hour over the whole network (cached).
 
-    def _alerts(self, scope, start, end) -> dict:
+        Cells at the alert resolution have the same figures whatever the viewer's scope,
+        so the detection runs once per hour and every scope filters its zones from it.
+        """
+        end = start + timedelta(hours=1)
+        return self.cache.get(("hour-alerts", start), lambda: self._hour_alerts(start, end), ttl=self._ttl(end))
+
+    def _hour_alerts(self, start, end) -> dict:
         s = self.settings
-        first = start - timedelta(hours=SINCE_HOURS - 1)
-        cube = self.store.cube(scope, first, end, self.alert_res)
-        hours = [first + timedelta(hours=i) for i in range(SINCE_HOURS)]
-        base = queries.baseline_hours(self.store, scope, hours, self.alert_res)
-        rates = self.ping_rates(scope, first, end)
-        over_by_hour, zones = {}, None
-        for h in hours:
-            f = cube.filter(pl.col("hour") == h).drop("hour")
-            f = f.join(base.filter(pl.col("hour") == h).drop("hour"), on="cell", how="left")
-            flagged, z = zones_mod.detect(f, s.parcels_per_courier_hour, s.load_ratio_threshold,
-                                         s.baseline_factor, self.alert_min, rates.get(h))
-            over_by_hour[h] = set(flagged.filter(pl.col("over"))["cell"].to_list())
-            zones = z
-        since = [self.local(zones_mod.since(c, hours, over_by_hour)).strftime("%H:00")
-                 for c in zones["cells"].to_list()]
+        root = self.root()
+        cube = self.store.cube(root, start, end, self.alert_res, per_hour=False)
+        base = queries.baseline_hours(self.store, root, [start], self.alert_res).drop("hour")
+        rate = self.rates(start).get(start)
+        flagged, zones = zones_mod.detect(cube.join(base, on="cell", how="left"), s.parcels_per_courier_hour,
+                                          s.load_ratio_threshold, s.baseline_factor, self.alert_min, rate)
         branch = self.store.locator().locate(zones["lat"].to_numpy(), zones["lng"].to_numpy()) \
             if len(zones) else np.array([], dtype=object)
-        zones = zones.with_columns(pl.Series("since", since, dtype=pl.String),
-                                   pl.Series("branch_id", list(branch), dtype=pl.String))
-        names = self.nodes().select(pl.col("node_id").alias("branch_id"), pl.col("name").alias("branch"))
-        zones = zones.join(names, on="branch_id", how="left", maintain_order="left")
-        return {"zones": zones, "over_by_hour": over_by_hour}
+        zones = zones.with_columns(pl.Series("branch_id", list(branch), dtype=pl.String))
+        return {"over": set(flagged.filter(pl.col("over"))["cell"].to_list()), "zones": zones}
 
-    def zones(self, scope, day, hour) -> pl.DataFrame:
-        return self.alert_state(scope, day, hour)["zones"]
+    def zones(self, scope: str, day: str, hour: int, with_since: bool = True) -> pl.DataFrame:
+        """Peak-load zones of the hour inside ``scope``, most severe first, numbered 1..n,
+        with their branch name and (``with_since``) the local hour they started."""
+        start, _ = self.hour_window(day, hour)
+        z = self.hour_alerts(start)["zones"]
+        z = z.filter(pl.col("branch_id").is_in(self.branches_of(scope).implode())) \
+            .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("zone_id"))
+        names = self.nodes().select(pl.col("node_id").alias("branch_id"), pl.col("name").alias("branch"))
+        z = z.join(names, on="branch_id", how="left", maintain_order="left")
+        if not with_since:
+            return z
+        hours = [start - timedelta(hours=i) for i in range(SINCE_HOURS - 1, -1, -1)]
+        over = {h: self.hour_alerts(h)["over"] for h in hours} if len(z) else {}
+        since = [self.local(zones_mod.since(c, hours, over)).strftime("%H:00") for c in z["cells"].to_list()]
+        return z.with_columns(pl.Series("since", since, dtype=pl.String))
+
+    def root(self) -> str:
+        return self.nodes().filter(pl.col("parent_id").is_null())["node_id"][0]
+
+    def branches_of(self, scope: str) -> pl.Series:
+        nb = self.cache.get("node_branches", lambda: self.store.sql("SELECT * FROM node_branches"))
+        return nb.filter(pl.col("ancestor_id") == scope)["branch_id"]
+
+    def warm(self, days: int = 2) -> None:
+        """Compute the alert state of every hour of the newest ``days`` days (run in a
+        background thread at start-up, so the first views find it cached)."""
+        newest = self.newest_hour()
+        if newest is None:
+            return
+        dates = self.dates()[-days:]
+        for day in dates:
+            self.trend(self.root(), day)
+            for hour in range(24):
+                start, _ = self.hour_window(day, hour)
+                if start <= newest:
+                    self.hour_alerts(start)
 
     # -- KPIs ---------------------------------------------------------------------------
     def kpis(self, scope: str, day: str, hour: int) -> list[dict]:
-        level = self.node(scope)["level"]
+        """The KPI panel of ``scope`` at the local (day, hour), with changes against the
+        same hour of the previous day. Read from the (cached) hourly trend of each day."""
         out = []
         for d in (day, (date.fromisoformat(day) - timedelta(days=1)).isoformat()):
-            start, end = self.hour_window(d, hour)
-            f = self.store.node_figures(scope, start, end, level=level)
+            start, _ = self.hour_window(d, hour)
+            f = self.trend(scope, d).filter(pl.col("hour") == start) if d in self.dates() else pl.DataFrame()
             row = kpis_mod.indicators(f).row(0, named=True) if len(f) else {}
-            row["zones"] = len(self.zones(scope, d, hour)) if row else None
+            row["zones"] = len(self.zones(scope, d, hour, with_since=False)) if row else None
             out.append(row)
         return kpis_mod.panel(out[0], out[1])
 
     def trend(self, scope: str, day: str) -> pl.DataFrame:
         start, end = self.day_window(day)
-        t = queries.hourly_totals(self.store, scope, start, end)
+        t = self.cache.get(("trend", scope, day), lambda: queries.hourly_totals(self.store, scope, start, end),
+                           ttl=self._ttl(end))
         return t.with_columns(pl.col("hour").map_elements(lambda h: self.local(h).hour, return_dtype=pl.Int64)
                               .alias("local_hour"))
 
@@ -246,7 +304,7 @@ class Model:
         """Children of ``scope`` with the KPI indicators of the hour and their zone count."""
         start, end = self.hour_window(day, hour)
         f = kpis_mod.indicators(self.store.node_figures(scope, start, end))
-        z = self.zones(scope, day, hour)
+        z = self.zones(scope, day, hour, with_since=False)
         if len(z) and len(f):
             closure = self.store.sql("SELECT ancestor_id AS node_id, branch_id FROM node_branches "
                                      "WHERE list_contains(?, ancestor_id)", [f["node_id"].to_list()])

@@ -21,7 +21,7 @@ def dashboard_url(small_store):
 
     from dashapp import build_app
 
-    app = build_app(small_store, Settings.from_env())
+    app = build_app(small_store, Settings.from_env(), warm=False)
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,0 +1,204 @@
+"""Benchmark of the dashboard: server-side callback times, update payloads, first load.
+
+A real server (in a thread) behind a WSGI timer; a real headless Chromium drives it:
+page loads, hour changes (the ▶ button) and drill-downs (clicks on the map from
+headquarters to a branch, then the breadcrumb back). Prints p50/p95 per callback.
+
+    .venv/bin/python bench/bench_dashboard.py --size default
+    .venv/bin/python bench/bench_dashboard.py --db var/emap.duckdb
+
+Without ``--db`` the demo of ``--size`` is generated once into ``var/bench-<size>.duckdb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from config import PROJECT_ROOT, Settings  # noqa: E402
+from data.store import Store  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: Branch label points to click down to (one per demo city), lat/lng.
+TARGETS = [(22.541, 114.055), (23.129, 113.264), (31.230, 121.473), (39.915, 116.404),
+           (30.573, 104.066), (30.593, 114.305)]
+
+
+class Timer:
+    """WSGI middleware recording (outputs, seconds, response bytes) of each callback."""
+
+    def __init__(self, app):
+        self.app = app
+        self.records: list[tuple[str, float, int]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != "/_dash-update-component":
+            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        import io
+
+        environ["wsgi.input"] = io.BytesIO(body)
+        output = json.loads(body).get("output", "?")
+        t = time.perf_counter()
+        chunks = list(self.app(environ, start_response))
+        dt = time.perf_counter() - t
+        with self.lock:
+            self.records.append((output, dt, sum(len(c) for c in chunks)))
+        return chunks
+
+    def take(self):
+        with self.lock:
+            out, self.records = self.records, []
+        return out
+
+
+def _name(output: str) -> str:
+    if output.startswith("..map.figure"):
+        return "map"
+    if output.startswith("..kpis.children"):
+        return "kpis+trend+table"
+    if output.startswith("alerts.children"):
+        return "alerts"
+    if output.startswith("..state.data"):
+        return "state"
+    if output.startswith("..breadcrumb"):
+        return "breadcrumb"
+    return "other"
+
+
+def ensure_db(size: str) -> Path:
+    path = PROJECT_ROOT / "var" / f"bench-{size}.duckdb"
+    if not path.exists():
+        from data import demo
+
+        print(f"generating the {size} demo into {path} ...", flush=True)
+        with Store(path) as s:
+            demo.generate(s, size=size, seed=7, days=2)
+    return path
+
+
+def wait_idle(page, timer_count, quiet=0.4, timeout=20.0):
+    """Wait until no callback has finished for ``quiet`` seconds."""
+    end = time.monotonic() + timeout
+    last, last_n = time.monotonic(), timer_count()
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        n = timer_count()
+        if n != last_n:
+            last, last_n = time.monotonic(), n
+        elif time.monotonic() - last > quiet:
+            return
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="default")
+    ap.add_argument("--db", type=Path)
+    ap.add_argument("--hours", type=int, default=12, help="hour changes to time")
+    ap.add_argument("--loads", type=int, default=3, help="page loads to time")
+    args = ap.parse_args(argv)
+    db = args.db or ensure_db(args.size)
+
+    from playwright.sync_api import sync_playwright
+    from werkzeug.serving import make_server
+
+    from dashapp import build_app
+
+    store = Store(db, read_only=True)
+    settings = Settings.from_env()
+    t = time.perf_counter()
+    app = build_app(store, settings)
+    for th in threading.enumerate():
+        if th.name == "emap-warm":
+            th.join()
+    print(f"start-up warm-up (alert state of the newest two days): {time.perf_counter() - t:.1f} s")
+    timer = Timer(app.server.wsgi_app)
+    app.server.wsgi_app = timer
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    from pages.model import Model
+
+    day = Model(store, settings).dates()[-1]
+    print(f"store {db} ({db.stat().st_size / 1e6:.0f} MB), day {day}")
+    count = lambda: len(timer.records)  # noqa: E731
+    results: dict[str, list] = {"hour": [], "drill": []}
+    loads = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        page.set_default_timeout(60_000)
+        hexes_drawn = ("(() => { const gd = document.querySelector('#map .js-plotly-plot');"
+                       " const h = gd && gd.data && gd.data.find(t => t.uid === 'hexes');"
+                       " return h && h.locations && h.locations.length > 0"
+                       " && document.querySelector('#kpi-pickups') !== null; })()")
+        for i in range(args.loads):
+            t = time.monotonic()
+            page.goto(f"{url}/?date={day}&hour={9 + i}&layers=hexes,outlines,zones")
+            page.wait_for_function(hexes_drawn)
+            loads.append(time.monotonic() - t)
+            wait_idle(page, count)
+            timer.take()
+        # hour changes at a region
+        page.goto(f"{url}/?node=r-440300&date={day}&hour=7")
+        page.wait_for_function(hexes_drawn)
+        wait_idle(page, count)
+        timer.take()
+        for _ in range(args.hours):
+            page.click("#hour-next")
+            wait_idle(page, count)
+            results["hour"] += timer.take()
+        # drill-downs by clicking, back with the breadcrumb
+        page.goto(f"{url}/?date={day}&hour=10&layers=hexes,outlines,zones")
+        page.wait_for_function(hexes_drawn)
+        wait_idle(page, count)
+        timer.take()
+        for lat, lng in TARGETS:
+            for _level in range(3):
+                before = page.url
+                time.sleep(0.6)
+                xy = page.evaluate("""([lat, lng]) => { const gd = document.querySelector('#map .js-plotly-plot');
+                    const m = gd._fullLayout.map._subplot.map; const p = m.project([lng, lat]);
+                    const r = m.getCanvas().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }""", [lat, lng])
+                page.mouse.move(*xy)
+                page.mouse.click(*xy)
+                wait_idle(page, count, quiet=0.6)
+                if page.url == before:
+                    break
+                results["drill"] += timer.take()
+            page.locator("#breadcrumb button").first.click()
+            wait_idle(page, count)
+            results["drill"] += timer.take()
+        browser.close()
+    server.shutdown()
+
+    print("page first load (hexes and KPIs drawn), s: " + ", ".join(f"{x:.2f}" for x in loads))
+    for action, recs in results.items():
+        print(f"\n{action}: {len(recs)} callbacks")
+        by: dict[str, list] = {}
+        for out, dt, size in recs:
+            by.setdefault(_name(out), []).append((dt, size))
+        for name, v in sorted(by.items()):
+            dts = np.array([x[0] for x in v]) * 1000
+            sizes = np.array([x[1] for x in v])
+            print(f"  {name:18s} n={len(v):3d}  p50 {np.percentile(dts, 50):6.0f} ms  p95 {np.percentile(dts, 95):6.0f} ms"
+                  f"  payload p50 {np.percentile(sizes, 50) / 1e3:7.1f} kB  max {sizes.max() / 1e3:7.1f} kB")
+    try:
+        store.close()
+    except Exception:  # a request thread may still hold the connection at exit
+        pass
+
+
+if __name__ == "__main__":
+    main()
