@@ -132,8 +132,8 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
         except (pa.ArrowInvalid, OSError) as exc:
             # Rows already stored stay stored; the rest of the file is refused as a whole.
             raise ImportFileError(
-                f"{path}: unreadable after data row {report.rows}: {exc} "
-                f"({report.accepted} rows before it were stored)") from None
+                f"{path}: unreadable after data row {report.rows}: {exc}; nothing from this file "
+                f"was stored") from None
 
     def prepare(batch, offset):
         """Read, validate, index and locate one batch (no writes to the operations tables)."""
@@ -152,31 +152,45 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
             bad = pl.concat([bad, refused.cast(bad.schema)])
         return len(frame), ready, bad
 
-    # Two stages overlap: while the store writes batch k, a worker thread reads and
-    # prepares batch k+1 (polars and DuckDB both release the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        batch = read_next()
-        pending = pool.submit(prepare, batch, 0) if batch is not None else None
-        while pending is not None:
-            n, ready, bad = pending.result()
-            offset = report.rows + n
+    # Two stages overlap: while the store takes batch k, a worker thread reads and
+    # prepares batch k+1 (polars and DuckDB both release the GIL). Pings and parcel
+    # events are staged and stored in one transaction at the end of the file: one
+    # dedupe and cube pass instead of one per batch, and a file that breaks half-way
+    # stores nothing.
+    staged = kind in ("pings", "parcel_events")
+    rejected: list[pl.DataFrame] = []
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
             batch = read_next()
-            pending = pool.submit(prepare, batch, offset) if batch is not None else None
-            report.rows += n
-            if kind in ("pings", "parcel_events"):
-                stored, dup = store.commit(kind, ready)
-            elif kind == "outlets":
-                stored, dup, refused = _store_outlets(store, ready)
-                bad = pl.concat([bad, refused.cast(bad.schema)]) if not refused.is_empty() else bad
-            else:
-                stored, dup, refused = _store_couriers(store, ready)
-                bad = pl.concat([bad, refused.cast(bad.schema)]) if not refused.is_empty() else bad
-            store.quarantine(bad, str(path), kind)
-            report.accepted += stored
-            report.duplicates += dup
-            report.rejected += len(bad)
-            if progress:
-                progress(report.rows, total)
+            pending = pool.submit(prepare, batch, 0) if batch is not None else None
+            while pending is not None:
+                n, ready, bad = pending.result()
+                offset = report.rows + n
+                batch = read_next()
+                pending = pool.submit(prepare, batch, offset) if batch is not None else None
+                report.rows += n
+                if staged:
+                    store.stage(kind, ready)
+                else:
+                    store_rows = _store_outlets if kind == "outlets" else _store_couriers
+                    stored, dup, refused = store_rows(store, ready)
+                    report.accepted += stored
+                    report.duplicates += dup
+                    if not refused.is_empty():
+                        bad = pl.concat([bad, refused.cast(bad.schema)])
+                if not bad.is_empty():
+                    rejected.append(bad)
+                    report.rejected += len(bad)
+                if progress:
+                    progress(report.rows, total)
+        if staged:
+            report.accepted, report.duplicates = store.commit_staged(kind)
+    except BaseException:
+        if staged:
+            store.discard_staged(kind)
+        raise
+    if rejected:
+        store.quarantine(pl.concat(rejected), str(path), kind)
     return report
 
 

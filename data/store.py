@@ -27,6 +27,11 @@ PING_FIELDS = ["device_id", "ts", "lat", "lng", "speed", "heading", "accuracy",
                "courier_id", "vehicle_id", "cell", "branch_id"]
 EVENT_FIELDS = ["event_id", "parcel_id", "kind", "ts", "lat", "lng", "outlet_id", "courier_id",
                 "promised_at", "dest_branch_id", "expected_at", "cell", "branch_id"]
+#: Record tables: their columns in order and their record id (dedupe key).
+_RECORDS = {
+    "pings": (PING_FIELDS, ["device_id", "ts"]),
+    "parcel_events": (EVENT_FIELDS, ["event_id"]),
+}
 _OUTLINE_TOLERANCE = {"hq": 0.05, "division": 0.02, "region": 0.005, "branch": 0.001}
 
 
@@ -247,44 +252,90 @@ class Store:
         return ok, bad
 
     def commit(self, table: str, ready: pl.DataFrame) -> tuple[int, int]:
-        """Store prepared rows of ``pings`` or ``parcel_events``: ``(stored, duplicates)``."""
-        if table == "pings":
-            return self._insert_dedup(ready, "pings", PING_FIELDS, ["device_id", "ts"])
-        if table == "parcel_events":
-            return self._insert_dedup(ready, "parcel_events", EVENT_FIELDS, ["event_id"])
-        raise ValueError(f"not an operations table: {table}")
+        """Store prepared rows of ``pings`` or ``parcel_events`` now: ``(stored, duplicates)``.
 
-    def _insert_dedup(self, rows: pl.DataFrame, table: str, fields: list[str], key: list[str]):
-        """Insert rows whose key is new (in the batch and in the table) and update the cube.
-
-        One transaction: a batch is either wholly stored with its cube update or not at all.
+        One transaction: the batch is stored with its cube update, or not at all.
         """
-        if rows.is_empty():
+        fields, _key = _RECORDS[table]
+        if ready.is_empty():
             return 0, 0
-        batch = rows.unique(subset=key, keep="first", maintain_order=True).select(fields)  # noqa: F841 (read by name in SQL)
-        lo, hi = rows["ts"].min(), rows["ts"].max()
-        on = " AND ".join(f"b.{k} = t.{k}" for k in key)
         with self._write_lock:
-            con = self._con
-            con.execute("BEGIN")
+            self._con.register("incoming_batch", ready.select(fields))
             try:
-                # The ts window lets DuckDB skip row groups of other days (zone maps).
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE fresh AS SELECT b.* FROM batch b "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {on} "
-                    f"AND t.ts BETWEEN ? AND ?)", [lo, hi])
-                stored = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
-                con.execute(f"INSERT INTO {table} SELECT * FROM fresh")
-                if table == "pings":
-                    self._cube_add_pings(con)
-                else:
-                    self._cube_add_events(con)
-                con.execute("DROP TABLE fresh")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        return stored, len(rows) - stored
+                stored = self._store_new(table, "incoming_batch")
+            finally:
+                self._con.unregister("incoming_batch")
+        return stored, len(ready) - stored
+
+    def stage(self, table: str, ready: pl.DataFrame) -> None:
+        """Append prepared rows to a staging table; nothing is visible until
+        :meth:`commit_staged`. File import stages every batch and stores them once, so
+        dedupe and cube work is one pass over the file instead of one per batch."""
+        fields, _key = _RECORDS[table]
+        with self._write_lock:
+            self._con.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} AS "
+                              f"SELECT {', '.join(fields)} FROM {table} LIMIT 0")
+            self._con.register("incoming_batch", ready.select(fields))
+            try:
+                self._con.execute(f"INSERT INTO stage_{table} SELECT * FROM incoming_batch")
+            finally:
+                self._con.unregister("incoming_batch")
+
+    def commit_staged(self, table: str) -> tuple[int, int]:
+        """Store what :meth:`stage` collected: ``(stored, duplicates)``; empties the stage."""
+        if table not in _RECORDS:
+            raise ValueError(f"not an operations table: {table}")
+        with self._write_lock:
+            exists = self._con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                [f"stage_{table}"]).fetchone()[0]
+            if not exists:
+                return 0, 0
+            staged = self._con.execute(f"SELECT count(*) FROM stage_{table}").fetchone()[0]
+            try:
+                stored = self._store_new(table, f"stage_{table}") if staged else 0
+            finally:
+                self._con.execute(f"DROP TABLE IF EXISTS stage_{table}")
+        return stored, staged - stored
+
+    def discard_staged(self, table: str) -> None:
+        """Forget staged rows (an import that failed half-way stores nothing)."""
+        with self._write_lock:
+            self._con.execute(f"DROP TABLE IF EXISTS stage_{table}")
+
+    def _store_new(self, table: str, source: str) -> int:
+        """Insert the rows of ``source`` whose record id is new, and update the cube.
+
+        The caller holds the write lock. Returns the number of rows stored.
+        """
+        fields, key = _RECORDS[table]
+        keys = ", ".join(key)
+        on = " AND ".join(f"b.{k} = t.{k}" for k in key)
+        con = self._con
+        window = ""
+        if table == "pings":
+            # A ping's key includes its time, so only rows in the batch's time window can
+            # match; the window lets DuckDB skip row groups of other days (zone maps).
+            lo, hi = con.execute(f"SELECT min(ts), max(ts) FROM {source}").fetchone()
+            window = f" AND t.ts BETWEEN '{lo}'::TIMESTAMP AND '{hi}'::TIMESTAMP"
+        con.execute("BEGIN")
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE fresh AS "
+                f"SELECT * FROM (SELECT DISTINCT ON ({keys}) * FROM {source}) b "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {on}{window})")
+            stored = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
+            con.execute(f"INSERT INTO {table} SELECT * FROM fresh")
+            if table == "pings":
+                self._cube_add_pings(con)
+            else:
+                self._cube_add_events(con)
+            con.execute("DROP TABLE fresh")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return stored
 
     @staticmethod
     def _cube_merge(con, delta_sql: str) -> None:

@@ -115,6 +115,14 @@ def _with_schema(frame: pl.DataFrame, columns: dict, local_tz: str) -> tuple[pl.
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
             continue
         raw = pl.col(name)
+        source = frame.schema[name]
+        if source.is_numeric() and (source == dtype or dtype.is_float()):
+            # Numbers already (Parquet, JSON): nothing can fail to convert.
+            conv = raw.cast(dtype)
+            if dtype.is_float():
+                conv = conv.fill_nan(None)  # NaN means "not reported", like an empty cell
+            exprs.append(conv.alias(name))
+            continue
         if dtype == pl.Datetime("us"):
             conv = timestamp_expr(name, frame.schema[name], local_tz)
         elif dtype == pl.String:
