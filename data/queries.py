@@ -118,3 +118,43 @@ def baseline_hours(store: Store, scope: str, hours: list[datetime], res: int, da
     con = store.cursor()
     con.register("pairs", pairs.to_arrow())
     return con.sql(q, params={"scope": scope, "lo": min(pairs["past"]), "hi": max(pairs["past"])}).pl()
+
+
+def children_hourly(store: Store, scope: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Figures of each child of ``scope`` per hour (``store.node_figures`` for every hour
+    of a window in one query): ``hour, node_id, name, <counts>, couriers, vehicles``."""
+    store.check_scope(scope)
+    counts = ", ".join(f"sum(c.{c})::BIGINT AS {c}" for c in
+                       ("pings", "pickups", "deliveries", "on_time", "late", "scans"))
+    q = f"""
+        WITH nb AS (SELECT nb.ancestor_id AS node_id, nb.branch_id FROM node_branches nb
+                    JOIN nodes n ON n.node_id = nb.ancestor_id WHERE n.parent_id = $scope),
+        c AS (SELECT c.hour, nb.node_id, {counts} FROM cube_hourly c JOIN nb USING (branch_id)
+              WHERE c.hour >= $start AND c.hour < $end GROUP BY ALL),
+        p AS (SELECT p.hour, nb.node_id,
+                     count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'courier') AS couriers,
+                     count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'vehicle') AS vehicles
+              FROM cube_presence p JOIN nb USING (branch_id)
+              WHERE p.hour >= $start AND p.hour < $end GROUP BY ALL)
+        SELECT c.*, coalesce(p.couriers, 0)::BIGINT AS couriers, coalesce(p.vehicles, 0)::BIGINT AS vehicles
+        FROM c LEFT JOIN p USING (hour, node_id) ORDER BY hour, node_id"""
+    return store.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()
+
+
+def outlet_scans_hourly(store: Store, scope: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Parcel scans per outlet inside ``scope`` and hour: ``hour, outlet_id, parcels``."""
+    store.check_scope(scope)
+    q = f"""
+        SELECT date_trunc('hour', ts) AS hour, outlet_id, count(*)::BIGINT AS parcels
+        FROM parcel_events
+        WHERE ts >= $start AND ts < $end AND outlet_id IN (SELECT outlet_id FROM outlets {_SCOPED})
+        GROUP BY ALL ORDER BY hour, outlet_id"""
+    return store.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()
+
+
+def outlets_in(store: Store, scope: str) -> pl.DataFrame:
+    """Outlets inside ``scope``."""
+    store.check_scope(scope)
+    return store.cursor().sql(
+        f"SELECT outlet_id, name, kind, branch_id, lat, lng, capacity_couriers, capacity_parcels_per_hour "
+        f"FROM outlets {_SCOPED} ORDER BY outlet_id", params={"scope": scope}).pl()

@@ -303,7 +303,12 @@ class Model:
     def child_table(self, scope: str, day: str, hour: int) -> pl.DataFrame:
         """Children of ``scope`` with the KPI indicators of the hour and their zone count."""
         start, end = self.hour_window(day, hour)
-        f = kpis_mod.indicators(self.store.node_figures(scope, start, end))
+        a, b = self.day_window(day)
+        hourly = self.cache.get(("kids-hourly", scope, day),
+                                lambda: queries.children_hourly(self.store, scope, a, b), ttl=self._ttl(b))
+        kids = self.children(scope).select("node_id", "name")
+        f = kids.join(hourly.filter(pl.col("hour") == start).drop("hour"), on="node_id", how="left")
+        f = kpis_mod.indicators(f.with_columns(pl.exclude("node_id", "name").fill_null(0)))
         z = self.zones(scope, day, hour, with_since=False)
         if len(z) and len(f):
             closure = self.store.sql("SELECT ancestor_id AS node_id, branch_id FROM node_branches "
@@ -325,8 +330,15 @@ class Model:
             .otherwise(pl.lit("stopped")).alias("state"))
 
     def outlets(self, scope: str, day: str, hour: int) -> pl.DataFrame:
-        start, end = self.hour_window(day, hour)
-        return queries.outlet_load(self.store, scope, start, end)
+        """Outlets in scope with their scans in the hour and ``load`` = scans / hourly capacity."""
+        start, _ = self.hour_window(day, hour)
+        a, b = self.day_window(day)
+        base = self.cache.get(("outlets", scope), lambda: queries.outlets_in(self.store, scope), ttl=60.0)
+        scans = self.cache.get(("outlet-scans", scope, day),
+                               lambda: queries.outlet_scans_hourly(self.store, scope, a, b), ttl=self._ttl(b))
+        f = base.join(scans.filter(pl.col("hour") == start).drop("hour"), on="outlet_id", how="left")
+        return f.with_columns(pl.col("parcels").fill_null(0)).with_columns(
+            (pl.col("parcels") / pl.col("capacity_parcels_per_hour").clip(lower_bound=1)).alias("load"))
 
     # -- the map figure -------------------------------------------------------------------
     def view(self, scope: str, zone: pl.DataFrame | None = None) -> dict:
