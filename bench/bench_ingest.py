@@ -73,6 +73,7 @@ def free_port() -> int:
 def start_server(db: Path, port: int, threads: int, log: Path) -> subprocess.Popen:
     with open(log, "ab") as err:
         proc = subprocess.Popen([sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port),
+                                 *os.environ.get("EMAP_BENCH_SERVER_ARGS", "").split(),
                                  "--threads", str(threads)], cwd=ROOT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
                                 stderr=err)
@@ -162,6 +163,65 @@ class Load:
                 f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms")
 
 
+class AsyncLoad(Load):
+    """Many keep-alive connections driven from one asyncio loop: phones are many, mostly idle
+    connections, and one thread per connection would spend this machine's CPU on the client."""
+
+    def run(self, make_request) -> float:
+        import asyncio
+
+        async def conn_loop(w: int, start: float, stop_at: float):
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            interval = self.workers / self.rate
+            due = start + w * interval / self.workers
+            try:
+                while True:
+                    now = time.monotonic()
+                    if now >= stop_at:
+                        return
+                    if due > now:
+                        await asyncio.sleep(due - now)
+                    due += interval
+                    k = self.take()
+                    if k is None:
+                        return
+                    method, path, body, headers = make_request(k)
+                    head = "".join(f"{a}: {b}\r\n" for a, b in headers.items())
+                    t = time.perf_counter()
+                    good = False
+                    try:
+                        writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+                                     f"Content-Length: {len(body or b'')}\r\n\r\n".encode() + (body or b""))
+                        status_line = await reader.readline()
+                        length = 0
+                        while True:
+                            line = await reader.readline()
+                            if line in (b"\r\n", b""):
+                                break
+                            if line.lower().startswith(b"content-length:"):
+                                length = int(line.split(b":", 1)[1])
+                        await reader.readexactly(length)
+                        good = status_line.split(b" ", 2)[1] == b"200"
+                    except (OSError, asyncio.IncompleteReadError, IndexError):
+                        writer.close()
+                        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    dt = time.perf_counter() - t
+                    if good:
+                        self.ok.append(k)
+                        self.lat.append(dt)
+                    else:
+                        self.failed += 1
+            finally:
+                writer.close()
+
+        async def main():
+            start = time.monotonic()
+            await asyncio.gather(*(conn_loop(w, start, start + self.seconds) for w in range(self.workers)))
+            return time.monotonic() - start
+
+        return asyncio.run(main())
+
+
 def server_stats(port: int) -> str:
     import json
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -181,9 +241,10 @@ def main() -> int:
     ap.add_argument("--batch-workers", type=int, default=8)
     ap.add_argument("--osmand-seconds", type=float, default=20.0)
     ap.add_argument("--osmand-rate", type=float, default=2_200.0, help="target single requests/s")
-    ap.add_argument("--osmand-workers", type=int, default=48)
+    ap.add_argument("--osmand-workers", type=int, default=400, help="phone connections")
     ap.add_argument("--devices", type=int, default=2000)
-    ap.add_argument("--server-threads", type=int, default=64)
+    ap.add_argument("--server-threads", type=int, default=512,
+                    help="request threads: each unanswered phone request holds one")
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
     args = ap.parse_args()
 
@@ -229,7 +290,7 @@ def main() -> int:
             print(f"  {server_stats(port)}", flush=True)
             results["batch"] = load
         if args.osmand_seconds > 0:
-            load = Load(port, args.osmand_workers, args.osmand_rate, args.osmand_seconds,
+            load = AsyncLoad(port, args.osmand_workers, args.osmand_rate, args.osmand_seconds,
                         max_requests=int(args.osmand_rate * args.osmand_seconds) + 1)
             print(f"OsmAnd: single-position GET requests, target {args.osmand_rate:,.0f}/s for "
                   f"{args.osmand_seconds:.0f} s, {args.osmand_workers} connections ...", flush=True)

@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.server == "waitress":
             from waitress import serve
-            serve(app, host=args.host, port=args.port, threads=args.threads, connection_limit=1000,
+            serve(app, host=args.host, port=args.port, threads=args.threads, connection_limit=4000,
                   channel_timeout=60, backlog=2048, ident="emap")
         else:
             from werkzeug.serving import WSGIRequestHandler, run_simple
