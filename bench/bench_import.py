@@ -78,7 +78,7 @@ def run_import(net_db: Path, pings: Path, work: Path) -> dict:
         report = import_file(store, pings, kind="pings")
         seconds = time.perf_counter() - t0
         cube_rows = store.scalar("SELECT count(*) FROM cube_hourly")
-    return {"rows": report.rows, "accepted": report.accepted, "rejected": report.rejected,
+    return {"stages": report.seconds, "rows": report.rows, "accepted": report.accepted, "rejected": report.rejected,
             "duplicates": report.duplicates, "seconds": seconds, "cube_rows": cube_rows,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -118,6 +118,7 @@ def main() -> int:
     child = subprocess.run([sys.executable, __file__, "--child", "--rows", str(args.rows), "--size", args.size,
                             "--work", str(args.work)], capture_output=True, text=True, check=True)
     emap = json.loads(child.stdout.strip().splitlines()[-1])
+    print("stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in emap["stages"].items()))
     plain = plain_approach(pings, args.plain_sample)
     emap_rate = emap["rows"] / emap["seconds"]
     plain_rate = plain["rows"] / plain["seconds"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -39,6 +40,11 @@ class ImportReport:
     accepted: int = 0
     rejected: int = 0
     duplicates: int = 0
+    #: Seconds spent per stage (prepare runs in a worker, overlapping the others).
+    seconds: dict = field(default_factory=dict)
+
+    def timed(self, stage: str, t0: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
     def line(self) -> str:
         return (f"{self.path}: {self.kind}: {self.rows} rows read, {self.accepted} accepted, "
@@ -137,11 +143,14 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
 
     def prepare(batch, offset):
         """Read, validate, index and locate one batch (no writes to the operations tables)."""
+        t0 = time.perf_counter()
         frame = pl.from_arrow(batch)
         if isinstance(frame, pl.Series):
             frame = frame.to_frame()
         frame = frame.with_row_index("_row", offset=offset + 1)
         good, bad = validate.CHECKS[kind](frame, local_tz)
+        report.timed("validate", t0)
+        t0 = time.perf_counter()
         if kind == "pings":
             ready, refused = store.prepare_pings(good)
         elif kind == "parcel_events":
@@ -150,6 +159,7 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
             ready, refused = good, bad.clear()
         if not refused.is_empty():
             bad = pl.concat([bad, refused.cast(bad.schema)])
+        report.timed("index and locate", t0)
         return len(frame), ready, bad
 
     # Two stages overlap: while the store takes batch k, a worker thread reads and
@@ -164,13 +174,17 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
             batch = read_next()
             pending = pool.submit(prepare, batch, 0) if batch is not None else None
             while pending is not None:
+                t0 = time.perf_counter()
                 n, ready, bad = pending.result()
+                report.timed("wait for prepare", t0)
                 offset = report.rows + n
                 batch = read_next()
                 pending = pool.submit(prepare, batch, offset) if batch is not None else None
                 report.rows += n
+                t0 = time.perf_counter()
                 if staged:
                     store.stage(kind, ready)
+                    report.timed("stage", t0)
                 else:
                     store_rows = _store_outlets if kind == "outlets" else _store_couriers
                     stored, dup, refused = store_rows(store, ready)
@@ -184,7 +198,9 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
                 if progress:
                     progress(report.rows, total)
         if staged:
+            t0 = time.perf_counter()
             report.accepted, report.duplicates = store.commit_staged(kind)
+            report.timed("dedupe, store and cube", t0)
     except BaseException:
         if staged:
             store.discard_staged(kind)

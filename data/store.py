@@ -318,19 +318,31 @@ class Store:
             # match; the window lets DuckDB skip row groups of other days (zone maps).
             lo, hi = con.execute(f"SELECT min(ts), max(ts) FROM {source}").fetchone()
             window = f" AND t.ts BETWEEN '{lo}'::TIMESTAMP AND '{hi}'::TIMESTAMP"
+        # Most batches hold no repeated record: check that cheaply (a count of distinct
+        # keys and a semi join) and only then pay for DISTINCT ON and an anti join.
+        total, distinct = con.execute(
+            f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {source})) "
+            f"FROM {source}").fetchone()
+        clash = con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {source} b WHERE EXISTS "
+            f"(SELECT 1 FROM {table} t WHERE {on}{window}) LIMIT 1)").fetchone()[0]
         con.execute("BEGIN")
         try:
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE fresh AS "
-                f"SELECT * FROM (SELECT DISTINCT ON ({keys}) * FROM {source}) b "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {on}{window})")
-            stored = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
-            con.execute(f"INSERT INTO {table} SELECT * FROM fresh")
-            if table == "pings":
-                self._cube_add_pings(con)
+            if total == distinct and not clash:
+                fresh, stored = source, total
             else:
-                self._cube_add_events(con)
-            con.execute("DROP TABLE fresh")
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE fresh AS "
+                    f"SELECT * FROM (SELECT DISTINCT ON ({keys}) * FROM {source}) b "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {on}{window})")
+                fresh = "fresh"
+                stored = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
+            con.execute(f"INSERT INTO {table} SELECT * FROM {fresh}")
+            if table == "pings":
+                self._cube_add_pings(con, fresh)
+            else:
+                self._cube_add_events(con, fresh)
+            con.execute("DROP TABLE IF EXISTS fresh")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -350,17 +362,17 @@ class Store:
             "FROM delta d ANTI JOIN cube_hourly c USING (hour, cell, branch_id)")
         con.execute("DROP TABLE delta")
 
-    def _cube_add_pings(self, con) -> None:
-        self._cube_merge(con, """
+    def _cube_add_pings(self, con, fresh: str) -> None:
+        self._cube_merge(con, f"""
             SELECT date_trunc('hour', ts) AS hour, cell, branch_id, count(*) AS pings,
                    0 AS pickups, 0 AS deliveries, 0 AS on_time, 0 AS late, 0 AS scans
-            FROM fresh GROUP BY ALL""")
-        con.execute("""
+            FROM {fresh} GROUP BY ALL""")
+        con.execute(f"""
             CREATE OR REPLACE TEMP TABLE new_presence AS
             SELECT DISTINCT date_trunc('hour', ts) AS hour, cell, branch_id,
                    coalesce(courier_id, vehicle_id) AS actor_id,
                    CASE WHEN courier_id IS NOT NULL THEN 'courier' ELSE 'vehicle' END AS actor_kind
-            FROM fresh""")
+            FROM {fresh}""")
         con.execute("""
             INSERT INTO cube_presence SELECT n.* FROM new_presence n
             ANTI JOIN cube_presence p USING (hour, cell, branch_id, actor_id)""")
@@ -378,15 +390,15 @@ class Store:
               AND cube_hourly.branch_id = r.branch_id""")
         con.execute("DROP TABLE new_presence")
 
-    def _cube_add_events(self, con) -> None:
-        self._cube_merge(con, """
+    def _cube_add_events(self, con, fresh: str) -> None:
+        self._cube_merge(con, f"""
             SELECT date_trunc('hour', ts) AS hour, cell, branch_id, 0 AS pings,
                    count(*) FILTER (WHERE kind = 'pickup') AS pickups,
                    count(*) FILTER (WHERE kind = 'delivered') AS deliveries,
                    count(*) FILTER (WHERE kind = 'delivered' AND ts <= promised_at) AS on_time,
                    count(*) FILTER (WHERE kind = 'delivered' AND ts > promised_at) AS late,
                    count(*) AS scans
-            FROM fresh GROUP BY ALL""")
+            FROM {fresh} GROUP BY ALL""")
 
     # -- scoped reads -------------------------------------------------------------------
     def cube(self, scope: str, start: datetime, end: datetime, res: int = h3cells.BASE_RES,
