@@ -441,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="DuckDB file (default: the configured one)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8060)
-    parser.add_argument("--threads", type=int, default=64, help="request threads (waitress)")
+    parser.add_argument("--threads", type=int, default=512,
+                        help="request threads (waitress); each unanswered phone request holds one")
     parser.add_argument("--server", choices=("waitress", "werkzeug"), default="waitress")
     parser.add_argument("--switch-interval", type=float, default=0.005,
                         help="seconds between GIL hand-overs (short: the writer thread, which "
