@@ -66,7 +66,13 @@ def cmd_serve(args, settings: Settings) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"EMAP dashboard on http://{host}:{port}/", flush=True)
-    app.run(host=host, port=port, debug=False)
+    if args.dev_server:
+        app.run(host=host, port=port, debug=False)
+    else:
+        # waitress: a production WSGI server with a thread pool, pure Python.
+        from waitress import serve
+
+        serve(app.server, host=host, port=port, threads=args.threads, ident="EMAP")
     return 0
 
 
@@ -157,6 +163,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="address to listen on (default EMAP_HOST or 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default EMAP_PORT or 8050)")
     s.add_argument("--no-demo", action="store_true", help="do not create the demo on an empty store")
+    s.add_argument("--threads", type=int, default=16, help="request threads (default 16)")
+    s.add_argument("--dev-server", action="store_true", help="use Flask's development server instead of waitress")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("demo", help="generate the demo network and days")

@@ -13,9 +13,9 @@ and are recorded in ``demo_surges`` so that alerts can be checked against the tr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -248,24 +248,16 @@ def tours(rng, home_lat, home_lng, zone_lat, zone_lng, spread_km, speed_ms, wave
     nstops = valid.sum(axis=1)
 
     # segments: home->s1, s1->s2, ..., s_last->home (departing at dep of s_last)
-    seg_actor, seg_dep, seg_arr, lat0, lng0, lat1, lng1 = [], [], [], [], [], [], []
     rows, cols = np.nonzero(valid)
-    seg_actor.append(rows)
-    seg_dep.append(arr[rows, cols] - travel[rows, cols])
-    seg_arr.append(arr[rows, cols])
-    lat0.append(plat[rows, cols]); lng0.append(plng[rows, cols])
-    lat1.append(slat[rows, cols]); lng1.append(slng[rows, cols])
-    has = nstops > 0
-    last = np.maximum(nstops - 1, 0)
-    r = np.nonzero(has)[0]
-    seg_actor.append(r)
-    seg_dep.append(dep[r, last[r]])
-    seg_arr.append(dep[r, last[r]] + back[r, last[r]])
-    lat0.append(slat[r, last[r]]); lng0.append(slng[r, last[r]])
-    lat1.append(home_lat[r]); lng1.append(home_lng[r])
+    outbound = [rows, arr[rows, cols] - travel[rows, cols], arr[rows, cols],
+                plat[rows, cols], plng[rows, cols], slat[rows, cols], slng[rows, cols]]
+    r = np.nonzero(nstops > 0)[0]
+    last = nstops[r] - 1
+    home = [r, dep[r, last], dep[r, last] + back[r, last],
+            slat[r, last], slng[r, last], home_lat[r], home_lng[r]]
     stops = {"actor": rows, "t": arr[rows, cols], "lat": slat[rows, cols], "lng": slng[rows, cols],
              "parcels": parcels[rows, cols]}
-    seg = [np.concatenate(x) for x in (seg_actor, seg_dep, seg_arr, lat0, lng0, lat1, lng1)]
+    seg = [np.concatenate([o, h]) for o, h in zip(outbound, home)]
     return stops, seg
 
 
@@ -426,6 +418,12 @@ def _parcel_events(rng, day, cour, cat, w1, w2, shift_start, lunch, ts, factor):
                    "lng": p_lng[p], **pcommon})
     frames.append({"parcel_id": pid[p], "kind": "pickup", "ts": ts(p_t[p]), "lat": p_lat[p], "lng": p_lng[p],
                    "courier_id": courier_id[p], **pcommon})
+    # Information leads physical flow: the scan-in at the destination outlet says which
+    # branch the parcel is for and when its delivery is planned (the stop on a courier's
+    # tour, known to the minute only roughly). Drawn last so earlier draws are unchanged.
+    planned = p_t[d] + rng.normal(0, 900, n_d)
+    frames[0]["dest_branch_id"] = cour["branch_id"].to_numpy()[actor][d]
+    frames[0]["expected_at"] = ts(planned)
     out = pl.concat([pl.DataFrame(f) for f in frames], how="diagonal_relaxed")
     return out.with_columns(
         pl.concat_str([pl.col("parcel_id"), pl.col("kind")], separator=":").alias("event_id"))

@@ -8,11 +8,11 @@ them, and re-imported rows are recognised by their record ids and not stored twi
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import polars as pl
 import pyarrow as pa

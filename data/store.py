@@ -9,7 +9,7 @@ access control is a property of the data layer.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -189,7 +189,7 @@ class Store:
         if bad.is_empty():
             return 0
         rows = bad.select(
-            pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("received_at"),
+            pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("received_at"),
             pl.lit(source).alias("source"),
             pl.col("_row").cast(pl.Int64).alias("row_number"),
             pl.lit(kind).alias("record_kind"),

@@ -1,6 +1,6 @@
 import subprocess
-from datetime import datetime, timedelta
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
