@@ -72,7 +72,17 @@ def cmd_serve(args, settings: Settings) -> int:
         # waitress: a production WSGI server with a thread pool, pure Python.
         from waitress import serve
 
-        serve(app.server, host=host, port=port, threads=args.threads, ident="EMAP")
+        # Each phone request waits for its commit, holding a thread: many threads and a
+        # high connection limit let fixes from many devices share one commit.
+        try:
+            serve(app.server, host=host, port=port, threads=args.threads, connection_limit=4000,
+                  ident="EMAP")
+        finally:
+            for bp in blueprints:
+                committer = getattr(bp, "committer", None)
+                if committer is not None:
+                    committer.close()  # acknowledged records are already committed; stop cleanly
+            store.close()
     return 0
 
 
@@ -163,7 +173,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="address to listen on (default EMAP_HOST or 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default EMAP_PORT or 8050)")
     s.add_argument("--no-demo", action="store_true", help="do not create the demo on an empty store")
-    s.add_argument("--threads", type=int, default=16, help="request threads (default 16)")
+    s.add_argument("--threads", type=int, default=256, help="request threads (default 256)")
     s.add_argument("--dev-server", action="store_true", help="use Flask's development server instead of waitress")
     s.set_defaults(func=cmd_serve)
 
