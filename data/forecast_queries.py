@@ -1,0 +1,312 @@
+"""Scoped reads for the workload forecast, the dispatch suggestions and their record.
+
+Every function takes the store and the viewer's scope (a node id) first and keeps to
+the scope's branches through ``node_branches``. Times are naive UTC, like the store.
+Frames come back ready for the pure functions of ``geo.forecast``, ``geo.dispatch``
+and ``geo.simulate``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from data.store import Store
+from geo import cells as h3cells
+
+_BRANCHES = "(SELECT branch_id FROM node_branches WHERE ancestor_id = $scope)"
+_SCOPED = f"SEMI JOIN {_BRANCHES} s USING (branch_id)"
+#: How far back a scan can be and still describe a parcel not yet delivered.
+PIPELINE_LOOKBACK = timedelta(hours=48)
+
+DECISIONS_DDL = """CREATE TABLE IF NOT EXISTS dispatch_decisions (
+    decided_at TIMESTAMP NOT NULL,   -- when the manager answered (UTC)
+    scope VARCHAR NOT NULL,          -- the node the manager was viewing
+    branch_id VARCHAR NOT NULL,      -- the branch of the zone (scoped reads filter on it)
+    hour TIMESTAMP NOT NULL,         -- the hour the suggestion is for (UTC hour start)
+    source_cell UBIGINT NOT NULL,    -- where the couriers come from
+    zone_cell UBIGINT NOT NULL,      -- the zone cell they go to (its most loaded cell)
+    couriers INTEGER NOT NULL,       -- how many
+    distance_km DOUBLE,
+    decision VARCHAR NOT NULL,       -- accepted | dismissed
+    user_name VARCHAR                -- who answered, when known
+)"""
+DECISIONS = ("accepted", "dismissed")
+
+
+def _cell(col: str, res: int) -> str:
+    return h3cells.parent_sql(col, res) if res < h3cells.BASE_RES else col
+
+
+def _frame_sql(store: Store, q: str, params: dict, **frames) -> pl.DataFrame:
+    con = store.cursor()
+    for name, frame in frames.items():
+        con.register(name, frame.to_arrow())
+    return con.sql(q, params=params).pl()
+
+
+def _hours_frame(hours) -> pl.DataFrame:
+    return pl.DataFrame({"hour": pl.Series(list(hours), dtype=pl.Datetime("us"))})
+
+
+def cell_hours(store: Store, scope: str, hours, res: int) -> pl.DataFrame:
+    """Cube figures of some hours (not necessarily contiguous) per cell and branch.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``hour, cell, branch_id, pickups, deliveries, late, pings, couriers``; cells at
+        ``res``. ``couriers`` are distinct couriers of the (cell, branch) in the hour,
+        recounted from ``cube_presence``.
+    """
+    store.check_scope(scope)
+    if not len(hours):
+        return pl.DataFrame(schema={"hour": pl.Datetime("us"), "cell": pl.UInt64, "branch_id": pl.String,
+                                    "pickups": pl.Int64, "deliveries": pl.Int64, "late": pl.Int64,
+                                    "pings": pl.Int64, "couriers": pl.Int64})
+    q = f"""
+        WITH c AS (SELECT hour, {_cell('cell', res)} AS cell, branch_id, sum(pickups)::BIGINT AS pickups,
+                          sum(deliveries)::BIGINT AS deliveries, sum(late)::BIGINT AS late,
+                          sum(pings)::BIGINT AS pings
+                   FROM cube_hourly {_SCOPED} SEMI JOIN hrs USING (hour)
+                   WHERE hour >= $lo AND hour <= $hi GROUP BY ALL),
+        p AS (SELECT hour, {_cell('cell', res)} AS cell, branch_id, count(DISTINCT actor_id) AS couriers
+              FROM cube_presence {_SCOPED} SEMI JOIN hrs USING (hour)
+              WHERE hour >= $lo AND hour <= $hi AND actor_kind = 'courier' GROUP BY ALL)
+        SELECT hour, cell, branch_id, c.pickups, c.deliveries, c.late, c.pings,
+               coalesce(p.couriers, 0)::BIGINT AS couriers
+        FROM c LEFT JOIN p USING (hour, cell, branch_id) ORDER BY hour, cell, branch_id"""
+    hrs = _hours_frame(hours)
+    return _frame_sql(store, q, {"scope": scope, "lo": min(hours), "hi": max(hours)}, hrs=hrs)
+
+
+def hour_rates(store: Store, scope: str, hours) -> pl.DataFrame:
+    """Pings and distinct actors (couriers + vehicles) per hour inside ``scope``, and
+    the distinct couriers of each branch: ``hour, branch_id, pings, actors, couriers``.
+
+    ``branch_id`` is null on the scope-wide row of each hour (the ping rate of the
+    load ratio is pings per actor per hour over the scope).
+    """
+    store.check_scope(scope)
+    q = f"""
+        WITH p AS (SELECT * FROM cube_presence {_SCOPED} SEMI JOIN hrs USING (hour)
+                   WHERE hour >= $lo AND hour <= $hi),
+        c AS (SELECT hour, sum(pings)::BIGINT AS pings FROM cube_hourly {_SCOPED} SEMI JOIN hrs USING (hour)
+              WHERE hour >= $lo AND hour <= $hi GROUP BY hour)
+        SELECT p.hour, NULL::VARCHAR AS branch_id, any_value(c.pings) AS pings,
+               count(DISTINCT actor_id)::BIGINT AS actors,
+               count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'courier')::BIGINT AS couriers
+        FROM p JOIN c USING (hour) GROUP BY p.hour
+        UNION ALL
+        SELECT hour, branch_id, NULL::BIGINT, NULL::BIGINT,
+               count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'courier')::BIGINT
+        FROM p GROUP BY hour, branch_id
+        ORDER BY 1, 2 NULLS FIRST"""
+    return _frame_sql(store, q, {"scope": scope, "lo": min(hours), "hi": max(hours)}, hrs=_hours_frame(hours))
+
+
+def delivery_pipeline(store: Store, scope: str, issued, horizon: int) -> pl.DataFrame:
+    """Parcels on their way to the scope's branches, as known at each issue time.
+
+    For each issue time ``t0``: every parcel whose newest scan before ``t0`` names a
+    destination branch inside ``scope`` and an expected time in ``[t0, t0 + horizon h)``,
+    and that was not delivered before ``t0``.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``issued, branch_id, hour, parcels``; ``hour`` is the expected hour (start).
+    """
+    store.check_scope(scope)
+    # Each destination scan speaks for its parcel from its time until the parcel's next
+    # such scan or its delivery: a band join on two inequalities (DuckDB's IEJoin).
+    q = f"""
+        WITH s AS (SELECT parcel_id, ts, dest_branch_id AS branch_id, expected_at FROM parcel_events
+                   WHERE dest_branch_id IN {_BRANCHES} AND expected_at IS NOT NULL
+                     AND ts >= $lo AND ts < $hi),
+        d AS (SELECT parcel_id, min(ts) AS dts FROM parcel_events
+              WHERE kind = 'delivered' AND ts >= $lo AND ts < $hi
+                AND parcel_id IN (SELECT parcel_id FROM s) GROUP BY parcel_id),
+        v AS (SELECT s.branch_id, s.ts, s.expected_at,
+                     least(coalesce(lead(s.ts) OVER (PARTITION BY s.parcel_id ORDER BY s.ts), 'infinity'::TIMESTAMP),
+                           coalesce(d.dts, 'infinity'::TIMESTAMP)) AS valid_to
+              FROM s LEFT JOIN d USING (parcel_id))
+        SELECT i.issued, v.branch_id, date_trunc('hour', v.expected_at) AS hour, count(*)::BIGINT AS parcels
+        FROM v JOIN iss i ON v.ts < i.issued AND i.issued <= v.valid_to
+            AND v.expected_at >= i.issued AND v.expected_at < i.issued + to_hours($horizon::BIGINT)
+        WHERE v.ts >= i.issued - INTERVAL 48 HOUR
+        GROUP BY ALL ORDER BY 1, 2, 3"""
+    iss = pl.DataFrame({"issued": pl.Series(list(issued), dtype=pl.Datetime("us"))})
+    lo, hi = min(issued) - PIPELINE_LOOKBACK, max(issued) + timedelta(hours=horizon)
+    return _frame_sql(store, q, {"scope": scope, "lo": lo, "hi": hi, "horizon": horizon}, iss=iss)
+
+
+def open_pickups(store: Store, scope: str, issued, res: int) -> pl.DataFrame:
+    """Pickup requests inside ``scope`` made before each issue time and not picked up
+    before it: ``issued, cell, branch_id, age_s`` (seconds since the request)."""
+    store.check_scope(scope)
+    q = f"""
+        WITH r AS (SELECT parcel_id, ts, {_cell('cell', res)} AS cell, branch_id FROM parcel_events {_SCOPED}
+                   WHERE kind = 'pickup_request' AND ts >= $lo AND ts < $hi),
+        p AS (SELECT parcel_id, ts FROM parcel_events {_SCOPED}
+              WHERE kind = 'pickup' AND ts >= $lo AND ts < $hi)
+        SELECT i.issued, r.cell, r.branch_id, epoch(i.issued) - epoch(r.ts) AS age_s
+        FROM r JOIN iss i ON r.ts < i.issued AND r.ts >= i.issued - INTERVAL 24 HOUR
+        WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.parcel_id = r.parcel_id AND p.ts < i.issued)
+        ORDER BY 1, 2"""
+    iss = pl.DataFrame({"issued": pl.Series(list(issued), dtype=pl.Datetime("us"))})
+    lo, hi = min(issued) - timedelta(hours=24), max(issued)
+    return _frame_sql(store, q, {"scope": scope, "lo": lo, "hi": hi}, iss=iss)
+
+
+def pickup_delays(store: Store, scope: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Seconds from request to pickup of the parcels picked up in ``[start, end)``:
+    ``delay_s`` (the shape of how far ahead a request announces its pickup)."""
+    store.check_scope(scope)
+    q = f"""
+        WITH p AS (SELECT parcel_id, ts FROM parcel_events {_SCOPED}
+                   WHERE kind = 'pickup' AND ts >= $start AND ts < $end),
+        r AS (SELECT parcel_id, ts FROM parcel_events {_SCOPED}
+              WHERE kind = 'pickup_request' AND ts >= $start - INTERVAL 24 HOUR AND ts < $end)
+        SELECT (epoch(p.ts) - epoch(r.ts))::DOUBLE AS delay_s FROM p JOIN r USING (parcel_id)"""
+    return store.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()
+
+
+def known_pickups(store: Store, scope: str, issued, horizon: int, res: int) -> pl.DataFrame:
+    """Pickups that happened in ``[t0, t0 + horizon h)`` whose request was already made at
+    ``t0``, for each past issue time ``t0``: ``issued, hour, cell, branch_id, parcels``.
+
+    On earlier days this is what the pipeline of pickup requests usually announced.
+    """
+    store.check_scope(scope)
+    q = f"""
+        WITH p AS (SELECT parcel_id, ts, {_cell('cell', res)} AS cell, branch_id FROM parcel_events {_SCOPED}
+                   WHERE kind = 'pickup' AND ts >= $lo AND ts < $hi),
+        r AS (SELECT parcel_id, ts FROM parcel_events {_SCOPED}
+              WHERE kind = 'pickup_request' AND ts >= $lo - INTERVAL 24 HOUR AND ts < $hi)
+        SELECT i.issued, date_trunc('hour', p.ts) AS hour, p.cell, p.branch_id, count(*)::BIGINT AS parcels
+        FROM p JOIN r USING (parcel_id)
+        JOIN iss i ON p.ts >= i.issued AND p.ts < i.issued + to_hours($horizon::BIGINT) AND r.ts < i.issued
+        GROUP BY ALL ORDER BY 1, 2, 3"""
+    iss = pl.DataFrame({"issued": pl.Series(list(issued), dtype=pl.Datetime("us"))})
+    lo, hi = min(issued), max(issued) + timedelta(hours=horizon)
+    return _frame_sql(store, q, {"scope": scope, "lo": lo, "hi": hi, "horizon": horizon}, iss=iss)
+
+
+def surges(store: Store, scope: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Demo surges inside ``scope`` overlapping ``[start, end)`` (the truth for checks)."""
+    store.check_scope(scope)
+    return store.cursor().sql(
+        f"SELECT * FROM demo_surges {_SCOPED} WHERE start_hour < $end AND end_hour > $start "
+        "ORDER BY start_hour, branch_id", params={"scope": scope, "start": start, "end": end}).pl()
+
+
+def cell_centres_branch(store: Store, scope: str, cells, res: int) -> pl.DataFrame:
+    """The branch holding most of each cell's located res-9 cells, inside ``scope``:
+    ``cell, branch_id`` (cells outside the scope are left out)."""
+    store.check_scope(scope)
+    frame = pl.DataFrame({"cell": pl.Series(list(cells), dtype=pl.UInt64)})
+    q = f"""
+        WITH k AS (SELECT {_cell('cell', res)} AS cell, branch_id, count(*) AS n
+                   FROM cell_branch {_SCOPED} WHERE {_cell('cell', res)} IN (SELECT cell FROM frame)
+                   GROUP BY ALL)
+        SELECT cell, arg_max(branch_id, n) AS branch_id FROM k GROUP BY cell ORDER BY cell"""
+    return _frame_sql(store, q, {"scope": scope}, frame=frame)
+
+
+# -- record of decisions --------------------------------------------------------------------
+def ensure_decisions_table(store: Store) -> None:
+    """Create the ``dispatch_decisions`` table if missing."""
+    store.cursor().execute(DECISIONS_DDL)
+
+
+def record_decision(store: Store, scope: str, branch_id: str, hour: datetime, source_cell: int,
+                    zone_cell: int, couriers: int, decision: str, distance_km: float | None = None,
+                    user: str | None = None, at: datetime | None = None) -> None:
+    """Record that a manager viewing ``scope`` accepted or dismissed a suggestion for a
+    zone of ``branch_id`` (which must lie inside the scope)."""
+    store.check_scope(scope)
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
+    inside = store.cursor().execute("SELECT 1 FROM node_branches WHERE ancestor_id = ? AND branch_id = ?",
+                                    [scope, branch_id]).fetchone()
+    if inside is None:
+        raise PermissionError(f"branch {branch_id!r} is outside scope {scope!r}")
+    ensure_decisions_table(store)
+    at = at or datetime.now(UTC).replace(tzinfo=None)
+    store.cursor().execute(
+        "INSERT INTO dispatch_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [at, scope, branch_id, hour, int(source_cell), int(zone_cell), int(couriers), distance_km,
+         decision, user])
+
+
+def decisions(store: Store, scope: str, start: datetime | None = None,
+              end: datetime | None = None) -> pl.DataFrame:
+    """Decisions about zones inside ``scope`` for suggestion hours in ``[start, end)``,
+    newest first."""
+    store.check_scope(scope)
+    ensure_decisions_table(store)
+    q = f"""SELECT * FROM dispatch_decisions {_SCOPED}
+            WHERE ($start IS NULL OR hour >= $start) AND ($end IS NULL OR hour < $end)
+            ORDER BY decided_at DESC"""
+    return store.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()
+
+
+# -- everything the forecast reads, in a few queries ----------------------------------------------
+def forecast_inputs(store: Store, scope: str, issued, res: int, params=None) -> dict:
+    """Frames for ``geo.forecast.forecast`` for one or more issue times (hour starts).
+
+    Reads only what was known before each issue time, plus the earlier days the
+    baseline and the usual pipeline average over.
+    """
+    from geo import forecast as fc
+
+    params = params or fc.Params()
+    issued = sorted(issued)
+    targets = fc.plan(issued, params.horizon)
+    hours = fc.past_hours(targets["hour"].unique().to_list(), params)
+    hist = cell_hours(store, scope, hours, res)
+    rates = hour_rates(store, scope, hours)
+    present = set(rates.filter(pl.col("branch_id").is_null())["hour"].to_list())
+    past_issued = sorted({t0 - k * fc.DAY for t0 in issued for k in fc.candidate_days(params)})
+    return {
+        "issued": issued, "res": res, "history": hist, "present": present, "rates": rates,
+        "pipeline": delivery_pipeline(store, scope, issued, params.horizon),
+        "pipeline_past": delivery_pipeline(store, scope, past_issued, params.horizon),
+        "open_pickups": open_pickups(store, scope, issued, res),
+        "delays": pickup_delays(store, scope, issued[0] - params.lookback_days * fc.DAY, issued[0])[
+            "delay_s"].to_numpy(),
+        "known_pickups": known_pickups(store, scope, past_issued, params.horizon, res),
+    }
+
+
+def actual_cells(store: Store, scope: str, hours, res: int, parcels_per_courier_hour: float,
+                 ratio_threshold: float, baseline_factor: float, min_workload: float) -> dict:
+    """What really happened in some hours, flagged like the dashboard's current alerts.
+
+    Returns
+    -------
+    dict
+        Hour -> ``cell, branch_id, pickups, deliveries, late, pings, couriers,
+        workload, capacity, load_ratio, baseline, over, rule, excess``.
+    """
+    from data.queries import baseline_hours
+    from geo import alerts as alerts_mod
+    from geo import kpis as kpis_mod
+
+    hours = sorted(hours)
+    raw = cell_hours(store, scope, hours, res)
+    cells = raw.group_by("hour", "cell").agg(
+        pl.col("pickups", "deliveries", "late", "pings", "couriers").sum(),
+        pl.col("branch_id").sort_by(pl.col("pickups") + pl.col("deliveries"), descending=True).first())
+    rates = hour_rates(store, scope, hours).filter(pl.col("branch_id").is_null())
+    rate = {h: (p / a if a else None) for h, p, a in rates.select("hour", "pings", "actors").iter_rows()}
+    base = baseline_hours(store, scope, hours, res)
+    out = {}
+    for h in hours:
+        g = cells.filter(pl.col("hour") == h).drop("hour").sort("cell")
+        g = g.join(base.filter(pl.col("hour") == h).drop("hour"), on="cell", how="left", maintain_order="left")
+        lr = kpis_mod.load_ratio(g, parcels_per_courier_hour, rate.get(h))
+        out[h] = alerts_mod.flag_cells(lr, ratio_threshold, baseline_factor, min_workload)
+    return out
