@@ -17,7 +17,7 @@ from reports.text import fmt, fmt_change, strings
 #: Map image size (CSS pixels) for the PDF page (A4 landscape proportions).
 MAP_WIDTH, MAP_HEIGHT = 1500, 900
 #: Zones listed on the PDF (page 2 holds them with the KPI table).
-PDF_ZONES = 12
+PDF_ZONES = 10
 
 _CSS = """
 @page { size: A4 landscape; margin: 12mm 12mm 14mm 12mm;
@@ -32,7 +32,7 @@ h2 { font-size: 13pt; margin: 4mm 0 2mm 0; }
 .page:last-child { break-after: auto; }
 img.map { width: 100%; max-height: 160mm; object-fit: contain; border: 1px solid #ccd; }
 table { border-collapse: collapse; width: 100%; }
-th, td { border-bottom: 1px solid #dde; padding: 1.2mm 2mm; text-align: right; }
+th, td { border-bottom: 1px solid #dde; padding: 0.7mm 2mm; text-align: right; font-size: 9pt; }
 th { background: #eef1f6; }
 th:first-child, td:first-child, td.text, th.text { text-align: left; }
 thead { display: table-header-group; }
@@ -72,7 +72,7 @@ def _zone_table(report: Report, t: dict) -> str:
         rows.append(f'<tr><td>#{r["zone_id"]}</td><td class="text">{_e(r["hour"])}</td>'
                     f'<td class="text">{_e(r["branch"])}</td><td>{r["n_cells"]}</td>'
                     f'<td>{r["workload"]:,.0f}</td><td>{r["peak_ratio"]:.2f}</td><td>{r["excess"]:,.0f}</td>'
-                    (f'<td class="text">{_e(r.get("since"))}</td>' if hourly else "")
+                    + (f'<td class="text">{_e(r.get("since"))}</td>' if hourly else "")
                     + f'<td class="text">{_e(rule)}</td></tr>')
     return (head + f'<table class="zones"><thead><tr><th class="text">{_e(t["zone"])}</th>'
             f'<th class="text">{_e(t["hour_col"])}</th><th class="text">{_e(t["branch"])}</th>'
