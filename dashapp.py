@@ -14,7 +14,7 @@ import dash
 
 from config import PROJECT_ROOT
 from pages import dashboard
-from pages.model import Cache, Model
+from pages.model import Cache, Model, Prefetcher
 
 ASSETS = PROJECT_ROOT / "assets"
 
@@ -25,7 +25,8 @@ def translations() -> dict:
         return json.load(fh)
 
 
-def build_app(store, settings, blueprints: Iterable = (), warm: bool = True) -> dash.Dash:
+def build_app(store, settings, blueprints: Iterable = (), warm: bool = True,
+              prefetch: bool = True) -> dash.Dash:
     """The dashboard for one store.
 
     Parameters
@@ -37,6 +38,9 @@ def build_app(store, settings, blueprints: Iterable = (), warm: bool = True) -> 
     warm : bool
         Compute the alert state of the newest two days in a background thread, so the
         first views find it cached.
+    prefetch : bool
+        After each new view, prepare its busiest children in a background thread, so
+        that drilling down mostly reads the cache.
 
     Returns
     -------
@@ -51,5 +55,5 @@ def build_app(store, settings, blueprints: Iterable = (), warm: bool = True) -> 
     if warm:
         threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
     app.layout = dashboard.layout(text)
-    dashboard.register(app, model, text)
+    dashboard.register(app, model, text, Prefetcher(model) if prefetch else None)
     return app

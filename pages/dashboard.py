@@ -79,8 +79,9 @@ def _fmt(key: str, v) -> str:
     return f"{v:,}"
 
 
-def register(app, model: Model, text: dict) -> None:
-    """Attach the dashboard's callbacks to ``app``."""
+def register(app, model: Model, text: dict, prefetcher=None) -> None:
+    """Attach the dashboard's callbacks to ``app``; ``prefetcher`` (optional) prepares
+    the likely next views after each map update."""
 
     @app.callback(
         Output(ids.STATE, "data"), Output(ids.URL, "search"),
@@ -210,6 +211,8 @@ def register(app, model: Model, text: dict) -> None:
                 patch["layout"]["map"]["layers"] = lay["map"]["layers"]
                 return patch, no_update
         fig, geo = model.figure(state, t)
+        if prefetcher is not None:
+            prefetcher.after_view(state["node"], state["date"], int(state["hour"]), state.get("basemap") == "amap")
         return fig, geo
 
     @app.callback(Output(ids.KPIS, "children"), Output(ids.TREND, "figure"),

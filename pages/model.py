@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
+import shapely
 
 from data import queries
 from geo import alerts as zones_mod
@@ -86,6 +88,33 @@ class Cache:
     def drop(self, key) -> None:
         with self._lock:
             self._data.pop(key, None)
+
+
+class Prefetcher:
+    """One background worker preparing the views a user is likely to open next (the
+    children of the current view), so that a drill-down mostly reads the cache."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="emap-prefetch", daemon=True)
+        self.thread.start()
+
+    def after_view(self, scope: str, day: str, hour: int, gcj02: bool = False) -> None:
+        self.queue.put((scope, day, hour, gcj02))
+
+    def _run(self) -> None:
+        while True:
+            scope, day, hour, gcj02 = self.queue.get()
+            if not self.queue.empty():  # the user moved on: only the newest view matters
+                continue
+            try:
+                for child in self.model.drill_targets(scope, day, hour):
+                    if not self.queue.empty():
+                        break
+                    self.model.prepare(child, day, gcj02)
+            except Exception:  # a failed prefetch only means a slower drill-down
+                pass
 
 
 class Model:
@@ -266,6 +295,26 @@ class Model:
         nb = self.cache.get("node_branches", lambda: self.store.sql("SELECT * FROM node_branches"))
         return nb.filter(pl.col("ancestor_id") == scope)["branch_id"]
 
+    def prepare(self, scope: str, day: str, gcj02: bool = False) -> None:
+        """Fetch what a view of ``scope`` on ``day`` needs into the cache (any hour)."""
+        res = self.res(scope)
+        self.day_cube(scope, day, res)
+        self.cell_children(scope, day, res)
+        self.geometry(scope, day, gcj02)
+        self.trend(scope, day)
+        self.territories(scope)
+        a, b = self.day_window(day)
+        self.cache.get(("kids-hourly", scope, day),
+                       lambda: queries.children_hourly(self.store, scope, a, b), ttl=self._ttl(b))
+        self.cache.get(("outlet-scans", scope, day),
+                       lambda: queries.outlet_scans_hourly(self.store, scope, a, b), ttl=self._ttl(b))
+        self.cache.get(("outlets", scope), lambda: queries.outlets_in(self.store, scope), ttl=60.0)
+
+    def drill_targets(self, scope: str, day: str, hour: int, limit: int = 6) -> list[str]:
+        """The busiest children of ``scope`` in the hour: where a user is likely to drill next."""
+        t = self.child_table(scope, day, hour)
+        return t.filter(pl.col("volume") > 0).head(limit)["node_id"].to_list()
+
     def warm(self, days: int = 2) -> None:
         """Compute the alert state of every hour of the newest ``days`` days (run in a
         background thread at start-up, so the first views find it cached)."""
@@ -356,8 +405,24 @@ class Model:
         return {"center": {"lat": (lat0 + lat1) / 2, "lon": (lng0 + lng1) / 2}, "zoom": round(zoom, 2)}
 
     def territories(self, scope: str):
+        """Outlines of the children of ``scope`` (itself for a branch), simplified for the
+        view: about 1/2000 of the view's width is below what a screen can show."""
         ids = self.children(scope)["node_id"].to_list() or [scope]
-        return self.cache.get(("terr-kids", scope), lambda: self.store.territories(ids))
+
+        def make():
+            g = self.store.territories(ids)
+            lng0, lat0, lng1, lat1 = (float(v) for v in g.total_bounds)
+            tol = max(lng1 - lng0, lat1 - lat0) / 2000.0
+            geoms = shapely.simplify(g.geometry.values, tol, preserve_topology=True)
+            # islands smaller than a few pixels only cost bytes
+            min_area = (20 * tol) ** 2
+            kept = []
+            for geom in geoms:
+                parts = [p for p in shapely.get_parts(geom) if p.area >= min_area]
+                kept.append(shapely.multipolygons(parts) if parts else geom)
+            g["geometry"] = kept
+            return g
+        return self.cache.get(("terr-kids", scope), make)
 
     def traces(self, state: dict, text: dict, geometry: dict | None) -> dict[str, dict]:
         """Every trace of the map by name (empty and hidden when its layer is off)."""
