@@ -11,9 +11,10 @@ Definitions (courier-hours, as in ``geo.kpis``):
 
 * a cell's couriers present = ``capacity / parcels_per_courier_hour``;
 * a zone needs ``ceil(workload / (pph * target_ratio) - couriers)`` more couriers;
-* a source (a cell in no zone, same branch or region, within ``max_km``) can spare
-  ``floor(couriers - workload / (pph * source_max_ratio))``: after giving them its own
-  ratio stays at or below ``source_max_ratio``.
+* a cell in no zone can spare ``couriers - workload / (pph * source_max_ratio)``
+  (after giving them its own ratio stays at or below ``source_max_ratio``); cells are
+  pooled by their parent cell at ``source_res`` in one branch, and a pool in the zone's
+  branch or region, within ``max_km``, sends at most the whole couriers of its spare.
 
 A source never gives more than its spare; zone ratios only go down; sources stay at or
 below ``source_max_ratio``, which is below ``target_ratio``: the worst ratio never rises.
@@ -33,8 +34,8 @@ from geo import cells as h3cells
 DETOUR = 1.3
 EARTH_KM = 6371.0088
 
-MOVE_COLUMNS = ["zone_id", "branch_id", "source_cell", "zone_cell", "couriers", "distance_km",
-                "src_lat", "src_lng", "dst_lat", "dst_lng"]
+MOVE_COLUMNS = ["zone_id", "branch_id", "source_cell", "source_branch_id", "zone_cell", "couriers",
+                "distance_km", "src_lat", "src_lng", "dst_lat", "dst_lng", "members", "parts"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class Rules:
     max_km: float = 6.0
     #: "branch": sources in the zone's branch only; "region": anywhere in its region.
     within: str = "region"
+    #: Cells with spare couriers are pooled at this resolution (res 7: ~5 km²), so that
+    #: fractions of courier-hours in neighbouring cells add up to whole couriers.
+    source_res: int = 7
 
 
 #: The default rules.
@@ -113,19 +117,40 @@ def zone_needs(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hou
 
 def sources(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: float,
             rules: Rules = RULES) -> pl.DataFrame:
-    """Cells outside every zone with couriers to spare: ``cell, branch_id, lat, lng,
-    workload, couriers, spare``."""
+    """Areas with couriers to spare, outside every zone.
+
+    A cell's spare is fractional (courier-hours present beyond what its own work
+    needs); cells are pooled by their parent at ``rules.source_res`` within one branch,
+    and a pool can send the whole couriers its cells' spare adds up to.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``cell`` (the pool's cell at ``source_res``), ``branch_id``, ``lat``, ``lng``
+        (spare-weighted centre), ``workload``, ``couriers``, ``spare`` (whole couriers),
+        ``members`` (its cells) and ``parts`` (each member's share of the spare).
+    """
     pph = parcels_per_courier_hour
     in_zone = zones.select(pl.col("cells").alias("cell")).explode("cell")["cell"].cast(pl.UInt64) \
         if len(zones) else pl.Series("cell", [], dtype=pl.UInt64)
     c = cells.with_columns(pl.col("cell").cast(pl.UInt64)).filter(~pl.col("cell").is_in(in_zone.implode()))
     couriers = (c["capacity"] / pph).to_numpy().astype(np.float64)
-    spare = np.floor(couriers - c["workload"].to_numpy() / (pph * rules.source_max_ratio) + 1e-9)
-    c = c.with_columns(pl.Series("couriers", couriers), pl.Series("spare", np.maximum(spare, 0).astype(np.int64)))
-    c = c.filter(pl.col("spare") > 0)
+    spare = np.maximum(couriers - c["workload"].to_numpy() / (pph * rules.source_max_ratio), 0.0)
+    c = c.with_columns(pl.Series("couriers", couriers), pl.Series("spare_f", spare)).filter(pl.col("spare_f") > 0)
     lat, lng = h3cells.centers(c["cell"].to_numpy())
-    return c.select("cell", "branch_id", pl.Series("lat", lat), pl.Series("lng", lng), "workload", "couriers",
-                    "spare")
+    cell = c["cell"].to_numpy()
+    pool = h3cells.to_parent(cell, rules.source_res) if c.height and rules.source_res < int(
+        h3cells.resolution(cell[:1])[0]) else cell
+    c = c.with_columns(pl.Series("pool", pool, dtype=pl.UInt64), pl.Series("lat", lat), pl.Series("lng", lng))
+    g = c.group_by("pool", "branch_id").agg(
+        ((pl.col("lat") * pl.col("spare_f")).sum() / pl.col("spare_f").sum()).alias("lat"),
+        ((pl.col("lng") * pl.col("spare_f")).sum() / pl.col("spare_f").sum()).alias("lng"),
+        pl.col("workload").sum().cast(pl.Float64), pl.col("couriers").sum(),
+        (pl.col("spare_f").sum() + 1e-9).floor().cast(pl.Int64).alias("spare"),
+        pl.col("cell").alias("members"),
+        (pl.col("spare_f") / pl.col("spare_f").sum()).alias("parts"),
+    )
+    return g.filter(pl.col("spare") > 0).rename({"pool": "cell"}).sort("cell", "branch_id")
 
 
 def solve(supply: np.ndarray, demand: np.ndarray, cost: np.ndarray, weight: np.ndarray | None = None,
@@ -214,9 +239,10 @@ def suggest(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: 
     need = zone_needs(cells, zones, pph, rules)
     src = sources(cells, zones, pph, rules)
     moves = pl.DataFrame(schema={"zone_id": pl.Int64, "branch_id": pl.String, "source_cell": pl.UInt64,
-                                 "zone_cell": pl.UInt64, "couriers": pl.Int64, "distance_km": pl.Float64,
-                                 "src_lat": pl.Float64, "src_lng": pl.Float64, "dst_lat": pl.Float64,
-                                 "dst_lng": pl.Float64})
+                                 "source_branch_id": pl.String, "zone_cell": pl.UInt64, "couriers": pl.Int64,
+                                 "distance_km": pl.Float64, "src_lat": pl.Float64, "src_lng": pl.Float64,
+                                 "dst_lat": pl.Float64, "dst_lng": pl.Float64, "members": pl.List(pl.UInt64),
+                                 "parts": pl.List(pl.Float64)})
     added = np.zeros(len(need), dtype=np.int64)
     if len(need) and len(src) and need["need"].sum() > 0:
         dist = distance_km(src["lat"].to_numpy()[:, None], src["lng"].to_numpy()[:, None],
@@ -238,10 +264,13 @@ def suggest(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: 
         if si.size:
             moves = pl.DataFrame({
                 "zone_id": need["zone_id"].to_numpy()[zi], "branch_id": zb[zi].tolist(),
-                "source_cell": src["cell"].to_numpy()[si], "zone_cell": need["zone_cell"].to_numpy()[zi],
+                "source_cell": src["cell"].to_numpy()[si], "source_branch_id": sb[si].tolist(),
+                "zone_cell": need["zone_cell"].to_numpy()[zi],
                 "couriers": x[si, zi], "distance_km": dist[si, zi],
                 "src_lat": src["lat"].to_numpy()[si], "src_lng": src["lng"].to_numpy()[si],
                 "dst_lat": need["lat"].to_numpy()[zi], "dst_lng": need["lng"].to_numpy()[zi],
+                "members": [src["members"][int(i)].to_list() for i in si],
+                "parts": [src["parts"][int(i)].to_list() for i in si],
             }, schema=moves.schema).sort("zone_id", "distance_km")
     summary = need.with_columns(pl.Series("added", added, dtype=pl.Int64)).with_columns(
         (pl.col("workload") / ((pl.col("couriers") + pl.col("added")) * pph)).alias("ratio_after"))
@@ -259,8 +288,9 @@ def apply(cells: pl.DataFrame, moves: pl.DataFrame, zones: pl.DataFrame, parcels
     if moves.is_empty():
         return cells
     out = cells.with_columns(pl.col("cell").cast(pl.UInt64))
-    gone = moves.group_by("source_cell").agg(pl.col("couriers").sum().alias("gone")) \
-        .rename({"source_cell": "cell"})
+    # A pool's couriers leave its cells in proportion to what each could spare.
+    gone = moves.select("couriers", pl.col("members").alias("cell"), "parts").explode("cell", "parts") \
+        .group_by("cell").agg((pl.col("couriers") * pl.col("parts")).sum().alias("gone"))
     member = zones.select("zone_id", pl.col("cells").alias("cell")).explode("cell") \
         .with_columns(pl.col("cell").cast(pl.UInt64)).join(out.select("cell", "workload", "capacity"), on="cell")
     member = member.with_columns(

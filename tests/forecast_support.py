@@ -1,0 +1,48 @@
+"""A demo store with enough days for baselines, built once per test session.
+
+``tests/conftest.py`` builds two days; the forecast needs earlier days at the same hour.
+The fixture lives here (imported by the forecast, dispatch and simulate tests) and keeps
+its file under the session's base temporary folder, so however many test modules
+import it the demo is generated once.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import DEMO_END
+
+#: Days of the forecast demo (the last is scored; the earlier ones are its history).
+FORECAST_DAYS = 4
+
+
+@pytest.fixture(scope="session")
+def forecast_demo_path(tmp_path_factory, tree):
+    from data import demo
+    from data.store import Store
+
+    path = tmp_path_factory.getbasetemp() / "forecast-demo" / "emap.duckdb"
+    done = path.with_suffix(".done")
+    if not done.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with Store(path) as store:
+            store.save_tree(tree)
+            demo.generate(store, size="small", seed=7, days=FORECAST_DAYS, end_date=DEMO_END)
+        done.touch()
+    return path
+
+
+@pytest.fixture(scope="session")
+def forecast_store(forecast_demo_path):
+    from data.store import Store
+
+    store = Store(forecast_demo_path, read_only=True)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def forecast_settings(forecast_demo_path):
+    from config import Settings
+
+    return Settings.from_env({}, data_dir=forecast_demo_path.parent, db_name=forecast_demo_path.name)
