@@ -6,20 +6,24 @@ opens with no network at all. folium's other default assets (jQuery, Bootstrap, 
 Awesome, awesome-markers) are not used by these layers and are left out.
 
 The hex layer is built here rather than by ``layers.hexes``' folium builder because a
-report needs per-hex tooltips and properties; colours come from the same style data
-(``layers.hexes.METRIC_STYLES``) and helpers, so the two agree.
+report needs per-hex tooltips and a compact encoding (:class:`HexLayer`; a branch-day
+stays under 1 MB); colours come from the same style data (``layers.hexes.METRIC_STYLES``)
+and helpers, so the two agree.
 """
 
 from __future__ import annotations
 
 import base64
 import html as html_mod
+import json
 import re
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from branca.element import MacroElement
+from jinja2 import Template
 
 from geo import cells as h3cells
 from layers import registry
@@ -32,7 +36,6 @@ from reports.text import strings
 HEX_CLASS = "emap-hex"
 #: Decimals kept in coordinates (~1 m) and in values.
 COORD_DECIMALS = 5
-LEGEND_STEPS = 5
 
 
 @cache
@@ -54,47 +57,77 @@ def leaflet_assets() -> tuple[str, str]:
     return js, css
 
 
-def hex_geojson(report: Report, t: dict) -> tuple[dict, dict]:
-    """The hex FeatureCollection (RFC 7946 order, id = cell hex string, rounded
-    properties) and the fill colour of each id."""
+class HexLayer(MacroElement):
+    """The hex layer as compact arrays turned into Leaflet polygons in the browser.
+
+    A GeoJSON feature per hex costs ~400 bytes in a folium page; here a hex costs
+    ~120: its ring as integer steps of 1e-5 degrees (~1 m) from the first vertex, its
+    values, and indexes into a table of colours and a table of unit names. Tooltips
+    are built on hover.
+    """
+
+    _template = Template("""{% macro script(this, kwargs) %}
+    (function (d, group) {
+        function tip(i) {
+            var rows = [[d.labels[0], d.ids[i]]];
+            if (d.node[i] >= 0) rows.push([d.labels[1], d.names[d.node[i]]]);
+            rows.push([d.labels[2], d.v[i] === null ? '–' : d.v[i]], [d.labels[3], d.r[i]]);
+            return '<table>' + rows.map(function (r) {
+                return '<tr><th>' + r[0] + '</th><td>' + r[1] + '</td></tr>'; }).join('') + '</table>';
+        }
+        for (var i = 0; i < d.ids.length; i++) {
+            var a = d.xy[i], x = a[0], y = a[1], pts = [[y / 1e5, x / 1e5]];
+            for (var k = 2; k < a.length; k += 2) { x += a[k]; y += a[k + 1]; pts.push([y / 1e5, x / 1e5]); }
+            L.polygon(pts, {className: d.cls, fillColor: d.colours[d.c[i]], fillOpacity: d.opacity,
+                            weight: 0.4, color: '#ffffff'})
+             .bindTooltip((function (j) { return function () { return tip(j); }; })(i),
+                          {sticky: true, className: 'foliumtooltip'})
+             .addTo(group);
+        }
+    })({{ this.payload }}, {{ this._parent.get_name() }});
+    {% endmacro %}""")
+
+    def __init__(self, payload: str):
+        super().__init__()
+        self._name = "HexLayer"
+        self.payload = payload
+
+
+def hex_payload(report: Report, t: dict) -> dict:
+    """The arrays :class:`HexLayer` draws: ids, values, colours, names and rings."""
     frame = report.hexes
     style = METRIC_STYLES[report.metric]
     cells = frame["cell"].to_numpy()
-    ids = h3cells.to_str(cells)
     z = frame["value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     lo, hi = value_range(z, style)
-    ratio = frame["load_ratio"].cast(pl.Float64).fill_null(0).to_numpy()
-    nodes = frame["node"].fill_null("").to_list()
-    feats, colour = [], {}
-    for cid, ring, v, r, n in zip(ids, h3cells.boundaries(cells), z, ratio, nodes, strict=True):
-        coords = np.round(np.asarray(ring), COORD_DECIMALS).tolist()
-        props = {"cell": cid, "value": None if not np.isfinite(v) else round(float(v), 2),
-                 "load_ratio": round(float(r), 2)}
-        if n:
-            props["node"] = n
-        feats.append({"type": "Feature", "id": cid, "properties": props,
-                      "geometry": {"type": "Polygon", "coordinates": [coords]}})
-        colour[cid] = style.null_colour if not np.isfinite(v) else colour_at(style.colorscale, (v - lo) / (hi - lo or 1))
-    return {"type": "FeatureCollection", "features": feats}, colour
+    colours = [colour_at(style.colorscale, (v - lo) / (hi - lo or 1)) if np.isfinite(v) else style.null_colour
+               for v in z]
+    palette = sorted(set(colours))
+    names = sorted({n for n in frame["node"].to_list() if n})
+    index = {n: i for i, n in enumerate(names)}
+    rings = []
+    for ring in h3cells.boundaries(cells):
+        q = np.rint(np.asarray(ring[:-1]) * 10**COORD_DECIMALS).astype(np.int64)
+        steps = np.vstack([q[:1], np.diff(q, axis=0)])
+        rings.append(steps.ravel().tolist())
+    return {
+        "ids": h3cells.to_str(cells), "xy": rings, "cls": HEX_CLASS, "opacity": style.opacity,
+        "v": [None if not np.isfinite(v) else round(float(v), 2) for v in z],
+        "r": np.round(frame["load_ratio"].cast(pl.Float64).fill_null(0).to_numpy(), 2).tolist(),
+        "node": [index.get(n, -1) if n else -1 for n in frame["node"].to_list()],
+        "names": [html_mod.escape(n) for n in names],
+        "c": [palette.index(c) for c in colours], "colours": palette,
+        "labels": [html_mod.escape(t[k]) for k in ("cell", "node", "metric_" + report.metric, "load_ratio")],
+    }
 
 
 def _hex_layer(report: Report, t: dict):
     import folium
 
-    style = METRIC_STYLES[report.metric]
-    gj, colour = hex_geojson(report, t)
     group = folium.FeatureGroup(name=t["layer_hexes"])
-    fields = ["cell", "node", "value", "load_ratio"] if report.hexes["node"].is_not_null().any() \
-        else ["cell", "value", "load_ratio"]
-    alias = {"cell": t["cell"], "node": t["node"], "value": t["metric_" + report.metric],
-             "load_ratio": t["load_ratio"]}
-    folium.GeoJson(
-        gj, name=t["layer_hexes"],
-        style_function=lambda f: {"fillColor": colour.get(f["id"], style.null_colour),
-                                  "fillOpacity": style.opacity, "weight": 0.4, "color": "#ffffff",
-                                  "className": HEX_CLASS},
-        tooltip=folium.GeoJsonTooltip(fields=fields, aliases=[alias[f] for f in fields], sticky=True),
-    ).add_to(group)
+    payload = json.dumps(hex_payload(report, t), ensure_ascii=False, separators=(",", ":"))
+    # the payload sits inside a <script>: keep "</" from closing it
+    group.add_child(HexLayer(payload.replace("</", "<\\/")))
     return group
 
 
@@ -103,13 +136,14 @@ def legend_html(report: Report, t: dict) -> str:
     style = METRIC_STYLES[report.metric]
     z = report.hexes["value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     lo, hi = value_range(z, style)
+    # one row per stop of the scale: colour_at picks the nearest stop at or below
+    stops = list(style.colorscale)
     rows = []
-    for i in range(LEGEND_STEPS):
-        a = lo + (hi - lo) * i / LEGEND_STEPS
-        b = lo + (hi - lo) * (i + 1) / LEGEND_STEPS
-        c = colour_at(style.colorscale, (a - lo) / (hi - lo or 1))
-        top = "+" if i == LEGEND_STEPS - 1 else ""
-        rows.append(f'<div><i style="background:{c}"></i>{_num(a)} – {_num(b)}{top}</div>')
+    for i, (stop, colour) in enumerate(stops):
+        a = lo + (hi - lo) * stop
+        label = (f"{_num(a)} – {_num(lo + (hi - lo) * stops[i + 1][0])}" if i + 1 < len(stops)
+                 else f"≥ {_num(a)}")
+        rows.append(f'<div><i style="background:{colour}"></i>{label}</div>')
     rows.append(f'<div><i style="background:{style.null_colour}"></i>{t["legend_null"]}</div>')
     title = html_mod.escape(t["metric_" + report.metric])
     return (f'<div class="emap-legend" id="emap-legend"><b>{title}</b>{"".join(rows)}'
@@ -154,7 +188,8 @@ def folium_map(report: Report, lang: str = "zh", static: bool = False):
     ctx = DrawContext(text=t, metric=report.metric)
     lng0, lat0, lng1, lat1 = report.bounds
     m = folium.Map(location=[(lat0 + lat1) / 2, (lng0 + lng1) / 2], zoom_start=8, tiles=None,
-                   control_scale=not static, zoom_control=not static, prefer_canvas=False)
+                   control_scale=not static, zoom_control=not static, prefer_canvas=False,
+                   zoom_snap=0.25)
     # No CDN: every asset the page needs is inlined below.
     m.default_js = []
     m.default_css = []
