@@ -175,10 +175,16 @@ def run(args, settings) -> int:
 
     store = Store(settings.db_path, read_only=True, memory_limit=settings.duckdb_memory_limit)
     try:
-        store.check_scope(args.node)
+        return _run(store, args, settings)
     except ScopeError as exc:
         print(f"error: {exc}")
         return 2
+    finally:
+        store.close()
+
+
+def _run(store, args, settings) -> int:
+    store.check_scope(args.node)
     day = date.fromisoformat(args.date) if args.date else _newest_day(store, args.node, settings.local_tz)
     if day is None:
         print("error: the store holds no data in this scope")

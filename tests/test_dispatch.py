@@ -154,3 +154,28 @@ def test_decisions_are_recorded_and_read_within_scope(empty_store):
         fq.record_decision(empty_store, "r-440300", gz, hour, 1, 2, 3, "accepted")
     with pytest.raises(ValueError):
         fq.record_decision(empty_store, "hq", gz, hour, 1, 2, 3, "maybe")
+
+
+def test_arrow_layer_draws_each_move_with_its_head_and_count():
+    import folium
+
+    from layers import dispatch_arrows
+    from layers.base import DrawContext
+
+    layer = dispatch_arrows.LAYER
+    ring3 = list(h3.grid_ring(CENTRE, 3))
+    frame = _cells({CENTRE: 60, **{c: 2 for c in ring3[:6]}}, {CENTRE: 2, **{c: 4 for c in ring3[:6]}})
+    moves, _ = dispatch.suggest(frame, _zones(frame), PPH, dispatch.Rules(source_res=8))
+    arrows, labels = layer.build(moves, DrawContext())
+    assert arrows["uid"] == "dispatch_arrows" and labels["uid"] == "dispatch_labels"
+    assert arrows["lat"].count(None) == 3 * len(moves)  # shaft and two head strokes each
+    assert labels["text"] == [f"+{n}" for n in moves["couriers"].to_list()]
+    # the shaft ends at the zone; the head strokes start there and point back
+    assert arrows["lat"][1] == pytest.approx(moves["dst_lat"][0], abs=1e-6)
+    assert arrows["lat"][3] == arrows["lat"][1]
+    shifted, _ = layer.build(moves, DrawContext(gcj02=True))
+    assert shifted["lon"][0] != arrows["lon"][0]
+    group = layer.build_folium(moves, DrawContext())
+    assert isinstance(group, folium.FeatureGroup)
+    with pytest.raises(ValueError, match="needs columns"):
+        layer.build(moves.drop("src_lat"))

@@ -1,0 +1,81 @@
+# ruff: noqa: F811  (the shared demo fixtures are imported by name and used as arguments)
+"""Effect simulation: crafted hours with known answers, the demo day before and after the
+suggestions, and the backtest / simulate commands end to end."""
+
+import argparse
+
+import h3
+import polars as pl
+import pytest
+
+from data import forecast_cli
+from geo import dispatch, simulate
+from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
+
+PPH = 12.0
+CENTRE = h3.latlng_to_cell(22.54, 114.05, 8)
+
+
+def _actual(loads: dict, couriers: dict, late: dict) -> pl.DataFrame:
+    cells = list(loads)
+    return pl.DataFrame({"cell": pl.Series([h3.str_to_int(c) for c in cells], dtype=pl.UInt64),
+                         "branch_id": ["b-1"] * len(cells),
+                         "workload": [float(loads[c]) for c in cells],
+                         "capacity": [couriers[c] * PPH for c in cells],
+                         "late": [late.get(c, 0) for c in cells]})
+
+
+def test_couriers_moved_into_an_overloaded_cell_cut_overload_and_late_parcels():
+    src = h3.grid_ring(CENTRE, 2)[0]
+    actual = _actual({CENTRE: 48, src: 0}, {CENTRE: 2, src: 4}, {CENTRE: 10})
+    zones = pl.DataFrame({"zone_id": [1], "cells": [[h3.str_to_int(CENTRE)]]},
+                         schema={"zone_id": pl.Int64, "cells": pl.List(pl.UInt64)})
+    moves, _ = dispatch.suggest(actual, zones, PPH, dispatch.Rules(source_res=8))
+    assert moves["couriers"].sum() == 2  # 48 parcels: 4 couriers bring the ratio to 1.0
+    e = simulate.hour_effect(actual, moves, zones, PPH, 1.5)
+    assert e["overloaded_before"] == 1 and e["overloaded_after"] == 0
+    assert e["peak_before"] == pytest.approx(2.0) and e["peak_after"] == pytest.approx(1.0)
+    # 24 parcels beyond capacity before, none after: its late parcels go
+    assert e["late_before"] == 10 and e["late_after"] == 0
+    nothing = simulate.hour_effect(actual, moves.head(0), zones, PPH, 1.5)
+    assert nothing["overloaded_after"] == nothing["overloaded_before"] == 1
+    assert nothing["late_after"] == nothing["late_before"]
+
+
+def test_totals_add_up_the_hours():
+    per_hour = pl.DataFrame({"hour": [1, 2], "zones": [1, 0], "moves": [2, 0], "couriers_moved": [3, 0],
+                             "overloaded_before": [4, 1], "overloaded_after": [1, 1],
+                             "peak_before": [2.5, 1.6], "peak_after": [1.7, 1.6],
+                             "late_before": [10.0, 2.0], "late_after": [4.0, 2.0]})
+    t = simulate.totals(per_hour)
+    assert t == {"overloaded_before": 5, "overloaded_after": 2, "peak_before": 2.5, "peak_after": 1.7,
+                 "late_before": 12.0, "late_after": 6.0, "couriers_moved": 3, "moves": 2}
+
+
+def test_demo_day_with_suggestions_has_fewer_overloaded_cell_hours_and_late_parcels(forecast_store,
+                                                                                    forecast_settings):
+    day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
+    r = forecast_cli.simulate(forecast_store, "hq", day, forecast_settings)
+    t = r["totals"]
+    assert len(r["hours"]) >= 12
+    assert t["overloaded_before"] > 0 and t["couriers_moved"] > 0
+    assert t["overloaded_after"] < t["overloaded_before"]
+    assert t["late_after"] < t["late_before"]
+
+
+def test_commands_print_their_figures(forecast_settings, capsys):
+    p = argparse.ArgumentParser()
+    forecast_cli.add_arguments(p)
+    args = p.parse_args(["--horizon", "2"])
+    args.command = "backtest"
+    assert forecast_cli.run(args, forecast_settings) == 0
+    out = capsys.readouterr().out
+    assert "WAPE" in out and "+2h" in out and "predicted alerts:" in out
+    args = p.parse_args(["--node", "r-440300", "--within", "branch"])
+    args.command = "simulate"
+    assert forecast_cli.run(args, forecast_settings) == 0
+    out = capsys.readouterr().out
+    assert "overloaded cell-hours" in out and "late parcels" in out
+    args = p.parse_args(["--node", "nowhere"])
+    args.command = "simulate"
+    assert forecast_cli.run(args, forecast_settings) == 2
