@@ -19,6 +19,8 @@ _OWN = {
         "zone_hours": "高负荷区域（区域·小时）", "courier_hours_note":
             "多小时时段：快递员为时段内去重人数，人均每小时件数按快递员小时计算，格负荷率取各小时峰值。",
         "path": "层级", "hexes": "格数",
+        "export": "导出报告", "export_button": "导出", "export_failed": "导出失败",
+        "export_hour": "当前小时", "export_day": "全天",
     },
     "en": {
         "report": "Operations heatmap report", "period": "Period", "generated": "Generated", "metric": "Metric",
@@ -33,6 +35,8 @@ _OWN = {
             "Periods of several hours: couriers are distinct over the period, parcels per courier-hour "
             "divide by courier-hours, and a cell's load ratio is its peak hourly ratio.",
         "path": "Path", "hexes": "Cells",
+        "export": "Export report", "export_button": "Export", "export_failed": "Export failed",
+        "export_hour": "this hour", "export_day": "whole day",
     },
 }
 
