@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -31,38 +31,14 @@ from geo import dispatch
 from geo import forecast as fc
 from geo import simulate as sim
 
-#: Alert resolution and noise floor of the dashboard (``pages.model``) unless settings say otherwise.
-DEFAULT_ALERT_RES = 8
-DEFAULT_ALERT_MIN_WORKLOAD = 10.0
-
-
-def alert_res(settings) -> int:
-    return int(getattr(settings, "alert_resolution", DEFAULT_ALERT_RES))
-
-
-def alert_min(settings) -> float:
-    return float(getattr(settings, "alert_min_workload", DEFAULT_ALERT_MIN_WORKLOAD))
-
-
-def day_hours(day: date, local_tz: str) -> list[datetime]:
-    """UTC starts of the 24 local hours of ``day``."""
-    tz = ZoneInfo(local_tz)
-    start = datetime.combine(day, datetime.min.time()).replace(tzinfo=tz).astimezone(ZoneInfo("UTC"))
-    start = start.replace(tzinfo=None)
-    return [start + timedelta(hours=i) for i in range(24)]
-
-
-def region_map(store) -> dict:
-    """Branch id -> region id."""
-    n = store.nodes().filter(pl.col("level") == "branch")
-    return dict(zip(n["node_id"].to_list(), n["region_id"].to_list(), strict=True))
+alert_res = fq.alert_res
+alert_min = fq.alert_min
+region_map = fq.region_map
+day_hours = fq.day_hours
 
 
 def _predict(store, scope, issued, settings, horizon, with_baseline_only=False):
-    params = fc.Params(horizon=horizon)
-    inputs = fq.forecast_inputs(store, scope, issued, alert_res(settings), params)
-    return fc.predict(inputs, settings.parcels_per_courier_hour, settings.load_ratio_threshold,
-                      settings.baseline_factor, alert_min(settings), params, with_baseline_only)
+    return fq.predict(store, scope, issued, settings, horizon, with_baseline_only)
 
 
 def _actual(store, scope, hours, settings):

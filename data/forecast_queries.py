@@ -8,7 +8,8 @@ and ``geo.simulate``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -19,6 +20,10 @@ _BRANCHES = "(SELECT branch_id FROM node_branches WHERE ancestor_id = $scope)"
 _SCOPED = f"SEMI JOIN {_BRANCHES} s USING (branch_id)"
 #: How far back a scan can be and still describe a parcel not yet delivered.
 PIPELINE_LOOKBACK = timedelta(hours=48)
+
+#: Alert resolution and noise floor of the dashboard (``pages.model``) unless settings say otherwise.
+DEFAULT_ALERT_RES = 8
+DEFAULT_ALERT_MIN_WORKLOAD = 10.0
 
 DECISIONS_DDL = """CREATE TABLE IF NOT EXISTS dispatch_decisions (
     decided_at TIMESTAMP NOT NULL,   -- when the manager answered (UTC)
@@ -310,3 +315,91 @@ def actual_cells(store: Store, scope: str, hours, res: int, parcels_per_courier_
         lr = kpis_mod.load_ratio(g, parcels_per_courier_hour, rate.get(h))
         out[h] = alerts_mod.flag_cells(lr, ratio_threshold, baseline_factor, min_workload)
     return out
+
+
+# -- what the dashboard and the commands call ------------------------------------------------------
+def alert_res(settings) -> int:
+    """Resolution of the peak-load detection (the dashboard's)."""
+    return int(getattr(settings, "alert_resolution", DEFAULT_ALERT_RES))
+
+
+def alert_min(settings) -> float:
+    """Parcels a cell needs in an hour before it can raise an alert (the dashboard's)."""
+    return float(getattr(settings, "alert_min_workload", DEFAULT_ALERT_MIN_WORKLOAD))
+
+
+def day_hours(day: date, local_tz: str) -> list[datetime]:
+    """UTC starts of the 24 local hours of ``day``."""
+    start = datetime.combine(day, datetime.min.time()).replace(tzinfo=ZoneInfo(local_tz))
+    start = start.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+    return [start + timedelta(hours=i) for i in range(24)]
+
+
+def region_map(store: Store) -> dict:
+    """Branch id -> region id (where dispatch may look for couriers)."""
+    n = store.nodes().filter(pl.col("level") == "branch")
+    return dict(zip(n["node_id"].to_list(), n["region_id"].to_list(), strict=True))
+
+
+def predict(store: Store, scope: str, issued, settings, horizon: int = 6,
+            with_baseline_only: bool = False) -> dict:
+    """Forecast, flags, zones and predicted alerts for ``scope`` at each issue time, with
+    the dashboard's settings (``geo.forecast.predict`` on this store's frames)."""
+    from geo import forecast as fc
+
+    params = fc.Params(horizon=horizon)
+    inputs = forecast_inputs(store, scope, issued, alert_res(settings), params)
+    return fc.predict(inputs, settings.parcels_per_courier_hour, settings.load_ratio_threshold,
+                      settings.baseline_factor, alert_min(settings), params, with_baseline_only)
+
+
+def outlook(store: Store, scope: str, issued: datetime, settings, horizon: int = 6, rules=None) -> dict:
+    """Everything the alert panel and the map show about the next hours of ``scope``.
+
+    Parameters
+    ----------
+    issued : datetime
+        UTC hour start the forecast is made at (what was known before it is used).
+
+    Returns
+    -------
+    dict
+        ``alerts``: predicted alerts (``geo.forecast.predicted_alerts``, with
+        ``status``: confirmed / missed / pending against what is already in the store);
+        ``nodes``: forecast per branch and hour; ``moves`` and ``summary``: the dispatch
+        suggestions (``geo.dispatch.suggest``) for the zones of each forecast hour, with
+        an ``hour`` column.
+    """
+    from geo import dispatch
+    from geo import forecast as fc
+
+    rules = rules or dispatch.RULES
+    pred = predict(store, scope, [issued], settings, horizon)
+    regions = region_map(store)
+    moves, summary = [], []
+    for (hour,), z in pred["zones"].sort("hour").group_by("hour", maintain_order=True):
+        cells = pred["cells"].filter(pl.col("hour") == hour)
+        m, s = dispatch.suggest(cells, z, settings.parcels_per_courier_hour, rules, regions)
+        lit = pl.lit(hour).cast(pl.Datetime("us")).alias("hour")
+        moves.append(m.with_columns(lit))
+        summary.append(s.with_columns(lit))
+    newest = store.data_hours(scope)[1]
+    targets = sorted({issued + timedelta(hours=k) for k in range(horizon)})
+    done = [t for t in targets if newest is not None and t < newest]
+    over = {}
+    if done:
+        actual = actual_cells(store, scope, done, alert_res(settings), settings.parcels_per_courier_hour,
+                              settings.load_ratio_threshold, settings.baseline_factor, alert_min(settings))
+        over = {h: set(f.filter(pl.col("over"))["cell"].to_list()) for h, f in actual.items()}
+    complete = max(done) if done else None
+    alerts = fc.resolve(pred["alerts"], over, complete)
+    empty_moves, empty_summary = dispatch.suggest(pred["cells"].head(0).select("cell", "branch_id", "workload",
+                                                                               "capacity"),
+                                                  pred["zones"].head(0), settings.parcels_per_courier_hour, rules)
+    return {
+        "alerts": alerts, "nodes": pred["nodes"], "cells": pred["cells"],
+        "moves": pl.concat(moves) if moves else empty_moves.with_columns(
+            pl.lit(None, dtype=pl.Datetime("us")).alias("hour")),
+        "summary": pl.concat(summary) if summary else empty_summary.with_columns(
+            pl.lit(None, dtype=pl.Datetime("us")).alias("hour")),
+    }

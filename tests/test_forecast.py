@@ -195,3 +195,18 @@ def test_backtest_beats_the_baseline_at_the_next_hour(forecast_store, forecast_s
     assert h["precision"][0] > 0.5
     statuses = set(r["alerts"]["status"].to_list())
     assert "confirmed" in statuses and statuses <= {"confirmed", "missed", "pending"}
+
+
+def test_outlook_gives_alerts_with_status_and_suggestions(forecast_store, forecast_settings):
+    s = _surges(forecast_store).row(0, named=True)
+    region = forecast_store.sql("SELECT region_id FROM nodes WHERE node_id = ?", [s["branch_id"]])["region_id"][0]
+    issued = s["start_hour"] - timedelta(hours=1)
+    o = fq.outlook(forecast_store, region, issued, forecast_settings)
+    alerts = o["alerts"].filter(pl.col("branch_id") == s["branch_id"])
+    assert len(alerts) >= 1
+    # the demo day is complete: every prediction is resolved, and the surge's came true
+    assert set(o["alerts"]["status"].to_list()) <= {"confirmed", "missed"}
+    assert "confirmed" in alerts["status"].to_list()
+    assert set(o["moves"]["hour"].to_list()) <= set(o["summary"]["hour"].to_list())
+    assert (o["summary"]["ratio_after"] <= o["summary"]["ratio"] + 1e-9).all()
+    assert o["moves"]["couriers"].sum() > 0
