@@ -8,6 +8,9 @@ creating the database and the demo network on first run. Subcommands:
   import   load CSV or Parquet files of pings, parcel events, outlets or couriers
   replay   stream a generated day to a running server's ingest API
   tokens   create, list or revoke ingest API tokens
+  export   export a heatmap report (HTML, PNG, PDF, GeoJSON, CSV, GeoParquet)
+  backtest score the workload forecast hour by hour over a day
+  simulate apply dispatch suggestions over a day: before / after
   status   show what the store holds
 
 Settings come from config.py and EMAP_* environment variables (see README).
@@ -156,6 +159,18 @@ def cmd_tokens(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_export(args, settings: Settings) -> int:
+    from reports import cli
+
+    return cli.run(args, settings)
+
+
+def cmd_forecast(args, settings: Settings) -> int:
+    from data import forecast_cli
+
+    return forecast_cli.run(args, settings)
+
+
 def cmd_status(args, settings: Settings) -> int:
     store = _store(settings, read_only=True)
     print(f"store: {settings.db_path}")
@@ -210,6 +225,21 @@ def parser() -> argparse.ArgumentParser:
     grp.add_argument("--system", dest="subject_system", help="name of an operations system")
     t.add_argument("--id", dest="token_id", help="token id to revoke")
     t.set_defaults(func=cmd_tokens)
+
+    e = sub.add_parser("export", help="export a heatmap report: html, png, pdf, geojson, csv, parquet")
+    from reports import cli as report_cli
+
+    report_cli.add_arguments(e)
+    e.set_defaults(func=cmd_export)
+
+    from data import forecast_cli
+
+    b = sub.add_parser("backtest", help="replay a day hour by hour and score the workload forecast")
+    forecast_cli.add_arguments(b)
+    b.set_defaults(func=cmd_forecast)
+    m = sub.add_parser("simulate", help="apply dispatch suggestions over a day and compare before/after")
+    forecast_cli.add_arguments(m)
+    m.set_defaults(func=cmd_forecast)
 
     st = sub.add_parser("status", help="show what the store holds")
     st.set_defaults(func=cmd_status)
