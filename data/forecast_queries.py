@@ -199,6 +199,19 @@ def known_pickups(store: Store, scope: str, issued, horizon: int, res: int) -> p
     return _frame_sql(store, q, {"scope": scope, "lo": lo, "hi": hi, "horizon": horizon}, iss=iss)
 
 
+def node_closure(store: Store, scope: str) -> pl.DataFrame:
+    """``ancestor_id, branch_id`` for every node inside ``scope`` (itself included) and
+    each of its branches: the roll-up of branch figures to nodes."""
+    store.check_scope(scope)
+    return store.cursor().sql(f"""
+        SELECT nb.ancestor_id, nb.branch_id FROM node_branches nb
+        WHERE nb.branch_id IN {_BRANCHES}
+          AND nb.ancestor_id IN (SELECT n.node_id FROM nodes n WHERE NOT EXISTS (
+                SELECT 1 FROM node_branches x WHERE x.ancestor_id = n.node_id
+                AND x.branch_id NOT IN {_BRANCHES}))
+        ORDER BY 1, 2""", params={"scope": scope}).pl()
+
+
 def surges(store: Store, scope: str, start: datetime, end: datetime) -> pl.DataFrame:
     """Demo surges inside ``scope`` overlapping ``[start, end)`` (the truth for checks)."""
     store.check_scope(scope)
@@ -283,6 +296,7 @@ def forecast_inputs(store: Store, scope: str, issued, res: int, params=None) -> 
         "delays": pickup_delays(store, scope, issued[0] - params.lookback_days * fc.DAY, issued[0])[
             "delay_s"].to_numpy(),
         "known_pickups": known_pickups(store, scope, past_issued, params.horizon, res),
+        "closure": node_closure(store, scope),
     }
 
 

@@ -375,23 +375,40 @@ def load_and_flags(cells: pl.DataFrame, rates: dict, parcels_per_courier_hour: f
     return pl.concat(parts).sort(*_KEY, "cell")
 
 
-def nodes_of(fc: pl.DataFrame, branch_couriers: pl.DataFrame, parcels_per_courier_hour: float) -> pl.DataFrame:
-    """Forecast per branch: workload, forecast couriers present, load ratio.
+def nodes_of(fc: pl.DataFrame, branch_couriers: pl.DataFrame, parcels_per_courier_hour: float,
+             closure: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Forecast per node: workload, forecast couriers present, load ratio.
 
     Parameters
     ----------
     branch_couriers : polars.DataFrame
         Per target and ``branch_id``: baseline distinct ``couriers`` of the branch.
+    closure : polars.DataFrame, optional
+        ``ancestor_id, branch_id`` (``node_branches`` inside the scope): rolls the
+        branches up to every node holding them. Without it, branches only. Couriers of a
+        node are the sum over its branches (a courier works in one branch).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``issued, horizon, hour, node_id, workload, baseline, pipeline, couriers,
+        capacity, load_ratio``.
     """
     w = fc.group_by(*_KEY, "branch_id").agg(
         (pl.col("pickups") + pl.col("deliveries")).sum().alias("workload"),
         pl.col("baseline").sum(), pl.col("pipeline").sum())
-    out = w.join(branch_couriers, on=[*_KEY, "branch_id"], how="left").with_columns(
-        pl.col("couriers").fill_null(0.0))
+    out = w.join(branch_couriers, on=[*_KEY, "branch_id"], how="full", coalesce=True).with_columns(
+        pl.col("workload", "baseline", "pipeline", "couriers").fill_null(0.0))
+    if closure is None:
+        out = out.rename({"branch_id": "node_id"})
+    else:
+        out = out.join(closure.rename({"ancestor_id": "node_id"}), on="branch_id").group_by(*_KEY, "node_id").agg(
+            pl.col("workload", "baseline", "pipeline", "couriers").sum())
     cap = pl.col("couriers") * parcels_per_courier_hour
     return out.with_columns(cap.alias("capacity"),
                             pl.when(cap > 0).then(pl.col("workload") / cap).otherwise(None).alias("load_ratio")) \
-        .rename({"branch_id": "node_id"}).sort(*_KEY, "node_id")
+        .select(*_KEY, "node_id", "workload", "baseline", "pipeline", "couriers", "capacity", "load_ratio") \
+        .sort(*_KEY, "node_id")
 
 
 # -- predicted alerts ---------------------------------------------------------------------------
@@ -549,7 +566,8 @@ def predict(inputs: dict, parcels_per_courier_hour: float, ratio_threshold: floa
     Returns
     -------
     dict
-        ``cells`` (flagged cells per target), ``nodes`` (per branch), ``zones``
+        ``cells`` (flagged cells per target), ``nodes`` (per node inside the scope:
+        branches and the nodes above them, see :func:`nodes_of`), ``zones``
         (per target hour), ``alerts`` (:func:`predicted_alerts`) and, with
         ``with_baseline_only``, ``baseline_cells`` flagged the same way.
     """
@@ -561,7 +579,8 @@ def predict(inputs: dict, parcels_per_courier_hour: float, ratio_threshold: floa
     flagged = load_and_flags(cells_of(fc), rates, *args)
     zones = predicted_zones(flagged)
     out = {"forecast": fc, "cells": flagged, "rates": rates,
-           "nodes": nodes_of(fc, branch_couriers(inputs["rates"], days), parcels_per_courier_hour),
+           "nodes": nodes_of(fc, branch_couriers(inputs["rates"], days), parcels_per_courier_hour,
+                             inputs.get("closure")),
            "zones": zones, "alerts": predicted_alerts(zones)}
     if with_baseline_only:
         out["baseline_cells"] = load_and_flags(cells_of(baseline_only(fc)), rates, *args)

@@ -180,6 +180,13 @@ def test_scoped_forecast_stays_in_scope(forecast_store, forecast_settings):
     s = _surges(forecast_store).row(0, named=True)
     pred = forecast_cli._predict(forecast_store, s["branch_id"], [s["start_hour"]], forecast_settings, 2)
     assert set(pred["nodes"]["node_id"].to_list()) == {s["branch_id"]}
+    region = forecast_store.sql("SELECT region_id FROM nodes WHERE node_id = ?", [s["branch_id"]])["region_id"][0]
+    wide = forecast_cli._predict(forecast_store, region, [s["start_hour"]], forecast_settings, 1)["nodes"]
+    kids = set(forecast_store.sql("SELECT node_id FROM nodes WHERE parent_id = ?", [region])["node_id"])
+    assert set(wide["node_id"]) <= kids | {region} and region in set(wide["node_id"])
+    # a node's forecast is the sum of its branches'
+    top = wide.filter(pl.col("node_id") == region)
+    assert top["workload"][0] == pytest.approx(wide.filter(pl.col("node_id") != region)["workload"].sum())
     assert set(pred["cells"]["branch_id"].to_list()) <= {s["branch_id"]}
     with pytest.raises(ScopeError):
         fq.forecast_inputs(forecast_store, "nowhere", [s["start_hour"]], 8)
