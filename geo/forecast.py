@@ -577,6 +577,10 @@ def predict(inputs: dict, parcels_per_courier_hour: float, ratio_threshold: floa
     rates = ping_rates(inputs["rates"], days)
     args = (parcels_per_courier_hour, ratio_threshold, baseline_factor, min_workload)
     flagged = load_and_flags(cells_of(fc), rates, *args)
+    # Without earlier days there is no capacity to compare with: no prediction.
+    known = days.select("issued", "horizon").unique().with_columns(pl.lit(True).alias("_known"))
+    flagged = flagged.join(known, on=["issued", "horizon"], how="left", maintain_order="left").with_columns(
+        (pl.col("over") & pl.col("_known").fill_null(False)).alias("over")).drop("_known")
     zones = predicted_zones(flagged)
     out = {"forecast": fc, "cells": flagged, "rates": rates,
            "nodes": nodes_of(fc, branch_couriers(inputs["rates"], days), parcels_per_courier_hour,
