@@ -220,8 +220,7 @@ def test_outlook_gives_alerts_with_status_and_suggestions(forecast_store, foreca
 
 
 def test_no_history_no_prediction(forecast_store, forecast_settings):
-    first = forecast_store.scalar("SELECT min(hour) FROM cube_hourly")
-    issued = first.replace(hour=2)
+    issued = forecast_store.scalar("SELECT min(hour) FROM cube_presence") + timedelta(hours=3)
     pred = forecast_cli._predict(forecast_store, "hq", [issued], forecast_settings, 2)
     assert pred["cells"].height > 0  # the pipeline is there ...
     assert pred["alerts"].is_empty() and not pred["cells"]["over"].any()  # ... but no capacity to compare with
