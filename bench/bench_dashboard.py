@@ -78,6 +78,12 @@ def _name(output: str) -> str:
     return "other"
 
 
+def _node(url: str) -> str:
+    from urllib.parse import parse_qs, urlparse
+
+    return parse_qs(urlparse(url).query).get("node", ["?"])[0]
+
+
 def ensure_db(size: str) -> Path:
     path = PROJECT_ROOT / "var" / f"bench-{size}.duckdb"
     if not path.exists():
@@ -109,6 +115,8 @@ def main(argv=None):
     ap.add_argument("--hours", type=int, default=12, help="hour changes to time")
     ap.add_argument("--loads", type=int, default=3, help="page loads to time")
     ap.add_argument("--no-prefetch", action="store_true", help="time cold drill-downs")
+    ap.add_argument("--think", type=float, default=2.0,
+                    help="seconds a user looks at a view before drilling further")
     args = ap.parse_args(argv)
     db = args.db or ensure_db(args.size)
 
@@ -124,7 +132,8 @@ def main(argv=None):
     for th in threading.enumerate():
         if th.name == "emap-warm":
             th.join()
-    print(f"start-up warm-up (alert state of the newest two days): {time.perf_counter() - t:.1f} s")
+    print(f"start-up warm-up (alert state of the newest two days, root view): {time.perf_counter() - t:.1f} s")
+    print(f"prefetch {'off' if args.no_prefetch else 'on'}, think time {args.think:.1f} s between drill-down clicks")
     timer = Timer(app.server.wsgi_app)
     app.server.wsgi_app = timer
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
@@ -169,19 +178,23 @@ def main(argv=None):
         for lat, lng in TARGETS:
             for _level in range(3):
                 before = page.url
-                time.sleep(0.6)
+                time.sleep(args.think)
                 xy = page.evaluate("""([lat, lng]) => { const gd = document.querySelector('#map .js-plotly-plot');
                     const m = gd._fullLayout.map._subplot.map; const p = m.project([lng, lat]);
                     const r = m.getCanvas().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }""", [lat, lng])
                 page.mouse.move(*xy)
                 page.mouse.click(*xy)
+                try:
+                    page.wait_for_function("(u) => window.location.href !== u", arg=before, timeout=15_000)
+                except Exception:
+                    break  # nothing to drill into at this point
                 wait_idle(page, count, quiet=0.6)
-                if page.url == before:
-                    break
                 results["drill"] += timer.take()
-            page.locator("#breadcrumb button").first.click()
-            wait_idle(page, count)
-            results["drill"] += timer.take()
+            print(f"  drilled to {_node(page.url)} at {lat:.3f},{lng:.3f}", flush=True)
+            if page.locator("#breadcrumb button").count() > 1:
+                page.locator("#breadcrumb button").first.click()
+                wait_idle(page, count)
+                results["drill"] += timer.take()
         browser.close()
     server.shutdown()
 

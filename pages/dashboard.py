@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dash import ALL, Input, Output, Patch, State, ctx, dash_table, dcc, html, no_update
 
+from geo import cells as h3cells
 from layers.hexes import METRICS
 from layers.registry import LAYERS
 from pages import ids
@@ -126,11 +127,12 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                 if target is None:
                     return (no_update,) * 10
                 s["node"] = target
+            elif isinstance(trig, dict) and not ctx.triggered[0]["value"]:
+                # a breadcrumb or alert button was (re)drawn, not clicked
+                return (no_update,) * 10
             elif isinstance(trig, dict) and trig.get("type") == ids.CRUMB:
                 s["node"] = trig["node"]
             elif isinstance(trig, dict) and trig.get("type") == ids.ALERT:
-                if not any(_alerts):
-                    return (no_update,) * 10
                 s["zone"] = int(trig["zone"])
             elif trig == ids.HOUR_PREV:
                 s["hour"] = (int(s["hour"]) - 1) % 24
@@ -282,8 +284,6 @@ def _clicked_node(model: Model, state: dict, click: dict) -> str | None:
     if not kids:
         return None
     try:
-        from geo import cells as h3cells
-
         cell = int(h3cells.from_str([first])[0])
     except ValueError:
         return None

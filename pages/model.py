@@ -328,6 +328,11 @@ class Model:
                 start, _ = self.hour_window(day, hour)
                 if start <= newest:
                     self.hour_alerts(start)
+        # the first page a user opens: the root on the newest day, and its busiest children
+        day, hour = self.newest() or (dates[-1], 0)
+        self.prepare(self.root(), day)
+        for child in self.drill_targets(self.root(), day, hour):
+            self.prepare(child, day)
 
     # -- KPIs ---------------------------------------------------------------------------
     def kpis(self, scope: str, day: str, hour: int) -> list[dict]:

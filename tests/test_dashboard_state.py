@@ -1,0 +1,35 @@
+"""The view state <-> URL query string, and the view model's time conversion."""
+
+from pages import state as st
+
+
+def test_roundtrip():
+    s = st.default(node="r-440300", day="2026-11-20", hour=9)
+    s.update(metric="load_ratio", layers=["hexes", "zones"], lang="en", basemap="amap", zone=2)
+    q = st.encode(s)
+    back = st.parse(q, st.default(day="2026-11-19"), {"hq", "r-440300"}, ["2026-11-19", "2026-11-20"])
+    assert back == s
+
+
+def test_invalid_parts_fall_back():
+    base = st.default(day="2026-11-20", hour=10)
+    s = st.parse("?node=b-999999&date=1999-01-01&hour=25&metric=eval&layers=hexes,bogus&lang=fr&zone=x",
+                 base, {"hq"}, ["2026-11-20"])
+    assert s["node"] == "hq" and s["date"] == "2026-11-20" and s["hour"] == 10
+    assert s["metric"] == base["metric"] and s["layers"] == ["hexes"] and s["lang"] == "zh"
+    assert s["zone"] is None
+
+
+def test_empty_query_is_the_default():
+    base = st.default(day="2026-11-20")
+    assert st.parse("", base, {"hq"}, ["2026-11-20"]) == base
+
+
+def test_hour_window_is_local_time(small_store):
+    from config import Settings
+    from pages.model import Model
+
+    m = Model(small_store, Settings.from_env())
+    start, end = m.hour_window("2026-11-20", 0)
+    assert (start.day, start.hour, (end - start).seconds) == (19, 16, 3600)
+    assert m.local(start).hour == 0
