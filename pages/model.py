@@ -30,7 +30,7 @@ from layers.base import DrawContext
 #: Hex resolution of the peak-load detection (0.74 km² cells) unless settings say otherwise.
 DEFAULT_ALERT_RES = 8
 #: Cells with fewer parcels in the hour never raise an alert (noise floor).
-DEFAULT_ALERT_MIN_WORKLOAD = 10.0
+DEFAULT_ALERT_MIN_WORKLOAD = 20.0
 #: Seconds a cached figure touching the newest data hour stays valid (live ingest).
 LIVE_TTL = 20.0
 #: Hours looked back to find when a zone started.
@@ -406,7 +406,8 @@ class Model:
             lng0, lat0, lng1, lat1 = (float(v) for v in g.total_bounds)
             pad = 0.0
         span = max(lng1 - lng0 + 2 * pad, (lat1 - lat0 + 2 * pad) * 1.3, 1e-3)
-        zoom = max(1.0, min(15.0, math.log2(360.0 / span) - 0.3))
+        # 512 px per 360° at zoom 0 and a map about 800 px wide
+        zoom = max(1.0, min(15.0, math.log2(360.0 * 800 / 512 / span)))
         return {"center": {"lat": (lat0 + lat1) / 2, "lon": (lng0 + lng1) / 2}, "zoom": round(zoom, 2)}
 
     def territories(self, scope: str):
