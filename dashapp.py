@@ -25,8 +25,9 @@ def translations() -> dict:
         return json.load(fh)
 
 
-def build_app(store, settings, blueprints: Iterable = (), warm: bool = True,
-              prefetch: bool = True) -> dash.Dash:
+def build_app(
+    store, settings, blueprints: Iterable = (), warm: bool = True, prefetch: bool = True
+) -> dash.Dash:
     """The dashboard for one store.
 
     Parameters
@@ -47,8 +48,7 @@ def build_app(store, settings, blueprints: Iterable = (), warm: bool = True,
     dash.Dash
     """
     text = translations()
-    app = dash.Dash(__name__, title="EMAP", assets_folder=str(ASSETS), update_title=None,
-                    serve_locally=True)
+    app = dash.Dash(__name__, title="EMAP", assets_folder=str(ASSETS), update_title=None, serve_locally=True)
     for bp in blueprints:
         app.server.register_blueprint(bp)
     model = Model(store, settings, Cache(size=1024))

@@ -27,11 +27,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import PROJECT_ROOT, Settings  # noqa: E402
 from data.store import Store  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 #: Branch label points to click down to (one per demo city), lat/lng.
-TARGETS = [(22.541, 114.055), (23.129, 113.264), (31.230, 121.473), (39.915, 116.404),
-           (30.573, 104.066), (30.593, 114.305)]
+TARGETS = [
+    (22.541, 114.055),
+    (23.129, 113.264),
+    (31.230, 121.473),
+    (39.915, 116.404),
+    (30.573, 104.066),
+    (30.593, 114.305),
+]
 
 
 class Timer:
@@ -115,8 +127,9 @@ def main(argv=None):
     ap.add_argument("--hours", type=int, default=12, help="hour changes to time")
     ap.add_argument("--loads", type=int, default=3, help="page loads to time")
     ap.add_argument("--no-prefetch", action="store_true", help="time cold drill-downs")
-    ap.add_argument("--think", type=float, default=2.0,
-                    help="seconds a user looks at a view before drilling further")
+    ap.add_argument(
+        "--think", type=float, default=2.0, help="seconds a user looks at a view before drilling further"
+    )
     args = ap.parse_args(argv)
     db = args.db or ensure_db(args.size)
 
@@ -132,8 +145,12 @@ def main(argv=None):
     for th in threading.enumerate():
         if th.name == "emap-warm":
             th.join()
-    print(f"start-up warm-up (alert state of the newest two days, root view): {time.perf_counter() - t:.1f} s")
-    print(f"prefetch {'off' if args.no_prefetch else 'on'}, think time {args.think:.1f} s between drill-down clicks")
+    print(
+        f"start-up warm-up (alert state of the newest two days, root view): {time.perf_counter() - t:.1f} s"
+    )
+    print(
+        f"prefetch {'off' if args.no_prefetch else 'on'}, think time {args.think:.1f} s between drill-down clicks"
+    )
     timer = Timer(app.server.wsgi_app)
     app.server.wsgi_app = timer
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
@@ -150,10 +167,12 @@ def main(argv=None):
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 900})
         page.set_default_timeout(60_000)
-        hexes_drawn = ("(() => { const gd = document.querySelector('#map .js-plotly-plot');"
-                       " const h = gd && gd.data && gd.data.find(t => t.uid === 'hexes');"
-                       " return h && h.locations && h.locations.length > 0"
-                       " && document.querySelector('#kpi-pickups') !== null; })()")
+        hexes_drawn = (
+            "(() => { const gd = document.querySelector('#map .js-plotly-plot');"
+            " const h = gd && gd.data && gd.data.find(t => t.uid === 'hexes');"
+            " return h && h.locations && h.locations.length > 0"
+            " && document.querySelector('#kpi-pickups') !== null; })()"
+        )
         for i in range(args.loads):
             t = time.monotonic()
             page.goto(f"{url}/?date={day}&hour={9 + i}&layers=hexes,outlines,zones")
@@ -179,9 +198,12 @@ def main(argv=None):
             for _level in range(3):
                 before = page.url
                 time.sleep(args.think)
-                xy = page.evaluate("""([lat, lng]) => { const gd = document.querySelector('#map .js-plotly-plot');
+                xy = page.evaluate(
+                    """([lat, lng]) => { const gd = document.querySelector('#map .js-plotly-plot');
                     const m = gd._fullLayout.map._subplot.map; const p = m.project([lng, lat]);
-                    const r = m.getCanvas().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }""", [lat, lng])
+                    const r = m.getCanvas().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }""",
+                    [lat, lng],
+                )
                 page.mouse.move(*xy)
                 page.mouse.click(*xy)
                 try:
@@ -207,8 +229,10 @@ def main(argv=None):
         for name, v in sorted(by.items()):
             dts = np.array([x[0] for x in v]) * 1000
             sizes = np.array([x[1] for x in v])
-            print(f"  {name:18s} n={len(v):3d}  p50 {np.percentile(dts, 50):6.0f} ms  p95 {np.percentile(dts, 95):6.0f} ms"
-                  f"  payload p50 {np.percentile(sizes, 50) / 1e3:7.1f} kB  max {sizes.max() / 1e3:7.1f} kB")
+            print(
+                f"  {name:18s} n={len(v):3d}  p50 {np.percentile(dts, 50):6.0f} ms  p95 {np.percentile(dts, 95):6.0f} ms"
+                f"  payload p50 {np.percentile(sizes, 50) / 1e3:7.1f} kB  max {sizes.max() / 1e3:7.1f} kB"
+            )
     sys.stdout.flush()
     # Background prefetch/warm threads may be inside DuckDB: leave without tearing down.
     os._exit(0)

@@ -31,8 +31,9 @@ def hourly_totals(store: Store, scope: str, start: datetime, end: datetime) -> p
     return store.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()
 
 
-def latest_positions(store: Store, scope: str, start: datetime, end: datetime,
-                     kind: str = "courier") -> pl.DataFrame:
+def latest_positions(
+    store: Store, scope: str, start: datetime, end: datetime, kind: str = "courier"
+) -> pl.DataFrame:
     """Newest fix of each courier (or vehicle) inside ``scope`` with ``start <= ts < end``.
 
     Returns ``<kind>_id, ts, lat, lng, speed, heading``.
@@ -106,8 +107,12 @@ def baseline_hours(store: Store, scope: str, hours: list[datetime], res: int, da
     """:func:`baseline` for several hours at once: ``hour, cell, baseline``."""
     store.check_scope(scope)
     cell = h3cells.parent_sql("cell", res) if res < h3cells.BASE_RES else "cell"
-    pairs = pl.DataFrame({"hour": [h for h in hours for _ in range(days)],
-                          "past": [h - timedelta(days=d) for h in hours for d in range(1, days + 1)]})
+    pairs = pl.DataFrame(
+        {
+            "hour": [h for h in hours for _ in range(days)],
+            "past": [h - timedelta(days=d) for h in hours for d in range(1, days + 1)],
+        }
+    )
     q = f"""
         WITH c AS (SELECT p.hour, c.hour AS past, {cell} AS cell, sum(c.pickups + c.deliveries) AS w
                    FROM cube_hourly c {_SCOPED} JOIN pairs p ON p.past = c.hour
@@ -124,8 +129,9 @@ def children_hourly(store: Store, scope: str, start: datetime, end: datetime) ->
     """Figures of each child of ``scope`` per hour (``store.node_figures`` for every hour
     of a window in one query): ``hour, node_id, name, <counts>, couriers, vehicles``."""
     store.check_scope(scope)
-    counts = ", ".join(f"sum(c.{c})::BIGINT AS {c}" for c in
-                       ("pings", "pickups", "deliveries", "on_time", "late", "scans"))
+    counts = ", ".join(
+        f"sum(c.{c})::BIGINT AS {c}" for c in ("pings", "pickups", "deliveries", "on_time", "late", "scans")
+    )
     q = f"""
         WITH nb AS (SELECT nb.ancestor_id AS node_id, nb.branch_id FROM node_branches nb
                     JOIN nodes n ON n.node_id = nb.ancestor_id WHERE n.parent_id = $scope),
@@ -155,6 +161,12 @@ def outlet_scans_hourly(store: Store, scope: str, start: datetime, end: datetime
 def outlets_in(store: Store, scope: str) -> pl.DataFrame:
     """Outlets inside ``scope``."""
     store.check_scope(scope)
-    return store.cursor().sql(
-        f"SELECT outlet_id, name, kind, branch_id, lat, lng, capacity_couriers, capacity_parcels_per_hour "
-        f"FROM outlets {_SCOPED} ORDER BY outlet_id", params={"scope": scope}).pl()
+    return (
+        store.cursor()
+        .sql(
+            f"SELECT outlet_id, name, kind, branch_id, lat, lng, capacity_couriers, capacity_parcels_per_hour "
+            f"FROM outlets {_SCOPED} ORDER BY outlet_id",
+            params={"scope": scope},
+        )
+        .pl()
+    )

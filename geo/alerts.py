@@ -18,12 +18,27 @@ import polars as pl
 
 from geo import cells as h3cells
 
-ZONE_COLUMNS = ["zone_id", "n_cells", "workload", "couriers", "peak_ratio", "excess",
-                "lat", "lng", "lat_min", "lat_max", "lng_min", "lng_max", "cells", "rule"]
+ZONE_COLUMNS = [
+    "zone_id",
+    "n_cells",
+    "workload",
+    "couriers",
+    "peak_ratio",
+    "excess",
+    "lat",
+    "lng",
+    "lat_min",
+    "lat_max",
+    "lng_min",
+    "lng_max",
+    "cells",
+    "rule",
+]
 
 
-def flag_cells(frame: pl.DataFrame, ratio_threshold: float, baseline_factor: float,
-               min_workload: float = 0.0) -> pl.DataFrame:
+def flag_cells(
+    frame: pl.DataFrame, ratio_threshold: float, baseline_factor: float, min_workload: float = 0.0
+) -> pl.DataFrame:
     """Mark over-load cells.
 
     Parameters
@@ -52,9 +67,14 @@ def flag_cells(frame: pl.DataFrame, ratio_threshold: float, baseline_factor: flo
     excess_base = pl.when(by_base).then(w - allowed_b).otherwise(0.0)
     return frame.with_columns(
         (by_ratio | by_base).fill_null(False).alias("over"),
-        pl.when(by_ratio & by_base).then(pl.lit("both"))
-        .when(by_ratio).then(pl.lit("ratio"))
-        .when(by_base).then(pl.lit("baseline")).otherwise(None).alias("rule"),
+        pl.when(by_ratio & by_base)
+        .then(pl.lit("both"))
+        .when(by_ratio)
+        .then(pl.lit("ratio"))
+        .when(by_base)
+        .then(pl.lit("baseline"))
+        .otherwise(None)
+        .alias("rule"),
         pl.max_horizontal(excess_ratio, excess_base).fill_null(0.0).alias("excess"),
     )
 
@@ -95,38 +115,66 @@ def zones(flagged: pl.DataFrame) -> pl.DataFrame:
     """
     over = flagged.filter(pl.col("over"))
     if over.is_empty():
-        return pl.DataFrame(schema={
-            "zone_id": pl.Int64, "n_cells": pl.Int64, "workload": pl.Float64,
-            "couriers": pl.Int64, "peak_ratio": pl.Float64, "excess": pl.Float64,
-            "lat": pl.Float64, "lng": pl.Float64, "lat_min": pl.Float64, "lat_max": pl.Float64,
-            "lng_min": pl.Float64, "lng_max": pl.Float64, "cells": pl.List(pl.UInt64),
-            "rule": pl.String})
+        return pl.DataFrame(
+            schema={
+                "zone_id": pl.Int64,
+                "n_cells": pl.Int64,
+                "workload": pl.Float64,
+                "couriers": pl.Int64,
+                "peak_ratio": pl.Float64,
+                "excess": pl.Float64,
+                "lat": pl.Float64,
+                "lng": pl.Float64,
+                "lat_min": pl.Float64,
+                "lat_max": pl.Float64,
+                "lng_min": pl.Float64,
+                "lng_max": pl.Float64,
+                "cells": pl.List(pl.UInt64),
+                "rule": pl.String,
+            }
+        )
     cells = over["cell"].to_numpy().astype(np.uint64)
     src, dst = h3cells.neighbours(cells)
     labels = components(len(cells), src, dst)
     lat, lng = h3cells.centers(cells)
-    g = over.with_columns(pl.Series("group", labels), pl.Series("lat", lat), pl.Series("lng", lng),
-                          pl.col("cell").cast(pl.UInt64))
-    agg = g.group_by("group").agg(
-        pl.len().cast(pl.Int64).alias("n_cells"),
-        pl.col("workload").sum().cast(pl.Float64),
-        pl.col("couriers").sum().cast(pl.Int64),
-        pl.col("load_ratio").max().cast(pl.Float64).alias("peak_ratio"),
-        pl.col("excess").sum().cast(pl.Float64),
-        ((pl.col("lat") * pl.col("workload")).sum() / pl.col("workload").sum()).alias("lat"),
-        ((pl.col("lng") * pl.col("workload")).sum() / pl.col("workload").sum()).alias("lng"),
-        pl.col("lat").min().alias("lat_min"), pl.col("lat").max().alias("lat_max"),
-        pl.col("lng").min().alias("lng_min"), pl.col("lng").max().alias("lng_max"),
-        pl.col("cell").sort().alias("cells"),
-        pl.col("rule").drop_nulls().unique().alias("rules"),
-    ).with_columns(
-        # a zone is "both" when both rules fire somewhere in it
-        pl.when(pl.col("rules").list.contains("both")
-                | (pl.col("rules").list.contains("ratio") & pl.col("rules").list.contains("baseline")))
-        .then(pl.lit("both")).otherwise(pl.col("rules").list.first()).alias("rule"),
-    ).sort(["excess", "n_cells", "lat"], descending=[True, True, False])
-    return agg.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("zone_id")) \
-        .select(ZONE_COLUMNS)
+    g = over.with_columns(
+        pl.Series("group", labels),
+        pl.Series("lat", lat),
+        pl.Series("lng", lng),
+        pl.col("cell").cast(pl.UInt64),
+    )
+    agg = (
+        g.group_by("group")
+        .agg(
+            pl.len().cast(pl.Int64).alias("n_cells"),
+            pl.col("workload").sum().cast(pl.Float64),
+            pl.col("couriers").sum().cast(pl.Int64),
+            pl.col("load_ratio").max().cast(pl.Float64).alias("peak_ratio"),
+            pl.col("excess").sum().cast(pl.Float64),
+            ((pl.col("lat") * pl.col("workload")).sum() / pl.col("workload").sum()).alias("lat"),
+            ((pl.col("lng") * pl.col("workload")).sum() / pl.col("workload").sum()).alias("lng"),
+            pl.col("lat").min().alias("lat_min"),
+            pl.col("lat").max().alias("lat_max"),
+            pl.col("lng").min().alias("lng_min"),
+            pl.col("lng").max().alias("lng_max"),
+            pl.col("cell").sort().alias("cells"),
+            pl.col("rule").drop_nulls().unique().alias("rules"),
+        )
+        .with_columns(
+            # a zone is "both" when both rules fire somewhere in it
+            pl.when(
+                pl.col("rules").list.contains("both")
+                | (pl.col("rules").list.contains("ratio") & pl.col("rules").list.contains("baseline"))
+            )
+            .then(pl.lit("both"))
+            .otherwise(pl.col("rules").list.first())
+            .alias("rule"),
+        )
+        .sort(["excess", "n_cells", "lat"], descending=[True, True, False])
+    )
+    return agg.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("zone_id")).select(
+        ZONE_COLUMNS
+    )
 
 
 def since(zone_cells, hours: list, over_by_hour: dict) -> object:
@@ -159,15 +207,21 @@ def since(zone_cells, hours: list, over_by_hour: dict) -> object:
     return start
 
 
-def detect(frame: pl.DataFrame, parcels_per_courier_hour: float, ratio_threshold: float,
-           baseline_factor: float, min_workload: float = 0.0,
-           ping_rate: float | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def detect(
+    frame: pl.DataFrame,
+    parcels_per_courier_hour: float,
+    ratio_threshold: float,
+    baseline_factor: float,
+    min_workload: float = 0.0,
+    ping_rate: float | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Load ratio, flags and zones of one hour in one call.
 
     Returns ``(flagged cells, zones)``.
     """
     from geo.kpis import load_ratio
 
-    flagged = flag_cells(load_ratio(frame, parcels_per_courier_hour, ping_rate), ratio_threshold,
-                         baseline_factor, min_workload)
+    flagged = flag_cells(
+        load_ratio(frame, parcels_per_courier_hour, ping_rate), ratio_threshold, baseline_factor, min_workload
+    )
     return flagged, zones(flagged)

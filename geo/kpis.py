@@ -28,12 +28,20 @@ import polars as pl
 from geo import cells as h3cells
 
 #: Indicators of the KPI panel, in display order.
-KPI_KEYS = ("pickups", "deliveries", "on_time_rate", "couriers", "parcels_per_courier_hour",
-            "vehicles", "zones")
+KPI_KEYS = (
+    "pickups",
+    "deliveries",
+    "on_time_rate",
+    "couriers",
+    "parcels_per_courier_hour",
+    "vehicles",
+    "zones",
+)
 
 
-def load_ratio(frame: pl.DataFrame, parcels_per_courier_hour: float,
-               ping_rate: float | None = None) -> pl.DataFrame:
+def load_ratio(
+    frame: pl.DataFrame, parcels_per_courier_hour: float, ping_rate: float | None = None
+) -> pl.DataFrame:
     """Add ``workload``, ``capacity`` and ``load_ratio`` to a cube frame of one hour.
 
     Parameters
@@ -90,10 +98,12 @@ def indicators(figures: pl.DataFrame) -> pl.DataFrame:
         (pl.col("pickups") + pl.col("deliveries")).alias("volume"),
         pl.when(pl.col("on_time") + pl.col("late") > 0)
         .then(pl.col("on_time") / (pl.col("on_time") + pl.col("late")))
-        .otherwise(None).alias("on_time_rate"),
+        .otherwise(None)
+        .alias("on_time_rate"),
         pl.when(pl.col("couriers") > 0)
         .then((pl.col("pickups") + pl.col("deliveries")) / pl.col("couriers"))
-        .otherwise(None).alias("parcels_per_courier_hour"),
+        .otherwise(None)
+        .alias("parcels_per_courier_hour"),
     )
 
 

@@ -11,14 +11,18 @@ STYLE = Style(field="state", categories={"moving": "#1b9e77", "stopped": "#e6ab0
 
 def _traces(frame, ctx: DrawContext) -> list[dict]:
     states = [ctx.t("state_" + s) for s in frame["state"].to_list()]
-    custom = [[c, s, str(t)[:16]] for c, s, t in zip(frame["courier_id"].to_list(), states,
-                                                     frame["ts"].to_list(), strict=True)]
+    custom = [
+        [c, s, str(t)[:16]]
+        for c, s, t in zip(frame["courier_id"].to_list(), states, frame["ts"].to_list(), strict=True)
+    ]
     hover = f"{ctx.t('courier')} %{{customdata[0]}}<br>%{{customdata[1]}}<br>%{{customdata[2]}} UTC<extra></extra>"
     return [marker_trace(frame, ctx, "couriers", STYLE, hover, custom, size=6)]
 
 
 def _folium(frame, ctx: DrawContext):
-    tips = [f"{c} ({s})" for c, s in zip(frame["courier_id"].to_list(), frame["state"].to_list(), strict=True)]
+    tips = [
+        f"{c} ({s})" for c, s in zip(frame["courier_id"].to_list(), frame["state"].to_list(), strict=True)
+    ]
     return folium_points(frame, ctx, ctx.t("layer_couriers"), STYLE, tips, radius=3)
 
 

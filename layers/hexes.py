@@ -13,8 +13,7 @@ import polars as pl
 from geo import cells as h3cells
 from layers.base import DrawContext, Layer, Style, colour_at, value_range
 
-SEQUENTIAL = ((0.0, "#fff7bc"), (0.25, "#fec44f"), (0.5, "#fe9929"), (0.75, "#d95f0e"),
-              (1.0, "#993404"))
+SEQUENTIAL = ((0.0, "#fff7bc"), (0.25, "#fec44f"), (0.5, "#fe9929"), (0.75, "#d95f0e"), (1.0, "#993404"))
 RATIO = ((0.0, "#1a9850"), (0.33, "#a6d96a"), (0.5, "#ffffbf"), (0.66, "#fdae61"), (1.0, "#d73027"))
 
 #: Style per metric (the layer's default style is the sequential one).
@@ -53,28 +52,45 @@ def values(frame: pl.DataFrame, ctx: DrawContext | None = None) -> dict:
     lo, hi = value_range(z, style)
     ratio = np.round(frame["load_ratio"].cast(pl.Float64).fill_null(0).to_numpy(), 2)
     ids = h3cells.to_str(frame["cell"].to_numpy())
-    custom = [list(r) for r in zip(ids, frame["node"].fill_null("").to_list(),
-                                   np.round(z, 2).tolist(), ratio.tolist(), strict=True)]
-    return {"locations": ids, "z": np.round(z, 3).tolist(), "customdata": custom,
-            "zmin": lo, "zmax": hi}
+    custom = [
+        list(r)
+        for r in zip(
+            ids, frame["node"].fill_null("").to_list(), np.round(z, 2).tolist(), ratio.tolist(), strict=True
+        )
+    ]
+    return {"locations": ids, "z": np.round(z, 3).tolist(), "customdata": custom, "zmin": lo, "zmax": hi}
 
 
 def _traces(frame: pl.DataFrame, ctx: DrawContext, geometry: dict | None = None) -> list[dict]:
     style = METRIC_STYLES.get(ctx.metric, METRIC_STYLES["scans"])
     v = values(frame, ctx)
-    hover = (f"{ctx.t('cell')}: %{{customdata[0]}}<br>{ctx.t('node')}: %{{customdata[1]}}<br>"
-             f"{ctx.t('metric_' + ctx.metric)}: %{{customdata[2]}}<br>"
-             f"{ctx.t('load_ratio')}: %{{customdata[3]}}<extra></extra>")
-    return [{
-        "type": "choroplethmap", "name": "hexes", "uid": "hexes",
-        "geojson": geometry if geometry is not None else geojson(frame["cell"].to_numpy(), ctx),
-        "featureidkey": "id", **v,
-        "colorscale": [list(s) for s in style.colorscale],
-        "marker": {"opacity": style.opacity, "line": {"width": 0.3, "color": "#ffffff"}},
-        "colorbar": {"title": {"text": ctx.t("metric_" + ctx.metric)}, "thickness": 12, "len": 0.5,
-                     "x": 0.99, "xanchor": "right", "y": 0.02, "yanchor": "bottom"},
-        "hovertemplate": hover,
-    }]
+    hover = (
+        f"{ctx.t('cell')}: %{{customdata[0]}}<br>{ctx.t('node')}: %{{customdata[1]}}<br>"
+        f"{ctx.t('metric_' + ctx.metric)}: %{{customdata[2]}}<br>"
+        f"{ctx.t('load_ratio')}: %{{customdata[3]}}<extra></extra>"
+    )
+    return [
+        {
+            "type": "choroplethmap",
+            "name": "hexes",
+            "uid": "hexes",
+            "geojson": geometry if geometry is not None else geojson(frame["cell"].to_numpy(), ctx),
+            "featureidkey": "id",
+            **v,
+            "colorscale": [list(s) for s in style.colorscale],
+            "marker": {"opacity": style.opacity, "line": {"width": 0.3, "color": "#ffffff"}},
+            "colorbar": {
+                "title": {"text": ctx.t("metric_" + ctx.metric)},
+                "thickness": 12,
+                "len": 0.5,
+                "x": 0.99,
+                "xanchor": "right",
+                "y": 0.02,
+                "yanchor": "bottom",
+            },
+            "hovertemplate": hover,
+        }
+    ]
 
 
 def _folium(frame: pl.DataFrame, ctx: DrawContext):
@@ -84,13 +100,24 @@ def _folium(frame: pl.DataFrame, ctx: DrawContext):
     gj = geojson(frame["cell"].to_numpy(), ctx)
     z = frame["value"].cast(pl.Float64).to_numpy()
     lo, hi = value_range(z, style)
-    colour = {f["id"]: (style.null_colour if not np.isfinite(val) else
-                        colour_at(style.colorscale, (val - lo) / (hi - lo or 1)))
-              for f, val in zip(gj["features"], z, strict=True)}
+    colour = {
+        f["id"]: (
+            style.null_colour
+            if not np.isfinite(val)
+            else colour_at(style.colorscale, (val - lo) / (hi - lo or 1))
+        )
+        for f, val in zip(gj["features"], z, strict=True)
+    }
     group = folium.FeatureGroup(name=ctx.t("layer_hexes"))
-    folium.GeoJson(gj, style_function=lambda f: {
-        "fillColor": colour.get(f["id"], style.null_colour), "fillOpacity": style.opacity,
-        "weight": 0.3, "color": "#ffffff"}).add_to(group)
+    folium.GeoJson(
+        gj,
+        style_function=lambda f: {
+            "fillColor": colour.get(f["id"], style.null_colour),
+            "fillOpacity": style.opacity,
+            "weight": 0.3,
+            "color": "#ffffff",
+        },
+    ).add_to(group)
     return group
 
 

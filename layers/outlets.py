@@ -8,8 +8,9 @@ from layers.base import DrawContext, Layer, Style
 from layers.points import folium_points, marker_trace
 
 REQUIRED = ("outlet_id", "name", "lat", "lng", "capacity_couriers", "load")
-STYLE = Style(field="load", colorscale=((0.0, "#1a9850"), (0.5, "#fee08b"), (1.0, "#d73027")),
-              range=(0.0, 1.5))
+STYLE = Style(
+    field="load", colorscale=((0.0, "#1a9850"), (0.5, "#fee08b"), (1.0, "#d73027")), range=(0.0, 1.5)
+)
 
 
 def sizes(capacity) -> list[float]:
@@ -19,11 +20,20 @@ def sizes(capacity) -> list[float]:
 
 
 def _traces(frame, ctx: DrawContext) -> list[dict]:
-    custom = [[o, n, int(c), round(float(x), 2)] for o, n, c, x in zip(
-        frame["outlet_id"].to_list(), frame["name"].to_list(), frame["capacity_couriers"].to_list(),
-        frame["load"].fill_null(0).to_list(), strict=True)]
-    hover = (f"{ctx.t('outlet')} %{{customdata[1]}}<br>{ctx.t('capacity')}: %{{customdata[2]}}<br>"
-             f"{ctx.t('load')}: %{{customdata[3]}}<extra></extra>")
+    custom = [
+        [o, n, int(c), round(float(x), 2)]
+        for o, n, c, x in zip(
+            frame["outlet_id"].to_list(),
+            frame["name"].to_list(),
+            frame["capacity_couriers"].to_list(),
+            frame["load"].fill_null(0).to_list(),
+            strict=True,
+        )
+    ]
+    hover = (
+        f"{ctx.t('outlet')} %{{customdata[1]}}<br>{ctx.t('capacity')}: %{{customdata[2]}}<br>"
+        f"{ctx.t('load')}: %{{customdata[3]}}<extra></extra>"
+    )
     t = marker_trace(frame, ctx, "outlets", STYLE, hover, custom)
     t["marker"]["size"] = sizes(frame["capacity_couriers"].to_numpy())
     return [t]

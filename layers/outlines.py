@@ -37,24 +37,56 @@ def _traces(frame, ctx: DrawContext) -> list[dict]:
     ids = list(frame["node_id"])
     names = [str(n) for n in frame["name"]]
     geoms = list(frame["geometry"])
-    gj = {"type": "FeatureCollection", "features": [_feature(i, g, ctx) for i, g in zip(ids, geoms, strict=True)]}
+    gj = {
+        "type": "FeatureCollection",
+        "features": [_feature(i, g, ctx) for i, g in zip(ids, geoms, strict=True)],
+    }
     rings = [r for g in geoms for r in _rings(g)]
     lats, lngs = lines_from_rings(rings, ctx)
-    la, ln = ctx.shift(np.asarray(frame["label_lat"], dtype=float), np.asarray(frame["label_lng"], dtype=float))
+    la, ln = ctx.shift(
+        np.asarray(frame["label_lat"], dtype=float), np.asarray(frame["label_lng"], dtype=float)
+    )
     return [
-        {"type": "choroplethmap", "name": "territories", "uid": "territories", "geojson": gj,
-         "featureidkey": "id", "locations": ids, "z": [1] * len(ids), "customdata": [[i, n] for i, n in zip(ids, names, strict=True)],
-         "colorscale": [[0, "#3366cc"], [1, "#3366cc"]], "showscale": False,
-         "marker": {"opacity": STYLE.opacity, "line": {"width": 0}},
-         "hovertemplate": "%{customdata[1]}<extra></extra>"},
-        {"type": "scattermap", "name": "outlines", "uid": "outlines", "mode": "lines", "lat": lats, "lon": lngs,
-         "line": {"width": 1.5, "color": "#3a4a6b"}, "hoverinfo": "skip", "showlegend": False},
-        {"type": "scattermap", "name": "labels", "uid": "labels", "mode": "text+markers",
-         "lat": np.round(la, 5).tolist(), "lon": np.round(ln, 5).tolist(), "text": names,
-         "customdata": [[i, n] for i, n in zip(ids, names, strict=True)],
-         "marker": {"size": 4, "color": "#3a4a6b"},
-         "textfont": {"size": 12, "color": "#1f2a44"}, "textposition": "top center",
-         "hovertemplate": "%{customdata[1]}<extra></extra>", "showlegend": False},
+        {
+            "type": "choroplethmap",
+            "name": "territories",
+            "uid": "territories",
+            "geojson": gj,
+            "featureidkey": "id",
+            "locations": ids,
+            "z": [1] * len(ids),
+            "customdata": [[i, n] for i, n in zip(ids, names, strict=True)],
+            "colorscale": [[0, "#3366cc"], [1, "#3366cc"]],
+            "showscale": False,
+            "marker": {"opacity": STYLE.opacity, "line": {"width": 0}},
+            "hovertemplate": "%{customdata[1]}<extra></extra>",
+        },
+        {
+            "type": "scattermap",
+            "name": "outlines",
+            "uid": "outlines",
+            "mode": "lines",
+            "lat": lats,
+            "lon": lngs,
+            "line": {"width": 1.5, "color": "#3a4a6b"},
+            "hoverinfo": "skip",
+            "showlegend": False,
+        },
+        {
+            "type": "scattermap",
+            "name": "labels",
+            "uid": "labels",
+            "mode": "text+markers",
+            "lat": np.round(la, 5).tolist(),
+            "lon": np.round(ln, 5).tolist(),
+            "text": names,
+            "customdata": [[i, n] for i, n in zip(ids, names, strict=True)],
+            "marker": {"size": 4, "color": "#3a4a6b"},
+            "textfont": {"size": 12, "color": "#1f2a44"},
+            "textposition": "top center",
+            "hovertemplate": "%{customdata[1]}<extra></extra>",
+            "showlegend": False,
+        },
     ]
 
 
@@ -62,13 +94,24 @@ def _folium(frame, ctx: DrawContext):
     import folium
 
     group = folium.FeatureGroup(name=ctx.t("layer_outlines"))
-    for node_id, name, geom, lat, lng in zip(frame["node_id"], frame["name"], frame["geometry"],
-                                             frame["label_lat"], frame["label_lng"], strict=True):
-        folium.GeoJson(_feature(node_id, geom, ctx), tooltip=str(name),
-                       style_function=lambda f: {"fill": False, "color": "#3a4a6b", "weight": 1.5}).add_to(group)
+    for node_id, name, geom, lat, lng in zip(
+        frame["node_id"],
+        frame["name"],
+        frame["geometry"],
+        frame["label_lat"],
+        frame["label_lng"],
+        strict=True,
+    ):
+        folium.GeoJson(
+            _feature(node_id, geom, ctx),
+            tooltip=str(name),
+            style_function=lambda f: {"fill": False, "color": "#3a4a6b", "weight": 1.5},
+        ).add_to(group)
         la, ln = ctx.shift([lat], [lng])
-        folium.Marker([float(la[0]), float(ln[0])], icon=folium.DivIcon(
-            html=f'<div style="font-size:12px;color:#1f2a44">{name}</div>')).add_to(group)
+        folium.Marker(
+            [float(la[0]), float(ln[0])],
+            icon=folium.DivIcon(html=f'<div style="font-size:12px;color:#1f2a44">{name}</div>'),
+        ).add_to(group)
     return group
 
 

@@ -13,17 +13,26 @@ def colours(frame, style: Style) -> list[str]:
         return [style.categories.get(v, style.null_colour) for v in frame[style.field].to_list()]
     v = np.asarray(frame[style.field].to_list(), dtype=float)
     lo, hi = style.range or (0.0, 1.0)
-    return [style.null_colour if not np.isfinite(x) else colour_at(style.colorscale, (x - lo) / ((hi - lo) or 1))
-            for x in v]
+    return [
+        style.null_colour if not np.isfinite(x) else colour_at(style.colorscale, (x - lo) / ((hi - lo) or 1))
+        for x in v
+    ]
 
 
-def marker_trace(frame, ctx: DrawContext, name: str, style: Style, hover: str, custom: list,
-                 size=8) -> dict:
+def marker_trace(frame, ctx: DrawContext, name: str, style: Style, hover: str, custom: list, size=8) -> dict:
     la, ln = ctx.shift(frame["lat"].to_numpy(), frame["lng"].to_numpy())
-    return {"type": "scattermap", "name": name, "uid": name, "mode": "markers",
-            "lat": np.round(la, 6).tolist(), "lon": np.round(ln, 6).tolist(),
-            "marker": {"size": size, "color": colours(frame, style), "opacity": 0.9},
-            "customdata": custom, "hovertemplate": hover, "showlegend": False}
+    return {
+        "type": "scattermap",
+        "name": name,
+        "uid": name,
+        "mode": "markers",
+        "lat": np.round(la, 6).tolist(),
+        "lon": np.round(ln, 6).tolist(),
+        "marker": {"size": size, "color": colours(frame, style), "opacity": 0.9},
+        "customdata": custom,
+        "hovertemplate": hover,
+        "showlegend": False,
+    }
 
 
 def folium_points(frame, ctx: DrawContext, title: str, style: Style, tips: list, radius=4):
@@ -34,6 +43,7 @@ def folium_points(frame, ctx: DrawContext, title: str, style: Style, tips: list,
     radii = radius if np.isscalar(radius) else list(radius)
     for i, (a, b, c, tip) in enumerate(zip(la, ln, colours(frame, style), tips, strict=True)):
         r = radii if np.isscalar(radii) else radii[i]
-        folium.CircleMarker([float(a), float(b)], radius=r, color=c, fill=True, fill_opacity=0.9,
-                            tooltip=tip).add_to(group)
+        folium.CircleMarker(
+            [float(a), float(b)], radius=r, color=c, fill=True, fill_opacity=0.9, tooltip=tip
+        ).add_to(group)
     return group

@@ -6,8 +6,14 @@ from layers import couriers, hexes, outlets, outlines, vehicles, zones
 from layers.base import Layer
 
 #: Drawing order: territory fills under the hexes, points and zone outlines on top.
-LAYERS: tuple[Layer, ...] = (hexes.LAYER, outlines.LAYER, zones.LAYER, outlets.LAYER,
-                             vehicles.LAYER, couriers.LAYER)
+LAYERS: tuple[Layer, ...] = (
+    hexes.LAYER,
+    outlines.LAYER,
+    zones.LAYER,
+    outlets.LAYER,
+    vehicles.LAYER,
+    couriers.LAYER,
+)
 BY_KEY = {layer.key: layer for layer in LAYERS}
 
 

@@ -18,7 +18,10 @@ STROKE = 0.004
 
 
 def _traces(frame, ctx: DrawContext) -> list[dict]:
-    custom = [[v, ctx.t("state_" + s)] for v, s in zip(frame["vehicle_id"].to_list(), frame["state"].to_list(), strict=True)]
+    custom = [
+        [v, ctx.t("state_" + s)]
+        for v, s in zip(frame["vehicle_id"].to_list(), frame["state"].to_list(), strict=True)
+    ]
     hover = f"{ctx.t('vehicle')} %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>"
     dots = marker_trace(frame, ctx, "vehicles", STYLE, hover, custom, size=10)
     lat = frame["lat"].to_numpy().astype(float)
@@ -32,9 +35,17 @@ def _traces(frame, ctx: DrawContext) -> list[dict]:
     for a, b, c, d in zip(la1, ln1, la2, ln2, strict=True):
         lats += [round(float(a), 6), round(float(c), 6), None]
         lngs += [round(float(b), 6), round(float(d), 6), None]
-    heading = {"type": "scattermap", "name": "vehicle_heading", "uid": "vehicle_heading", "mode": "lines",
-               "lat": lats, "lon": lngs, "line": {"width": 2, "color": STYLE.categories["moving"]},
-               "hoverinfo": "skip", "showlegend": False}
+    heading = {
+        "type": "scattermap",
+        "name": "vehicle_heading",
+        "uid": "vehicle_heading",
+        "mode": "lines",
+        "lat": lats,
+        "lon": lngs,
+        "line": {"width": 2, "color": STYLE.categories["moving"]},
+        "hoverinfo": "skip",
+        "showlegend": False,
+    }
     return [heading, dots]
 
 

@@ -9,8 +9,11 @@ from geo import cells as h3cells
 from layers.base import DrawContext, Layer, Style, lines_from_rings
 
 REQUIRED = ("zone_id", "cells", "n_cells", "workload", "peak_ratio")
-STYLE = Style(field="peak_ratio", colorscale=((0.0, "#d7301f"), (1.0, "#d7301f")),
-              categories={"zone": "#d7301f", "selected": "#6a00a8"})
+STYLE = Style(
+    field="peak_ratio",
+    colorscale=((0.0, "#d7301f"), (1.0, "#d7301f")),
+    categories={"zone": "#d7301f", "selected": "#6a00a8"},
+)
 
 
 def zone_polygon(cells):
@@ -30,14 +33,27 @@ def _traces(frame, ctx: DrawContext) -> list[dict]:
     normal, chosen = [], []
     for zid, cells in zip(frame["zone_id"].to_list(), frame["cells"].to_list(), strict=True):
         (chosen if ctx.selected is not None and int(zid) == int(ctx.selected) else normal).extend(
-            _rings(zone_polygon(cells)))
+            _rings(zone_polygon(cells))
+        )
     out = []
-    for name, rings, colour, width in (("zones", normal, STYLE.categories["zone"], 2.5),
-                                       ("zone_selected", chosen, STYLE.categories["selected"], 5)):
+    for name, rings, colour, width in (
+        ("zones", normal, STYLE.categories["zone"], 2.5),
+        ("zone_selected", chosen, STYLE.categories["selected"], 5),
+    ):
         lats, lngs = lines_from_rings(rings, ctx)
-        out.append({"type": "scattermap", "name": name, "uid": name, "mode": "lines", "lat": lats,
-                    "lon": lngs, "line": {"width": width, "color": colour}, "hoverinfo": "skip",
-                    "showlegend": False})
+        out.append(
+            {
+                "type": "scattermap",
+                "name": name,
+                "uid": name,
+                "mode": "lines",
+                "lat": lats,
+                "lon": lngs,
+                "line": {"width": width, "color": colour},
+                "hoverinfo": "skip",
+                "showlegend": False,
+            }
+        )
     return out
 
 
@@ -45,11 +61,14 @@ def _folium(frame, ctx: DrawContext):
     import folium
 
     group = folium.FeatureGroup(name=ctx.t("layer_zones"))
-    for zid, cells, n, w in zip(frame["zone_id"], frame["cells"], frame["n_cells"], frame["workload"], strict=True):
-        folium.GeoJson(shapely.geometry.mapping(zone_polygon(cells)),
-                       tooltip=f"#{zid}: {n} cells, {w:.0f} parcels",
-                       style_function=lambda f: {"color": STYLE.categories["zone"], "weight": 3,
-                                                 "fillOpacity": 0.1}).add_to(group)
+    for zid, cells, n, w in zip(
+        frame["zone_id"], frame["cells"], frame["n_cells"], frame["workload"], strict=True
+    ):
+        folium.GeoJson(
+            shapely.geometry.mapping(zone_polygon(cells)),
+            tooltip=f"#{zid}: {n} cells, {w:.0f} parcels",
+            style_function=lambda f: {"color": STYLE.categories["zone"], "weight": 3, "fillOpacity": 0.1},
+        ).add_to(group)
     return group
 
 

@@ -25,49 +25,113 @@ def layout(text: dict) -> html.Div:
     """The page skeleton (texts in Chinese until the state says otherwise)."""
     t = text["zh"]
     ctl = lambda label_id, child, cls="ctl": html.Div(  # noqa: E731
-        [html.Label(t[ids.LABELS[label_id]], id=label_id), child], className=cls)
-    return html.Div([
-        dcc.Location(id=ids.URL, refresh=False),
-        dcc.Store(id=ids.STATE), dcc.Store(id=ids.GEOMETRY),
-        dcc.Interval(id=ids.PLAY_TICK, interval=PLAY_SECONDS * 1000, disabled=True),
-        dcc.Interval(id=ids.LIVE_TICK, interval=LIVE_SECONDS * 1000, disabled=True),
-        html.Div([
-            html.H1(t["title"], id=ids.TITLE),
-            html.Nav(id=ids.BREADCRUMB),
-            dcc.RadioItems(id=ids.LANGUAGE, options=[{"label": "中文", "value": "zh"}, {"label": "English", "value": "en"}],
-                           value="zh", inline=True, className="lang"),
-        ], className="emap-header"),
-        html.Div([
-            ctl("label-date", dcc.Dropdown(id=ids.DATE, clearable=False, style={"width": "150px"})),
-            ctl("label-hour", html.Div([
-                html.Button("◀", id=ids.HOUR_PREV, n_clicks=0),
-                dcc.Slider(id=ids.HOUR, min=0, max=23, step=1, value=10, allow_direct_input=False,
-                           marks={h: f"{h}" for h in range(0, 24, 3)}),
-                html.Button("▶", id=ids.HOUR_NEXT, n_clicks=0),
-                html.Button(t["play"], id=ids.PLAY, n_clicks=0),
-            ], className="hour-row"), cls="ctl hour"),
-            dcc.Checklist(id=ids.LIVE, options=[{"label": t["live"], "value": "live"}], value=[]),
-            ctl("label-metric", dcc.Dropdown(id=ids.METRIC, clearable=False, style={"width": "170px"})),
-            ctl("label-layers", dcc.Checklist(id=ids.LAYERS, inline=True)),
-            ctl("label-basemap", dcc.Dropdown(id=ids.BASEMAP, clearable=False, style={"width": "170px"})),
-            ctl("label-drill", dcc.Dropdown(id=ids.DRILL, style={"width": "180px"})),
-            html.Span(id=ids.STATUS, className="status"),
-        ], className="emap-controls"),
-        html.Div([
-            html.Div(dcc.Graph(id=ids.MAP, config={"displaylogo": False, "scrollZoom": True},
-                               style={"height": "100%"}), className="emap-map"),
-            html.Div([
-                html.Div([html.H2(t["kpis"], id="label-kpis"), html.Div(id=ids.KPIS)], className="panel"),
-                html.Div(dcc.Graph(id=ids.TREND, config={"displayModeBar": False}, style={"height": "170px"}),
-                         className="panel"),
-                html.Div([html.H2(t["alerts"], id="label-alerts"), html.Div(id=ids.ALERTS)], className="panel"),
-                html.Div([html.H2(t["children"], id="label-children"),
-                          dash_table.DataTable(id=ids.CHILDREN, sort_action="native", page_size=12,
-                                               style_cell={"fontSize": 12, "padding": "2px 4px"})],
-                         className="panel"),
-            ], className="emap-side"),
-        ], className="emap-main"),
-    ])
+        [html.Label(t[ids.LABELS[label_id]], id=label_id), child], className=cls
+    )
+    return html.Div(
+        [
+            dcc.Location(id=ids.URL, refresh=False),
+            dcc.Store(id=ids.STATE),
+            dcc.Store(id=ids.GEOMETRY),
+            dcc.Interval(id=ids.PLAY_TICK, interval=PLAY_SECONDS * 1000, disabled=True),
+            dcc.Interval(id=ids.LIVE_TICK, interval=LIVE_SECONDS * 1000, disabled=True),
+            html.Div(
+                [
+                    html.H1(t["title"], id=ids.TITLE),
+                    html.Nav(id=ids.BREADCRUMB),
+                    dcc.RadioItems(
+                        id=ids.LANGUAGE,
+                        options=[{"label": "中文", "value": "zh"}, {"label": "English", "value": "en"}],
+                        value="zh",
+                        inline=True,
+                        className="lang",
+                    ),
+                ],
+                className="emap-header",
+            ),
+            html.Div(
+                [
+                    ctl("label-date", dcc.Dropdown(id=ids.DATE, clearable=False, style={"width": "150px"})),
+                    ctl(
+                        "label-hour",
+                        html.Div(
+                            [
+                                html.Button("◀", id=ids.HOUR_PREV, n_clicks=0),
+                                dcc.Slider(
+                                    id=ids.HOUR,
+                                    min=0,
+                                    max=23,
+                                    step=1,
+                                    value=10,
+                                    allow_direct_input=False,
+                                    marks={h: f"{h}" for h in range(0, 24, 3)},
+                                ),
+                                html.Button("▶", id=ids.HOUR_NEXT, n_clicks=0),
+                                html.Button(t["play"], id=ids.PLAY, n_clicks=0),
+                            ],
+                            className="hour-row",
+                        ),
+                        cls="ctl hour",
+                    ),
+                    dcc.Checklist(id=ids.LIVE, options=[{"label": t["live"], "value": "live"}], value=[]),
+                    ctl(
+                        "label-metric", dcc.Dropdown(id=ids.METRIC, clearable=False, style={"width": "170px"})
+                    ),
+                    ctl("label-layers", dcc.Checklist(id=ids.LAYERS, inline=True)),
+                    ctl(
+                        "label-basemap",
+                        dcc.Dropdown(id=ids.BASEMAP, clearable=False, style={"width": "170px"}),
+                    ),
+                    ctl("label-drill", dcc.Dropdown(id=ids.DRILL, style={"width": "180px"})),
+                    html.Span(id=ids.STATUS, className="status"),
+                ],
+                className="emap-controls",
+            ),
+            html.Div(
+                [
+                    html.Div(
+                        dcc.Graph(
+                            id=ids.MAP,
+                            config={"displaylogo": False, "scrollZoom": True},
+                            style={"height": "100%"},
+                        ),
+                        className="emap-map",
+                    ),
+                    html.Div(
+                        [
+                            html.Div(
+                                [html.H2(t["kpis"], id="label-kpis"), html.Div(id=ids.KPIS)],
+                                className="panel",
+                            ),
+                            html.Div(
+                                dcc.Graph(
+                                    id=ids.TREND, config={"displayModeBar": False}, style={"height": "170px"}
+                                ),
+                                className="panel",
+                            ),
+                            html.Div(
+                                [html.H2(t["alerts"], id="label-alerts"), html.Div(id=ids.ALERTS)],
+                                className="panel",
+                            ),
+                            html.Div(
+                                [
+                                    html.H2(t["children"], id="label-children"),
+                                    dash_table.DataTable(
+                                        id=ids.CHILDREN,
+                                        sort_action="native",
+                                        page_size=12,
+                                        style_cell={"fontSize": 12, "padding": "2px 4px"},
+                                    ),
+                                ],
+                                className="panel",
+                            ),
+                        ],
+                        className="emap-side",
+                    ),
+                ],
+                className="emap-main",
+            ),
+        ]
+    )
 
 
 def _fmt(key: str, v) -> str:
@@ -85,20 +149,53 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     the likely next views after each map update."""
 
     @app.callback(
-        Output(ids.STATE, "data"), Output(ids.URL, "search"),
-        Output(ids.DATE, "value"), Output(ids.DATE, "options"), Output(ids.HOUR, "value"),
-        Output(ids.METRIC, "value"), Output(ids.LAYERS, "value"), Output(ids.LANGUAGE, "value"),
-        Output(ids.BASEMAP, "value"), Output(ids.DRILL, "value"),
-        Input(ids.URL, "search"), Input(ids.DATE, "value"), Input(ids.HOUR, "value"),
-        Input(ids.METRIC, "value"), Input(ids.LAYERS, "value"), Input(ids.LANGUAGE, "value"),
-        Input(ids.BASEMAP, "value"), Input(ids.DRILL, "value"), Input(ids.MAP, "clickData"),
-        Input({"type": ids.CRUMB, "node": ALL}, "n_clicks"), Input({"type": ids.ALERT, "zone": ALL}, "n_clicks"),
-        Input(ids.HOUR_PREV, "n_clicks"), Input(ids.HOUR_NEXT, "n_clicks"),
-        Input(ids.PLAY_TICK, "n_intervals"), Input(ids.LIVE_TICK, "n_intervals"), Input(ids.LIVE, "value"),
+        Output(ids.STATE, "data"),
+        Output(ids.URL, "search"),
+        Output(ids.DATE, "value"),
+        Output(ids.DATE, "options"),
+        Output(ids.HOUR, "value"),
+        Output(ids.METRIC, "value"),
+        Output(ids.LAYERS, "value"),
+        Output(ids.LANGUAGE, "value"),
+        Output(ids.BASEMAP, "value"),
+        Output(ids.DRILL, "value"),
+        Input(ids.URL, "search"),
+        Input(ids.DATE, "value"),
+        Input(ids.HOUR, "value"),
+        Input(ids.METRIC, "value"),
+        Input(ids.LAYERS, "value"),
+        Input(ids.LANGUAGE, "value"),
+        Input(ids.BASEMAP, "value"),
+        Input(ids.DRILL, "value"),
+        Input(ids.MAP, "clickData"),
+        Input({"type": ids.CRUMB, "node": ALL}, "n_clicks"),
+        Input({"type": ids.ALERT, "zone": ALL}, "n_clicks"),
+        Input(ids.HOUR_PREV, "n_clicks"),
+        Input(ids.HOUR_NEXT, "n_clicks"),
+        Input(ids.PLAY_TICK, "n_intervals"),
+        Input(ids.LIVE_TICK, "n_intervals"),
+        Input(ids.LIVE, "value"),
         State(ids.STATE, "data"),
     )
-    def reduce(search, day, hour, metric, layers, lang, basemap, drill, click, _crumbs, _alerts,
-               _prev, _next, _play, _tick, live, state):
+    def reduce(
+        search,
+        day,
+        hour,
+        metric,
+        layers,
+        lang,
+        basemap,
+        drill,
+        click,
+        _crumbs,
+        _alerts,
+        _prev,
+        _next,
+        _play,
+        _tick,
+        live,
+        state,
+    ):
         trig = ctx.triggered_id
         dates = model.dates()
         if state is None or trig == ids.URL or trig is None:
@@ -144,11 +241,25 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                     s["date"], s["hour"] = newest
                 s["tick"] = (s.get("tick") or 0) + 1
         options = [{"label": d, "value": d} for d in dates]
-        return (s, st.encode(s), s["date"], options, s["hour"], s["metric"], s["layers"], s["lang"],
-                s["basemap"], None)
+        return (
+            s,
+            st.encode(s),
+            s["date"],
+            options,
+            s["hour"],
+            s["metric"],
+            s["layers"],
+            s["lang"],
+            s["basemap"],
+            None,
+        )
 
-    @app.callback(Output(ids.PLAY_TICK, "disabled"), Output(ids.PLAY, "children"),
-                  Input(ids.PLAY, "n_clicks"), State(ids.STATE, "data"))
+    @app.callback(
+        Output(ids.PLAY_TICK, "disabled"),
+        Output(ids.PLAY, "children"),
+        Input(ids.PLAY, "n_clicks"),
+        State(ids.STATE, "data"),
+    )
     def toggle_play(n, state):
         t = text[(state or {}).get("lang", "zh")]
         playing = bool(n) and n % 2 == 1
@@ -160,16 +271,22 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
 
     @app.callback(
         [Output(k, "children") for k in ids.LABELS]
-        + [Output(ids.METRIC, "options"), Output(ids.LAYERS, "options"), Output(ids.BASEMAP, "options"),
-           Output(ids.LIVE, "options")],
-        Input(ids.STATE, "data"))
+        + [
+            Output(ids.METRIC, "options"),
+            Output(ids.LAYERS, "options"),
+            Output(ids.BASEMAP, "options"),
+            Output(ids.LIVE, "options"),
+        ],
+        Input(ids.STATE, "data"),
+    )
     def labels(state):
         t = text[state["lang"]]
-        return ([t[v] for v in ids.LABELS.values()]
-                + [[{"label": t["metric_" + m], "value": m} for m in METRICS],
-                   [{"label": t["layer_" + layer.key], "value": layer.key} for layer in LAYERS],
-                   [{"label": t["basemap_" + b], "value": b} for b in BASEMAPS],
-                   [{"label": t["live"], "value": "live"}]])
+        return [t[v] for v in ids.LABELS.values()] + [
+            [{"label": t["metric_" + m], "value": m} for m in METRICS],
+            [{"label": t["layer_" + layer.key], "value": layer.key} for layer in LAYERS],
+            [{"label": t["basemap_" + b], "value": b} for b in BASEMAPS],
+            [{"label": t["live"], "value": "live"}],
+        ]
 
     @app.callback(Output(ids.BREADCRUMB, "children"), Output(ids.DRILL, "options"), Input(ids.STATE, "data"))
     def breadcrumb(state):
@@ -180,18 +297,30 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
             last = i == len(path) - 1
             if i:
                 crumbs.append(html.Span("›", className="sep"))
-            crumbs.append(html.Button(name, id={"type": ids.CRUMB, "node": n["node_id"]},
-                                      className="current" if last else "", disabled=last))
+            crumbs.append(
+                html.Button(
+                    name,
+                    id={"type": ids.CRUMB, "node": n["node_id"]},
+                    className="current" if last else "",
+                    disabled=last,
+                )
+            )
         kids = model.children(state["node"])
         return crumbs, [{"label": r["name"], "value": r["node_id"]} for r in kids.iter_rows(named=True)]
 
-    @app.callback(Output(ids.MAP, "figure"), Output(ids.GEOMETRY, "data"),
-                  Input(ids.STATE, "data"), State(ids.GEOMETRY, "data"))
+    @app.callback(
+        Output(ids.MAP, "figure"),
+        Output(ids.GEOMETRY, "data"),
+        Input(ids.STATE, "data"),
+        State(ids.GEOMETRY, "data"),
+    )
     def draw_map(state, shown):
         t = text[state["lang"]]
         key = model.geometry_key(state)
         if shown and shown.get("key") == key and "hexes" in state["layers"] and shown.get("sig"):
-            cells, geometry, sig = model.geometry(state["node"], state["date"], state.get("basemap") == "amap")
+            cells, geometry, sig = model.geometry(
+                state["node"], state["date"], state.get("basemap") == "amap"
+            )
             if sig == shown["sig"]:
                 # Same geometry on the client: send values only.
                 traces = model.traces(state, t, geometry={"type": "FeatureCollection", "features": []})
@@ -214,12 +343,19 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                 return patch, no_update
         fig, geo = model.figure(state, t)
         if prefetcher is not None:
-            prefetcher.after_view(state["node"], state["date"], int(state["hour"]), state.get("basemap") == "amap")
+            prefetcher.after_view(
+                state["node"], state["date"], int(state["hour"]), state.get("basemap") == "amap"
+            )
         return fig, geo
 
-    @app.callback(Output(ids.KPIS, "children"), Output(ids.TREND, "figure"),
-                  Output(ids.CHILDREN, "data"), Output(ids.CHILDREN, "columns"), Output(ids.STATUS, "children"),
-                  Input(ids.STATE, "data"))
+    @app.callback(
+        Output(ids.KPIS, "children"),
+        Output(ids.TREND, "figure"),
+        Output(ids.CHILDREN, "data"),
+        Output(ids.CHILDREN, "columns"),
+        Output(ids.STATUS, "children"),
+        Input(ids.STATE, "data"),
+    )
     def panels(state):
         t = text[state["lang"]]
         node, day, hour = state["node"], state["date"], int(state["hour"])
@@ -228,27 +364,71 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
             ch = k["change"]
             delta = "–" if ch is None else f"{'+' if ch >= 0 else ''}{100 * ch:.0f}%"
             cls = "delta" if ch is None or abs(ch) < 0.005 else ("delta up" if ch > 0 else "delta down")
-            cards.append(html.Div([html.Div(t["kpi_" + k["key"]], className="name"),
-                                   html.Div(_fmt(k["key"], k["value"]), className="value"),
-                                   html.Div(f"{delta} {t['vs_yesterday']}", className=cls)],
-                                  className="kpi", id=f"kpi-{k['key']}"))
+            cards.append(
+                html.Div(
+                    [
+                        html.Div(t["kpi_" + k["key"]], className="name"),
+                        html.Div(_fmt(k["key"], k["value"]), className="value"),
+                        html.Div(f"{delta} {t['vs_yesterday']}", className=cls),
+                    ],
+                    className="kpi",
+                    id=f"kpi-{k['key']}",
+                )
+            )
         tr = model.trend(node, day)
         x = tr["local_hour"].to_list()
-        trend = {"data": [
-            {"type": "bar", "x": x, "y": tr["pickups"].to_list(), "name": t["kpi_pickups"], "marker": {"color": "#fe9929"}},
-            {"type": "bar", "x": x, "y": tr["deliveries"].to_list(), "name": t["kpi_deliveries"], "marker": {"color": "#2c7fb8"}},
-        ], "layout": {"barmode": "stack", "margin": {"l": 36, "r": 8, "t": 24, "b": 24}, "height": 170,
-                      "title": {"text": t["trend"], "font": {"size": 12}},
-                      "shapes": [{"type": "line", "x0": hour, "x1": hour, "yref": "paper", "y0": 0, "y1": 1,
-                                  "line": {"color": "#d7301f", "width": 1}}],
-                      "legend": {"orientation": "h", "y": 1.2, "x": 1, "xanchor": "right", "font": {"size": 10}},
-                      "xaxis": {"range": [-0.5, 23.5], "dtick": 3}}}
+        trend = {
+            "data": [
+                {
+                    "type": "bar",
+                    "x": x,
+                    "y": tr["pickups"].to_list(),
+                    "name": t["kpi_pickups"],
+                    "marker": {"color": "#fe9929"},
+                },
+                {
+                    "type": "bar",
+                    "x": x,
+                    "y": tr["deliveries"].to_list(),
+                    "name": t["kpi_deliveries"],
+                    "marker": {"color": "#2c7fb8"},
+                },
+            ],
+            "layout": {
+                "barmode": "stack",
+                "margin": {"l": 36, "r": 8, "t": 24, "b": 24},
+                "height": 170,
+                "title": {"text": t["trend"], "font": {"size": 12}},
+                "shapes": [
+                    {
+                        "type": "line",
+                        "x0": hour,
+                        "x1": hour,
+                        "yref": "paper",
+                        "y0": 0,
+                        "y1": 1,
+                        "line": {"color": "#d7301f", "width": 1},
+                    }
+                ],
+                "legend": {"orientation": "h", "y": 1.2, "x": 1, "xanchor": "right", "font": {"size": 10}},
+                "xaxis": {"range": [-0.5, 23.5], "dtick": 3},
+            },
+        }
         table = model.child_table(node, day, hour)
-        cols = [("name", t["name"]), ("volume", t["volume"]), ("on_time_rate", t["kpi_on_time_rate"]),
-                ("couriers", t["kpi_couriers"]), ("parcels_per_courier_hour", t["kpi_parcels_per_courier_hour"]),
-                ("vehicles", t["kpi_vehicles"]), ("zones", t["kpi_zones"])]
-        rows = table.select([c for c, _ in cols]).with_columns(
-            (table["on_time_rate"] * 100).round(1), table["parcels_per_courier_hour"].round(1)).to_dicts()
+        cols = [
+            ("name", t["name"]),
+            ("volume", t["volume"]),
+            ("on_time_rate", t["kpi_on_time_rate"]),
+            ("couriers", t["kpi_couriers"]),
+            ("parcels_per_courier_hour", t["kpi_parcels_per_courier_hour"]),
+            ("vehicles", t["kpi_vehicles"]),
+            ("zones", t["kpi_zones"]),
+        ]
+        rows = (
+            table.select([c for c, _ in cols])
+            .with_columns((table["on_time_rate"] * 100).round(1), table["parcels_per_courier_hour"].round(1))
+            .to_dicts()
+        )
         status = f"{day} {hour:02d}:00 {t['local_time']}"
         return cards, trend, rows, [{"name": n, "id": c} for c, n in cols], status
 
@@ -261,11 +441,19 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         out = []
         for r in z.iter_rows(named=True):
             rule = t.get("rule_" + (r["rule"] or ""), r["rule"] or "")
-            label = (f"#{r['zone_id']} {r['branch'] or ''} · {r['n_cells']} {t['cells']} · "
-                     f"{r['workload']:.0f} {t['parcels']} · {t['ratio']} {r['peak_ratio']:.2f} · "
-                     f"{t['since']} {r['since']} · {rule}")
-            out.append(html.Button(label, id={"type": ids.ALERT, "zone": r["zone_id"]}, n_clicks=0,
-                                   className="selected" if state.get("zone") == r["zone_id"] else ""))
+            label = (
+                f"#{r['zone_id']} {r['branch'] or ''} · {r['n_cells']} {t['cells']} · "
+                f"{r['workload']:.0f} {t['parcels']} · {t['ratio']} {r['peak_ratio']:.2f} · "
+                f"{t['since']} {r['since']} · {rule}"
+            )
+            out.append(
+                html.Button(
+                    label,
+                    id={"type": ids.ALERT, "zone": r["zone_id"]},
+                    n_clicks=0,
+                    className="selected" if state.get("zone") == r["zone_id"] else "",
+                )
+            )
         return out
 
 

@@ -30,13 +30,19 @@ TITLE = "title"
 STATUS = "status"
 
 #: Pattern-matching id types.
-CRUMB = "crumb"      # {"type": CRUMB, "node": node_id}
-ALERT = "alert"      # {"type": ALERT, "zone": zone_id}
+CRUMB = "crumb"  # {"type": CRUMB, "node": node_id}
+ALERT = "alert"  # {"type": ALERT, "zone": zone_id}
 
 #: Static labels translated by the language callback: id -> translation key.
 LABELS = {
-    "label-date": "date", "label-hour": "hour", "label-metric": "metric",
-    "label-layers": "layers", "label-basemap": "basemap", "label-drill": "drill",
-    "label-kpis": "kpis", "label-alerts": "alerts", "label-children": "children",
+    "label-date": "date",
+    "label-hour": "hour",
+    "label-metric": "metric",
+    "label-layers": "layers",
+    "label-basemap": "basemap",
+    "label-drill": "drill",
+    "label-kpis": "kpis",
+    "label-alerts": "alerts",
+    "label-children": "children",
     TITLE: "title",
 }

@@ -36,16 +36,33 @@ LIVE_TTL = 20.0
 #: Hours looked back to find when a zone started.
 SINCE_HOURS = 6
 #: Trace order of the map figure; Patch updates address traces by these positions.
-TRACE_ORDER = ("territories", "hexes", "outlines", "labels", "zones", "zone_selected", "outlets",
-               "vehicle_heading", "vehicles", "couriers")
-LAYER_TRACES = {"hexes": ("hexes",), "outlines": ("territories", "outlines", "labels"),
-                "zones": ("zones", "zone_selected"), "outlets": ("outlets",),
-                "vehicles": ("vehicle_heading", "vehicles"), "couriers": ("couriers",)}
+TRACE_ORDER = (
+    "territories",
+    "hexes",
+    "outlines",
+    "labels",
+    "zones",
+    "zone_selected",
+    "outlets",
+    "vehicle_heading",
+    "vehicles",
+    "couriers",
+)
+LAYER_TRACES = {
+    "hexes": ("hexes",),
+    "outlines": ("territories", "outlines", "labels"),
+    "zones": ("zones", "zone_selected"),
+    "outlets": ("outlets",),
+    "vehicles": ("vehicle_heading", "vehicles"),
+    "couriers": ("couriers",),
+}
 BASEMAPS = ("none", "osm", "amap")
 _TILES = {
     "osm": ["https://tile.openstreetmap.org/{z}/{x}/{y}.png"],
-    "amap": ["https://webrd01.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
-             "https://webrd02.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}"],
+    "amap": [
+        "https://webrd01.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
+        "https://webrd02.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
+    ],
 }
 
 
@@ -152,7 +169,9 @@ class Model:
 
     def hour_window(self, day: str, hour: int) -> tuple[datetime, datetime]:
         """UTC start and end of a local (date, hour)."""
-        local = datetime.combine(date.fromisoformat(day), datetime.min.time()).replace(hour=int(hour), tzinfo=self.tz)
+        local = datetime.combine(date.fromisoformat(day), datetime.min.time()).replace(
+            hour=int(hour), tzinfo=self.tz
+        )
         start = local.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
         return start, start + timedelta(hours=1)
 
@@ -192,8 +211,9 @@ class Model:
     # -- hexes --------------------------------------------------------------------------
     def day_cube(self, scope: str, day: str, res: int) -> pl.DataFrame:
         start, end = self.day_window(day)
-        return self.cache.get(("day", scope, day, res),
-                              lambda: self.store.cube(scope, start, end, res), ttl=self._ttl(end))
+        return self.cache.get(
+            ("day", scope, day, res), lambda: self.store.cube(scope, start, end, res), ttl=self._ttl(end)
+        )
 
     def rates(self, start: datetime) -> dict:
         """Pings per actor per hour over the network, by UTC hour, for the local day holding
@@ -203,8 +223,17 @@ class Model:
 
         def make():
             t = queries.hourly_totals(self.store, self.root(), a, b)
-            return {h: p / n for h, p, n in zip(t["hour"].to_list(), t["pings"].to_list(),
-                                                (t["couriers"] + t["vehicles"]).to_list(), strict=True) if n}
+            return {
+                h: p / n
+                for h, p, n in zip(
+                    t["hour"].to_list(),
+                    t["pings"].to_list(),
+                    (t["couriers"] + t["vehicles"]).to_list(),
+                    strict=True,
+                )
+                if n
+            }
+
         return self.cache.get(("rates", day), make, ttl=self._ttl(b))
 
     def hex_frame(self, scope: str, day: str, hour: int, metric: str) -> pl.DataFrame:
@@ -212,31 +241,47 @@ class Model:
         res = self.res(scope)
         start, _ = self.hour_window(day, hour)
         cube = self.day_cube(scope, day, res).filter(pl.col("hour") == start).drop("hour")
-        cube = kpis_mod.load_ratio(cube, self.settings.parcels_per_courier_hour,
-                                   self.rates(start).get(start))
+        cube = kpis_mod.load_ratio(cube, self.settings.parcels_per_courier_hour, self.rates(start).get(start))
         value = pl.col("load_ratio") if metric == "load_ratio" else pl.col(metric).cast(pl.Float64)
         kids = self.cell_children(scope, day, res)
-        return cube.with_columns(value.alias("value")).join(kids, on="cell", how="left") \
+        return (
+            cube.with_columns(value.alias("value"))
+            .join(kids, on="cell", how="left")
             .select("cell", "value", "load_ratio", pl.col("name").alias("node"), "workload", "couriers")
+        )
 
     def cell_children(self, scope: str, day: str, res: int) -> pl.DataFrame:
         """Child node (id and name) of each cell at ``res``: the child holding most of the
         cell's located res-9 cells. For hover labels and drill-down by clicking a hex."""
+
         def make():
             kids = self.children(scope).select("node_id", "name")
             if kids.is_empty():
                 return pl.DataFrame(schema={"cell": pl.UInt64, "node_id": pl.String, "name": pl.String})
             nb = self.cache.get("node_branches", lambda: self.store.sql("SELECT * FROM node_branches"))
             owner = nb.join(kids, left_on="ancestor_id", right_on="node_id").select(
-                "branch_id", pl.col("ancestor_id").alias("node_id"), "name")
-            cb = self.cache.get("cell_branch", lambda: self.store.sql(
-                "SELECT cell, branch_id FROM cell_branch WHERE branch_id IS NOT NULL"), ttl=60.0)
+                "branch_id", pl.col("ancestor_id").alias("node_id"), "name"
+            )
+            cb = self.cache.get(
+                "cell_branch",
+                lambda: self.store.sql("SELECT cell, branch_id FROM cell_branch WHERE branch_id IS NOT NULL"),
+                ttl=60.0,
+            )
             cb = cb.join(owner, on="branch_id")
-            parent = h3cells.to_parent(cb["cell"].to_numpy(), res) if res < h3cells.BASE_RES else cb["cell"].to_numpy()
-            return (cb.with_columns(pl.Series("cell", parent, dtype=pl.UInt64))
-                    .group_by("cell", "node_id", "name").len()
-                    .sort(["cell", "len", "node_id"], descending=[False, True, False])
-                    .unique("cell", keep="first").drop("len"))
+            parent = (
+                h3cells.to_parent(cb["cell"].to_numpy(), res)
+                if res < h3cells.BASE_RES
+                else cb["cell"].to_numpy()
+            )
+            return (
+                cb.with_columns(pl.Series("cell", parent, dtype=pl.UInt64))
+                .group_by("cell", "node_id", "name")
+                .len()
+                .sort(["cell", "len", "node_id"], descending=[False, True, False])
+                .unique("cell", keep="first")
+                .drop("len")
+            )
+
         return self.cache.get(("kids", scope, res), make, ttl=60.0)
 
     def geometry(self, scope: str, day: str, gcj02: bool) -> tuple[np.ndarray, dict, str]:
@@ -247,6 +292,7 @@ class Model:
             cells = np.sort(self.day_cube(scope, day, res)["cell"].unique().to_numpy())
             sig = hashlib.blake2b(cells.tobytes(), digest_size=8).hexdigest()
             return cells, hexes.geojson(cells, DrawContext(gcj02=gcj02)), sig
+
         return self.cache.get(("geom", scope, day, res, gcj02), make, ttl=self._ttl(self.day_window(day)[1]))
 
     # -- alerts -------------------------------------------------------------------------
@@ -257,7 +303,9 @@ class Model:
         so the detection runs once per hour and every scope filters its zones from it.
         """
         end = start + timedelta(hours=1)
-        return self.cache.get(("hour-alerts", start), lambda: self._hour_alerts(start, end), ttl=self._ttl(end))
+        return self.cache.get(
+            ("hour-alerts", start), lambda: self._hour_alerts(start, end), ttl=self._ttl(end)
+        )
 
     def _hour_alerts(self, start, end) -> dict:
         s = self.settings
@@ -265,10 +313,19 @@ class Model:
         cube = self.store.cube(root, start, end, self.alert_res, per_hour=False)
         base = queries.baseline_hours(self.store, root, [start], self.alert_res).drop("hour")
         rate = self.rates(start).get(start)
-        flagged, zones = zones_mod.detect(cube.join(base, on="cell", how="left"), s.parcels_per_courier_hour,
-                                          s.load_ratio_threshold, s.baseline_factor, self.alert_min, rate)
-        branch = self.store.locator().locate(zones["lat"].to_numpy(), zones["lng"].to_numpy()) \
-            if len(zones) else np.array([], dtype=object)
+        flagged, zones = zones_mod.detect(
+            cube.join(base, on="cell", how="left"),
+            s.parcels_per_courier_hour,
+            s.load_ratio_threshold,
+            s.baseline_factor,
+            self.alert_min,
+            rate,
+        )
+        branch = (
+            self.store.locator().locate(zones["lat"].to_numpy(), zones["lng"].to_numpy())
+            if len(zones)
+            else np.array([], dtype=object)
+        )
         zones = zones.with_columns(pl.Series("branch_id", list(branch), dtype=pl.String))
         return {"over": set(flagged.filter(pl.col("over"))["cell"].to_list()), "zones": zones}
 
@@ -277,8 +334,9 @@ class Model:
         with their branch name and (``with_since``) the local hour they started."""
         start, _ = self.hour_window(day, hour)
         z = self.hour_alerts(start)["zones"]
-        z = z.filter(pl.col("branch_id").is_in(self.branches_of(scope).implode())) \
-            .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("zone_id"))
+        z = z.filter(pl.col("branch_id").is_in(self.branches_of(scope).implode())).with_columns(
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("zone_id")
+        )
         names = self.nodes().select(pl.col("node_id").alias("branch_id"), pl.col("name").alias("branch"))
         z = z.join(names, on="branch_id", how="left", maintain_order="left")
         if not with_since:
@@ -304,10 +362,16 @@ class Model:
         self.trend(scope, day)
         self.territories(scope)
         a, b = self.day_window(day)
-        self.cache.get(("kids-hourly", scope, day),
-                       lambda: queries.children_hourly(self.store, scope, a, b), ttl=self._ttl(b))
-        self.cache.get(("outlet-scans", scope, day),
-                       lambda: queries.outlet_scans_hourly(self.store, scope, a, b), ttl=self._ttl(b))
+        self.cache.get(
+            ("kids-hourly", scope, day),
+            lambda: queries.children_hourly(self.store, scope, a, b),
+            ttl=self._ttl(b),
+        )
+        self.cache.get(
+            ("outlet-scans", scope, day),
+            lambda: queries.outlet_scans_hourly(self.store, scope, a, b),
+            ttl=self._ttl(b),
+        )
         self.cache.get(("outlets", scope), lambda: queries.outlets_in(self.store, scope), ttl=60.0)
 
     def drill_targets(self, scope: str, day: str, hour: int, limit: int = 6) -> list[str]:
@@ -349,24 +413,36 @@ class Model:
 
     def trend(self, scope: str, day: str) -> pl.DataFrame:
         start, end = self.day_window(day)
-        t = self.cache.get(("trend", scope, day), lambda: queries.hourly_totals(self.store, scope, start, end),
-                           ttl=self._ttl(end))
-        return t.with_columns(pl.col("hour").map_elements(lambda h: self.local(h).hour, return_dtype=pl.Int64)
-                              .alias("local_hour"))
+        t = self.cache.get(
+            ("trend", scope, day),
+            lambda: queries.hourly_totals(self.store, scope, start, end),
+            ttl=self._ttl(end),
+        )
+        return t.with_columns(
+            pl.col("hour")
+            .map_elements(lambda h: self.local(h).hour, return_dtype=pl.Int64)
+            .alias("local_hour")
+        )
 
     def child_table(self, scope: str, day: str, hour: int) -> pl.DataFrame:
         """Children of ``scope`` with the KPI indicators of the hour and their zone count."""
         start, end = self.hour_window(day, hour)
         a, b = self.day_window(day)
-        hourly = self.cache.get(("kids-hourly", scope, day),
-                                lambda: queries.children_hourly(self.store, scope, a, b), ttl=self._ttl(b))
+        hourly = self.cache.get(
+            ("kids-hourly", scope, day),
+            lambda: queries.children_hourly(self.store, scope, a, b),
+            ttl=self._ttl(b),
+        )
         kids = self.children(scope).select("node_id", "name")
         f = kids.join(hourly.filter(pl.col("hour") == start).drop("hour"), on="node_id", how="left")
         f = kpis_mod.indicators(f.with_columns(pl.exclude("node_id", "name").fill_null(0)))
         z = self.zones(scope, day, hour, with_since=False)
         if len(z) and len(f):
-            closure = self.store.sql("SELECT ancestor_id AS node_id, branch_id FROM node_branches "
-                                     "WHERE list_contains(?, ancestor_id)", [f["node_id"].to_list()])
+            closure = self.store.sql(
+                "SELECT ancestor_id AS node_id, branch_id FROM node_branches "
+                "WHERE list_contains(?, ancestor_id)",
+                [f["node_id"].to_list()],
+            )
             counts = z.select("branch_id").join(closure, on="branch_id").group_by("node_id").len("zones")
             f = f.join(counts, on="node_id", how="left")
         else:
@@ -379,20 +455,28 @@ class Model:
         f = queries.latest_positions(self.store, scope, start, end, kind)
         offline_at = end - timedelta(minutes=self.settings.offline_after_minutes)
         return f.with_columns(
-            pl.when(pl.col("ts") < offline_at).then(pl.lit("offline"))
-            .when(pl.col("speed").fill_nan(0).fill_null(0) > 0.5).then(pl.lit("moving"))
-            .otherwise(pl.lit("stopped")).alias("state"))
+            pl.when(pl.col("ts") < offline_at)
+            .then(pl.lit("offline"))
+            .when(pl.col("speed").fill_nan(0).fill_null(0) > 0.5)
+            .then(pl.lit("moving"))
+            .otherwise(pl.lit("stopped"))
+            .alias("state")
+        )
 
     def outlets(self, scope: str, day: str, hour: int) -> pl.DataFrame:
         """Outlets in scope with their scans in the hour and ``load`` = scans / hourly capacity."""
         start, _ = self.hour_window(day, hour)
         a, b = self.day_window(day)
         base = self.cache.get(("outlets", scope), lambda: queries.outlets_in(self.store, scope), ttl=60.0)
-        scans = self.cache.get(("outlet-scans", scope, day),
-                               lambda: queries.outlet_scans_hourly(self.store, scope, a, b), ttl=self._ttl(b))
+        scans = self.cache.get(
+            ("outlet-scans", scope, day),
+            lambda: queries.outlet_scans_hourly(self.store, scope, a, b),
+            ttl=self._ttl(b),
+        )
         f = base.join(scans.filter(pl.col("hour") == start).drop("hour"), on="outlet_id", how="left")
         return f.with_columns(pl.col("parcels").fill_null(0)).with_columns(
-            (pl.col("parcels") / pl.col("capacity_parcels_per_hour").clip(lower_bound=1)).alias("load"))
+            (pl.col("parcels") / pl.col("capacity_parcels_per_hour").clip(lower_bound=1)).alias("load")
+        )
 
     # -- the map figure -------------------------------------------------------------------
     def view(self, scope: str, zone: pl.DataFrame | None = None) -> dict:
@@ -428,38 +512,76 @@ class Model:
                 kept.append(shapely.multipolygons(parts) if parts else geom)
             g["geometry"] = kept
             return g
+
         return self.cache.get(("terr-kids", scope), make)
 
     def traces(self, state: dict, text: dict, geometry: dict | None) -> dict[str, dict]:
         """Every trace of the map by name (empty and hidden when its layer is off)."""
         scope, day, hour = state["node"], state["date"], int(state["hour"])
         on = set(state.get("layers") or [])
-        ctx = DrawContext(gcj02=state.get("basemap") == "amap", text=text, metric=state["metric"],
-                          selected=state.get("zone"))
+        ctx = DrawContext(
+            gcj02=state.get("basemap") == "amap",
+            text=text,
+            metric=state["metric"],
+            selected=state.get("zone"),
+        )
         built: dict[str, dict] = {}
         if "hexes" in on:
             frame = self.hex_frame(scope, day, hour, state["metric"])
             built.update(zip(["hexes"], hexes.traces(frame, ctx, geometry=geometry), strict=True))
         if "outlines" in on:
-            built.update(zip(LAYER_TRACES["outlines"], registry.get("outlines").build(self.territories(scope), ctx),
-                             strict=True))
+            built.update(
+                zip(
+                    LAYER_TRACES["outlines"],
+                    registry.get("outlines").build(self.territories(scope), ctx),
+                    strict=True,
+                )
+            )
         if "zones" in on:
-            built.update(zip(LAYER_TRACES["zones"], registry.get("zones").build(self.zones(scope, day, hour), ctx),
-                             strict=True))
+            built.update(
+                zip(
+                    LAYER_TRACES["zones"],
+                    registry.get("zones").build(self.zones(scope, day, hour), ctx),
+                    strict=True,
+                )
+            )
         if "outlets" in on:
-            built.update(zip(LAYER_TRACES["outlets"], registry.get("outlets").build(self.outlets(scope, day, hour), ctx),
-                             strict=True))
+            built.update(
+                zip(
+                    LAYER_TRACES["outlets"],
+                    registry.get("outlets").build(self.outlets(scope, day, hour), ctx),
+                    strict=True,
+                )
+            )
         if "vehicles" in on:
-            built.update(zip(LAYER_TRACES["vehicles"], registry.get("vehicles").build(
-                self.positions(scope, day, hour, "vehicle"), ctx), strict=True))
+            built.update(
+                zip(
+                    LAYER_TRACES["vehicles"],
+                    registry.get("vehicles").build(self.positions(scope, day, hour, "vehicle"), ctx),
+                    strict=True,
+                )
+            )
         if "couriers" in on:
-            built.update(zip(LAYER_TRACES["couriers"], registry.get("couriers").build(
-                self.positions(scope, day, hour, "courier"), ctx), strict=True))
+            built.update(
+                zip(
+                    LAYER_TRACES["couriers"],
+                    registry.get("couriers").build(self.positions(scope, day, hour, "courier"), ctx),
+                    strict=True,
+                )
+            )
         out = {}
         for name in TRACE_ORDER:
             t = built.get(name)
-            out[name] = t if t is not None else {"type": "choroplethmap" if name in ("hexes", "territories") else "scattermap",
-                                                 "name": name, "uid": name, "visible": False}
+            out[name] = (
+                t
+                if t is not None
+                else {
+                    "type": "choroplethmap" if name in ("hexes", "territories") else "scattermap",
+                    "name": name,
+                    "uid": name,
+                    "visible": False,
+                }
+            )
         return out
 
     def layout(self, state: dict) -> dict:
@@ -471,13 +593,20 @@ class Model:
         basemap = state.get("basemap") or "none"
         layers = []
         if basemap in _TILES:
-            layers = [{"sourcetype": "raster", "source": _TILES[basemap], "below": "traces",
-                       "sourceattribution": "© OpenStreetMap" if basemap == "osm" else "© AutoNavi"}]
+            layers = [
+                {
+                    "sourcetype": "raster",
+                    "source": _TILES[basemap],
+                    "below": "traces",
+                    "sourceattribution": "© OpenStreetMap" if basemap == "osm" else "© AutoNavi",
+                }
+            ]
         return {
             "map": {"style": "white-bg", "center": v["center"], "zoom": v["zoom"], "layers": layers},
             "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
             "uirevision": f"{state['node']}|{basemap}|{state.get('zone')}",
-            "showlegend": False, "paper_bgcolor": "#ffffff",
+            "showlegend": False,
+            "paper_bgcolor": "#ffffff",
             "clickmode": "event",
         }
 
@@ -491,4 +620,7 @@ class Model:
         if "hexes" in (state.get("layers") or []):
             _, geometry, sig = self.geometry(state["node"], state["date"], state.get("basemap") == "amap")
         traces = self.traces(state, text, geometry)
-        return {"data": [traces[n] for n in TRACE_ORDER], "layout": self.layout(state)}, {"key": geo_key, "sig": sig}
+        return {"data": [traces[n] for n in TRACE_ORDER], "layout": self.layout(state)}, {
+            "key": geo_key,
+            "sig": sig,
+        }

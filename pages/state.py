@@ -14,8 +14,16 @@ KEYS = ("node", "date", "hour", "metric", "layers", "lang", "basemap", "zone")
 
 
 def default(node: str = "hq", day: str | None = None, hour: int = 10) -> dict:
-    return {"node": node, "date": day, "hour": hour, "metric": "scans", "layers": default_keys(),
-            "lang": "zh", "basemap": "none", "zone": None}
+    return {
+        "node": node,
+        "date": day,
+        "hour": hour,
+        "metric": "scans",
+        "layers": default_keys(),
+        "lang": "zh",
+        "basemap": "none",
+        "zone": None,
+    }
 
 
 def parse(search: str | None, base: dict, valid_nodes, dates) -> dict:

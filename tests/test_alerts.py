@@ -23,9 +23,15 @@ def _frame(loads: dict, couriers: dict | None = None, baseline: dict | None = No
     cour = [(couriers or {}).get(c, 1) for c in cells]
     work = [float(loads[c]) for c in cells]
     cap = [max(k, 1) * 12.0 for k in cour]
-    f = pl.DataFrame({"cell": pl.Series([_i(c) for c in cells], dtype=pl.UInt64), "workload": work,
-                      "couriers": cour, "capacity": cap,
-                      "load_ratio": [w / c for w, c in zip(work, cap, strict=True)]})
+    f = pl.DataFrame(
+        {
+            "cell": pl.Series([_i(c) for c in cells], dtype=pl.UInt64),
+            "workload": work,
+            "couriers": cour,
+            "capacity": cap,
+            "load_ratio": [w / c for w, c in zip(work, cap, strict=True)],
+        }
+    )
     if baseline is not None:
         f = f.with_columns(pl.Series("baseline", [baseline.get(c) for c in cells], dtype=pl.Float64))
     return f
@@ -61,8 +67,9 @@ def test_two_groups_touching_through_a_cell_become_one():
 def test_baseline_rule_and_noise_floor():
     ring = list(h3.grid_ring(CENTRE, 1))
     # plenty of couriers (ratio low) but volume three times the usual
-    f = _frame({CENTRE: 90, ring[0]: 9}, couriers={CENTRE: 10, ring[0]: 10},
-               baseline={CENTRE: 30.0, ring[0]: 3.0})
+    f = _frame(
+        {CENTRE: 90, ring[0]: 9}, couriers={CENTRE: 10, ring[0]: 10}, baseline={CENTRE: 30.0, ring[0]: 3.0}
+    )
     flagged = alerts.flag_cells(f, 1.5, 2.0, min_workload=10)
     assert flagged.filter(pl.col("over"))["cell"].to_list() == [_i(CENTRE)]
     row = flagged.filter(pl.col("over")).row(0, named=True)
@@ -114,14 +121,17 @@ def test_demo_surges_raise_alerts_at_their_branch_and_hour(small_store):
         # and the same branch is calm the hour before the surge starts
         before = model.local(s["start_hour"] - timedelta(hours=1))
         zb = model.zones(region, before.date().isoformat(), before.hour)
-        assert zb.filter(pl.col("branch_id") == s["branch_id"])["workload"].sum() < \
-            z.filter(pl.col("branch_id") == s["branch_id"])["workload"].sum()
+        assert (
+            zb.filter(pl.col("branch_id") == s["branch_id"])["workload"].sum()
+            < z.filter(pl.col("branch_id") == s["branch_id"])["workload"].sum()
+        )
 
 
 def test_zone_rule_is_both_when_both_rules_fire_in_it():
     ring = list(h3.grid_ring(CENTRE, 1))
     # centre short of couriers, neighbour over its baseline with plenty of couriers
-    f = _frame({CENTRE: 40, ring[0]: 60}, couriers={CENTRE: 1, ring[0]: 10},
-               baseline={CENTRE: None, ring[0]: 10.0})
+    f = _frame(
+        {CENTRE: 40, ring[0]: 60}, couriers={CENTRE: 1, ring[0]: 10}, baseline={CENTRE: None, ring[0]: 10.0}
+    )
     z = alerts.zones(alerts.flag_cells(f, 1.5, 2.0))
     assert z["rule"].to_list() == ["both"] and z["n_cells"].to_list() == [2]

@@ -13,8 +13,12 @@ def test_roundtrip():
 
 def test_invalid_parts_fall_back():
     base = st.default(day="2026-11-20", hour=10)
-    s = st.parse("?node=b-999999&date=1999-01-01&hour=25&metric=eval&layers=hexes,bogus&lang=fr&zone=x",
-                 base, {"hq"}, ["2026-11-20"])
+    s = st.parse(
+        "?node=b-999999&date=1999-01-01&hour=25&metric=eval&layers=hexes,bogus&lang=fr&zone=x",
+        base,
+        {"hq"},
+        ["2026-11-20"],
+    )
     assert s["node"] == "hq" and s["date"] == "2026-11-20" and s["hour"] == 10
     assert s["metric"] == base["metric"] and s["layers"] == ["hexes"] and s["lang"] == "zh"
     assert s["zone"] is None

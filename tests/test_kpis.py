@@ -20,13 +20,21 @@ def _cells(*cs):
 def test_load_ratio_basic():
     f = pl.DataFrame({"cell": _cells(CENTRE), "pickups": [20], "deliveries": [16], "couriers": [2]})
     out = kpis.load_ratio(f, 12.0)
-    assert out["workload"][0] == 36 and out["capacity"][0] == 24 and out["load_ratio"][0] == pytest.approx(1.5)
+    assert (
+        out["workload"][0] == 36 and out["capacity"][0] == 24 and out["load_ratio"][0] == pytest.approx(1.5)
+    )
 
 
 def test_zero_courier_cell_borrows_its_neighbourhood():
     ring = list(h3.grid_ring(CENTRE, 1))
-    f = pl.DataFrame({"cell": _cells(CENTRE, ring[0], ring[1]), "pickups": [24, 0, 0],
-                      "deliveries": [0, 0, 0], "couriers": [0, 7, 7]})
+    f = pl.DataFrame(
+        {
+            "cell": _cells(CENTRE, ring[0], ring[1]),
+            "pickups": [24, 0, 0],
+            "deliveries": [0, 0, 0],
+            "couriers": [0, 7, 7],
+        }
+    )
     out = kpis.load_ratio(f, 12.0)
     # (0 + 7 + 7) / 7 = 2 effective couriers -> 24 / 24
     assert out["load_ratio"][0] == pytest.approx(1.0)
@@ -35,15 +43,18 @@ def test_zero_courier_cell_borrows_its_neighbourhood():
 
 def test_zero_courier_alone_counts_as_one_courier():
     far = h3.grid_ring(CENTRE, 4)[0]
-    f = pl.DataFrame({"cell": _cells(CENTRE, far), "pickups": [30, 6], "deliveries": [0, 0], "couriers": [0, 3]})
+    f = pl.DataFrame(
+        {"cell": _cells(CENTRE, far), "pickups": [30, 6], "deliveries": [0, 0], "couriers": [0, 3]}
+    )
     out = kpis.load_ratio(f, 12.0)
     assert out["load_ratio"][0] == pytest.approx(2.5)
     assert out["load_ratio"][1] == pytest.approx(6 / 36)
 
 
 def test_ping_rate_turns_heads_into_courier_hours():
-    f = pl.DataFrame({"cell": _cells(CENTRE), "pickups": [24], "deliveries": [0], "couriers": [4],
-                      "pings": [120]})
+    f = pl.DataFrame(
+        {"cell": _cells(CENTRE), "pickups": [24], "deliveries": [0], "couriers": [4], "pings": [120]}
+    )
     # 120 pings at 60 pings per courier-hour = 2 courier-hours, not 4 couriers
     assert kpis.load_ratio(f, 12.0, ping_rate=60.0)["load_ratio"][0] == pytest.approx(1.0)
     assert kpis.load_ratio(f, 12.0)["load_ratio"][0] == pytest.approx(0.5)
@@ -73,19 +84,22 @@ def test_kpis_match_raw_tables(small_store, node):
     start, end = model.hour_window(day, hour)
     assert start.hour == 2  # 10:00 in Asia/Shanghai is 02:00 UTC
     got = {k["key"]: k for k in model.kpis(node, day, hour)}
-    scope = ("SELECT branch_id FROM node_branches WHERE ancestor_id = ?")
+    scope = "SELECT branch_id FROM node_branches WHERE ancestor_id = ?"
     ev = small_store.sql(
         f"SELECT kind, ts, promised_at FROM parcel_events WHERE ts >= ? AND ts < ? AND branch_id IN ({scope})",
-        [start, end, node])
+        [start, end, node],
+    )
     pickups = ev.filter(pl.col("kind") == "pickup").height
     delivered = ev.filter(pl.col("kind") == "delivered")
     on_time = delivered.filter(pl.col("ts") <= pl.col("promised_at")).height
     couriers = small_store.scalar(
         f"SELECT count(DISTINCT courier_id) FROM pings WHERE ts >= ? AND ts < ? AND branch_id IN ({scope})",
-        [start, end, node])
+        [start, end, node],
+    )
     vehicles = small_store.scalar(
         f"SELECT count(DISTINCT vehicle_id) FROM pings WHERE ts >= ? AND ts < ? AND branch_id IN ({scope})",
-        [start, end, node])
+        [start, end, node],
+    )
     assert got["pickups"]["value"] == pickups
     assert got["deliveries"]["value"] == delivered.height
     if delivered.height:
@@ -93,12 +107,15 @@ def test_kpis_match_raw_tables(small_store, node):
     assert got["couriers"]["value"] == couriers
     assert got["vehicles"]["value"] == vehicles
     if couriers:
-        assert got["parcels_per_courier_hour"]["value"] == pytest.approx((pickups + delivered.height) / couriers)
+        assert got["parcels_per_courier_hour"]["value"] == pytest.approx(
+            (pickups + delivered.height) / couriers
+        )
     # the change is against the same local hour of the previous day
     ps, pe = start - timedelta(days=1), end - timedelta(days=1)
     prev = small_store.scalar(
         f"SELECT count(*) FROM parcel_events WHERE kind = 'pickup' AND ts >= ? AND ts < ? AND branch_id IN ({scope})",
-        [ps, pe, node])
+        [ps, pe, node],
+    )
     assert got["pickups"]["before"] == prev
     assert got["zones"]["value"] == len(model.zones(node, day, hour))
 
@@ -112,5 +129,7 @@ def test_child_table_ranks_children(small_store):
     start, end = model.hour_window(day, 10)
     total = small_store.scalar(
         "SELECT count(*) FROM parcel_events WHERE kind IN ('pickup', 'delivered') AND ts >= ? AND ts < ? "
-        "AND branch_id IN (SELECT branch_id FROM node_branches WHERE ancestor_id = 'r-440300')", [start, end])
+        "AND branch_id IN (SELECT branch_id FROM node_branches WHERE ancestor_id = 'r-440300')",
+        [start, end],
+    )
     assert t["volume"].sum() == total

@@ -19,36 +19,67 @@ RING = list(h3.grid_ring(CENTRE, 1))
 
 def _hex_frame():
     cells = [CENTRE, RING[0], RING[1]]
-    return pl.DataFrame({"cell": pl.Series([h3.str_to_int(c) for c in cells], dtype=pl.UInt64),
-                         "value": [10.0, 20.0, 30.0], "load_ratio": [0.5, 1.0, 2.0],
-                         "node": ["福田区", "福田区", "南山区"]})
+    return pl.DataFrame(
+        {
+            "cell": pl.Series([h3.str_to_int(c) for c in cells], dtype=pl.UInt64),
+            "value": [10.0, 20.0, 30.0],
+            "load_ratio": [0.5, 1.0, 2.0],
+            "node": ["福田区", "福田区", "南山区"],
+        }
+    )
 
 
 def _zones_frame():
-    f = pl.DataFrame({"cell": pl.Series([h3.str_to_int(c) for c in [CENTRE, RING[0]]], dtype=pl.UInt64),
-                      "workload": [40.0, 30.0], "couriers": [1, 1], "capacity": [12.0, 12.0],
-                      "load_ratio": [40 / 12, 30 / 12]})
+    f = pl.DataFrame(
+        {
+            "cell": pl.Series([h3.str_to_int(c) for c in [CENTRE, RING[0]]], dtype=pl.UInt64),
+            "workload": [40.0, 30.0],
+            "couriers": [1, 1],
+            "capacity": [12.0, 12.0],
+            "load_ratio": [40 / 12, 30 / 12],
+        }
+    )
     return alerts.zones(alerts.flag_cells(f, 1.5, 2.0))
 
 
 def _outlines_frame():
     poly = shapely.box(114.0, 22.5, 114.1, 22.6)
-    return pl.DataFrame({"node_id": ["b-440304", "b-440305"], "name": ["福田区", "南山区"],
-                         "label_lat": [22.55, 22.52], "label_lng": [114.05, 113.93]}).with_columns(
-        pl.Series("geometry", [poly, shapely.box(113.9, 22.45, 114.0, 22.6)], dtype=pl.Object))
+    return pl.DataFrame(
+        {
+            "node_id": ["b-440304", "b-440305"],
+            "name": ["福田区", "南山区"],
+            "label_lat": [22.55, 22.52],
+            "label_lng": [114.05, 113.93],
+        }
+    ).with_columns(pl.Series("geometry", [poly, shapely.box(113.9, 22.45, 114.0, 22.6)], dtype=pl.Object))
 
 
 SAMPLES = {
     "hexes": _hex_frame,
     "outlines": _outlines_frame,
     "zones": _zones_frame,
-    "outlets": lambda: pl.DataFrame({"outlet_id": ["o1", "o2"], "name": ["网点1", "网点2"], "lat": [22.54, 22.55],
-                                     "lng": [114.05, 114.06], "capacity_couriers": [4, 16], "load": [0.2, 1.4]}),
-    "couriers": lambda: pl.DataFrame({"courier_id": ["c1", "c2", "c3"], "lat": [22.54, 22.55, 22.56],
-                                      "lng": [114.05, 114.06, 114.07], "state": ["moving", "stopped", "offline"],
-                                      "ts": [datetime(2026, 11, 20, 2, 30)] * 3}),
-    "vehicles": lambda: pl.DataFrame({"vehicle_id": ["v1"], "lat": [22.54], "lng": [114.05],
-                                      "heading": [90.0], "state": ["moving"]}),
+    "outlets": lambda: pl.DataFrame(
+        {
+            "outlet_id": ["o1", "o2"],
+            "name": ["网点1", "网点2"],
+            "lat": [22.54, 22.55],
+            "lng": [114.05, 114.06],
+            "capacity_couriers": [4, 16],
+            "load": [0.2, 1.4],
+        }
+    ),
+    "couriers": lambda: pl.DataFrame(
+        {
+            "courier_id": ["c1", "c2", "c3"],
+            "lat": [22.54, 22.55, 22.56],
+            "lng": [114.05, 114.06, 114.07],
+            "state": ["moving", "stopped", "offline"],
+            "ts": [datetime(2026, 11, 20, 2, 30)] * 3,
+        }
+    ),
+    "vehicles": lambda: pl.DataFrame(
+        {"vehicle_id": ["v1"], "lat": [22.54], "lng": [114.05], "heading": [90.0], "state": ["moving"]}
+    ),
 }
 
 
@@ -87,7 +118,9 @@ def test_missing_columns_give_a_clear_error(layer: Layer):
 
 
 def test_hex_trace_cells_values_and_colours():
-    (t,) = registry.get("hexes").build(_hex_frame(), DrawContext(metric="pickups", text={"metric_pickups": "Pickups"}))
+    (t,) = registry.get("hexes").build(
+        _hex_frame(), DrawContext(metric="pickups", text={"metric_pickups": "Pickups"})
+    )
     assert t["locations"] == [CENTRE, RING[0], RING[1]]
     assert t["z"] == [10.0, 20.0, 30.0]
     assert [f["id"] for f in t["geojson"]["features"]] == t["locations"]

@@ -36,20 +36,25 @@ def _wait_hexes(page):
 
 def _wait_node(page, node: str):
     page.wait_for_function(f"window.location.search.includes('node={node}&')")
-    page.wait_for_function(f"document.querySelector('#breadcrumb button.current') && "
-                           f"document.querySelector('#breadcrumb button.current').id.includes('{node}')")
+    page.wait_for_function(
+        f"document.querySelector('#breadcrumb button.current') && "
+        f"document.querySelector('#breadcrumb button.current').id.includes('{node}')"
+    )
     _wait_hexes(page)
     time.sleep(0.8)  # let MapLibre finish moving to the new view before the next click
 
 
 def _click_at(page, lat: float, lng: float):
-    xy = page.evaluate("""([lat, lng]) => {
+    xy = page.evaluate(
+        """([lat, lng]) => {
       const gd = document.querySelector('#map .js-plotly-plot');
       const m = gd._fullLayout.map._subplot.map;
       const p = m.project([lng, lat]);
       const r = m.getCanvas().getBoundingClientRect();
       return [r.left + p.x, r.top + p.y];
-    }""", [lat, lng])
+    }""",
+        [lat, lng],
+    )
     page.mouse.move(xy[0], xy[1])
     time.sleep(0.3)
     page.mouse.click(xy[0], xy[1])
@@ -120,7 +125,9 @@ def test_alert_click_moves_the_map(page, dashboard_url, small_store, demo_day):
     page.wait_for_function("window.location.search.includes('zone=1')")
     page.wait_for_function(
         "(z) => { const gd = document.querySelector('#map .js-plotly-plot');"
-        " return gd._fullLayout.map.zoom > z + 0.5; }", arg=before["zoom"])
+        " return gd._fullLayout.map.zoom > z + 0.5; }",
+        arg=before["zoom"],
+    )
     after = page.evaluate(MAP_STATE)
     assert after["zoom"] > before["zoom"]
     assert after["center"] != before["center"]

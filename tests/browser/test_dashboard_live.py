@@ -38,6 +38,7 @@ def _map_responses(page, bodies: list):
                 return
             if "map" in (body.get("response") or {}):
                 bodies.append(body["response"]["map"]["figure"])
+
     page.on("response", on_response)
 
 
@@ -54,8 +55,10 @@ def test_hour_change_patches_values_and_keeps_user_zoom(page, dashboard_url, mod
     time.sleep(0.8)
     _map_responses(page, bodies)
     # the user zooms in
-    page.evaluate("() => { const gd = document.querySelector('#map .js-plotly-plot');"
-                  " const m = gd._fullLayout.map._subplot.map; m.jumpTo({zoom: m.getZoom() + 1.5}); }")
+    page.evaluate(
+        "() => { const gd = document.querySelector('#map .js-plotly-plot');"
+        " const m = gd._fullLayout.map._subplot.map; m.jumpTo({zoom: m.getZoom() + 1.5}); }"
+    )
     time.sleep(0.8)
     zoomed = page.evaluate(HEX_STATE)["zoom"]
     page.click("#hour-next")
@@ -67,7 +70,9 @@ def test_hour_change_patches_values_and_keeps_user_zoom(page, dashboard_url, mod
     update = bodies[-1]
     # a Patch: operations on the existing figure, no hex geometry resent
     assert update.get("__dash_patch_update") == "__dash_patch_update"
-    assert "geojson" not in json.dumps([op for op in update["operations"] if op["location"][:2] == ["data", 1]])
+    assert "geojson" not in json.dumps(
+        [op for op in update["operations"] if op["location"][:2] == ["data", 1]]
+    )
     assert len(json.dumps(update)) < 200_000
     time.sleep(0.8)
     assert abs(page.evaluate(HEX_STATE)["zoom"] - zoomed) < 0.01
@@ -80,8 +85,10 @@ def test_live_mode_follows_the_newest_hour(page, dashboard_url, model):
     page.wait_for_selector("#kpi-pickups")
     page.locator("#live input").check()
     newest_day, newest_hour = model.newest()
-    page.wait_for_function(f"window.location.search.includes('date={newest_day}') && "
-                           f"window.location.search.includes('hour={newest_hour}&')")
+    page.wait_for_function(
+        f"window.location.search.includes('date={newest_day}') && "
+        f"window.location.search.includes('hour={newest_hour}&')"
+    )
     assert _query(page)["hour"] == str(newest_hour)
 
 
