@@ -185,7 +185,8 @@ def _run(store, args, settings) -> int:
     print(f"simulation of {args.node} on {day}: suggestions made {args.lead}h ahead, applied to what happened "
           f"({t['moves']} moves, {t['couriers_moved']} couriers moved) in {r['seconds']:.1f}s")
     print("                          before      after")
-    print(f"overloaded cell-hours   {t['overloaded_before']:8d}   {t['overloaded_after']:8d}")
+    print(f"overloaded cell-hours   {t['overloaded_before']:8d}   {t['overloaded_after']:8d}"
+          f"   ({t['newly_overloaded']} pushed over by the moves)")
     print(f"peak load ratio         {t['peak_before']:8.2f}   {t['peak_after']:8.2f}")
     print(f"late parcels (est.)     {t['late_before']:8.0f}   {t['late_after']:8.0f}")
     return 0

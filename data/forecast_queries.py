@@ -199,6 +199,33 @@ def known_pickups(store: Store, scope: str, issued, horizon: int, res: int) -> p
     return _frame_sql(store, q, {"scope": scope, "lo": lo, "hi": hi, "horizon": horizon}, iss=iss)
 
 
+def destination_history(store: Store, scope: str, start: datetime, end: datetime, res: int) -> pl.DataFrame:
+    """Deliveries inside ``scope`` in ``[start, end)`` of parcels scanned for a branch
+    inside ``scope``: ``dest_branch_id, branch_id, hour, cell, parcels`` (``branch_id``
+    and ``cell``: where they were delivered; a parcel's destination is its newest scan
+    naming one). Parcels of the scope delivered outside it are left out, as every row
+    outside the scope is; ``dest_total`` and ``hour_total`` count all of a destination's
+    deliveries, and those of the hour (aggregates: shares of the cells inside the scope
+    are not inflated and the destination's baseline is whole)."""
+    store.check_scope(scope)
+    q = f"""
+        WITH d AS (SELECT parcel_id, ts, {_cell('cell', res)} AS cell, branch_id FROM parcel_events
+                   WHERE kind = 'delivered' AND ts >= $start AND ts < $end),
+        s AS (SELECT parcel_id, arg_max(dest_branch_id, ts) AS dest_branch_id FROM parcel_events
+              WHERE dest_branch_id IN {_BRANCHES} AND expected_at IS NOT NULL
+                AND ts >= $start - INTERVAL 48 HOUR AND ts < $end GROUP BY parcel_id),
+        j AS (SELECT s.dest_branch_id, d.branch_id, date_trunc('hour', d.ts) AS hour, d.cell
+              FROM d JOIN s USING (parcel_id)),
+        t AS (SELECT dest_branch_id, count(*)::BIGINT AS dest_total FROM j GROUP BY 1),
+        h AS (SELECT dest_branch_id, hour, count(*)::BIGINT AS hour_total FROM j GROUP BY 1, 2)
+        SELECT j.dest_branch_id, j.branch_id, j.hour, j.cell, count(*)::BIGINT AS parcels,
+               any_value(t.dest_total) AS dest_total, any_value(h.hour_total) AS hour_total
+        FROM j JOIN t USING (dest_branch_id) JOIN h USING (dest_branch_id, hour)
+        WHERE j.branch_id IN {_BRANCHES}
+        GROUP BY j.dest_branch_id, j.branch_id, j.hour, j.cell ORDER BY 1, 3, 4"""
+    return store.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()
+
+
 def node_closure(store: Store, scope: str) -> pl.DataFrame:
     """``ancestor_id, branch_id`` for every node inside ``scope`` (itself included) and
     each of its branches: the roll-up of branch figures to nodes."""
@@ -297,6 +324,8 @@ def forecast_inputs(store: Store, scope: str, issued, res: int, params=None) -> 
             "delay_s"].to_numpy(),
         "known_pickups": known_pickups(store, scope, past_issued, params.horizon, res),
         "closure": node_closure(store, scope),
+        "dest_history": destination_history(store, scope, issued[0] - max(fc.candidate_days(params)) * fc.DAY,
+                                            issued[-1], res),
     }
 
 

@@ -12,7 +12,8 @@ Definitions (courier-hours, as in ``geo.kpis``):
 * a cell's couriers present = ``capacity / parcels_per_courier_hour``;
 * a zone needs ``ceil(workload / (pph * target_ratio) - couriers)`` more couriers;
 * a cell in no zone can spare ``couriers - workload / (pph * source_max_ratio)``
-  (after giving them its own ratio stays at or below ``source_max_ratio``); cells are
+  (after giving them its own ratio stays at or below ``source_max_ratio``), and never
+  more than ``1 - source_keep`` of its courier-hours; cells are
   pooled by their parent cell at ``source_res`` in one branch, and a pool in the zone's
   branch or region, within ``max_km``, sends at most the whole couriers of its spare.
 
@@ -50,6 +51,10 @@ class Rules:
     max_km: float = 6.0
     #: "branch": sources in the zone's branch only; "region": anywhere in its region.
     within: str = "region"
+    #: Share of its courier-hours a source keeps whatever its forecast says (a cushion
+    #: against a forecast that misses a source's own rush; off by default: on the demo it
+    #: costs more relief than it saves).
+    source_keep: float = 0.0
     #: Cells with spare couriers are pooled at this resolution (res 7: ~5 km²), so that
     #: fractions of courier-hours in neighbouring cells add up to whole couriers.
     source_res: int = 7
@@ -135,7 +140,8 @@ def sources(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: 
         if len(zones) else pl.Series("cell", [], dtype=pl.UInt64)
     c = cells.with_columns(pl.col("cell").cast(pl.UInt64)).filter(~pl.col("cell").is_in(in_zone.implode()))
     couriers = (c["capacity"] / pph).to_numpy().astype(np.float64)
-    spare = np.maximum(couriers - c["workload"].to_numpy() / (pph * rules.source_max_ratio), 0.0)
+    spare = np.maximum(np.minimum(couriers - c["workload"].to_numpy() / (pph * rules.source_max_ratio),
+                                  couriers * (1.0 - rules.source_keep)), 0.0)
     c = c.with_columns(pl.Series("couriers", couriers), pl.Series("spare_f", spare)).filter(pl.col("spare_f") > 0)
     lat, lng = h3cells.centers(c["cell"].to_numpy())
     cell = c["cell"].to_numpy()

@@ -294,7 +294,56 @@ def combine(targets: pl.DataFrame, base: pl.DataFrame, pipe_deliveries: pl.DataF
         z["couriers"].alias("couriers"), z["pings"].alias("pings"),
         (z["pickups"] + z["deliveries"]).alias("baseline"),
         (z["pp"] + z["pd"]).alias("pipeline"),
+        z["pp"].alias("pipeline_pickups"),
     ).sort(*_KEY, "cell", "branch_id")
+
+
+def by_destination(targets: pl.DataFrame, days: pl.DataFrame, dest_history: pl.DataFrame,
+                   pipe_deliveries: pl.DataFrame, usual_deliveries: pl.DataFrame) -> pl.DataFrame:
+    """Deliveries per cell from the branches parcels are scanned for, not where they land.
+
+    A parcel scanned for a branch is delivered by that branch's couriers, often across
+    its border. From earlier days, each destination branch has a baseline per hour and a
+    spread over the cells its parcels were delivered in; the branch's forecast
+    (:func:`on_top` of its pipeline) is spread the same way.
+
+    Parameters
+    ----------
+    dest_history : polars.DataFrame
+        ``dest_branch_id, branch_id, hour, cell, parcels`` (and optionally
+        ``dest_total`` and ``hour_total``: all deliveries of the destination, and of the
+        hour, some outside the frame):
+        deliveries of earlier days by destination branch, delivery hour, cell and the
+        cell's own branch.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``issued, horizon, hour, cell, branch_id, deliveries, pipeline_deliveries``.
+    """
+    hour_total = (pl.col("hour_total").first() if "hour_total" in dest_history.columns
+                  else pl.col("parcels").sum()).cast(pl.Float64).alias("parcels")
+    per_hour = dest_history.group_by("hour", "dest_branch_id").agg(hour_total)
+    base = seasonal_baseline(per_hour, days, ["dest_branch_id"], ["parcels"]).rename({"parcels": "bd"})
+    total = (pl.col("dest_total").first() if "dest_total" in dest_history.columns
+             else pl.col("parcels").sum()).alias("total")
+    tot = dest_history.group_by("dest_branch_id").agg(total)
+    spread = dest_history.group_by("dest_branch_id", "cell", "branch_id").agg(pl.col("parcels").sum()) \
+        .join(tot, on="dest_branch_id").with_columns((pl.col("parcels") / pl.col("total")).alias("share")) \
+        .drop("parcels", "total")
+    b = (base.join(pipe_deliveries.rename({"branch_id": "dest_branch_id", "parcels": "pd"}),
+                   on=[*_KEY, "dest_branch_id"], how="full", coalesce=True)
+         .join(usual_deliveries.rename({"branch_id": "dest_branch_id", "parcels": "ud"}),
+               on=[*_KEY, "dest_branch_id"], how="full", coalesce=True)
+         .join(targets, on=_KEY, how="semi")
+         .with_columns(pl.col("bd", "pd", "ud").fill_null(0.0).cast(pl.Float64)))
+    b = b.with_columns(on_top(pl.col("pd"), pl.col("ud"), pl.col("bd")).alias("f"),
+                       (pl.col("pd") * pl.when(pl.col("ud") > pl.col("bd")).then(pl.col("bd") / pl.col("ud"))
+                        .otherwise(1.0)).alias("pk"))
+    cells = b.join(spread, on="dest_branch_id", how="inner")
+    return cells.group_by(*_KEY, "cell", "branch_id").agg(
+        (pl.col("f") * pl.col("share")).sum().alias("deliveries"),
+        (pl.col("pk") * pl.col("share")).sum().alias("pipeline_deliveries"))
 
 
 def forecast(inputs: dict, params: Params = PARAMS) -> pl.DataFrame:
@@ -319,6 +368,15 @@ def forecast(inputs: dict, params: Params = PARAMS) -> pl.DataFrame:
         targets, on=["issued", "horizon"], how="left")
     usual_p = _usual(inputs["known_pickups"], days, keys, "parcels").rename({"parcels": "pickups"})
     out = combine(targets, base, pipe_d, usual_d, pp, usual_p)
+    dest = inputs.get("dest_history")
+    if dest is not None and not dest.is_empty():
+        d = by_destination(targets, days, dest, pipe_d, usual_d)
+        out = out.drop("deliveries").join(d, on=[*_KEY, "cell", "branch_id"], how="full", coalesce=True) \
+            .with_columns(pl.col("pickups", "deliveries", "couriers", "pings", "baseline", "pipeline_pickups",
+                                 "pipeline_deliveries").fill_null(0.0)) \
+            .with_columns((pl.col("pipeline_pickups") + pl.col("pipeline_deliveries")).alias("pipeline")) \
+            .drop("pipeline_deliveries")
+    out = out.drop("pipeline_pickups")
     alert_days = choose_days(targets, present, params, weekday=False)
     hist_w = hist.with_columns((pl.col("pickups") + pl.col("deliveries")).cast(pl.Float64).alias("w")) \
         .group_by("hour", "cell").agg(pl.col("w").sum())

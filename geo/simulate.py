@@ -22,7 +22,7 @@ import polars as pl
 from geo import dispatch
 
 HOUR_COLUMNS = ["hour", "zones", "moves", "couriers_moved", "overloaded_before", "overloaded_after",
-                "peak_before", "peak_after", "late_before", "late_after"]
+                "newly_overloaded", "peak_before", "peak_after", "late_before", "late_after"]
 
 
 def _ratio(workload: np.ndarray, capacity: np.ndarray, pph: float) -> np.ndarray:
@@ -64,6 +64,8 @@ def hour_effect(actual: pl.DataFrame, moves: pl.DataFrame, zones: pl.DataFrame, 
         "couriers_moved": int(moves["couriers"].sum()) if len(moves) else 0,
         "overloaded_before": int(((r0 > ratio_threshold) & enough0).sum()),
         "overloaded_after": int(((r1 > ratio_threshold) & enough1).sum()),
+        # cells the moves pushed over (sources whose own rush the forecast missed)
+        "newly_overloaded": int(((r1 > ratio_threshold) & enough1 & ~((r0 > ratio_threshold) & enough0)).sum()),
         "peak_before": float(r0.max()) if r0.size else 0.0,
         "peak_after": float(r1.max()) if r1.size else 0.0,
         "late_before": float(late.sum()),
@@ -108,11 +110,13 @@ def day_effect(hours: list, actual_by_hour: dict, forecast_by_hour: dict, zones_
 def totals(per_hour: pl.DataFrame) -> dict:
     """Day totals: overloaded cell-hours, peak ratio, late parcels, before and after."""
     if per_hour.is_empty():
-        return {k: 0 for k in ("overloaded_before", "overloaded_after", "peak_before", "peak_after",
+        return {k: 0 for k in ("overloaded_before", "overloaded_after", "newly_overloaded", "peak_before",
+                               "peak_after",
                                "late_before", "late_after", "couriers_moved", "moves")}
     return {
         "overloaded_before": int(per_hour["overloaded_before"].sum()),
         "overloaded_after": int(per_hour["overloaded_after"].sum()),
+        "newly_overloaded": int(per_hour["newly_overloaded"].sum()),
         "peak_before": float(per_hour["peak_before"].max()),
         "peak_after": float(per_hour["peak_after"].max()),
         "late_before": round(float(per_hour["late_before"].sum()), 1),

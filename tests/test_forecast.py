@@ -224,3 +224,23 @@ def test_no_history_no_prediction(forecast_store, forecast_settings):
     pred = forecast_cli._predict(forecast_store, "hq", [issued], forecast_settings, 2)
     assert pred["cells"].height > 0  # the pipeline is there ...
     assert pred["alerts"].is_empty() and not pred["cells"]["over"].any()  # ... but no capacity to compare with
+
+
+def test_deliveries_are_spread_where_a_destination_usually_delivers():
+    past = T0 - timedelta(days=1)
+    hist = pl.DataFrame({"dest_branch_id": ["b", "b"], "branch_id": ["b", "c"], "hour": [past, past],
+                         "cell": pl.Series([7, 9], dtype=pl.UInt64), "parcels": [3, 1]})
+    targets = fc.plan([T0], 1)
+    days = fc.choose_days(targets, {past})
+    key = {"issued": [T0], "horizon": [1], "hour": [T0]}
+    pipe = pl.DataFrame({**key, "branch_id": ["b"], "parcels": [8.0]})
+    usual = pl.DataFrame({**key, "branch_id": ["b"], "parcels": [4.0]})
+    out = fc.by_destination(targets, days, hist, pipe, usual).sort("cell")
+    # twice the usual announcements: 8 parcels, three quarters where b delivers most
+    assert out["deliveries"].to_list() == pytest.approx([6.0, 2.0])
+    assert out["branch_id"].to_list() == ["b", "c"]  # the cell's own branch
+    # half of b's deliveries went outside the frame (the scope): its cells keep their share
+    # of the destination's whole forecast, 8 announced + (8 usual - 4 usually announced)
+    half = fc.by_destination(targets, days, hist.with_columns(pl.lit(8).alias("dest_total"),
+                                                              pl.lit(8).alias("hour_total")), pipe, usual)
+    assert half.sort("cell")["deliveries"].to_list() == pytest.approx([12 * 3 / 8, 12 * 1 / 8])

@@ -44,11 +44,11 @@ def test_couriers_moved_into_an_overloaded_cell_cut_overload_and_late_parcels():
 
 def test_totals_add_up_the_hours():
     per_hour = pl.DataFrame({"hour": [1, 2], "zones": [1, 0], "moves": [2, 0], "couriers_moved": [3, 0],
-                             "overloaded_before": [4, 1], "overloaded_after": [1, 1],
+                             "overloaded_before": [4, 1], "overloaded_after": [1, 1], "newly_overloaded": [1, 0],
                              "peak_before": [2.5, 1.6], "peak_after": [1.7, 1.6],
                              "late_before": [10.0, 2.0], "late_after": [4.0, 2.0]})
     t = simulate.totals(per_hour)
-    assert t == {"overloaded_before": 5, "overloaded_after": 2, "peak_before": 2.5, "peak_after": 1.7,
+    assert t == {"overloaded_before": 5, "overloaded_after": 2, "newly_overloaded": 1, "peak_before": 2.5, "peak_after": 1.7,
                  "late_before": 12.0, "late_after": 6.0, "couriers_moved": 3, "moves": 2}
 
 
