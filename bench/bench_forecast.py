@@ -52,13 +52,21 @@ def busiest_region(store: Store) -> str:
         JOIN nodes n ON n.node_id = c.branch_id GROUP BY 1 ORDER BY w DESC LIMIT 1""")["region_id"][0]
 
 
-def one_run(store: Store, region: str, issued: datetime, settings: Settings, horizon: int, regions: dict) -> dict:
+def one_run(
+    store: Store, region: str, issued: datetime, settings: Settings, horizon: int, regions: dict
+) -> dict:
     t = time.perf_counter()
     params = fc.Params(horizon=horizon)
     inputs = fq.forecast_inputs(store, region, [issued], forecast_cli.alert_res(settings), params)
     t_read = time.perf_counter() - t
-    pred = fc.predict(inputs, settings.parcels_per_courier_hour, settings.load_ratio_threshold,
-                      settings.baseline_factor, forecast_cli.alert_min(settings), params)
+    pred = fc.predict(
+        inputs,
+        settings.parcels_per_courier_hour,
+        settings.load_ratio_threshold,
+        settings.baseline_factor,
+        forecast_cli.alert_min(settings),
+        params,
+    )
     t_fc = time.perf_counter() - t - t_read
     moves = 0
     for (hour,), z in pred["zones"].group_by("hour"):
@@ -66,8 +74,15 @@ def one_run(store: Store, region: str, issued: datetime, settings: Settings, hor
         m, _ = dispatch.suggest(cells, z, settings.parcels_per_courier_hour, dispatch.RULES, regions)
         moves += len(m)
     total = time.perf_counter() - t
-    return {"total": total, "read": t_read, "forecast": t_fc, "suggest": total - t_read - t_fc,
-            "cells": pred["cells"].height, "zones": pred["zones"].height, "moves": moves}
+    return {
+        "total": total,
+        "read": t_read,
+        "forecast": t_fc,
+        "suggest": total - t_read - t_fc,
+        "cells": pred["cells"].height,
+        "zones": pred["zones"].height,
+        "moves": moves,
+    }
 
 
 def main(argv=None) -> int:
@@ -87,17 +102,21 @@ def main(argv=None) -> int:
     issued = forecast_cli.day_hours(day, settings.local_tz)[a.local_hour]
     regions = forecast_cli.region_map(store)
     n_branches = store.scalar("SELECT count(*) FROM node_branches WHERE ancestor_id = ?", [region])
-    print(f"store {path} ({store.scalar('SELECT count(*) FROM parcel_events'):,} parcel events); region {region} "
-          f"({n_branches} branches); issued {issued} UTC (local {day} {a.local_hour:02d}:00)")
+    print(
+        f"store {path} ({store.scalar('SELECT count(*) FROM parcel_events'):,} parcel events); region {region} "
+        f"({n_branches} branches); issued {issued} UTC (local {day} {a.local_hour:02d}:00)"
+    )
     for horizon in (1, 6):
         one_run(store, region, issued - timedelta(days=1), settings, horizon, regions)  # warm caches
         runs = [one_run(store, region, issued, settings, horizon, regions) for _ in range(a.repeat)]
         tot = [r["total"] for r in runs]
         last = runs[-1]
         label = "next hour" if horizon == 1 else f"next {horizon} hours"
-        print(f"forecast + suggestions, {label}: median {statistics.median(tot):.2f}s, best {min(tot):.2f}s "
-              f"(read {last['read']:.2f}s, forecast {last['forecast']:.2f}s, suggest {last['suggest']:.2f}s; "
-              f"{last['cells']:,} cell-hours, {last['zones']} zones, {last['moves']} moves)")
+        print(
+            f"forecast + suggestions, {label}: median {statistics.median(tot):.2f}s, best {min(tot):.2f}s "
+            f"(read {last['read']:.2f}s, forecast {last['forecast']:.2f}s, suggest {last['suggest']:.2f}s; "
+            f"{last['cells']:,} cell-hours, {last['zones']} zones, {last['moves']} moves)"
+        )
     store.close()
     return 0
 

@@ -42,12 +42,21 @@ def _predict(store, scope, issued, settings, horizon, with_baseline_only=False):
 
 
 def _actual(store, scope, hours, settings):
-    return fq.actual_cells(store, scope, hours, alert_res(settings), settings.parcels_per_courier_hour,
-                           settings.load_ratio_threshold, settings.baseline_factor, alert_min(settings))
+    return fq.actual_cells(
+        store,
+        scope,
+        hours,
+        alert_res(settings),
+        settings.parcels_per_courier_hour,
+        settings.load_ratio_threshold,
+        settings.baseline_factor,
+        alert_min(settings),
+    )
 
 
-def backtest(store, scope: str, day: date, settings, horizon: int = fc.HORIZON,
-             local_hours: range | None = None) -> dict:
+def backtest(
+    store, scope: str, day: date, settings, horizon: int = fc.HORIZON, local_hours: range | None = None
+) -> dict:
     """Forecast every hour of a day from what was known then; score against the truth.
 
     Returns
@@ -64,38 +73,71 @@ def backtest(store, scope: str, day: date, settings, horizon: int = fc.HORIZON,
     pred = _predict(store, scope, issued, settings, horizon, with_baseline_only=True)
     targets = sorted({h + timedelta(hours=k) for h in issued for k in range(horizon)})
     actual = _actual(store, scope, targets, settings)
-    act = pl.concat([f.select("cell", "workload", "over").with_columns(pl.lit(h).cast(pl.Datetime("us")).alias("hour"))
-                     for h, f in actual.items()]) if actual else pl.DataFrame(
-        schema={"cell": pl.UInt64, "workload": pl.Float64, "over": pl.Boolean, "hour": pl.Datetime("us")})
+    act = (
+        pl.concat(
+            [
+                f.select("cell", "workload", "over").with_columns(
+                    pl.lit(h).cast(pl.Datetime("us")).alias("hour")
+                )
+                for h, f in actual.items()
+            ]
+        )
+        if actual
+        else pl.DataFrame(
+            schema={"cell": pl.UInt64, "workload": pl.Float64, "over": pl.Boolean, "hour": pl.Datetime("us")}
+        )
+    )
     rows = []
     for h in range(1, horizon + 1):
         f = pred["cells"].filter(pl.col("horizon") == h).select("issued", "hour", "cell", "workload", "over")
-        b = pred["baseline_cells"].filter(pl.col("horizon") == h).select(
-            "issued", "hour", pl.col("cell"), pl.col("workload").alias("b_workload"), pl.col("over").alias("b_over"))
+        b = (
+            pred["baseline_cells"]
+            .filter(pl.col("horizon") == h)
+            .select(
+                "issued",
+                "hour",
+                pl.col("cell"),
+                pl.col("workload").alias("b_workload"),
+                pl.col("over").alias("b_over"),
+            )
+        )
         grid = f.join(b, on=["issued", "hour", "cell"], how="full", coalesce=True)
-        grid = grid.join(act.rename({"workload": "a_workload", "over": "a_over"}).join(
-            f.select("issued", "hour").unique(), on="hour"), on=["issued", "hour", "cell"], how="full", coalesce=True)
-        grid = grid.with_columns(pl.col("workload", "b_workload", "a_workload").fill_null(0.0),
-                                 pl.col("over", "b_over", "a_over").fill_null(False))
+        grid = grid.join(
+            act.rename({"workload": "a_workload", "over": "a_over"}).join(
+                f.select("issued", "hour").unique(), on="hour"
+            ),
+            on=["issued", "hour", "cell"],
+            how="full",
+            coalesce=True,
+        )
+        grid = grid.with_columns(
+            pl.col("workload", "b_workload", "a_workload").fill_null(0.0),
+            pl.col("over", "b_over", "a_over").fill_null(False),
+        )
         a, peak = grid["a_workload"].to_numpy(), grid["a_over"].to_numpy()
         po, bo = grid["over"].to_numpy(), grid["b_over"].to_numpy()
-        rows.append({
-            "horizon": h, "actual": float(a.sum()),
-            "wape": fc.wape(grid["workload"].to_numpy(), a),
-            "wape_baseline": fc.wape(grid["b_workload"].to_numpy(), a),
-            "peak_cells": int(peak.sum()),
-            "hit_rate": float((po & peak).sum() / peak.sum()) if peak.sum() else None,
-            "hit_rate_baseline": float((bo & peak).sum() / peak.sum()) if peak.sum() else None,
-            "precision": float((po & peak).sum() / po.sum()) if po.sum() else None,
-            "precision_baseline": float((bo & peak).sum() / bo.sum()) if bo.sum() else None,
-        })
+        rows.append(
+            {
+                "horizon": h,
+                "actual": float(a.sum()),
+                "wape": fc.wape(grid["workload"].to_numpy(), a),
+                "wape_baseline": fc.wape(grid["b_workload"].to_numpy(), a),
+                "peak_cells": int(peak.sum()),
+                "hit_rate": float((po & peak).sum() / peak.sum()) if peak.sum() else None,
+                "hit_rate_baseline": float((bo & peak).sum() / peak.sum()) if peak.sum() else None,
+                "precision": float((po & peak).sum() / po.sum()) if po.sum() else None,
+                "precision_baseline": float((bo & peak).sum() / bo.sum()) if bo.sum() else None,
+            }
+        )
     over = {h: set(f.filter(pl.col("over"))["cell"].to_list()) for h, f in actual.items()}
     newest = store.data_hours(scope)[1]
     alerts = fc.resolve(pred["alerts"], over, newest)
     return {"horizons": pl.DataFrame(rows), "alerts": alerts, "seconds": time.perf_counter() - t}
 
 
-def simulate(store, scope: str, day: date, settings, lead: int = 1, rules: dispatch.Rules = dispatch.RULES) -> dict:
+def simulate(
+    store, scope: str, day: date, settings, lead: int = 1, rules: dispatch.Rules = dispatch.RULES
+) -> dict:
     """Apply the suggestions made ``lead`` hours ahead to each hour of a day.
 
     Returns
@@ -113,8 +155,17 @@ def simulate(store, scope: str, day: date, settings, lead: int = 1, rules: dispa
     forecast_by_hour = {h: g.drop("issued", "horizon", "hour") for (h,), g in cells.group_by("hour")}
     zones_by_hour = {h: g for (h,), g in zones.group_by("hour")}
     actual = _actual(store, scope, hours, settings)
-    per_hour = sim.day_effect(hours, actual, forecast_by_hour, zones_by_hour, settings.parcels_per_courier_hour,
-                              settings.load_ratio_threshold, alert_min(settings), rules, region_map(store))
+    per_hour = sim.day_effect(
+        hours,
+        actual,
+        forecast_by_hour,
+        zones_by_hour,
+        settings.parcels_per_courier_hour,
+        settings.load_ratio_threshold,
+        alert_min(settings),
+        rules,
+        region_map(store),
+    )
     return {"hours": per_hour, "totals": sim.totals(per_hour), "seconds": time.perf_counter() - t}
 
 
@@ -124,12 +175,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node", default="hq", help="scope: a node id (default hq, the whole network)")
     parser.add_argument("--date", help="local day, YYYY-MM-DD (default: the newest day in the store)")
     parser.add_argument("--horizon", type=int, default=fc.HORIZON, help="backtest: hours ahead (default 6)")
-    parser.add_argument("--lead", type=int, default=1,
-                        help="simulate: hours ahead the suggestions are made (default 1: at the start of the hour)")
-    parser.add_argument("--within", choices=["branch", "region"], default=dispatch.RULES.within,
-                        help="simulate: where couriers may come from (default region)")
-    parser.add_argument("--max-km", type=float, default=dispatch.RULES.max_km,
-                        help="simulate: farthest move in street km (default 6)")
+    parser.add_argument(
+        "--lead",
+        type=int,
+        default=1,
+        help="simulate: hours ahead the suggestions are made (default 1: at the start of the hour)",
+    )
+    parser.add_argument(
+        "--within",
+        choices=["branch", "region"],
+        default=dispatch.RULES.within,
+        help="simulate: where couriers may come from (default region)",
+    )
+    parser.add_argument(
+        "--max-km",
+        type=float,
+        default=dispatch.RULES.max_km,
+        help="simulate: farthest move in street km (default 6)",
+    )
 
 
 def _newest_day(store, scope, local_tz) -> date | None:
@@ -167,26 +230,38 @@ def _run(store, args, settings) -> int:
         return 2
     if args.command == "backtest":
         r = backtest(store, args.node, day, settings, horizon=args.horizon)
-        print(f"backtest of {args.node} on {day} (forecast issued at the start of each local hour, "
-              f"cells at res {alert_res(settings)}) in {r['seconds']:.1f}s")
-        print("horizon   WAPE  baseline-only   peak cells   hit rate  baseline-only   precision  baseline-only")
+        print(
+            f"backtest of {args.node} on {day} (forecast issued at the start of each local hour, "
+            f"cells at res {alert_res(settings)}) in {r['seconds']:.1f}s"
+        )
+        print(
+            "horizon   WAPE  baseline-only   peak cells   hit rate  baseline-only   precision  baseline-only"
+        )
         for row in r["horizons"].iter_rows(named=True):
-            print(f"  +{row['horizon']}h  {_fmt(row['wape'])}       {_fmt(row['wape_baseline'])}   "
-                  f"{row['peak_cells']:10d}     {_fmt(row['hit_rate'])}         {_fmt(row['hit_rate_baseline'])}"
-                  f"      {_fmt(row['precision'])}         {_fmt(row['precision_baseline'])}")
+            print(
+                f"  +{row['horizon']}h  {_fmt(row['wape'])}       {_fmt(row['wape_baseline'])}   "
+                f"{row['peak_cells']:10d}     {_fmt(row['hit_rate'])}         {_fmt(row['hit_rate_baseline'])}"
+                f"      {_fmt(row['precision'])}         {_fmt(row['precision_baseline'])}"
+            )
         counts = dict(r["alerts"].group_by("status").len().iter_rows()) if len(r["alerts"]) else {}
-        print(f"predicted alerts: {len(r['alerts'])} "
-              f"({counts.get('confirmed', 0)} confirmed, {counts.get('missed', 0)} missed, "
-              f"{counts.get('pending', 0)} pending)")
+        print(
+            f"predicted alerts: {len(r['alerts'])} "
+            f"({counts.get('confirmed', 0)} confirmed, {counts.get('missed', 0)} missed, "
+            f"{counts.get('pending', 0)} pending)"
+        )
         return 0
     rules = dispatch.Rules(within=args.within, max_km=args.max_km)
     r = simulate(store, args.node, day, settings, lead=args.lead, rules=rules)
     t = r["totals"]
-    print(f"simulation of {args.node} on {day}: suggestions made {args.lead}h ahead, applied to what happened "
-          f"({t['moves']} moves, {t['couriers_moved']} couriers moved) in {r['seconds']:.1f}s")
+    print(
+        f"simulation of {args.node} on {day}: suggestions made {args.lead}h ahead, applied to what happened "
+        f"({t['moves']} moves, {t['couriers_moved']} couriers moved) in {r['seconds']:.1f}s"
+    )
     print("                          before      after")
-    print(f"overloaded cell-hours   {t['overloaded_before']:8d}   {t['overloaded_after']:8d}"
-          f"   ({t['newly_overloaded']} pushed over by the moves)")
+    print(
+        f"overloaded cell-hours   {t['overloaded_before']:8d}   {t['overloaded_after']:8d}"
+        f"   ({t['newly_overloaded']} pushed over by the moves)"
+    )
     print(f"peak load ratio         {t['peak_before']:8.2f}   {t['peak_after']:8.2f}")
     print(f"late parcels (est.)     {t['late_before']:8.0f}   {t['late_after']:8.0f}")
     return 0

@@ -67,16 +67,25 @@ def cell_hours(store: Store, scope: str, hours, res: int) -> pl.DataFrame:
     """
     store.check_scope(scope)
     if not len(hours):
-        return pl.DataFrame(schema={"hour": pl.Datetime("us"), "cell": pl.UInt64, "branch_id": pl.String,
-                                    "pickups": pl.Int64, "deliveries": pl.Int64, "late": pl.Int64,
-                                    "pings": pl.Int64, "couriers": pl.Int64})
+        return pl.DataFrame(
+            schema={
+                "hour": pl.Datetime("us"),
+                "cell": pl.UInt64,
+                "branch_id": pl.String,
+                "pickups": pl.Int64,
+                "deliveries": pl.Int64,
+                "late": pl.Int64,
+                "pings": pl.Int64,
+                "couriers": pl.Int64,
+            }
+        )
     q = f"""
-        WITH c AS (SELECT hour, {_cell('cell', res)} AS cell, branch_id, sum(pickups)::BIGINT AS pickups,
+        WITH c AS (SELECT hour, {_cell("cell", res)} AS cell, branch_id, sum(pickups)::BIGINT AS pickups,
                           sum(deliveries)::BIGINT AS deliveries, sum(late)::BIGINT AS late,
                           sum(pings)::BIGINT AS pings
                    FROM cube_hourly {_SCOPED} SEMI JOIN hrs USING (hour)
                    WHERE hour >= $lo AND hour <= $hi GROUP BY ALL),
-        p AS (SELECT hour, {_cell('cell', res)} AS cell, branch_id, count(DISTINCT actor_id) AS couriers
+        p AS (SELECT hour, {_cell("cell", res)} AS cell, branch_id, count(DISTINCT actor_id) AS couriers
               FROM cube_presence {_SCOPED} SEMI JOIN hrs USING (hour)
               WHERE hour >= $lo AND hour <= $hi AND actor_kind = 'courier' GROUP BY ALL)
         SELECT hour, cell, branch_id, c.pickups, c.deliveries, c.late, c.pings,
@@ -152,7 +161,7 @@ def open_pickups(store: Store, scope: str, issued, res: int) -> pl.DataFrame:
     before it: ``issued, cell, branch_id, age_s`` (seconds since the request)."""
     store.check_scope(scope)
     q = f"""
-        WITH r AS (SELECT parcel_id, ts, {_cell('cell', res)} AS cell, branch_id FROM parcel_events {_SCOPED}
+        WITH r AS (SELECT parcel_id, ts, {_cell("cell", res)} AS cell, branch_id FROM parcel_events {_SCOPED}
                    WHERE kind = 'pickup_request' AND ts >= $lo AND ts < $hi),
         p AS (SELECT parcel_id, ts FROM parcel_events {_SCOPED}
               WHERE kind = 'pickup' AND ts >= $lo AND ts < $hi)
@@ -186,7 +195,7 @@ def known_pickups(store: Store, scope: str, issued, horizon: int, res: int) -> p
     """
     store.check_scope(scope)
     q = f"""
-        WITH p AS (SELECT parcel_id, ts, {_cell('cell', res)} AS cell, branch_id FROM parcel_events {_SCOPED}
+        WITH p AS (SELECT parcel_id, ts, {_cell("cell", res)} AS cell, branch_id FROM parcel_events {_SCOPED}
                    WHERE kind = 'pickup' AND ts >= $lo AND ts < $hi),
         r AS (SELECT parcel_id, ts FROM parcel_events {_SCOPED}
               WHERE kind = 'pickup_request' AND ts >= $lo - INTERVAL 24 HOUR AND ts < $hi)
@@ -209,7 +218,7 @@ def destination_history(store: Store, scope: str, start: datetime, end: datetime
     are not inflated and the destination's baseline is whole)."""
     store.check_scope(scope)
     q = f"""
-        WITH d AS (SELECT parcel_id, ts, {_cell('cell', res)} AS cell, branch_id FROM parcel_events
+        WITH d AS (SELECT parcel_id, ts, {_cell("cell", res)} AS cell, branch_id FROM parcel_events
                    WHERE kind = 'delivered' AND ts >= $start AND ts < $end),
         s AS (SELECT parcel_id, arg_max(dest_branch_id, ts) AS dest_branch_id FROM parcel_events
               WHERE dest_branch_id IN {_BRANCHES} AND expected_at IS NOT NULL
@@ -230,21 +239,34 @@ def node_closure(store: Store, scope: str) -> pl.DataFrame:
     """``ancestor_id, branch_id`` for every node inside ``scope`` (itself included) and
     each of its branches: the roll-up of branch figures to nodes."""
     store.check_scope(scope)
-    return store.cursor().sql(f"""
+    return (
+        store.cursor()
+        .sql(
+            f"""
         SELECT nb.ancestor_id, nb.branch_id FROM node_branches nb
         WHERE nb.branch_id IN {_BRANCHES}
           AND nb.ancestor_id IN (SELECT n.node_id FROM nodes n WHERE NOT EXISTS (
                 SELECT 1 FROM node_branches x WHERE x.ancestor_id = n.node_id
                 AND x.branch_id NOT IN {_BRANCHES}))
-        ORDER BY 1, 2""", params={"scope": scope}).pl()
+        ORDER BY 1, 2""",
+            params={"scope": scope},
+        )
+        .pl()
+    )
 
 
 def surges(store: Store, scope: str, start: datetime, end: datetime) -> pl.DataFrame:
     """Demo surges inside ``scope`` overlapping ``[start, end)`` (the truth for checks)."""
     store.check_scope(scope)
-    return store.cursor().sql(
-        f"SELECT * FROM demo_surges {_SCOPED} WHERE start_hour < $end AND end_hour > $start "
-        "ORDER BY start_hour, branch_id", params={"scope": scope, "start": start, "end": end}).pl()
+    return (
+        store.cursor()
+        .sql(
+            f"SELECT * FROM demo_surges {_SCOPED} WHERE start_hour < $end AND end_hour > $start "
+            "ORDER BY start_hour, branch_id",
+            params={"scope": scope, "start": start, "end": end},
+        )
+        .pl()
+    )
 
 
 def cell_centres_branch(store: Store, scope: str, cells, res: int) -> pl.DataFrame:
@@ -253,8 +275,8 @@ def cell_centres_branch(store: Store, scope: str, cells, res: int) -> pl.DataFra
     store.check_scope(scope)
     frame = pl.DataFrame({"cell": pl.Series(list(cells), dtype=pl.UInt64)})
     q = f"""
-        WITH k AS (SELECT {_cell('cell', res)} AS cell, branch_id, count(*) AS n
-                   FROM cell_branch {_SCOPED} WHERE {_cell('cell', res)} IN (SELECT cell FROM frame)
+        WITH k AS (SELECT {_cell("cell", res)} AS cell, branch_id, count(*) AS n
+                   FROM cell_branch {_SCOPED} WHERE {_cell("cell", res)} IN (SELECT cell FROM frame)
                    GROUP BY ALL)
         SELECT cell, arg_max(branch_id, n) AS branch_id FROM k GROUP BY cell ORDER BY cell"""
     return _frame_sql(store, q, {"scope": scope}, frame=frame)
@@ -266,28 +288,53 @@ def ensure_decisions_table(store: Store) -> None:
     store.cursor().execute(DECISIONS_DDL)
 
 
-def record_decision(store: Store, scope: str, branch_id: str, hour: datetime, source_cell: int,
-                    zone_cell: int, couriers: int, decision: str, distance_km: float | None = None,
-                    user: str | None = None, at: datetime | None = None) -> None:
+def record_decision(
+    store: Store,
+    scope: str,
+    branch_id: str,
+    hour: datetime,
+    source_cell: int,
+    zone_cell: int,
+    couriers: int,
+    decision: str,
+    distance_km: float | None = None,
+    user: str | None = None,
+    at: datetime | None = None,
+) -> None:
     """Record that a manager viewing ``scope`` accepted or dismissed a suggestion for a
     zone of ``branch_id`` (which must lie inside the scope)."""
     store.check_scope(scope)
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
-    inside = store.cursor().execute("SELECT 1 FROM node_branches WHERE ancestor_id = ? AND branch_id = ?",
-                                    [scope, branch_id]).fetchone()
+    inside = (
+        store.cursor()
+        .execute("SELECT 1 FROM node_branches WHERE ancestor_id = ? AND branch_id = ?", [scope, branch_id])
+        .fetchone()
+    )
     if inside is None:
         raise PermissionError(f"branch {branch_id!r} is outside scope {scope!r}")
     ensure_decisions_table(store)
     at = at or datetime.now(UTC).replace(tzinfo=None)
     store.cursor().execute(
         "INSERT INTO dispatch_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [at, scope, branch_id, hour, int(source_cell), int(zone_cell), int(couriers), distance_km,
-         decision, user])
+        [
+            at,
+            scope,
+            branch_id,
+            hour,
+            int(source_cell),
+            int(zone_cell),
+            int(couriers),
+            distance_km,
+            decision,
+            user,
+        ],
+    )
 
 
-def decisions(store: Store, scope: str, start: datetime | None = None,
-              end: datetime | None = None) -> pl.DataFrame:
+def decisions(
+    store: Store, scope: str, start: datetime | None = None, end: datetime | None = None
+) -> pl.DataFrame:
     """Decisions about zones inside ``scope`` for suggestion hours in ``[start, end)``,
     newest first."""
     store.check_scope(scope)
@@ -316,21 +363,35 @@ def forecast_inputs(store: Store, scope: str, issued, res: int, params=None) -> 
     present = set(rates.filter(pl.col("branch_id").is_null())["hour"].to_list())
     past_issued = sorted({t0 - k * fc.DAY for t0 in issued for k in fc.candidate_days(params)})
     return {
-        "issued": issued, "res": res, "history": hist, "present": present, "rates": rates,
+        "issued": issued,
+        "res": res,
+        "history": hist,
+        "present": present,
+        "rates": rates,
         "pipeline": delivery_pipeline(store, scope, issued, params.horizon),
         "pipeline_past": delivery_pipeline(store, scope, past_issued, params.horizon),
         "open_pickups": open_pickups(store, scope, issued, res),
         "delays": pickup_delays(store, scope, issued[0] - params.lookback_days * fc.DAY, issued[0])[
-            "delay_s"].to_numpy(),
+            "delay_s"
+        ].to_numpy(),
         "known_pickups": known_pickups(store, scope, past_issued, params.horizon, res),
         "closure": node_closure(store, scope),
-        "dest_history": destination_history(store, scope, issued[0] - max(fc.candidate_days(params)) * fc.DAY,
-                                            issued[-1], res),
+        "dest_history": destination_history(
+            store, scope, issued[0] - max(fc.candidate_days(params)) * fc.DAY, issued[-1], res
+        ),
     }
 
 
-def actual_cells(store: Store, scope: str, hours, res: int, parcels_per_courier_hour: float,
-                 ratio_threshold: float, baseline_factor: float, min_workload: float) -> dict:
+def actual_cells(
+    store: Store,
+    scope: str,
+    hours,
+    res: int,
+    parcels_per_courier_hour: float,
+    ratio_threshold: float,
+    baseline_factor: float,
+    min_workload: float,
+) -> dict:
     """What really happened in some hours, flagged like the dashboard's current alerts.
 
     Returns
@@ -347,14 +408,17 @@ def actual_cells(store: Store, scope: str, hours, res: int, parcels_per_courier_
     raw = cell_hours(store, scope, hours, res)
     cells = raw.group_by("hour", "cell").agg(
         pl.col("pickups", "deliveries", "late", "pings", "couriers").sum(),
-        pl.col("branch_id").sort_by(pl.col("pickups") + pl.col("deliveries"), descending=True).first())
+        pl.col("branch_id").sort_by(pl.col("pickups") + pl.col("deliveries"), descending=True).first(),
+    )
     rates = hour_rates(store, scope, hours).filter(pl.col("branch_id").is_null())
     rate = {h: (p / a if a else None) for h, p, a in rates.select("hour", "pings", "actors").iter_rows()}
     base = baseline_hours(store, scope, hours, res)
     out = {}
     for h in hours:
         g = cells.filter(pl.col("hour") == h).drop("hour").sort("cell")
-        g = g.join(base.filter(pl.col("hour") == h).drop("hour"), on="cell", how="left", maintain_order="left")
+        g = g.join(
+            base.filter(pl.col("hour") == h).drop("hour"), on="cell", how="left", maintain_order="left"
+        )
         lr = kpis_mod.load_ratio(g, parcels_per_courier_hour, rate.get(h))
         out[h] = alerts_mod.flag_cells(lr, ratio_threshold, baseline_factor, min_workload)
     return out
@@ -384,16 +448,24 @@ def region_map(store: Store) -> dict:
     return dict(zip(n["node_id"].to_list(), n["region_id"].to_list(), strict=True))
 
 
-def predict(store: Store, scope: str, issued, settings, horizon: int = 6,
-            with_baseline_only: bool = False) -> dict:
+def predict(
+    store: Store, scope: str, issued, settings, horizon: int = 6, with_baseline_only: bool = False
+) -> dict:
     """Forecast, flags, zones and predicted alerts for ``scope`` at each issue time, with
     the dashboard's settings (``geo.forecast.predict`` on this store's frames)."""
     from geo import forecast as fc
 
     params = fc.Params(horizon=horizon)
     inputs = forecast_inputs(store, scope, issued, alert_res(settings), params)
-    return fc.predict(inputs, settings.parcels_per_courier_hour, settings.load_ratio_threshold,
-                      settings.baseline_factor, alert_min(settings), params, with_baseline_only)
+    return fc.predict(
+        inputs,
+        settings.parcels_per_courier_hour,
+        settings.load_ratio_threshold,
+        settings.baseline_factor,
+        alert_min(settings),
+        params,
+        with_baseline_only,
+    )
 
 
 def outlook(store: Store, scope: str, issued: datetime, settings, horizon: int = 6, rules=None) -> dict:
@@ -431,18 +503,33 @@ def outlook(store: Store, scope: str, issued: datetime, settings, horizon: int =
     done = [t for t in targets if newest is not None and t < newest]
     over = {}
     if done:
-        actual = actual_cells(store, scope, done, alert_res(settings), settings.parcels_per_courier_hour,
-                              settings.load_ratio_threshold, settings.baseline_factor, alert_min(settings))
+        actual = actual_cells(
+            store,
+            scope,
+            done,
+            alert_res(settings),
+            settings.parcels_per_courier_hour,
+            settings.load_ratio_threshold,
+            settings.baseline_factor,
+            alert_min(settings),
+        )
         over = {h: set(f.filter(pl.col("over"))["cell"].to_list()) for h, f in actual.items()}
     complete = max(done) if done else None
     alerts = fc.resolve(pred["alerts"], over, complete)
-    empty_moves, empty_summary = dispatch.suggest(pred["cells"].head(0).select("cell", "branch_id", "workload",
-                                                                               "capacity"),
-                                                  pred["zones"].head(0), settings.parcels_per_courier_hour, rules)
+    empty_moves, empty_summary = dispatch.suggest(
+        pred["cells"].head(0).select("cell", "branch_id", "workload", "capacity"),
+        pred["zones"].head(0),
+        settings.parcels_per_courier_hour,
+        rules,
+    )
     return {
-        "alerts": alerts, "nodes": pred["nodes"], "cells": pred["cells"],
-        "moves": pl.concat(moves) if moves else empty_moves.with_columns(
-            pl.lit(None, dtype=pl.Datetime("us")).alias("hour")),
-        "summary": pl.concat(summary) if summary else empty_summary.with_columns(
-            pl.lit(None, dtype=pl.Datetime("us")).alias("hour")),
+        "alerts": alerts,
+        "nodes": pred["nodes"],
+        "cells": pred["cells"],
+        "moves": pl.concat(moves)
+        if moves
+        else empty_moves.with_columns(pl.lit(None, dtype=pl.Datetime("us")).alias("hour")),
+        "summary": pl.concat(summary)
+        if summary
+        else empty_summary.with_columns(pl.lit(None, dtype=pl.Datetime("us")).alias("hour")),
     }

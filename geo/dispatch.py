@@ -35,8 +35,21 @@ from geo import cells as h3cells
 DETOUR = 1.3
 EARTH_KM = 6371.0088
 
-MOVE_COLUMNS = ["zone_id", "branch_id", "source_cell", "source_branch_id", "zone_cell", "couriers",
-                "distance_km", "src_lat", "src_lng", "dst_lat", "dst_lng", "members", "parts"]
+MOVE_COLUMNS = [
+    "zone_id",
+    "branch_id",
+    "source_cell",
+    "source_branch_id",
+    "zone_cell",
+    "couriers",
+    "distance_km",
+    "src_lat",
+    "src_lng",
+    "dst_lat",
+    "dst_lng",
+    "members",
+    "parts",
+]
 
 
 @dataclass(frozen=True)
@@ -79,8 +92,9 @@ def distance_km(lat1, lng1, lat2, lng2) -> np.ndarray:
     return 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1))) * DETOUR
 
 
-def zone_needs(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: float,
-               rules: Rules = RULES) -> pl.DataFrame:
+def zone_needs(
+    cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: float, rules: Rules = RULES
+) -> pl.DataFrame:
     """Workload, couriers, ratio and couriers needed of each zone.
 
     Parameters
@@ -96,14 +110,25 @@ def zone_needs(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hou
         ``zone_id, branch_id, zone_cell, lat, lng, workload, couriers, ratio, need``;
         ``branch_id`` and ``zone_cell`` are those of the zone's most loaded cell.
     """
-    schema = {"zone_id": pl.Int64, "branch_id": pl.String, "zone_cell": pl.UInt64, "lat": pl.Float64,
-              "lng": pl.Float64, "workload": pl.Float64, "couriers": pl.Float64, "ratio": pl.Float64,
-              "need": pl.Int64}
+    schema = {
+        "zone_id": pl.Int64,
+        "branch_id": pl.String,
+        "zone_cell": pl.UInt64,
+        "lat": pl.Float64,
+        "lng": pl.Float64,
+        "workload": pl.Float64,
+        "couriers": pl.Float64,
+        "ratio": pl.Float64,
+        "need": pl.Int64,
+    }
     if zones.is_empty():
         return pl.DataFrame(schema=schema)
     pph = parcels_per_courier_hour
-    member = zones.select("zone_id", pl.col("cells").alias("cell")).explode("cell") \
+    member = (
+        zones.select("zone_id", pl.col("cells").alias("cell"))
+        .explode("cell")
         .with_columns(pl.col("cell").cast(pl.UInt64))
+    )
     j = member.join(cells.with_columns(pl.col("cell").cast(pl.UInt64)), on="cell", how="inner")
     agg = j.group_by("zone_id").agg(
         pl.col("workload").sum().cast(pl.Float64),
@@ -112,16 +137,24 @@ def zone_needs(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hou
         pl.col("branch_id").sort_by("workload", descending=True).first(),
     )
     lat, lng = h3cells.centers(agg["zone_cell"].to_numpy())
-    need = np.ceil(agg["workload"].to_numpy() / (pph * rules.target_ratio) - agg["couriers"].to_numpy() - 1e-9)
-    return agg.with_columns(
-        pl.Series("lat", lat), pl.Series("lng", lng),
-        (pl.col("workload") / (pl.col("couriers") * pph)).alias("ratio"),
-        pl.Series("need", np.maximum(need, 0).astype(np.int64)),
-    ).select(list(schema)).sort("zone_id")
+    need = np.ceil(
+        agg["workload"].to_numpy() / (pph * rules.target_ratio) - agg["couriers"].to_numpy() - 1e-9
+    )
+    return (
+        agg.with_columns(
+            pl.Series("lat", lat),
+            pl.Series("lng", lng),
+            (pl.col("workload") / (pl.col("couriers") * pph)).alias("ratio"),
+            pl.Series("need", np.maximum(need, 0).astype(np.int64)),
+        )
+        .select(list(schema))
+        .sort("zone_id")
+    )
 
 
-def sources(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: float,
-            rules: Rules = RULES) -> pl.DataFrame:
+def sources(
+    cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: float, rules: Rules = RULES
+) -> pl.DataFrame:
     """Areas with couriers to spare, outside every zone.
 
     A cell's spare is fractional (courier-hours present beyond what its own work
@@ -136,22 +169,36 @@ def sources(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: 
         ``members`` (its cells) and ``parts`` (each member's share of the spare).
     """
     pph = parcels_per_courier_hour
-    in_zone = zones.select(pl.col("cells").alias("cell")).explode("cell")["cell"].cast(pl.UInt64) \
-        if len(zones) else pl.Series("cell", [], dtype=pl.UInt64)
+    in_zone = (
+        zones.select(pl.col("cells").alias("cell")).explode("cell")["cell"].cast(pl.UInt64)
+        if len(zones)
+        else pl.Series("cell", [], dtype=pl.UInt64)
+    )
     c = cells.with_columns(pl.col("cell").cast(pl.UInt64)).filter(~pl.col("cell").is_in(in_zone.implode()))
     couriers = (c["capacity"] / pph).to_numpy().astype(np.float64)
-    spare = np.maximum(np.minimum(couriers - c["workload"].to_numpy() / (pph * rules.source_max_ratio),
-                                  couriers * (1.0 - rules.source_keep)), 0.0)
-    c = c.with_columns(pl.Series("couriers", couriers), pl.Series("spare_f", spare)).filter(pl.col("spare_f") > 0)
+    spare = np.maximum(
+        np.minimum(
+            couriers - c["workload"].to_numpy() / (pph * rules.source_max_ratio),
+            couriers * (1.0 - rules.source_keep),
+        ),
+        0.0,
+    )
+    c = c.with_columns(pl.Series("couriers", couriers), pl.Series("spare_f", spare)).filter(
+        pl.col("spare_f") > 0
+    )
     lat, lng = h3cells.centers(c["cell"].to_numpy())
     cell = c["cell"].to_numpy()
-    pool = h3cells.to_parent(cell, rules.source_res) if c.height and rules.source_res < int(
-        h3cells.resolution(cell[:1])[0]) else cell
+    pool = (
+        h3cells.to_parent(cell, rules.source_res)
+        if c.height and rules.source_res < int(h3cells.resolution(cell[:1])[0])
+        else cell
+    )
     c = c.with_columns(pl.Series("pool", pool, dtype=pl.UInt64), pl.Series("lat", lat), pl.Series("lng", lng))
     g = c.group_by("pool", "branch_id").agg(
         ((pl.col("lat") * pl.col("spare_f")).sum() / pl.col("spare_f").sum()).alias("lat"),
         ((pl.col("lng") * pl.col("spare_f")).sum() / pl.col("spare_f").sum()).alias("lng"),
-        pl.col("workload").sum().cast(pl.Float64), pl.col("couriers").sum(),
+        pl.col("workload").sum().cast(pl.Float64),
+        pl.col("couriers").sum(),
         (pl.col("spare_f").sum() + 1e-9).floor().cast(pl.Int64).alias("spare"),
         pl.col("cell").alias("members"),
         (pl.col("spare_f") / pl.col("spare_f").sum()).alias("parts"),
@@ -159,8 +206,13 @@ def sources(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: 
     return g.filter(pl.col("spare") > 0).rename({"pool": "cell"}).sort("cell", "branch_id")
 
 
-def solve(supply: np.ndarray, demand: np.ndarray, cost: np.ndarray, weight: np.ndarray | None = None,
-          allowed: np.ndarray | None = None) -> np.ndarray:
+def solve(
+    supply: np.ndarray,
+    demand: np.ndarray,
+    cost: np.ndarray,
+    weight: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+) -> np.ndarray:
     """Whole units moved from each source to each sink: the minimum-cost flow that moves
     as much as possible (weighted by ``weight`` per sink) and then as little distance.
 
@@ -221,8 +273,13 @@ def solve(supply: np.ndarray, demand: np.ndarray, cost: np.ndarray, weight: np.n
     return out
 
 
-def suggest(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: float,
-            rules: Rules = RULES, region_of: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def suggest(
+    cells: pl.DataFrame,
+    zones: pl.DataFrame,
+    parcels_per_courier_hour: float,
+    rules: Rules = RULES,
+    region_of: dict | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Moves of couriers into the zones of one hour, and each zone's ratio after them.
 
     Parameters
@@ -244,15 +301,31 @@ def suggest(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: 
     pph = parcels_per_courier_hour
     need = zone_needs(cells, zones, pph, rules)
     src = sources(cells, zones, pph, rules)
-    moves = pl.DataFrame(schema={"zone_id": pl.Int64, "branch_id": pl.String, "source_cell": pl.UInt64,
-                                 "source_branch_id": pl.String, "zone_cell": pl.UInt64, "couriers": pl.Int64,
-                                 "distance_km": pl.Float64, "src_lat": pl.Float64, "src_lng": pl.Float64,
-                                 "dst_lat": pl.Float64, "dst_lng": pl.Float64, "members": pl.List(pl.UInt64),
-                                 "parts": pl.List(pl.Float64)})
+    moves = pl.DataFrame(
+        schema={
+            "zone_id": pl.Int64,
+            "branch_id": pl.String,
+            "source_cell": pl.UInt64,
+            "source_branch_id": pl.String,
+            "zone_cell": pl.UInt64,
+            "couriers": pl.Int64,
+            "distance_km": pl.Float64,
+            "src_lat": pl.Float64,
+            "src_lng": pl.Float64,
+            "dst_lat": pl.Float64,
+            "dst_lng": pl.Float64,
+            "members": pl.List(pl.UInt64),
+            "parts": pl.List(pl.Float64),
+        }
+    )
     added = np.zeros(len(need), dtype=np.int64)
     if len(need) and len(src) and need["need"].sum() > 0:
-        dist = distance_km(src["lat"].to_numpy()[:, None], src["lng"].to_numpy()[:, None],
-                           need["lat"].to_numpy()[None, :], need["lng"].to_numpy()[None, :])
+        dist = distance_km(
+            src["lat"].to_numpy()[:, None],
+            src["lng"].to_numpy()[:, None],
+            need["lat"].to_numpy()[None, :],
+            need["lng"].to_numpy()[None, :],
+        )
         sb = src["branch_id"].to_numpy().astype(object)
         zb = need["branch_id"].to_numpy().astype(object)
         if rules.within == "region" and region_of is not None:
@@ -262,29 +335,47 @@ def suggest(cells: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: 
         else:
             same = sb[:, None] == zb[None, :]
         allowed = same & (dist <= rules.max_km)
-        x = solve(src["spare"].to_numpy(), need["need"].to_numpy(), dist,
-                  weight=1.0 + need["ratio"].to_numpy() / max(float(need["ratio"].max()), 1e-9),
-                  allowed=allowed)
+        x = solve(
+            src["spare"].to_numpy(),
+            need["need"].to_numpy(),
+            dist,
+            weight=1.0 + need["ratio"].to_numpy() / max(float(need["ratio"].max()), 1e-9),
+            allowed=allowed,
+        )
         added = x.sum(axis=0)
         si, zi = np.nonzero(x)
         if si.size:
-            moves = pl.DataFrame({
-                "zone_id": need["zone_id"].to_numpy()[zi], "branch_id": zb[zi].tolist(),
-                "source_cell": src["cell"].to_numpy()[si], "source_branch_id": sb[si].tolist(),
-                "zone_cell": need["zone_cell"].to_numpy()[zi],
-                "couriers": x[si, zi], "distance_km": dist[si, zi],
-                "src_lat": src["lat"].to_numpy()[si], "src_lng": src["lng"].to_numpy()[si],
-                "dst_lat": need["lat"].to_numpy()[zi], "dst_lng": need["lng"].to_numpy()[zi],
-                "members": [src["members"][int(i)].to_list() for i in si],
-                "parts": [src["parts"][int(i)].to_list() for i in si],
-            }, schema=moves.schema).sort("zone_id", "distance_km")
+            moves = pl.DataFrame(
+                {
+                    "zone_id": need["zone_id"].to_numpy()[zi],
+                    "branch_id": zb[zi].tolist(),
+                    "source_cell": src["cell"].to_numpy()[si],
+                    "source_branch_id": sb[si].tolist(),
+                    "zone_cell": need["zone_cell"].to_numpy()[zi],
+                    "couriers": x[si, zi],
+                    "distance_km": dist[si, zi],
+                    "src_lat": src["lat"].to_numpy()[si],
+                    "src_lng": src["lng"].to_numpy()[si],
+                    "dst_lat": need["lat"].to_numpy()[zi],
+                    "dst_lng": need["lng"].to_numpy()[zi],
+                    "members": [src["members"][int(i)].to_list() for i in si],
+                    "parts": [src["parts"][int(i)].to_list() for i in si],
+                },
+                schema=moves.schema,
+            ).sort("zone_id", "distance_km")
     summary = need.with_columns(pl.Series("added", added, dtype=pl.Int64)).with_columns(
-        (pl.col("workload") / ((pl.col("couriers") + pl.col("added")) * pph)).alias("ratio_after"))
+        (pl.col("workload") / ((pl.col("couriers") + pl.col("added")) * pph)).alias("ratio_after")
+    )
     return moves, summary
 
 
-def apply(cells: pl.DataFrame, moves: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: float,
-          rules: Rules = RULES) -> pl.DataFrame:
+def apply(
+    cells: pl.DataFrame,
+    moves: pl.DataFrame,
+    zones: pl.DataFrame,
+    parcels_per_courier_hour: float,
+    rules: Rules = RULES,
+) -> pl.DataFrame:
     """Capacity of each cell after the moves (``cell, workload, capacity``; others kept).
 
     Sources lose the couriers they send; a zone's couriers go to its cells in
@@ -295,23 +386,39 @@ def apply(cells: pl.DataFrame, moves: pl.DataFrame, zones: pl.DataFrame, parcels
         return cells
     out = cells.with_columns(pl.col("cell").cast(pl.UInt64))
     # A pool's couriers leave its cells in proportion to what each could spare.
-    gone = moves.select("couriers", pl.col("members").alias("cell"), "parts").explode("cell", "parts") \
-        .group_by("cell").agg((pl.col("couriers") * pl.col("parts")).sum().alias("gone"))
-    member = zones.select("zone_id", pl.col("cells").alias("cell")).explode("cell") \
-        .with_columns(pl.col("cell").cast(pl.UInt64)).join(out.select("cell", "workload", "capacity"), on="cell")
+    gone = (
+        moves.select("couriers", pl.col("members").alias("cell"), "parts")
+        .explode("cell", "parts")
+        .group_by("cell")
+        .agg((pl.col("couriers") * pl.col("parts")).sum().alias("gone"))
+    )
+    member = (
+        zones.select("zone_id", pl.col("cells").alias("cell"))
+        .explode("cell")
+        .with_columns(pl.col("cell").cast(pl.UInt64))
+        .join(out.select("cell", "workload", "capacity"), on="cell")
+    )
     member = member.with_columns(
-        (pl.col("workload") - pl.col("capacity") * rules.target_ratio).clip(lower_bound=0.0).alias("ex"))
+        (pl.col("workload") - pl.col("capacity") * rules.target_ratio).clip(lower_bound=0.0).alias("ex")
+    )
     member = member.with_columns(
         pl.when(pl.col("ex").sum().over("zone_id") > 0)
         .then(pl.col("ex") / pl.col("ex").sum().over("zone_id"))
-        .otherwise(1.0 / pl.len().over("zone_id")).alias("part"))
+        .otherwise(1.0 / pl.len().over("zone_id"))
+        .alias("part")
+    )
     per_zone = moves.group_by("zone_id").agg(pl.col("couriers").sum().alias("added"))
-    got = member.join(per_zone, on="zone_id").group_by("cell").agg(
-        (pl.col("part") * pl.col("added")).sum().alias("got"))
-    out = out.join(gone, on="cell", how="left", maintain_order="left") \
-        .join(got, on="cell", how="left", maintain_order="left")
-    cap = (pl.col("capacity") + pph * (pl.col("got").fill_null(0.0) - pl.col("gone").fill_null(0))) \
-        .clip(lower_bound=0.0)
+    got = (
+        member.join(per_zone, on="zone_id")
+        .group_by("cell")
+        .agg((pl.col("part") * pl.col("added")).sum().alias("got"))
+    )
+    out = out.join(gone, on="cell", how="left", maintain_order="left").join(
+        got, on="cell", how="left", maintain_order="left"
+    )
+    cap = (pl.col("capacity") + pph * (pl.col("got").fill_null(0.0) - pl.col("gone").fill_null(0))).clip(
+        lower_bound=0.0
+    )
     return out.with_columns(cap.alias("capacity")).drop("gone", "got")
 
 

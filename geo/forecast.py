@@ -71,8 +71,11 @@ def plan(issued: list[datetime], horizon: int = HORIZON) -> pl.DataFrame:
     [datetime.datetime(2026, 11, 20, 1, 0), datetime.datetime(2026, 11, 20, 2, 0)]
     """
     rows = [(t0, h, t0 + (h - 1) * HOUR) for t0 in issued for h in range(1, horizon + 1)]
-    return pl.DataFrame(rows, schema={"issued": pl.Datetime("us"), "horizon": pl.Int64,
-                                      "hour": pl.Datetime("us")}, orient="row")
+    return pl.DataFrame(
+        rows,
+        schema={"issued": pl.Datetime("us"), "horizon": pl.Int64, "hour": pl.Datetime("us")},
+        orient="row",
+    )
 
 
 def candidate_days(params: Params = PARAMS) -> list[int]:
@@ -87,8 +90,9 @@ def past_hours(targets, params: Params = PARAMS) -> list[datetime]:
     return sorted({t - k * DAY for t in targets for k in ks})
 
 
-def choose_days(targets: pl.DataFrame, present: set, params: Params = PARAMS,
-                weekday: bool = True) -> pl.DataFrame:
+def choose_days(
+    targets: pl.DataFrame, present: set, params: Params = PARAMS, weekday: bool = True
+) -> pl.DataFrame:
     """The earlier days (``k`` days back) each target hour's baseline averages over.
 
     Parameters
@@ -114,18 +118,29 @@ def choose_days(targets: pl.DataFrame, present: set, params: Params = PARAMS,
         else:
             ks = [k for k in range(1, params.lookback_days + 1) if t - k * DAY in present]
         rows.extend((t0, h, t, k, len(ks)) for k in ks)
-    return pl.DataFrame(rows, schema={"issued": pl.Datetime("us"), "horizon": pl.Int64,
-                                      "hour": pl.Datetime("us"), "k": pl.Int64, "n_days": pl.Int64},
-                        orient="row")
+    return pl.DataFrame(
+        rows,
+        schema={
+            "issued": pl.Datetime("us"),
+            "horizon": pl.Int64,
+            "hour": pl.Datetime("us"),
+            "k": pl.Int64,
+            "n_days": pl.Int64,
+        },
+        orient="row",
+    )
 
 
 def _past(days: pl.DataFrame) -> pl.DataFrame:
-    return days.with_columns((pl.col("hour") - pl.duration(days=pl.col("k"))).alias("past_hour"),
-                             (pl.col("issued") - pl.duration(days=pl.col("k"))).alias("past_issued"))
+    return days.with_columns(
+        (pl.col("hour") - pl.duration(days=pl.col("k"))).alias("past_hour"),
+        (pl.col("issued") - pl.duration(days=pl.col("k"))).alias("past_issued"),
+    )
 
 
-def seasonal_baseline(history: pl.DataFrame, days: pl.DataFrame, keys: list[str],
-                      values: list[str]) -> pl.DataFrame:
+def seasonal_baseline(
+    history: pl.DataFrame, days: pl.DataFrame, keys: list[str], values: list[str]
+) -> pl.DataFrame:
     """Mean of ``values`` per ``keys`` over the chosen earlier days of each target.
 
     A key absent on one of the days counts as 0 on that day.
@@ -151,9 +166,11 @@ def seasonal_baseline(history: pl.DataFrame, days: pl.DataFrame, keys: list[str]
     [15.0]
     """
     j = _past(days).join(history.rename({"hour": "past_hour"}), on="past_hour", how="inner")
-    return (j.group_by("issued", "horizon", "hour", *keys)
-            .agg(*[(pl.col(v).sum() / pl.col("n_days").first()).cast(pl.Float64).alias(v) for v in values])
-            .sort("issued", "horizon", *keys))
+    return (
+        j.group_by("issued", "horizon", "hour", *keys)
+        .agg(*[(pl.col(v).sum() / pl.col("n_days").first()).cast(pl.Float64).alias(v) for v in values])
+        .sort("issued", "horizon", *keys)
+    )
 
 
 def pickup_shares(age_s: np.ndarray, delays_s: np.ndarray, horizon: int = HORIZON) -> np.ndarray:
@@ -194,7 +211,9 @@ def pickup_shares(age_s: np.ndarray, delays_s: np.ndarray, horizon: int = HORIZO
     return out
 
 
-def pickup_pipeline(open_requests: pl.DataFrame, delays_s: np.ndarray, horizon: int = HORIZON) -> pl.DataFrame:
+def pickup_pipeline(
+    open_requests: pl.DataFrame, delays_s: np.ndarray, horizon: int = HORIZON
+) -> pl.DataFrame:
     """Expected pickups per cell and hour from the open requests of each issue time.
 
     Parameters
@@ -209,24 +228,40 @@ def pickup_pipeline(open_requests: pl.DataFrame, delays_s: np.ndarray, horizon: 
     """
     p = pickup_shares(open_requests["age_s"].to_numpy(), delays_s, horizon)
     n = len(open_requests)
-    long = pl.DataFrame({
-        "issued": np.repeat(open_requests["issued"].to_numpy(), horizon),
-        "horizon": np.tile(np.arange(1, horizon + 1), n),
-        "cell": np.repeat(open_requests["cell"].to_numpy().astype(np.uint64), horizon),
-        "branch_id": np.repeat(open_requests["branch_id"].to_numpy().astype(object), horizon),
-        "pickups": p.reshape(-1),
-    }, schema={"issued": pl.Datetime("us"), "horizon": pl.Int64, "cell": pl.UInt64, "branch_id": pl.String,
-               "pickups": pl.Float64})
-    return long.filter(pl.col("pickups") > 0).group_by("issued", "horizon", "cell", "branch_id") \
-        .agg(pl.col("pickups").sum()).sort("issued", "horizon", "cell")
+    long = pl.DataFrame(
+        {
+            "issued": np.repeat(open_requests["issued"].to_numpy(), horizon),
+            "horizon": np.tile(np.arange(1, horizon + 1), n),
+            "cell": np.repeat(open_requests["cell"].to_numpy().astype(np.uint64), horizon),
+            "branch_id": np.repeat(open_requests["branch_id"].to_numpy().astype(object), horizon),
+            "pickups": p.reshape(-1),
+        },
+        schema={
+            "issued": pl.Datetime("us"),
+            "horizon": pl.Int64,
+            "cell": pl.UInt64,
+            "branch_id": pl.String,
+            "pickups": pl.Float64,
+        },
+    )
+    return (
+        long.filter(pl.col("pickups") > 0)
+        .group_by("issued", "horizon", "cell", "branch_id")
+        .agg(pl.col("pickups").sum())
+        .sort("issued", "horizon", "cell")
+    )
 
 
 def _usual(frame: pl.DataFrame, days: pl.DataFrame, keys: list[str], value: str) -> pl.DataFrame:
     """Mean over the chosen earlier days of what was known ``horizon`` hours ahead."""
-    j = _past(days).join(frame.rename({"issued": "past_issued", "hour": "past_hour"}),
-                         on=["past_issued", "past_hour"], how="inner")
+    j = _past(days).join(
+        frame.rename({"issued": "past_issued", "hour": "past_hour"}),
+        on=["past_issued", "past_hour"],
+        how="inner",
+    )
     return j.group_by("issued", "horizon", "hour", *keys).agg(
-        (pl.col(value).sum() / pl.col("n_days").first()).cast(pl.Float64).alias(value))
+        (pl.col(value).sum() / pl.col("n_days").first()).cast(pl.Float64).alias(value)
+    )
 
 
 _KEY = ["issued", "horizon", "hour"]
@@ -245,9 +280,14 @@ def on_top(pipe: pl.Expr, usual: pl.Expr, base: pl.Expr) -> pl.Expr:
     return pipe * scale + (base - usual).clip(lower_bound=0.0)
 
 
-def combine(targets: pl.DataFrame, base: pl.DataFrame, pipe_deliveries: pl.DataFrame,
-            usual_deliveries: pl.DataFrame, pipe_pickups: pl.DataFrame,
-            usual_pickups: pl.DataFrame) -> pl.DataFrame:
+def combine(
+    targets: pl.DataFrame,
+    base: pl.DataFrame,
+    pipe_deliveries: pl.DataFrame,
+    usual_deliveries: pl.DataFrame,
+    pipe_pickups: pl.DataFrame,
+    usual_pickups: pl.DataFrame,
+) -> pl.DataFrame:
     """Pipeline plus what usually comes on top of it, per (target, cell, branch).
 
     Parameters
@@ -273,33 +313,55 @@ def combine(targets: pl.DataFrame, base: pl.DataFrame, pipe_deliveries: pl.DataF
     """
     base = base.join(targets, on=_KEY, how="semi")
     share = base.with_columns(
-        (pl.col("deliveries") / pl.col("deliveries").sum().over(*_KEY, "branch_id")).fill_nan(None).alias("share"))
-    branch = (pipe_deliveries.rename({"parcels": "pd"})
-              .join(usual_deliveries.rename({"parcels": "ud"}), on=[*_KEY, "branch_id"], how="full", coalesce=True)
-              .join(targets, on=_KEY, how="semi"))
+        (pl.col("deliveries") / pl.col("deliveries").sum().over(*_KEY, "branch_id"))
+        .fill_nan(None)
+        .alias("share")
+    )
+    branch = (
+        pipe_deliveries.rename({"parcels": "pd"})
+        .join(usual_deliveries.rename({"parcels": "ud"}), on=[*_KEY, "branch_id"], how="full", coalesce=True)
+        .join(targets, on=_KEY, how="semi")
+    )
     cells = share.join(branch, on=[*_KEY, "branch_id"], how="left").with_columns(
         (pl.col("share").fill_null(0.0) * pl.col("pd").fill_null(0.0)).alias("pd"),
-        (pl.col("share").fill_null(0.0) * pl.col("ud").fill_null(0.0)).alias("ud"))
-    pick = (pipe_pickups.rename({"pickups": "pp"})
-            .join(usual_pickups.rename({"pickups": "up"}), on=[*_KEY, "cell", "branch_id"], how="full",
-                  coalesce=True)
-            .join(targets, on=_KEY, how="semi"))
+        (pl.col("share").fill_null(0.0) * pl.col("ud").fill_null(0.0)).alias("ud"),
+    )
+    pick = (
+        pipe_pickups.rename({"pickups": "pp"})
+        .join(
+            usual_pickups.rename({"pickups": "up"}),
+            on=[*_KEY, "cell", "branch_id"],
+            how="full",
+            coalesce=True,
+        )
+        .join(targets, on=_KEY, how="semi")
+    )
     out = cells.join(pick, on=[*_KEY, "cell", "branch_id"], how="full", coalesce=True)
-    z = {c: pl.col(c).fill_null(0.0).cast(pl.Float64) for c in
-         ("pickups", "deliveries", "couriers", "pings", "pd", "ud", "pp", "up")}
+    z = {
+        c: pl.col(c).fill_null(0.0).cast(pl.Float64)
+        for c in ("pickups", "deliveries", "couriers", "pings", "pd", "ud", "pp", "up")
+    }
     return out.select(
-        *_KEY, "cell", "branch_id",
+        *_KEY,
+        "cell",
+        "branch_id",
         on_top(z["pp"], z["up"], z["pickups"]).alias("pickups"),
         on_top(z["pd"], z["ud"], z["deliveries"]).alias("deliveries"),
-        z["couriers"].alias("couriers"), z["pings"].alias("pings"),
+        z["couriers"].alias("couriers"),
+        z["pings"].alias("pings"),
         (z["pickups"] + z["deliveries"]).alias("baseline"),
         (z["pp"] + z["pd"]).alias("pipeline"),
         z["pp"].alias("pipeline_pickups"),
     ).sort(*_KEY, "cell", "branch_id")
 
 
-def by_destination(targets: pl.DataFrame, days: pl.DataFrame, dest_history: pl.DataFrame,
-                   pipe_deliveries: pl.DataFrame, usual_deliveries: pl.DataFrame) -> pl.DataFrame:
+def by_destination(
+    targets: pl.DataFrame,
+    days: pl.DataFrame,
+    dest_history: pl.DataFrame,
+    pipe_deliveries: pl.DataFrame,
+    usual_deliveries: pl.DataFrame,
+) -> pl.DataFrame:
     """Deliveries per cell from the branches parcels are scanned for, not where they land.
 
     A parcel scanned for a branch is delivered by that branch's couriers, often across
@@ -321,29 +383,52 @@ def by_destination(targets: pl.DataFrame, days: pl.DataFrame, dest_history: pl.D
     polars.DataFrame
         ``issued, horizon, hour, cell, branch_id, deliveries, pipeline_deliveries``.
     """
-    hour_total = (pl.col("hour_total").first() if "hour_total" in dest_history.columns
-                  else pl.col("parcels").sum()).cast(pl.Float64).alias("parcels")
+    hour_total = (
+        (pl.col("hour_total").first() if "hour_total" in dest_history.columns else pl.col("parcels").sum())
+        .cast(pl.Float64)
+        .alias("parcels")
+    )
     per_hour = dest_history.group_by("hour", "dest_branch_id").agg(hour_total)
     base = seasonal_baseline(per_hour, days, ["dest_branch_id"], ["parcels"]).rename({"parcels": "bd"})
-    total = (pl.col("dest_total").first() if "dest_total" in dest_history.columns
-             else pl.col("parcels").sum()).alias("total")
+    total = (
+        pl.col("dest_total").first() if "dest_total" in dest_history.columns else pl.col("parcels").sum()
+    ).alias("total")
     tot = dest_history.group_by("dest_branch_id").agg(total)
-    spread = dest_history.group_by("dest_branch_id", "cell", "branch_id").agg(pl.col("parcels").sum()) \
-        .join(tot, on="dest_branch_id").with_columns((pl.col("parcels") / pl.col("total")).alias("share")) \
+    spread = (
+        dest_history.group_by("dest_branch_id", "cell", "branch_id")
+        .agg(pl.col("parcels").sum())
+        .join(tot, on="dest_branch_id")
+        .with_columns((pl.col("parcels") / pl.col("total")).alias("share"))
         .drop("parcels", "total")
-    b = (base.join(pipe_deliveries.rename({"branch_id": "dest_branch_id", "parcels": "pd"}),
-                   on=[*_KEY, "dest_branch_id"], how="full", coalesce=True)
-         .join(usual_deliveries.rename({"branch_id": "dest_branch_id", "parcels": "ud"}),
-               on=[*_KEY, "dest_branch_id"], how="full", coalesce=True)
-         .join(targets, on=_KEY, how="semi")
-         .with_columns(pl.col("bd", "pd", "ud").fill_null(0.0).cast(pl.Float64)))
-    b = b.with_columns(on_top(pl.col("pd"), pl.col("ud"), pl.col("bd")).alias("f"),
-                       (pl.col("pd") * pl.when(pl.col("ud") > pl.col("bd")).then(pl.col("bd") / pl.col("ud"))
-                        .otherwise(1.0)).alias("pk"))
+    )
+    b = (
+        base.join(
+            pipe_deliveries.rename({"branch_id": "dest_branch_id", "parcels": "pd"}),
+            on=[*_KEY, "dest_branch_id"],
+            how="full",
+            coalesce=True,
+        )
+        .join(
+            usual_deliveries.rename({"branch_id": "dest_branch_id", "parcels": "ud"}),
+            on=[*_KEY, "dest_branch_id"],
+            how="full",
+            coalesce=True,
+        )
+        .join(targets, on=_KEY, how="semi")
+        .with_columns(pl.col("bd", "pd", "ud").fill_null(0.0).cast(pl.Float64))
+    )
+    b = b.with_columns(
+        on_top(pl.col("pd"), pl.col("ud"), pl.col("bd")).alias("f"),
+        (
+            pl.col("pd")
+            * pl.when(pl.col("ud") > pl.col("bd")).then(pl.col("bd") / pl.col("ud")).otherwise(1.0)
+        ).alias("pk"),
+    )
     cells = b.join(spread, on="dest_branch_id", how="inner")
     return cells.group_by(*_KEY, "cell", "branch_id").agg(
         (pl.col("f") * pl.col("share")).sum().alias("deliveries"),
-        (pl.col("pk") * pl.col("share")).sum().alias("pipeline_deliveries"))
+        (pl.col("pk") * pl.col("share")).sum().alias("pipeline_deliveries"),
+    )
 
 
 def forecast(inputs: dict, params: Params = PARAMS) -> pl.DataFrame:
@@ -360,26 +445,43 @@ def forecast(inputs: dict, params: Params = PARAMS) -> pl.DataFrame:
     keys = ["cell", "branch_id"]
     base = seasonal_baseline(hist, days, keys, ["pickups", "deliveries", "couriers", "pings"])
     with_h = inputs["pipeline"].with_columns(
-        ((pl.col("hour") - pl.col("issued")).dt.total_hours() + 1).cast(pl.Int64).alias("horizon"))
+        ((pl.col("hour") - pl.col("issued")).dt.total_hours() + 1).cast(pl.Int64).alias("horizon")
+    )
     pipe_d = with_h.join(targets, on=_KEY, how="semi")
     past_d = inputs["pipeline_past"].select("issued", "hour", "branch_id", "parcels")
     usual_d = _usual(past_d, days, ["branch_id"], "parcels")
     pp = pickup_pipeline(inputs["open_pickups"], inputs["delays"], params.horizon).join(
-        targets, on=["issued", "horizon"], how="left")
+        targets, on=["issued", "horizon"], how="left"
+    )
     usual_p = _usual(inputs["known_pickups"], days, keys, "parcels").rename({"parcels": "pickups"})
     out = combine(targets, base, pipe_d, usual_d, pp, usual_p)
     dest = inputs.get("dest_history")
     if dest is not None and not dest.is_empty():
         d = by_destination(targets, days, dest, pipe_d, usual_d)
-        out = out.drop("deliveries").join(d, on=[*_KEY, "cell", "branch_id"], how="full", coalesce=True) \
-            .with_columns(pl.col("pickups", "deliveries", "couriers", "pings", "baseline", "pipeline_pickups",
-                                 "pipeline_deliveries").fill_null(0.0)) \
-            .with_columns((pl.col("pipeline_pickups") + pl.col("pipeline_deliveries")).alias("pipeline")) \
+        out = (
+            out.drop("deliveries")
+            .join(d, on=[*_KEY, "cell", "branch_id"], how="full", coalesce=True)
+            .with_columns(
+                pl.col(
+                    "pickups",
+                    "deliveries",
+                    "couriers",
+                    "pings",
+                    "baseline",
+                    "pipeline_pickups",
+                    "pipeline_deliveries",
+                ).fill_null(0.0)
+            )
+            .with_columns((pl.col("pipeline_pickups") + pl.col("pipeline_deliveries")).alias("pipeline"))
             .drop("pipeline_deliveries")
+        )
     out = out.drop("pipeline_pickups")
     alert_days = choose_days(targets, present, params, weekday=False)
-    hist_w = hist.with_columns((pl.col("pickups") + pl.col("deliveries")).cast(pl.Float64).alias("w")) \
-        .group_by("hour", "cell").agg(pl.col("w").sum())
+    hist_w = (
+        hist.with_columns((pl.col("pickups") + pl.col("deliveries")).cast(pl.Float64).alias("w"))
+        .group_by("hour", "cell")
+        .agg(pl.col("w").sum())
+    )
     ab = seasonal_baseline(hist_w, alert_days, ["cell"], ["w"]).rename({"w": "alert_baseline"})
     return out.join(ab, on=[*_KEY, "cell"], how="left")
 
@@ -390,21 +492,34 @@ def baseline_only(fc: pl.DataFrame) -> pl.DataFrame:
     The baseline's split between pickups and deliveries is not kept, so the whole
     baseline workload is put under ``deliveries``.
     """
-    return fc.with_columns(pl.lit(0.0).alias("pickups"), pl.col("baseline").alias("deliveries"),
-                           pl.lit(0.0).alias("pipeline"))
+    return fc.with_columns(
+        pl.lit(0.0).alias("pickups"), pl.col("baseline").alias("deliveries"), pl.lit(0.0).alias("pipeline")
+    )
 
 
 def cells_of(fc: pl.DataFrame) -> pl.DataFrame:
     """Per (target, cell): counts summed over the branches sharing the cell."""
-    return fc.group_by(*_KEY, "cell").agg(
-        pl.col("pickups", "deliveries", "couriers", "pings", "baseline", "pipeline").sum(),
-        pl.col("alert_baseline").first() if "alert_baseline" in fc.columns else pl.lit(None).alias("alert_baseline"),
-        pl.col("branch_id").sort_by(pl.col("deliveries") + pl.col("pickups"), descending=True).first(),
-    ).sort(*_KEY, "cell")
+    return (
+        fc.group_by(*_KEY, "cell")
+        .agg(
+            pl.col("pickups", "deliveries", "couriers", "pings", "baseline", "pipeline").sum(),
+            pl.col("alert_baseline").first()
+            if "alert_baseline" in fc.columns
+            else pl.lit(None).alias("alert_baseline"),
+            pl.col("branch_id").sort_by(pl.col("deliveries") + pl.col("pickups"), descending=True).first(),
+        )
+        .sort(*_KEY, "cell")
+    )
 
 
-def load_and_flags(cells: pl.DataFrame, rates: dict, parcels_per_courier_hour: float,
-                   ratio_threshold: float, baseline_factor: float, min_workload: float) -> pl.DataFrame:
+def load_and_flags(
+    cells: pl.DataFrame,
+    rates: dict,
+    parcels_per_courier_hour: float,
+    ratio_threshold: float,
+    baseline_factor: float,
+    min_workload: float,
+) -> pl.DataFrame:
     """Load ratio and over-load flags of each forecast hour, with the dashboard's rules.
 
     Parameters
@@ -424,17 +539,29 @@ def load_and_flags(cells: pl.DataFrame, rates: dict, parcels_per_courier_hour: f
     swapped = cells.rename({"baseline": "seasonal_baseline", "alert_baseline": "baseline"})
     for (_t0, _h, t), g in swapped.group_by(*_KEY, maintain_order=True):
         lr = kpis_mod.load_ratio(g, parcels_per_courier_hour, rates.get(t))
-        parts.append(alerts_mod.flag_cells(lr, ratio_threshold, baseline_factor, min_workload)
-                     .rename({"baseline": "alert_baseline", "seasonal_baseline": "baseline"}))
+        parts.append(
+            alerts_mod.flag_cells(lr, ratio_threshold, baseline_factor, min_workload).rename(
+                {"baseline": "alert_baseline", "seasonal_baseline": "baseline"}
+            )
+        )
     if not parts:
-        return cells.with_columns(*(pl.lit(None, dtype=pl.Float64).alias(c) for c in
-                                    ("workload", "capacity", "load_ratio", "excess")),
-                                  pl.lit(False).alias("over"), pl.lit(None, dtype=pl.String).alias("rule"))
+        return cells.with_columns(
+            *(
+                pl.lit(None, dtype=pl.Float64).alias(c)
+                for c in ("workload", "capacity", "load_ratio", "excess")
+            ),
+            pl.lit(False).alias("over"),
+            pl.lit(None, dtype=pl.String).alias("rule"),
+        )
     return pl.concat(parts).sort(*_KEY, "cell")
 
 
-def nodes_of(fc: pl.DataFrame, branch_couriers: pl.DataFrame, parcels_per_courier_hour: float,
-             closure: pl.DataFrame | None = None) -> pl.DataFrame:
+def nodes_of(
+    fc: pl.DataFrame,
+    branch_couriers: pl.DataFrame,
+    parcels_per_courier_hour: float,
+    closure: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Forecast per node: workload, forecast couriers present, load ratio.
 
     Parameters
@@ -454,27 +581,40 @@ def nodes_of(fc: pl.DataFrame, branch_couriers: pl.DataFrame, parcels_per_courie
     """
     w = fc.group_by(*_KEY, "branch_id").agg(
         (pl.col("pickups") + pl.col("deliveries")).sum().alias("workload"),
-        pl.col("baseline").sum(), pl.col("pipeline").sum())
+        pl.col("baseline").sum(),
+        pl.col("pipeline").sum(),
+    )
     out = w.join(branch_couriers, on=[*_KEY, "branch_id"], how="full", coalesce=True).with_columns(
-        pl.col("workload", "baseline", "pipeline", "couriers").fill_null(0.0))
+        pl.col("workload", "baseline", "pipeline", "couriers").fill_null(0.0)
+    )
     if closure is None:
         out = out.rename({"branch_id": "node_id"})
     else:
-        out = out.join(closure.rename({"ancestor_id": "node_id"}), on="branch_id").group_by(*_KEY, "node_id").agg(
-            pl.col("workload", "baseline", "pipeline", "couriers").sum())
+        out = (
+            out.join(closure.rename({"ancestor_id": "node_id"}), on="branch_id")
+            .group_by(*_KEY, "node_id")
+            .agg(pl.col("workload", "baseline", "pipeline", "couriers").sum())
+        )
     cap = pl.col("couriers") * parcels_per_courier_hour
-    return out.with_columns(cap.alias("capacity"),
-                            pl.when(cap > 0).then(pl.col("workload") / cap).otherwise(None).alias("load_ratio")) \
-        .select(*_KEY, "node_id", "workload", "baseline", "pipeline", "couriers", "capacity", "load_ratio") \
+    return (
+        out.with_columns(
+            cap.alias("capacity"),
+            pl.when(cap > 0).then(pl.col("workload") / cap).otherwise(None).alias("load_ratio"),
+        )
+        .select(*_KEY, "node_id", "workload", "baseline", "pipeline", "couriers", "capacity", "load_ratio")
         .sort(*_KEY, "node_id")
+    )
 
 
 # -- predicted alerts ---------------------------------------------------------------------------
 def _zone_branch(zones: pl.DataFrame, cells: pl.DataFrame) -> pl.Series:
     """Branch of each zone: the branch of its most loaded cell."""
     member = zones.select("zone_id", pl.col("cells").alias("cell")).explode("cell")
-    best = member.join(cells.select(pl.col("cell").cast(pl.UInt64), "branch_id", "workload"), on="cell") \
-        .group_by("zone_id").agg(pl.col("branch_id").sort_by("workload", descending=True).first())
+    best = (
+        member.join(cells.select(pl.col("cell").cast(pl.UInt64), "branch_id", "workload"), on="cell")
+        .group_by("zone_id")
+        .agg(pl.col("branch_id").sort_by("workload", descending=True).first())
+    )
     return zones.select("zone_id").join(best, on="zone_id", how="left", maintain_order="left")["branch_id"]
 
 
@@ -486,13 +626,20 @@ def predicted_zones(flagged: pl.DataFrame) -> pl.DataFrame:
         z = alerts_mod.zones(g)
         if len(z):
             z = z.with_columns(_zone_branch(z, g))
-            parts.append(z.with_columns(pl.lit(t0).cast(pl.Datetime("us")).alias("issued"),
-                                        pl.lit(h).cast(pl.Int64).alias("horizon"),
-                                        pl.lit(t).cast(pl.Datetime("us")).alias("hour")))
+            parts.append(
+                z.with_columns(
+                    pl.lit(t0).cast(pl.Datetime("us")).alias("issued"),
+                    pl.lit(h).cast(pl.Int64).alias("horizon"),
+                    pl.lit(t).cast(pl.Datetime("us")).alias("hour"),
+                )
+            )
     if not parts:
         return alerts_mod.zones(flagged.head(0)).with_columns(
-            pl.lit(None, dtype=pl.String).alias("branch_id"), pl.lit(None, dtype=pl.Datetime("us")).alias("issued"), pl.lit(None, dtype=pl.Int64).alias("horizon"),
-            pl.lit(None, dtype=pl.Datetime("us")).alias("hour"))
+            pl.lit(None, dtype=pl.String).alias("branch_id"),
+            pl.lit(None, dtype=pl.Datetime("us")).alias("issued"),
+            pl.lit(None, dtype=pl.Int64).alias("horizon"),
+            pl.lit(None, dtype=pl.Datetime("us")).alias("hour"),
+        )
     return pl.concat(parts)
 
 
@@ -509,10 +656,22 @@ def predicted_alerts(zones: pl.DataFrame) -> pl.DataFrame:
         ``issued, alert_id, branch_id, start, end, hours, n_cells, peak_ratio, workload,
         excess, lat, lng, cells, rule``; ``end`` is the start of the last predicted hour.
     """
-    cols = {"issued": pl.Datetime("us"), "alert_id": pl.Int64, "branch_id": pl.String, "start": pl.Datetime("us"),
-            "end": pl.Datetime("us"), "hours": pl.Int64, "n_cells": pl.Int64, "peak_ratio": pl.Float64,
-            "workload": pl.Float64, "excess": pl.Float64, "lat": pl.Float64, "lng": pl.Float64,
-            "cells": pl.List(pl.UInt64), "rule": pl.String}
+    cols = {
+        "issued": pl.Datetime("us"),
+        "alert_id": pl.Int64,
+        "branch_id": pl.String,
+        "start": pl.Datetime("us"),
+        "end": pl.Datetime("us"),
+        "hours": pl.Int64,
+        "n_cells": pl.Int64,
+        "peak_ratio": pl.Float64,
+        "workload": pl.Float64,
+        "excess": pl.Float64,
+        "lat": pl.Float64,
+        "lng": pl.Float64,
+        "cells": pl.List(pl.UInt64),
+        "rule": pl.String,
+    }
     rows = []
     for (t0,), g in zones.sort("issued", "hour", "zone_id").group_by("issued", maintain_order=True):
         alerts: list[dict] = []
@@ -520,17 +679,36 @@ def predicted_alerts(zones: pl.DataFrame) -> pl.DataFrame:
             cells = set(int(c) for c in z["cells"])
             match = next((a for a in alerts if a["_cells"] & cells and a["end"] < z["hour"]), None)
             if match is None:
-                alerts.append({"issued": t0, "branch_id": z["branch_id"], "start": z["hour"], "end": z["hour"], "hours": 1,
-                               "peak_ratio": z["peak_ratio"], "workload": z["workload"], "excess": z["excess"],
-                               "lat": z["lat"], "lng": z["lng"], "rule": z["rule"], "_cells": cells})
+                alerts.append(
+                    {
+                        "issued": t0,
+                        "branch_id": z["branch_id"],
+                        "start": z["hour"],
+                        "end": z["hour"],
+                        "hours": 1,
+                        "peak_ratio": z["peak_ratio"],
+                        "workload": z["workload"],
+                        "excess": z["excess"],
+                        "lat": z["lat"],
+                        "lng": z["lng"],
+                        "rule": z["rule"],
+                        "_cells": cells,
+                    }
+                )
             else:
                 match["_cells"] |= cells
                 match["end"] = z["hour"]
                 match["hours"] += 1
                 match["peak_ratio"] = max(match["peak_ratio"], z["peak_ratio"])
                 if z["excess"] > match["excess"]:
-                    match.update(workload=z["workload"], excess=z["excess"], lat=z["lat"], lng=z["lng"],
-                                 rule=z["rule"], branch_id=z["branch_id"])
+                    match.update(
+                        workload=z["workload"],
+                        excess=z["excess"],
+                        lat=z["lat"],
+                        lng=z["lng"],
+                        rule=z["rule"],
+                        branch_id=z["branch_id"],
+                    )
         for a in alerts:
             c = sorted(a.pop("_cells"))
             rows.append({**a, "n_cells": len(c), "cells": c})
@@ -538,7 +716,8 @@ def predicted_alerts(zones: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=cols)
     out = pl.DataFrame(rows).with_columns(pl.col("cells").cast(pl.List(pl.UInt64)))
     out = out.sort(["issued", "start", "excess"], descending=[False, False, True]).with_columns(
-        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("issued").alias("alert_id"))
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("issued").alias("alert_id")
+    )
     return out.select(list(cols)).cast({k: v for k, v in cols.items() if k != "cells"})
 
 
@@ -576,11 +755,15 @@ def resolve(alerts: pl.DataFrame, actual_over: dict, newest_complete: datetime |
                 hit = t
                 break
             t += HOUR
-        status.append("confirmed" if hit is not None else
-                      ("pending" if newest_complete is None or end > newest_complete else "missed"))
+        status.append(
+            "confirmed"
+            if hit is not None
+            else ("pending" if newest_complete is None or end > newest_complete else "missed")
+        )
         when.append(hit)
-    return alerts.with_columns(pl.Series("status", status, dtype=pl.String),
-                               pl.Series("confirmed_at", when, dtype=pl.Datetime("us")))
+    return alerts.with_columns(
+        pl.Series("status", status, dtype=pl.String), pl.Series("confirmed_at", when, dtype=pl.Datetime("us"))
+    )
 
 
 def wape(forecast_values: np.ndarray, actual_values: np.ndarray) -> float | None:
@@ -610,8 +793,15 @@ def branch_couriers(rates: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame:
     return seasonal_baseline(rows, days, ["branch_id"], ["couriers"])
 
 
-def predict(inputs: dict, parcels_per_courier_hour: float, ratio_threshold: float, baseline_factor: float,
-            min_workload: float = 0.0, params: Params = PARAMS, with_baseline_only: bool = False) -> dict:
+def predict(
+    inputs: dict,
+    parcels_per_courier_hour: float,
+    ratio_threshold: float,
+    baseline_factor: float,
+    min_workload: float = 0.0,
+    params: Params = PARAMS,
+    with_baseline_only: bool = False,
+) -> dict:
     """Forecast, load ratio, flags, zones and predicted alerts in one call.
 
     Parameters
@@ -637,13 +827,22 @@ def predict(inputs: dict, parcels_per_courier_hour: float, ratio_threshold: floa
     flagged = load_and_flags(cells_of(fc), rates, *args)
     # Without earlier days there is no capacity to compare with: no prediction.
     known = days.select("issued", "horizon").unique().with_columns(pl.lit(True).alias("_known"))
-    flagged = flagged.join(known, on=["issued", "horizon"], how="left", maintain_order="left").with_columns(
-        (pl.col("over") & pl.col("_known").fill_null(False)).alias("over")).drop("_known")
+    flagged = (
+        flagged.join(known, on=["issued", "horizon"], how="left", maintain_order="left")
+        .with_columns((pl.col("over") & pl.col("_known").fill_null(False)).alias("over"))
+        .drop("_known")
+    )
     zones = predicted_zones(flagged)
-    out = {"forecast": fc, "cells": flagged, "rates": rates,
-           "nodes": nodes_of(fc, branch_couriers(inputs["rates"], days), parcels_per_courier_hour,
-                             inputs.get("closure")),
-           "zones": zones, "alerts": predicted_alerts(zones)}
+    out = {
+        "forecast": fc,
+        "cells": flagged,
+        "rates": rates,
+        "nodes": nodes_of(
+            fc, branch_couriers(inputs["rates"], days), parcels_per_courier_hour, inputs.get("closure")
+        ),
+        "zones": zones,
+        "alerts": predicted_alerts(zones),
+    }
     if with_baseline_only:
         out["baseline_cells"] = load_and_flags(cells_of(baseline_only(fc)), rates, *args)
     return out

@@ -21,8 +21,19 @@ import polars as pl
 
 from geo import dispatch
 
-HOUR_COLUMNS = ["hour", "zones", "moves", "couriers_moved", "overloaded_before", "overloaded_after",
-                "newly_overloaded", "peak_before", "peak_after", "late_before", "late_after"]
+HOUR_COLUMNS = [
+    "hour",
+    "zones",
+    "moves",
+    "couriers_moved",
+    "overloaded_before",
+    "overloaded_after",
+    "newly_overloaded",
+    "peak_before",
+    "peak_after",
+    "late_before",
+    "late_after",
+]
 
 
 def _ratio(workload: np.ndarray, capacity: np.ndarray, pph: float) -> np.ndarray:
@@ -32,9 +43,15 @@ def _ratio(workload: np.ndarray, capacity: np.ndarray, pph: float) -> np.ndarray
         return np.where(workload > 0, workload / cap, 0.0)
 
 
-def hour_effect(actual: pl.DataFrame, moves: pl.DataFrame, zones: pl.DataFrame, parcels_per_courier_hour: float,
-                ratio_threshold: float, min_workload: float = 0.0,
-                rules: dispatch.Rules = dispatch.RULES) -> dict:
+def hour_effect(
+    actual: pl.DataFrame,
+    moves: pl.DataFrame,
+    zones: pl.DataFrame,
+    parcels_per_courier_hour: float,
+    ratio_threshold: float,
+    min_workload: float = 0.0,
+    rules: dispatch.Rules = dispatch.RULES,
+) -> dict:
     """Before and after figures of one hour.
 
     Parameters
@@ -48,8 +65,9 @@ def hour_effect(actual: pl.DataFrame, moves: pl.DataFrame, zones: pl.DataFrame, 
     after = dispatch.apply(actual, moves, zones, pph, rules)
     w0 = actual["workload"].to_numpy().astype(np.float64)
     c0 = actual["capacity"].to_numpy().astype(np.float64)
-    a = actual.select("cell").join(after.select("cell", "workload", "capacity"), on="cell", how="left",
-                                   maintain_order="left")
+    a = actual.select("cell").join(
+        after.select("cell", "workload", "capacity"), on="cell", how="left", maintain_order="left"
+    )
     w1 = a["workload"].to_numpy().astype(np.float64)
     c1 = a["capacity"].to_numpy().astype(np.float64)
     r0, r1 = _ratio(w0, c0, pph), _ratio(w1, c1, pph)
@@ -60,12 +78,15 @@ def hour_effect(actual: pl.DataFrame, moves: pl.DataFrame, zones: pl.DataFrame, 
         late1 = np.where(ex0 > 0, late * np.minimum(ex1 / np.where(ex0 > 0, ex0, 1.0), 10.0), late)
     enough0, enough1 = w0 >= min_workload, w1 >= min_workload
     return {
-        "zones": len(zones), "moves": len(moves),
+        "zones": len(zones),
+        "moves": len(moves),
         "couriers_moved": int(moves["couriers"].sum()) if len(moves) else 0,
         "overloaded_before": int(((r0 > ratio_threshold) & enough0).sum()),
         "overloaded_after": int(((r1 > ratio_threshold) & enough1).sum()),
         # cells the moves pushed over (sources whose own rush the forecast missed)
-        "newly_overloaded": int(((r1 > ratio_threshold) & enough1 & ~((r0 > ratio_threshold) & enough0)).sum()),
+        "newly_overloaded": int(
+            ((r1 > ratio_threshold) & enough1 & ~((r0 > ratio_threshold) & enough0)).sum()
+        ),
         "peak_before": float(r0.max()) if r0.size else 0.0,
         "peak_after": float(r1.max()) if r1.size else 0.0,
         "late_before": float(late.sum()),
@@ -73,9 +94,17 @@ def hour_effect(actual: pl.DataFrame, moves: pl.DataFrame, zones: pl.DataFrame, 
     }
 
 
-def day_effect(hours: list, actual_by_hour: dict, forecast_by_hour: dict, zones_by_hour: dict,
-               parcels_per_courier_hour: float, ratio_threshold: float, min_workload: float = 0.0,
-               rules: dispatch.Rules = dispatch.RULES, region_of: dict | None = None) -> pl.DataFrame:
+def day_effect(
+    hours: list,
+    actual_by_hour: dict,
+    forecast_by_hour: dict,
+    zones_by_hour: dict,
+    parcels_per_courier_hour: float,
+    ratio_threshold: float,
+    min_workload: float = 0.0,
+    rules: dispatch.Rules = dispatch.RULES,
+    region_of: dict | None = None,
+) -> pl.DataFrame:
     """Suggest and apply hour by hour; one row per hour (:data:`HOUR_COLUMNS`).
 
     Parameters
@@ -100,19 +129,38 @@ def day_effect(hours: list, actual_by_hour: dict, forecast_by_hour: dict, zones_
             moves = pl.DataFrame(schema={"zone_id": pl.Int64, "source_cell": pl.UInt64, "couriers": pl.Int64})
         else:
             moves, _ = dispatch.suggest(fc, zones, parcels_per_courier_hour, rules, region_of)
-        rows.append({"hour": h, **hour_effect(act, moves, zones, parcels_per_courier_hour, ratio_threshold,
-                                               min_workload, rules)})
+        rows.append(
+            {
+                "hour": h,
+                **hour_effect(
+                    act, moves, zones, parcels_per_courier_hour, ratio_threshold, min_workload, rules
+                ),
+            }
+        )
     if not rows:
-        return pl.DataFrame(schema={c: (pl.Datetime("us") if c == "hour" else pl.Float64) for c in HOUR_COLUMNS})
+        return pl.DataFrame(
+            schema={c: (pl.Datetime("us") if c == "hour" else pl.Float64) for c in HOUR_COLUMNS}
+        )
     return pl.DataFrame(rows).select(HOUR_COLUMNS)
 
 
 def totals(per_hour: pl.DataFrame) -> dict:
     """Day totals: overloaded cell-hours, peak ratio, late parcels, before and after."""
     if per_hour.is_empty():
-        return {k: 0 for k in ("overloaded_before", "overloaded_after", "newly_overloaded", "peak_before",
-                               "peak_after",
-                               "late_before", "late_after", "couriers_moved", "moves")}
+        return {
+            k: 0
+            for k in (
+                "overloaded_before",
+                "overloaded_after",
+                "newly_overloaded",
+                "peak_before",
+                "peak_after",
+                "late_before",
+                "late_after",
+                "couriers_moved",
+                "moves",
+            )
+        }
     return {
         "overloaded_before": int(per_hour["overloaded_before"].sum()),
         "overloaded_after": int(per_hour["overloaded_after"].sum()),

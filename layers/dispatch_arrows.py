@@ -42,20 +42,39 @@ def arrow_paths(frame, ctx: DrawContext) -> tuple[list, list]:
 def _traces(frame, ctx: DrawContext) -> list[dict]:
     lats, lngs = arrow_paths(frame, ctx)
     colour = STYLE.categories["arrow"]
-    arrows = {"type": "scattermap", "name": "dispatch_arrows", "uid": "dispatch_arrows", "mode": "lines",
-              "lat": lats, "lon": lngs, "line": {"width": 3, "color": colour}, "opacity": STYLE.opacity,
-              "hoverinfo": "skip", "showlegend": False}
-    mid_lat, mid_lng = ctx.shift((frame["src_lat"].to_numpy() + frame["dst_lat"].to_numpy()) / 2,
-                                 (frame["src_lng"].to_numpy() + frame["dst_lng"].to_numpy()) / 2)
+    arrows = {
+        "type": "scattermap",
+        "name": "dispatch_arrows",
+        "uid": "dispatch_arrows",
+        "mode": "lines",
+        "lat": lats,
+        "lon": lngs,
+        "line": {"width": 3, "color": colour},
+        "opacity": STYLE.opacity,
+        "hoverinfo": "skip",
+        "showlegend": False,
+    }
+    mid_lat, mid_lng = ctx.shift(
+        (frame["src_lat"].to_numpy() + frame["dst_lat"].to_numpy()) / 2,
+        (frame["src_lng"].to_numpy() + frame["dst_lng"].to_numpy()) / 2,
+    )
     n = frame["couriers"].to_list()
     custom = [[int(z), int(c)] for z, c in zip(frame["zone_id"].to_list(), n, strict=True)]
-    labels = {"type": "scattermap", "name": "dispatch_labels", "uid": "dispatch_labels", "mode": "markers+text",
-              "lat": np.round(mid_lat, 6).tolist(), "lon": np.round(mid_lng, 6).tolist(),
-              "text": [f"+{int(c)}" for c in n], "textposition": "top center",
-              "marker": {"size": 8, "color": colour}, "customdata": custom,
-              "hovertemplate": f"{ctx.t('zone')} #%{{customdata[0]}}<br>{ctx.t('couriers_moved')}: "
-                               f"%{{customdata[1]}}<extra></extra>",
-              "showlegend": False}
+    labels = {
+        "type": "scattermap",
+        "name": "dispatch_labels",
+        "uid": "dispatch_labels",
+        "mode": "markers+text",
+        "lat": np.round(mid_lat, 6).tolist(),
+        "lon": np.round(mid_lng, 6).tolist(),
+        "text": [f"+{int(c)}" for c in n],
+        "textposition": "top center",
+        "marker": {"size": 8, "color": colour},
+        "customdata": custom,
+        "hovertemplate": f"{ctx.t('zone')} #%{{customdata[0]}}<br>{ctx.t('couriers_moved')}: "
+        f"%{{customdata[1]}}<extra></extra>",
+        "showlegend": False,
+    }
     return [arrows, labels]
 
 
@@ -67,15 +86,26 @@ def _folium(frame, ctx: DrawContext):
     line: list = []
     for la, ln in zip(lats, lngs, strict=True):
         if la is None:
-            folium.PolyLine(line, color=STYLE.categories["arrow"], weight=3, opacity=STYLE.opacity).add_to(group)
+            folium.PolyLine(line, color=STYLE.categories["arrow"], weight=3, opacity=STYLE.opacity).add_to(
+                group
+            )
             line = []
         else:
             line.append((la, ln))
-    mid_lat, mid_lng = ctx.shift((frame["src_lat"].to_numpy() + frame["dst_lat"].to_numpy()) / 2,
-                                 (frame["src_lng"].to_numpy() + frame["dst_lng"].to_numpy()) / 2)
-    for la, ln, z, c in zip(mid_lat, mid_lng, frame["zone_id"].to_list(), frame["couriers"].to_list(), strict=True):
-        folium.CircleMarker((float(la), float(ln)), radius=4, color=STYLE.categories["arrow"], fill=True,
-                            tooltip=f"#{z}: +{c}").add_to(group)
+    mid_lat, mid_lng = ctx.shift(
+        (frame["src_lat"].to_numpy() + frame["dst_lat"].to_numpy()) / 2,
+        (frame["src_lng"].to_numpy() + frame["dst_lng"].to_numpy()) / 2,
+    )
+    for la, ln, z, c in zip(
+        mid_lat, mid_lng, frame["zone_id"].to_list(), frame["couriers"].to_list(), strict=True
+    ):
+        folium.CircleMarker(
+            (float(la), float(ln)),
+            radius=4,
+            color=STYLE.categories["arrow"],
+            fill=True,
+            tooltip=f"#{z}: +{c}",
+        ).add_to(group)
     return group
 
 

@@ -22,17 +22,21 @@ def _i(c):
 
 def _cells(loads: dict, couriers: dict, branch: dict | None = None) -> pl.DataFrame:
     cells = list(loads)
-    return pl.DataFrame({
-        "cell": pl.Series([_i(c) for c in cells], dtype=pl.UInt64),
-        "branch_id": [(branch or {}).get(c, "b-1") for c in cells],
-        "workload": [float(loads[c]) for c in cells],
-        "capacity": [float(couriers.get(c, 0)) * PPH for c in cells],
-    })
+    return pl.DataFrame(
+        {
+            "cell": pl.Series([_i(c) for c in cells], dtype=pl.UInt64),
+            "branch_id": [(branch or {}).get(c, "b-1") for c in cells],
+            "workload": [float(loads[c]) for c in cells],
+            "capacity": [float(couriers.get(c, 0)) * PPH for c in cells],
+        }
+    )
 
 
 def _zones(frame: pl.DataFrame) -> pl.DataFrame:
-    f = frame.with_columns((pl.col("workload") / pl.col("capacity")).alias("load_ratio"),
-                           (pl.col("capacity") / PPH).alias("couriers"))
+    f = frame.with_columns(
+        (pl.col("workload") / pl.col("capacity")).alias("load_ratio"),
+        (pl.col("capacity") / PPH).alias("couriers"),
+    )
     return alerts.zones(alerts.flag_cells(f, 1.5, 2.0))
 
 
@@ -66,8 +70,10 @@ def test_a_zone_is_relieved_from_spare_cells_nearby():
     assert len(zones) == 1
     moves, summary = dispatch.suggest(frame, zones, PPH, dispatch.Rules(source_res=8))
     assert len(moves) > 0
-    spare = {int(r["cell"]): r["spare"] for r in dispatch.sources(frame, zones, PPH, dispatch.Rules(source_res=8))
-             .iter_rows(named=True)}
+    spare = {
+        int(r["cell"]): r["spare"]
+        for r in dispatch.sources(frame, zones, PPH, dispatch.Rules(source_res=8)).iter_rows(named=True)
+    }
     sent = moves.group_by("source_cell").agg(pl.col("couriers").sum())
     for cell, n in sent.iter_rows():
         assert n <= spare[int(cell)]
@@ -96,7 +102,9 @@ def test_far_sources_and_other_regions_are_not_used():
     region["b-2"] = "r-1"  # same region: the neighbour branch may help
     moves, _ = dispatch.suggest(frame, zones, PPH, dispatch.Rules(source_res=8), region_of=region)
     assert set(moves["source_cell"].to_list()) == {_i(other)}
-    moves, _ = dispatch.suggest(frame, zones, PPH, dispatch.Rules(source_res=8, within="branch"), region_of=region)
+    moves, _ = dispatch.suggest(
+        frame, zones, PPH, dispatch.Rules(source_res=8, within="branch"), region_of=region
+    )
     assert moves.is_empty()
 
 
@@ -126,8 +134,9 @@ def test_random_crafted_cases_never_overdraw_a_source_nor_worsen_the_worst_ratio
             after = dispatch.apply(frame, moves, zones, PPH, rules)
             assert _worst(after) <= _worst(frame) + 1e-9, case
             # every cell that gave couriers stays at or under the sources' limit
-            gave = after.join(frame.select("cell", pl.col("capacity").alias("before")), on="cell") \
-                .filter(pl.col("capacity") < pl.col("before") - 1e-9)
+            gave = after.join(frame.select("cell", pl.col("capacity").alias("before")), on="cell").filter(
+                pl.col("capacity") < pl.col("before") - 1e-9
+            )
             assert (dispatch.ratios(gave) <= rules.source_max_ratio + 1e-9).all()
     assert moved > 0  # the cases do exercise moves
 
@@ -139,8 +148,10 @@ def test_no_zone_no_moves():
 
 
 def test_decisions_are_recorded_and_read_within_scope(empty_store):
-    branches = empty_store.sql("SELECT node_id, region_id FROM nodes WHERE level = 'branch' AND region_id IN "
-                               "('r-440300', 'r-440100') ORDER BY node_id")
+    branches = empty_store.sql(
+        "SELECT node_id, region_id FROM nodes WHERE level = 'branch' AND region_id IN "
+        "('r-440300', 'r-440100') ORDER BY node_id"
+    )
     sz = branches.filter(pl.col("region_id") == "r-440300")["node_id"][0]
     gz = branches.filter(pl.col("region_id") == "r-440100")["node_id"][0]
     hour = datetime(2026, 11, 20, 2)
@@ -149,7 +160,9 @@ def test_decisions_are_recorded_and_read_within_scope(empty_store):
     assert len(fq.decisions(empty_store, "hq")) == 2
     mine = fq.decisions(empty_store, "r-440300")
     assert mine["decision"].to_list() == ["accepted"] and mine["couriers"].to_list() == [3]
-    assert fq.decisions(empty_store, sz, start=hour, end=datetime(2026, 11, 20, 3))["user_name"].to_list() == ["manager"]
+    assert fq.decisions(empty_store, sz, start=hour, end=datetime(2026, 11, 20, 3))[
+        "user_name"
+    ].to_list() == ["manager"]
     with pytest.raises(PermissionError):
         fq.record_decision(empty_store, "r-440300", gz, hour, 1, 2, 3, "accepted")
     with pytest.raises(ValueError):

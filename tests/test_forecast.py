@@ -58,25 +58,37 @@ def test_same_weekday_used_when_weeks_of_history_exist():
 
 
 def test_missing_cell_counts_as_zero_and_days_without_data_are_skipped():
-    hist = pl.DataFrame({"hour": [T0 - timedelta(days=1), T0 - timedelta(days=2)], "cell": [1, 2],
-                         "w": [10.0, 30.0]})
+    hist = pl.DataFrame(
+        {"hour": [T0 - timedelta(days=1), T0 - timedelta(days=2)], "cell": [1, 2], "w": [10.0, 30.0]}
+    )
     days = fc.choose_days(fc.plan([T0], 1), set(hist["hour"]))
     base = dict(fc.seasonal_baseline(hist, days, ["cell"], ["w"]).select("cell", "w").rows())
     assert base == {1: 5.0, 2: 15.0}
 
 
-def _combine(pipe_now: float, usual: float, base_deliveries: float, base_pickups=0.0, pipe_p=0.0, usual_p=0.0):
+def _combine(
+    pipe_now: float, usual: float, base_deliveries: float, base_pickups=0.0, pipe_p=0.0, usual_p=0.0
+):
     targets = fc.plan([T0], 1)
     key = {"issued": [T0], "horizon": [1], "hour": [T0]}
-    base = pl.DataFrame({**key, "cell": pl.Series([7], dtype=pl.UInt64), "branch_id": ["b"]}).vstack(
-        pl.DataFrame({**key, "cell": pl.Series([8], dtype=pl.UInt64), "branch_id": ["b"]})).with_columns(
-        pl.Series("pickups", [float(base_pickups), 0.0]),
-        pl.Series("deliveries", [base_deliveries * 0.75, base_deliveries * 0.25], dtype=pl.Float64),
-        pl.Series("couriers", [3.0, 1.0]), pl.Series("pings", [100.0, 30.0]))
+    base = (
+        pl.DataFrame({**key, "cell": pl.Series([7], dtype=pl.UInt64), "branch_id": ["b"]})
+        .vstack(pl.DataFrame({**key, "cell": pl.Series([8], dtype=pl.UInt64), "branch_id": ["b"]}))
+        .with_columns(
+            pl.Series("pickups", [float(base_pickups), 0.0]),
+            pl.Series("deliveries", [base_deliveries * 0.75, base_deliveries * 0.25], dtype=pl.Float64),
+            pl.Series("couriers", [3.0, 1.0]),
+            pl.Series("pings", [100.0, 30.0]),
+        )
+    )
     pd_ = pl.DataFrame({**key, "branch_id": ["b"], "parcels": [float(pipe_now)]})
     ud = pl.DataFrame({**key, "branch_id": ["b"], "parcels": [float(usual)]})
-    pp = pl.DataFrame({**key, "cell": pl.Series([7], dtype=pl.UInt64), "branch_id": ["b"], "pickups": [float(pipe_p)]})
-    up = pl.DataFrame({**key, "cell": pl.Series([7], dtype=pl.UInt64), "branch_id": ["b"], "pickups": [float(usual_p)]})
+    pp = pl.DataFrame(
+        {**key, "cell": pl.Series([7], dtype=pl.UInt64), "branch_id": ["b"], "pickups": [float(pipe_p)]}
+    )
+    up = pl.DataFrame(
+        {**key, "cell": pl.Series([7], dtype=pl.UInt64), "branch_id": ["b"], "pickups": [float(usual_p)]}
+    )
     return fc.combine(targets, base, pd_, ud, pp, up)
 
 
@@ -118,10 +130,26 @@ def test_wape():
 
 
 def _zones(rows):
-    return pl.DataFrame([{"issued": T0, "zone_id": i + 1, "hour": T0 + timedelta(hours=h), "cells": cells,
-                          "branch_id": "b", "n_cells": len(cells), "workload": 50.0, "couriers": 2,
-                          "peak_ratio": r, "excess": 10.0 * r, "lat": 22.5, "lng": 114.0, "rule": "ratio"}
-                         for i, (h, cells, r) in enumerate(rows)]).with_columns(pl.col("cells").cast(pl.List(pl.UInt64)))
+    return pl.DataFrame(
+        [
+            {
+                "issued": T0,
+                "zone_id": i + 1,
+                "hour": T0 + timedelta(hours=h),
+                "cells": cells,
+                "branch_id": "b",
+                "n_cells": len(cells),
+                "workload": 50.0,
+                "couriers": 2,
+                "peak_ratio": r,
+                "excess": 10.0 * r,
+                "lat": 22.5,
+                "lng": 114.0,
+                "rule": "ratio",
+            }
+            for i, (h, cells, r) in enumerate(rows)
+        ]
+    ).with_columns(pl.col("cells").cast(pl.List(pl.UInt64)))
 
 
 def test_zones_of_consecutive_hours_sharing_cells_are_one_alert():
@@ -145,8 +173,9 @@ def test_predictions_are_confirmed_missed_or_pending():
 # -- on the demo -------------------------------------------------------------------------------
 def _surges(store):
     last = store.scalar("SELECT max(start_hour) FROM demo_surges")
-    return store.sql("SELECT * FROM demo_surges WHERE start_hour > ? ORDER BY start_hour",
-                     [last - timedelta(hours=20)])
+    return store.sql(
+        "SELECT * FROM demo_surges WHERE start_hour > ? ORDER BY start_hour", [last - timedelta(hours=20)]
+    )
 
 
 def test_predicted_alerts_appear_before_the_demo_surge_hour(forecast_store, forecast_settings):
@@ -158,12 +187,17 @@ def test_predicted_alerts_appear_before_the_demo_surge_hour(forecast_store, fore
         pred = forecast_cli._predict(forecast_store, "hq", issued, forecast_settings, 6)
         alerts = pred["alerts"].filter(pl.col("branch_id") == s["branch_id"])
         for t0 in issued:
-            mine = alerts.filter((pl.col("issued") == t0) & (pl.col("start") <= start) & (pl.col("end") >= start))
+            mine = alerts.filter(
+                (pl.col("issued") == t0) & (pl.col("start") <= start) & (pl.col("end") >= start)
+            )
             assert len(mine) >= 1, (s, t0)
         # the forecast of the branch at the surge hour is well above its usual volume (the
         # baseline holds earlier surges of the same branch, so less than the surge factor)
-        node = pred["nodes"].filter((pl.col("node_id") == s["branch_id"]) & (pl.col("hour") == start)
-                                    & (pl.col("issued") == issued[0]))
+        node = pred["nodes"].filter(
+            (pl.col("node_id") == s["branch_id"])
+            & (pl.col("hour") == start)
+            & (pl.col("issued") == issued[0])
+        )
         assert node["workload"][0] > 1.3 * node["baseline"][0]
 
 
@@ -180,7 +214,9 @@ def test_scoped_forecast_stays_in_scope(forecast_store, forecast_settings):
     s = _surges(forecast_store).row(0, named=True)
     pred = forecast_cli._predict(forecast_store, s["branch_id"], [s["start_hour"]], forecast_settings, 2)
     assert set(pred["nodes"]["node_id"].to_list()) == {s["branch_id"]}
-    region = forecast_store.sql("SELECT region_id FROM nodes WHERE node_id = ?", [s["branch_id"]])["region_id"][0]
+    region = forecast_store.sql("SELECT region_id FROM nodes WHERE node_id = ?", [s["branch_id"]])[
+        "region_id"
+    ][0]
     wide = forecast_cli._predict(forecast_store, region, [s["start_hour"]], forecast_settings, 1)["nodes"]
     kids = set(forecast_store.sql("SELECT node_id FROM nodes WHERE parent_id = ?", [region])["node_id"])
     assert set(wide["node_id"]) <= kids | {region} and region in set(wide["node_id"])
@@ -194,7 +230,9 @@ def test_scoped_forecast_stays_in_scope(forecast_store, forecast_settings):
 
 def test_backtest_beats_the_baseline_at_the_next_hour(forecast_store, forecast_settings):
     day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
-    r = forecast_cli.backtest(forecast_store, "hq", day, forecast_settings, horizon=3, local_hours=range(6, 20))
+    r = forecast_cli.backtest(
+        forecast_store, "hq", day, forecast_settings, horizon=3, local_hours=range(6, 20)
+    )
     h = r["horizons"].sort("horizon")
     assert h["horizon"].to_list() == [1, 2, 3]
     assert h["wape"][0] < h["wape_baseline"][0]
@@ -206,7 +244,9 @@ def test_backtest_beats_the_baseline_at_the_next_hour(forecast_store, forecast_s
 
 def test_outlook_gives_alerts_with_status_and_suggestions(forecast_store, forecast_settings):
     s = _surges(forecast_store).row(0, named=True)
-    region = forecast_store.sql("SELECT region_id FROM nodes WHERE node_id = ?", [s["branch_id"]])["region_id"][0]
+    region = forecast_store.sql("SELECT region_id FROM nodes WHERE node_id = ?", [s["branch_id"]])[
+        "region_id"
+    ][0]
     issued = s["start_hour"] - timedelta(hours=1)
     o = fq.outlook(forecast_store, region, issued, forecast_settings)
     alerts = o["alerts"].filter(pl.col("branch_id") == s["branch_id"])
@@ -223,13 +263,22 @@ def test_no_history_no_prediction(forecast_store, forecast_settings):
     issued = forecast_store.scalar("SELECT min(hour) FROM cube_presence") + timedelta(hours=3)
     pred = forecast_cli._predict(forecast_store, "hq", [issued], forecast_settings, 2)
     assert pred["cells"].height > 0  # the pipeline is there ...
-    assert pred["alerts"].is_empty() and not pred["cells"]["over"].any()  # ... but no capacity to compare with
+    assert (
+        pred["alerts"].is_empty() and not pred["cells"]["over"].any()
+    )  # ... but no capacity to compare with
 
 
 def test_deliveries_are_spread_where_a_destination_usually_delivers():
     past = T0 - timedelta(days=1)
-    hist = pl.DataFrame({"dest_branch_id": ["b", "b"], "branch_id": ["b", "c"], "hour": [past, past],
-                         "cell": pl.Series([7, 9], dtype=pl.UInt64), "parcels": [3, 1]})
+    hist = pl.DataFrame(
+        {
+            "dest_branch_id": ["b", "b"],
+            "branch_id": ["b", "c"],
+            "hour": [past, past],
+            "cell": pl.Series([7, 9], dtype=pl.UInt64),
+            "parcels": [3, 1],
+        }
+    )
     targets = fc.plan([T0], 1)
     days = fc.choose_days(targets, {past})
     key = {"issued": [T0], "horizon": [1], "hour": [T0]}
@@ -241,6 +290,11 @@ def test_deliveries_are_spread_where_a_destination_usually_delivers():
     assert out["branch_id"].to_list() == ["b", "c"]  # the cell's own branch
     # half of b's deliveries went outside the frame (the scope): its cells keep their share
     # of the destination's whole forecast, 8 announced + (8 usual - 4 usually announced)
-    half = fc.by_destination(targets, days, hist.with_columns(pl.lit(8).alias("dest_total"),
-                                                              pl.lit(8).alias("hour_total")), pipe, usual)
+    half = fc.by_destination(
+        targets,
+        days,
+        hist.with_columns(pl.lit(8).alias("dest_total"), pl.lit(8).alias("hour_total")),
+        pipe,
+        usual,
+    )
     assert half.sort("cell")["deliveries"].to_list() == pytest.approx([12 * 3 / 8, 12 * 1 / 8])

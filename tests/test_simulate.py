@@ -18,18 +18,24 @@ CENTRE = h3.latlng_to_cell(22.54, 114.05, 8)
 
 def _actual(loads: dict, couriers: dict, late: dict) -> pl.DataFrame:
     cells = list(loads)
-    return pl.DataFrame({"cell": pl.Series([h3.str_to_int(c) for c in cells], dtype=pl.UInt64),
-                         "branch_id": ["b-1"] * len(cells),
-                         "workload": [float(loads[c]) for c in cells],
-                         "capacity": [couriers[c] * PPH for c in cells],
-                         "late": [late.get(c, 0) for c in cells]})
+    return pl.DataFrame(
+        {
+            "cell": pl.Series([h3.str_to_int(c) for c in cells], dtype=pl.UInt64),
+            "branch_id": ["b-1"] * len(cells),
+            "workload": [float(loads[c]) for c in cells],
+            "capacity": [couriers[c] * PPH for c in cells],
+            "late": [late.get(c, 0) for c in cells],
+        }
+    )
 
 
 def test_couriers_moved_into_an_overloaded_cell_cut_overload_and_late_parcels():
     src = h3.grid_ring(CENTRE, 2)[0]
     actual = _actual({CENTRE: 48, src: 0}, {CENTRE: 2, src: 4}, {CENTRE: 10})
-    zones = pl.DataFrame({"zone_id": [1], "cells": [[h3.str_to_int(CENTRE)]]},
-                         schema={"zone_id": pl.Int64, "cells": pl.List(pl.UInt64)})
+    zones = pl.DataFrame(
+        {"zone_id": [1], "cells": [[h3.str_to_int(CENTRE)]]},
+        schema={"zone_id": pl.Int64, "cells": pl.List(pl.UInt64)},
+    )
     moves, _ = dispatch.suggest(actual, zones, PPH, dispatch.Rules(source_res=8))
     assert moves["couriers"].sum() == 2  # 48 parcels: 4 couriers bring the ratio to 1.0
     e = simulate.hour_effect(actual, moves, zones, PPH, 1.5)
@@ -43,17 +49,38 @@ def test_couriers_moved_into_an_overloaded_cell_cut_overload_and_late_parcels():
 
 
 def test_totals_add_up_the_hours():
-    per_hour = pl.DataFrame({"hour": [1, 2], "zones": [1, 0], "moves": [2, 0], "couriers_moved": [3, 0],
-                             "overloaded_before": [4, 1], "overloaded_after": [1, 1], "newly_overloaded": [1, 0],
-                             "peak_before": [2.5, 1.6], "peak_after": [1.7, 1.6],
-                             "late_before": [10.0, 2.0], "late_after": [4.0, 2.0]})
+    per_hour = pl.DataFrame(
+        {
+            "hour": [1, 2],
+            "zones": [1, 0],
+            "moves": [2, 0],
+            "couriers_moved": [3, 0],
+            "overloaded_before": [4, 1],
+            "overloaded_after": [1, 1],
+            "newly_overloaded": [1, 0],
+            "peak_before": [2.5, 1.6],
+            "peak_after": [1.7, 1.6],
+            "late_before": [10.0, 2.0],
+            "late_after": [4.0, 2.0],
+        }
+    )
     t = simulate.totals(per_hour)
-    assert t == {"overloaded_before": 5, "overloaded_after": 2, "newly_overloaded": 1, "peak_before": 2.5, "peak_after": 1.7,
-                 "late_before": 12.0, "late_after": 6.0, "couriers_moved": 3, "moves": 2}
+    assert t == {
+        "overloaded_before": 5,
+        "overloaded_after": 2,
+        "newly_overloaded": 1,
+        "peak_before": 2.5,
+        "peak_after": 1.7,
+        "late_before": 12.0,
+        "late_after": 6.0,
+        "couriers_moved": 3,
+        "moves": 2,
+    }
 
 
-def test_demo_day_with_suggestions_has_fewer_overloaded_cell_hours_and_late_parcels(forecast_store,
-                                                                                    forecast_settings):
+def test_demo_day_with_suggestions_has_fewer_overloaded_cell_hours_and_late_parcels(
+    forecast_store, forecast_settings
+):
     day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
     r = forecast_cli.simulate(forecast_store, "hq", day, forecast_settings)
     t = r["totals"]
