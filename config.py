@@ -42,6 +42,11 @@ class Settings:
     load_ratio_threshold: float = 1.5
     #: ... or when its volume exceeds its baseline for the hour by this factor.
     baseline_factor: float = 2.0
+    #: Resolution at which peak-load zones are detected (res 8 cells ~0.74 km²).
+    alert_resolution: int = 8
+    #: A cell needs at least this many parcels in the hour to count toward a zone
+    #: (keeps one-parcel cells with a thin baseline from raising alerts).
+    alert_min_workload: float = 20.0
     #: A courier whose newest fix is older than this many minutes is "offline".
     offline_after_minutes: int = 15
     #: Hex resolution per level of the organisation tree.
