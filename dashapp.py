@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import dash
 
 from config import PROJECT_ROOT
-from pages import dashboard
+from pages import dashboard, outlook
 from pages.model import Cache, Model, Prefetcher
 
 ASSETS = PROJECT_ROOT / "assets"
@@ -56,4 +56,5 @@ def build_app(
         threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
     app.layout = dashboard.layout(text)
     dashboard.register(app, model, text, Prefetcher(model) if prefetch else None)
+    outlook.register(app, model, text)
     return app

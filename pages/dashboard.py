@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, Patch, State, ctx, dash_table, dcc, html, n
 from geo import cells as h3cells
 from layers.hexes import METRICS
 from layers.registry import LAYERS
-from pages import ids
+from pages import ids, outlook
 from pages import state as st
 from pages.model import BASEMAPS, TRACE_ORDER, Model
 
@@ -112,6 +112,7 @@ def layout(text: dict) -> html.Div:
                                 [html.H2(t["alerts"], id="label-alerts"), html.Div(id=ids.ALERTS)],
                                 className="panel",
                             ),
+                            outlook.section(t),
                             html.Div(
                                 [
                                     html.H2(t["children"], id="label-children"),

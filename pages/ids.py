@@ -28,10 +28,13 @@ TREND = "trend"
 CHILDREN = "children"
 TITLE = "title"
 STATUS = "status"
+OUTLOOK = "outlook"  # predicted alerts and dispatch suggestions (pages/outlook.py)
+OUTLOOK_NOTE = "outlook-note"
 
 #: Pattern-matching id types.
 CRUMB = "crumb"  # {"type": CRUMB, "node": node_id}
 ALERT = "alert"  # {"type": ALERT, "zone": zone_id}
+DECIDE = "decide"  # {"type": DECIDE, "hour", "branch", "src", "zone", "n", "km", "decision"}
 
 #: Static labels translated by the language callback: id -> translation key.
 LABELS = {
@@ -44,5 +47,6 @@ LABELS = {
     "label-kpis": "kpis",
     "label-alerts": "alerts",
     "label-children": "children",
+    "label-predicted": "predicted_alerts",
     TITLE: "title",
 }

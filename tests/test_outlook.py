@@ -1,0 +1,98 @@
+# ruff: noqa: F811  (the shared demo fixtures are imported by name and used as arguments)
+"""The predicted-alerts section of the alert panel: rows from the view model, suggestions
+attached to the zone they relieve, decisions recorded through the callback's call."""
+
+from datetime import timedelta
+
+from pages import outlook
+from pages.model import Model
+from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
+
+
+def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_store, forecast_settings):
+    s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    model = Model(forecast_store, forecast_settings)
+    local = model.local(s["start_hour"] - timedelta(hours=1))
+    region = model.node(s["branch_id"])["region_id"]
+    rows = outlook.rows(model, region, local.date().isoformat(), local.hour)
+    assert 0 < len(rows) <= outlook.MAX_ALERTS
+    mine = [r for r in rows if r["branch_id"] == s["branch_id"]]
+    assert mine and mine[0]["start"] <= s["start_hour"]
+    assert {r["status"] for r in rows} <= {"confirmed", "missed", "pending"}
+    assert all(r["start_local"].endswith(":00") and r["branch"] for r in rows)
+    moves = [m for r in rows for m in r["moves"]]
+    assert moves and all(m["couriers"] > 0 and m["source"] for m in moves)
+    for r in rows:
+        assert all(int(m["zone_cell"]) in {int(c) for c in r["cells"]} for m in r["moves"])
+    # the second call is served from the model's cache
+    assert outlook.rows(model, region, local.date().isoformat(), local.hour) == rows
+
+
+def _post(client, output: str, prop: str, inputs: list, state: dict | None = None, triggered=None):
+    body = {
+        "output": f"{output}.{prop}",
+        "outputs": {"id": output, "property": prop},
+        "inputs": inputs,
+        "changedPropIds": triggered or [f"{inputs[0]['id']}.{inputs[0]['property']}"],
+    }
+    if state is not None:
+        body["state"] = [{"id": "state", "property": "data", "value": state}]
+    r = client.post("/_dash-update-component", json=body)
+    assert r.status_code in (200, 204), r.data[:500]
+    return r.get_json() if r.status_code == 200 else None
+
+
+def test_panel_lists_predictions_and_records_a_decision(forecast_demo_path, forecast_settings, tmp_path):
+    import json
+    import shutil
+
+    from dashapp import build_app
+    from data import forecast_queries as fq
+    from data.store import Store
+    from pages import state as st
+
+    path = tmp_path / "emap.duckdb"
+    shutil.copy(forecast_demo_path, path)
+    with Store(path) as store:
+        app = build_app(store, forecast_settings, warm=False, prefetch=False)
+        s = store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+        model = Model(store, forecast_settings)
+        local = model.local(s["start_hour"] - timedelta(hours=1))
+        view = st.default(node=s["branch_id"], day=local.date().isoformat(), hour=local.hour)
+        client = app.server.test_client()
+        out = _post(client, "outlook", "children", [{"id": "state", "property": "data", "value": view}])
+        text = json.dumps(out, ensure_ascii=False)
+        assert "已证实" in text  # the surge's prediction came true
+        buttons = _buttons(out["response"]["outlook"]["children"])
+        assert {b["decision"] for b in buttons} == {"accepted", "dismissed"}
+        button = buttons[0]
+        key = json.dumps(button, separators=(",", ":"), sort_keys=True)
+        note = _post(
+            client,
+            "outlook-note",
+            "children",
+            [[{"id": b, "property": "n_clicks", "value": int(b == button)} for b in buttons]],
+            state=view,
+            triggered=[f"{key}.n_clicks"],
+        )
+        assert "已记录" in json.dumps(note, ensure_ascii=False)
+        rec = fq.decisions(store, view["node"]).row(0, named=True)
+        assert rec["decision"] == button["decision"] and rec["couriers"] == button["n"]
+        assert rec["source_cell"] == int(button["src"]) and rec["branch_id"] == button["branch"]
+
+
+def _buttons(children) -> list[dict]:
+    found = []
+
+    def walk(node):
+        if isinstance(node, list):
+            for n in node:
+                walk(n)
+        elif isinstance(node, dict):
+            props = node.get("props", {})
+            if isinstance(props.get("id"), dict) and props["id"].get("type") == "decide":
+                found.append(props["id"])
+            walk(props.get("children"))
+
+    walk(children)
+    return found
