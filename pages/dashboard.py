@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, Patch, State, ctx, dash_table, dcc, html, n
 from geo import cells as h3cells
 from layers.hexes import METRICS
 from layers.registry import LAYERS
-from pages import ids, outlook
+from pages import export, ids, outlook
 from pages import state as st
 from pages.model import BASEMAPS, TRACE_ORDER, Model
 
@@ -82,6 +82,7 @@ def layout(text: dict) -> html.Div:
                         dcc.Dropdown(id=ids.BASEMAP, clearable=False, style={"width": "170px"}),
                     ),
                     ctl("label-drill", dcc.Dropdown(id=ids.DRILL, style={"width": "180px"})),
+                    export.controls(),
                     html.Span(id=ids.STATUS, className="status"),
                 ],
                 className="emap-controls",
@@ -456,6 +457,8 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                 )
             )
         return out
+
+    export.register(app, model, text)
 
 
 def _clicked_node(model: Model, state: dict, click: dict) -> str | None:

@@ -31,6 +31,14 @@ STATUS = "status"
 OUTLOOK = "outlook"  # predicted alerts and dispatch suggestions (pages/outlook.py)
 OUTLOOK_NOTE = "outlook-note"
 
+# export control (pages/export.py)
+EXPORT_LABEL = "export-label"
+EXPORT_SPAN = "export-span"
+EXPORT_FORMAT = "export-format"
+EXPORT_BUTTON = "export-button"
+EXPORT_STATUS = "export-status"
+EXPORT_DOWNLOAD = "export-download"
+
 #: Pattern-matching id types.
 CRUMB = "crumb"  # {"type": CRUMB, "node": node_id}
 ALERT = "alert"  # {"type": ALERT, "zone": zone_id}

@@ -1,0 +1,91 @@
+"""The dashboard's export control: the current view downloads as a report with the
+panels' numbers (a real server on loopback and a real headless Chromium)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from config import Settings
+from pages import export
+from pages.model import Model
+from reports import build as rb
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+DAY = "2026-11-20"
+REGION = "r-440300"
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return Settings.from_env({})
+
+
+def test_export_view_is_the_report_of_the_view(small_store, settings):
+    model = Model(small_store, settings)
+    state = {"node": REGION, "date": DAY, "hour": 10, "metric": "pickups", "lang": "en"}
+    blob, name = export.export_view(model, state, "geojson")
+    assert name == f"emap-{REGION}-{DAY}T10-pickups.geojson"
+    doc = json.loads(blob)
+    hexes = model.hex_frame(REGION, DAY, 10, "pickups")
+    assert len(doc["features"]) == len(hexes)
+    assert sum(f["properties"]["value"] for f in doc["features"]) == pytest.approx(hexes["value"].sum())
+    blob, name = export.export_view(model, state, "csv", span="day")
+    assert name == f"emap-{REGION}-{DAY}-pickups.csv" and blob.startswith(b"cell,lat,lng")
+    with pytest.raises(rb.EmptyPeriodError):
+        export.export_view(model, {**state, "date": "2026-01-05"}, "html")
+
+
+@pytest.fixture(scope="module")
+def served(small_store, settings):
+    from werkzeug.serving import make_server
+
+    from dashapp import build_app
+
+    app = build_app(small_store, settings, warm=False)
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def test_dashboard_button_downloads_the_current_view(served, small_store, settings, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from pages import ids
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 900}, accept_downloads=True)
+            page.set_default_timeout(30_000)
+            page.goto(f"{served}/?node={REGION}&date={DAY}&hour=10&metric=deliveries&lang=en")
+            page.wait_for_selector(f"#{ids.EXPORT_BUTTON}")
+            page.wait_for_selector("#kpi-deliveries .value")
+            page.locator(f"#{ids.EXPORT_FORMAT}").click()
+            page.get_by_text("CSV", exact=True).click()
+            with page.expect_download() as info:
+                page.locator(f"#{ids.EXPORT_BUTTON}").click()
+            download = info.value
+            assert download.suggested_filename == f"emap-{REGION}-{DAY}T10-deliveries.csv"
+            path = tmp_path / download.suggested_filename
+            download.save_as(path)
+            shown = page.locator("#kpi-deliveries .value").inner_text()
+        finally:
+            browser.close()
+    import polars as pl
+
+    csv = pl.read_csv(path)
+    model = Model(small_store, settings)
+    hexes = model.hex_frame(REGION, DAY, 10, "deliveries")
+    assert len(csv) == len(hexes) and csv["value"].sum() == pytest.approx(hexes["value"].sum())
+    # the exported deliveries add up to the KPI card the page shows
+    assert f"{int(csv['deliveries'].sum()):,}" == shown
