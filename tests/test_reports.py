@@ -170,3 +170,23 @@ def test_csv_and_geoparquet(day_report, tmp_path):
     assert gdf["cell"].tolist() == csv["cell"].to_list()
     assert gdf.geometry.is_valid.all() and gdf.geometry.exterior.is_ccw.all()
     assert data.table(r)["value"].to_list() == gdf["value"].tolist()
+
+
+def test_html_size_budget_of_a_full_branch(small_store, settings, model):
+    """A branch-day whose 7,057 res-9 cells all hold data (a district of ~740 km²) stays
+    under 1 MB: the hex layer's compact encoding is what keeps big branches emailable."""
+    import h3
+
+    from reports import html as html_report
+
+    r = rb.build(small_store, settings, BRANCH, rb.Period(DAY), "scans", model=model)
+    centre = h3.latlng_to_cell(22.54, 114.05, 9)
+    cells = np.array(sorted(h3.str_to_int(c) for c in h3.grid_disk(centre, 48)), dtype=np.uint64)
+    n = len(cells)
+    rng = np.random.default_rng(1)
+    counts = {c: rng.integers(0, 500, n) for c in rb.HEX_COUNTS}
+    r.hexes = pl.DataFrame({"cell": cells, "node": [None] * n, "value": counts["scans"].astype(float), **counts,
+                            "workload": (counts["pickups"] + counts["deliveries"]).astype(float),
+                            "load_ratio": rng.random(n) * 3}).select(rb.HEX_COLUMNS)
+    page = html_report.render(r)
+    assert n == 7057 and len(page.encode("utf-8")) <= 1024 * 1024
