@@ -41,14 +41,19 @@ def busiest_region(store, day_window) -> str:
     """The region with the largest volume of the day (the heaviest region report)."""
     start, end = day_window
     f = store.node_figures("hq", start, end, level="region")
-    return f.with_columns((f["pickups"] + f["deliveries"]).alias("v")).sort("v", descending=True)["node_id"][0]
+    return f.with_columns((f["pickups"] + f["deliveries"]).alias("v")).sort("v", descending=True)["node_id"][
+        0
+    ]
 
 
 def largest_branch(store, day_window) -> str:
     """The branch with the most cells with data in the day (the largest branch report)."""
     start, end = day_window
-    return store.sql("SELECT branch_id, count(DISTINCT cell) AS n FROM cube_hourly WHERE hour >= ? AND hour < ? "
-                     "GROUP BY branch_id ORDER BY n DESC LIMIT 1", [start, end])["branch_id"][0]
+    return store.sql(
+        "SELECT branch_id, count(DISTINCT cell) AS n FROM cube_hourly WHERE hour >= ? AND hour < ? "
+        "GROUP BY branch_id ORDER BY n DESC LIMIT 1",
+        [start, end],
+    )["branch_id"][0]
 
 
 def main(argv=None) -> int:
@@ -73,8 +78,10 @@ def main(argv=None) -> int:
     region = args.region or busiest_region(store, probe.day_window(day))
     branch = largest_branch(store, probe.day_window(day))
     counts = store.counts()
-    print(f"store {path}: {counts.get('pings', 0):,} pings, {counts.get('parcel_events', 0):,} parcel events; "
-          f"day {day}")
+    print(
+        f"store {path}: {counts.get('pings', 0):,} pings, {counts.get('parcel_events', 0):,} parcel events; "
+        f"day {day}"
+    )
     print(f"{'view':28s} {'step':8s} {'seconds':>8s} {'bytes':>12s}  cells")
     for node in (region, "hq", branch):
         model = Model(store, settings)
@@ -82,7 +89,10 @@ def main(argv=None) -> int:
         label = f"{node} {name} day"
         t = time.perf_counter()
         report = build(store, settings, node, Period(day), args.metric, model=model)
-        print(f"{label:28s} {'build':8s} {time.perf_counter() - t:8.2f} {'':>12s}  {len(report.hexes):,}", flush=True)
+        print(
+            f"{label:28s} {'build':8s} {time.perf_counter() - t:8.2f} {'':>12s}  {len(report.hexes):,}",
+            flush=True,
+        )
         for fmt in args.formats.split(",") if node != branch else ["html"]:
             t = time.perf_counter()
             blob = render(report, fmt)

@@ -15,26 +15,49 @@ from reports import FORMATS, MIME, SUFFIX, render
 from reports.build import Period, ReportError, build
 from reports.text import strings
 
-FORMAT_LABELS = {"html": "HTML", "png": "PNG", "pdf": "PDF", "geojson": "GeoJSON", "csv": "CSV",
-                 "parquet": "GeoParquet"}
+FORMAT_LABELS = {
+    "html": "HTML",
+    "png": "PNG",
+    "pdf": "PDF",
+    "geojson": "GeoJSON",
+    "csv": "CSV",
+    "parquet": "GeoParquet",
+}
 
 
 def controls(lang: str = "zh") -> html.Div:
     """Format picker, button, status line and the download target."""
     t = strings(lang)
-    return html.Div([
-        html.Label(t["export"], id=ids.EXPORT_LABEL),
-        html.Div([
-            dcc.RadioItems(id=ids.EXPORT_SPAN, options=[{"label": t["export_hour"], "value": "hour"},
-                                                        {"label": t["export_day"], "value": "day"}],
-                           value="hour", inline=True),
-            dcc.Dropdown(id=ids.EXPORT_FORMAT, options=[{"label": FORMAT_LABELS[f], "value": f} for f in FORMATS],
-                         value="html", clearable=False, style={"width": "120px"}),
-            html.Button(t["export_button"], id=ids.EXPORT_BUTTON, n_clicks=0),
-            html.Span(id=ids.EXPORT_STATUS, className="status"),
-        ], className="hour-row"),
-        dcc.Download(id=ids.EXPORT_DOWNLOAD),
-    ], className="ctl export")
+    return html.Div(
+        [
+            html.Label(t["export"], id=ids.EXPORT_LABEL),
+            html.Div(
+                [
+                    dcc.RadioItems(
+                        id=ids.EXPORT_SPAN,
+                        options=[
+                            {"label": t["export_hour"], "value": "hour"},
+                            {"label": t["export_day"], "value": "day"},
+                        ],
+                        value="hour",
+                        inline=True,
+                    ),
+                    dcc.Dropdown(
+                        id=ids.EXPORT_FORMAT,
+                        options=[{"label": FORMAT_LABELS[f], "value": f} for f in FORMATS],
+                        value="html",
+                        clearable=False,
+                        style={"width": "120px"},
+                    ),
+                    html.Button(t["export_button"], id=ids.EXPORT_BUTTON, n_clicks=0),
+                    html.Span(id=ids.EXPORT_STATUS, className="status"),
+                ],
+                className="hour-row",
+            ),
+            dcc.Download(id=ids.EXPORT_DOWNLOAD),
+        ],
+        className="ctl export",
+    )
 
 
 def export_view(model, state: dict, fmt: str, span: str = "hour") -> tuple[bytes, str]:
@@ -49,25 +72,39 @@ def export_view(model, state: dict, fmt: str, span: str = "hour") -> tuple[bytes
     if fmt not in FORMATS:
         raise ReportError(f"unknown format {fmt!r}")
     period = Period(state["date"], None if span == "day" else int(state["hour"]))
-    report = build(model.store, model.settings, state["node"], period, state.get("metric") or "scans",
-                   model=model)
+    report = build(
+        model.store, model.settings, state["node"], period, state.get("metric") or "scans", model=model
+    )
     return render(report, fmt, lang=state.get("lang") or "zh"), report.file_stem() + SUFFIX[fmt]
 
 
 def register(app, model, text: dict | None = None) -> None:
     """Attach the export callbacks to ``app``."""
 
-    @app.callback(Output(ids.EXPORT_LABEL, "children"), Output(ids.EXPORT_BUTTON, "children"),
-                  Output(ids.EXPORT_SPAN, "options"), Input(ids.STATE, "data"))
+    @app.callback(
+        Output(ids.EXPORT_LABEL, "children"),
+        Output(ids.EXPORT_BUTTON, "children"),
+        Output(ids.EXPORT_SPAN, "options"),
+        Input(ids.STATE, "data"),
+    )
     def labels(state):
         t = strings((state or {}).get("lang") or "zh")
-        return t["export"], t["export_button"], [{"label": t["export_hour"], "value": "hour"},
-                                                 {"label": t["export_day"], "value": "day"}]
+        return (
+            t["export"],
+            t["export_button"],
+            [{"label": t["export_hour"], "value": "hour"}, {"label": t["export_day"], "value": "day"}],
+        )
 
-    @app.callback(Output(ids.EXPORT_DOWNLOAD, "data"), Output(ids.EXPORT_STATUS, "children"),
-                  Input(ids.EXPORT_BUTTON, "n_clicks"), State(ids.EXPORT_FORMAT, "value"),
-                  State(ids.EXPORT_SPAN, "value"), State(ids.STATE, "data"), prevent_initial_call=True, running=[
-                      (Output(ids.EXPORT_BUTTON, "disabled"), True, False)])
+    @app.callback(
+        Output(ids.EXPORT_DOWNLOAD, "data"),
+        Output(ids.EXPORT_STATUS, "children"),
+        Input(ids.EXPORT_BUTTON, "n_clicks"),
+        State(ids.EXPORT_FORMAT, "value"),
+        State(ids.EXPORT_SPAN, "value"),
+        State(ids.STATE, "data"),
+        prevent_initial_call=True,
+        running=[(Output(ids.EXPORT_BUTTON, "disabled"), True, False)],
+    )
     def export(n, fmt, span, state):
         if not n or not state or not state.get("date"):
             return no_update, no_update

@@ -15,10 +15,22 @@ from pathlib import Path
 #: Every export format, in the order the command line and the dashboard offer them.
 FORMATS = ("html", "png", "pdf", "geojson", "csv", "parquet")
 #: File suffix and MIME type of each format.
-SUFFIX = {"html": ".html", "png": ".png", "pdf": ".pdf", "geojson": ".geojson", "csv": ".csv",
-          "parquet": ".parquet"}
-MIME = {"html": "text/html", "png": "image/png", "pdf": "application/pdf",
-        "geojson": "application/geo+json", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+SUFFIX = {
+    "html": ".html",
+    "png": ".png",
+    "pdf": ".pdf",
+    "geojson": ".geojson",
+    "csv": ".csv",
+    "parquet": ".parquet",
+}
+MIME = {
+    "html": "text/html",
+    "png": "image/png",
+    "pdf": "application/pdf",
+    "geojson": "application/geo+json",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
 
 
 def render(report, fmt: str, lang: str = "zh") -> bytes:

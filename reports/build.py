@@ -85,7 +85,9 @@ class Period:
     def previous(self) -> Period:
         """The period compared with: the same hour of the day before, or the ``days`` days before."""
         shift = 1 if self.hour is not None else self.days
-        return Period((date.fromisoformat(self.day) - timedelta(days=shift)).isoformat(), self.hour, self.days)
+        return Period(
+            (date.fromisoformat(self.day) - timedelta(days=shift)).isoformat(), self.hour, self.days
+        )
 
     def label(self) -> str:
         if self.hour is not None:
@@ -157,8 +159,15 @@ def model_for(store, settings):
     return Model(store, settings)
 
 
-def build(store, settings, node_id: str, period: Period, metric: str = "scans", model=None,
-          now: datetime | None = None) -> Report:
+def build(
+    store,
+    settings,
+    node_id: str,
+    period: Period,
+    metric: str = "scans",
+    model=None,
+    now: datetime | None = None,
+) -> Report:
     """Build the report of ``node_id`` for ``period`` coloured by ``metric``.
 
     Parameters
@@ -186,30 +195,48 @@ def build(store, settings, node_id: str, period: Period, metric: str = "scans", 
     try:
         store.check_scope(node_id)
     except ScopeError:
-        raise ReportError(f"unknown node {node_id!r} (see the node ids of the dashboard's drill-down "
-                          "or the nodes table)") from None
+        raise ReportError(
+            f"unknown node {node_id!r} (see the node ids of the dashboard's drill-down or the nodes table)"
+        ) from None
     m = model or model_for(store, settings)
     node = m.node(node_id)
     hours = _hours_with_data(m, node_id, period)
     if not hours:
-        raise EmptyPeriodError(f"no data for node {node_id} ({node['name']}) in {period.label()} "
-                               f"(local time, {settings.local_tz})")
+        raise EmptyPeriodError(
+            f"no data for node {node_id} ({node['name']}) in {period.label()} "
+            f"(local time, {settings.local_tz})"
+        )
     res = m.res(node_id)
     hexes = _hexes(m, node_id, period, hours, metric, res)
     if hexes.is_empty():
-        raise EmptyPeriodError(f"no data for node {node_id} ({node['name']}) in {period.label()} "
-                               f"(local time, {settings.local_tz})")
+        raise EmptyPeriodError(
+            f"no data for node {node_id} ({node['name']}) in {period.label()} "
+            f"(local time, {settings.local_tz})"
+        )
     zones = _zones(m, node_id, period, hours)
     start, end = _window(m, period)
     kpis = kpi_panel(m, node_id, period, hours, zone_hours=len(zones))
     outlines = m.territories(node_id)
-    bounds = tuple(float(v) for v in m.cache.get(("terr", node_id), lambda: store.territories([node_id])).total_bounds)
+    bounds = tuple(
+        float(v) for v in m.cache.get(("terr", node_id), lambda: store.territories([node_id])).total_bounds
+    )
     return Report(
-        node=node, path=m.path(node_id), period=period, metric=metric, res=res,
+        node=node,
+        path=m.path(node_id),
+        period=period,
+        metric=metric,
+        res=res,
         generated_at=(now or datetime.now(m.tz).replace(tzinfo=None)).replace(microsecond=0),
-        hexes=hexes, outlines=outlines, outlets=queries.outlet_load(store, node_id, start, end),
-        zones=zones.head(TOP_ZONES), zone_hours=len(zones), kpis=kpis,
-        children=child_ranking(m, node_id, period, hours, zones), bounds=bounds, tz=settings.local_tz)
+        hexes=hexes,
+        outlines=outlines,
+        outlets=queries.outlet_load(store, node_id, start, end),
+        zones=zones.head(TOP_ZONES),
+        zone_hours=len(zones),
+        kpis=kpis,
+        children=child_ranking(m, node_id, period, hours, zones),
+        bounds=bounds,
+        tz=settings.local_tz,
+    )
 
 
 # -- pieces (public so that tests and the dashboard can check them one by one) ----------------
@@ -239,19 +266,30 @@ def _hexes(m, node_id: str, period: Period, hours, metric: str, res: int) -> pl.
         day, hour = hours[0]
         start, _ = m.hour_window(day, hour)
         frame = m.hex_frame(node_id, day, hour, metric)
-        counts = m.day_cube(node_id, day, res).filter(pl.col("hour") == start) \
+        counts = (
+            m.day_cube(node_id, day, res)
+            .filter(pl.col("hour") == start)
             .select("cell", *[c for c in HEX_COUNTS if c != "couriers"])
+        )
         return frame.join(counts, on="cell", how="left").select(HEX_COLUMNS)
     start, end = _window(m, period)
     cube = m.store.cube(node_id, start, end, res, per_hour=False)
     if cube.is_empty():
         return pl.DataFrame(schema={c: pl.Float64 for c in HEX_COLUMNS})
-    peaks = pl.concat([m.hex_frame(node_id, d, h, "load_ratio").select("cell", "load_ratio") for d, h in hours]) \
-        .group_by("cell").agg(pl.col("load_ratio").max())
+    peaks = (
+        pl.concat([m.hex_frame(node_id, d, h, "load_ratio").select("cell", "load_ratio") for d, h in hours])
+        .group_by("cell")
+        .agg(pl.col("load_ratio").max())
+    )
     kids = m.cell_children(node_id, hours[0][0], res).select("cell", pl.col("name").alias("node"))
-    out = cube.join(peaks, on="cell", how="left").join(kids, on="cell", how="left").with_columns(
-        pl.col("load_ratio").fill_null(0.0),
-        (pl.col("pickups") + pl.col("deliveries")).cast(pl.Float64).alias("workload"))
+    out = (
+        cube.join(peaks, on="cell", how="left")
+        .join(kids, on="cell", how="left")
+        .with_columns(
+            pl.col("load_ratio").fill_null(0.0),
+            (pl.col("pickups") + pl.col("deliveries")).cast(pl.Float64).alias("workload"),
+        )
+    )
     value = pl.col("load_ratio") if metric == "load_ratio" else pl.col(metric).cast(pl.Float64)
     return out.with_columns(value.alias("value")).select(HEX_COLUMNS).sort("cell")
 
@@ -268,11 +306,18 @@ def _zones(m, node_id: str, period: Period, hours) -> pl.DataFrame:
             label = f"{h:02d}:00" if period.days == 1 else f"{d[5:]} {h:02d}:00"
             parts.append(z.with_columns(pl.lit(label).alias("hour")))
     if not parts:
-        return m.zones(node_id, *hours[0], with_since=False).with_columns(pl.lit("").alias("hour")) \
+        return (
+            m.zones(node_id, *hours[0], with_since=False)
+            .with_columns(pl.lit("").alias("hour"))
             .with_columns(pl.lit(None, dtype=pl.String).alias("since"))
-    return pl.concat(parts).sort(["excess", "n_cells"], descending=True) \
-        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("zone_id"),
-                      pl.col("hour").alias("since"))
+        )
+    return (
+        pl.concat(parts)
+        .sort(["excess", "n_cells"], descending=True)
+        .with_columns(
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("zone_id"), pl.col("hour").alias("since")
+        )
+    )
 
 
 def period_figures(m, node_id: str, hours, level: str | None = None) -> pl.DataFrame:
@@ -289,13 +334,18 @@ def period_figures(m, node_id: str, hours, level: str | None = None) -> pl.DataF
         return kpis_mod.indicators(f).with_columns(pl.col("couriers").alias("courier_hours"))
     hourly = pl.concat([store.node_figures(node_id, a, b, level=level) for a, b in windows])
     summed = hourly.group_by("node_id", "name", maintain_order=True).agg(
-        *[pl.col(c).sum() for c in _ADDITIVE], pl.col("couriers").sum().alias("courier_hours"))
-    distinct = store.node_figures(node_id, windows[0][0], windows[-1][1], level=level) \
-        .select("node_id", "couriers", "vehicles")
+        *[pl.col(c).sum() for c in _ADDITIVE], pl.col("couriers").sum().alias("courier_hours")
+    )
+    distinct = store.node_figures(node_id, windows[0][0], windows[-1][1], level=level).select(
+        "node_id", "couriers", "vehicles"
+    )
     f = summed.join(distinct, on="node_id", how="left")
     return kpis_mod.indicators(f).with_columns(
-        pl.when(pl.col("courier_hours") > 0).then(pl.col("volume") / pl.col("courier_hours"))
-        .otherwise(None).alias("parcels_per_courier_hour"))
+        pl.when(pl.col("courier_hours") > 0)
+        .then(pl.col("volume") / pl.col("courier_hours"))
+        .otherwise(None)
+        .alias("parcels_per_courier_hour")
+    )
 
 
 def kpi_panel(m, node_id: str, period: Period, hours, zone_hours: int | None = None) -> list[dict]:
@@ -313,8 +363,9 @@ def kpi_panel(m, node_id: str, period: Period, hours, zone_hours: int | None = N
         f = period_figures(m, node_id, hrs, level=level)
         row = f.row(0, named=True) if len(f) else {}
         if row:
-            row["zones"] = zh if zh is not None else sum(
-                len(m.zones(node_id, d, h, with_since=False)) for d, h in hrs)
+            row["zones"] = (
+                zh if zh is not None else sum(len(m.zones(node_id, d, h, with_since=False)) for d, h in hrs)
+            )
         rows.append(row)
     return kpis_mod.panel(rows[0], rows[1])
 
@@ -327,8 +378,11 @@ def child_ranking(m, node_id: str, period: Period, hours, zones: pl.DataFrame) -
     else:
         t = period_figures(m, node_id, hours)
         if len(zones) and len(t):
-            closure = m.store.sql("SELECT ancestor_id AS node_id, branch_id FROM node_branches "
-                                  "WHERE list_contains(?, ancestor_id)", [t["node_id"].to_list()])
+            closure = m.store.sql(
+                "SELECT ancestor_id AS node_id, branch_id FROM node_branches "
+                "WHERE list_contains(?, ancestor_id)",
+                [t["node_id"].to_list()],
+            )
             counts = zones.select("branch_id").join(closure, on="branch_id").group_by("node_id").len("zones")
             t = t.join(counts, on="node_id", how="left")
         else:

@@ -14,9 +14,19 @@ from pathlib import Path
 
 #: The Chromium binary (the Debian package); ``EMAP_CHROMIUM`` overrides it.
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-         "--disable-extensions", "--mute-audio", "--no-default-browser-check")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--disable-extensions",
+    "--mute-audio",
+    "--no-default-browser-check",
+)
 #: Seconds a Chromium call may take before it is stopped.
 TIMEOUT = 120
 
@@ -28,7 +38,9 @@ class ChromiumError(RuntimeError):
 def binary() -> str:
     path = os.environ.get("EMAP_CHROMIUM") or DEFAULT_CHROMIUM
     if not (Path(path).is_file() or shutil.which(path)):
-        raise ChromiumError(f"Chromium not found at {path} (install the 'chromium' package or set EMAP_CHROMIUM)")
+        raise ChromiumError(
+            f"Chromium not found at {path} (install the 'chromium' package or set EMAP_CHROMIUM)"
+        )
     return path
 
 
@@ -40,9 +52,14 @@ def run(page: str, out_name: str, args: list[str], budget_ms: int = 5000) -> byt
         src = tmpdir / "page.html"
         src.write_text(page, encoding="utf-8")
         out = tmpdir / out_name
-        cmd = [binary(), *FLAGS, f"--user-data-dir={tmpdir / 'profile'}",
-               f"--virtual-time-budget={budget_ms}",
-               *[a.replace("{out}", str(out)) for a in args], src.as_uri()]
+        cmd = [
+            binary(),
+            *FLAGS,
+            f"--user-data-dir={tmpdir / 'profile'}",
+            f"--virtual-time-budget={budget_ms}",
+            *[a.replace("{out}", str(out)) for a in args],
+            src.as_uri(),
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, check=False)
         except subprocess.TimeoutExpired:

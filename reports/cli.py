@@ -27,9 +27,12 @@ def add_arguments(parser) -> None:
     span = parser.add_mutually_exclusive_group()
     span.add_argument("--hour", type=int, help="one local hour 0..23 (default: whole days)")
     span.add_argument("--days", type=int, default=1, help="number of whole days from --date (default 1)")
-    parser.add_argument("--metric", choices=METRICS, default="scans", help="hex colour metric (default scans)")
-    parser.add_argument("--format", choices=FORMATS, default=None,
-                        help="output format (default: from the --out suffix)")
+    parser.add_argument(
+        "--metric", choices=METRICS, default="scans", help="hex colour metric (default scans)"
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, default=None, help="output format (default: from the --out suffix)"
+    )
     parser.add_argument("--out", required=True, help="output file")
     parser.add_argument("--lang", choices=["zh", "en"], default="zh", help="report language (default zh)")
 
@@ -54,12 +57,17 @@ def run(args, settings) -> int:
 
     fmt = _format(args)
     if fmt is None:
-        print(f"error: give --format ({', '.join(FORMATS)}) or an --out file ending in one of "
-              f"{', '.join(SUFFIX.values())}", file=sys.stderr)
+        print(
+            f"error: give --format ({', '.join(FORMATS)}) or an --out file ending in one of "
+            f"{', '.join(SUFFIX.values())}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_REQUEST
     if not settings.db_path.is_file():
-        print(f"error: no store at {settings.db_path} (run `python app.py demo` or import data first)",
-              file=sys.stderr)
+        print(
+            f"error: no store at {settings.db_path} (run `python app.py demo` or import data first)",
+            file=sys.stderr,
+        )
         return EXIT_BAD_REQUEST
     t0 = time.perf_counter()
     try:
@@ -79,6 +87,8 @@ def run(args, settings) -> int:
     except ChromiumError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"wrote {path} ({fmt}, {path.stat().st_size:,} bytes, {len(report.hexes):,} cells) "
-          f"in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"wrote {path} ({fmt}, {path.stat().st_size:,} bytes, {len(report.hexes):,} cells) "
+        f"in {time.perf_counter() - t0:.1f}s"
+    )
     return 0

@@ -29,8 +29,10 @@ def table(report: Report) -> pl.DataFrame:
     lat, lng = h3cells.centers(f["cell"].to_numpy())
     return f.select(
         pl.Series("cell", h3cells.to_str(f["cell"].to_numpy()), dtype=pl.String),
-        pl.Series("lat", np.round(lat, COORD_DECIMALS)), pl.Series("lng", np.round(lng, COORD_DECIMALS)),
-        "node", pl.col("value").cast(pl.Float64),
+        pl.Series("lat", np.round(lat, COORD_DECIMALS)),
+        pl.Series("lng", np.round(lng, COORD_DECIMALS)),
+        "node",
+        pl.col("value").cast(pl.Float64),
         *[c for c in f.columns if c not in ("cell", "node", "value")],
     ).with_columns(pl.lit(report.metric).alias("metric"))
 
@@ -38,8 +40,11 @@ def table(report: Report) -> pl.DataFrame:
 def polygons(report: Report) -> np.ndarray:
     """Shapely hexagons of the cells, exterior rings counter-clockwise (RFC 7946)."""
     rings = h3cells.boundaries(report.hexes["cell"].to_numpy())
-    polys = shapely.polygons([np.round(np.asarray(r), COORD_DECIMALS) for r in rings]) if rings \
+    polys = (
+        shapely.polygons([np.round(np.asarray(r), COORD_DECIMALS) for r in rings])
+        if rings
         else np.array([], dtype=object)
+    )
     return shapely.orient_polygons(polys, exterior_cw=False) if len(polys) else polys
 
 
@@ -49,11 +54,21 @@ def geojson(report: Report) -> dict:
     feats = []
     for row, poly in zip(t.iter_rows(named=True), polygons(report), strict=True):
         coords = [[list(p) for p in poly.exterior.coords]]
-        feats.append({"type": "Feature", "id": row["cell"], "properties": row,
-                      "geometry": {"type": "Polygon", "coordinates": coords}})
+        feats.append(
+            {
+                "type": "Feature",
+                "id": row["cell"],
+                "properties": row,
+                "geometry": {"type": "Polygon", "coordinates": coords},
+            }
+        )
     lng0, lat0, lng1, lat1 = report.bounds
-    return {"type": "FeatureCollection", "bbox": [lng0, lat0, lng1, lat1],
-            "name": report.file_stem(), "features": feats}
+    return {
+        "type": "FeatureCollection",
+        "bbox": [lng0, lat0, lng1, lat1],
+        "name": report.file_stem(),
+        "features": feats,
+    }
 
 
 def geodataframe(report: Report):

@@ -100,8 +100,10 @@ def hex_payload(report: Report, t: dict) -> dict:
     cells = frame["cell"].to_numpy()
     z = frame["value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     lo, hi = value_range(z, style)
-    colours = [colour_at(style.colorscale, (v - lo) / (hi - lo or 1)) if np.isfinite(v) else style.null_colour
-               for v in z]
+    colours = [
+        colour_at(style.colorscale, (v - lo) / (hi - lo or 1)) if np.isfinite(v) else style.null_colour
+        for v in z
+    ]
     palette = sorted(set(colours))
     names = sorted({n for n in frame["node"].to_list() if n})
     index = {n: i for i, n in enumerate(names)}
@@ -111,12 +113,16 @@ def hex_payload(report: Report, t: dict) -> dict:
         steps = np.vstack([q[:1], np.diff(q, axis=0)])
         rings.append(steps.ravel().tolist())
     return {
-        "ids": h3cells.to_str(cells), "xy": rings, "cls": HEX_CLASS, "opacity": style.opacity,
+        "ids": h3cells.to_str(cells),
+        "xy": rings,
+        "cls": HEX_CLASS,
+        "opacity": style.opacity,
         "v": [None if not np.isfinite(v) else round(float(v), 2) for v in z],
         "r": np.round(frame["load_ratio"].cast(pl.Float64).fill_null(0).to_numpy(), 2).tolist(),
         "node": [index.get(n, -1) if n else -1 for n in frame["node"].to_list()],
         "names": [html_mod.escape(n) for n in names],
-        "c": [palette.index(c) for c in colours], "colours": palette,
+        "c": [palette.index(c) for c in colours],
+        "colours": palette,
         "labels": [html_mod.escape(t[k]) for k in ("cell", "node", "metric_" + report.metric, "load_ratio")],
     }
 
@@ -141,22 +147,27 @@ def legend_html(report: Report, t: dict) -> str:
     rows = []
     for i, (stop, colour) in enumerate(stops):
         a = lo + (hi - lo) * stop
-        label = (f"{_num(a)} – {_num(lo + (hi - lo) * stops[i + 1][0])}" if i + 1 < len(stops)
-                 else f"≥ {_num(a)}")
+        label = (
+            f"{_num(a)} – {_num(lo + (hi - lo) * stops[i + 1][0])}" if i + 1 < len(stops) else f"≥ {_num(a)}"
+        )
         rows.append(f'<div><i style="background:{colour}"></i>{label}</div>')
     rows.append(f'<div><i style="background:{style.null_colour}"></i>{t["legend_null"]}</div>')
     title = html_mod.escape(t["metric_" + report.metric])
-    return (f'<div class="emap-legend" id="emap-legend"><b>{title}</b>{"".join(rows)}'
-            f'<div class="emap-legend-note">{t["layer_zones"]}: <span style="color:#d7301f">▬</span></div></div>')
+    return (
+        f'<div class="emap-legend" id="emap-legend"><b>{title}</b>{"".join(rows)}'
+        f'<div class="emap-legend-note">{t["layer_zones"]}: <span style="color:#d7301f">▬</span></div></div>'
+    )
 
 
 def title_html(report: Report, t: dict) -> str:
     n = report.node
     path = " › ".join(html_mod.escape(p["name"]) for p in report.path)
-    return (f'<div class="emap-title" id="emap-title"><b>{html_mod.escape(n["name"])}</b> '
-            f'<span>{html_mod.escape(report.period.label())} ({html_mod.escape(t["local_time"])})</span><br>'
-            f'<small>{path} · {html_mod.escape(t["metric_" + report.metric])} · H3 res {report.res} · '
-            f'{t["generated"]} {report.generated_at:%Y-%m-%d %H:%M}</small></div>')
+    return (
+        f'<div class="emap-title" id="emap-title"><b>{html_mod.escape(n["name"])}</b> '
+        f"<span>{html_mod.escape(report.period.label())} ({html_mod.escape(t['local_time'])})</span><br>"
+        f"<small>{path} · {html_mod.escape(t['metric_' + report.metric])} · H3 res {report.res} · "
+        f"{t['generated']} {report.generated_at:%Y-%m-%d %H:%M}</small></div>"
+    )
 
 
 _CSS = """
@@ -187,9 +198,15 @@ def folium_map(report: Report, lang: str = "zh", static: bool = False):
     t = strings(lang)
     ctx = DrawContext(text=t, metric=report.metric)
     lng0, lat0, lng1, lat1 = report.bounds
-    m = folium.Map(location=[(lat0 + lat1) / 2, (lng0 + lng1) / 2], zoom_start=8, tiles=None,
-                   control_scale=not static, zoom_control=not static, prefer_canvas=False,
-                   zoom_snap=0.25)
+    m = folium.Map(
+        location=[(lat0 + lat1) / 2, (lng0 + lng1) / 2],
+        zoom_start=8,
+        tiles=None,
+        control_scale=not static,
+        zoom_control=not static,
+        prefer_canvas=False,
+        zoom_snap=0.25,
+    )
     # No CDN: every asset the page needs is inlined below.
     m.default_js = []
     m.default_css = []
@@ -200,8 +217,9 @@ def folium_map(report: Report, lang: str = "zh", static: bool = False):
     root.header.add_child(Element(f"<style>{_CSS}</style>"), name="emap_css")
     root.title = f"EMAP · {report.title}"
     if not static:
-        folium.TileLayer("OpenStreetMap", name=t["tiles"], overlay=True, show=False,
-                         attr="© OpenStreetMap contributors").add_to(m)
+        folium.TileLayer(
+            "OpenStreetMap", name=t["tiles"], overlay=True, show=False, attr="© OpenStreetMap contributors"
+        ).add_to(m)
     _hex_layer(report, t).add_to(m)
     if len(report.outlines):
         registry.get("outlines").build_folium(report.outlines, ctx).add_to(m)

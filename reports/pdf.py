@@ -51,53 +51,71 @@ def _kpi_table(report: Report, t: dict) -> str:
     for k in report.kpis:
         ch = k["change"]
         cls = "" if ch is None or abs(ch) < 0.005 else ("up" if ch > 0 else "down")
-        rows.append(f'<tr><td>{_e(t["kpi_" + k["key"]])}</td><td>{_e(fmt(k["key"], k["value"]))}</td>'
-                    f'<td>{_e(fmt(k["key"], k["before"]))}</td><td class="{cls}">{_e(fmt_change(ch))}</td></tr>')
+        rows.append(
+            f"<tr><td>{_e(t['kpi_' + k['key']])}</td><td>{_e(fmt(k['key'], k['value']))}</td>"
+            f'<td>{_e(fmt(k["key"], k["before"]))}</td><td class="{cls}">{_e(fmt_change(ch))}</td></tr>'
+        )
     compare = t["compare_hour"] if report.period.hour is not None else t["compare_days"]
-    return (f'<h2>{_e(t["kpis"])}</h2><table class="kpis"><thead><tr><th class="text">{_e(t["indicator"])}</th>'
-            f'<th>{_e(t["value"])}</th><th>{_e(t["before"])}</th><th>{_e(t["change"])}</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table><div class="note">{_e(compare)}'
-            + ("" if report.period.hour is not None else f'<br>{_e(t["courier_hours_note"])}') + "</div>")
+    return (
+        f'<h2>{_e(t["kpis"])}</h2><table class="kpis"><thead><tr><th class="text">{_e(t["indicator"])}</th>'
+        f"<th>{_e(t['value'])}</th><th>{_e(t['before'])}</th><th>{_e(t['change'])}</th></tr></thead>"
+        f'<tbody>{"".join(rows)}</tbody></table><div class="note">{_e(compare)}'
+        + ("" if report.period.hour is not None else f"<br>{_e(t['courier_hours_note'])}")
+        + "</div>"
+    )
 
 
 def _zone_table(report: Report, t: dict) -> str:
     z = report.zones.head(PDF_ZONES)
     hourly = report.period.hour is not None
-    head = f'<h2>{_e(t["top_zones"])} ({report.zone_hours})</h2>'
+    head = f"<h2>{_e(t['top_zones'])} ({report.zone_hours})</h2>"
     if z.is_empty():
-        return head + f'<p>{_e(t["no_zones"])}</p>'
+        return head + f"<p>{_e(t['no_zones'])}</p>"
     rows = []
     for r in z.iter_rows(named=True):
         rule = t.get("rule_" + (r["rule"] or ""), r["rule"] or "")
-        rows.append(f'<tr><td>#{r["zone_id"]}</td><td class="text">{_e(r["hour"])}</td>'
-                    f'<td class="text">{_e(r["branch"])}</td><td>{r["n_cells"]}</td>'
-                    f'<td>{r["workload"]:,.0f}</td><td>{r["peak_ratio"]:.2f}</td><td>{r["excess"]:,.0f}</td>'
-                    + (f'<td class="text">{_e(r.get("since"))}</td>' if hourly else "")
-                    + f'<td class="text">{_e(rule)}</td></tr>')
-    return (head + f'<table class="zones"><thead><tr><th class="text">{_e(t["zone"])}</th>'
-            f'<th class="text">{_e(t["hour_col"])}</th><th class="text">{_e(t["branch"])}</th>'
-            f'<th>{_e(t["cells"])}</th><th>{_e(t["workload"])}</th><th>{_e(t["peak_ratio"])}</th>'
-            f'<th>{_e(t["excess"])}</th>' + (f'<th class="text">{_e(t["since"])}</th>' if hourly else "")
-            + f'<th class="text">{_e(t["rule"])}</th>'
-            f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+        rows.append(
+            f'<tr><td>#{r["zone_id"]}</td><td class="text">{_e(r["hour"])}</td>'
+            f'<td class="text">{_e(r["branch"])}</td><td>{r["n_cells"]}</td>'
+            f"<td>{r['workload']:,.0f}</td><td>{r['peak_ratio']:.2f}</td><td>{r['excess']:,.0f}</td>"
+            + (f'<td class="text">{_e(r.get("since"))}</td>' if hourly else "")
+            + f'<td class="text">{_e(rule)}</td></tr>'
+        )
+    return (
+        head + f'<table class="zones"><thead><tr><th class="text">{_e(t["zone"])}</th>'
+        f'<th class="text">{_e(t["hour_col"])}</th><th class="text">{_e(t["branch"])}</th>'
+        f"<th>{_e(t['cells'])}</th><th>{_e(t['workload'])}</th><th>{_e(t['peak_ratio'])}</th>"
+        f"<th>{_e(t['excess'])}</th>"
+        + (f'<th class="text">{_e(t["since"])}</th>' if hourly else "")
+        + f'<th class="text">{_e(t["rule"])}</th>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _ranking(report: Report, t: dict) -> str:
     c = report.children
-    head = f'<h2>{_e(t["ranking"])}</h2>'
+    head = f"<h2>{_e(t['ranking'])}</h2>"
     if c.is_empty():
-        return head + f'<p>{_e(t["no_children"])}</p>'
-    cols = [("volume", t["volume"]), ("pickups", t["kpi_pickups"]), ("deliveries", t["kpi_deliveries"]),
-            ("on_time_rate", t["kpi_on_time_rate"]), ("couriers", t["kpi_couriers"]),
-            ("parcels_per_courier_hour", t["kpi_parcels_per_courier_hour"]), ("vehicles", t["kpi_vehicles"]),
-            ("zones", t["kpi_zones"])]
+        return head + f"<p>{_e(t['no_children'])}</p>"
+    cols = [
+        ("volume", t["volume"]),
+        ("pickups", t["kpi_pickups"]),
+        ("deliveries", t["kpi_deliveries"]),
+        ("on_time_rate", t["kpi_on_time_rate"]),
+        ("couriers", t["kpi_couriers"]),
+        ("parcels_per_courier_hour", t["kpi_parcels_per_courier_hour"]),
+        ("vehicles", t["kpi_vehicles"]),
+        ("zones", t["kpi_zones"]),
+    ]
     rows = []
     for r in c.iter_rows(named=True):
         cells = "".join(f"<td>{_e(fmt(k, r.get(k)))}</td>" for k, _ in cols)
         rows.append(f'<tr><td>{r["rank"]}</td><td class="text">{_e(r["name"])}</td>{cells}</tr>')
     th = "".join(f"<th>{_e(n)}</th>" for _, n in cols)
-    return (head + f'<table class="ranking"><thead><tr><th class="text">{_e(t["rank"])}</th>'
-            f'<th class="text">{_e(t["name"])}</th>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    return (
+        head + f'<table class="ranking"><thead><tr><th class="text">{_e(t["rank"])}</th>'
+        f'<th class="text">{_e(t["name"])}</th>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
 
 
 def page_html(report: Report, map_png: bytes, lang: str = "zh") -> str:
@@ -105,9 +123,11 @@ def page_html(report: Report, map_png: bytes, lang: str = "zh") -> str:
     t = strings(lang)
     n = report.node
     path = " › ".join(_e(p["name"]) for p in report.path)
-    meta = (f'{_e(t["path"])}: {path} · {_e(t["period"])}: {_e(report.period.label())} ({_e(t["local_time"])}) · '
-            f'{_e(t["metric"])}: {_e(t["metric_" + report.metric])} · H3 res {report.res} · '
-            f'{_e(t["hexes"])}: {len(report.hexes):,} · {_e(t["generated"])}: {report.generated_at:%Y-%m-%d %H:%M}')
+    meta = (
+        f"{_e(t['path'])}: {path} · {_e(t['period'])}: {_e(report.period.label())} ({_e(t['local_time'])}) · "
+        f"{_e(t['metric'])}: {_e(t['metric_' + report.metric])} · H3 res {report.res} · "
+        f"{_e(t['hexes'])}: {len(report.hexes):,} · {_e(t['generated'])}: {report.generated_at:%Y-%m-%d %H:%M}"
+    )
     img = base64.b64encode(map_png).decode("ascii")
     css = _CSS.replace("__TITLE__", report.title.replace('"', "'"))
     return f"""<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">
@@ -122,5 +142,6 @@ def page_html(report: Report, map_png: bytes, lang: str = "zh") -> str:
 def render(report: Report, lang: str = "zh") -> bytes:
     """PDF bytes of the report."""
     image = png.render(report, lang=lang, width=MAP_WIDTH, height=MAP_HEIGHT)
-    return chromium.run(page_html(report, image, lang), "report.pdf",
-                        ["--no-pdf-header-footer", "--print-to-pdf={out}"])
+    return chromium.run(
+        page_html(report, image, lang), "report.pdf", ["--no-pdf-header-footer", "--print-to-pdf={out}"]
+    )

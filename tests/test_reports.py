@@ -19,8 +19,8 @@ from reports import build as rb
 from reports import cli, data, write
 
 DAY = "2026-11-20"
-REGION = "r-440300"   # Shenzhen
-BRANCH = "b-440304"   # Futian
+REGION = "r-440300"  # Shenzhen
+BRANCH = "b-440304"  # Futian
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +73,15 @@ def test_day_report_adds_up_the_dashboards_hours(day_report, model):
     r = day_report
     hours = _hours(model, REGION)
     assert len(hours) > 12
-    hourly = pl.concat([model.hex_frame(REGION, d, h, "pickups").with_columns(pl.lit(h).alias("h")) for d, h in hours])
+    hourly = pl.concat(
+        [model.hex_frame(REGION, d, h, "pickups").with_columns(pl.lit(h).alias("h")) for d, h in hours]
+    )
     # counts: the sum of the dashboard's hourly hexes; load ratio: the peak of its hourly ratios
-    agg = hourly.group_by("cell").agg(pl.col("value").sum().alias("pickups"), pl.col("load_ratio").max()).sort("cell")
+    agg = (
+        hourly.group_by("cell")
+        .agg(pl.col("value").sum().alias("pickups"), pl.col("load_ratio").max())
+        .sort("cell")
+    )
     got = r.hexes.sort("cell")
     assert got["cell"].to_list() == agg["cell"].to_list()
     np.testing.assert_allclose(got["pickups"].to_numpy(), agg["pickups"].to_numpy())
@@ -87,11 +93,17 @@ def test_day_report_adds_up_the_dashboards_hours(day_report, model):
     for key in ("pickups", "deliveries", "zones"):
         assert kpi[key] == sum(p[key] or 0 for p in panels), key
     courier_hours = sum(p["couriers"] or 0 for p in panels)
-    assert kpi["parcels_per_courier_hour"] == pytest.approx((kpi["pickups"] + kpi["deliveries"]) / courier_hours)
+    assert kpi["parcels_per_courier_hour"] == pytest.approx(
+        (kpi["pickups"] + kpi["deliveries"]) / courier_hours
+    )
     assert kpi["couriers"] <= courier_hours and kpi["couriers"] >= max(p["couriers"] or 0 for p in panels)
     # ranking: volumes and zone counts are the sums of the hourly child tables
-    tables = pl.concat([model.child_table(REGION, d, h).select("node_id", "volume", pl.col("zones").cast(pl.Int64))
-                        for d, h in hours])
+    tables = pl.concat(
+        [
+            model.child_table(REGION, d, h).select("node_id", "volume", pl.col("zones").cast(pl.Int64))
+            for d, h in hours
+        ]
+    )
     want = tables.group_by("node_id").agg(pl.col("volume").sum(), pl.col("zones").sum())
     got = r.children.select("node_id", "volume", "zones").join(want, on="node_id", suffix="_dash")
     assert len(got) == len(r.children) > 0
@@ -116,10 +128,15 @@ def test_unknown_node_and_empty_period(small_store, settings, small_demo_path, c
     out = tmp_path / "x.csv"
     assert cli.run(parser.parse_args(["--node", "nope", "--date", DAY, "--out", str(out)]), local) != 0
     assert "unknown node 'nope'" in capsys.readouterr().err
-    assert cli.run(parser.parse_args(["--node", REGION, "--date", "2026-01-05", "--out", str(out)]), local) != 0
+    assert (
+        cli.run(parser.parse_args(["--node", REGION, "--date", "2026-01-05", "--out", str(out)]), local) != 0
+    )
     err = capsys.readouterr().err
     assert "r-440300" in err and "2026-01-05" in err and not out.exists()
-    assert cli.run(parser.parse_args(["--node", BRANCH, "--date", DAY, "--hour", "9", "--out", str(out)]), local) == 0
+    assert (
+        cli.run(parser.parse_args(["--node", BRANCH, "--date", DAY, "--hour", "9", "--out", str(out)]), local)
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     csv = pl.read_csv(out)
     assert len(csv) > 0 and csv["metric"].unique().to_list() == ["scans"]
@@ -185,8 +202,15 @@ def test_html_size_budget_of_a_full_branch(small_store, settings, model):
     n = len(cells)
     rng = np.random.default_rng(1)
     counts = {c: rng.integers(0, 500, n) for c in rb.HEX_COUNTS}
-    r.hexes = pl.DataFrame({"cell": cells, "node": [None] * n, "value": counts["scans"].astype(float), **counts,
-                            "workload": (counts["pickups"] + counts["deliveries"]).astype(float),
-                            "load_ratio": rng.random(n) * 3}).select(rb.HEX_COLUMNS)
+    r.hexes = pl.DataFrame(
+        {
+            "cell": cells,
+            "node": [None] * n,
+            "value": counts["scans"].astype(float),
+            **counts,
+            "workload": (counts["pickups"] + counts["deliveries"]).astype(float),
+            "load_ratio": rng.random(n) * 3,
+        }
+    ).select(rb.HEX_COLUMNS)
     page = html_report.render(r)
     assert n == 7057 and len(page.encode("utf-8")) <= 1024 * 1024

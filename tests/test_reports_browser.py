@@ -21,8 +21,14 @@ from reports.text import strings
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 DAY = "2026-11-20"
 REGION = "r-440300"
 BRANCH = "b-440304"
@@ -74,6 +80,7 @@ def _open(browser, path):
         else:
             requested.append(url)
             r.abort()
+
     page.route("**/*", route)
     page.goto(path.as_uri())
     page.wait_for_selector(f"path.{html_report.HEX_CLASS}", state="attached")
@@ -102,15 +109,20 @@ def test_html_is_self_contained_and_draws_every_hex(request, browser, tmp_path, 
         # zones and outlets are drawn too
         assert page.locator("path.leaflet-interactive").count() > n
         # a tooltip with the cell id appears on hover
-        page.add_style_tag(content=f"path:not(.{html_report.HEX_CLASS}), .leaflet-marker-icon "
-                                   "{pointer-events: none !important}")
+        page.add_style_tag(
+            content=f"path:not(.{html_report.HEX_CLASS}), .leaflet-marker-icon "
+            "{pointer-events: none !important}"
+        )
         # the centre of the first hex not covered by the title or the legend
-        xy = page.evaluate("""cls => {
+        xy = page.evaluate(
+            """cls => {
             for (const p of document.querySelectorAll('path.' + cls)) {
                 const b = p.getBoundingClientRect(), x = b.x + b.width / 2, y = b.y + b.height / 2;
                 if (document.elementFromPoint(x, y) === p) return [x, y];
             }
-            return null; }""", html_report.HEX_CLASS)
+            return null; }""",
+            html_report.HEX_CLASS,
+        )
         assert xy is not None
         page.mouse.move(*xy)
         tip = page.locator(".foliumtooltip").first.inner_text()
@@ -144,8 +156,12 @@ def test_pdf_pages_text_and_map_image(region_day, tmp_path):
     assert pages == 3
 
     def page_text(n):
-        return subprocess.run(["pdftotext", "-layout", "-f", str(n), "-l", str(n), str(path), "-"],
-                              capture_output=True, text=True, check=True).stdout
+        return subprocess.run(
+            ["pdftotext", "-layout", "-f", str(n), "-l", str(n), str(path), "-"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     t = strings("zh")
     first, second, third = page_text(1), page_text(2), page_text(3)
