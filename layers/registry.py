@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from layers import couriers, hexes, outlets, outlines, vehicles, zones
+from layers import couriers, dispatch_arrows, hexes, outlets, outlines, vehicles, zones
 from layers.base import Layer
 
 #: Drawing order: territory fills under the hexes, points and zone outlines on top.
@@ -13,6 +13,7 @@ LAYERS: tuple[Layer, ...] = (
     outlets.LAYER,
     vehicles.LAYER,
     couriers.LAYER,
+    dispatch_arrows.LAYER,
 )
 BY_KEY = {layer.key: layer for layer in LAYERS}
 

@@ -47,6 +47,8 @@ TRACE_ORDER = (
     "vehicle_heading",
     "vehicles",
     "couriers",
+    "dispatch_arrows",
+    "dispatch_labels",
 )
 LAYER_TRACES = {
     "hexes": ("hexes",),
@@ -55,6 +57,7 @@ LAYER_TRACES = {
     "outlets": ("outlets",),
     "vehicles": ("vehicle_heading", "vehicles"),
     "couriers": ("couriers",),
+    "dispatch_arrows": ("dispatch_arrows", "dispatch_labels"),
 }
 BASEMAPS = ("none", "osm", "amap")
 _TILES = {
@@ -515,6 +518,15 @@ class Model:
 
         return self.cache.get(("terr-kids", scope), make)
 
+    def next_hour_moves(self, scope: str, day: str, hour: int) -> pl.DataFrame:
+        """Dispatch suggestions for the first forecast hour after the selected one."""
+        from pages.outlook import outlook
+
+        moves = outlook(self, scope, day, hour)["moves"]
+        if moves.is_empty():
+            return moves
+        return moves.filter(pl.col("hour") == moves["hour"].min())
+
     def traces(self, state: dict, text: dict, geometry: dict | None) -> dict[str, dict]:
         """Every trace of the map by name (empty and hidden when its layer is off)."""
         scope, day, hour = state["node"], state["date"], int(state["hour"])
@@ -566,6 +578,14 @@ class Model:
                 zip(
                     LAYER_TRACES["couriers"],
                     registry.get("couriers").build(self.positions(scope, day, hour, "courier"), ctx),
+                    strict=True,
+                )
+            )
+        if "dispatch_arrows" in on:
+            built.update(
+                zip(
+                    LAYER_TRACES["dispatch_arrows"],
+                    registry.get("dispatch_arrows").build(self.next_hour_moves(scope, day, hour), ctx),
                     strict=True,
                 )
             )

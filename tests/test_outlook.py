@@ -96,3 +96,21 @@ def _buttons(children) -> list[dict]:
 
     walk(children)
     return found
+
+
+def test_map_draws_the_suggested_moves_as_arrows(forecast_store, forecast_settings):
+    s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    model = Model(forecast_store, forecast_settings)
+    local = model.local(s["start_hour"] - timedelta(hours=1))
+    region = model.node(s["branch_id"])["region_id"]
+    state = {"node": region, "date": local.date().isoformat(), "hour": local.hour, "metric": "scans",
+             "layers": ["dispatch_arrows"], "basemap": "none", "zone": None}
+    moves = model.next_hour_moves(region, state["date"], local.hour)
+    assert len(moves) > 0 and moves["hour"].n_unique() == 1
+    traces = model.traces(state, {}, None)
+    arrows, labels = traces["dispatch_arrows"], traces["dispatch_labels"]
+    assert arrows.get("visible", True) is not False
+    assert labels["text"] == [f"+{int(c)}" for c in moves["couriers"]]
+    assert sum(v is None for v in arrows["lat"]) == 3 * len(moves)  # shaft and two head strokes each
+    off = model.traces({**state, "layers": []}, {}, None)
+    assert off["dispatch_arrows"].get("visible") is False or not off["dispatch_arrows"].get("lat")
