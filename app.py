@@ -47,7 +47,8 @@ def ensure_demo(store, settings: Settings) -> None:
         return
     t0 = time.perf_counter()
     print(f"First run: creating {settings.db_path} with the '{settings.demo_size}' demo network.")
-    totals = demo.generate(store, size=settings.demo_size, seed=settings.demo_seed, progress=_say(t0))
+    totals = demo.generate(store, size=settings.demo_size, seed=settings.demo_seed, days=settings.demo_days,
+                           progress=_say(t0))
     print(f"Demo ready in {time.perf_counter() - t0:.0f}s: {totals['pings']:,} pings, "
           f"{totals['parcel_events']:,} parcel events.")
 
@@ -197,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
                    help="small: 2 cities, 400 couriers; default: 10 cities, 6,000 couriers, "
                         "~4 M pings a day; large: 20,000 couriers, ~40 M pings a day")
     d.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
-    d.add_argument("--days", type=int, default=2, help="number of days ending at --end-date")
+    d.add_argument("--days", type=int, default=3, help="number of days ending at --end-date (default 3)")
     d.add_argument("--end-date", help="newest day, YYYY-MM-DD (default: yesterday, local time)")
     d.set_defaults(func=cmd_demo)
 

@@ -55,6 +55,8 @@ class Settings:
     demo_seed: int = 7
     #: Size of the demo generated on first run: small, default or large.
     demo_size: str = "default"
+    #: Days of demo generated on first run (earlier days are the forecast's baseline).
+    demo_days: int = 3
     # -- live ingest (data/http_api.py) ---------------------------------------------------
     #: Largest request body the ingest API reads; larger ones get 413.
     ingest_max_body_bytes: int = 16 * 1024 * 1024
