@@ -260,7 +260,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         Output(ids.PLAY_TICK, "disabled"),
         Output(ids.PLAY, "children"),
         Input(ids.PLAY, "n_clicks"),
-        State(ids.STATE, "data"),
+        Input(ids.STATE, "data"),  # the label follows a language switch too
     )
     def toggle_play(n, state):
         t = text[(state or {}).get("lang", "zh")]
