@@ -26,15 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import PROJECT_ROOT, Settings  # noqa: E402
 from data.store import Store  # noqa: E402
+from reports.chromium import PLAYWRIGHT_ARGS as CHROMIUM_ARGS  # noqa: E402
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: Branch label points to click down to (one per demo city), lat/lng.
 TARGETS = [
     (22.541, 114.055),

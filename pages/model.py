@@ -541,54 +541,19 @@ class Model:
         if "hexes" in on:
             frame = self.hex_frame(scope, day, hour, state["metric"])
             built.update(zip(["hexes"], hexes.traces(frame, ctx, geometry=geometry), strict=True))
-        if "outlines" in on:
-            built.update(
-                zip(
-                    LAYER_TRACES["outlines"],
-                    registry.get("outlines").build(self.territories(scope), ctx),
-                    strict=True,
-                )
-            )
-        if "zones" in on:
-            built.update(
-                zip(
-                    LAYER_TRACES["zones"],
-                    registry.get("zones").build(self.zones(scope, day, hour), ctx),
-                    strict=True,
-                )
-            )
-        if "outlets" in on:
-            built.update(
-                zip(
-                    LAYER_TRACES["outlets"],
-                    registry.get("outlets").build(self.outlets(scope, day, hour), ctx),
-                    strict=True,
-                )
-            )
-        if "vehicles" in on:
-            built.update(
-                zip(
-                    LAYER_TRACES["vehicles"],
-                    registry.get("vehicles").build(self.positions(scope, day, hour, "vehicle"), ctx),
-                    strict=True,
-                )
-            )
-        if "couriers" in on:
-            built.update(
-                zip(
-                    LAYER_TRACES["couriers"],
-                    registry.get("couriers").build(self.positions(scope, day, hour, "courier"), ctx),
-                    strict=True,
-                )
-            )
-        if "dispatch_arrows" in on:
-            built.update(
-                zip(
-                    LAYER_TRACES["dispatch_arrows"],
-                    registry.get("dispatch_arrows").build(self.next_hour_moves(scope, day, hour), ctx),
-                    strict=True,
-                )
-            )
+        # The frame each registered layer draws, fetched only when the layer is on.
+        frames = {
+            "outlines": lambda: self.territories(scope),
+            "zones": lambda: self.zones(scope, day, hour),
+            "outlets": lambda: self.outlets(scope, day, hour),
+            "vehicles": lambda: self.positions(scope, day, hour, "vehicle"),
+            "couriers": lambda: self.positions(scope, day, hour, "courier"),
+            "dispatch_arrows": lambda: self.next_hour_moves(scope, day, hour),
+        }
+        for key, frame_of in frames.items():
+            if key in on:
+                traces = registry.get(key).build(frame_of(), ctx)
+                built.update(zip(LAYER_TRACES[key], traces, strict=True))
         out = {}
         for name in TRACE_ORDER:
             t = built.get(name)

@@ -27,6 +27,8 @@ FLAGS = (
     "--mute-audio",
     "--no-default-browser-check",
 )
+#: The same flags for a browser driven by Playwright (which adds its own --headless).
+PLAYWRIGHT_ARGS = [f for f in FLAGS if f != "--headless"]
 #: Seconds a Chromium call may take before it is stopped.
 TIMEOUT = 120
 

@@ -15,15 +15,9 @@ from reports import build as rb
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from reports.chromium import DEFAULT_CHROMIUM as CHROMIUM  # noqa: E402
+from reports.chromium import PLAYWRIGHT_ARGS as CHROMIUM_ARGS  # noqa: E402
+
 DAY = "2026-11-20"
 REGION = "r-440300"
 

@@ -7,16 +7,9 @@ import threading
 import pytest
 
 from config import PROJECT_ROOT, Settings
+from reports.chromium import DEFAULT_CHROMIUM as CHROMIUM  # noqa: E402
+from reports.chromium import PLAYWRIGHT_ARGS as CHROMIUM_ARGS  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
 
