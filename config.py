@@ -33,7 +33,7 @@ class Settings:
     #: Time zone of the network's local clock (hours on the dashboard, naive inputs).
     local_tz: str = "Asia/Shanghai"
     #: DuckDB buffer pool limit (the store spills to disk beyond it).
-    duckdb_memory_limit: str = "2GB"
+    duckdb_memory_limit: str = "1GB"
     #: Rows per batch when importing files (memory stays flat with file size).
     import_batch_rows: int = 1_000_000
     #: Parcels one courier can handle in one hour; capacity present = couriers x this.

@@ -2,7 +2,7 @@
 
 Usage:
     python bench/bench_import.py --rows 10000000            # throughput at 10 M rows
-    python bench/bench_import.py --rows 30000000 --memory   # peak memory at 30 M rows
+    python bench/bench_import.py --rows 30000000 --memory-limit 1GB   # peak memory at 30 M rows
 
 The pings come from the demo generator (realistic tracks of the default network, day
 after day until ``--rows`` is reached), written once to a Parquet file in --work. The
@@ -44,11 +44,22 @@ def make_input(work: Path, rows: int, size: str) -> tuple[Path, Path]:
     with Store(net_db) as store:
         store.save_tree(load_tree())
         net = demo.build_network(store, spec, seed=7)
-        for name, key in (("outlets", "outlet_id"), ("couriers", "courier_id"), ("vehicles", "vehicle_id"),
-                          ("devices", "device_id")):
+        for name, key in (
+            ("outlets", "outlet_id"),
+            ("couriers", "courier_id"),
+            ("vehicles", "vehicle_id"),
+            ("devices", "device_id"),
+        ):
             store.upsert(name, net[name], key)
-    surges = pl.DataFrame(schema={"branch_id": pl.String, "start_hour": pl.Datetime("us"),
-                                  "end_hour": pl.Datetime("us"), "factor": pl.Float64, "cause": pl.String})
+    surges = pl.DataFrame(
+        schema={
+            "branch_id": pl.String,
+            "start_hour": pl.Datetime("us"),
+            "end_hour": pl.Datetime("us"),
+            "factor": pl.Float64,
+            "cause": pl.String,
+        }
+    )
     writer, written, day = None, 0, date(2026, 11, 1)
     while written < rows:
         frame, _ = demo.generate_day(net, day, spec, 7, surges)
@@ -63,7 +74,7 @@ def make_input(work: Path, rows: int, size: str) -> tuple[Path, Path]:
     return net_db, pings
 
 
-def run_import(net_db: Path, pings: Path, work: Path) -> dict:
+def run_import(net_db: Path, pings: Path, work: Path, memory_limit: str) -> dict:
     """Copy the network store and import the file into it, in this process."""
     import shutil
 
@@ -73,14 +84,21 @@ def run_import(net_db: Path, pings: Path, work: Path) -> dict:
     db = work / "import-target.duckdb"
     db.unlink(missing_ok=True)
     shutil.copy(net_db, db)
-    with Store(db) as store:
+    with Store(db, memory_limit=memory_limit) as store:
         t0 = time.perf_counter()
         report = import_file(store, pings, kind="pings")
         seconds = time.perf_counter() - t0
         cube_rows = store.scalar("SELECT count(*) FROM cube_hourly")
-    return {"stages": report.seconds, "rows": report.rows, "accepted": report.accepted, "rejected": report.rejected,
-            "duplicates": report.duplicates, "seconds": seconds, "cube_rows": cube_rows,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "stages": report.seconds,
+        "rows": report.rows,
+        "accepted": report.accepted,
+        "rejected": report.rejected,
+        "duplicates": report.duplicates,
+        "seconds": seconds,
+        "cube_rows": cube_rows,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def plain_approach(pings: Path, sample: int) -> dict:
@@ -106,27 +124,48 @@ def main() -> int:
     ap.add_argument("--size", default="default", choices=["default", "large"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/emap-bench"))
     ap.add_argument("--plain-sample", type=int, default=1_000_000)
+    ap.add_argument("--memory-limit", default="1GB", help="DuckDB buffer pool of the importing store")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     net_db = args.work / f"network-{args.size}.duckdb"
     pings = args.work / f"pings-{args.size}-{args.rows}.parquet"
     if args.child:
-        print(json.dumps(run_import(net_db, pings, args.work)))
+        print(json.dumps(run_import(net_db, pings, args.work, args.memory_limit)))
         return 0
     make_input(args.work, args.rows, args.size)
-    child = subprocess.run([sys.executable, __file__, "--child", "--rows", str(args.rows), "--size", args.size,
-                            "--work", str(args.work)], capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--rows",
+            str(args.rows),
+            "--size",
+            args.size,
+            "--work",
+            str(args.work),
+            "--memory-limit",
+            args.memory_limit,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     emap = json.loads(child.stdout.strip().splitlines()[-1])
     print("stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in emap["stages"].items()))
     plain = plain_approach(pings, args.plain_sample)
     emap_rate = emap["rows"] / emap["seconds"]
     plain_rate = plain["rows"] / plain["seconds"]
-    print(f"EMAP import of {emap['rows']:,} pings: {emap['seconds']:.1f} s = {emap_rate / 1e6:.2f} M pings/s "
-          f"(accepted {emap['accepted']:,}, rejected {emap['rejected']:,}, duplicates {emap['duplicates']:,}; "
-          f"cube rows {emap['cube_rows']:,}); peak RSS {emap['peak_rss_mb']:,.0f} MB")
-    print(f"plain h3 loop + pandas on {plain['rows']:,} of the same rows (index + hourly group-by only, "
-          f"no store): {plain['seconds']:.1f} s = {plain_rate / 1e6:.2f} M pings/s")
+    print(
+        f"EMAP import of {emap['rows']:,} pings: {emap['seconds']:.1f} s = {emap_rate / 1e6:.2f} M pings/s "
+        f"(accepted {emap['accepted']:,}, rejected {emap['rejected']:,}, duplicates {emap['duplicates']:,}; "
+        f"cube rows {emap['cube_rows']:,}); peak RSS {emap['peak_rss_mb']:,.0f} MB"
+    )
+    print(
+        f"plain h3 loop + pandas on {plain['rows']:,} of the same rows (index + hourly group-by only, "
+        f"no store): {plain['seconds']:.1f} s = {plain_rate / 1e6:.2f} M pings/s"
+    )
     print(f"ratio: EMAP end to end is {emap_rate / plain_rate:.1f}x the plain approach's partial pipeline")
     return 0
 

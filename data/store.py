@@ -52,7 +52,7 @@ class Store:
         DuckDB's buffer pool limit (``Settings.duckdb_memory_limit``).
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False, memory_limit: str = "2GB"):
+    def __init__(self, path: str | Path, read_only: bool = False, memory_limit: str = "1GB"):
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
