@@ -8,6 +8,7 @@ creating the database and the demo network on first run. Subcommands:
   import   load CSV or Parquet files of pings, parcel events, outlets or couriers
   replay   stream a generated day to a running server's ingest API
   tokens   create, list or revoke ingest API tokens
+  users    create, list, set-role, reset-password, disable or enable users
   export   export a heatmap report (HTML, PNG, PDF, GeoJSON, CSV, GeoParquet)
   backtest score the workload forecast hour by hour over a day
   simulate apply dispatch suggestions over a day: before / after
@@ -51,6 +52,25 @@ def ensure_demo(store, settings: Settings) -> None:
                            progress=_say(t0))
     print(f"Demo ready in {time.perf_counter() - t0:.0f}s: {totals['pings']:,} pings, "
           f"{totals['parcel_events']:,} parcel events.")
+    from auth.demo import create_accounts
+
+    create_accounts(store, settings.data_dir)
+
+
+def _ensure_accounts(store, settings: Settings) -> None:
+    """A demo store made before accounts existed gets them; any other store without a
+    user says how to create one."""
+    from auth import users
+
+    users.ensure_tables(store)
+    if store.scalar("SELECT count(*) FROM users") > 0:
+        return
+    if store.meta("demo_size") is not None:
+        from auth.demo import create_accounts
+
+        create_accounts(store, settings.data_dir)
+    else:
+        print("No users yet: python app.py users create NAME --role admin --node hq", flush=True)
 
 
 def cmd_serve(args, settings: Settings) -> int:
@@ -59,6 +79,7 @@ def cmd_serve(args, settings: Settings) -> int:
     store = _store(settings)
     if not args.no_demo:
         ensure_demo(store, settings)
+    _ensure_accounts(store, settings)
     blueprints = []
     try:
         from data.http_api import make_ingest_blueprint
@@ -66,7 +87,7 @@ def cmd_serve(args, settings: Settings) -> int:
         make_ingest_blueprint = None
     if make_ingest_blueprint is not None:
         blueprints.append(make_ingest_blueprint(store, settings))
-    app = build_app(store, settings, blueprints=blueprints)
+    app = build_app(store, settings, blueprints=blueprints, auth=True)
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"EMAP dashboard on http://{host}:{port}/", flush=True)
@@ -160,6 +181,12 @@ def cmd_tokens(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_users(args, settings: Settings) -> int:
+    from auth import cli
+
+    return cli.run(args, settings)
+
+
 def cmd_export(args, settings: Settings) -> int:
     from reports import cli
 
@@ -226,6 +253,12 @@ def parser() -> argparse.ArgumentParser:
     grp.add_argument("--system", dest="subject_system", help="name of an operations system")
     t.add_argument("--id", dest="token_id", help="token id to revoke")
     t.set_defaults(func=cmd_tokens)
+
+    u = sub.add_parser("users", help="create, list, set-role, reset-password, disable users (server stopped)")
+    from auth import cli as users_cli
+
+    users_cli.add_arguments(u)
+    u.set_defaults(func=cmd_users)
 
     e = sub.add_parser("export", help="export a heatmap report: html, png, pdf, geojson, csv, parquet")
     from reports import cli as report_cli

@@ -72,6 +72,15 @@ class Settings:
     #: are accepted anyway.
     osmand_require_token: bool = False
 
+    # -- access (auth/) ---------------------------------------------------------------------
+    #: Hours a sign-in lasts.
+    session_hours: int = 12
+    #: Send the session cookie over HTTPS only (turn on behind TLS).
+    cookie_secure: bool = False
+    #: Failed sign-ins per address and user name within the window before 429.
+    login_max_failures: int = 5
+    login_window_seconds: float = 300.0
+
     @property
     def db_path(self) -> Path:
         return Path(self.data_dir) / self.db_name

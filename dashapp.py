@@ -26,7 +26,12 @@ def translations() -> dict:
 
 
 def build_app(
-    store, settings, blueprints: Iterable = (), warm: bool = True, prefetch: bool = True
+    store,
+    settings,
+    blueprints: Iterable = (),
+    warm: bool = True,
+    prefetch: bool = True,
+    auth: bool | None = None,
 ) -> dash.Dash:
     """The dashboard for one store.
 
@@ -42,6 +47,11 @@ def build_app(
     prefetch : bool
         After each new view, prepare its busiest children in a background thread, so
         that drilling down mostly reads the cache.
+    auth : bool or None
+        True: every page and callback needs a signed-in user and is kept inside the
+        user's subtree (``auth/web.py``; users in the store's ``users`` table). None or
+        False: an open app, for tests and benchmarks on loopback. ``python app.py serve``
+        always signs users in.
 
     Returns
     -------
@@ -54,7 +64,17 @@ def build_app(
     model = Model(store, settings, Cache(size=1024))
     if warm:
         threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
-    app.layout = dashboard.layout(text)
+    if auth:
+        from auth import web
+
+        web.install(app, store, settings)
+        base = dashboard.layout(text)
+        app.layout = lambda: dashboard.with_user_bar(base, web.viewer())
+    else:
+        app.layout = dashboard.layout(text)
     dashboard.register(app, model, text, Prefetcher(model) if prefetch else None)
     outlook.register(app, model, text)
+    from auth.web import security_headers
+
+    security_headers(app)
     return app

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dash import ALL, Input, Output, Patch, State, ctx, dash_table, dcc, html, no_update
 
+from auth import scope as access
+from auth.web import viewer, viewer_root
 from geo import cells as h3cells
 from layers.hexes import METRICS
 from layers.registry import LAYERS
@@ -136,6 +138,39 @@ def layout(text: dict) -> html.Div:
     )
 
 
+def with_user_bar(base: html.Div, user: dict | None) -> html.Div:
+    """The page with the signed-in user's name and a sign-out link above it."""
+    if user is None:
+        return base
+    bar = html.Div(
+        [
+            html.Span(f"{user['name']} · {user['role']} · {user['node_id']}", id="user-name"),
+            html.A("退出 · Sign out", href="/logout", id="logout"),
+        ],
+        className="emap-user",
+    )
+    return html.Div([bar, base])
+
+
+def _subtree(model: Model, root: str) -> set[str]:
+    nodes = model.nodes()
+    parents = dict(zip(nodes["node_id"].to_list(), nodes["parent_id"].to_list(), strict=True))
+    return access.subtree(root, parents)
+
+
+def _private_ok(model: Model, node: str) -> bool:
+    """May the signed-in user see individual couriers and vehicles at ``node``?"""
+    return access.may_see_positions(viewer(), model.node(node)["level"])
+
+
+def _shown_layers(model: Model, state: dict) -> list[str]:
+    """The state's layers less the individual positions the user may not see there."""
+    layers = list(state.get("layers") or [])
+    if _private_ok(model, state["node"]):
+        return layers
+    return [k for k in layers if k not in access.PRIVATE_LAYERS]
+
+
 def _fmt(key: str, v) -> str:
     if v is None:
         return "–"
@@ -199,11 +234,12 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         state,
     ):
         trig = ctx.triggered_id
-        dates = model.dates()
+        root = viewer_root(model.root())
+        dates = model.dates(root)
         if state is None or trig == ids.URL or trig is None:
-            newest = model.newest()
-            base = st.default(day=newest[0] if newest else None, hour=newest[1] if newest else 10)
-            s = st.parse(search, base, set(model.nodes()["node_id"].to_list()), dates)
+            newest = model.newest(root)
+            base = st.default(node=root, day=newest[0] if newest else None, hour=newest[1] if newest else 10)
+            s = st.parse(search, base, _subtree(model, root), dates)
         else:
             s = dict(state)
             s["zone"] = None
@@ -242,6 +278,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                 if newest:
                     s["date"], s["hour"] = newest
                 s["tick"] = (s.get("tick") or 0) + 1
+        s["layers"] = _shown_layers(model, s)
         options = [{"label": d, "value": d} for d in dates]
         return (
             s,
@@ -283,9 +320,17 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     )
     def labels(state):
         t = text[state["lang"]]
+        private_ok = _private_ok(model, state["node"])
         return [t[v] for v in ids.LABELS.values()] + [
             [{"label": t["metric_" + m], "value": m} for m in METRICS],
-            [{"label": t["layer_" + layer.key], "value": layer.key} for layer in LAYERS],
+            [
+                {
+                    "label": t["layer_" + layer.key],
+                    "value": layer.key,
+                    "disabled": layer.key in access.PRIVATE_LAYERS and not private_ok,
+                }
+                for layer in LAYERS
+            ],
             [{"label": t["basemap_" + b], "value": b} for b in BASEMAPS],
             [{"label": t["live"], "value": "live"}],
         ]
@@ -293,6 +338,9 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     @app.callback(Output(ids.BREADCRUMB, "children"), Output(ids.DRILL, "options"), Input(ids.STATE, "data"))
     def breadcrumb(state):
         path = model.path(state["node"])
+        # The trail starts at the user's own node: nodes above it are not theirs to open.
+        root = viewer_root(path[0]["node_id"])
+        path = path[[n["node_id"] for n in path].index(root) :] if root in {n["node_id"] for n in path} else path[-1:]
         crumbs = []
         for i, n in enumerate(path):
             name = n["name"] if state["lang"] == "zh" or not n.get("name_en") else n["name_en"]
@@ -318,6 +366,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     )
     def draw_map(state, shown):
         t = text[state["lang"]]
+        state = {**state, "layers": _shown_layers(model, state)}
         key = model.geometry_key(state)
         if shown and shown.get("key") == key and "hexes" in state["layers"] and shown.get("sig"):
             cells, geometry, sig = model.geometry(

@@ -1,0 +1,1 @@
+"""Users, roles bound to a node of the organisation tree, and their enforcement."""
