@@ -23,11 +23,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--node", help="node the role is bound to (hq, div-south, r-440300, b-440305)")
     parser.add_argument("--name", help="display name")
     grp = parser.add_mutually_exclusive_group()
-    grp.add_argument("--couriers", dest="couriers", action="store_true", default=None,
-                     help="may see individual courier positions above branch level")
+    grp.add_argument(
+        "--couriers",
+        dest="couriers",
+        action="store_true",
+        default=None,
+        help="may see individual courier positions above branch level",
+    )
     grp.add_argument("--no-couriers", dest="couriers", action="store_false")
-    parser.add_argument("--generate", action="store_true",
-                        help="generate a password and print it once (else EMAP_NEW_PASSWORD or a prompt)")
+    parser.add_argument(
+        "--generate",
+        action="store_true",
+        help="generate a password and print it once (else EMAP_NEW_PASSWORD or a prompt)",
+    )
 
 
 def _password(args) -> str:
@@ -61,11 +69,19 @@ def run(args, settings) -> int:
             if not args.role or not args.node:
                 print("error: users create needs --role and --node", file=sys.stderr)
                 return 2
-            users.create_user(store, args.user, _password(args), args.role, args.node, name=args.name,
-                              can_see_couriers=bool(args.couriers))
+            users.create_user(
+                store,
+                args.user,
+                _password(args),
+                args.role,
+                args.node,
+                name=args.name,
+                can_see_couriers=bool(args.couriers),
+            )
         elif args.action == "set-role":
-            users.update_user(store, args.user, role=args.role, node_id=args.node,
-                              can_see_couriers=args.couriers)
+            users.update_user(
+                store, args.user, role=args.role, node_id=args.node, can_see_couriers=args.couriers
+            )
         elif args.action == "reset-password":
             if users.get_user(store, args.user) is None:
                 raise users.UserError(f"no user {args.user!r}")

@@ -70,8 +70,16 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
-def create_user(store, user_id: str, password: str, role: str, node_id: str, name: str | None = None,
-                can_see_couriers: bool = False, by: str = "cli") -> None:
+def create_user(
+    store,
+    user_id: str,
+    password: str,
+    role: str,
+    node_id: str,
+    name: str | None = None,
+    can_see_couriers: bool = False,
+    by: str = "cli",
+) -> None:
     """Add a user.
 
     Examples
@@ -87,8 +95,14 @@ def create_user(store, user_id: str, password: str, role: str, node_id: str, nam
     now = _now()
     store.cursor().execute(
         "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, false, ?, ?)",
-        [user_id, name or user_id, hash_password(password), role, node_id, bool(can_see_couriers), now, now])
-    audit(store, by, "user_change", f"create {user_id} role={role} node={node_id} couriers={bool(can_see_couriers)}")
+        [user_id, name or user_id, hash_password(password), role, node_id, bool(can_see_couriers), now, now],
+    )
+    audit(
+        store,
+        by,
+        "user_change",
+        f"create {user_id} role={role} node={node_id} couriers={bool(can_see_couriers)}",
+    )
 
 
 def get_user(store, user_id: str) -> dict | None:
@@ -106,16 +120,28 @@ def list_users(store) -> pl.DataFrame:
     return store.sql("SELECT * EXCLUDE (password_hash) FROM users ORDER BY user_id")
 
 
-def update_user(store, user_id: str, *, role: str | None = None, node_id: str | None = None,
-                can_see_couriers: bool | None = None, disabled: bool | None = None,
-                password: str | None = None, by: str = "cli") -> None:
+def update_user(
+    store,
+    user_id: str,
+    *,
+    role: str | None = None,
+    node_id: str | None = None,
+    can_see_couriers: bool | None = None,
+    disabled: bool | None = None,
+    password: str | None = None,
+    by: str = "cli",
+) -> None:
     """Change a user's role, node, courier grant, disabled flag or password."""
     if get_user(store, user_id) is None:
         raise UserError(f"no user {user_id!r}")
     _check(store, role, node_id)
     sets, params, said = [], [], []
-    for col, value in (("role", role), ("node_id", node_id), ("can_see_couriers", can_see_couriers),
-                       ("disabled", disabled)):
+    for col, value in (
+        ("role", role),
+        ("node_id", node_id),
+        ("can_see_couriers", can_see_couriers),
+        ("disabled", disabled),
+    ):
         if value is not None:
             sets.append(f"{col} = ?")
             params.append(value)
@@ -126,8 +152,9 @@ def update_user(store, user_id: str, *, role: str | None = None, node_id: str | 
         said.append("password reset")
     if not sets:
         return
-    store.cursor().execute(f"UPDATE users SET {', '.join(sets)}, updated_at = ? WHERE user_id = ?",
-                           [*params, _now(), user_id])
+    store.cursor().execute(
+        f"UPDATE users SET {', '.join(sets)}, updated_at = ? WHERE user_id = ?", [*params, _now(), user_id]
+    )
     audit(store, by, "user_change", f"{user_id}: {', '.join(said)}")
 
 
@@ -150,8 +177,9 @@ def audit(store, user_id: str | None, action: str, detail: str = "") -> None:
     """Append one line to the audit log."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
-    store.cursor().execute("INSERT INTO audit_log VALUES (?, ?, ?, ?)",
-                           [_now(), user_id, action, detail[:2000]])
+    store.cursor().execute(
+        "INSERT INTO audit_log VALUES (?, ?, ?, ?)", [_now(), user_id, action, detail[:2000]]
+    )
 
 
 def audit_log(store, action: str | None = None) -> pl.DataFrame:

@@ -89,20 +89,22 @@ def content_security_policy(app) -> str:
     Dash's inline bootstrap scripts); plotly's map needs ``blob:`` workers; inline styles
     are set by Dash components; tiles and glyphs may come from any HTTPS server."""
     hashes = " ".join(app.csp_hashes()) if hasattr(app, "csp_hashes") else ""
-    return "; ".join([
-        "default-src 'self'",
-        f"script-src 'self' 'unsafe-eval' {hashes}".strip(),
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: blob: https:",
-        "connect-src 'self' https:",
-        "font-src 'self' data:",
-        "worker-src 'self' blob:",
-        "child-src 'self' blob:",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' 'unsafe-eval' {hashes}".strip(),
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob: https:",
+            "connect-src 'self' https:",
+            "font-src 'self' data:",
+            "worker-src 'self' blob:",
+            "child-src 'self' blob:",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def security_headers(app) -> None:
@@ -125,8 +127,11 @@ def _secret_key() -> str:
     key = os.environ.get(SECRET_ENV)
     if key:
         return key
-    print(f"{SECRET_ENV} is not set: using a random session key for this run; "
-          "sessions will not survive a restart.", flush=True)
+    print(
+        f"{SECRET_ENV} is not set: using a random session key for this run; "
+        "sessions will not survive a restart.",
+        flush=True,
+    )
     return secrets.token_hex(32)
 
 
@@ -177,8 +182,12 @@ class Access:
         return sc.user_root(user, self.parents)
 
     def refuse(self, user: dict | None, reason: str, status: int = 403) -> Response:
-        users.audit(self.store, user["user_id"] if user else None, "refusal",
-                    f"{request.method} {request.path}: {reason} (from {_client_ip()})")
+        users.audit(
+            self.store,
+            user["user_id"] if user else None,
+            "refusal",
+            f"{request.method} {request.path}: {reason} (from {_client_ip()})",
+        )
         return Response(orjson.dumps({"error": "forbidden"}), status, mimetype="application/json")
 
     # -- the guard ------------------------------------------------------------------------
@@ -205,8 +214,12 @@ class Access:
         named = q.get("node", [])
         outside = [n for n in named if not sc.within(n, root, self.parents)]
         if outside:
-            users.audit(self.store, user["user_id"], "refusal",
-                        f"GET /: node {outside[0]!r} outside {root} (from {_client_ip()})")
+            users.audit(
+                self.store,
+                user["user_id"],
+                "refusal",
+                f"GET /: node {outside[0]!r} outside {root} (from {_client_ip()})",
+            )
         if outside or (not named and root != self.top):
             q["node"] = [root]
             return redirect("/?" + urlencode(q, doseq=True))
@@ -247,9 +260,13 @@ class Access:
                     return self.refuse(user, f"{what} by a {user['role']}")
                 if out_id == "export-download" and state is not None:
                     fmt = next((i.get("value") for i in items if i.get("id") == "export-format"), None)
-                    users.audit(self.store, user["user_id"], "export",
-                                f"node={state['node']} date={state.get('date')} hour={state.get('hour')} "
-                                f"format={fmt}")
+                    users.audit(
+                        self.store,
+                        user["user_id"],
+                        "export",
+                        f"node={state['node']} date={state.get('date')} hour={state.get('hour')} "
+                        f"format={fmt}",
+                    )
         return None
 
     # -- pages ------------------------------------------------------------------------------
@@ -261,15 +278,18 @@ class Access:
             return _login_html(session["csrf"], nxt)
         form = request.form
         if not hmac.compare_digest(str(form.get("csrf", "")), str(session.get("csrf", ""))):
-            return _login_html(session["csrf"], nxt, "Session expired: please try again. 会话已过期，请重试。", 400)
+            return _login_html(
+                session["csrf"], nxt, "Session expired: please try again. 会话已过期，请重试。", 400
+            )
         uid = (form.get("user") or "").strip()[:64]
         ip = _client_ip()
         key = f"{ip}|{uid.lower()}"
         # Per name and address, plus a wider cap per address against guessing many names.
         if self.limiter.blocked(key) or self.limiter.blocked(ip, 10 * self.limiter.max_failures):
             users.audit(self.store, uid, "login_failed", f"rate limited (from {ip})")
-            return _login_html(session["csrf"], nxt, "Too many attempts: wait a few minutes. 尝试次数过多，请稍后再试。",
-                               429)
+            return _login_html(
+                session["csrf"], nxt, "Too many attempts: wait a few minutes. 尝试次数过多，请稍后再试。", 429
+            )
         user = users.authenticate(self.store, uid, form.get("password") or "")
         if user is None:
             self.limiter.failed(key)
@@ -289,9 +309,12 @@ class Access:
         if request.method == "GET":
             if "csrf" not in session:
                 session["csrf"] = secrets.token_urlsafe(24)
-            return _page("Sign out · 退出", f"""<form method="post" action="/logout">
-<input type="hidden" name="csrf" value="{escape(session['csrf'])}">
-<button type="submit">Sign out · 退出</button></form>""")
+            return _page(
+                "Sign out · 退出",
+                f"""<form method="post" action="/logout">
+<input type="hidden" name="csrf" value="{escape(session["csrf"])}">
+<button type="submit">Sign out · 退出</button></form>""",
+            )
         if hmac.compare_digest(str(request.form.get("csrf", "")), str(session.get("csrf", ""))):
             uid = session.get("uid")
             session.clear()
@@ -316,20 +339,26 @@ box-sizing:border-box}button{margin-top:16px;padding:6px 18px}.err{color:#b00020
 
 
 def _page(title: str, body: str, status: int = 200) -> Response:
-    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>EMAP · {escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><main><h1>EMAP</h1>{body}</main></body></html>")
+    html = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>EMAP · {escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><main><h1>EMAP</h1>{body}</main></body></html>"
+    )
     return Response(html, status, mimetype="text/html")
 
 
 def _login_html(csrf: str, nxt: str, message: str = "", status: int = 200) -> Response:
     err = f"<p class='err' role='alert'>{escape(message)}</p>" if message else ""
-    return _page("Sign in · 登录", f"""{err}<form method="post" action="/login">
+    return _page(
+        "Sign in · 登录",
+        f"""{err}<form method="post" action="/login">
 <input type="hidden" name="csrf" value="{escape(csrf)}">
 <input type="hidden" name="next" value="{escape(nxt)}">
 <label for="user">User · 用户</label><input id="user" name="user" autocomplete="username" required>
 <label for="password">Password · 密码</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in · 登录</button></form>""", status)
+<button type="submit">Sign in · 登录</button></form>""",
+        status,
+    )
 
 
 def install(app, store, settings) -> Access:

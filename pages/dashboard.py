@@ -340,7 +340,11 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         path = model.path(state["node"])
         # The trail starts at the user's own node: nodes above it are not theirs to open.
         root = viewer_root(path[0]["node_id"])
-        path = path[[n["node_id"] for n in path].index(root) :] if root in {n["node_id"] for n in path} else path[-1:]
+        path = (
+            path[[n["node_id"] for n in path].index(root) :]
+            if root in {n["node_id"] for n in path}
+            else path[-1:]
+        )
         crumbs = []
         for i, n in enumerate(path):
             name = n["name"] if state["lang"] == "zh" or not n.get("name_en") else n["name_en"]
