@@ -92,7 +92,7 @@ def content_security_policy(app) -> str:
     return "; ".join(
         [
             "default-src 'self'",
-            f"script-src 'self' 'unsafe-eval' {hashes}".strip(),
+            f"script-src 'self' {hashes}".strip(),
             "style-src 'self' 'unsafe-inline'",
             "img-src 'self' data: blob: https:",
             "connect-src 'self' https:",

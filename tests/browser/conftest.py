@@ -42,7 +42,10 @@ def browser():
 @pytest.fixture
 def page(browser):
     ARTIFACTS.mkdir(exist_ok=True)
-    context = browser.new_context(viewport={"width": 1500, "height": 900})
+    # Playwright evaluates string predicates with eval(), which the dashboard's content
+    # security policy forbids; tests/browser/test_access.py checks the page under the
+    # policy with a page that does not bypass it.
+    context = browser.new_context(viewport={"width": 1500, "height": 900}, bypass_csp=True)
     pg = context.new_page()
     pg.set_default_timeout(20_000)
     yield pg

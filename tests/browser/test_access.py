@@ -22,6 +22,25 @@ document.addEventListener('securitypolicyviolation',
 """
 
 
+@pytest.fixture
+def page(browser):
+    """A page that honours the content security policy (no bypass)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1500, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+
+
+def _wait_hexes(page):
+    page.wait_for_function(
+        "() => { const gd = document.querySelector('#map .js-plotly-plot');"
+        " const h = gd && gd.data && gd.data.find(t => t.uid === 'hexes');"
+        " return h && (h.locations || []).length > 0; }"
+    )
+
+
 def _sign_in(page, url: str, user: str, target: str = "/"):
     page.goto(f"{url}{target}")
     page.wait_for_selector("#user")
@@ -48,12 +67,8 @@ def test_region_manager_gets_the_region_and_the_map_draws_under_the_csp(page, au
     page.add_init_script(WATCH)
     _sign_in(page, auth_url, "shenzhen")
     assert _node(page) == "r-440300"
-    page.wait_for_function("document.querySelector('#map .js-plotly-plot canvas')")
-    page.wait_for_function(
-        "(() => { const gd = document.querySelector('#map .js-plotly-plot');"
-        " const h = gd && gd.data && gd.data.find(t => t.uid === 'hexes');"
-        " return h && (h.locations || []).length > 0; })()"
-    )
+    page.wait_for_function("() => document.querySelector('#map .js-plotly-plot canvas')")
+    _wait_hexes(page)
     # the breadcrumb starts at the user's node: nothing above it to click
     crumbs = page.eval_on_selector_all("#breadcrumb button", "bs => bs.map(b => b.id)")
     assert len(crumbs) == 1 and "r-440300" in crumbs[0]
@@ -63,8 +78,18 @@ def test_region_manager_gets_the_region_and_the_map_draws_under_the_csp(page, au
     )
     assert set(disabled) == {"couriers", "vehicles"}
     page.screenshot(path=str(ARTIFACTS / "access-region.png"))
-    assert page.evaluate("window.__csp") == [] and dialogs == []
+    assert page.evaluate("() => window.__csp") == [] and dialogs == []
     assert _hexes(page) > 0
+    # a branch inside the region, every layer on (couriers are shown at branch level)
+    page.goto(f"{auth_url}/?node=b-440304&hour=10&layers=hexes,outlines,zones,outlets,vehicles,couriers")
+    page.wait_for_selector("#breadcrumb button.current")
+    _wait_hexes(page)
+    page.wait_for_function("() => document.querySelectorAll('#kpis .kpi').length > 0")
+    page.wait_for_timeout(1000)
+    assert "couriers" in page.evaluate(
+        "() => document.querySelector('#map .js-plotly-plot').data.map(t => t.uid).join(' ')"
+    )
+    assert page.evaluate("() => window.__csp") == [] and dialogs == []
 
 
 def test_an_edited_url_lands_on_the_users_own_node(page, auth_url, auth_store):
@@ -93,7 +118,7 @@ def test_markup_in_a_node_name_shows_as_text(page, auth_url):
     # the region manager sees it in the drill-down list and the children table
     page.context.clear_cookies()
     _sign_in(page, auth_url, "shenzhen")
-    page.wait_for_function(f"document.querySelector('#children').innerText.includes({XSS_NAME!r})")
+    page.wait_for_function(f"() => document.querySelector('#children').innerText.includes({XSS_NAME!r})")
     assert page.locator("img[src='x']").count() == 0
     page.wait_for_timeout(500)
     assert dialogs == []
