@@ -166,8 +166,13 @@ def cmd_tokens(args, settings: Settings) -> int:
         if not args.subject:
             print("error: tokens create needs --device ID or --system NAME", file=sys.stderr)
             return 2
-        secret = tokens.create_token(store, args.kind, args.subject)
-        print(f"{args.kind} token for {args.subject}: {secret}")
+        try:
+            secret = tokens.create_token(store, args.kind, args.subject, node_id=args.node)
+        except (ValueError, LookupError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        bound = f" (records inside {args.node} only)" if args.node else ""
+        print(f"{args.kind} token for {args.subject}{bound}: {secret}")
         print("It is shown once; the store keeps only its hash.")
     elif args.action == "list":
         print(tokens.list_tokens(store))
@@ -252,6 +257,7 @@ def parser() -> argparse.ArgumentParser:
     grp.add_argument("--device", dest="subject_device", help="device id the token may write for")
     grp.add_argument("--system", dest="subject_system", help="name of an operations system")
     t.add_argument("--id", dest="token_id", help="token id to revoke")
+    t.add_argument("--node", help="bind a system token to a node: records outside it are rejected")
     t.set_defaults(func=cmd_tokens)
 
     u = sub.add_parser("users", help="create, list, set-role, reset-password, disable users (server stopped)")

@@ -27,6 +27,7 @@ import sys
 from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import parse_qsl
 
+import numpy as np
 import orjson
 from flask import Blueprint, Flask, Response, request
 
@@ -35,6 +36,7 @@ from data import osmand
 from data.group_commit import Busy, GroupCommitter
 from data.store import Store
 from data.tokens import Principal, TokenCache
+from geo import cells as h3cells
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,30 @@ def _device_of(record: dict):
         if isinstance(key, str) and key.strip().lower() in _DEVICE_KEYS:
             return record[key]
     return None
+
+
+def _outside_node(store: Store, records: list[dict], node_id: str) -> list[int]:
+    """Positions of the records whose point lies outside ``node_id``'s branches. Records
+    without a readable position are left to the validator (which rejects them)."""
+    pos, lat, lng = [], [], []
+    for j, r in enumerate(records):
+        low = {str(k).lower(): v for k, v in r.items()}
+        try:
+            la = float(next(low[k] for k in ("lat", "latitude") if k in low))
+            ln = float(next(low[k] for k in ("lng", "lon", "longitude", "long") if k in low))
+        except (StopIteration, TypeError, ValueError):
+            continue
+        if -90 <= la <= 90 and -180 <= ln <= 180:
+            pos.append(j)
+            lat.append(la)
+            lng.append(ln)
+    if not pos:
+        return []
+    cells = h3cells.latlng_to_cells(np.asarray(lat), np.asarray(lng))
+    branches = store.branches_of_cells(cells).to_list()
+    allowed = {r[0] for r in store.cursor().execute(
+        "SELECT branch_id FROM node_branches WHERE ancestor_id = ?", [node_id]).fetchall()}
+    return [j for j, b in zip(pos, branches, strict=True) if b not in allowed]
 
 
 def make_ingest_blueprint(store: Store, settings: Settings,
@@ -204,6 +230,13 @@ def make_ingest_blueprint(store: Store, settings: Settings,
                     continue
             records.append(item)
             indices.append(i)
+        if principal.node_id is not None and records:
+            outside = set(_outside_node(store, records, principal.node_id))
+            for j in sorted(outside):
+                early.append((indices[j], f"the token of system '{principal.system_name}' cannot report "
+                                          f"outside node '{principal.node_id}'", records[j]))
+            records = [r for j, r in enumerate(records) if j not in outside]
+            indices = [x for j, x in enumerate(indices) if j not in outside]
         outcome = commit(kind, records, f"POST {endpoint} ({principal.name})", indices, early)
         if isinstance(outcome, Response):
             return outcome
@@ -253,6 +286,10 @@ def make_ingest_blueprint(store: Store, settings: Settings,
             if other:
                 return Response(f"the token of device '{principal.device_id}' cannot report for "
                                 f"device '{sorted(other)[0]}'\n", 403, mimetype="text/plain")
+        if principal is not None and principal.node_id is not None and _outside_node(
+                store, records, principal.node_id):
+            return Response(f"the token of system '{principal.system_name}' cannot report outside node "
+                            f"'{principal.node_id}'\n", 403, mimetype="text/plain")
         outcome = commit("pings", records, "osmand")
         if isinstance(outcome, Response):
             return Response(orjson.loads(outcome.get_data())["error"] + "\n", outcome.status_code,

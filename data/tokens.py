@@ -1,7 +1,8 @@
 """API tokens for devices and systems. Only the SHA-256 of a token is stored.
 
 A **device** token lets one device report its own positions (and scans); a **system**
-token lets an operations system push pings and parcel events for any device. Tokens are
+token lets an operations system push pings and parcel events for any device, or, when
+the token is bound to a node, only records positioned inside that node's territory. Tokens are
 shown once, when created, and can be revoked; a revoked token stops working within
 :data:`CACHE_SECONDS` in a running server.
 """
@@ -29,8 +30,11 @@ _DDL = """CREATE TABLE IF NOT EXISTS tokens (
     device_id VARCHAR,               -- for kind = device
     system_name VARCHAR,             -- for kind = system
     created_at TIMESTAMP NOT NULL,
-    revoked_at TIMESTAMP
+    revoked_at TIMESTAMP,
+    node_id VARCHAR                  -- system tokens: records must lie inside this node (NULL: anywhere)
 )"""
+#: Stores made before tokens could be bound to a node.
+_MIGRATE = "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS node_id VARCHAR"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Principal:
     kind: str
     device_id: str | None = None
     system_name: str | None = None
+    node_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -51,15 +56,17 @@ def hash_token(token: str) -> str:
 
 
 def ensure_table(store: Store) -> None:
-    """Create the tokens table if missing."""
-    store.cursor().execute(_DDL)
+    """Create the tokens table if missing (and add columns newer than the store)."""
+    cur = store.cursor()
+    cur.execute(_DDL)
+    cur.execute(_MIGRATE)
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def create_token(store: Store, kind: str, subject: str) -> str:
+def create_token(store: Store, kind: str, subject: str, node_id: str | None = None) -> str:
     """Create a token and return it in clear (the only time it is available).
 
     Parameters
@@ -67,6 +74,9 @@ def create_token(store: Store, kind: str, subject: str) -> str:
     kind : {"device", "system"}
     subject : str
         The device id (device token) or a name for the system (system token).
+    node_id : str, optional
+        Bind a system token to a node of the tree: records outside its territory are
+        rejected.
 
     Examples
     --------
@@ -76,12 +86,24 @@ def create_token(store: Store, kind: str, subject: str) -> str:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     if not subject or not str(subject).strip():
         raise ValueError("a token needs a device id or a system name")
+    if node_id is not None and kind != "system":
+        raise ValueError("only a system token is bound to a node (a device token is bound to its device)")
     ensure_table(store)
+    if node_id is not None:
+        store.check_scope(node_id)
     token = "emap_" + secrets.token_urlsafe(32)
     store.cursor().execute(
-        "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)",
-        [hash_token(token), kind, subject if kind == "device" else None,
-         subject if kind == "system" else None, _now()])
+        "INSERT INTO tokens (token_hash, kind, device_id, system_name, created_at, node_id) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            hash_token(token),
+            kind,
+            subject if kind == "device" else None,
+            subject if kind == "system" else None,
+            _now(),
+            node_id,
+        ],
+    )
     return token
 
 
@@ -90,7 +112,8 @@ def list_tokens(store: Store) -> pl.DataFrame:
     ensure_table(store)
     return store.sql(
         "SELECT left(token_hash, 12) AS token_id, kind, coalesce(device_id, system_name) AS subject, "
-        "created_at, revoked_at FROM tokens ORDER BY created_at")
+        "node_id, created_at, revoked_at FROM tokens ORDER BY created_at"
+    )
 
 
 def revoke_token(store: Store, token_id: str) -> int:
@@ -102,10 +125,14 @@ def revoke_token(store: Store, token_id: str) -> int:
         raise ValueError("give at least 8 hex digits of the token id")
     ensure_table(store)
     cur = store.cursor()
-    n = cur.execute("SELECT count(*) FROM tokens WHERE starts_with(token_hash, ?) AND revoked_at IS NULL",
-                    [token_id.lower()]).fetchone()[0]
-    cur.execute("UPDATE tokens SET revoked_at = ? WHERE starts_with(token_hash, ?) AND revoked_at IS NULL",
-                [_now(), token_id.lower()])
+    n = cur.execute(
+        "SELECT count(*) FROM tokens WHERE starts_with(token_hash, ?) AND revoked_at IS NULL",
+        [token_id.lower()],
+    ).fetchone()[0]
+    cur.execute(
+        "UPDATE tokens SET revoked_at = ? WHERE starts_with(token_hash, ?) AND revoked_at IS NULL",
+        [_now(), token_id.lower()],
+    )
     return n
 
 
@@ -129,9 +156,15 @@ class TokenCache:
             hit = self._seen.get(digest)
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
-        row = self._store.cursor().execute(
-            "SELECT kind, device_id, system_name FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-            [digest]).fetchone()
+        row = (
+            self._store.cursor()
+            .execute(
+                "SELECT kind, device_id, system_name, node_id FROM tokens "
+                "WHERE token_hash = ? AND revoked_at IS NULL",
+                [digest],
+            )
+            .fetchone()
+        )
         principal = Principal(*row) if row else None
         with self._lock:
             if len(self._seen) > 100_000:  # bounded: a flood of random tokens cannot grow it forever

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import polars as pl
 import pytest
 import requests
 
 from auth import scope as sc
 from auth import users
 from config import Settings
+from data import tokens
 from data.tokens import create_token
 from pages import state as st
 from pages.model import Model
@@ -364,3 +366,32 @@ def test_device_token_cannot_write_another_device(auth_url, auth_store):
     # a session cookie is no ingest credential
     s, _ = login(auth_url, "admin")
     assert s.post(f"{auth_url}/api/v1/pings", json=[ping]).status_code == 401
+
+
+def test_system_token_bound_to_a_node_writes_only_inside_it(auth_url, auth_store):
+    token = create_token(auth_store, "system", "shenzhen-wms", node_id="r-440300")
+    assert (
+        tokens.list_tokens(auth_store).filter(pl.col("subject") == "shenzhen-wms")["node_id"][0] == "r-440300"
+    )
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    inside = {
+        "event_id": "auth-in-1",
+        "parcel_id": "p-auth-1",
+        "kind": "pickup",
+        "ts": now,
+        "lat": 22.5431,
+        "lng": 114.0579,
+    }  # Futian, Shenzhen
+    outside = {**inside, "event_id": "auth-out-1", "lat": 23.1291, "lng": 113.2644}  # Guangzhou
+    r = requests.post(
+        f"{auth_url}/api/v1/events", json=[inside, outside], headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1
+    assert r.json()["rejected"] == [
+        {"index": 1, "reason": "the token of system 'shenzhen-wms' cannot report outside node 'r-440300'"}
+    ]
+    stored = auth_store.sql("SELECT event_id FROM parcel_events WHERE event_id LIKE 'auth-%'")["event_id"]
+    assert stored.to_list() == ["auth-in-1"]
+    with pytest.raises(ValueError):
+        create_token(auth_store, "device", "dev-x", node_id="r-440300")
