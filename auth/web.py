@@ -202,8 +202,8 @@ class Access:
             return Response(orjson.dumps({"error": "login required"}), 401, mimetype="application/json")
         g.emap_user = user
         g.emap_root = root = self.root(user)
-        if path == "/" and request.method == "GET":
-            return self._check_page(user, root)
+        if request.method == "GET" and not path.startswith(("/_dash", "/assets/", "/_favicon", "/logout")):
+            return self._check_page(user, root)  # Dash serves its page under any path
         if path == CALLBACK_PATH:
             return self._check_callback(user, root)
         return None
@@ -218,11 +218,11 @@ class Access:
                 self.store,
                 user["user_id"],
                 "refusal",
-                f"GET /: node {outside[0]!r} outside {root} (from {_client_ip()})",
+                f"GET {request.path}: node {outside[0]!r} outside {root} (from {_client_ip()})",
             )
         if outside or (not named and root != self.top):
             q["node"] = [root]
-            return redirect("/?" + urlencode(q, doseq=True))
+            return redirect(_safe_next(request.path) + "?" + urlencode(q, doseq=True))
         return None
 
     def _check_callback(self, user, root):

@@ -226,6 +226,8 @@ def test_landing_and_an_edited_url_go_to_the_users_node(auth_url, auth_store, se
     assert r.status_code == 302 and r.headers["Location"] == "/?node=r-440300&hour=9"
     assert _refusals(auth_store, "shenzhen") == before + 1
     assert s.get(f"{auth_url}/?node=b-440305", allow_redirects=False).status_code == 200
+    r = s.get(f"{auth_url}/any/path?node=hq", allow_redirects=False)  # Dash serves any path
+    assert r.status_code == 302 and r.headers["Location"] == "/any/path?node=r-440300"
     assert sessions["hq"].get(f"{auth_url}/?node=r-440100", allow_redirects=False).status_code == 200
 
 
