@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 from flask import Blueprint, Flask, Response, request
 
+from auth import users
 from config import Settings
 from data import osmand
 from data.group_commit import Busy, GroupCommitter
@@ -168,6 +169,12 @@ def make_ingest_blueprint(store: Store, settings: Settings,
         auto_register=settings.auto_register_devices).start()
     bp.committer = gc
     tokens = TokenCache(store)
+    users.ensure_tables(store)
+
+    def refused(principal: Principal, what: str) -> None:
+        """Record writes a token was refused in the audit log."""
+        users.audit(store, principal.name, "refusal", f"{request.method} {request.path}: {what} "
+                                                      f"(from {request.remote_addr})")
     limit = settings.ingest_max_body_bytes
 
     def read_body() -> bytes | Response:
@@ -237,6 +244,9 @@ def make_ingest_blueprint(store: Store, settings: Settings,
                                           f"outside node '{principal.node_id}'", records[j]))
             records = [r for j, r in enumerate(records) if j not in outside]
             indices = [x for j, x in enumerate(indices) if j not in outside]
+        n = sum("cannot report" in why for _, why, _ in early)
+        if n:
+            refused(principal, f"{n} record(s) outside what the token may write")
         outcome = commit(kind, records, f"POST {endpoint} ({principal.name})", indices, early)
         if isinstance(outcome, Response):
             return outcome
@@ -284,10 +294,12 @@ def make_ingest_blueprint(store: Store, settings: Settings,
         if principal is not None and principal.kind == "device":
             other = {r["device_id"] for r in records} - {principal.device_id}
             if other:
+                refused(principal, f"positions of device '{sorted(other)[0]}'")
                 return Response(f"the token of device '{principal.device_id}' cannot report for "
                                 f"device '{sorted(other)[0]}'\n", 403, mimetype="text/plain")
         if principal is not None and principal.node_id is not None and _outside_node(
                 store, records, principal.node_id):
+            refused(principal, f"positions outside node '{principal.node_id}'")
             return Response(f"the token of system '{principal.system_name}' cannot report outside node "
                             f"'{principal.node_id}'\n", 403, mimetype="text/plain")
         outcome = commit("pings", records, "osmand")

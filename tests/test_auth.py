@@ -360,7 +360,9 @@ def test_device_token_cannot_write_another_device(auth_url, auth_store):
     assert r.status_code == 200 and r.json()["accepted"] == 0
     assert f"cannot report for device '{devices[1]}'" in r.json()["rejected"][0]["reason"]
     assert auth_store.scalar("SELECT count(*) FROM pings WHERE device_id = ?", [devices[1]]) == before
-    # the refusal is kept with its reason
+    # the refusal is logged, and the record kept in quarantine with its reason
+    log = users.audit_log(auth_store, "refusal")
+    assert log.filter(pl.col("user_id") == f"device:{devices[0]}")["detail"].str.contains("/api/v1/pings").any()
     assert (
         auth_store.scalar("SELECT count(*) FROM quarantine WHERE reason LIKE '%cannot report for device%'")
         >= 1
