@@ -235,7 +235,15 @@ class Access:
             cid, prop, value = it.get("id"), it.get("property"), it.get("value")
             named: list = []
             if cid == "state" and prop == "data" and value is not None:
-                if not isinstance(value, dict) or "node" not in value:
+                layers = value.get("layers") if isinstance(value, dict) else None
+                if (
+                    not isinstance(value, dict)
+                    or "node" not in value
+                    or not (
+                        layers is None
+                        or (isinstance(layers, list) and all(isinstance(k, str) for k in layers))
+                    )
+                ):
                     return self.refuse(user, "malformed view state")
                 state = value
                 named.append(value["node"])

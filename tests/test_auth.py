@@ -297,6 +297,8 @@ def test_courier_positions_above_branch_level_need_the_grant(auth_url, auth_stor
         == 403
     )
     assert _callback(sessions["shenzhen"], auth_url, branch).status_code == 200
+    # layers as a string would pass a membership test: malformed, refused
+    assert _callback(sessions["shenzhen"], auth_url, {**region, "layers": "couriers"}).status_code == 403
     r = _callback(
         sessions["sz-couriers"],
         auth_url,
@@ -362,7 +364,9 @@ def test_device_token_cannot_write_another_device(auth_url, auth_store):
     assert auth_store.scalar("SELECT count(*) FROM pings WHERE device_id = ?", [devices[1]]) == before
     # the refusal is logged, and the record kept in quarantine with its reason
     log = users.audit_log(auth_store, "refusal")
-    assert log.filter(pl.col("user_id") == f"device:{devices[0]}")["detail"].str.contains("/api/v1/pings").any()
+    assert (
+        log.filter(pl.col("user_id") == f"device:{devices[0]}")["detail"].str.contains("/api/v1/pings").any()
+    )
     assert (
         auth_store.scalar("SELECT count(*) FROM quarantine WHERE reason LIKE '%cannot report for device%'")
         >= 1
