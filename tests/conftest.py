@@ -46,3 +46,17 @@ def empty_store(tmp_path, tree):
     store.save_tree(tree)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium (Debian's) for every browser test: Playwright's sync API
+    allows one running instance per process."""
+    from playwright.sync_api import sync_playwright
+
+    from reports.chromium import DEFAULT_CHROMIUM, PLAYWRIGHT_ARGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=DEFAULT_CHROMIUM, args=PLAYWRIGHT_ARGS, headless=True)
+        yield b
+        b.close()

@@ -20,8 +20,6 @@ from reports.text import strings
 
 pytestmark = pytest.mark.browser
 
-from reports.chromium import DEFAULT_CHROMIUM as CHROMIUM  # noqa: E402
-from reports.chromium import PLAYWRIGHT_ARGS as CHROMIUM_ARGS  # noqa: E402
 
 DAY = "2026-11-20"
 REGION = "r-440300"
@@ -47,16 +45,6 @@ def region_day(small_store, settings, model):
 @pytest.fixture(scope="module")
 def branch_day(small_store, settings, model):
     return rb.build(small_store, settings, BRANCH, rb.Period(DAY), "load_ratio", model=model)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _open(browser, path):

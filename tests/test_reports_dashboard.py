@@ -15,8 +15,6 @@ from reports import build as rb
 
 pytestmark = pytest.mark.browser
 
-from reports.chromium import DEFAULT_CHROMIUM as CHROMIUM  # noqa: E402
-from reports.chromium import PLAYWRIGHT_ARGS as CHROMIUM_ARGS  # noqa: E402
 
 DAY = "2026-11-20"
 REGION = "r-440300"
@@ -57,32 +55,28 @@ def served(small_store, settings):
     thread.join(timeout=5)
 
 
-def test_dashboard_button_downloads_the_current_view(served, small_store, settings, tmp_path):
-    from playwright.sync_api import sync_playwright
+def test_dashboard_button_downloads_the_current_view(served, small_store, settings, tmp_path, browser):
+    import polars as pl
 
     from pages import ids
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 900}, accept_downloads=True)
-            page.set_default_timeout(30_000)
-            page.goto(f"{served}/?node={REGION}&date={DAY}&hour=10&metric=deliveries&lang=en")
-            page.wait_for_selector(f"#{ids.EXPORT_BUTTON}")
-            page.wait_for_selector("#kpi-deliveries .value")
-            page.locator(f"#{ids.EXPORT_FORMAT}").click()
-            page.get_by_text("CSV", exact=True).click()
-            with page.expect_download() as info:
-                page.locator(f"#{ids.EXPORT_BUTTON}").click()
-            download = info.value
-            assert download.suggested_filename == f"emap-{REGION}-{DAY}T10-deliveries.csv"
-            path = tmp_path / download.suggested_filename
-            download.save_as(path)
-            shown = page.locator("#kpi-deliveries .value").inner_text()
-        finally:
-            browser.close()
-    import polars as pl
-
+    page = browser.new_page(viewport={"width": 1500, "height": 900}, accept_downloads=True)
+    try:
+        page.set_default_timeout(30_000)
+        page.goto(f"{served}/?node={REGION}&date={DAY}&hour=10&metric=deliveries&lang=en")
+        page.wait_for_selector(f"#{ids.EXPORT_BUTTON}")
+        page.wait_for_selector("#kpi-deliveries .value")
+        page.locator(f"#{ids.EXPORT_FORMAT}").click()
+        page.get_by_text("CSV", exact=True).click()
+        with page.expect_download() as info:
+            page.locator(f"#{ids.EXPORT_BUTTON}").click()
+        download = info.value
+        assert download.suggested_filename == f"emap-{REGION}-{DAY}T10-deliveries.csv"
+        path = tmp_path / download.suggested_filename
+        download.save_as(path)
+        shown = page.locator("#kpi-deliveries .value").inner_text()
+    finally:
+        page.close()
     csv = pl.read_csv(path)
     model = Model(small_store, settings)
     hexes = model.hex_frame(REGION, DAY, 10, "deliveries")
