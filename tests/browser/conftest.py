@@ -1,4 +1,5 @@
-"""A real dashboard server on loopback and a real headless Chromium."""
+"""A real dashboard server on loopback; pages of the session-wide Chromium
+(the ``browser`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import threading
 import pytest
 
 from config import PROJECT_ROOT, Settings
-from reports.chromium import DEFAULT_CHROMIUM as CHROMIUM  # noqa: E402
-from reports.chromium import PLAYWRIGHT_ARGS as CHROMIUM_ARGS  # noqa: E402
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
@@ -27,16 +26,6 @@ def dashboard_url(small_store):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture
