@@ -131,11 +131,21 @@ def centers(cells) -> tuple[np.ndarray, np.ndarray]:
 
 def boundaries(cells) -> list[list[tuple[float, float]]]:
     """Boundary of each cell as a closed ring of (lng, lat) pairs (GeoJSON order)."""
-    out = []
-    for c in np.asarray(cells, dtype=np.uint64):
-        ring = [(lng, lat) for lat, lng in h3i.cell_to_boundary(int(c))]
+    c = np.asarray(cells, dtype=np.uint64)
+    if c.size == 0:
+        return []
+    rings = pl.DataFrame({"c": c}).select(plh3.cell_to_boundary("c").alias("b"))["b"]
+    sizes = rings.list.len().to_numpy()
+    points = rings.explode()
+    lat = points.list.get(0).to_numpy()
+    lng = points.list.get(1).to_numpy()
+    pairs = list(zip(lng.tolist(), lat.tolist(), strict=True))
+    out, start = [], 0
+    for n in sizes.tolist():  # pentagons have 5 vertices, distorted cells up to 10
+        ring = pairs[start : start + n]
         ring.append(ring[0])
         out.append(ring)
+        start += n
     return out
 
 
@@ -145,15 +155,12 @@ def neighbours(cells) -> tuple[np.ndarray, np.ndarray]:
     Used to join over-threshold cells into connected zones.
     """
     c = np.asarray(cells, dtype=np.uint64)
-    index = {int(v): i for i, v in enumerate(c)}
-    src, dst = [], []
-    for i, v in enumerate(c):
-        for n in h3i.grid_ring(int(v), 1):
-            j = index.get(n)
-            if j is not None:
-                src.append(i)
-                dst.append(j)
-    return np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+    if c.size == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    frame = pl.DataFrame({"c": c, "i": np.arange(c.size, dtype=np.int64)})
+    ring = frame.select("i", plh3.grid_ring("c", 1).alias("n")).explode("n")
+    pairs = ring.join(frame.rename({"c": "n", "i": "j"}), on="n", how="inner").sort("i", "j")
+    return pairs["i"].to_numpy(), pairs["j"].to_numpy()
 
 
 def area_km2(res: int) -> float:

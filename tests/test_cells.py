@@ -86,3 +86,26 @@ def test_centers_and_neighbours():
     pairs = set(zip(i.tolist(), j.tolist()))
     assert all((0, k) in pairs for k in range(1, 7))  # the centre touches its ring
     assert not any(7 in p or 8 in p for p in pairs if 0 in p)  # ring-3 cells do not touch the centre
+
+
+def test_boundaries_equal_h3_including_pentagons():
+    lat, lng = _random_points(300, seed=5)
+    c9 = cells.latlng_to_cells(lat, lng, 9)
+    pentagons = np.array([h3i.cell_to_center_child(p, 9) for p in h3i.get_pentagons(4)], dtype=np.uint64)
+    every = np.concatenate([c9, pentagons])
+    rings = cells.boundaries(every)
+    for c, ring in zip(every, rings, strict=True):
+        want = [(b, a) for a, b in h3i.cell_to_boundary(int(c))]
+        assert ring[0] == ring[-1] and len(ring) == len(want) + 1
+        np.testing.assert_allclose(np.array(ring[:-1]), np.array(want), atol=1e-9)
+    assert cells.boundaries([]) == []
+
+
+def test_neighbour_pairs_equal_h3_rings():
+    lat = np.random.default_rng(1).normal(22.55, 0.02, 3000)
+    lng = np.random.default_rng(2).normal(114.05, 0.02, 3000)
+    c9 = np.unique(cells.latlng_to_cells(lat, lng, 9))
+    i, j = cells.neighbours(c9)
+    index = {int(v): k for k, v in enumerate(c9)}
+    want = sorted((k, index[n]) for k, v in enumerate(c9) for n in h3i.grid_ring(int(v), 1) if n in index)
+    assert sorted(zip(i.tolist(), j.tolist())) == want and len(want) > 1000
