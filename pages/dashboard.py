@@ -16,6 +16,7 @@ from layers.registry import LAYERS
 from pages import export, ids, outlook
 from pages import state as st
 from pages.model import BASEMAPS, TRACE_ORDER, Model
+from reports.text import fmt  # one formatting of KPI values for the page and the reports
 
 #: Seconds between refreshes in live mode, and between steps of the play button.
 LIVE_SECONDS = 30
@@ -169,16 +170,6 @@ def _shown_layers(model: Model, state: dict) -> list[str]:
     if _private_ok(model, state["node"]):
         return layers
     return [k for k in layers if k not in access.PRIVATE_LAYERS]
-
-
-def _fmt(key: str, v) -> str:
-    if v is None:
-        return "–"
-    if key == "on_time_rate":
-        return f"{100 * v:.1f}%"
-    if isinstance(v, float):
-        return f"{v:.1f}"
-    return f"{v:,}"
 
 
 def register(app, model: Model, text: dict, prefetcher=None) -> None:
@@ -423,7 +414,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                 html.Div(
                     [
                         html.Div(t["kpi_" + k["key"]], className="name"),
-                        html.Div(_fmt(k["key"], k["value"]), className="value"),
+                        html.Div(fmt(k["key"], k["value"]), className="value"),
                         html.Div(f"{delta} {t['vs_yesterday']}", className=cls),
                     ],
                     className="kpi",

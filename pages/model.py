@@ -439,18 +439,19 @@ class Model:
         kids = self.children(scope).select("node_id", "name")
         f = kids.join(hourly.filter(pl.col("hour") == start).drop("hour"), on="node_id", how="left")
         f = kpis_mod.indicators(f.with_columns(pl.exclude("node_id", "name").fill_null(0)))
-        z = self.zones(scope, day, hour, with_since=False)
-        if len(z) and len(f):
-            closure = self.store.sql(
-                "SELECT ancestor_id AS node_id, branch_id FROM node_branches "
-                "WHERE list_contains(?, ancestor_id)",
-                [f["node_id"].to_list()],
-            )
-            counts = z.select("branch_id").join(closure, on="branch_id").group_by("node_id").len("zones")
-            f = f.join(counts, on="node_id", how="left")
-        else:
-            f = f.with_columns(pl.lit(0).alias("zones"))
-        return f.with_columns(pl.col("zones").fill_null(0)).sort("volume", descending=True)
+        f = self.with_zone_counts(f, self.zones(scope, day, hour, with_since=False))
+        return f.sort("volume", descending=True)
+
+    def with_zone_counts(self, nodes: pl.DataFrame, zones: pl.DataFrame) -> pl.DataFrame:
+        """``nodes`` with a ``zones`` column: how many of ``zones`` lie in each node."""
+        if not (len(zones) and len(nodes)):
+            return nodes.with_columns(pl.lit(0).alias("zones"))
+        closure = self.store.sql(
+            "SELECT ancestor_id AS node_id, branch_id FROM node_branches WHERE list_contains(?, ancestor_id)",
+            [nodes["node_id"].to_list()],
+        )
+        counts = zones.select("branch_id").join(closure, on="branch_id").group_by("node_id").len("zones")
+        return nodes.join(counts, on="node_id", how="left").with_columns(pl.col("zones").fill_null(0))
 
     # -- points -------------------------------------------------------------------------
     def positions(self, scope: str, day: str, hour: int, kind: str) -> pl.DataFrame:

@@ -376,18 +376,8 @@ def child_ranking(m, node_id: str, period: Period, hours, zones: pl.DataFrame) -
     if period.hour is not None:
         t = m.child_table(node_id, period.day, int(period.hour))
     else:
-        t = period_figures(m, node_id, hours)
-        if len(zones) and len(t):
-            closure = m.store.sql(
-                "SELECT ancestor_id AS node_id, branch_id FROM node_branches "
-                "WHERE list_contains(?, ancestor_id)",
-                [t["node_id"].to_list()],
-            )
-            counts = zones.select("branch_id").join(closure, on="branch_id").group_by("node_id").len("zones")
-            t = t.join(counts, on="node_id", how="left")
-        else:
-            t = t.with_columns(pl.lit(0).alias("zones"))
-        t = t.with_columns(pl.col("zones").fill_null(0)).sort("volume", descending=True, maintain_order=True)
+        t = m.with_zone_counts(period_figures(m, node_id, hours), zones)
+        t = t.sort("volume", descending=True, maintain_order=True)
     return t.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank"))
 
 

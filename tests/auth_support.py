@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 
 import pytest
 import requests
@@ -14,6 +13,7 @@ from auth import users
 from auth.demo import ACCOUNTS
 from config import Settings
 from data.store import Store
+from tests.conftest import served as serve_app
 
 PASSWORD = "correct horse 42"
 #: Extra accounts: a region viewer, a region manager granted courier positions, and one
@@ -47,20 +47,14 @@ def auth_store(small_demo_path, tmp_path_factory):
 @pytest.fixture(scope="session")
 def auth_url(auth_store):
     """Base URL of a dashboard with sign-in (and the ingest API) on a free loopback port."""
-    from werkzeug.serving import make_server
-
     from dashapp import build_app
     from data.http_api import make_ingest_blueprint
 
     settings = Settings.from_env()
     bp = make_ingest_blueprint(auth_store, settings)
     app = build_app(auth_store, settings, blueprints=[bp], warm=False, prefetch=False, auth=True)
-    server = make_server("127.0.0.1", 0, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with serve_app(app) as url:
+        yield url
     bp.committer.close()
 
 

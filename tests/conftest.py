@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from datetime import date
 
 import pytest
@@ -60,3 +62,18 @@ def browser():
         b = p.chromium.launch(executable_path=DEFAULT_CHROMIUM, args=PLAYWRIGHT_ARGS, headless=True)
         yield b
         b.close()
+
+
+@contextmanager
+def served(app):
+    """Serve a Dash app on a free loopback port from a thread; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)

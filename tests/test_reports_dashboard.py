@@ -4,7 +4,6 @@ panels' numbers (a real server on loopback and a real headless Chromium)."""
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
@@ -12,6 +11,7 @@ from config import Settings
 from pages import export
 from pages.model import Model
 from reports import build as rb
+from tests.conftest import served as serve_app
 
 pytestmark = pytest.mark.browser
 
@@ -42,17 +42,11 @@ def test_export_view_is_the_report_of_the_view(small_store, settings):
 
 @pytest.fixture(scope="module")
 def served(small_store, settings):
-    from werkzeug.serving import make_server
-
     from dashapp import build_app
 
     app = build_app(small_store, settings, warm=False)
-    server = make_server("127.0.0.1", 0, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with serve_app(app) as url:
+        yield url
 
 
 def test_dashboard_button_downloads_the_current_view(served, small_store, settings, tmp_path, browser):

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from config import PROJECT_ROOT, Settings
+from tests.conftest import served as serve_app
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
@@ -15,17 +14,11 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 @pytest.fixture(scope="session")
 def dashboard_url(small_store):
     """Base URL of the dashboard on the small demo, served from a thread on a free port."""
-    from werkzeug.serving import make_server
-
     from dashapp import build_app
 
     app = build_app(small_store, Settings.from_env(), warm=False)
-    server = make_server("127.0.0.1", 0, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with serve_app(app) as url:
+        yield url
 
 
 @pytest.fixture
