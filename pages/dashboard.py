@@ -228,8 +228,8 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         root = viewer_root(model.root())
         dates = model.dates(root)
         if state is None or trig == ids.URL or trig is None:
-            newest = model.newest(root)
-            base = st.default(node=root, day=newest[0] if newest else None, hour=newest[1] if newest else 10)
+            landing = model.landing(root)
+            base = st.default(node=root, day=landing[0] if landing else None, hour=landing[1] if landing else 10)
             s = st.parse(search, base, _subtree(model, root), dates)
         else:
             s = dict(state)

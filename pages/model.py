@@ -193,6 +193,23 @@ class Model:
         loc = self.local(hi)
         return loc.date().isoformat(), loc.hour
 
+    def landing(self, scope: str = "hq", now: datetime | None = None) -> tuple[str, int] | None:
+        """Local (date, hour) a view opens on: the newest hour while data is arriving
+        (live), else the busiest hour of the newest day (a finished day's newest hour is
+        the quiet night)."""
+        newest = self.newest(scope)
+        hi = self.data_hours(scope)[1]
+        if newest is None or hi is None:
+            return newest
+        now = now or datetime.now(ZoneInfo("UTC")).replace(tzinfo=None)
+        if now - hi <= timedelta(hours=2):
+            return newest
+        trend = self.trend(scope, newest[0])
+        if trend.is_empty() or "scans" not in trend.columns:
+            return newest
+        busiest = trend.sort(["scans", "local_hour"], descending=[True, False]).row(0, named=True)
+        return newest[0], int(busiest["local_hour"])
+
     def dates(self, scope: str = "hq") -> list[str]:
         lo, hi = self.data_hours(scope)
         if lo is None:
@@ -396,7 +413,7 @@ class Model:
                 if start <= newest:
                     self.hour_alerts(start)
         # the first page a user opens: the root on the newest day, and its busiest children
-        day, hour = self.newest() or (dates[-1], 0)
+        day, hour = self.landing() or (dates[-1], 0)
         self.prepare(self.root(), day)
         for child in self.drill_targets(self.root(), day, hour):
             self.prepare(child, day)

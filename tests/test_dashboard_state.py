@@ -37,3 +37,19 @@ def test_hour_window_is_local_time(small_store):
     start, end = m.hour_window("2026-11-20", 0)
     assert (start.day, start.hour, (end - start).seconds) == (19, 16, 3600)
     assert m.local(start).hour == 0
+
+
+def test_a_finished_day_opens_on_its_busiest_hour_a_live_one_on_its_newest(small_store):
+    from datetime import timedelta
+
+    from config import Settings
+    from pages.model import Model
+
+    model = Model(small_store, Settings.from_env({}))
+    day, newest_hour = model.newest()
+    trend = model.trend("hq", day)
+    busiest = int(trend.sort("scans", descending=True)["local_hour"][0])
+    assert busiest != newest_hour  # the demo's newest hour is the quiet evening
+    hi = model.data_hours("hq")[1]
+    assert model.landing("hq", now=hi + timedelta(days=2)) == (day, busiest)
+    assert model.landing("hq", now=hi + timedelta(minutes=30)) == (day, newest_hour)
