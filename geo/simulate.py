@@ -147,20 +147,7 @@ def day_effect(
 def totals(per_hour: pl.DataFrame) -> dict:
     """Day totals: overloaded cell-hours, peak ratio, late parcels, before and after."""
     if per_hour.is_empty():
-        return {
-            k: 0
-            for k in (
-                "overloaded_before",
-                "overloaded_after",
-                "newly_overloaded",
-                "peak_before",
-                "peak_after",
-                "late_before",
-                "late_after",
-                "couriers_moved",
-                "moves",
-            )
-        }
+        return {k: 0 for k in HOUR_COLUMNS if k not in ("hour", "zones")}
     return {
         "overloaded_before": int(per_hour["overloaded_before"].sum()),
         "overloaded_after": int(per_hour["overloaded_after"].sum()),

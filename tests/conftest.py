@@ -41,6 +41,22 @@ def small_store(small_demo_path):
     store.close()
 
 
+@pytest.fixture(scope="session")
+def settings():
+    """Documented defaults, unaffected by the environment the tests run in."""
+    from config import Settings
+
+    return Settings.from_env({})
+
+
+@pytest.fixture(scope="session")
+def small_model(small_store, settings):
+    """The dashboard's view model on the small demo, shared by the tests that read it."""
+    from pages.model import Model
+
+    return Model(small_store, settings)
+
+
 @pytest.fixture
 def empty_store(tmp_path, tree):
     """A fresh store with the tree and nothing else."""

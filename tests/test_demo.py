@@ -1,7 +1,6 @@
 from datetime import date
 
 import numpy as np
-import polars as pl
 import pytest
 
 from data import demo
@@ -71,6 +70,7 @@ def test_surges_raise_the_workload_where_and_when_they_happen(small_store):
     day_surges = small_store.sql(
         "SELECT * FROM demo_surges WHERE start_hour >= ?", [demo._local_midnight_utc(DEMO_END).astype(object)])
     assert len(day_surges) >= 1
+    compared = 0
     for s in day_surges.iter_rows(named=True):
         inside = small_store.scalar("""
             SELECT sum(pickups + deliveries) / sum(couriers) FROM cube_hourly
@@ -86,10 +86,11 @@ def test_surges_raise_the_workload_where_and_when_they_happen(small_store):
             "AND end_hour > ? - INTERVAL 24 HOUR", [s["branch_id"], s["start_hour"], s["start_hour"]])
         if surged_yesterday == 0:
             assert inside > 1.6 * before, s
+            compared += 1
+    assert compared >= 1  # at least one surge had a calm day before it to compare with
 
 
 def test_unknown_size_is_refused(empty_store):
     with pytest.raises(ValueError, match="unknown demo size"):
         demo.generate(empty_store, size="huge")
-    assert isinstance(demo.SIZES["large"], demo.DemoSize)
-    assert pl.__version__
+    assert empty_store.scalar("SELECT count(*) FROM couriers") == 0  # nothing was generated

@@ -14,7 +14,6 @@ import shapely
 
 from config import Settings
 from geo import cells as h3cells
-from pages.model import Model
 from reports import build as rb
 from reports import cli, data, write
 
@@ -24,13 +23,8 @@ BRANCH = "b-440304"  # Futian
 
 
 @pytest.fixture(scope="module")
-def settings():
-    return Settings.from_env({})
-
-
-@pytest.fixture(scope="module")
-def model(small_store, settings):
-    return Model(small_store, settings)
+def model(small_model):
+    return small_model
 
 
 @pytest.fixture(scope="module")

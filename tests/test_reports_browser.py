@@ -10,8 +10,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from config import Settings
-from pages.model import Model
 from reports import build as rb
 from reports import html as html_report
 from reports import png as png_report
@@ -28,13 +26,8 @@ MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def settings():
-    return Settings.from_env({})
-
-
-@pytest.fixture(scope="module")
-def model(small_store, settings):
-    return Model(small_store, settings)
+def model(small_model):
+    return small_model
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from config import Settings
 from pages import export
 from pages.model import Model
 from reports import build as rb
@@ -18,11 +17,6 @@ pytestmark = pytest.mark.browser
 
 DAY = "2026-11-20"
 REGION = "r-440300"
-
-
-@pytest.fixture(scope="module")
-def settings():
-    return Settings.from_env({})
 
 
 def test_export_view_is_the_report_of_the_view(small_store, settings):
