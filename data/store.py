@@ -401,6 +401,12 @@ class Store:
             FROM {fresh} GROUP BY ALL""")
 
     # -- scoped reads -------------------------------------------------------------------
+    def cube_sources(self, res: int | None) -> tuple[str, str]:
+        """The hourly and presence tables that answer a read at resolution ``res``
+        (``None``: no cells needed, per node only). The embedded store has one tier; a
+        store over a lake also has coarse tables and overrides this."""
+        return "cube_hourly", "cube_presence"
+
     def cube(self, scope: str, start: datetime, end: datetime, res: int = h3cells.BASE_RES,
              per_hour: bool = True) -> pl.DataFrame:
         """Cube figures within ``scope`` for ``start <= hour < end`` at resolution ``res``.
@@ -415,19 +421,20 @@ class Store:
             late, scans``; ``cell`` at resolution ``res``.
         """
         self.check_scope(scope)
+        hourly, presence = self.cube_sources(res)
         cell = h3cells.parent_sql("cell", res) if res < h3cells.BASE_RES else "cell"
         grain = ("hour, " if per_hour else "")
         counts = ", ".join(f"sum({c})::BIGINT AS {c}" for c in CUBE_COUNTS)
         scoped = "SEMI JOIN (SELECT branch_id FROM node_branches WHERE ancestor_id = $scope) s USING (branch_id)"
         q = f"""
             WITH c AS (
-                SELECT {grain}{cell} AS cell, {counts} FROM cube_hourly {scoped}
+                SELECT {grain}{cell} AS cell, {counts} FROM {hourly} {scoped}
                 WHERE hour >= $start AND hour < $end GROUP BY ALL),
             p AS (
                 SELECT {grain}{cell} AS cell,
                        count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'courier') AS couriers,
                        count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'vehicle') AS vehicles
-                FROM cube_presence {scoped}
+                FROM {presence} {scoped}
                 WHERE hour >= $start AND hour < $end GROUP BY ALL)
             SELECT {grain}c.cell, c.pings, coalesce(p.couriers, 0)::BIGINT AS couriers,
                    coalesce(p.vehicles, 0)::BIGINT AS vehicles,
@@ -441,6 +448,7 @@ class Store:
         """Cube figures per node: the children of ``scope`` (or, with ``level``, every
         node of that level inside ``scope``), distinct counts recounted per node."""
         self.check_scope(scope)
+        hourly, presence = self.cube_sources(None)
         counts = ", ".join(f"sum(c.{c})::BIGINT AS {c}" for c in CUBE_COUNTS)
         if level is None:
             pick = "n.parent_id = $scope"
@@ -451,12 +459,12 @@ class Store:
             WITH targets AS (SELECT node_id, name FROM nodes n WHERE {pick}),
             nb AS (SELECT nb.ancestor_id AS node_id, nb.branch_id FROM node_branches nb
                    JOIN targets t ON t.node_id = nb.ancestor_id),
-            c AS (SELECT nb.node_id, {counts} FROM cube_hourly c JOIN nb USING (branch_id)
+            c AS (SELECT nb.node_id, {counts} FROM {hourly} c JOIN nb USING (branch_id)
                   WHERE c.hour >= $start AND c.hour < $end GROUP BY ALL),
             p AS (SELECT nb.node_id,
                      count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'courier') AS couriers,
                      count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'vehicle') AS vehicles
-                  FROM cube_presence p JOIN nb USING (branch_id)
+                  FROM {presence} p JOIN nb USING (branch_id)
                   WHERE p.hour >= $start AND p.hour < $end GROUP BY ALL)
             SELECT t.node_id, t.name, {", ".join(f"coalesce(c.{x}, 0)::BIGINT AS {x}" for x in CUBE_COUNTS)},
                    coalesce(p.couriers, 0)::BIGINT AS couriers, coalesce(p.vehicles, 0)::BIGINT AS vehicles
