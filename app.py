@@ -13,6 +13,10 @@ creating the database and the demo network on first run. Subcommands:
   backtest score the workload forecast hour by hour over a day
   simulate apply dispatch suggestions over a day: before / after
   status   show what the store holds
+  lake     the Parquet lake: export the store to it, build days with Spark, copy tiers
+
+With EMAP_LAKE_DIR set (or serve --lake DIR), the dashboard reads a lake's partitions
+instead of the embedded store's records.
 
 Settings come from config.py and EMAP_* environment variables (see README).
 """
@@ -28,6 +32,12 @@ from config import Settings
 
 
 def _store(settings: Settings, read_only: bool = False):
+    if settings.lake_dir:
+        # Over a lake: this installation's own file holds users and the views of the lake.
+        from lake.serve import LakeStore
+
+        return LakeStore(settings.data_dir / "lake.duckdb", settings.lake_dir,
+                         memory_limit=settings.duckdb_memory_limit)
     from data.store import Store
 
     return Store(settings.db_path, read_only=read_only, memory_limit=settings.duckdb_memory_limit)
@@ -76,8 +86,16 @@ def _ensure_accounts(store, settings: Settings) -> None:
 def cmd_serve(args, settings: Settings) -> int:
     from dashapp import build_app
 
-    store = _store(settings)
-    if not args.no_demo:
+    if args.lake:
+        from dataclasses import replace
+
+        settings = replace(settings, lake_dir=args.lake)
+    try:
+        store = _store(settings)
+    except RuntimeError as exc:  # a lake that cannot be served says why
+        print(exc, file=sys.stderr)
+        return 2
+    if not args.no_demo and not settings.lake_dir:
         ensure_demo(store, settings)
     _ensure_accounts(store, settings)
     blueprints = []
@@ -85,7 +103,10 @@ def cmd_serve(args, settings: Settings) -> int:
         from data.http_api import make_ingest_blueprint
     except ImportError:
         make_ingest_blueprint = None
-    if make_ingest_blueprint is not None:
+    if settings.lake_dir:
+        print(f"Serving the lake {settings.lake_dir}: the ingest API is off (the lake is "
+              "written by its own pipeline).", flush=True)
+    elif make_ingest_blueprint is not None:
         blueprints.append(make_ingest_blueprint(store, settings))
     app = build_app(store, settings, blueprints=blueprints, auth=True)
     host = args.host or settings.host
@@ -212,6 +233,12 @@ def cmd_status(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_lake(args, settings: Settings) -> int:
+    from lake import cli as lake_cli
+
+    return lake_cli.run(args, lambda: _store(settings, read_only=True))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python app.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,6 +250,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-demo", action="store_true", help="do not create the demo on an empty store")
     s.add_argument("--threads", type=int, default=256, help="request threads (default 256)")
     s.add_argument("--dev-server", action="store_true", help="use Flask's development server instead of waitress")
+    s.add_argument("--lake", help="serve a lake's partitions instead of the embedded store (EMAP_LAKE_DIR)")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("demo", help="generate the demo network and days")
@@ -283,6 +311,12 @@ def parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="show what the store holds")
     st.set_defaults(func=cmd_status)
+
+    lk = sub.add_parser("lake", help="Parquet lake: export, build days with Spark (lake spark), copy, list")
+    from lake import cli as lake_cli
+
+    lake_cli.add_arguments(lk)
+    lk.set_defaults(func=cmd_lake)
     return p
 
 

@@ -72,6 +72,11 @@ class Settings:
     #: are accepted anyway.
     osmand_require_token: bool = False
 
+    # -- lake (lake/) ------------------------------------------------------------------------
+    #: Serve the dashboard from a lake's partitions (written by the Spark job or by
+    #: ``python app.py lake export``) instead of the embedded store; empty: off.
+    lake_dir: str = ""
+
     # -- access (auth/) ---------------------------------------------------------------------
     #: Hours a sign-in lasts.
     session_hours: int = 12
