@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,13 +137,16 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
         try:
             return next(iterator, None)
         except (pa.ArrowInvalid, OSError) as exc:
-            # Rows already stored stay stored; the rest of the file is refused as a whole.
+            # The file is refused as a whole: its transaction is rolled back.
             raise ImportFileError(
                 f"{path}: unreadable after data row {report.rows}: {exc}; nothing from this file "
                 f"was stored") from None
 
+    staged = kind in ("pings", "parcel_events")
+    bulk = store.bulk(kind) if staged else None
+
     def prepare(batch, offset):
-        """Read, validate, index and locate one batch (no writes to the operations tables)."""
+        """Read, validate, index, locate and screen one batch (no writes)."""
         t0 = time.perf_counter()
         frame = pl.from_arrow(batch)
         if isinstance(frame, pl.Series):
@@ -160,51 +164,56 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
         if not refused.is_empty():
             bad = pl.concat([bad, refused.cast(bad.schema)])
         report.timed("index and locate", t0)
+        if bulk is not None:
+            t0 = time.perf_counter()
+            ready = bulk.screen(ready)
+            report.timed("screen and cube parts", t0)
         return len(frame), ready, bad
 
-    # Two stages overlap: while the store takes batch k, a worker thread reads and
+    # Two stages overlap: while the store appends batch k, a worker thread reads and
     # prepares batch k+1 (polars and DuckDB both release the GIL). Pings and parcel
-    # events are staged and stored in one transaction at the end of the file: one
-    # dedupe and cube pass instead of one per batch, and a file that breaks half-way
-    # stores nothing.
-    staged = kind in ("pings", "parcel_events")
+    # events of the whole file go in one transaction: batches that cannot repeat a
+    # record are appended as they are, the cube is merged once from per-batch parts
+    # computed in the worker, and a file that breaks half-way stores nothing.
     rejected: list[pl.DataFrame] = []
-    try:
+    with bulk if bulk is not None else nullcontext():
         with ThreadPoolExecutor(max_workers=1) as pool:
             batch = read_next()
             pending = pool.submit(prepare, batch, 0) if batch is not None else None
-            while pending is not None:
-                t0 = time.perf_counter()
-                n, ready, bad = pending.result()
-                report.timed("wait for prepare", t0)
-                offset = report.rows + n
-                batch = read_next()
-                pending = pool.submit(prepare, batch, offset) if batch is not None else None
-                report.rows += n
-                t0 = time.perf_counter()
-                if staged:
-                    store.stage(kind, ready)
-                    report.timed("stage", t0)
-                else:
-                    store_rows = _store_outlets if kind == "outlets" else _store_couriers
-                    stored, dup, refused = store_rows(store, ready)
-                    report.accepted += stored
-                    report.duplicates += dup
-                    if not refused.is_empty():
-                        bad = pl.concat([bad, refused.cast(bad.schema)])
-                if not bad.is_empty():
-                    rejected.append(bad)
-                    report.rejected += len(bad)
-                if progress:
-                    progress(report.rows, total)
-        if staged:
+            try:
+                while pending is not None:
+                    t0 = time.perf_counter()
+                    n, ready, bad = pending.result()
+                    report.timed("wait for prepare", t0)
+                    offset = report.rows + n
+                    batch = read_next()
+                    pending = pool.submit(prepare, batch, offset) if batch is not None else None
+                    report.rows += n
+                    t0 = time.perf_counter()
+                    if bulk is not None:
+                        bulk.add(ready)
+                        report.timed("store", t0)
+                    else:
+                        store_rows = _store_outlets if kind == "outlets" else _store_couriers
+                        stored, dup, refused = store_rows(store, ready)
+                        report.accepted += stored
+                        report.duplicates += dup
+                        if not refused.is_empty():
+                            bad = pl.concat([bad, refused.cast(bad.schema)])
+                    if not bad.is_empty():
+                        rejected.append(bad)
+                        report.rejected += len(bad)
+                    if progress:
+                        progress(report.rows, total)
+            except BaseException:
+                if pending is not None:
+                    pending.cancel()
+                raise
+        if bulk is not None:
             t0 = time.perf_counter()
-            report.accepted, report.duplicates = store.commit_staged(kind)
-            report.timed("dedupe, store and cube", t0)
-    except BaseException:
-        if staged:
-            store.discard_staged(kind)
-        raise
+            report.accepted = bulk.finish()
+            report.duplicates = report.rows - report.rejected - report.accepted
+            report.timed("cube and commit", t0)
     if rejected:
         store.quarantine(pl.concat(rejected), str(path), kind)
     return report

@@ -62,6 +62,8 @@ class Store:
                                    config={"memory_limit": memory_limit})
         self._write_lock = threading.Lock()
         self._locator: BranchLocator | None = None
+        self._cells = _CellBranchCache()
+        self._devices: pl.DataFrame | None = None  # device -> courier / vehicle, dropped on upsert
         if not read_only:
             for stmt in ddl():
                 self._con.execute(stmt)
@@ -122,6 +124,7 @@ class Store:
             self._con.execute("INSERT INTO node_branches SELECT * FROM closure")
             self._con.execute("COMMIT")
         self._locator = None
+        self._cells = _CellBranchCache()
 
     def nodes(self) -> pl.DataFrame:
         """Every node without geometry."""
@@ -155,22 +158,33 @@ class Store:
         """Branch of each res-9 cell (the branch holding its centre), cached in the store.
 
         Only cells never seen before go through the spatial join, so a batch costs one
-        join over its distinct cells, not one per point.
+        join over its distinct cells, not one per point. Known cells are looked up in
+        memory (sorted arrays); new ones reach the ``cell_branch`` table with the next
+        write transaction, so every stored row's cell is in it.
         """
-        uniq = pl.DataFrame({"cell": np.unique(cells)})
-        con = self.cursor()
-        known = con.sql(
-            "SELECT u.cell, cb.branch_id FROM uniq u JOIN cell_branch cb USING (cell)").pl()
-        new = uniq.join(known.select("cell"), on="cell", how="anti")
-        if len(new):
-            lat, lng = h3cells.centers(new["cell"].to_numpy())
-            found = pl.DataFrame({"cell": new["cell"],
-                                  "branch_id": pl.Series(self.locator().locate(lat, lng).tolist(), dtype=pl.String)})
-            with self._write_lock:
-                self._con.execute("INSERT INTO cell_branch SELECT * FROM found")
-            known = pl.concat([known, found])
-        looked = pl.DataFrame({"cell": cells}).join(known, on="cell", how="left", maintain_order="left")
-        return looked["branch_id"]
+        cells = np.asarray(cells, dtype=np.uint64)
+        cache = self._cells
+        if not cache.loaded:
+            cache.load(self.cursor().sql("SELECT cell, branch_id FROM cell_branch").pl())
+        branches, found = cache.lookup(cells)
+        if not found.all():
+            new = np.unique(cells[~found])
+            lat, lng = h3cells.centers(new)
+            cache.add(new, self.locator().locate(lat, lng).tolist())
+            branches, found = cache.lookup(cells)
+        return branches
+
+    def _flush_cells(self, con) -> list[pl.DataFrame]:
+        """Write newly located cells to ``cell_branch`` inside the caller's transaction.
+        Returns what was written, for :meth:`_CellBranchCache.unflush` on a rollback."""
+        pending = self._cells.take_pending()
+        for frame in pending:
+            con.register("new_cells", frame)
+            try:
+                con.execute("INSERT INTO cell_branch SELECT cell, branch_id FROM new_cells")
+            finally:
+                con.unregister("new_cells")
+        return pending
 
     # -- reference data -----------------------------------------------------------------
     def upsert(self, table: str, frame: pl.DataFrame, key: str) -> int:
@@ -182,6 +196,8 @@ class Store:
             self._con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM frame)")
             self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
             self._con.execute("COMMIT")
+            if table == "devices":
+                self._devices = None
         return len(frame)
 
     def quarantine(self, bad: pl.DataFrame, source: str, kind: str) -> int:
@@ -226,8 +242,7 @@ class Store:
         if good.is_empty():
             return good.select("_row"), _empty_bad()
         good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
-        devices = self.sql("SELECT device_id, courier_id, vehicle_id FROM devices")
-        good = good.join(devices, on="device_id", how="left")
+        good = good.join(self.device_owners(), on="device_id", how="left")
         good = good.with_columns(self.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
         reason = (pl.when(pl.col("courier_id").is_null() & pl.col("vehicle_id").is_null())
                   .then(pl.concat_str(pl.lit("unknown device '"), pl.col("device_id"), pl.lit("'")))
@@ -237,6 +252,14 @@ class Store:
         bad = _bad_rows(good.filter(pl.col("reason").is_not_null()))
         ok = good.filter(pl.col("reason").is_null()).select(["_row", *PING_FIELDS])
         return ok, bad
+
+    def device_owners(self) -> pl.DataFrame:
+        """``device_id, courier_id, vehicle_id`` of every device, kept in memory until the
+        next :meth:`upsert` of devices (every ingest commit needs it)."""
+        devices = self._devices
+        if devices is None:
+            devices = self._devices = self.sql("SELECT device_id, courier_id, vehicle_id FROM devices")
+        return devices
 
     def prepare_events(self, good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Cell and branch of validated parcel events: ``(ready rows, refused rows)``."""
@@ -254,151 +277,128 @@ class Store:
     def commit(self, table: str, ready: pl.DataFrame) -> tuple[int, int]:
         """Store prepared rows of ``pings`` or ``parcel_events`` now: ``(stored, duplicates)``.
 
-        One transaction: the batch is stored with its cube update, or not at all.
+        One transaction: the new rows (record id not stored yet; the first of a repeated
+        id) are stored with their cube update, or nothing is. The cube delta is worked
+        out in polars, so a call costs a handful of statements however many requests a
+        group commit holds.
         """
-        fields, _key = _RECORDS[table]
-        if ready.is_empty():
-            return 0, 0
-        with self._write_lock:
-            self._con.register("incoming_batch", ready.select(fields))
-            try:
-                stored = self._store_new(table, "incoming_batch")
-            finally:
-                self._con.unregister("incoming_batch")
-        return stored, len(ready) - stored
-
-    def stage(self, table: str, ready: pl.DataFrame) -> None:
-        """Append prepared rows to a staging table; nothing is visible until
-        :meth:`commit_staged`. File import stages every batch and stores them once, so
-        dedupe and cube work is one pass over the file instead of one per batch."""
-        fields, _key = _RECORDS[table]
-        with self._write_lock:
-            self._con.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} AS "
-                              f"SELECT {', '.join(fields)} FROM {table} LIMIT 0")
-            self._con.register("incoming_batch", ready.select(fields))
-            try:
-                self._con.execute(f"INSERT INTO stage_{table} SELECT * FROM incoming_batch")
-            finally:
-                self._con.unregister("incoming_batch")
-
-    def commit_staged(self, table: str) -> tuple[int, int]:
-        """Store what :meth:`stage` collected: ``(stored, duplicates)``; empties the stage."""
         if table not in _RECORDS:
             raise ValueError(f"not an operations table: {table}")
-        with self._write_lock:
-            exists = self._con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
-                [f"stage_{table}"]).fetchone()[0]
-            if not exists:
-                return 0, 0
-            staged = self._con.execute(f"SELECT count(*) FROM stage_{table}").fetchone()[0]
-            try:
-                stored = self._store_new(table, f"stage_{table}") if staged else 0
-            finally:
-                self._con.execute(f"DROP TABLE IF EXISTS stage_{table}")
-        return stored, staged - stored
-
-    def discard_staged(self, table: str) -> None:
-        """Forget staged rows (an import that failed half-way stores nothing)."""
-        with self._write_lock:
-            self._con.execute(f"DROP TABLE IF EXISTS stage_{table}")
-
-    def _store_new(self, table: str, source: str) -> int:
-        """Insert the rows of ``source`` whose record id is new, and update the cube.
-
-        The caller holds the write lock. Returns the number of rows stored.
-        """
+        if ready.is_empty():
+            return 0, 0
         fields, key = _RECORDS[table]
+        rows = _unique_keys(ready.select(fields), key)
+        with self._write_lock:
+            con = self._con
+            flushed: list[pl.DataFrame] = []
+            con.execute("BEGIN")
+            try:
+                flushed = self._flush_cells(con)
+                fresh = self._drop_stored(con, table, rows)
+                self._append(con, table, fresh)
+                self._merge_cube(con, *cube_parts(table, fresh))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                self._cells.unflush(flushed)
+                raise
+        return len(fresh), len(ready) - len(fresh)
+
+    def bulk(self, table: str) -> BulkWriter:
+        """A writer storing many batches of ``table`` in one transaction (file import).
+
+        Use as a context manager; see :class:`BulkWriter`.
+
+        Examples
+        --------
+        >>> with store.bulk("pings") as bulk:          # doctest: +SKIP
+        ...     bulk.add(bulk.screen(ready))
+        ...     stored = bulk.finish()
+        """
+        return BulkWriter(self, table)
+
+    @staticmethod
+    def _drop_stored(con, table: str, rows: pl.DataFrame) -> pl.DataFrame:
+        """``rows`` without those whose record id ``table`` already holds, as ``con`` sees it."""
+        if rows.is_empty():
+            return rows
+        _fields, key = _RECORDS[table]
         keys = ", ".join(key)
-        on = " AND ".join(f"b.{k} = t.{k}" for k in key)
-        con = self._con
-        window = ""
+        where, params = "", None
         if table == "pings":
             # A ping's key includes its time, so only rows in the batch's time window can
             # match; the window lets DuckDB skip row groups of other days (zone maps).
-            lo, hi = con.execute(f"SELECT min(ts), max(ts) FROM {source}").fetchone()
-            window = f" AND t.ts BETWEEN '{lo}'::TIMESTAMP AND '{hi}'::TIMESTAMP"
-        # Most batches hold no repeated record: check that cheaply (a count of distinct
-        # keys and a semi join) and only then pay for DISTINCT ON and an anti join.
-        total, distinct = con.execute(
-            f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {source})) "
-            f"FROM {source}").fetchone()
-        clash = con.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {source} b WHERE EXISTS "
-            f"(SELECT 1 FROM {table} t WHERE {on}{window}) LIMIT 1)").fetchone()[0]
-        con.execute("BEGIN")
+            lo, hi = rows.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
+            where, params = "WHERE t.ts BETWEEN $lo AND $hi", {"lo": lo, "hi": hi}
+        con.register("new_keys", rows.select(key))
         try:
-            if total == distinct and not clash:
-                fresh, stored = source, total
-            else:
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE fresh AS "
-                    f"SELECT * FROM (SELECT DISTINCT ON ({keys}) * FROM {source}) b "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {on}{window})")
-                fresh = "fresh"
-                stored = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
-            con.execute(f"INSERT INTO {table} SELECT * FROM {fresh}")
-            if table == "pings":
-                self._cube_add_pings(con, fresh)
-            else:
-                self._cube_add_events(con, fresh)
-            con.execute("DROP TABLE IF EXISTS fresh")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        return stored
+            stored = con.sql(f"SELECT {keys} FROM {table} t SEMI JOIN new_keys USING ({keys}) {where}",
+                             params=params).pl()
+        finally:
+            con.unregister("new_keys")
+        if stored.is_empty():
+            return rows
+        return rows.join(stored, on=key, how="anti", maintain_order="left")
 
     @staticmethod
-    def _cube_merge(con, delta_sql: str) -> None:
-        """Add a delta (same columns as the cube's counts) into cube_hourly."""
-        con.execute(f"CREATE OR REPLACE TEMP TABLE delta AS {delta_sql}")
-        sets = ", ".join(f"{c} = cube_hourly.{c} + d.{c}" for c in CUBE_COUNTS)
-        con.execute(
-            f"UPDATE cube_hourly SET {sets} FROM delta d WHERE cube_hourly.hour = d.hour "
-            "AND cube_hourly.cell = d.cell AND cube_hourly.branch_id = d.branch_id")
-        con.execute(
-            "INSERT INTO cube_hourly BY NAME SELECT d.*, 0 AS couriers, 0 AS vehicles "
-            "FROM delta d ANTI JOIN cube_hourly c USING (hour, cell, branch_id)")
-        con.execute("DROP TABLE delta")
+    def _append(con, table: str, rows: pl.DataFrame) -> None:
+        if rows.is_empty():
+            return
+        con.register("new_rows", rows)
+        try:
+            con.execute(f"INSERT INTO {table} SELECT * FROM new_rows")
+        finally:
+            con.unregister("new_rows")
 
-    def _cube_add_pings(self, con, fresh: str) -> None:
-        self._cube_merge(con, f"""
-            SELECT date_trunc('hour', ts) AS hour, cell, branch_id, count(*) AS pings,
-                   0 AS pickups, 0 AS deliveries, 0 AS on_time, 0 AS late, 0 AS scans
-            FROM {fresh} GROUP BY ALL""")
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE new_presence AS
-            SELECT DISTINCT date_trunc('hour', ts) AS hour, cell, branch_id,
-                   coalesce(courier_id, vehicle_id) AS actor_id,
-                   CASE WHEN courier_id IS NOT NULL THEN 'courier' ELSE 'vehicle' END AS actor_kind
-            FROM {fresh}""")
-        con.execute("""
-            INSERT INTO cube_presence SELECT n.* FROM new_presence n
-            ANTI JOIN cube_presence p USING (hour, cell, branch_id, actor_id)""")
-        # Distinct counts of the touched cell-hours are recounted, never added up.
-        con.execute("""
-            UPDATE cube_hourly SET couriers = r.couriers, vehicles = r.vehicles FROM (
-                SELECT p.hour, p.cell, p.branch_id,
-                       count(*) FILTER (WHERE actor_kind = 'courier') AS couriers,
-                       count(*) FILTER (WHERE actor_kind = 'vehicle') AS vehicles
-                FROM cube_presence p
-                SEMI JOIN (SELECT DISTINCT hour, cell, branch_id FROM new_presence) t
-                    USING (hour, cell, branch_id)
-                GROUP BY ALL) r
-            WHERE cube_hourly.hour = r.hour AND cube_hourly.cell = r.cell
-              AND cube_hourly.branch_id = r.branch_id""")
-        con.execute("DROP TABLE new_presence")
+    @staticmethod
+    def _merge_cube(con, delta: pl.DataFrame, presence: pl.DataFrame | None) -> None:
+        """Add a cube delta (``hour, cell, branch_id`` and counts) into cube_hourly.
 
-    def _cube_add_events(self, con, fresh: str) -> None:
-        self._cube_merge(con, f"""
-            SELECT date_trunc('hour', ts) AS hour, cell, branch_id, 0 AS pings,
-                   count(*) FILTER (WHERE kind = 'pickup') AS pickups,
-                   count(*) FILTER (WHERE kind = 'delivered') AS deliveries,
-                   count(*) FILTER (WHERE kind = 'delivered' AND ts <= promised_at) AS on_time,
-                   count(*) FILTER (WHERE kind = 'delivered' AND ts > promised_at) AS late,
-                   count(*) AS scans
-            FROM {fresh} GROUP BY ALL""")
+        With ``presence`` (pings) its new rows go to cube_presence and the distinct
+        couriers and vehicles of every touched cell-hour are recounted from there, never
+        added up. The caller holds the write lock inside a transaction.
+        """
+        if delta.is_empty():
+            return
+        lo, hi = delta.select(pl.col("hour").min().alias("lo"), pl.col("hour").max().alias("hi")).row(0)
+        window = {"lo": lo, "hi": hi}
+        counts = [c for c in CUBE_COUNTS if c in delta.columns]
+        con.register("cube_delta", delta)
+        try:
+            if presence is not None:
+                con.register("new_presence", presence)
+                try:
+                    con.execute("""
+                        INSERT INTO cube_presence
+                        SELECT n.hour, n.cell, n.branch_id, n.actor_id, n.actor_kind FROM new_presence n
+                        ANTI JOIN (SELECT hour, cell, branch_id, actor_id FROM cube_presence
+                                   WHERE hour BETWEEN $lo AND $hi) p USING (hour, cell, branch_id, actor_id)""",
+                                window)
+                finally:
+                    con.unregister("new_presence")
+                source = """(
+                    SELECT d.*, coalesce(r.couriers, 0) AS couriers, coalesce(r.vehicles, 0) AS vehicles
+                    FROM cube_delta d LEFT JOIN (
+                        SELECT hour, cell, branch_id,
+                               count(*) FILTER (WHERE actor_kind = 'courier') AS couriers,
+                               count(*) FILTER (WHERE actor_kind = 'vehicle') AS vehicles
+                        FROM cube_presence SEMI JOIN cube_delta USING (hour, cell, branch_id)
+                        WHERE hour BETWEEN $lo AND $hi GROUP BY ALL) r USING (hour, cell, branch_id))"""
+                recount, distinct, params = ", couriers = d.couriers, vehicles = d.vehicles", \
+                    ["d.couriers", "d.vehicles"], window
+            else:
+                source, recount, distinct, params = "cube_delta", "", ["0", "0"], None
+            adds = ", ".join(f"{c} = c.{c} + d.{c}" for c in counts)
+            names = ["hour", "cell", "branch_id", *CUBE_COUNTS, "couriers", "vehicles"]
+            values = ["d.hour", "d.cell", "d.branch_id", *(f"d.{c}" if c in counts else "0" for c in CUBE_COUNTS),
+                      *distinct]
+            con.execute(f"""
+                MERGE INTO cube_hourly c USING {source} AS d
+                ON c.hour = d.hour AND c.cell = d.cell AND c.branch_id = d.branch_id
+                WHEN MATCHED THEN UPDATE SET {adds}{recount}
+                WHEN NOT MATCHED THEN INSERT ({", ".join(names)}) VALUES ({", ".join(values)})""", params)
+        finally:
+            con.unregister("cube_delta")
 
     # -- scoped reads -------------------------------------------------------------------
     def cube_sources(self, res: int | None) -> tuple[str, str]:
@@ -496,3 +496,233 @@ def _bad_rows(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _empty_bad() -> pl.DataFrame:
     return pl.DataFrame(schema={"_row": pl.UInt32, "reason": pl.String, "raw": pl.String})
+
+
+def _unique_keys(rows: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """The first row of each record id (a batch may repeat a record)."""
+    if rows.height > 1 and rows.n_unique(subset=key) < rows.height:
+        return rows.unique(key, keep="first", maintain_order=True)
+    return rows
+
+
+def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The cube delta of new rows, ``(counts per hour, cell and branch, presence)``.
+
+    Presence (one row per distinct courier or van in a cell-hour) is there for pings
+    only; parts of several batches combine with :func:`combine_cube_parts`.
+    """
+    hour = pl.col("ts").dt.truncate("1h").alias("hour")
+    keys = [hour, pl.col("cell"), pl.col("branch_id")]
+    if table == "pings":
+        delta = rows.group_by(keys).agg(pl.len().cast(pl.Int64).alias("pings"))
+        presence = rows.select(
+            *keys, pl.coalesce("courier_id", "vehicle_id").alias("actor_id"),
+            pl.when(pl.col("courier_id").is_not_null()).then(pl.lit("courier"))
+            .otherwise(pl.lit("vehicle")).alias("actor_kind")).unique()
+        return delta, presence
+    delivered = pl.col("kind") == "delivered"
+    delta = rows.group_by(keys).agg(
+        (pl.col("kind") == "pickup").sum().cast(pl.Int64).alias("pickups"),
+        delivered.sum().cast(pl.Int64).alias("deliveries"),
+        (delivered & (pl.col("ts") <= pl.col("promised_at"))).sum().cast(pl.Int64).alias("on_time"),
+        (delivered & (pl.col("ts") > pl.col("promised_at"))).sum().cast(pl.Int64).alias("late"),
+        pl.len().cast(pl.Int64).alias("scans"))
+    return delta, None
+
+
+def combine_cube_parts(deltas: list[pl.DataFrame], presences: list[pl.DataFrame]):
+    """One delta and one presence frame from the parts of several batches."""
+    delta = pl.concat(deltas).group_by("hour", "cell", "branch_id").agg(pl.all().sum()) \
+        if len(deltas) > 1 else deltas[0]
+    presence = None
+    if presences:
+        presence = pl.concat(presences).unique() if len(presences) > 1 else presences[0]
+    return delta, presence
+
+
+class _CellBranchCache:
+    """Branch of every located res-9 cell, in memory (sorted cells, branch codes).
+
+    Thread-safe. Cells located since the last write transaction wait in a pending
+    list that the next one writes to ``cell_branch``.
+    """
+
+    def __init__(self):
+        self.loaded = False
+        self._lock = threading.Lock()
+        self._names: list[str | None] = [None]
+        # replaced as a whole, so readers take one consistent snapshot without the lock
+        self._state = (np.empty(0, np.uint64), np.empty(0, np.int32), pl.Series([None], dtype=pl.String))
+        self._pending: list[pl.DataFrame] = []
+
+    def load(self, frame: pl.DataFrame) -> None:
+        with self._lock:
+            if not self.loaded:
+                self._merge(frame["cell"].to_numpy().astype(np.uint64), frame["branch_id"])
+                self.loaded = True
+
+    def _merge(self, cells: np.ndarray, branches: pl.Series) -> None:
+        """Add cells (the caller holds the lock; none of them is known yet)."""
+        for name in branches.unique().drop_nulls().to_list():
+            if name not in self._names:
+                self._names.append(name)
+        mapping = pl.DataFrame({"b": self._names[1:], "code": np.arange(1, len(self._names), dtype=np.int32)},
+                               schema={"b": pl.String, "code": pl.Int32})
+        codes = (pl.DataFrame({"b": branches.cast(pl.String)})
+                 .join(mapping, on="b", how="left", maintain_order="left")["code"].fill_null(0).to_numpy())
+        old_cells, old_codes, _ = self._state
+        all_cells = np.concatenate([old_cells, cells])
+        all_codes = np.concatenate([old_codes, codes.astype(np.int32)])
+        order = np.argsort(all_cells, kind="stable")
+        self._state = (all_cells[order], all_codes[order], pl.Series(self._names, dtype=pl.String))
+
+    def lookup(self, cells: np.ndarray) -> tuple[pl.Series, np.ndarray]:
+        """``(branch of each cell, whether the cell is known)``."""
+        known, codes, names = self._state
+        if len(known) == 0:
+            return pl.Series("branch_id", [None] * len(cells), dtype=pl.String), np.zeros(len(cells), bool)
+        idx = np.minimum(np.searchsorted(known, cells), len(known) - 1)
+        found = known[idx] == cells
+        return names.gather(np.where(found, codes[idx], 0)).alias("branch_id"), found
+
+    def add(self, cells: np.ndarray, branches: list[str | None]) -> None:
+        """Newly located cells (another thread may have located some of them too)."""
+        with self._lock:
+            _, found = self.lookup(cells)
+            frame = pl.DataFrame({"cell": cells[~found], "branch_id": pl.Series(branches, dtype=pl.String)
+                                  .filter(pl.Series(~found))}, schema={"cell": pl.UInt64, "branch_id": pl.String})
+            if frame.is_empty():
+                return
+            self._merge(frame["cell"].to_numpy(), frame["branch_id"])
+            self._pending.append(frame)
+
+    def take_pending(self) -> list[pl.DataFrame]:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        return pending
+
+    def unflush(self, frames: list[pl.DataFrame]) -> None:
+        """Put back cells whose write was rolled back."""
+        if frames:
+            with self._lock:
+                self._pending = frames + self._pending
+
+
+class BulkWriter:
+    """Many batches of pings or parcel events stored in one transaction (file import).
+
+    Holds the store's write lock from ``__enter__`` until :meth:`finish` (commit) or an
+    exception (rollback: nothing of the file is stored). :meth:`screen` may run in a
+    worker thread while :meth:`add` stores the previous batch: it reads only, and works
+    out whether a batch can repeat a record (within itself, an earlier batch of this
+    import, or a row stored before) and the batch's cube parts. A clean batch is
+    appended as it is; otherwise its rows are checked against the table. The cube is
+    merged once, at :meth:`finish`, from the parts of every batch.
+    """
+
+    #: Accumulated cube rows beyond which the parts are combined (bounded memory).
+    COMPACT_ROWS = 4_000_000
+
+    def __init__(self, store: Store, table: str):
+        if table not in _RECORDS:
+            raise ValueError(f"not an operations table: {table}")
+        self.store, self.table = store, table
+        self.fields, self.key = _RECORDS[table]
+        self.stored = 0
+        self._deltas: list[pl.DataFrame] = []
+        self._presence: list[pl.DataFrame] = []
+        self._parts_rows = 0
+        self._seen: pl.DataFrame | None = None   # per batch and device: first and last ts
+        self._flushed: list[pl.DataFrame] = []
+        self._snapshot = None
+        self._open = False
+
+    def __enter__(self) -> BulkWriter:
+        # A second connection: its reads see committed rows only (those stored before
+        # this import), while this import's own rows stay invisible to it until COMMIT.
+        self._snapshot = self.store.cursor()
+        self.store._write_lock.acquire()
+        try:
+            self.store._con.execute("BEGIN")
+        except BaseException:
+            self.store._write_lock.release()
+            raise
+        self._open = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._open:
+            self._close("ROLLBACK")
+            self.store._cells.unflush(self._flushed)
+        if self._snapshot is not None:
+            self._snapshot.close()
+
+    def _close(self, how: str) -> None:
+        try:
+            self.store._con.execute(how)
+        finally:
+            self._open = False
+            self.store._write_lock.release()
+
+    def screen(self, ready: pl.DataFrame) -> tuple[pl.DataFrame, bool, tuple | None]:
+        """``(rows, clean, cube parts)`` of a prepared batch; no writes. Call in batch order."""
+        rows = ready.select(self.fields)
+        if rows.is_empty():
+            return rows, True, None
+        if self.table != "pings":
+            return rows, False, None
+        per_device = rows.group_by("device_id").agg(
+            pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"),
+            (pl.col("ts").n_unique() == pl.len()).alias("distinct"))
+        clean = bool(per_device["distinct"].all())
+        seen = per_device.select("device_id", "lo", "hi")
+        if clean and self._seen is not None:
+            # ts intervals of a device in this batch and in an earlier one must not meet
+            clean = per_device.join(self._seen, on="device_id", suffix="_seen").filter(
+                (pl.col("lo") <= pl.col("hi_seen")) & (pl.col("lo_seen") <= pl.col("hi"))).is_empty()
+        self._seen = seen if self._seen is None else pl.concat([self._seen, seen])
+        if clean:
+            lo, hi = per_device.select(pl.col("lo").min(), pl.col("hi").max()).row(0)
+            snap = self._snapshot
+            if snap.execute("SELECT count(*) FROM pings WHERE ts BETWEEN ? AND ?", [lo, hi]).fetchone()[0]:
+                snap.register("batch_keys", rows.select(self.key))
+                try:
+                    clean = not snap.execute(
+                        "SELECT count(*) FROM pings t SEMI JOIN batch_keys USING (device_id, ts) "
+                        "WHERE t.ts BETWEEN ? AND ?", [lo, hi]).fetchone()[0]
+                finally:
+                    snap.unregister("batch_keys")
+        return rows, clean, cube_parts(self.table, rows) if clean else None
+
+    def add(self, screened: tuple[pl.DataFrame, bool, tuple | None]) -> int:
+        """Store a screened batch inside the transaction; returns the rows stored."""
+        rows, clean, parts = screened
+        con = self.store._con
+        self._flushed += self.store._flush_cells(con)
+        if rows.is_empty():
+            return 0
+        if not clean:
+            rows = Store._drop_stored(con, self.table, _unique_keys(rows, self.key))
+            parts = cube_parts(self.table, rows)
+        Store._append(con, self.table, rows)
+        self.stored += len(rows)
+        delta, presence = parts
+        self._deltas.append(delta)
+        if presence is not None:
+            self._presence.append(presence)
+        self._parts_rows += len(delta) + (len(presence) if presence is not None else 0)
+        if self._parts_rows > self.COMPACT_ROWS and len(self._deltas) > 1:
+            delta, presence = combine_cube_parts(self._deltas, self._presence)
+            self._deltas, self._presence = [delta], [presence] if presence is not None else []
+            self._parts_rows = len(delta) + (len(presence) if presence is not None else 0)
+        return len(rows)
+
+    def finish(self) -> int:
+        """Merge the cube and commit; returns the rows stored."""
+        con = self.store._con
+        self._flushed += self.store._flush_cells(con)
+        if self._deltas:
+            Store._merge_cube(con, *combine_cube_parts(self._deltas, self._presence))
+        self._deltas, self._presence = [], []
+        self._close("COMMIT")
+        return self.stored

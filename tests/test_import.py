@@ -132,3 +132,80 @@ def test_command_line_import_prints_counts(tmp_path):
     bad = subprocess.run([sys.executable, "app.py", "import", str(tmp_path / "nope.parquet")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def _expected_cube(frame: pl.DataFrame) -> dict:
+    """(hour, cell) -> (pings, couriers), computed with the h3 package from the raw rows."""
+    import h3
+
+    rows = frame.unique(["device_id", "ts"]).to_dicts()
+    cube: dict = {}
+    for r in rows:
+        hour = r["ts"].replace(minute=0, second=0, microsecond=0)
+        cell = h3.str_to_int(h3.latlng_to_cell(r["lat"], r["lng"], 9))
+        n, devices = cube.setdefault((hour, cell), (0, set()))
+        devices.add(r["device_id"])
+        cube[(hour, cell)] = (n + 1, devices)
+    return {k: (n, len(d)) for k, (n, d) in cube.items()}
+
+
+def _stored_cube(store) -> dict:
+    rows = store.sql("SELECT hour, cell, pings, couriers FROM cube_hourly").rows()
+    return {(h, c): (p, n) for h, c, p, n in rows}
+
+
+def test_pings_in_many_batches_store_each_record_once_and_keep_the_cube_exact(network, tmp_path):
+    start = datetime(2026, 11, 20, 0, 0)
+    n = 900
+    walk = pl.DataFrame({
+        "device_id": ["dev-1" if i % 3 else "dev-2" for i in range(n)],
+        "ts": [start + timedelta(seconds=20 * i) for i in range(n)],
+        "lat": [22.5330 + 0.0004 * (i % 40) for i in range(n)],
+        "lng": [113.9300 + 0.0004 * (i % 25) for i in range(n)],
+    }).sort("device_id", "ts")
+    first = walk.head(400)
+    p1 = tmp_path / "pings-sorted.parquet"
+    first.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(p1)
+    report = import_file(network, p1, batch_rows=100)
+    assert (report.accepted, report.duplicates) == (400, 0)
+    assert _stored_cube(network) == _expected_cube(first)
+
+    # A shuffled file: rows already stored, rows repeated in other batches, new rows.
+    second = pl.concat([walk.slice(300, 600), walk.slice(350, 80), walk.slice(700, 30)]).sample(
+        fraction=1.0, shuffle=True, seed=3)
+    p2 = tmp_path / "pings-shuffled.parquet"
+    second.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(p2)
+    report = import_file(network, p2, batch_rows=64)
+    new = n - 400
+    assert (report.rows, report.accepted, report.rejected) == (len(second), new, 0)
+    assert report.duplicates == len(second) - new
+    assert network.scalar("SELECT count(*) FROM pings") == n
+    assert _stored_cube(network) == _expected_cube(walk)
+    again = import_file(network, p2, batch_rows=500)
+    assert (again.accepted, again.duplicates) == (0, len(second))
+    assert _stored_cube(network) == _expected_cube(walk)
+    # every stored row's cell is in cell_branch (other readers map cells through it)
+    assert network.scalar("SELECT count(*) FROM pings ANTI JOIN cell_branch USING (cell)") == 0
+
+
+def test_a_file_that_breaks_half_way_stores_nothing(network, tmp_path):
+    import pyarrow.parquet as pq
+
+    n = 3000
+    frame = pl.DataFrame({"device_id": ["dev-1"] * n,
+                          "ts": [datetime(2026, 11, 20) + timedelta(seconds=i) for i in range(n)],
+                          "lat": [22.5331] * n, "lng": [113.9301] * n})
+    path = tmp_path / "pings.parquet"
+    frame.write_parquet(path, row_group_size=1000, compression="zstd", statistics=False)
+    # spoil the data of the last row group: the first two batches are read and stored
+    # before the reader fails
+    chunk = pq.ParquetFile(path).metadata.row_group(2).column(1)
+    raw = bytearray(path.read_bytes())
+    start = chunk.data_page_offset + 20
+    raw[start:start + 40] = b"\xff" * 40
+    path.write_bytes(bytes(raw))
+    before = network.counts()
+    with pytest.raises(ImportFileError, match="after data row 1000.*nothing from this file"):
+        import_file(network, path, batch_rows=1000)
+    assert network.counts() == before
+    assert network.scalar("SELECT count(*) FROM pings") == 0
