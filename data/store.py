@@ -684,12 +684,12 @@ class BulkWriter:
         if clean:
             lo, hi = per_device.select(pl.col("lo").min(), pl.col("hi").max()).row(0)
             snap = self._snapshot
-            if snap.execute("SELECT count(*) FROM pings WHERE ts BETWEEN ? AND ?", [lo, hi]).fetchone()[0]:
+            if snap.execute("SELECT count(*) FROM pings WHERE ts BETWEEN ? AND ?", [lo, hi]).fetchall()[0][0]:
                 snap.register("batch_keys", rows.select(self.key))
                 try:
                     clean = not snap.execute(
                         "SELECT count(*) FROM pings t SEMI JOIN batch_keys USING (device_id, ts) "
-                        "WHERE t.ts BETWEEN ? AND ?", [lo, hi]).fetchone()[0]
+                        "WHERE t.ts BETWEEN ? AND ?", [lo, hi]).fetchall()[0][0]
                 finally:
                     snap.unregister("batch_keys")
         return rows, clean, cube_parts(self.table, rows) if clean else None
