@@ -47,6 +47,18 @@ class Settings:
     #: A cell needs at least this many parcels in the hour to count toward a zone
     #: (keeps one-parcel cells with a thin baseline from raising alerts).
     alert_min_workload: float = 20.0
+    # -- dispatch suggestions (geo/dispatch.py) ----------------------------------------------
+    #: Longest trip to a peak-load zone, minutes: a courier or van sent further would spend
+    #: too much of the hour it relieves on the road. Radius of a mode = speed x this.
+    dispatch_max_minutes: float = 15.0
+    #: Street speeds (km/h) of walking couriers, e-bike couriers and vans in town:
+    #: with 15 minutes, radii of 1.1, 3.75 and 6 street km.
+    dispatch_walk_kmh: float = 4.5
+    dispatch_ebike_kmh: float = 15.0
+    dispatch_van_kmh: float = 24.0
+    #: Parcels a van and its driver handle in an hour when sent to a zone (bulk drops at
+    #: lockers, shops and compounds; relaying loads to the zone's couriers).
+    dispatch_vehicle_parcels_per_hour: float = 36.0
     #: A courier whose newest fix is older than this many minutes is "offline".
     offline_after_minutes: int = 15
     #: Hex resolution per level of the organisation tree.

@@ -32,11 +32,22 @@ DECISIONS_DDL = """CREATE TABLE IF NOT EXISTS dispatch_decisions (
     hour TIMESTAMP NOT NULL,         -- the hour the suggestion is for (UTC hour start)
     source_cell UBIGINT NOT NULL,    -- where the couriers come from
     zone_cell UBIGINT NOT NULL,      -- the zone cell they go to (its most loaded cell)
-    couriers INTEGER NOT NULL,       -- how many
+    couriers INTEGER NOT NULL,       -- how many couriers (0 for a move of vans)
     distance_km DOUBLE,
     decision VARCHAR NOT NULL,       -- accepted | dismissed
-    user_name VARCHAR                -- who answered, when known
+    user_name VARCHAR,               -- who answered, when known
+    kind VARCHAR DEFAULT 'courier',  -- courier | vehicle
+    mode VARCHAR,                    -- walk | ebike | van
+    vehicles INTEGER DEFAULT 0,      -- how many vans
+    source_outlet VARCHAR            -- the outlet or hub they leave, for idle couriers and vans
 )"""
+#: Columns added after the first version of the table (stores made before get them).
+DECISIONS_ADDED = {
+    "kind": "VARCHAR DEFAULT 'courier'",
+    "mode": "VARCHAR",
+    "vehicles": "INTEGER DEFAULT 0",
+    "source_outlet": "VARCHAR",
+}
 DECISIONS = ("accepted", "dismissed")
 
 
@@ -282,10 +293,96 @@ def cell_centres_branch(store: Store, scope: str, cells, res: int) -> pl.DataFra
     return _frame_sql(store, q, {"scope": scope}, frame=frame)
 
 
+# -- reserves: idle couriers at outlets, idle vans at their bases ---------------------------------
+def _roster_sql(res: int) -> str:
+    return f"""
+        o AS (SELECT outlet_id, branch_id, {_cell("cell", res)} AS cell, lat, lng FROM outlets
+              WHERE branch_id IN {_BRANCHES}),
+        r AS (SELECT c.courier_id AS actor_id, c.outlet_id, 'courier' AS kind,
+                     coalesce(c.mode, $default_mode) AS mode
+              FROM couriers c SEMI JOIN o USING (outlet_id)
+              UNION ALL
+              SELECT v.vehicle_id, v.outlet_id, 'vehicle', coalesce(v.kind, 'van')
+              FROM vehicles v SEMI JOIN o USING (outlet_id))"""
+
+
+def reserve_roster(store: Store, scope: str, res: int, default_mode: str = "ebike") -> pl.DataFrame:
+    """Couriers and vehicles based at each outlet or hub inside ``scope``.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``outlet_id, branch_id, cell`` (at ``res``), ``lat, lng, kind`` (courier |
+        vehicle), ``mode`` (walk | ebike for couriers, ``default_mode`` when unknown;
+        the vehicle's kind: van | truck) and ``roster``.
+    """
+    store.check_scope(scope)
+    q = f"""WITH {_roster_sql(res)}
+        SELECT o.outlet_id, o.branch_id, o.cell, o.lat, o.lng, r.kind, r.mode, count(*)::BIGINT AS roster
+        FROM r JOIN o USING (outlet_id) GROUP BY ALL ORDER BY 1, 6, 7"""
+    return store.cursor().sql(q, params={"scope": scope, "default_mode": default_mode}).pl()
+
+
+def reserve_seen(store: Store, scope: str, hours, default_mode: str = "ebike") -> pl.DataFrame:
+    """How many of each outlet's couriers and vehicles were on the road (seen anywhere)
+    in each of some hours: ``hour, outlet_id, kind, mode, seen``. The others were idle
+    at their outlet or hub."""
+    store.check_scope(scope)
+    if not len(hours):
+        return pl.DataFrame(
+            schema={
+                "hour": pl.Datetime("us"),
+                "outlet_id": pl.String,
+                "kind": pl.String,
+                "mode": pl.String,
+                "seen": pl.Int64,
+            }
+        )
+    q = f"""WITH {_roster_sql(h3cells.BASE_RES)}
+        SELECT p.hour, r.outlet_id, r.kind, r.mode, count(DISTINCT p.actor_id)::BIGINT AS seen
+        FROM cube_presence p SEMI JOIN hrs USING (hour) JOIN r USING (actor_id)
+        WHERE p.hour >= $lo AND p.hour <= $hi GROUP BY ALL ORDER BY 1, 2, 3, 4"""
+    return _frame_sql(
+        store,
+        q,
+        {"scope": scope, "lo": min(hours), "hi": max(hours), "default_mode": default_mode},
+        hrs=_hours_frame(hours),
+    )
+
+
+def mode_mix(store: Store, scope: str) -> pl.DataFrame:
+    """How the couriers of each branch inside ``scope`` travel: ``branch_id, mode, couriers``."""
+    store.check_scope(scope)
+    q = f"""SELECT branch_id, mode, count(*)::BIGINT AS couriers FROM couriers
+            WHERE branch_id IN {_BRANCHES} AND mode IS NOT NULL GROUP BY ALL ORDER BY 1, 2"""
+    return store.cursor().sql(q, params={"scope": scope}).pl()
+
+
+def actual_reserves(store: Store, scope: str, hours, res: int, default_mode: str = "ebike") -> dict:
+    """Hour -> idle couriers and vans of each outlet really seen idle in that hour
+    (``geo.dispatch.RESERVE_SCHEMA``)."""
+    from geo import dispatch
+
+    roster = reserve_roster(store, scope, res, default_mode)
+    seen = reserve_seen(store, scope, hours, default_mode)
+    out = {}
+    for h in hours:
+        s = seen.filter(pl.col("hour") == h).drop("hour")
+        out[h] = (
+            roster.join(s, on=["outlet_id", "kind", "mode"], how="left")
+            .with_columns((pl.col("roster") - pl.col("seen").fill_null(0)).clip(lower_bound=0).alias("spare"))
+            .select([pl.col(c).cast(t) for c, t in dispatch.RESERVE_SCHEMA.items()])
+        )
+    return out
+
+
 # -- record of decisions --------------------------------------------------------------------
 def ensure_decisions_table(store: Store) -> None:
-    """Create the ``dispatch_decisions`` table if missing."""
-    store.cursor().execute(DECISIONS_DDL)
+    """Create the ``dispatch_decisions`` table if missing (and add newer columns)."""
+    con = store.cursor()
+    con.execute(DECISIONS_DDL)
+    for name, kind in DECISIONS_ADDED.items():
+        con.execute(f"ALTER TABLE dispatch_decisions ADD COLUMN IF NOT EXISTS {name} {kind}")
 
 
 def record_decision(
@@ -300,12 +397,20 @@ def record_decision(
     distance_km: float | None = None,
     user: str | None = None,
     at: datetime | None = None,
+    *,
+    kind: str = "courier",
+    mode: str | None = None,
+    vehicles: int = 0,
+    source_outlet: str | None = None,
 ) -> None:
     """Record that a manager viewing ``scope`` accepted or dismissed a suggestion for a
-    zone of ``branch_id`` (which must lie inside the scope)."""
+    zone of ``branch_id`` (which must lie inside the scope): ``couriers`` couriers, or
+    for ``kind="vehicle"`` ``vehicles`` vans (``couriers`` 0)."""
     store.check_scope(scope)
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
+    if kind not in ("courier", "vehicle"):
+        raise ValueError(f"kind must be courier or vehicle, got {kind!r}")
     inside = (
         store.cursor()
         .execute("SELECT 1 FROM node_branches WHERE ancestor_id = ? AND branch_id = ?", [scope, branch_id])
@@ -316,7 +421,9 @@ def record_decision(
     ensure_decisions_table(store)
     at = at or datetime.now(UTC).replace(tzinfo=None)
     store.cursor().execute(
-        "INSERT INTO dispatch_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO dispatch_decisions (decided_at, scope, branch_id, hour, source_cell, zone_cell, couriers, "
+        "distance_km, decision, user_name, kind, mode, vehicles, source_outlet) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             at,
             scope,
@@ -328,6 +435,10 @@ def record_decision(
             distance_km,
             decision,
             user,
+            kind,
+            mode,
+            int(vehicles),
+            source_outlet,
         ],
     )
 
@@ -379,6 +490,11 @@ def forecast_inputs(store: Store, scope: str, issued, res: int, params=None) -> 
         "dest_history": destination_history(
             store, scope, issued[0] - max(fc.candidate_days(params)) * fc.DAY, issued[-1], res
         ),
+        # who is based where, and how many of them were on the road in the earlier hours:
+        # the idle couriers and vans dispatch may call on (geo.dispatch.reserve_forecast)
+        "reserve_roster": reserve_roster(store, scope, res),
+        "reserve_seen": reserve_seen(store, scope, hours),
+        "mode_mix": mode_mix(store, scope),
     }
 
 
@@ -482,19 +598,27 @@ def outlook(store: Store, scope: str, issued: datetime, settings, horizon: int =
         ``alerts``: predicted alerts (``geo.forecast.predicted_alerts``, with
         ``status``: confirmed / missed / pending against what is already in the store);
         ``nodes``: forecast per branch and hour; ``moves`` and ``summary``: the dispatch
-        suggestions (``geo.dispatch.suggest``) for the zones of each forecast hour, with
-        an ``hour`` column.
+        suggestions (``geo.dispatch.suggest``: couriers from areas and outlets, vans from
+        their bases) for the zones of each forecast hour, with an ``hour`` column.
     """
     from geo import dispatch
     from geo import forecast as fc
 
-    rules = rules or dispatch.RULES
+    rules = rules or dispatch.Rules.from_settings(settings)
     pred = predict(store, scope, [issued], settings, horizon)
     regions = region_map(store)
     moves, summary = [], []
     for (hour,), z in pred["zones"].sort("hour").group_by("hour", maintain_order=True):
         cells = pred["cells"].filter(pl.col("hour") == hour)
-        m, s = dispatch.suggest(cells, z, settings.parcels_per_courier_hour, rules, regions)
+        m, s = dispatch.suggest(
+            cells,
+            z,
+            settings.parcels_per_courier_hour,
+            rules,
+            regions,
+            reserves=pred["reserves"].filter(pl.col("hour") == hour),
+            mode_mix=pred["mode_mix"],
+        )
         lit = pl.lit(hour).cast(pl.Datetime("us")).alias("hour")
         moves.append(m.with_columns(lit))
         summary.append(s.with_columns(lit))

@@ -817,7 +817,9 @@ def predict(
         ``cells`` (flagged cells per target), ``nodes`` (per node inside the scope:
         branches and the nodes above them, see :func:`nodes_of`), ``zones``
         (per target hour), ``alerts`` (:func:`predicted_alerts`) and, with
-        ``with_baseline_only``, ``baseline_cells`` flagged the same way.
+        ``with_baseline_only``, ``baseline_cells`` flagged the same way; with the
+        reserves in ``inputs``, ``reserves`` (idle couriers and vans expected at each
+        outlet per target, ``geo.dispatch.reserve_forecast``) and ``mode_mix``.
     """
     fc = forecast(inputs, params)
     targets = plan(inputs["issued"], params.horizon)
@@ -843,6 +845,11 @@ def predict(
         "zones": zones,
         "alerts": predicted_alerts(zones),
     }
+    if "reserve_roster" in inputs:
+        from geo import dispatch
+
+        out["reserves"] = dispatch.reserve_forecast(inputs["reserve_roster"], inputs["reserve_seen"], days)
+        out["mode_mix"] = inputs.get("mode_mix")
     if with_baseline_only:
         out["baseline_cells"] = load_and_flags(cells_of(baseline_only(fc)), rates, *args)
     return out

@@ -49,6 +49,8 @@ TRACE_ORDER = (
     "couriers",
     "dispatch_arrows",
     "dispatch_labels",
+    "dispatch_van_arrows",
+    "dispatch_van_labels",
 )
 LAYER_TRACES = {
     "hexes": ("hexes",),
@@ -57,7 +59,7 @@ LAYER_TRACES = {
     "outlets": ("outlets",),
     "vehicles": ("vehicle_heading", "vehicles"),
     "couriers": ("couriers",),
-    "dispatch_arrows": ("dispatch_arrows", "dispatch_labels"),
+    "dispatch_arrows": ("dispatch_arrows", "dispatch_labels", "dispatch_van_arrows", "dispatch_van_labels"),
 }
 BASEMAPS = ("none", "osm", "amap")
 _TILES = {

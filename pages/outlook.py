@@ -2,9 +2,11 @@
 
 A section of its own beside the current alerts: the zones forecast to go over load in
 the next hours (issued at the start of the selected hour, from what was known then),
-each with its expected start, its status (pending, confirmed, missed) and the moves of
-couriers suggested for it, which the manager accepts or dismisses (recorded in the
-store). Callbacks stay thin: the figures come from ``data.forecast_queries.outlook``.
+each with its expected start, its status (pending, confirmed, missed) and the moves
+suggested for it: couriers from nearby areas or idle at an outlet, and vans idle at
+their base, marked like their arrows on the map (blue couriers, orange vans). The
+manager accepts or dismisses each (recorded in the store). Callbacks stay thin: the
+figures come from ``data.forecast_queries.outlook``.
 """
 
 from __future__ import annotations
@@ -23,11 +25,39 @@ MAX_ALERTS = 8
 LIVE_TTL = 20.0
 
 
+def legend(t: dict) -> html.Div:
+    """Key of the suggestion arrows (``assets/emap.css`` gives them the colours of
+    ``layers.dispatch_arrows.STYLE``)."""
+    return html.Div(
+        [
+            html.Span(
+                [html.Span("━ ", className="swatch"), t.get("legend_couriers", "")], className="courier"
+            ),
+            html.Span(" "),
+            html.Span([html.Span("━ ", className="swatch"), t.get("legend_vans", "")], className="vehicle"),
+        ],
+        className="status dispatch-legend",
+    )
+
+
+def move_text(mv: dict, t: dict) -> str:
+    """One suggested move in words: how many of what, from where, how far, how."""
+    vehicle = mv.get("kind") == "vehicle"
+    n = mv["vehicles"] if vehicle else mv["couriers"]
+    src = mv["source"]
+    if mv.get("source_kind") == "outlet" and mv.get("outlet_name"):
+        src = f"{mv['outlet_name']} ({mv['source']})"
+    mode = t.get("mode_" + mv["mode"], mv["mode"]) if mv.get("mode") else ""
+    what = t.get("vans_from", "vans from") if vehicle else t.get("couriers_from", "")
+    return f"→ {n} {what} {src} ({mv['distance_km']:.1f} km{', ' + mode if mode else ''})"
+
+
 def section(t: dict) -> html.Div:
     """The panel: a title, the list, and a line acknowledging the last decision."""
     return html.Div(
         [
             html.H2(t.get("predicted_alerts", "Predicted"), id="label-predicted"),
+            legend(t),
             html.Div(id=ids.OUTLOOK),
             html.Div(id=ids.OUTLOOK_NOTE, className="status"),
         ],
@@ -50,6 +80,7 @@ def rows(model, scope: str, day: str, hour: int) -> list[dict]:
     o = outlook(model, scope, day, hour)
     alerts = o["alerts"].sort("excess", descending=True).head(MAX_ALERTS).sort("start", "alert_id")
     names = dict(model.nodes().select("node_id", "name").iter_rows())
+    outlet_names = _outlet_names(model)
     out = []
     for a in alerts.iter_rows(named=True):
         cells = set(int(c) for c in a["cells"])
@@ -61,12 +92,23 @@ def rows(model, scope: str, day: str, hour: int) -> list[dict]:
                 "start_local": model.local(a["start"]).strftime("%H:00"),
                 "end_local": model.local(a["end"] + timedelta(hours=1)).strftime("%H:00"),
                 "moves": [
-                    {**r, "source": names.get(r["source_branch_id"], r["source_branch_id"])}
+                    {
+                        **r,
+                        "source": names.get(r["source_branch_id"], r["source_branch_id"]),
+                        "outlet_name": outlet_names.get(r["source_outlet"]) if r["source_outlet"] else None,
+                    }
                     for r in m.iter_rows(named=True)
                 ],
             }
         )
     return out
+
+
+def _outlet_names(model) -> dict:
+    return model.cache.get(
+        ("outlet-names",),
+        lambda: dict(model.store.cursor().execute("SELECT outlet_id, name FROM outlets").fetchall()),
+    )
 
 
 def register(app, model, text: dict) -> None:
@@ -89,22 +131,22 @@ def register(app, model, text: dict) -> None:
                 )
             )
             for mv in a["moves"]:
+                vehicle = mv["kind"] == "vehicle"
                 key = {
                     "type": ids.DECIDE,
                     "hour": a["start"].isoformat(),
                     "branch": a["branch_id"],
                     "src": str(mv["source_cell"]),
                     "zone": str(mv["zone_cell"]),
-                    "n": int(mv["couriers"]),
+                    "n": int(mv["vehicles"] if vehicle else mv["couriers"]),
                     "km": round(float(mv["distance_km"]), 2),
+                    # what moves, how, from which outlet ("" for an area): "vehicle|van|h-440300-1"
+                    "what": f"{mv['kind']}|{mv['mode'] or ''}|{mv['source_outlet'] or ''}",
                 }
                 out.append(
                     html.Div(
                         [
-                            html.Span(
-                                f"→ {mv['couriers']} {t.get('couriers_from', '')} {mv['source']} "
-                                f"({mv['distance_km']:.1f} km)"
-                            ),
+                            html.Span(move_text(mv, t)),
                             html.Button(
                                 "✓",
                                 id={**key, "decision": "accepted"},
@@ -118,7 +160,7 @@ def register(app, model, text: dict) -> None:
                                 title=t.get("dismiss", "dismiss"),
                             ),
                         ],
-                        className="suggestion",
+                        className=f"suggestion {mv['kind']}",
                     )
                 )
         return out
@@ -134,6 +176,7 @@ def register(app, model, text: dict) -> None:
                 "zone": ALL,
                 "n": ALL,
                 "km": ALL,
+                "what": ALL,
                 "decision": ALL,
             },
             "n_clicks",
@@ -147,6 +190,8 @@ def register(app, model, text: dict) -> None:
             return no_update
         from datetime import datetime
 
+        kind, mode, outlet = (str(trig.get("what") or "courier||").split("|") + ["", ""])[:3]
+        vehicle = kind == "vehicle"
         fq.record_decision(
             model.store,
             state["node"],
@@ -154,9 +199,13 @@ def register(app, model, text: dict) -> None:
             datetime.fromisoformat(trig["hour"]),
             int(trig["src"]),
             int(trig["zone"]),
-            int(trig["n"]),
+            0 if vehicle else int(trig["n"]),
             trig["decision"],
             distance_km=float(trig["km"]),
+            kind="vehicle" if vehicle else "courier",
+            mode=mode or None,
+            vehicles=int(trig["n"]) if vehicle else 0,
+            source_outlet=outlet or None,
         )
         t = text[state["lang"]]
         return t.get("decision_" + trig["decision"], trig["decision"])

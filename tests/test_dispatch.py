@@ -1,6 +1,9 @@
+# ruff: noqa: F811  (the shared demo fixtures are imported by name and used as arguments)
 """Dispatch suggestions on crafted cases (h3 as the reference for neighbours): sources never
-give more than they can spare, the worst ratio never rises, distance and scope limits hold;
-and the record of accepted and dismissed suggestions."""
+give more than they can spare, the worst ratio never rises, distance and scope limits hold,
+idle couriers at outlets and idle vans are sent when they are what can help, no move goes
+beyond the radius of its mode; the reserves read from a real store; and the record of
+accepted and dismissed suggestions."""
 
 from datetime import datetime
 
@@ -9,8 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from data import forecast_cli
 from data import forecast_queries as fq
 from geo import alerts, dispatch
+from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
 
 PPH = 12.0
 CENTRE = h3.latlng_to_cell(22.54, 114.05, 8)
@@ -179,16 +184,286 @@ def test_arrow_layer_draws_each_move_with_its_head_and_count():
     ring3 = list(h3.grid_ring(CENTRE, 3))
     frame = _cells({CENTRE: 60, **{c: 2 for c in ring3[:6]}}, {CENTRE: 2, **{c: 4 for c in ring3[:6]}})
     moves, _ = dispatch.suggest(frame, _zones(frame), PPH, dispatch.Rules(source_res=8))
-    arrows, labels = layer.build(moves, DrawContext())
+    arrows, labels, van_arrows, van_labels = layer.build(moves, DrawContext())
     assert arrows["uid"] == "dispatch_arrows" and labels["uid"] == "dispatch_labels"
+    assert van_arrows["uid"] == "dispatch_van_arrows" and van_arrows["lat"] == []  # couriers only
     assert arrows["lat"].count(None) == 3 * len(moves)  # shaft and two head strokes each
     assert labels["text"] == [f"+{n}" for n in moves["couriers"].to_list()]
     # the shaft ends at the zone; the head strokes start there and point back
     assert arrows["lat"][1] == pytest.approx(moves["dst_lat"][0], abs=1e-6)
     assert arrows["lat"][3] == arrows["lat"][1]
-    shifted, _ = layer.build(moves, DrawContext(gcj02=True))
+    shifted = layer.build(moves, DrawContext(gcj02=True))[0]
     assert shifted["lon"][0] != arrows["lon"][0]
     group = layer.build_folium(moves, DrawContext())
     assert isinstance(group, folium.FeatureGroup)
     with pytest.raises(ValueError, match="needs columns"):
         layer.build(moves.drop("src_lat"))
+
+
+def test_van_arrows_are_drawn_apart_with_their_own_colour_label_and_tooltip():
+    from layers import dispatch_arrows
+    from layers.base import DrawContext
+
+    frame, zones = _zone_only(load=100, couriers=2)
+    ring1 = list(h3.grid_ring(CENTRE, 1))[0]
+    res = _reserves(
+        [
+            {"outlet_id": "o-1", "cell": ring1, "kind": "courier", "mode": "ebike", "spare": 2},
+            {"outlet_id": "h-1", "cell": ring1, "kind": "vehicle", "mode": "van", "spare": 4},
+        ]
+    )
+    moves, _ = dispatch.suggest(frame, zones, PPH, reserves=res)
+    text = {
+        "van_short": "车",
+        "vans_moved": "调派车辆",
+        "couriers_moved": "调派快递员",
+        "from_outlet": "来自网点",
+        "mode_van": "厢式车",
+        "mode_ebike": "电动车",
+        "zone": "区域",
+    }
+    arrows, labels, van_arrows, van_labels = dispatch_arrows.LAYER.build(moves, DrawContext(text=text))
+    assert labels["text"] == ["+2"] and van_labels["text"] == ["+2 车"]
+    assert van_arrows["line"]["color"] != arrows["line"]["color"]
+    assert van_arrows["line"]["width"] > arrows["line"]["width"]
+    assert "调派车辆: 2 (厢式车)" in van_labels["hovertext"][0] and "h-1" in van_labels["hovertext"][0]
+    assert "调派快递员: 2 (电动车)" in labels["hovertext"][0]
+    assert van_arrows["lat"].count(None) == 3 and arrows["lat"].count(None) == 3
+    import folium
+
+    m = folium.Map(location=[22.54, 114.05], zoom_start=12, tiles=None)
+    dispatch_arrows.LAYER.build_folium(moves, DrawContext(text=text)).add_to(m)
+    html = m.get_root().render()
+    assert "#d95f02" in html and "#2166ac" in html and "调派车辆: 2 (厢式车)" in html
+
+
+# -- outlets, vans and travel limits ---------------------------------------------------------------
+def _reserves(rows: list[dict]) -> pl.DataFrame:
+    """Outlets with idle couriers or vans: (outlet_id, h3 cell, kind, mode, spare[, branch])."""
+    out = []
+    for r in rows:
+        lat, lng = h3.cell_to_latlng(r["cell"])
+        out.append(
+            {
+                "outlet_id": r["outlet_id"],
+                "branch_id": r.get("branch_id", "b-1"),
+                "cell": _i(r["cell"]),
+                "lat": lat,
+                "lng": lng,
+                "kind": r["kind"],
+                "mode": r["mode"],
+                "spare": r["spare"],
+            }
+        )
+    return pl.DataFrame(out, schema=dispatch.RESERVE_SCHEMA)
+
+
+def _zone_only(load=60, couriers=1):
+    """One overloaded cell and no cell with couriers to spare."""
+    frame = _cells({CENTRE: load}, {CENTRE: couriers})
+    zones = _zones(frame)
+    assert len(zones) == 1
+    return frame, zones
+
+
+def test_idle_couriers_at_an_outlet_are_sent_and_counted_as_capacity():
+    frame, zones = _zone_only()
+    near = list(h3.grid_ring(CENTRE, 1))[0]  # ~1.2 street km
+    res = _reserves([{"outlet_id": "o-1", "cell": near, "kind": "courier", "mode": "ebike", "spare": 3}])
+    moves, summary = dispatch.suggest(frame, zones, PPH, reserves=res)
+    assert moves["source_kind"].to_list() == ["outlet"] and moves["source_outlet"].to_list() == ["o-1"]
+    assert moves["couriers"].to_list() == [3] and moves["vehicles"].to_list() == [0]  # all its spare, no more
+    assert summary["added"].to_list() == [3]
+    after = dispatch.apply(frame, moves, zones, PPH)
+    # the outlet's idle couriers were counted nowhere: the zone gains them, no cell loses any
+    assert after["capacity"].sum() == pytest.approx(frame["capacity"].sum() + 3 * PPH)
+    assert _worst(after) == pytest.approx(60 / (4 * PPH))
+    # walkers idle at an outlet 3 cells away (~3.6 street km) are beyond a 15-minute walk
+    far = list(h3.grid_ring(CENTRE, 3))[0]
+    walkers = _reserves([{"outlet_id": "o-2", "cell": far, "kind": "courier", "mode": "walk", "spare": 5}])
+    moves, _ = dispatch.suggest(frame, zones, PPH, reserves=walkers)
+    assert moves.is_empty()
+
+
+def test_vans_are_sent_when_only_vans_can_help():
+    frame, zones = _zone_only(load=100, couriers=2)
+    hub = list(h3.grid_ring(CENTRE, 4))[0]  # ~4.8 street km: beyond an e-bike's 3.75 km, within a van's 6
+    ebikes = {"outlet_id": "o-1", "cell": hub, "kind": "courier", "mode": "ebike", "spare": 9}
+    vans = {"outlet_id": "h-1", "cell": hub, "kind": "vehicle", "mode": "van", "spare": 5}
+    moves, summary = dispatch.suggest(frame, zones, PPH, reserves=_reserves([ebikes, vans]))
+    assert set(moves["kind"]) == {"vehicle"} and moves["source_outlet"].to_list() == ["h-1"]
+    # 100 parcels, 2 couriers: 100 - 24 = 76 parcels left, 36 per van -> 3 vans
+    assert moves["vehicles"].to_list() == [3] and summary["vehicle_need"].to_list() == [3]
+    rules = dispatch.RULES
+    assert summary["ratio_after"][0] == pytest.approx(100 / (2 * PPH + 3 * rules.vehicle_parcels_per_hour))
+    after = dispatch.apply(frame, moves, zones, PPH)
+    assert _worst(after) == pytest.approx(summary["ratio_after"][0])
+    # trucks are line-haul vehicles, never sent to a zone
+    trucks = {**vans, "mode": "truck"}
+    assert dispatch.suggest(frame, zones, PPH, reserves=_reserves([trucks]))[0].is_empty()
+
+
+def test_couriers_go_first_and_vans_cover_the_rest():
+    frame, zones = _zone_only(load=100, couriers=2)
+    ring1 = list(h3.grid_ring(CENTRE, 1))[0]
+    res = _reserves(
+        [
+            {"outlet_id": "o-1", "cell": ring1, "kind": "courier", "mode": "ebike", "spare": 2},
+            {"outlet_id": "h-1", "cell": ring1, "kind": "vehicle", "mode": "van", "spare": 4},
+        ]
+    )
+    moves, summary = dispatch.suggest(frame, zones, PPH, reserves=res)
+    by_kind = dict(moves.group_by("kind").agg((pl.col("couriers") + pl.col("vehicles")).sum()).iter_rows())
+    # 2 couriers leave 100 - 48 = 52 parcels: 2 vans (36 each), not 4
+    assert by_kind == {"courier": 2, "vehicle": 2}
+    assert summary["ratio_after"][0] <= 1.0 < summary["ratio"][0]
+    # enough couriers: no van is taken off the road
+    plenty = res.with_columns(
+        pl.when(pl.col("kind") == "courier").then(10).otherwise(pl.col("spare")).alias("spare")
+    )
+    moves, _ = dispatch.suggest(frame, zones, PPH, reserves=plenty)
+    assert set(moves["kind"]) == {"courier"} and moves["couriers"].sum() == 7
+
+
+def test_each_mode_stays_within_its_radius():
+    rules = dispatch.RULES
+    assert rules.radius_km("walk") < rules.radius_km("ebike") < rules.radius_km("van")
+    assert dispatch.Rules(max_minutes=30).radius_km("ebike") == pytest.approx(2 * rules.radius_km("ebike"))
+    assert dispatch.Rules(max_km=2.0).radius_km("van") == 2.0
+    rules = dispatch.Rules(max_minutes=20)  # a 1.5 km walk reaches the next res-8 cell
+    frame, zones = _zone_only(load=400, couriers=1)
+    rows = []
+    for k in range(1, 9):
+        c = list(h3.grid_ring(CENTRE, k))[0]
+        for kind, mode in (("courier", "walk"), ("courier", "ebike"), ("vehicle", "van")):
+            rows.append({"outlet_id": f"o-{k}-{mode}", "cell": c, "kind": kind, "mode": mode, "spare": 1})
+    moves, _ = dispatch.suggest(frame, zones, PPH, rules, reserves=_reserves(rows))
+    assert set(moves["mode"]) == {"walk", "ebike", "van"}  # every mode is used within its reach ...
+    for r in moves.iter_rows(named=True):  # ... and none beyond it
+        assert r["distance_km"] <= rules.radius_km(r["mode"]) + 1e-9, r
+    far = moves.group_by("mode").agg(pl.col("distance_km").max())
+    assert dict(far.iter_rows())["van"] > rules.radius_km("ebike")
+
+
+def test_area_couriers_split_by_mode_and_walkers_stay_near():
+    ring1 = list(h3.grid_ring(CENTRE, 1))
+    ring3 = list(h3.grid_ring(CENTRE, 3))
+    loads = {CENTRE: 90, **{c: 0 for c in ring1[:1] + ring3[:1]}}
+    couriers = {CENTRE: 1, ring1[0]: 4, ring3[0]: 4}
+    frame = _cells(loads, couriers)
+    zones = _zones(frame)
+    mix = pl.DataFrame({"branch_id": ["b-1", "b-1"], "mode": ["walk", "ebike"], "couriers": [1, 1]})
+    rules = dispatch.Rules(source_res=8, max_minutes=20)  # walk 1.5 km, e-bike 5 km
+    src = dispatch.sources(frame, zones, PPH, rules, mode_mix=mix)
+    assert dict(src.group_by("mode").agg(pl.col("spare").sum()).iter_rows()) == {"walk": 4, "ebike": 4}
+    moves, _ = dispatch.suggest(frame, zones, PPH, rules, mode_mix=mix)
+    walked = moves.filter(pl.col("mode") == "walk")
+    # walkers come only from the neighbour cell; the cell 3 rings out sends e-bikes only
+    assert set(walked["source_cell"].to_list()) == {_i(ring1[0])}
+    assert moves.filter(pl.col("source_cell") == _i(ring3[0]))["mode"].to_list() == ["ebike"]
+
+
+def test_random_cases_with_outlets_and_vans_never_overdraw_nor_worsen_nor_go_too_far():
+    rng = np.random.default_rng(11)
+    disk = [c for k in range(7) for c in (h3.grid_ring(CENTRE, k) if k else [CENTRE])]
+    rules = dispatch.Rules()
+    mix = pl.DataFrame({"branch_id": ["b-1", "b-1"], "mode": ["walk", "ebike"], "couriers": [1, 2]})
+    moved = {"area": 0, "outlet": 0, "vehicle": 0}
+    for case in range(30):
+        pick = rng.choice(len(disk), size=30, replace=False)
+        cells = [disk[i] for i in pick]
+        loads = {c: int(rng.choice([0, 3, 8, 20, 45, 90])) for c in cells}
+        couriers = {c: int(rng.integers(0, 6)) for c in cells}
+        couriers = {c: max(k, 1) if loads[c] else k for c, k in couriers.items()}
+        frame = _cells(loads, couriers)
+        zones = _zones(frame)
+        outlets = [disk[i] for i in rng.choice(len(disk), size=4, replace=False)]
+        res = _reserves(
+            [
+                {
+                    "outlet_id": f"o-{j}",
+                    "cell": c,
+                    "kind": kind,
+                    "mode": mode,
+                    "spare": int(rng.integers(0, 4)),
+                }
+                for j, c in enumerate(outlets)
+                for kind, mode in (("courier", "walk"), ("courier", "ebike"), ("vehicle", "van"))
+            ]
+        )
+        src = dispatch.sources(frame, zones, PPH, rules, mode_mix=mix)
+        moves, summary = dispatch.suggest(frame, zones, PPH, rules, reserves=res, mode_mix=mix)
+        if len(moves):
+            area = moves.filter(pl.col("source_kind") == "area")
+            sent = area.group_by("source_cell", "mode").agg(pl.col("couriers").sum())
+            spare = {(c, m): n for c, m, n in src.select("cell", "mode", "spare").iter_rows()}
+            assert all(n <= spare[(c, m)] for c, m, n in sent.iter_rows()), case
+            at = moves.filter(pl.col("source_kind") == "outlet").group_by("source_outlet", "kind", "mode")
+            given = at.agg((pl.col("couriers") + pl.col("vehicles")).sum().alias("n"))
+            have = {
+                (o, k, m): n for o, k, m, n in res.select("outlet_id", "kind", "mode", "spare").iter_rows()
+            }
+            assert all(n <= have[(o, k, m)] for o, k, m, n in given.iter_rows()), case
+            for r in moves.iter_rows(named=True):
+                assert r["distance_km"] <= rules.radius_km(r["mode"]) + 1e-9, (case, r)
+            moved["area"] += int(area["couriers"].sum())
+            moved["outlet"] += int(moves.filter(pl.col("source_kind") == "outlet")["couriers"].sum())
+            moved["vehicle"] += int(moves["vehicles"].sum())
+        assert (summary["added"] <= summary["need"]).all()
+        assert (summary["vehicles_added"] <= summary["vehicle_need"]).all()
+        assert (summary["ratio_after"] <= summary["ratio"] + 1e-9).all()
+        after = dispatch.apply(frame, moves, zones, PPH, rules)
+        assert _worst(after) <= _worst(frame) + 1e-9, case
+    assert all(n > 0 for n in moved.values()), moved  # the cases exercise every kind of source
+
+
+def test_reserve_forecast_is_the_roster_minus_the_usual_on_the_road():
+    from datetime import timedelta
+
+    t = datetime(2026, 11, 20, 7)
+    roster = pl.DataFrame(
+        {
+            "outlet_id": ["o-1", "h-1"],
+            "branch_id": ["b-1", "b-1"],
+            "cell": pl.Series([1, 2], dtype=pl.UInt64),
+            "lat": [22.5, 22.6],
+            "lng": [114.0, 114.1],
+            "kind": ["courier", "vehicle"],
+            "mode": ["ebike", "van"],
+            "roster": [10, 6],
+        }
+    )
+    seen = pl.DataFrame(
+        {
+            "hour": [t - timedelta(days=1), t - timedelta(days=2), t - timedelta(days=1)],
+            "outlet_id": ["o-1", "o-1", "h-1"],
+            "kind": ["courier", "courier", "vehicle"],
+            "mode": ["ebike", "ebike", "van"],
+            "seen": [9, 6, 6],
+        }
+    )
+    days = pl.DataFrame({"issued": [t, t], "horizon": [1, 1], "hour": [t, t], "k": [1, 2], "n_days": [2, 2]})
+    r = dispatch.reserve_forecast(roster, seen, days)
+    # couriers: 10 - (9 + 6) / 2 = 2.5 -> 2 idle; vans: 6 - (6 + 0) / 2 = 3 idle
+    assert dict(r.select("outlet_id", "spare").iter_rows()) == {"o-1": 2, "h-1": 3}
+    assert dispatch.reserve_forecast(roster, seen, days.head(0)).is_empty()  # no history, no reserves
+
+
+def test_reserves_read_from_the_store(forecast_store, forecast_settings):
+    day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
+    hours = fq.day_hours(day, forecast_settings.local_tz)
+    roster = fq.reserve_roster(forecast_store, "r-440300", 8)
+    total = forecast_store.sql(
+        "SELECT count(*) AS n FROM couriers c JOIN nodes b ON b.node_id = c.branch_id WHERE b.region_id = 'r-440300'"
+    )["n"][0]
+    assert roster.filter(pl.col("kind") == "courier")["roster"].sum() == total
+    assert set(roster.filter(pl.col("kind") == "vehicle")["mode"]) == {"van"}
+    seen = fq.reserve_seen(forecast_store, "r-440300", hours)
+    j = seen.join(roster, on=["outlet_id", "kind", "mode"])
+    assert len(j) == len(seen) and (j["seen"] <= j["roster"]).all()
+    idle = fq.actual_reserves(forecast_store, "r-440300", hours, 8)
+    vans_idle = {h: int(f.filter(pl.col("kind") == "vehicle")["spare"].sum()) for h, f in idle.items()}
+    # vans leave their hubs at 06:00 local and come back one by one in the afternoon
+    assert vans_idle[hours[10]] < vans_idle[hours[17]]
+    mix = fq.mode_mix(forecast_store, "r-440300")
+    assert set(mix["mode"]) == {"walk", "ebike"} and mix["couriers"].sum() == total
