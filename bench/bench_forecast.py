@@ -1,8 +1,9 @@
 """Benchmark of the forecast and the dispatch suggestions for a whole region.
 
 For the busiest region of the store, at a busy hour of the newest day: read the inputs
-(history, pipeline, open pickup requests), forecast every cell at the alert resolution,
-flag cells and zones, and compute the dispatch suggestions of every predicted zone.
+(history, pipeline, open pickup requests, who is based at each outlet and how many were
+on the road), forecast every cell at the alert resolution, flag cells and zones, and
+compute the dispatch suggestions (couriers and vans) of every predicted zone.
 Prints the median and best of ``--repeat`` runs for the next hour (and the next six).
 
     .venv/bin/python bench/bench_forecast.py --size default
@@ -68,11 +69,21 @@ def one_run(
         params,
     )
     t_fc = time.perf_counter() - t - t_read
-    moves = 0
+    moves = vans = 0
+    rules = dispatch.Rules.from_settings(settings)
     for (hour,), z in pred["zones"].group_by("hour"):
         cells = pred["cells"].filter(pl.col("hour") == hour)
-        m, _ = dispatch.suggest(cells, z, settings.parcels_per_courier_hour, dispatch.RULES, regions)
+        m, _ = dispatch.suggest(
+            cells,
+            z,
+            settings.parcels_per_courier_hour,
+            rules,
+            regions,
+            reserves=pred["reserves"].filter(pl.col("hour") == hour),
+            mode_mix=pred["mode_mix"],
+        )
         moves += len(m)
+        vans += int(m["vehicles"].sum())
     total = time.perf_counter() - t
     return {
         "total": total,
@@ -82,7 +93,15 @@ def one_run(
         "cells": pred["cells"].height,
         "zones": pred["zones"].height,
         "moves": moves,
+        "vans": vans,
     }
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def main(argv=None) -> int:
@@ -115,7 +134,8 @@ def main(argv=None) -> int:
         print(
             f"forecast + suggestions, {label}: median {statistics.median(tot):.2f}s, best {min(tot):.2f}s "
             f"(read {last['read']:.2f}s, forecast {last['forecast']:.2f}s, suggest {last['suggest']:.2f}s; "
-            f"{last['cells']:,} cell-hours, {last['zones']} zones, {last['moves']} moves)"
+            f"{last['cells']:,} cell-hours, {last['zones']} zones, {last['moves']} moves, {last['vans']} vans; "
+            f"load average {_load()})"
         )
     store.close()
     return 0

@@ -136,7 +136,7 @@ def backtest(
 
 
 def simulate(
-    store, scope: str, day: date, settings, lead: int = 1, rules: dispatch.Rules = dispatch.RULES
+    store, scope: str, day: date, settings, lead: int = 1, rules: dispatch.Rules | None = None
 ) -> dict:
     """Apply the suggestions made ``lead`` hours ahead to each hour of a day.
 
@@ -144,8 +144,10 @@ def simulate(
     -------
     dict
         ``hours`` (one row per hour, :data:`geo.simulate.HOUR_COLUMNS`), ``totals``
-        (:func:`geo.simulate.totals`) and ``seconds``.
+        (:func:`geo.simulate.totals`), ``moves`` (every suggested move, with its
+        ``hour``), ``distances`` (:func:`geo.simulate.distances`) and ``seconds``.
     """
+    rules = rules or dispatch.Rules.from_settings(settings)
     t = time.perf_counter()
     hours = day_hours(day, settings.local_tz)
     issued = [h - timedelta(hours=lead - 1) for h in hours]
@@ -154,7 +156,11 @@ def simulate(
     zones = pred["zones"].filter(pl.col("horizon") == lead)
     forecast_by_hour = {h: g.drop("issued", "horizon", "hour") for (h,), g in cells.group_by("hour")}
     zones_by_hour = {h: g for (h,), g in zones.group_by("hour")}
+    reserves = pred["reserves"].filter(pl.col("horizon") == lead)
+    reserves_by_hour = {h: g.drop("issued", "horizon", "hour") for (h,), g in reserves.group_by("hour")}
+    idle = fq.actual_reserves(store, scope, hours, alert_res(settings), rules.default_mode)
     actual = _actual(store, scope, hours, settings)
+    moves: list = []
     per_hour = sim.day_effect(
         hours,
         actual,
@@ -165,8 +171,19 @@ def simulate(
         alert_min(settings),
         rules,
         region_map(store),
+        reserves_by_hour=reserves_by_hour,
+        mode_mix=pred["mode_mix"],
+        idle_by_hour=idle,
+        moves_out=moves,
     )
-    return {"hours": per_hour, "totals": sim.totals(per_hour), "seconds": time.perf_counter() - t}
+    all_moves = pl.concat(moves) if moves else pl.DataFrame(schema=dispatch.MOVE_SCHEMA)
+    return {
+        "hours": per_hour,
+        "totals": sim.totals(per_hour),
+        "moves": all_moves,
+        "distances": sim.distances(all_moves),
+        "seconds": time.perf_counter() - t,
+    }
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -188,10 +205,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulate: where couriers may come from (default region)",
     )
     parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="simulate: longest trip to a zone in minutes, at the speed of each mode "
+        "(default: the dispatch_max_minutes setting, 15)",
+    )
+    parser.add_argument(
         "--max-km",
         type=float,
-        default=dispatch.RULES.max_km,
-        help="simulate: farthest move in street km (default 6)",
+        default=None,
+        help="simulate: a cap in street km on every move, on top of the radius of its mode (default none)",
     )
 
 
@@ -250,13 +274,24 @@ def _run(store, args, settings) -> int:
             f"{counts.get('pending', 0)} pending)"
         )
         return 0
-    rules = dispatch.Rules(within=args.within, max_km=args.max_km)
+    over = {"within": args.within, "max_km": args.max_km}
+    if args.max_minutes is not None:
+        over["max_minutes"] = args.max_minutes
+    rules = dispatch.Rules.from_settings(settings, **over)
     r = simulate(store, args.node, day, settings, lead=args.lead, rules=rules)
     t = r["totals"]
     print(
         f"simulation of {args.node} on {day}: suggestions made {args.lead}h ahead, applied to what happened "
-        f"({t['moves']} moves, {t['couriers_moved']} couriers moved) in {r['seconds']:.1f}s"
+        f"({t['moves']} moves, {t['couriers_moved']:.0f} couriers and {t['vehicles_moved']:.0f} vans moved; "
+        f"{t['unavailable']:.0f} suggested from outlets were not idle there) in {r['seconds']:.1f}s"
     )
+    radii = ", ".join(f"{m} {rules.radius_km(m):.2f} km" for m in ("walk", "ebike", "van"))
+    print(f"move limits: {rules.max_minutes:g} min of travel ({radii})")
+    for d in r["distances"].iter_rows(named=True):
+        print(
+            f"  {d['kind']:8s} {d['mode']:6s} {d['units']:6d} moved   distance median {d['median_km']:.2f} km, "
+            f"90% within {d['p90_km']:.2f} km, longest {d['max_km']:.2f} km"
+        )
     print("                          before      after")
     print(
         f"overloaded cell-hours   {t['overloaded_before']:8d}   {t['overloaded_after']:8d}"

@@ -55,6 +55,8 @@ def test_totals_add_up_the_hours():
             "zones": [1, 0],
             "moves": [2, 0],
             "couriers_moved": [3, 0],
+            "vehicles_moved": [1, 0],
+            "unavailable": [0.5, 0],
             "overloaded_before": [4, 1],
             "overloaded_after": [1, 1],
             "newly_overloaded": [1, 0],
@@ -74,8 +76,46 @@ def test_totals_add_up_the_hours():
         "late_before": 12.0,
         "late_after": 6.0,
         "couriers_moved": 3,
+        "vehicles_moved": 1,
+        "unavailable": 0.5,
         "moves": 2,
     }
+
+
+def test_moves_from_outlets_are_cut_to_who_really_was_idle():
+    src = h3.grid_ring(CENTRE, 1)[0]
+    actual = _actual({CENTRE: 96}, {CENTRE: 2}, {CENTRE: 10})
+    zones = pl.DataFrame(
+        {"zone_id": [1], "cells": [[h3.str_to_int(CENTRE)]]},
+        schema={"zone_id": pl.Int64, "cells": pl.List(pl.UInt64)},
+    )
+    lat, lng = h3.cell_to_latlng(src)
+    reserves = pl.DataFrame(
+        {
+            "outlet_id": ["o-1", "h-1"],
+            "branch_id": ["b-1", "b-1"],
+            "cell": [h3.str_to_int(src)] * 2,
+            "lat": [lat, lat],
+            "lng": [lng, lng],
+            "kind": ["courier", "vehicle"],
+            "mode": ["ebike", "van"],
+            "spare": [2, 2],
+        },
+        schema=dispatch.RESERVE_SCHEMA,
+    )
+    moves, _ = dispatch.suggest(actual, zones, PPH, reserves=reserves)
+    # 96 parcels, 2 couriers: 2 idle couriers, then 96 - 48 = 48 parcels -> 2 vans
+    assert moves["couriers"].sum() == 2 and moves["vehicles"].sum() == 2
+    full = simulate.hour_effect(actual, moves, zones, PPH, 1.5, idle=reserves)
+    assert full["unavailable"] == 0 and full["vehicles_moved"] == 2 and full["couriers_moved"] == 2
+    assert full["peak_before"] == pytest.approx(4.0)
+    assert full["peak_after"] == pytest.approx(96 / (4 * PPH + 2 * dispatch.RULES.vehicle_parcels_per_hour))
+    # on the day one van was out on the road after all: only one van could go
+    one_van = reserves.with_columns(pl.when(pl.col("kind") == "vehicle").then(1).otherwise(2).alias("spare"))
+    cut = simulate.hour_effect(actual, moves, zones, PPH, 1.5, idle=one_van)
+    assert cut["unavailable"] == 1 and cut["vehicles_moved"] == 1
+    assert full["peak_after"] < cut["peak_after"] < full["peak_before"]
+    assert cut["late_after"] > full["late_after"]
 
 
 def test_demo_day_with_suggestions_has_fewer_overloaded_cell_hours_and_late_parcels(
@@ -88,6 +128,11 @@ def test_demo_day_with_suggestions_has_fewer_overloaded_cell_hours_and_late_parc
     assert t["overloaded_before"] > 0 and t["couriers_moved"] > 0
     assert t["overloaded_after"] < t["overloaded_before"]
     assert t["late_after"] < t["late_before"]
+    # every move keeps within the reach of its mode
+    rules = dispatch.Rules.from_settings(forecast_settings)
+    for mode, km in r["moves"].group_by("mode").agg(pl.col("distance_km").max()).iter_rows():
+        assert km <= rules.radius_km(mode) + 1e-9
+    assert r["distances"]["units"].sum() == r["moves"]["couriers"].sum() + r["moves"]["vehicles"].sum()
 
 
 def test_commands_print_their_figures(forecast_settings, capsys):
@@ -103,6 +148,7 @@ def test_commands_print_their_figures(forecast_settings, capsys):
     assert forecast_cli.run(args, forecast_settings) == 0
     out = capsys.readouterr().out
     assert "overloaded cell-hours" in out and "late parcels" in out
+    assert "move limits: 15 min of travel (walk 1.12 km, ebike 3.75 km, van 6.00 km)" in out
     args = p.parse_args(["--node", "nowhere"])
     args.command = "simulate"
     assert forecast_cli.run(args, forecast_settings) == 2
