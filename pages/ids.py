@@ -42,7 +42,7 @@ EXPORT_DOWNLOAD = "export-download"
 #: Pattern-matching id types.
 CRUMB = "crumb"  # {"type": CRUMB, "node": node_id}
 ALERT = "alert"  # {"type": ALERT, "zone": zone_id}
-DECIDE = "decide"  # {"type": DECIDE, "hour", "branch", "src", "zone", "n", "km", "decision"}
+DECIDE = "decide"  # {"type": DECIDE, "hour", "branch", "src", "zone", "n", "km", "what", "decision"}
 
 #: Static labels translated by the language callback: id -> translation key.
 LABELS = {
