@@ -18,8 +18,22 @@ STYLE = Style(
 
 def zone_polygon(cells):
     """Union of a zone's hexagons (a shapely geometry)."""
-    rings = h3cells.boundaries(np.asarray(cells, dtype=np.uint64))
-    return shapely.union_all([shapely.Polygon(r) for r in rings]).buffer(0)
+    return zone_polygons([cells])[0]
+
+
+def zone_polygons(zones) -> list:
+    """:func:`zone_polygon` of many zones: one boundary computation for all their cells."""
+    arrays = [np.asarray(c, dtype=np.uint64) for c in zones]
+    if not arrays:
+        return []
+    hexes = [shapely.Polygon(r) for r in h3cells.boundaries(np.concatenate(arrays))]
+    out, start = [], 0
+    for a in arrays:
+        part = hexes[start : start + a.size]
+        start += a.size
+        # one hexagon is already its own outline; unions of several are cleaned of slivers
+        out.append(part[0] if len(part) == 1 else shapely.union_all(part).buffer(0))
+    return out
 
 
 def _rings(geom) -> list:
@@ -31,9 +45,10 @@ def _rings(geom) -> list:
 
 def _traces(frame, ctx: DrawContext) -> list[dict]:
     normal, chosen = [], []
-    for zid, cells in zip(frame["zone_id"].to_list(), frame["cells"].to_list(), strict=True):
+    polygons = zone_polygons(frame["cells"].to_list())
+    for zid, polygon in zip(frame["zone_id"].to_list(), polygons, strict=True):
         (chosen if ctx.selected is not None and int(zid) == int(ctx.selected) else normal).extend(
-            _rings(zone_polygon(cells))
+            _rings(polygon)
         )
     out = []
     for name, rings, colour, width in (
