@@ -21,6 +21,7 @@ import polars as pl
 import shapely
 
 from data import queries
+from data.day_cache import DayFigures
 from geo import alerts as zones_mod
 from geo import cells as h3cells
 from geo import kpis as kpis_mod
@@ -31,8 +32,9 @@ from layers.base import DrawContext
 DEFAULT_ALERT_RES = 8
 #: Cells with fewer parcels in the hour never raise an alert (noise floor).
 DEFAULT_ALERT_MIN_WORKLOAD = 20.0
-#: Seconds a cached figure touching the newest data hour stays valid (live ingest).
-LIVE_TTL = 20.0
+#: Seconds a day's data fingerprint is trusted before it is read again: new data shows
+#: within this time, and unchanged days are never recomputed.
+FRESHNESS_SECONDS = 5.0
 #: Hours looked back to find when a zone started.
 SINCE_HOURS = 6
 #: Trace order of the map figure; Patch updates address traces by these positions.
@@ -146,6 +148,7 @@ class Model:
         self.store = store
         self.settings = settings
         self.cache = cache or Cache()
+        self.days = DayFigures(store, self.cache, check_every=FRESHNESS_SECONDS)
         self.tz = ZoneInfo(settings.local_tz)
         self.alert_res = int(getattr(settings, "alert_resolution", DEFAULT_ALERT_RES))
         self.alert_min = float(getattr(settings, "alert_min_workload", DEFAULT_ALERT_MIN_WORKLOAD))
@@ -225,26 +228,30 @@ class Model:
     def newest_hour(self):
         return self.data_hours(self.root())[1]
 
-    def _ttl(self, end: datetime) -> float | None:
-        # Windows touching the newest data may still grow (live ingest): cache briefly.
-        hi = self.newest_hour()
-        return LIVE_TTL if hi is None or end > hi else None
+    def version(self, day: str) -> tuple:
+        """Fingerprint of the local day's data: part of the key of everything cached about
+        the day, so that data arriving for it (live ingest, a late import) is seen."""
+        return self.days.version(*self.day_window(day))
+
+    def day_of(self, utc: datetime) -> str:
+        """The local date holding a UTC time."""
+        return self.local(utc).date().isoformat()
 
     # -- hexes --------------------------------------------------------------------------
     def day_cube(self, scope: str, day: str, res: int) -> pl.DataFrame:
         start, end = self.day_window(day)
         return self.cache.get(
-            ("day", scope, day, res), lambda: self.store.cube(scope, start, end, res), ttl=self._ttl(end)
+            ("day", scope, day, res, self.version(day)), lambda: self.days.cube(scope, start, end, res)
         )
 
     def rates(self, start: datetime) -> dict:
         """Pings per actor per hour over the network, by UTC hour, for the local day holding
         ``start`` (courier-hours present; see ``geo.kpis``)."""
-        day = self.local(start).date().isoformat()
+        day = self.day_of(start)
         a, b = self.day_window(day)
 
         def make():
-            t = queries.hourly_totals(self.store, self.root(), a, b)
+            t = self.days.hourly_totals(self.root(), a, b)
             return {
                 h: p / n
                 for h, p, n in zip(
@@ -256,7 +263,7 @@ class Model:
                 if n
             }
 
-        return self.cache.get(("rates", day), make, ttl=self._ttl(b))
+        return self.cache.get(("rates", day, self.version(day)), make)
 
     def hex_frame(self, scope: str, day: str, hour: int, metric: str) -> pl.DataFrame:
         """The hex layer's frame: ``cell, value, load_ratio, node`` for one hour."""
@@ -315,7 +322,7 @@ class Model:
             sig = hashlib.blake2b(cells.tobytes(), digest_size=8).hexdigest()
             return cells, hexes.geojson(cells, DrawContext(gcj02=gcj02)), sig
 
-        return self.cache.get(("geom", scope, day, res, gcj02), make, ttl=self._ttl(self.day_window(day)[1]))
+        return self.cache.get(("geom", scope, day, res, gcj02, self.version(day)), make)
 
     # -- alerts -------------------------------------------------------------------------
     def hour_alerts(self, start: datetime) -> dict:
@@ -326,7 +333,7 @@ class Model:
         """
         end = start + timedelta(hours=1)
         return self.cache.get(
-            ("hour-alerts", start), lambda: self._hour_alerts(start, end), ttl=self._ttl(end)
+            ("hour-alerts", start, self.version(self.day_of(start))), lambda: self._hour_alerts(start, end)
         )
 
     def _hour_alerts(self, start, end) -> dict:
@@ -383,17 +390,8 @@ class Model:
         self.geometry(scope, day, gcj02)
         self.trend(scope, day)
         self.territories(scope)
-        a, b = self.day_window(day)
-        self.cache.get(
-            ("kids-hourly", scope, day),
-            lambda: queries.children_hourly(self.store, scope, a, b),
-            ttl=self._ttl(b),
-        )
-        self.cache.get(
-            ("outlet-scans", scope, day),
-            lambda: queries.outlet_scans_hourly(self.store, scope, a, b),
-            ttl=self._ttl(b),
-        )
+        self.children_hourly(scope, day)
+        self.outlet_scans(scope, day)
         self.cache.get(("outlets", scope), lambda: queries.outlets_in(self.store, scope), ttl=60.0)
 
     def drill_targets(self, scope: str, day: str, hour: int, limit: int = 6) -> list[str]:
@@ -416,6 +414,8 @@ class Model:
                     self.hour_alerts(start)
         # the first page a user opens: the root on the newest day, and its busiest children
         day, hour = self.landing() or (dates[-1], 0)
+        # the network-wide frames every drill-down of the day is sliced from
+        self.days.load(*self.day_window(day), sorted(set(self.settings.resolutions.values())))
         self.prepare(self.root(), day)
         for child in self.drill_targets(self.root(), day, hour):
             self.prepare(child, day)
@@ -436,9 +436,7 @@ class Model:
     def trend(self, scope: str, day: str) -> pl.DataFrame:
         start, end = self.day_window(day)
         t = self.cache.get(
-            ("trend", scope, day),
-            lambda: queries.hourly_totals(self.store, scope, start, end),
-            ttl=self._ttl(end),
+            ("trend", scope, day, self.version(day)), lambda: self.days.hourly_totals(scope, start, end)
         )
         return t.with_columns(
             pl.col("hour")
@@ -449,25 +447,35 @@ class Model:
     def child_table(self, scope: str, day: str, hour: int) -> pl.DataFrame:
         """Children of ``scope`` with the KPI indicators of the hour and their zone count."""
         start, end = self.hour_window(day, hour)
-        a, b = self.day_window(day)
-        hourly = self.cache.get(
-            ("kids-hourly", scope, day),
-            lambda: queries.children_hourly(self.store, scope, a, b),
-            ttl=self._ttl(b),
-        )
+        hourly = self.children_hourly(scope, day)
         kids = self.children(scope).select("node_id", "name")
         f = kids.join(hourly.filter(pl.col("hour") == start).drop("hour"), on="node_id", how="left")
         f = kpis_mod.indicators(f.with_columns(pl.exclude("node_id", "name").fill_null(0)))
         f = self.with_zone_counts(f, self.zones(scope, day, hour, with_since=False))
         return f.sort("volume", descending=True)
 
+    def children_hourly(self, scope: str, day: str) -> pl.DataFrame:
+        """Figures of each child of ``scope`` per hour of the day (cached)."""
+        a, b = self.day_window(day)
+        return self.cache.get(
+            ("kids-hourly", scope, day, self.version(day)), lambda: self.days.children_hourly(scope, a, b)
+        )
+
+    def outlet_scans(self, scope: str, day: str) -> pl.DataFrame:
+        """Parcel scans per outlet inside ``scope`` and hour of the day (cached)."""
+        a, b = self.day_window(day)
+        return self.cache.get(
+            ("outlet-scans", scope, day, self.version(day)),
+            lambda: queries.outlet_scans_hourly(self.store, scope, a, b),
+        )
+
     def with_zone_counts(self, nodes: pl.DataFrame, zones: pl.DataFrame) -> pl.DataFrame:
         """``nodes`` with a ``zones`` column: how many of ``zones`` lie in each node."""
         if not (len(zones) and len(nodes)):
             return nodes.with_columns(pl.lit(0).alias("zones"))
-        closure = self.store.sql(
-            "SELECT ancestor_id AS node_id, branch_id FROM node_branches WHERE list_contains(?, ancestor_id)",
-            [nodes["node_id"].to_list()],
+        nb = self.cache.get("node_branches", lambda: self.store.sql("SELECT * FROM node_branches"))
+        closure = nb.filter(pl.col("ancestor_id").is_in(nodes["node_id"].implode())).select(
+            pl.col("ancestor_id").alias("node_id"), "branch_id"
         )
         counts = zones.select("branch_id").join(closure, on="branch_id").group_by("node_id").len("zones")
         return nodes.join(counts, on="node_id", how="left").with_columns(pl.col("zones").fill_null(0))
@@ -489,13 +497,8 @@ class Model:
     def outlets(self, scope: str, day: str, hour: int) -> pl.DataFrame:
         """Outlets in scope with their scans in the hour and ``load`` = scans / hourly capacity."""
         start, _ = self.hour_window(day, hour)
-        a, b = self.day_window(day)
         base = self.cache.get(("outlets", scope), lambda: queries.outlets_in(self.store, scope), ttl=60.0)
-        scans = self.cache.get(
-            ("outlet-scans", scope, day),
-            lambda: queries.outlet_scans_hourly(self.store, scope, a, b),
-            ttl=self._ttl(b),
-        )
+        scans = self.outlet_scans(scope, day)
         f = base.join(scans.filter(pl.col("hour") == start).drop("hour"), on="outlet_id", how="left")
         return f.with_columns(pl.col("parcels").fill_null(0)).with_columns(
             (pl.col("parcels") / pl.col("capacity_parcels_per_hour").clip(lower_bound=1)).alias("load")

@@ -1,0 +1,210 @@
+"""Figures of whole days read once for the whole network and sliced by scope.
+
+The dashboard asks for the same day over and over: every node a user drills into wants
+the day's cube at its resolution, its hourly totals and the hourly figures of its
+children. :class:`DayFigures` reads each (day window, resolution) once for the whole
+network, at the grain of (hour, cell, branch) with the presence rows kept, and answers
+each scoped request by filtering the scope's branches and summing. Distinct couriers and
+vehicles are recounted from the presence rows of the scope, never summed, so the
+answers equal the store's scoped queries (``Store.cube``, ``queries.hourly_totals``,
+``queries.children_hourly``) row for row.
+
+Scope is enforced on every call, cached frames included: the scope is checked against
+the tree and only the rows of its branches are ever returned.
+
+Freshness: entries are keyed on a fingerprint of the window in the cube (rows, pings,
+scans, newest hour). Every stored ping or scan changes it, so data arriving for a day
+(live ingest, a late import) is seen; the fingerprint is re-read at most every
+``check_every`` seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from data.schema import CUBE_COUNTS
+from geo import cells as h3cells
+
+#: Finest resolution read network-wide; finer views (branches) are small scoped reads.
+MAX_SHARED_RES = 7
+#: Column order of ``Store.cube`` and of ``queries.hourly_totals``.
+CUBE_COLUMNS = [
+    "hour",
+    "cell",
+    "pings",
+    "couriers",
+    "vehicles",
+    "pickups",
+    "deliveries",
+    "on_time",
+    "late",
+    "scans",
+]
+TOTAL_COLUMNS = ["hour", "pickups", "deliveries", "on_time", "late", "scans", "pings", "couriers", "vehicles"]
+
+
+class DayFigures:
+    """Network-wide day frames behind scoped reads.
+
+    Parameters
+    ----------
+    store : data.store.Store
+    cache : object with ``get(key, make, ttl=None)``
+        Where frames live (``pages.model.Cache``: an LRU created by ``build_app``).
+    check_every : float
+        Seconds a window's fingerprint is trusted before it is read again.
+    max_res : int
+        Resolutions up to this one are read network-wide; finer ones go to the store.
+
+    Examples
+    --------
+    >>> days = DayFigures(store, Cache(64))                      # doctest: +SKIP
+    >>> days.cube("r-440300", start, end, 7)                      # doctest: +SKIP
+    """
+
+    def __init__(self, store, cache, check_every: float = 5.0, max_res: int = MAX_SHARED_RES):
+        self.store = store
+        self.cache = cache
+        self.check_every = check_every
+        self.max_res = max_res
+
+    # -- freshness --------------------------------------------------------------------
+    def version(self, start: datetime, end: datetime) -> tuple:
+        """Fingerprint of the cube in ``start <= hour < end``: any stored record changes it."""
+        return self.cache.get(
+            ("day-version", start, end),
+            lambda: tuple(
+                self.store.cursor()
+                .execute(
+                    "SELECT count(*), coalesce(sum(pings), 0), coalesce(sum(scans), 0), max(hour) "
+                    "FROM cube_hourly WHERE hour >= ? AND hour < ?",
+                    [start, end],
+                )
+                .fetchone()
+            ),
+            ttl=self.check_every,
+        )
+
+    # -- scope ------------------------------------------------------------------------
+    def _branches(self, scope: str) -> pl.Series:
+        self.store.check_scope(scope)
+        return (
+            self.store.cursor()
+            .sql("SELECT branch_id FROM node_branches WHERE ancestor_id = $scope", params={"scope": scope})
+            .pl()["branch_id"]
+        )
+
+    def _child_branches(self, scope: str) -> pl.DataFrame:
+        self.store.check_scope(scope)
+        return (
+            self.store.cursor()
+            .sql(
+                "SELECT nb.ancestor_id AS node_id, nb.branch_id FROM node_branches nb "
+                "JOIN nodes n ON n.node_id = nb.ancestor_id WHERE n.parent_id = $scope",
+                params={"scope": scope},
+            )
+            .pl()
+        )
+
+    # -- network-wide frames ----------------------------------------------------------
+    def _frames(self, start: datetime, end: datetime, res: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Sums per (hour, [cell,] branch) and distinct presence rows per (hour, [cell,]
+        branch, actor) of the whole network; ``res`` None leaves cells out."""
+
+        def make():
+            if res is None:
+                cell = ""
+            elif res < h3cells.BASE_RES:
+                cell = h3cells.parent_sql("cell", res) + " AS cell, "
+            else:
+                cell = "cell, "
+            counts = ", ".join(f"sum({c})::BIGINT AS {c}" for c in CUBE_COUNTS)
+            params = {"start": start, "end": end}
+            sums = (
+                self.store.cursor()
+                .sql(
+                    f"SELECT hour, {cell}branch_id, {counts} FROM cube_hourly "
+                    "WHERE hour >= $start AND hour < $end GROUP BY ALL",
+                    params=params,
+                )
+                .pl()
+            )
+            # Actors as small integers: the recount is a distinct count of them.
+            presence = (
+                self.store.cursor()
+                .sql(
+                    f"SELECT DISTINCT hour, {cell}branch_id, actor_kind = 'courier' AS courier, actor_id "
+                    "FROM cube_presence WHERE hour >= $start AND hour < $end",
+                    params=params,
+                )
+                .pl()
+                .with_columns(pl.col("actor_id").rank("dense").cast(pl.UInt32).alias("actor"))
+                .drop("actor_id")
+            )
+            return sums, presence
+
+        return self.cache.get(("day-frames", start, end, res, self.version(start, end)), make)
+
+    def load(self, start: datetime, end: datetime, resolutions) -> None:
+        """Read the frames of a window ahead of its first request (a start-up warm-up)."""
+        self._frames(start, end, None)
+        for res in resolutions:
+            if int(res) <= self.max_res:
+                self._frames(start, end, int(res))
+
+    @staticmethod
+    def _recount(presence: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+        return presence.group_by(keys).agg(
+            pl.col("actor").filter(pl.col("courier")).n_unique().cast(pl.Int64).alias("couriers"),
+            pl.col("actor").filter(~pl.col("courier")).n_unique().cast(pl.Int64).alias("vehicles"),
+        )
+
+    # -- scoped reads -----------------------------------------------------------------
+    def cube(self, scope: str, start: datetime, end: datetime, res: int) -> pl.DataFrame:
+        """``Store.cube(scope, start, end, res)`` (per hour) from the network-wide frames.
+
+        Returns ``hour, cell, pings, couriers, vehicles, pickups, deliveries, on_time,
+        late, scans`` sorted by hour and cell.
+        """
+        if res > self.max_res:
+            return self.store.cube(scope, start, end, res)
+        branches = self._branches(scope).implode()
+        sums, presence = self._frames(start, end, res)
+        keys = ["hour", "cell"]
+        c = sums.filter(pl.col("branch_id").is_in(branches)).group_by(keys).agg(pl.col(CUBE_COUNTS).sum())
+        p = self._recount(presence.filter(pl.col("branch_id").is_in(branches)), keys)
+        return (
+            c.join(p, on=keys, how="left")
+            .with_columns(pl.col("couriers", "vehicles").fill_null(0))
+            .select(CUBE_COLUMNS)
+            .sort(keys)
+        )
+
+    def hourly_totals(self, scope: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """``queries.hourly_totals(store, scope, start, end)`` from the network-wide frames."""
+        branches = self._branches(scope).implode()
+        sums, presence = self._frames(start, end, None)
+        c = sums.filter(pl.col("branch_id").is_in(branches)).group_by("hour").agg(pl.col(CUBE_COUNTS).sum())
+        p = self._recount(presence.filter(pl.col("branch_id").is_in(branches)), ["hour"])
+        return (
+            c.join(p, on="hour", how="left")
+            .with_columns(pl.col("couriers", "vehicles").fill_null(0))
+            .select(TOTAL_COLUMNS)
+            .sort("hour")
+        )
+
+    def children_hourly(self, scope: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """``queries.children_hourly(store, scope, start, end)`` from the network-wide frames."""
+        owner = self._child_branches(scope)
+        sums, presence = self._frames(start, end, None)
+        keys = ["hour", "node_id"]
+        c = sums.join(owner, on="branch_id").group_by(keys).agg(pl.col(CUBE_COUNTS).sum())
+        p = self._recount(presence.join(owner, on="branch_id"), keys)
+        return (
+            c.join(p, on=keys, how="left")
+            .with_columns(pl.col("couriers", "vehicles").fill_null(0))
+            .select(keys + CUBE_COUNTS + ["couriers", "vehicles"])
+            .sort(keys)
+        )

@@ -1,0 +1,111 @@
+"""Network-wide day frames sliced by scope: the same figures as the store's scoped
+queries, only the scope's rows, and new data for a cached day seen."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, timedelta
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from data import queries
+from data.day_cache import DayFigures
+from data.store import ScopeError, Store
+from data.validate import check_pings
+from pages.model import Cache, Model
+from tests.conftest import DEMO_END
+
+DAY = DEMO_END.isoformat()
+SHENZHEN, GUANGZHOU = "r-440300", "r-440100"
+
+
+@pytest.fixture
+def window(small_model):
+    return small_model.day_window(DAY)
+
+
+@pytest.mark.parametrize(
+    "scope, res",
+    [("hq", 5), ("div-south", 6), (SHENZHEN, 7), (GUANGZHOU, 5), ("b-440305", 7), ("b-440305", 9)],
+)
+def test_cached_figures_equal_the_store_queries(small_store, window, scope, res):
+    days = DayFigures(small_store, Cache(16))
+    a, b = window
+    for _ in range(2):  # the second round reads the cached frames
+        assert_frame_equal(days.cube(scope, a, b, res), small_store.cube(scope, a, b, res))
+        assert_frame_equal(days.hourly_totals(scope, a, b), queries.hourly_totals(small_store, scope, a, b))
+        assert_frame_equal(
+            days.children_hourly(scope, a, b), queries.children_hourly(small_store, scope, a, b)
+        )
+
+
+def test_cached_frames_answer_only_within_the_scope(small_store, window):
+    days = DayFigures(small_store, Cache(16))
+    a, b = window
+    whole = days.cube("hq", a, b, 7)  # loads the network-wide frames
+    sz, gz = days.cube(SHENZHEN, a, b, 7), days.cube(GUANGZHOU, a, b, 7)
+    assert len(sz) and len(gz)
+    assert not set(sz["cell"].to_list()) & set(gz["cell"].to_list())
+    # couriers also work across the city borders: the two cities hold most, not all
+    assert 0.8 * whole["pickups"].sum() < sz["pickups"].sum() + gz["pickups"].sum() < whole["pickups"].sum()
+    assert days.children_hourly("hq", a, b)["pickups"].sum() == whole["pickups"].sum()
+    branch = days.hourly_totals("b-440305", a, b)
+    assert branch["scans"].sum() < days.hourly_totals(SHENZHEN, a, b)["scans"].sum()
+    assert days.children_hourly(SHENZHEN, a, b)["node_id"].str.starts_with("b-4403").all()
+    with pytest.raises(ScopeError):
+        days.cube("no-such-node", a, b, 7)
+
+
+def test_new_data_for_a_cached_day_is_seen(small_demo_path, tmp_path, settings):
+    path = tmp_path / "emap.duckdb"
+    shutil.copy(small_demo_path, path)
+    with Store(path) as store:
+        model = Model(store, settings, Cache(256))
+        model.days.check_every = 0.0  # read the day's fingerprint on every request
+        a, b = model.day_window(DAY)
+        start, _ = model.hour_window(DAY, 3)  # a quiet night hour
+        before_totals = model.trend(SHENZHEN, DAY).filter(pl.col("hour") == start)
+        before_cube = model.day_cube(SHENZHEN, DAY, 7)
+        device, courier = (
+            store.cursor()
+            .execute(
+                "SELECT d.device_id, d.courier_id FROM devices d JOIN couriers c USING (courier_id) "
+                "JOIN node_branches nb ON nb.branch_id = c.branch_id AND nb.ancestor_id = ? "
+                "ORDER BY d.device_id LIMIT 1",
+                [SHENZHEN],
+            )
+            .fetchone()
+        )
+        n = 30
+        pings = pl.DataFrame(
+            {
+                "device_id": [device] * n,
+                # aware times: zone-less ones would be read as the network's local time
+                "ts": [(start + timedelta(minutes=1, seconds=60 * i)).replace(tzinfo=UTC) for i in range(n)],
+                "lat": [22.5431] * n,
+                "lng": [114.0579] * n,
+                "speed": [0.0] * n,
+                "heading": [0.0] * n,
+                "accuracy": [5.0] * n,
+            }
+        ).with_row_index("_row", offset=1)
+        assert store.ingest_pings(check_pings(pings)[0])[0] == n
+
+        after_totals = model.trend(SHENZHEN, DAY).filter(pl.col("hour") == start)
+        old = before_totals["pings"].sum() if len(before_totals) else 0
+        assert after_totals["pings"].sum() == old + n
+        after_cube = model.day_cube(SHENZHEN, DAY, 7)
+        assert after_cube["pings"].sum() == before_cube["pings"].sum() + n
+        # still equal to the store's own scoped reads after the change
+        assert_frame_equal(model.days.cube(SHENZHEN, a, b, 7), store.cube(SHENZHEN, a, b, 7))
+        assert_frame_equal(
+            model.days.hourly_totals(SHENZHEN, a, b), queries.hourly_totals(store, SHENZHEN, a, b)
+        )
+        # the pings belong to Shenzhen only
+        gz = model.trend(GUANGZHOU, DAY).filter(pl.col("hour") == start)
+        assert_frame_equal(
+            gz.drop("local_hour"), queries.hourly_totals(store, GUANGZHOU, start, start + timedelta(hours=1))
+        )
+        assert courier is not None
