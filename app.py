@@ -32,15 +32,9 @@ from config import Settings
 
 
 def _store(settings: Settings, read_only: bool = False):
-    if settings.lake_dir:
-        # Over a lake: this installation's own file holds users and the views of the lake.
-        from lake.serve import LakeStore
+    from data.store import open_store
 
-        return LakeStore(settings.data_dir / "lake.duckdb", settings.lake_dir,
-                         memory_limit=settings.duckdb_memory_limit)
-    from data.store import Store
-
-    return Store(settings.db_path, read_only=read_only, memory_limit=settings.duckdb_memory_limit)
+    return open_store(settings, read_only=read_only)
 
 
 def _say(start: float):

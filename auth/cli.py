@@ -53,9 +53,9 @@ def _password(args) -> str:
 
 
 def run(args, settings) -> int:
-    from data.store import Store
+    from data.store import open_store
 
-    store = Store(settings.db_path, memory_limit=settings.duckdb_memory_limit)
+    store = open_store(settings)
     try:
         users.ensure_tables(store)
         if args.action == "list":

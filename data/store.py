@@ -726,3 +726,14 @@ class BulkWriter:
         self._deltas, self._presence = [], []
         self._close("COMMIT")
         return self.stored
+
+
+def open_store(settings, read_only: bool = False) -> Store:
+    """The store ``settings`` name: the embedded DuckDB file, or, with ``lake_dir`` set, a
+    :class:`lake.serve.LakeStore` over that lake (its own file holds users and views)."""
+    if settings.lake_dir:
+        from lake.serve import LakeStore
+
+        return LakeStore(Path(settings.data_dir) / "lake.duckdb", settings.lake_dir,
+                         memory_limit=settings.duckdb_memory_limit)
+    return Store(settings.db_path, read_only=read_only, memory_limit=settings.duckdb_memory_limit)

@@ -50,7 +50,7 @@ def run(args, settings) -> int:
     """Build and write the report; 0 on success, non-zero with a message on stderr otherwise."""
     import duckdb
 
-    from data.store import Store
+    from data.store import open_store
     from reports import write
     from reports.build import EmptyPeriodError, Period, ReportError, build
     from reports.chromium import ChromiumError
@@ -63,7 +63,7 @@ def run(args, settings) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_REQUEST
-    if not settings.db_path.is_file():
+    if not settings.lake_dir and not settings.db_path.is_file():
         print(
             f"error: no store at {settings.db_path} (run `python app.py demo` or import data first)",
             file=sys.stderr,
@@ -72,7 +72,7 @@ def run(args, settings) -> int:
     t0 = time.perf_counter()
     try:
         period = Period(args.date, args.hour, 1 if args.hour is not None else args.days)
-        with Store(settings.db_path, read_only=True, memory_limit=settings.duckdb_memory_limit) as store:
+        with open_store(settings, read_only=True) as store:
             report = build(store, settings, args.node, period, args.metric)
             path = write(report, fmt, args.out, lang=args.lang)
     except EmptyPeriodError as exc:
