@@ -155,3 +155,27 @@ def test_lake_command_line(small_demo_path, tmp_path):
     bad = subprocess.run([sys.executable, "app.py", "lake", "export", "--lake", str(tmp_path / "l"),
                           "--date", "20-11-2026"], cwd=root, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "20-11-2026" in bad.stderr
+
+
+def test_reports_and_users_over_the_lake(lake, tmp_path):
+    """With EMAP_LAKE_DIR set, the commands use the lake's store: a user can be created
+    and a report of a region exported from the lake's partitions."""
+    import subprocess
+    import sys
+
+    import polars as pl
+
+    root = Path(__file__).resolve().parent.parent
+    env = {"EMAP_DATA_DIR": str(tmp_path), "EMAP_LAKE_DIR": str(lake), "PATH": "/usr/bin:/bin",
+           "EMAP_NEW_PASSWORD": "a-long-password-1"}
+    made = subprocess.run([sys.executable, "app.py", "users", "create", "li.wei", "--role", "manager",
+                           "--node", "r-440300"], cwd=root, env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "shenzhen.csv"
+    report = subprocess.run([sys.executable, "app.py", "export", "--node", "r-440300", "--date", DAY,
+                             "--format", "csv", "--out", str(out)], cwd=root, env=env,
+                            capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    cells = pl.read_csv(out)
+    assert len(cells) > 10 and cells["scans"].sum() > 0
+    assert (tmp_path / "lake.duckdb").is_file() and not (tmp_path / "emap.duckdb").exists()
