@@ -207,8 +207,8 @@ def zone_needs(
     agg = j.group_by("zone_id").agg(
         pl.col("workload").sum().cast(pl.Float64),
         (pl.col("capacity").sum() / pph).cast(pl.Float64).alias("couriers"),
-        pl.col("cell").sort_by("workload", descending=True).first().alias("zone_cell"),
-        pl.col("branch_id").sort_by("workload", descending=True).first(),
+        pl.col("cell").sort_by(["workload", "cell"], descending=[True, False]).first().alias("zone_cell"),
+        pl.col("branch_id").sort_by(["workload", "cell"], descending=[True, False]).first(),
     )
     lat, lng = h3cells.centers(agg["zone_cell"].to_numpy())
     need = np.ceil(
@@ -512,7 +512,12 @@ def suggest(
     """
     pph = parcels_per_courier_hour
     vph = rules.vehicle_parcels_per_hour
-    need = zone_needs(cells, zones, pph, rules)
+    # Equal-cost alternatives are common (pools at the same distance): a fixed row order
+    # makes the solver's choice, and so the suggestions, the same on every run.
+    # Forecast figures that differ in the last bits (sums taken in another order) are the
+    # same figures: round them off, and order zones by their place rather than their id.
+    cells = cells.with_columns(pl.col("workload", "capacity").cast(pl.Float64).round(9)).sort("cell")
+    need = zone_needs(cells, zones, pph, rules).sort("zone_cell")
     res = reserves if reserves is not None else pl.DataFrame(schema=RESERVE_SCHEMA)
     res = res.filter(pl.col("spare") > 0)
     courier_src = pl.concat(
