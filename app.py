@@ -115,8 +115,12 @@ def cmd_serve(args, settings: Settings) -> int:
         # Each phone request waits for its commit, holding a thread: many threads and a
         # high connection limit let fixes from many devices share one commit.
         try:
-            serve(app.server, host=host, port=port, threads=args.threads, connection_limit=4000,
-                  ident="EMAP")
+            wsgi = app.server
+            if blueprints:
+                from data.http_api import ingest_front
+
+                wsgi = ingest_front(app.server, blueprints[0])  # phone fixes skip Dash/Flask routing
+            serve(wsgi, host=host, port=port, threads=args.threads, connection_limit=4000, ident="EMAP")
         finally:
             for bp in blueprints:
                 committer = getattr(bp, "committer", None)

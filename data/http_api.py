@@ -61,6 +61,47 @@ def _error(status: int, message: str, headers: dict | None = None) -> Response:
     return _json({"error": message}, status, headers)
 
 
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 405: "Method Not Allowed",
+            413: "Content Too Large", 503: "Service Unavailable"}
+
+
+def _bearer_of(header: str) -> str | None:
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
+
+
+def _plain(start_response, status: int, text: str, headers: list) -> list[bytes]:
+    data = text.encode()
+    start_response(f"{status} {_REASONS.get(status, '')}", [
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))),
+        ("X-Content-Type-Options", "nosniff"), *headers])
+    return [data]
+
+
+def ingest_front(app, blueprint: Blueprint):
+    """A WSGI app answering ``/osmand`` itself and handing every other path to ``app``.
+
+    Serve this instead of the Flask (or Dash) server: single phone fixes skip Flask's
+    routing, request and response objects and its before/after hooks, which at
+    thousands of requests a second cost more than storing the fix. The answer is the
+    same as the blueprint's ``/osmand`` route gives, and still only once the fix is
+    committed.
+
+    Examples
+    --------
+    >>> bp = make_ingest_blueprint(store, settings)              # doctest: +SKIP
+    >>> flask_app.register_blueprint(bp)                          # doctest: +SKIP
+    >>> waitress.serve(ingest_front(flask_app, bp), port=8060)    # doctest: +SKIP
+    """
+    osmand_wsgi = blueprint.osmand_wsgi
+
+    def front(environ, start_response):
+        if environ.get("PATH_INFO") in ("/osmand", "/osmand/"):
+            return osmand_wsgi(environ, start_response)
+        return app(environ, start_response)
+
+    return front
+
+
 def parse_records(body: bytes, mimetype: str = "application/json") -> list:
     """Records of a batch body: a JSON array, one JSON object, or NDJSON (one per line).
 
@@ -171,10 +212,12 @@ def make_ingest_blueprint(store: Store, settings: Settings,
     tokens = TokenCache(store)
     users.ensure_tables(store)
 
-    def refused(principal: Principal, what: str) -> None:
+    def refused(principal: Principal, what: str, method: str | None = None, path: str | None = None,
+                remote: str | None = None) -> None:
         """Record writes a token was refused in the audit log."""
-        users.audit(store, principal.name, "refusal", f"{request.method} {request.path}: {what} "
-                                                      f"(from {request.remote_addr})")
+        if method is None:
+            method, path, remote = request.method, request.path, request.remote_addr
+        users.audit(store, principal.name, "refusal", f"{method} {path}: {what} (from {remote})")
     limit = settings.ingest_max_body_bytes
 
     def read_body() -> bytes | Response:
@@ -186,8 +229,7 @@ def make_ingest_blueprint(store: Store, settings: Settings,
         return too_big if len(data) > limit else data
 
     def bearer() -> str | None:
-        header = request.headers.get("Authorization", "")
-        return header[7:].strip() if header[:7].lower() == "bearer " else None
+        return _bearer_of(request.headers.get("Authorization", ""))
 
     def authenticate() -> Principal | Response:
         token = bearer()
@@ -261,22 +303,22 @@ def make_ingest_blueprint(store: Store, settings: Settings,
     def post_events():
         return batch("parcel_events", "/api/v1/events")
 
-    @bp.route("/osmand", methods=["GET", "POST"], strict_slashes=False)
-    def osmand_position():
-        token = request.args.get("token") or bearer()
+    def osmand_answer(method: str, path: str, query: str, mimetype: str, body: bytes,
+                      authorization: str, remote: str | None) -> tuple[int, str]:
+        """``(status, text)`` of one OsmAnd request; the body is already size-checked."""
+        args: dict[str, str] = {}
+        for k, v in parse_qsl(query, keep_blank_values=True):
+            args.setdefault(k, v)  # the first value of a repeated field, as Flask's request.args
+        token = args.get("token") or _bearer_of(authorization)
         principal = None
         if token:
             principal = tokens.lookup(token)
             if principal is None:
-                return Response("unknown or revoked token\n", 401, mimetype="text/plain")
+                return 401, "unknown or revoked token\n"
         elif settings.osmand_require_token:
-            return Response("missing token: add ?token=... to the server URL\n", 401, mimetype="text/plain")
-        body = read_body()
-        if isinstance(body, Response):
-            return body
+            return 401, "missing token: add ?token=... to the server URL\n"
         try:
-            if request.method == "POST" and (request.mimetype.endswith("json")
-                                             or body.lstrip()[:1] in (b"{", b"[")):
+            if method == "POST" and (mimetype.endswith("json") or body.lstrip()[:1] in (b"{", b"[")):
                 try:
                     obj = orjson.loads(body)
                 except orjson.JSONDecodeError as exc:
@@ -284,31 +326,74 @@ def make_ingest_blueprint(store: Store, settings: Settings,
                         f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
                 records = [r for o in (obj if isinstance(obj, list) else [obj]) for r in osmand.decode_json(o)]
             else:
-                params = dict(request.args.items())
-                if body and request.method == "POST":
-                    params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+                params = args
+                if body and method == "POST":
+                    params = {**args, **dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))}
                 params.pop("token", None)
                 records = [osmand.decode_query(params, settings.osmand_speed_unit)]
         except osmand.OsmAndError as exc:
-            return Response(f"{exc}\n", 400, mimetype="text/plain")
+            return 400, f"{exc}\n"
         if principal is not None and principal.kind == "device":
             other = {r["device_id"] for r in records} - {principal.device_id}
             if other:
-                refused(principal, f"positions of device '{sorted(other)[0]}'")
-                return Response(f"the token of device '{principal.device_id}' cannot report for "
-                                f"device '{sorted(other)[0]}'\n", 403, mimetype="text/plain")
+                refused(principal, f"positions of device '{sorted(other)[0]}'", method, path, remote)
+                return 403, (f"the token of device '{principal.device_id}' cannot report for "
+                             f"device '{sorted(other)[0]}'\n")
         if principal is not None and principal.node_id is not None and _outside_node(
                 store, records, principal.node_id):
-            refused(principal, f"positions outside node '{principal.node_id}'")
-            return Response(f"the token of system '{principal.system_name}' cannot report outside node "
-                            f"'{principal.node_id}'\n", 403, mimetype="text/plain")
-        outcome = commit("pings", records, "osmand")
-        if isinstance(outcome, Response):
-            return Response(orjson.loads(outcome.get_data())["error"] + "\n", outcome.status_code,
-                            mimetype="text/plain", headers={"Retry-After": "1"})
+            refused(principal, f"positions outside node '{principal.node_id}'", method, path, remote)
+            return 403, (f"the token of system '{principal.system_name}' cannot report outside node "
+                         f"'{principal.node_id}'\n")
+        try:
+            outcome = gc.submit("pings", records, "osmand").result(COMMIT_TIMEOUT)
+        except Busy as exc:
+            return 503, f"busy, nothing stored: {exc}; retry\n"
+        except FutureTimeout:
+            return 503, "not acknowledged in time; retry (re-sent records are not stored twice)\n"
+        except Exception as exc:
+            return 503, f"not stored: {exc}; retry\n"
         if outcome.rejected:
-            return Response("".join(f"{why}\n" for _, why in outcome.rejected), 400, mimetype="text/plain")
-        return Response("OK\n", 200, mimetype="text/plain")
+            return 400, "".join(f"{why}\n" for _, why in outcome.rejected)
+        return 200, "OK\n"
+
+    @bp.route("/osmand", methods=["GET", "POST"], strict_slashes=False)
+    def osmand_position():
+        body = read_body()
+        if isinstance(body, Response):
+            return body
+        status, text = osmand_answer(request.method, request.path, request.query_string.decode("latin-1"),
+                                     request.mimetype, body, request.headers.get("Authorization", ""),
+                                     request.remote_addr)
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return Response(text, status, mimetype="text/plain", headers=headers)
+
+    def osmand_wsgi(environ, start_response):
+        """The OsmAnd endpoint as a bare WSGI app: phones send one fix per request, and
+        at thousands of requests a second the framework's routing and request objects
+        cost more than the fix itself (see :func:`ingest_front`)."""
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "POST"):
+            return _plain(start_response, 405, "method not allowed: use GET or POST\n", [("Allow", "GET, POST")])
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            return _plain(start_response, 413, f"body larger than {limit} bytes: send smaller batches\n",
+                          [("Connection", "close")])
+        body = b""
+        if method == "POST":
+            body = environ["wsgi.input"].read(length if length else limit + 1)
+            if len(body) > limit:
+                return _plain(start_response, 413, f"body larger than {limit} bytes: send smaller batches\n",
+                              [("Connection", "close")])
+        mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        query = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "replace")
+        status, text = osmand_answer(method, environ.get("PATH_INFO", "/osmand"), query, mimetype, body,
+                                     environ.get("HTTP_AUTHORIZATION", ""), environ.get("REMOTE_ADDR"))
+        return _plain(start_response, status, text, [("Retry-After", "1")] if status == 503 else [])
+
+    bp.osmand_wsgi = osmand_wsgi
 
     @bp.get("/api/v1/openapi.json")
     def openapi_json():
@@ -512,12 +597,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.server == "waitress":
             from waitress import serve
-            serve(app, host=args.host, port=args.port, threads=args.threads, connection_limit=4000,
+            serve(ingest_front(app, app.blueprints["ingest"]), host=args.host, port=args.port,
+                  threads=args.threads, connection_limit=4000,
                   channel_timeout=60, backlog=2048, ident="emap")
         else:
             from werkzeug.serving import WSGIRequestHandler, run_simple
             WSGIRequestHandler.protocol_version = "HTTP/1.1"
-            run_simple(args.host, args.port, app, threaded=True)
+            run_simple(args.host, args.port, ingest_front(app, app.blueprints["ingest"]), threaded=True)
     except KeyboardInterrupt:
         pass
     finally:

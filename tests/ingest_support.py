@@ -64,10 +64,12 @@ class ThreadedServer:
     def __init__(self, store: Store, settings: Settings | None = None):
         from werkzeug.serving import make_server
 
-        from data.http_api import make_app
+        from data.http_api import ingest_front, make_app
         self.settings = settings or Settings.from_env({})
         self.app = make_app(store, self.settings)
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        # served as in production: /osmand answered in front of Flask, the rest by Flask
+        self.server = make_server("127.0.0.1", 0, ingest_front(self.app, self.app.blueprints["ingest"]),
+                                  threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -173,7 +173,29 @@ def test_oversized_body_gets_413(store, tokens):
         assert r.status_code == 413 and "larger than 2000 bytes" in r.json()["error"]
         ok = requests.post(f"{srv.url}/api/v1/pings", json=pings(5), headers=auth(tokens["system"]))
         assert ok.status_code == 200
+        fix = {"device_id": "dev-001", "location": {"timestamp": "2025-11-23T00:10:00Z", "coords": {
+            "latitude": LAT, "longitude": LNG}, "extras": {"note": "x" * 3000}}}
+        r = requests.post(f"{srv.url}/osmand", json=fix)
+        assert r.status_code == 413 and "larger than 2000 bytes" in r.text
+        r = requests.put(f"{srv.url}/osmand", params={"id": "dev-001", "lat": LAT, "lon": LNG})
+        assert r.status_code == 405 and r.headers["Allow"] == "GET, POST"
     assert store.scalar("SELECT count(*) FROM pings") == 5
+
+
+def test_osmand_route_of_the_blueprint_answers_as_the_front(store):
+    """Behind Flask alone (``--dev-server``) /osmand answers as ingest_front does."""
+    from data.http_api import make_app
+
+    app = make_app(store, Settings.from_env({}))
+    try:
+        client = app.test_client()
+        r = client.get("/osmand", query_string={"id": "dev-007", "lat": LAT, "lon": LNG, "timestamp": T0})
+        assert (r.status_code, r.text) == (200, "OK\n")
+        r = client.post("/osmand", data={"id": "nobody", "lat": LAT, "lon": LNG, "timestamp": T0})
+        assert (r.status_code, r.text) == (400, "unknown device 'nobody'\n")
+    finally:
+        app.blueprints["ingest"].committer.close()
+    assert store.sql("SELECT device_id FROM pings").rows() == [("dev-007",)]
 
 
 def test_concurrent_requests_are_all_committed(server, store, tokens):
