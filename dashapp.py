@@ -11,10 +11,11 @@ import threading
 from collections.abc import Iterable
 
 import dash
+import flask
 
 from config import PROJECT_ROOT
 from pages import dashboard, outlook
-from pages.model import Cache, Model, Prefetcher
+from pages.model import Activity, Cache, Model, Prefetcher
 
 ASSETS = PROJECT_ROOT / "assets"
 
@@ -72,7 +73,23 @@ def build_app(
         app.layout = lambda: dashboard.with_user_bar(base, web.viewer())
     else:
         app.layout = dashboard.layout(text)
-    dashboard.register(app, model, text, Prefetcher(model) if prefetch else None)
+    prefetcher = None
+    if prefetch:
+        activity = Activity()
+        prefetcher = Prefetcher(model, activity)
+
+        @app.server.before_request
+        def _callback_started():
+            if flask.request.path.endswith("/_dash-update-component"):
+                flask.g.emap_callback = True
+                activity.enter()
+
+        @app.server.teardown_request
+        def _callback_ended(_exc):
+            if flask.g.pop("emap_callback", False):
+                activity.leave()
+
+    dashboard.register(app, model, text, prefetcher)
     outlook.register(app, model, text)
     from auth.web import security_headers
 
