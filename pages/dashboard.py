@@ -11,6 +11,8 @@ from dash import ALL, Input, Output, Patch, State, ctx, dash_table, dcc, html, n
 from auth import scope as access
 from auth.web import viewer, viewer_root
 from geo import cells as h3cells
+from layers import couriers as couriers_layer
+from layers import vehicles as vehicles_layer
 from layers.hexes import METRICS
 from layers.registry import LAYERS
 from pages import export, ids, outlook
@@ -93,11 +95,14 @@ def layout(text: dict) -> html.Div:
             html.Div(
                 [
                     html.Div(
-                        dcc.Graph(
-                            id=ids.MAP,
-                            config={"displaylogo": False, "scrollZoom": True},
-                            style={"height": "100%"},
-                        ),
+                        [
+                            dcc.Graph(
+                                id=ids.MAP,
+                                config={"displaylogo": False, "scrollZoom": True},
+                                style={"height": "100%"},
+                            ),
+                            html.Div(id=ids.MAP_LEGEND),
+                        ],
                         className="emap-map",
                     ),
                     html.Div(
@@ -151,6 +156,28 @@ def with_user_bar(base: html.Div, user: dict | None) -> html.Div:
         className="emap-user",
     )
     return html.Div([bar, base])
+
+
+def state_legend(layers, t: dict, offline_minutes: int) -> list:
+    """Legend rows of the state colours of the courier and vehicle layers that are shown
+    (colours from the layers' styles, so the legend cannot drift from the markers)."""
+    rows = []
+    for key, style in (("couriers", couriers_layer.STYLE), ("vehicles", vehicles_layer.STYLE)):
+        if key not in (layers or []):
+            continue
+        items = [html.Span(t["layer_" + key], className="legend-title")]
+        for state, colour in style.categories.items():
+            label = (
+                t["legend_offline"].format(n=offline_minutes) if state == "offline" else t["state_" + state]
+            )
+            items.append(
+                html.Span(
+                    [html.Span(className="dot", style={"background": colour}), label],
+                    className=f"legend-item legend-{state}",
+                )
+            )
+        rows.append(html.Div(items, className="legend-row", id=f"legend-{key}"))
+    return rows
 
 
 def _subtree(model: Model, root: str) -> set[str]:
@@ -229,7 +256,9 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         dates = model.dates(root)
         if state is None or trig == ids.URL or trig is None:
             landing = model.landing(root)
-            base = st.default(node=root, day=landing[0] if landing else None, hour=landing[1] if landing else 10)
+            base = st.default(
+                node=root, day=landing[0] if landing else None, hour=landing[1] if landing else 10
+            )
             s = st.parse(search, base, _subtree(model, root), dates)
         else:
             s = dict(state)
@@ -260,6 +289,8 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                 s["node"] = trig["node"]
             elif isinstance(trig, dict) and trig.get("type") == ids.ALERT:
                 s["zone"] = int(trig["zone"])
+                # The zone's view stays while the hour changes (the zone number does not).
+                s["focus"] = model.zone_view(s["node"], s["date"], int(s["hour"]), s["zone"])
             elif trig == ids.HOUR_PREV:
                 s["hour"] = (int(s["hour"]) - 1) % 24
             elif trig in (ids.HOUR_NEXT, ids.PLAY_TICK):
@@ -269,6 +300,8 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                 if newest:
                     s["date"], s["hour"] = newest
                 s["tick"] = (s.get("tick") or 0) + 1
+        if state is None or s["node"] != state.get("node") or s["basemap"] != state.get("basemap"):
+            s["focus"] = None
         s["layers"] = _shown_layers(model, s)
         options = [{"label": d, "value": d} for d in dates]
         return (
@@ -325,6 +358,11 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
             [{"label": t["basemap_" + b], "value": b} for b in BASEMAPS],
             [{"label": t["live"], "value": "live"}],
         ]
+
+    @app.callback(Output(ids.MAP_LEGEND, "children"), Input(ids.STATE, "data"))
+    def map_legend(state):
+        layers = _shown_layers(model, state)
+        return state_legend(layers, text[state["lang"]], model.settings.offline_after_minutes)
 
     @app.callback(Output(ids.BREADCRUMB, "children"), Output(ids.DRILL, "options"), Input(ids.STATE, "data"))
     def breadcrumb(state):

@@ -17,6 +17,7 @@ LIVE = "live"
 URL = "url"
 STATE = "state"
 GEOMETRY = "geometry-key"
+MAP_LEGEND = "map-legend"  # colours of courier and vehicle states, over the map
 BASEMAP = "basemap"
 DRILL = "drill"
 HOUR_PREV = "hour-prev"

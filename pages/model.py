@@ -628,12 +628,19 @@ class Model:
             )
         return out
 
+    def zone_view(self, scope: str, day: str, hour: int, zone_id: int) -> dict | None:
+        """Centre and zoom fitting one zone of the hour (None if there is no such zone)."""
+        z = self.zones(scope, day, hour)
+        zone = z.filter(pl.col("zone_id") == int(zone_id))
+        return self.view(scope, zone) if len(zone) else None
+
     def layout(self, state: dict) -> dict:
-        zone = None
-        if state.get("zone") is not None:
-            z = self.zones(state["node"], state["date"], int(state["hour"]))
-            zone = z.filter(pl.col("zone_id") == int(state["zone"]))
-        v = self.view(state["node"], zone)
+        # A clicked zone's view (``focus``) outlives the hour: changing the hour keeps the
+        # map where the user was looking, and the same ``uirevision`` keeps their pan/zoom.
+        focus = state.get("focus")
+        if focus is None and state.get("zone") is not None:
+            focus = self.zone_view(state["node"], state["date"], int(state["hour"]), state["zone"])
+        v = focus or self.view(state["node"])
         basemap = state.get("basemap") or "none"
         layers = []
         if basemap in _TILES:
@@ -648,7 +655,7 @@ class Model:
         return {
             "map": {"style": "white-bg", "center": v["center"], "zoom": v["zoom"], "layers": layers},
             "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-            "uirevision": f"{state['node']}|{basemap}|{state.get('zone')}",
+            "uirevision": f"{state['node']}|{basemap}|{_view_key(focus)}",
             "showlegend": False,
             "paper_bgcolor": "#ffffff",
             "clickmode": "event",
@@ -668,3 +675,10 @@ class Model:
             "key": geo_key,
             "sig": sig,
         }
+
+
+def _view_key(view: dict | None) -> str:
+    """A short stable text of a view (part of the map's ``uirevision``)."""
+    if not view:
+        return "-"
+    return f"{view['center']['lat']:.5f},{view['center']['lon']:.5f},{view['zoom']}"

@@ -133,6 +133,43 @@ def test_alert_click_moves_the_map(page, dashboard_url, small_store, demo_day):
     assert after["center"] != before["center"]
     page.wait_for_selector("#alerts button.selected")
     page.screenshot(path=str(ARTIFACTS / "dashboard-alert.png"))
+    # the next hour keeps the map on the zone (it used to jump back to the whole region)
+    time.sleep(0.8)
+    page.click("#hour-next")
+    page.wait_for_function(f"window.location.search.includes('hour={(loc.hour + 1) % 24}&')")
+    page.wait_for_function("document.querySelector('#status').innerText.includes(':00')")
+    time.sleep(1.5)  # the map callback has answered and MapLibre has drawn
+    kept = page.evaluate(MAP_STATE)
+    assert "zone=" not in page.url
+    assert abs(kept["zoom"] - after["zoom"]) < 0.05
+    assert abs(kept["center"]["lat"] - after["center"]["lat"]) < 1e-4
+    assert abs(kept["center"]["lon"] - after["center"]["lon"]) < 1e-4
+    assert kept["zoom"] > before["zoom"] + 0.5
+
+
+def test_state_colours_have_a_legend(page, dashboard_url, demo_day):
+    from layers import couriers, vehicles
+
+    page.goto(f"{dashboard_url}/?node=b-440304&date={demo_day}&hour=10&layers=hexes,couriers,vehicles")
+    page.wait_for_selector("#legend-couriers")
+    page.wait_for_selector("#legend-vehicles")
+    text = page.inner_text("#map-legend")
+    assert "移动中" in text and "停留" in text and "离线超过 15 分钟" in text
+    dots = page.evaluate(
+        "() => [...document.querySelectorAll('#legend-couriers .dot')].map(d => d.style.background)"
+    )
+    expected = [
+        "rgb({}, {}, {})".format(*(int(c[i : i + 2], 16) for i in (1, 3, 5)))
+        for c in couriers.STYLE.categories.values()
+    ]
+    assert dots == expected
+    assert page.locator("#legend-vehicles .dot").count() == len(vehicles.STYLE.categories)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-legend.png"))
+    # no legend when neither layer is shown
+    page.goto(f"{dashboard_url}/?node=b-440304&date={demo_day}&hour=10&layers=hexes")
+    page.wait_for_selector("#kpi-pickups")
+    page.wait_for_function("document.querySelector('#legend-couriers') === null")
+    assert page.inner_text("#map-legend").strip() == ""
 
 
 def test_language_switch(page, dashboard_url, demo_day):
