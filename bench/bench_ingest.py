@@ -1,13 +1,18 @@
 """Ingest benchmark: batches of pings and single OsmAnd requests against a real server.
 
 The server (``python -m data.http_api``, waitress) runs in its own process on a fresh
-store with the real tree and ``--devices`` registered couriers; this process is the load
-(client threads with keep-alive connections, paced to a target rate, bounded in count
-and time, 127.0.0.1 only). At the end the server is stopped and the store is opened to
-check that every acknowledged record is stored (zero loss).
+store with the real tree and ``--devices`` registered couriers; the load comes from other
+processes on 127.0.0.1 only. Batches: client threads of this process with keep-alive
+connections, paced to a target rate, bounded in count and time. Single OsmAnd requests:
+``wrk`` (a C load generator, Debian package ``wrk``) when it is installed, each
+connection sending its next fix as soon as the previous one is answered; without wrk,
+an asyncio client in this process, paced, which on a 2-core machine takes CPU from the
+server (its figure is then a lower bound). At the end the server is stopped and the
+store is opened to check that every acknowledged record is stored (zero loss).
 
     python bench/bench_ingest.py                       # 60 s of batches + 20 s of OsmAnd
     python bench/bench_ingest.py --batch-seconds 10 --osmand-seconds 5   # quick look
+    python bench/bench_ingest.py --batch-seconds 0 --osmand-client python  # no wrk
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import argparse
 import http.client
 import os
 import platform
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -222,6 +229,53 @@ class AsyncLoad(Load):
         return asyncio.run(main())
 
 
+# One fix per request, request k of wrk thread t numbered k * threads + t: every fix has
+# its own (device, timestamp), so the store must end with one row per acknowledged fix.
+WRK_SCRIPT = """
+tid = 0
+nthreads = 1
+ndev = 2000
+t0 = 0
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  nthreads = tonumber(args[1]); ndev = tonumber(args[2]); t0 = tonumber(args[3])
+  lat0 = tonumber(args[4]); lng0 = tonumber(args[5])
+end
+function request()
+  local k = counter * nthreads + tid
+  counter = counter + 1
+  local d = k % ndev
+  return wrk.format("GET", string.format(
+    "/osmand?id=od-%05d&lat=%.6f&lon=%.6f&timestamp=%d&speed=8.1&bearing=90&accuracy=5",
+    d, lat0 + (d % 97) * 4e-4, lng0 + math.floor(d / 97) * 4e-4, t0 + math.floor(k / ndev)))
+end
+function done(summary, latency, requests)
+  io.write(string.format("EMAP requests=%d non2xx=%d timeouts=%d errors=%d duration_us=%d " ..
+    "p50=%d p90=%d p99=%d max=%d\\n", summary.requests, summary.errors.status, summary.errors.timeout,
+    summary.errors.connect + summary.errors.read + summary.errors.write, summary.duration,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def run_wrk(port: int, connections: int, seconds: float, devices: int, work: Path) -> dict:
+    """Closed-loop single OsmAnd GETs with wrk; returns its counts and latency (microseconds)."""
+    script = work / "osmand.lua"
+    script.write_text(WRK_SCRIPT)
+    threads = 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:.0f}s", "--timeout", "60s", "-s", str(script),
+         f"http://127.0.0.1:{port}", "--", str(threads), str(devices), str(T0), str(LAT), str(LNG)],
+        capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("EMAP "))
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+
 def server_stats(port: int) -> str:
     import json
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -242,6 +296,8 @@ def main() -> int:
     ap.add_argument("--osmand-seconds", type=float, default=20.0)
     ap.add_argument("--osmand-rate", type=float, default=2_200.0, help="target single requests/s")
     ap.add_argument("--osmand-workers", type=int, default=400, help="phone connections")
+    ap.add_argument("--osmand-client", choices=("auto", "wrk", "python"), default="auto",
+                    help="load generator of the OsmAnd phase (auto: wrk when installed)")
     ap.add_argument("--devices", type=int, default=2000)
     ap.add_argument("--server-threads", type=int, default=512,
                     help="request threads: each unanswered phone request holds one")
@@ -254,7 +310,9 @@ def main() -> int:
     print(f"preparing a store with the tree and {2 * args.devices:,} devices in {tmp} ...", flush=True)
     token = prepare(db, args.devices)
     port = free_port()
-    server = start_server(db, port, args.server_threads, tmp / "server.log")
+    # every unanswered phone request holds a server thread: at least one per connection
+    threads = max(args.server_threads, args.osmand_workers + 64)
+    server = start_server(db, port, threads, tmp / "server.log")
     auth = {"Authorization": f"Bearer {token}"}
     n = args.batch_size
     ndev = args.devices
@@ -290,16 +348,35 @@ def main() -> int:
             print(f"  {server_stats(port)}", flush=True)
             results["batch"] = load
         if args.osmand_seconds > 0:
-            load = AsyncLoad(port, args.osmand_workers, args.osmand_rate, args.osmand_seconds,
-                        max_requests=int(args.osmand_rate * args.osmand_seconds) + 1)
-            print(f"OsmAnd: single-position GET requests, target {args.osmand_rate:,.0f}/s for "
-                  f"{args.osmand_seconds:.0f} s, {args.osmand_workers} connections ...", flush=True)
-            elapsed = load.run(osmand_request)
-            print(f"  acknowledged {len(load.ok):,} requests over {elapsed:.1f} s = "
-                  f"{len(load.ok) / elapsed:,.0f} requests/s; failed {load.failed}")
-            print(f"  ack latency: {load.percentiles()}")
+            client = args.osmand_client
+            if client == "auto":
+                client = "wrk" if shutil.which("wrk") else "python"
+                if client == "python":
+                    print("OsmAnd: wrk is not installed (apt-get install -y wrk): using the Python client, "
+                          "which shares the CPU with the server; the figure is a lower bound", flush=True)
+            if client == "wrk":
+                print(f"OsmAnd: single-position GET requests from wrk, {args.osmand_workers} connections, "
+                      f"each sending its next fix once the last is answered, {args.osmand_seconds:.0f} s ...",
+                      flush=True)
+                w = run_wrk(port, args.osmand_workers, args.osmand_seconds, ndev, tmp)
+                acked, elapsed = w["requests"] - w["non2xx"], w["duration_us"] / 1e6
+                print(f"  acknowledged {acked:,} requests over {elapsed:.1f} s = {acked / elapsed:,.0f} requests/s; "
+                      f"failed {w['non2xx'] + w['timeouts'] + w['errors']} (non-2xx {w['non2xx']}, "
+                      f"timeouts {w['timeouts']}, socket errors {w['errors']})")
+                print(f"  ack latency: p50 {w['p50'] / 1000:.1f} ms, p90 {w['p90'] / 1000:.1f} ms, "
+                      f"p99 {w['p99'] / 1000:.1f} ms, max {w['max'] / 1000:.1f} ms")
+                results["osmand"] = acked
+            else:
+                load = AsyncLoad(port, args.osmand_workers, args.osmand_rate, args.osmand_seconds,
+                                 max_requests=int(args.osmand_rate * args.osmand_seconds) + 1)
+                print(f"OsmAnd: single-position GET requests, target {args.osmand_rate:,.0f}/s for "
+                      f"{args.osmand_seconds:.0f} s, {args.osmand_workers} connections ...", flush=True)
+                elapsed = load.run(osmand_request)
+                print(f"  acknowledged {len(load.ok):,} requests over {elapsed:.1f} s = "
+                      f"{len(load.ok) / elapsed:,.0f} requests/s; failed {load.failed}")
+                print(f"  ack latency: {load.percentiles()}")
+                results["osmand"] = len(load.ok)
             print(f"  {server_stats(port)}", flush=True)
-            results["osmand"] = load
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -322,8 +399,8 @@ def main() -> int:
                   f"{len(keys):,} acknowledged")
         if "osmand" in results:
             n_os = store.scalar("SELECT count(*) FROM pings WHERE starts_with(device_id, 'od-')")
-            print(f"check: {n_os:,} OsmAnd pings stored for {len(results['osmand'].ok):,} acknowledged")
-            lost += max(0, len(results["osmand"].ok) - n_os)
+            print(f"check: {n_os:,} OsmAnd pings stored for {results['osmand']:,} acknowledged")
+            lost += max(0, results["osmand"] - n_os)
         cube = store.scalar("SELECT sum(pings) FROM cube_hourly")
         total = store.scalar("SELECT count(*) FROM pings")
         print(f"check: cube total {cube:,} = pings table {total:,}: {cube == total}")
