@@ -27,7 +27,9 @@ Capacity model (courier-hours, as in ``geo.kpis``):
 * a van sent to a zone with its driver handles ``vehicle_parcels_per_hour`` parcels
   in the hour (bulk drops at lockers, shops and compounds, and relaying loads to the
   zone's couriers so that they stop riding back to the outlet): its capacity is that
-  rate, counted in the zone's capacity beside its couriers'.
+  rate, counted in the zone's capacity beside its couriers';
+* whoever is sent works in the zone only for the part of the hour left after the trip
+  (``on_site = 1 - km / speed``): the ratio after the moves counts that part only.
 
 Couriers are chosen first (the courier flow); vans then cover what the couriers could
 not (the vehicle flow on each zone's remaining work): a van taken off the road is
@@ -75,6 +77,7 @@ MOVE_SCHEMA = {
     "dst_lng": pl.Float64,
     "members": pl.List(pl.UInt64),
     "parts": pl.List(pl.Float64),
+    "on_site": pl.Float64,  # share of the hour spent in the zone (the rest on the road)
 }
 MOVE_COLUMNS = list(MOVE_SCHEMA)
 
@@ -122,6 +125,20 @@ class Rules:
     #: fractions of courier-hours in neighbouring cells add up to whole couriers.
     source_res: int = 7
 
+    def speed_kmh(self, mode: str) -> float:
+        """Street speed of a mode (unknown modes walk)."""
+        return {"walk": self.walk_kmh, "ebike": self.ebike_kmh, "van": self.van_kmh}.get(mode, self.walk_kmh)
+
+    def on_site(self, mode: str, km) -> np.ndarray:
+        """Share of the hour a courier or van sent ``km`` street km still works in the zone.
+
+        Examples
+        --------
+        >>> float(Rules().on_site("ebike", 3.75))
+        0.75
+        """
+        return np.clip(1.0 - np.asarray(km, dtype=np.float64) / self.speed_kmh(mode), 0.0, 1.0)
+
     def radius_km(self, mode: str) -> float:
         """Farthest street km a source of ``mode`` is sent.
 
@@ -130,8 +147,7 @@ class Rules:
         >>> Rules().radius_km("walk"), Rules().radius_km("ebike"), Rules().radius_km("van")
         (1.125, 3.75, 6.0)
         """
-        kmh = {"walk": self.walk_kmh, "ebike": self.ebike_kmh, "van": self.van_kmh}.get(mode, self.walk_kmh)
-        r = kmh * self.max_minutes / 60.0
+        r = self.speed_kmh(mode) * self.max_minutes / 60.0
         return r if self.max_km is None else min(r, self.max_km)
 
     @classmethod
@@ -470,6 +486,10 @@ def _flow(
             "dst_lng": need["lng"].to_numpy()[zi],
             "members": [src["members"][int(i)].to_list() for i in si],
             "parts": [src["parts"][int(i)].to_list() for i in si],
+            "on_site": [
+                float(rules.on_site(m, d))
+                for m, d in zip(src["mode"].to_numpy()[si], dist[si, zi], strict=True)
+            ],
         },
         schema=MOVE_SCHEMA,
     )
@@ -508,7 +528,9 @@ def suggest(
         ``moves``: :data:`MOVE_COLUMNS`, one row per (source, zone) with couriers or
         vehicles > 0, nearest first within a zone. ``summary``: :func:`zone_needs`
         columns plus ``added`` (couriers), ``vehicles_added``, ``vehicle_need`` (vans
-        the zone still needed after the couriers) and ``ratio_after``.
+        the zone still needed after the couriers), ``capacity_added`` (parcels per
+        hour, counting only the part of the hour each spends in the zone: the rest is
+        the trip) and ``ratio_after``.
     """
     pph = parcels_per_courier_hour
     vph = rules.vehicle_parcels_per_hour
@@ -527,8 +549,10 @@ def suggest(
         ]
     )
     added, m1 = _flow(courier_src, need, need["need"].to_numpy(), rules, region_of)
-    # What the couriers leave undone, in vans (whole vans: a van is sent or not).
-    left = need["workload"].to_numpy() - pph * rules.target_ratio * (need["couriers"].to_numpy() + added)
+    # What the couriers leave undone (they work only the part of the hour they are
+    # there), in vans (whole vans: a van is sent or not).
+    got = _on_site_capacity(m1, need, pph, vph)
+    left = need["workload"].to_numpy() - rules.target_ratio * (pph * need["couriers"].to_numpy() + got)
     vneed = np.maximum(np.ceil(left / (vph * rules.target_ratio) - 1e-9), 0).astype(np.int64)
     vehicle_src = _source_frame(
         res.filter((pl.col("kind") == "vehicle") & pl.col("mode").is_in(list(VEHICLE_MODES))),
@@ -541,13 +565,23 @@ def suggest(
         pl.Series("added", added, dtype=pl.Int64),
         pl.Series("vehicles_added", vadded, dtype=pl.Int64),
         pl.Series("vehicle_need", vneed, dtype=pl.Int64),
+        pl.Series("capacity_added", _on_site_capacity(moves, need, pph, vph)),
     ).with_columns(
-        (
-            pl.col("workload")
-            / ((pl.col("couriers") + pl.col("added")) * pph + pl.col("vehicles_added") * vph)
-        ).alias("ratio_after")
+        (pl.col("workload") / (pl.col("couriers") * pph + pl.col("capacity_added"))).alias("ratio_after")
     )
     return moves, summary
+
+
+def _on_site_capacity(moves: pl.DataFrame, need: pl.DataFrame, pph: float, vph: float) -> np.ndarray:
+    """Capacity the moves bring to each zone of ``need`` (its order): couriers x pph and
+    vans x vph, times the share of the hour each spends in the zone."""
+    if moves.is_empty():
+        return np.zeros(len(need))
+    per = moves.group_by("zone_id").agg(
+        ((pl.col("couriers") * pph + pl.col("vehicles") * vph) * pl.col("on_site")).sum().alias("cap")
+    )
+    j = need.select("zone_id").join(per, on="zone_id", how="left", maintain_order="left")
+    return j["cap"].fill_null(0.0).to_numpy().astype(np.float64)
 
 
 def apply(
@@ -559,10 +593,11 @@ def apply(
 ) -> pl.DataFrame:
     """Capacity of each cell after the moves (``cell, workload, capacity``; others kept).
 
-    Area sources lose the couriers they send; idle couriers and vans of outlets were
-    counted nowhere and leave no cell. A zone's added capacity (couriers x ``pph`` plus
-    vans x ``vehicle_parcels_per_hour``) goes to its cells in proportion to each cell's
-    work beyond ``target_ratio`` (all cells alike if none).
+    Area sources lose the couriers they send (for the whole hour); idle couriers and
+    vans of outlets were counted nowhere and leave no cell. A zone's added capacity
+    (couriers x ``pph`` plus vans x ``vehicle_parcels_per_hour``, each times
+    ``on_site``, the part of the hour left after the trip) goes to its cells in
+    proportion to each cell's work beyond ``target_ratio`` (all cells alike if none).
     """
     pph = parcels_per_courier_hour
     if moves.is_empty():
@@ -570,6 +605,8 @@ def apply(
     m = moves
     if "vehicles" not in m.columns:
         m = m.with_columns(pl.lit(0, dtype=pl.Int64).alias("vehicles"))
+    if "on_site" not in m.columns:
+        m = m.with_columns(pl.lit(1.0).alias("on_site"))
     out = cells.with_columns(pl.col("cell").cast(pl.UInt64))
     # A pool's couriers leave its cells in proportion to what each could spare.
     area = m.filter(pl.col("members").list.len() > 0)
@@ -597,7 +634,8 @@ def apply(
         .alias("part")
     )
     per_zone = m.group_by("zone_id").agg(
-        (pl.col("couriers").sum() * pph + pl.col("vehicles").sum() * rules.vehicle_parcels_per_hour)
+        ((pl.col("couriers") * pph + pl.col("vehicles") * rules.vehicle_parcels_per_hour) * pl.col("on_site"))
+        .sum()
         .cast(pl.Float64)
         .alias("added")
     )

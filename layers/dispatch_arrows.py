@@ -3,7 +3,8 @@ a base with idle vans) to the zone it relieves, with the number moved at its mid
 
 Couriers and vans are drawn apart: courier arrows blue and thin, van arrows orange and
 thick, with the count written "+3" for couriers and "+1 车" (the ``van_short`` text)
-for vans; hovering the middle marker names the kind, mode, source and distance.
+for vans; hovering the middle marker names the kind, mode, source, distance and minutes
+on the road.
 Arrowheads are two short strokes drawn as lines: marker symbols would need the map
 style's sprites, which the offline (tile-less) style does not have. The frame is the
 ``moves`` frame of ``geo.dispatch.suggest`` (``kind``, ``vehicles``, ``mode``,
@@ -40,6 +41,7 @@ def _complete(frame: pl.DataFrame) -> pl.DataFrame:
         "source_kind": pl.lit("area"),
         "source_outlet": pl.lit(None, dtype=pl.String),
         "distance_km": pl.lit(None, dtype=pl.Float64),
+        "on_site": pl.lit(None, dtype=pl.Float64),
     }
     return frame.with_columns([v.alias(k) for k, v in defaults.items() if k not in frame.columns])
 
@@ -81,6 +83,8 @@ def hover_text(row: dict, ctx: DrawContext) -> str:
         else ctx.t("from_area")
     )
     km = f" · {row['distance_km']:.1f} km" if row.get("distance_km") is not None else ""
+    if row.get("on_site") is not None:
+        km += f", {round(60 * (1 - row['on_site']))} min"
     return f"{ctx.t('zone')} #{int(row['zone_id'])}<br>{what}: {n}{mode}<br>{where}{km}"
 
 

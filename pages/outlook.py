@@ -49,7 +49,10 @@ def move_text(mv: dict, t: dict) -> str:
         src = f"{mv['outlet_name']} ({mv['source']})"
     mode = t.get("mode_" + mv["mode"], mv["mode"]) if mv.get("mode") else ""
     what = t.get("vans_from", "vans from") if vehicle else t.get("couriers_from", "")
-    return f"→ {n} {what} {src} ({mv['distance_km']:.1f} km{', ' + mode if mode else ''})"
+    trip = f"{mv['distance_km']:.1f} km"
+    if mv.get("on_site") is not None:
+        trip += f", {round(60 * (1 - mv['on_site']))} min"
+    return f"→ {n} {what} {src} ({trip}{', ' + mode if mode else ''})"
 
 
 def section(t: dict) -> html.Div:

@@ -85,13 +85,19 @@ def test_a_zone_is_relieved_from_spare_cells_nearby():
     row = summary.row(0, named=True)
     # 100 parcels and 3 couriers: 9 couriers are needed to reach ratio 1.0
     assert row["need"] == 6 and row["added"] == 6
-    assert row["ratio_after"] == pytest.approx(100 / (9 * PPH))
+    # each courier works in the zone for the part of the hour left after the ride
+    km = moves["distance_km"].to_numpy()
+    assert moves["on_site"].to_numpy() == pytest.approx(1 - km / dispatch.RULES.ebike_kmh)
+    on_site = float((moves["couriers"] * moves["on_site"]).sum())
+    assert 4 < on_site < 6  # rides of 2.4 to 3.6 km at 15 km/h
+    assert row["ratio_after"] == pytest.approx(100 / ((3 + on_site) * PPH))
     after = dispatch.apply(frame, moves, zones, PPH)
     assert _worst(after) <= _worst(frame)
     # a source keeps its ratio under the rule's maximum
     src = after.filter(pl.col("cell").is_in([_i(c) for c in ring3[:6]]))
     assert (dispatch.ratios(src) <= dispatch.RULES.source_max_ratio + 1e-9).all()
-    assert after["capacity"].sum() == pytest.approx(frame["capacity"].sum())
+    # what the sources give is what the zone gets, less the minutes on the road
+    assert after["capacity"].sum() == pytest.approx(frame["capacity"].sum() - (6 - on_site) * PPH)
 
 
 def test_far_sources_and_other_regions_are_not_used():
@@ -228,6 +234,10 @@ def test_van_arrows_are_drawn_apart_with_their_own_colour_label_and_tooltip():
     assert van_arrows["line"]["width"] > arrows["line"]["width"]
     assert "调派车辆: 2 (厢式车)" in van_labels["hovertext"][0] and "h-1" in van_labels["hovertext"][0]
     assert "调派快递员: 2 (电动车)" in labels["hovertext"][0]
+    # ~1.2 km: 5 minutes on an e-bike, 3 in a van
+    minutes = round(60 * moves["distance_km"][0] / dispatch.RULES.ebike_kmh)
+    assert labels["hovertext"][0].endswith(f"km, {minutes} min") and minutes == 5
+    assert van_labels["hovertext"][0].endswith("km, 3 min")
     assert van_arrows["lat"].count(None) == 3 and arrows["lat"].count(None) == 3
     import folium
 
@@ -276,8 +286,10 @@ def test_idle_couriers_at_an_outlet_are_sent_and_counted_as_capacity():
     assert summary["added"].to_list() == [3]
     after = dispatch.apply(frame, moves, zones, PPH)
     # the outlet's idle couriers were counted nowhere: the zone gains them, no cell loses any
-    assert after["capacity"].sum() == pytest.approx(frame["capacity"].sum() + 3 * PPH)
-    assert _worst(after) == pytest.approx(60 / (4 * PPH))
+    on_site = moves["on_site"][0]
+    assert on_site == pytest.approx(1 - moves["distance_km"][0] / dispatch.RULES.ebike_kmh) and on_site < 1
+    assert after["capacity"].sum() == pytest.approx(frame["capacity"].sum() + 3 * PPH * on_site)
+    assert _worst(after) == pytest.approx(60 / ((1 + 3 * on_site) * PPH))
     # walkers idle at an outlet 3 cells away (~3.6 street km) are beyond a 15-minute walk
     far = list(h3.grid_ring(CENTRE, 3))[0]
     walkers = _reserves([{"outlet_id": "o-2", "cell": far, "kind": "courier", "mode": "walk", "spare": 5}])
@@ -295,7 +307,11 @@ def test_vans_are_sent_when_only_vans_can_help():
     # 100 parcels, 2 couriers: 100 - 24 = 76 parcels left, 36 per van -> 3 vans
     assert moves["vehicles"].to_list() == [3] and summary["vehicle_need"].to_list() == [3]
     rules = dispatch.RULES
-    assert summary["ratio_after"][0] == pytest.approx(100 / (2 * PPH + 3 * rules.vehicle_parcels_per_hour))
+    on_site = moves["on_site"][0]  # ~4.8 km at 24 km/h: 12 minutes of the hour on the road
+    assert on_site == pytest.approx(1 - moves["distance_km"][0] / rules.van_kmh) and 0.75 < on_site < 0.85
+    assert summary["ratio_after"][0] == pytest.approx(
+        100 / (2 * PPH + 3 * rules.vehicle_parcels_per_hour * on_site)
+    )
     after = dispatch.apply(frame, moves, zones, PPH)
     assert _worst(after) == pytest.approx(summary["ratio_after"][0])
     # trucks are line-haul vehicles, never sent to a zone

@@ -40,9 +40,15 @@ def test_couriers_moved_into_an_overloaded_cell_cut_overload_and_late_parcels():
     assert moves["couriers"].sum() == 2  # 48 parcels: 4 couriers bring the ratio to 1.0
     e = simulate.hour_effect(actual, moves, zones, PPH, 1.5)
     assert e["overloaded_before"] == 1 and e["overloaded_after"] == 0
-    assert e["peak_before"] == pytest.approx(2.0) and e["peak_after"] == pytest.approx(1.0)
-    # 24 parcels beyond capacity before, none after: its late parcels go
-    assert e["late_before"] == 10 and e["late_after"] == 0
+    # the two couriers ride ~2.4 km: they work the rest of the hour in the zone
+    on_site = float(moves["on_site"].mean())
+    assert 0.8 < on_site < 0.9
+    assert e["peak_before"] == pytest.approx(2.0)
+    assert e["peak_after"] == pytest.approx(48 / ((2 + 2 * on_site) * PPH))
+    # 24 parcels beyond capacity before, what the ride costs after: most late parcels go
+    ex_after = 48 - (2 + 2 * on_site) * PPH
+    assert e["late_before"] == 10 and e["late_after"] == pytest.approx(10 * ex_after / 24)
+    assert e["late_after"] < 2
     nothing = simulate.hour_effect(actual, moves.head(0), zones, PPH, 1.5)
     assert nothing["overloaded_after"] == nothing["overloaded_before"] == 1
     assert nothing["late_after"] == nothing["late_before"]
@@ -109,7 +115,10 @@ def test_moves_from_outlets_are_cut_to_who_really_was_idle():
     full = simulate.hour_effect(actual, moves, zones, PPH, 1.5, idle=reserves)
     assert full["unavailable"] == 0 and full["vehicles_moved"] == 2 and full["couriers_moved"] == 2
     assert full["peak_before"] == pytest.approx(4.0)
-    assert full["peak_after"] == pytest.approx(96 / (4 * PPH + 2 * dispatch.RULES.vehicle_parcels_per_hour))
+    on_site = moves["on_site"].to_numpy()  # couriers and vans, ~1.2 km: a few minutes on the road
+    assert (on_site > 0.9).all() and (on_site < 1).all()
+    gained = float(((moves["couriers"] * PPH + moves["vehicles"] * 36.0) * moves["on_site"]).sum())
+    assert full["peak_after"] == pytest.approx(96 / (2 * PPH + gained))
     # on the day one van was out on the road after all: only one van could go
     one_van = reserves.with_columns(pl.when(pl.col("kind") == "vehicle").then(1).otherwise(2).alias("spare"))
     cut = simulate.hour_effect(actual, moves, zones, PPH, 1.5, idle=one_van)
