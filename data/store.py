@@ -352,7 +352,7 @@ class Store:
 
     @staticmethod
     def _merge_cube(con, delta: pl.DataFrame, presence: pl.DataFrame | None) -> None:
-        """Add a cube delta (``hour, cell, branch_id`` and counts) into cube_hourly.
+        """Add a cube delta (parts of :func:`cube_parts`) into cube_hourly.
 
         With ``presence`` (pings) its new rows go to cube_presence and the distinct
         couriers and vehicles of every touched cell-hour are recounted from there, never
@@ -360,6 +360,7 @@ class Store:
         """
         if delta.is_empty():
             return
+        delta, presence = _cube_rows(delta, presence)
         lo, hi = delta.select(pl.col("hour").min().alias("lo"), pl.col("hour").max().alias("hi")).row(0)
         window = {"lo": lo, "hi": hi}
         counts = [c for c in CUBE_COUNTS if c in delta.columns]
@@ -479,7 +480,7 @@ class Store:
         """First and last hour with cube data inside ``scope``."""
         self.check_scope(scope)
         return self.cursor().execute(
-            "SELECT min(hour), max(hour) FROM cube_hourly SEMI JOIN (SELECT branch_id FROM "
+            f"SELECT min(hour), max(hour) FROM {self.cube_sources(None)[0]} SEMI JOIN (SELECT branch_id FROM "
             "node_branches WHERE ancestor_id = ?) s USING (branch_id)", [scope]).fetchone()
 
 
@@ -506,22 +507,25 @@ def _unique_keys(rows: pl.DataFrame, key: list[str]) -> pl.DataFrame:
 
 
 def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """The cube delta of new rows, ``(counts per hour, cell and branch, presence)``.
+    """The cube delta of new rows, ``(counts per hour and cell, presence)``.
 
-    Presence (one row per distinct courier or van in a cell-hour) is there for pings
-    only; parts of several batches combine with :func:`combine_cube_parts`.
+    Compact keys keep the group-bys cheap: ``hour`` counts hours since 1970 (Int32), the
+    branch rides along as the first of its cell (a cell's branch is the one holding its
+    centre, one per cell), actors are categorical. Presence (one row per distinct
+    courier or van in a cell-hour) is there for pings only. Parts of several batches
+    combine with :func:`combine_cube_parts`; :meth:`Store._merge_cube` stores them.
     """
-    hour = pl.col("ts").dt.truncate("1h").alias("hour")
-    keys = [hour, pl.col("cell"), pl.col("branch_id")]
+    hour = (pl.col("ts").dt.truncate("1h").dt.epoch("s") // 3600).cast(pl.Int32).alias("hour")
+    branch = pl.col("branch_id").first()
     if table == "pings":
-        delta = rows.group_by(keys).agg(pl.len().cast(pl.Int64).alias("pings"))
+        delta = rows.group_by(hour, "cell").agg(branch, pl.len().cast(pl.Int64).alias("pings"))
         presence = rows.select(
-            *keys, pl.coalesce("courier_id", "vehicle_id").alias("actor_id"),
-            pl.when(pl.col("courier_id").is_not_null()).then(pl.lit("courier"))
-            .otherwise(pl.lit("vehicle")).alias("actor_kind")).unique()
+            hour, "cell", pl.coalesce("courier_id", "vehicle_id").cast(pl.Categorical).alias("actor_id"),
+            pl.col("courier_id").is_null().alias("is_vehicle")).unique()
         return delta, presence
     delivered = pl.col("kind") == "delivered"
-    delta = rows.group_by(keys).agg(
+    delta = rows.group_by(hour, "cell").agg(
+        branch,
         (pl.col("kind") == "pickup").sum().cast(pl.Int64).alias("pickups"),
         delivered.sum().cast(pl.Int64).alias("deliveries"),
         (delivered & (pl.col("ts") <= pl.col("promised_at"))).sum().cast(pl.Int64).alias("on_time"),
@@ -532,12 +536,27 @@ def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
 
 def combine_cube_parts(deltas: list[pl.DataFrame], presences: list[pl.DataFrame]):
     """One delta and one presence frame from the parts of several batches."""
-    delta = pl.concat(deltas).group_by("hour", "cell", "branch_id").agg(pl.all().sum()) \
-        if len(deltas) > 1 else deltas[0]
+    delta = deltas[0]
+    if len(deltas) > 1:
+        counts = [c for c in delta.columns if c not in ("hour", "cell", "branch_id")]
+        delta = pl.concat(deltas).group_by("hour", "cell").agg(
+            pl.col("branch_id").first(), *(pl.col(c).sum() for c in counts))
     presence = None
     if presences:
         presence = pl.concat(presences).unique() if len(presences) > 1 else presences[0]
     return delta, presence
+
+
+def _cube_rows(delta: pl.DataFrame, presence: pl.DataFrame | None):
+    """Cube parts in the shape of cube_hourly and cube_presence (timestamps, text)."""
+    hour = pl.from_epoch(pl.col("hour").cast(pl.Int64) * 3600, time_unit="s").cast(pl.Datetime("us"))
+    rows = delta.with_columns(hour)
+    if presence is None:
+        return rows, None
+    presence = presence.join(delta.select("hour", "cell", "branch_id"), on=["hour", "cell"], how="left").select(
+        hour, "cell", "branch_id", pl.col("actor_id").cast(pl.String),
+        pl.when(pl.col("is_vehicle")).then(pl.lit("vehicle")).otherwise(pl.lit("courier")).alias("actor_kind"))
+    return rows, presence
 
 
 class _CellBranchCache:

@@ -123,24 +123,32 @@ def _with_schema(frame: pl.DataFrame, columns: dict, local_tz: str) -> tuple[pl.
                 conv = conv.fill_nan(None)  # NaN means "not reported", like an empty cell
             exprs.append(conv.alias(name))
             continue
+        if dtype == pl.String:
+            # Text cannot fail to convert: blank is "missing", never "unreadable".
+            conv = raw.cast(pl.String).str.strip_chars()
+            exprs.append(pl.when(conv == "").then(None).otherwise(conv).alias(name))
+            continue
         if dtype == pl.Datetime("us"):
             conv = timestamp_expr(name, frame.schema[name], local_tz)
-        elif dtype == pl.String:
-            conv = raw.cast(pl.String).str.strip_chars()
-            conv = pl.when(conv == "").then(None).otherwise(conv)
         else:
             src = raw if frame.schema[name].is_numeric() else raw.cast(pl.String).str.strip_chars()
             conv = src.cast(dtype, strict=False)
             if dtype in (pl.Float32, pl.Float64):
                 conv = conv.fill_nan(None)  # NaN means "not reported", like an empty cell
         exprs.append(conv.alias(name))
-        present = raw.is_not_null()
+        # The raw value rides along so that the flag below reads the converted column
+        # instead of converting a second time.
+        exprs.append(raw.alias(f"_raw_{name}"))
+        kept = pl.col(f"_raw_{name}")
+        present = kept.is_not_null()
         if frame.schema[name].is_float():
-            present = present & raw.is_not_nan()
+            present = present & kept.is_not_nan()
         if frame.schema[name] == pl.String:
-            present = present & (raw.str.strip_chars() != "")
-        unparsable[name] = (present & conv.is_null()).alias(f"_unreadable_{name}")
-    cast = frame.select(["_row", *exprs, *unparsable.values()])
+            present = present & (kept.str.strip_chars() != "")
+        unparsable[name] = (present & pl.col(name).is_null()).alias(f"_unreadable_{name}")
+    cast = frame.select(["_row", *exprs])
+    if unparsable:
+        cast = cast.with_columns(unparsable.values()).drop([f"_raw_{k}" for k in unparsable])
     return cast, {k: pl.col(f"_unreadable_{k}") for k in unparsable}
 
 
