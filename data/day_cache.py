@@ -79,7 +79,7 @@ class DayFigures:
                 self.store.cursor()
                 .execute(
                     "SELECT count(*), coalesce(sum(pings), 0), coalesce(sum(scans), 0), max(hour) "
-                    "FROM cube_hourly WHERE hour >= ? AND hour < ?",
+                    f"FROM {self.store.cube_sources(None)[0]} WHERE hour >= ? AND hour < ?",
                     [start, end],
                 )
                 .fetchone()
@@ -122,10 +122,12 @@ class DayFigures:
                 cell = "cell, "
             counts = ", ".join(f"sum({c})::BIGINT AS {c}" for c in CUBE_COUNTS)
             params = {"start": start, "end": end}
+            # A store over a lake answers coarse reads from its coarse tier.
+            hourly, presence_table = self.store.cube_sources(res)
             sums = (
                 self.store.cursor()
                 .sql(
-                    f"SELECT hour, {cell}branch_id, {counts} FROM cube_hourly "
+                    f"SELECT hour, {cell}branch_id, {counts} FROM {hourly} "
                     "WHERE hour >= $start AND hour < $end GROUP BY ALL",
                     params=params,
                 )
@@ -136,7 +138,7 @@ class DayFigures:
                 self.store.cursor()
                 .sql(
                     f"SELECT DISTINCT hour, {cell}branch_id, actor_kind = 'courier' AS courier, actor_id "
-                    "FROM cube_presence WHERE hour >= $start AND hour < $end",
+                    f"FROM {presence_table} WHERE hour >= $start AND hour < $end",
                     params=params,
                 )
                 .pl()

@@ -18,14 +18,15 @@ def hourly_totals(store: Store, scope: str, start: datetime, end: datetime) -> p
     """Totals per hour inside ``scope`` for ``start <= hour < end`` (distinct couriers and
     vehicles recounted per hour)."""
     store.check_scope(scope)
+    hourly, presence = store.cube_sources(None)
     q = f"""
         WITH c AS (SELECT hour, sum(pickups)::BIGINT AS pickups, sum(deliveries)::BIGINT AS deliveries,
                           sum(on_time)::BIGINT AS on_time, sum(late)::BIGINT AS late,
                           sum(scans)::BIGINT AS scans, sum(pings)::BIGINT AS pings
-                   FROM cube_hourly {_SCOPED} WHERE hour >= $start AND hour < $end GROUP BY hour),
+                   FROM {hourly} {_SCOPED} WHERE hour >= $start AND hour < $end GROUP BY hour),
         p AS (SELECT hour, count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'courier') AS couriers,
                      count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'vehicle') AS vehicles
-              FROM cube_presence {_SCOPED} WHERE hour >= $start AND hour < $end GROUP BY hour)
+              FROM {presence} {_SCOPED} WHERE hour >= $start AND hour < $end GROUP BY hour)
         SELECT c.*, coalesce(p.couriers, 0)::BIGINT AS couriers, coalesce(p.vehicles, 0)::BIGINT AS vehicles
         FROM c LEFT JOIN p USING (hour) ORDER BY hour"""
     return store.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()
@@ -76,10 +77,11 @@ def baseline(store: Store, scope: str, hour: datetime, res: int, days: int = 7) 
     """
     store.check_scope(scope)
     cell = h3cells.parent_sql("cell", res) if res < h3cells.BASE_RES else "cell"
+    hourly = store.cube_sources(res)[0]
     hours = [hour - timedelta(days=d) for d in range(1, days + 1)]
     q = f"""
         WITH c AS (SELECT hour, {cell} AS cell, sum(pickups + deliveries) AS w
-                   FROM cube_hourly {_SCOPED} WHERE list_contains($hours, hour) GROUP BY ALL),
+                   FROM {hourly} {_SCOPED} WHERE list_contains($hours, hour) GROUP BY ALL),
         n AS (SELECT count(DISTINCT hour) AS days FROM c)
         SELECT cell, (sum(w) / any_value(n.days))::DOUBLE AS baseline
         FROM c, n GROUP BY cell ORDER BY cell"""
@@ -107,6 +109,7 @@ def baseline_hours(store: Store, scope: str, hours: list[datetime], res: int, da
     """:func:`baseline` for several hours at once: ``hour, cell, baseline``."""
     store.check_scope(scope)
     cell = h3cells.parent_sql("cell", res) if res < h3cells.BASE_RES else "cell"
+    hourly = store.cube_sources(res)[0]
     pairs = pl.DataFrame(
         {
             "hour": [h for h in hours for _ in range(days)],
@@ -115,7 +118,7 @@ def baseline_hours(store: Store, scope: str, hours: list[datetime], res: int, da
     )
     q = f"""
         WITH c AS (SELECT p.hour, c.hour AS past, {cell} AS cell, sum(c.pickups + c.deliveries) AS w
-                   FROM cube_hourly c {_SCOPED} JOIN pairs p ON p.past = c.hour
+                   FROM {hourly} c {_SCOPED} JOIN pairs p ON p.past = c.hour
                    WHERE c.hour >= $lo AND c.hour <= $hi GROUP BY ALL),
         n AS (SELECT hour, count(DISTINCT past) AS days FROM c GROUP BY hour)
         SELECT hour, cell, (sum(w) / any_value(n.days))::DOUBLE AS baseline
@@ -129,18 +132,19 @@ def children_hourly(store: Store, scope: str, start: datetime, end: datetime) ->
     """Figures of each child of ``scope`` per hour (``store.node_figures`` for every hour
     of a window in one query): ``hour, node_id, name, <counts>, couriers, vehicles``."""
     store.check_scope(scope)
+    hourly, presence = store.cube_sources(None)
     counts = ", ".join(
         f"sum(c.{c})::BIGINT AS {c}" for c in ("pings", "pickups", "deliveries", "on_time", "late", "scans")
     )
     q = f"""
         WITH nb AS (SELECT nb.ancestor_id AS node_id, nb.branch_id FROM node_branches nb
                     JOIN nodes n ON n.node_id = nb.ancestor_id WHERE n.parent_id = $scope),
-        c AS (SELECT c.hour, nb.node_id, {counts} FROM cube_hourly c JOIN nb USING (branch_id)
+        c AS (SELECT c.hour, nb.node_id, {counts} FROM {hourly} c JOIN nb USING (branch_id)
               WHERE c.hour >= $start AND c.hour < $end GROUP BY ALL),
         p AS (SELECT p.hour, nb.node_id,
                      count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'courier') AS couriers,
                      count(DISTINCT actor_id) FILTER (WHERE actor_kind = 'vehicle') AS vehicles
-              FROM cube_presence p JOIN nb USING (branch_id)
+              FROM {presence} p JOIN nb USING (branch_id)
               WHERE p.hour >= $start AND p.hour < $end GROUP BY ALL)
         SELECT c.*, coalesce(p.couriers, 0)::BIGINT AS couriers, coalesce(p.vehicles, 0)::BIGINT AS vehicles
         FROM c LEFT JOIN p USING (hour, node_id) ORDER BY hour, node_id"""

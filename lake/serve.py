@@ -4,7 +4,8 @@ The lake may have been written by the Spark job on a cluster or by another EMAP'
 this process only reads it. Its own DuckDB file holds the reference tables (copied from
 the lake at start) and what belongs to this installation (users, sessions, decisions).
 Views read the partitions at query time, so days added to a dataset appear without a
-restart; a dataset that had no file at start appears after :meth:`LakeStore.refresh`.
+restart (but for the names of child nodes under new cells); a dataset that had no file
+at start appears after :meth:`LakeStore.refresh`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ class LakeStore(Store):
                         cols = ", ".join(f"{c} {t}" for c, t in layout.table_columns(
                             layout.DATASETS[dataset].table))
                         con.execute(f"CREATE TABLE {name} ({cols})")
+                # Cell -> branch, for naming the child node under a hex: the fine tier's
+                # cells, else the coarse tier's (res 6, enough for HQ and division views).
+                con.execute("DELETE FROM cell_branch")
+                for table in ("cube_hourly", "cube_hourly_coarse"):
+                    con.execute(f"INSERT INTO cell_branch SELECT DISTINCT cell, branch_id FROM {table}")
+                    if con.execute("SELECT count(*) FROM cell_branch").fetchall()[0][0]:
+                        break
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -97,6 +97,22 @@ def test_headquarters_reads_only_the_coarse_tier(small_store, lake, tmp_path):
         assert store.node_figures("hq", *WINDOW, level="region").equals(
             small_store.node_figures("hq", *WINDOW, level="region"))
         assert store.cube("hq", *WINDOW, res=9).is_empty()  # no fine tier here
+        # The dashboard's headquarters view works from the coarse tier alone.
+        from config import Settings
+        from pages.model import Model
+
+        settings = Settings.from_env({})
+        on_store, on_lake = Model(small_store, settings), Model(store, settings)
+        day, hour = on_store.landing("hq")
+        # Every figure but the zone count: zones are found at res 8, from the fine tier.
+        want = [k for k in on_store.kpis("hq", day, hour) if k["key"] != "zones"]
+        assert [k for k in on_lake.kpis("hq", day, hour) if k["key"] != "zones"] == want
+        hexes = on_lake.hex_frame("hq", day, hour, "scans")
+        assert hexes.drop("node").equals(on_store.hex_frame("hq", day, hour, "scans").drop("node"))
+        assert len(hexes) > 0
+        # Names under the hexes come from res-6 cells here (res-9 in the store): a hex on a
+        # border may be named after the other side, but every hex is named.
+        assert hexes["node"].null_count() == 0
 
 
 def test_reexporting_a_day_replaces_it(small_store, lake, tmp_path):
