@@ -276,6 +276,15 @@ def run_wrk(port: int, connections: int, seconds: float, devices: int, work: Pat
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far (Linux), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def server_stats(port: int) -> str:
     import json
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -354,6 +363,7 @@ def main() -> int:
                 if client == "python":
                     print("OsmAnd: wrk is not installed (apt-get install -y wrk): using the Python client, "
                           "which shares the CPU with the server; the figure is a lower bound", flush=True)
+            cpu0 = cpu_seconds(server.pid)
             if client == "wrk":
                 print(f"OsmAnd: single-position GET requests from wrk, {args.osmand_workers} connections, "
                       f"each sending its next fix once the last is answered, {args.osmand_seconds:.0f} s ...",
@@ -376,6 +386,10 @@ def main() -> int:
                       f"{len(load.ok) / elapsed:,.0f} requests/s; failed {load.failed}")
                 print(f"  ack latency: {load.percentiles()}")
                 results["osmand"] = len(load.ok)
+            cpu1 = cpu_seconds(server.pid)
+            if cpu0 is not None and cpu1 is not None and results["osmand"]:
+                print(f"  server CPU {cpu1 - cpu0:.1f} s = {1000 * (cpu1 - cpu0) / results['osmand']:.2f} ms "
+                      f"per acknowledged request (the machine's load average: {os.getloadavg()[0]:.1f})")
             print(f"  {server_stats(port)}", flush=True)
     finally:
         server.send_signal(signal.SIGTERM)

@@ -332,12 +332,13 @@ class Store:
             where, params = "WHERE t.ts BETWEEN $lo AND $hi", {"lo": lo, "hi": hi}
         con.register("new_keys", rows.select(key))
         try:
-            stored = con.sql(f"SELECT {keys} FROM {table} t SEMI JOIN new_keys USING ({keys}) {where}",
-                             params=params).pl()
+            found = con.execute(f"SELECT {keys} FROM {table} t SEMI JOIN new_keys USING ({keys}) {where}",
+                                params).fetchall()
         finally:
             con.unregister("new_keys")
-        if stored.is_empty():
+        if not found:
             return rows
+        stored = pl.DataFrame(found, schema=rows.select(key).schema, orient="row")
         return rows.join(stored, on=key, how="anti", maintain_order="left")
 
     @staticmethod
