@@ -1,8 +1,9 @@
 """Territory outlines of the current node's children, with their names.
 
 Three traces: a nearly transparent fill (what a click on a territory hits, hover
-gives the name), the outline on top of the hexes, and text labels (drawn when the
-map style has fonts; the hover and the child table name them offline).
+gives the name), the outline on top of the hexes, and text labels. Chinese names are
+drawn with the browser's fonts; Latin letters and digits come from the glyphs served
+from ``assets/glyphs`` (``assets/map-style.json``, built by ``tools/make_glyphs.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import shapely
 from layers.base import DrawContext, Layer, Style, lines_from_rings
 
 REQUIRED = ("node_id", "name", "label_lat", "label_lng", "geometry")
+#: Font stack of the map's label glyphs (``assets/glyphs/<GLYPH_FONT>/``).
+GLYPH_FONT = "Open Sans Regular"
 STYLE = Style(field=None, colorscale=((0.0, "#3366cc"), (1.0, "#3366cc")), opacity=0.05)
 
 
@@ -82,7 +85,8 @@ def _traces(frame, ctx: DrawContext) -> list[dict]:
             "text": names,
             "customdata": [[i, n] for i, n in zip(ids, names, strict=True)],
             "marker": {"size": 4, "color": "#3a4a6b"},
-            "textfont": {"size": 12, "color": "#1f2a44"},
+            # the font stack of the glyphs in assets/glyphs (no remote glyph server)
+            "textfont": {"size": 12, "color": "#1f2a44", "family": GLYPH_FONT},
             "textposition": "top center",
             "hovertemplate": "%{customdata[1]}<extra></extra>",
             "showlegend": False,

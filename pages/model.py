@@ -64,6 +64,10 @@ LAYER_TRACES = {
     "dispatch_arrows": ("dispatch_arrows", "dispatch_labels", "dispatch_van_arrows", "dispatch_van_labels"),
 }
 BASEMAPS = ("none", "osm", "amap")
+#: The map style: a white background and label glyphs served by the app itself
+#: (Plotly's built-in "white-bg" style fetches glyphs from a remote server). Given by
+#: URL: Plotly compares styles as text and reloads the map when a style object differs.
+OFFLINE_STYLE = "/assets/map-style.json"
 _TILES = {
     "osm": ["https://tile.openstreetmap.org/{z}/{x}/{y}.png"],
     "amap": [
@@ -602,7 +606,7 @@ class Model:
             built.update(zip(["hexes"], hexes.traces(frame, ctx, geometry=geometry), strict=True))
         # The frame each registered layer draws, fetched only when the layer is on.
         frames = {
-            "outlines": lambda: self.territories(scope),
+            "outlines": lambda: _labelled(self.territories(scope), state.get("lang")),
             "zones": lambda: self.zones(scope, day, hour),
             "outlets": lambda: self.outlets(scope, day, hour),
             "vehicles": lambda: self.positions(scope, day, hour, "vehicle"),
@@ -653,7 +657,7 @@ class Model:
                 }
             ]
         return {
-            "map": {"style": "white-bg", "center": v["center"], "zoom": v["zoom"], "layers": layers},
+            "map": {"style": OFFLINE_STYLE, "center": v["center"], "zoom": v["zoom"], "layers": layers},
             "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
             "uirevision": f"{state['node']}|{basemap}|{_view_key(focus)}",
             "showlegend": False,
@@ -682,3 +686,13 @@ def _view_key(view: dict | None) -> str:
     if not view:
         return "-"
     return f"{view['center']['lat']:.5f},{view['center']['lon']:.5f},{view['zoom']}"
+
+
+def _labelled(territories, lang: str | None):
+    """Territories named in the interface language where the tree has the name (the
+    divisions and headquarters have English names; places keep their Chinese names)."""
+    if lang != "en" or "name_en" not in territories.columns or territories["name_en"].isna().all():
+        return territories
+    out = territories.copy()
+    out["name"] = out["name_en"].where(out["name_en"].notna(), out["name"])
+    return out

@@ -182,3 +182,25 @@ def test_language_switch(page, dashboard_url, demo_day):
     assert _query(page)["lang"] == "en"
     assert "Peak-load alerts" in page.inner_text("#label-alerts")
     page.screenshot(path=str(ARTIFACTS / "dashboard-en.png"))
+
+
+def test_english_labels_are_drawn_from_glyphs_served_by_the_app(page, dashboard_url, demo_day):
+    seen = []
+    page.on("response", lambda r: seen.append((r.status, r.url)))
+    page.goto(f"{dashboard_url}/?date={demo_day}&hour=10&lang=en&layers=hexes,outlines")
+    _wait_hexes(page)
+    # the division labels are English: placed (drawn) only if their Latin glyphs loaded
+    page.wait_for_function(
+        """() => { const gd = document.querySelector('#map .js-plotly-plot');
+        const m = gd._fullLayout.map._subplot.map;
+        return m.queryRenderedFeatures({layers: ['plotly-trace-layer-labels-symbol']}).length > 0; }"""
+    )
+    names = page.evaluate(
+        """() => { const gd = document.querySelector('#map .js-plotly-plot');
+        return gd.data.find(t => t.uid === 'labels').text; }"""
+    )
+    assert "South China" in " ".join(names)
+    glyphs = [(s, u) for s, u in seen if "/assets/glyphs/" in u]
+    assert glyphs and all(s == 200 for s, _ in glyphs)
+    assert all(u.startswith((dashboard_url, "data:", "blob:")) for _, u in seen), "a remote request"
+    page.screenshot(path=str(ARTIFACTS / "dashboard-en-labels.png"))
