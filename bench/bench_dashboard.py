@@ -87,6 +87,14 @@ def _name(output: str) -> str:
     return "other"
 
 
+def _load() -> str:
+    """The machine's load average (1, 5, 15 min): figures on shared cores depend on it."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
 def _node(url: str) -> str:
     from urllib.parse import parse_qs, urlparse
 
@@ -127,6 +135,12 @@ def main(argv=None):
     ap.add_argument(
         "--think", type=float, default=2.0, help="seconds a user looks at a view before drilling further"
     )
+    ap.add_argument(
+        "--without-outlook",
+        action="store_true",
+        help="leave out the predicted-alerts panel (its callback runs seconds of forecasting on each "
+        "view and competes with the other callbacks for the two cores)",
+    )
     args = ap.parse_args(argv)
     db = args.db or ensure_db(args.size)
 
@@ -137,6 +151,10 @@ def main(argv=None):
 
     store = Store(db, read_only=True)
     settings = Settings.from_env()
+    if args.without_outlook:
+        from pages import outlook
+
+        outlook.register = lambda *_a, **_k: None  # the panel stays empty
     t = time.perf_counter()
     app = build_app(store, settings, prefetch=not args.no_prefetch)
     for th in threading.enumerate():
@@ -157,6 +175,7 @@ def main(argv=None):
 
     day = Model(store, settings).dates()[-1]
     print(f"store {db} ({db.stat().st_size / 1e6:.0f} MB), day {day}")
+    print(f"predicted-alerts panel {'left out' if args.without_outlook else 'on'}; load average {_load()}")
     count = lambda: len(timer.records)  # noqa: E731
     results: dict[str, list] = {"hour": [], "drill": []}
     loads = []
@@ -219,6 +238,7 @@ def main(argv=None):
         browser.close()
     server.shutdown()
 
+    print(f"load average at the end {_load()}")
     print("page first load (hexes and KPIs drawn), s: " + ", ".join(f"{x:.2f}" for x in loads))
     for action, recs in results.items():
         print(f"\n{action}: {len(recs)} callbacks")
