@@ -133,14 +133,16 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
     report = ImportReport(str(path), kind)
     iterator = iter(batches)
 
+    broken: list[Exception] = []
+
     def read_next():
         try:
             return next(iterator, None)
         except (pa.ArrowInvalid, OSError) as exc:
-            # The file is refused as a whole: its transaction is rolled back.
-            raise ImportFileError(
-                f"{path}: unreadable after data row {report.rows}: {exc}; nothing from this file "
-                f"was stored") from None
+            # The batches read before are still stored (one transaction each), then the
+            # import stops; importing the repaired file again adds only the rest.
+            broken.append(exc)
+            return None
 
     staged = kind in ("pings", "parcel_events")
     bulk = store.bulk(kind) if staged else None
@@ -170,11 +172,11 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
             report.timed("screen and cube parts", t0)
         return len(frame), ready, bad
 
-    # Two stages overlap: while the store appends batch k, a worker thread reads and
-    # prepares batch k+1 (polars and DuckDB both release the GIL). Pings and parcel
-    # events of the whole file go in one transaction: batches that cannot repeat a
-    # record are appended as they are, the cube is merged once from per-batch parts
-    # computed in the worker, and a file that breaks half-way stores nothing.
+    # Two stages overlap: while the store writes batch k, a worker thread reads,
+    # prepares and screens batch k+1 (polars and DuckDB both release the GIL). Each
+    # batch of pings or parcel events is stored in one transaction with its cube delta
+    # (computed in the worker); a batch that cannot repeat a record is appended as it
+    # is, without a lookup of its record ids.
     rejected: list[pl.DataFrame] = []
     with bulk if bulk is not None else nullcontext():
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -213,9 +215,13 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
             t0 = time.perf_counter()
             report.accepted = bulk.finish()
             report.duplicates = report.rows - report.rejected - report.accepted
-            report.timed("cube and commit", t0)
+            report.timed("finish", t0)
     if rejected:
         store.quarantine(pl.concat(rejected), str(path), kind)
+    if broken:
+        done = (f"data rows 1 to {report.rows} were imported, importing the file again adds only the rest"
+                if report.rows else "nothing was stored")
+        raise ImportFileError(f"{path}: unreadable after data row {report.rows}: {broken[0]}; {done}")
     return report
 
 

@@ -305,7 +305,7 @@ class Store:
         return len(fresh), len(ready) - len(fresh)
 
     def bulk(self, table: str) -> BulkWriter:
-        """A writer storing many batches of ``table`` in one transaction (file import).
+        """A writer storing the batches of a file of ``table``, one transaction each.
 
         Use as a context manager; see :class:`BulkWriter`.
 
@@ -513,8 +513,8 @@ def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     Compact keys keep the group-bys cheap: ``hour`` counts hours since 1970 (Int32), the
     branch rides along as the first of its cell (a cell's branch is the one holding its
     centre, one per cell), actors are categorical. Presence (one row per distinct
-    courier or van in a cell-hour) is there for pings only. Parts of several batches
-    combine with :func:`combine_cube_parts`; :meth:`Store._merge_cube` stores them.
+    courier or van in a cell-hour) is there for pings only. :meth:`Store._merge_cube`
+    stores them.
     """
     hour = (pl.col("ts").dt.truncate("1h").dt.epoch("s") // 3600).cast(pl.Int32).alias("hour")
     branch = pl.col("branch_id").first()
@@ -533,19 +533,6 @@ def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
         (delivered & (pl.col("ts") > pl.col("promised_at"))).sum().cast(pl.Int64).alias("late"),
         pl.len().cast(pl.Int64).alias("scans"))
     return delta, None
-
-
-def combine_cube_parts(deltas: list[pl.DataFrame], presences: list[pl.DataFrame]):
-    """One delta and one presence frame from the parts of several batches."""
-    delta = deltas[0]
-    if len(deltas) > 1:
-        counts = [c for c in delta.columns if c not in ("hour", "cell", "branch_id")]
-        delta = pl.concat(deltas).group_by("hour", "cell").agg(
-            pl.col("branch_id").first(), *(pl.col(c).sum() for c in counts))
-    presence = None
-    if presences:
-        presence = pl.concat(presences).unique() if len(presences) > 1 else presences[0]
-    return delta, presence
 
 
 def _cube_rows(delta: pl.DataFrame, presence: pl.DataFrame | None):
@@ -629,19 +616,17 @@ class _CellBranchCache:
 
 
 class BulkWriter:
-    """Many batches of pings or parcel events stored in one transaction (file import).
+    """Batches of pings or parcel events of one file, each stored in its own transaction
+    with its cube delta (file import).
 
-    Holds the store's write lock from ``__enter__`` until :meth:`finish` (commit) or an
-    exception (rollback: nothing of the file is stored). :meth:`screen` may run in a
-    worker thread while :meth:`add` stores the previous batch: it reads only, and works
-    out whether a batch can repeat a record (within itself, an earlier batch of this
-    import, or a row stored before) and the batch's cube parts. A clean batch is
-    appended as it is; otherwise its rows are checked against the table. The cube is
-    merged once, at :meth:`finish`, from the parts of every batch.
+    One transaction per batch keeps memory flat with file size (DuckDB holds a
+    transaction's appended rows in memory until it commits). Holds the store's write
+    lock from ``__enter__`` to :meth:`finish`. :meth:`screen` may run in a worker thread
+    while :meth:`add` stores the previous batch: it only reads, and works out whether a
+    batch can repeat a record (within itself, in an earlier batch of this file, or in a
+    row stored before) and the batch's cube parts. A clean batch is appended as it is;
+    otherwise its rows are first checked against the table.
     """
-
-    #: Accumulated cube rows beyond which the parts are combined (bounded memory).
-    COMPACT_ROWS = 4_000_000
 
     def __init__(self, store: Store, table: str):
         if table not in _RECORDS:
@@ -649,40 +634,24 @@ class BulkWriter:
         self.store, self.table = store, table
         self.fields, self.key = _RECORDS[table]
         self.stored = 0
-        self._deltas: list[pl.DataFrame] = []
-        self._presence: list[pl.DataFrame] = []
-        self._parts_rows = 0
         self._seen: pl.DataFrame | None = None   # per batch and device: first and last ts
-        self._flushed: list[pl.DataFrame] = []
         self._snapshot = None
         self._open = False
 
     def __enter__(self) -> BulkWriter:
-        # A second connection: its reads see committed rows only (those stored before
-        # this import), while this import's own rows stay invisible to it until COMMIT.
+        # A second connection for screen(): its reads never wait on, nor see half of,
+        # the batch being written.
         self._snapshot = self.store.cursor()
         self.store._write_lock.acquire()
-        try:
-            self.store._con.execute("BEGIN")
-        except BaseException:
-            self.store._write_lock.release()
-            raise
         self._open = True
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._open:
-            self._close("ROLLBACK")
-            self.store._cells.unflush(self._flushed)
-        if self._snapshot is not None:
-            self._snapshot.close()
-
-    def _close(self, how: str) -> None:
-        try:
-            self.store._con.execute(how)
-        finally:
             self._open = False
             self.store._write_lock.release()
+        if self._snapshot is not None:
+            self._snapshot.close()
 
     def screen(self, ready: pl.DataFrame) -> tuple[pl.DataFrame, bool, tuple | None]:
         """``(rows, clean, cube parts)`` of a prepared batch; no writes. Call in batch order."""
@@ -697,54 +666,62 @@ class BulkWriter:
         clean = bool(per_device["distinct"].all())
         seen = per_device.select("device_id", "lo", "hi")
         if clean and self._seen is not None:
-            # ts intervals of a device in this batch and in an earlier one must not meet
+            # A batch may be screened before the previous one is stored: the ts intervals
+            # of a device in this batch and in an earlier one must not meet.
             clean = per_device.join(self._seen, on="device_id", suffix="_seen").filter(
                 (pl.col("lo") <= pl.col("hi_seen")) & (pl.col("lo_seen") <= pl.col("hi"))).is_empty()
         self._seen = seen if self._seen is None else pl.concat([self._seen, seen])
         if clean:
+            # Rows stored before: only a row of the same device inside its interval can repeat one.
             lo, hi = per_device.select(pl.col("lo").min(), pl.col("hi").max()).row(0)
             snap = self._snapshot
-            if snap.execute("SELECT count(*) FROM pings WHERE ts BETWEEN ? AND ?", [lo, hi]).fetchall()[0][0]:
-                snap.register("batch_keys", rows.select(self.key))
-                try:
-                    clean = not snap.execute(
-                        "SELECT count(*) FROM pings t SEMI JOIN batch_keys USING (device_id, ts) "
-                        "WHERE t.ts BETWEEN ? AND ?", [lo, hi]).fetchall()[0][0]
-                finally:
-                    snap.unregister("batch_keys")
+            snap.register("batch_devices", per_device.select("device_id", "lo", "hi"))
+            try:
+                clean = not snap.execute(
+                    "SELECT count(*) FROM pings p JOIN batch_devices d USING (device_id) "
+                    "WHERE p.ts BETWEEN ? AND ? AND p.ts BETWEEN d.lo AND d.hi", [lo, hi]).fetchall()[0][0]
+            finally:
+                snap.unregister("batch_devices")
         return rows, clean, cube_parts(self.table, rows) if clean else None
 
     def add(self, screened: tuple[pl.DataFrame, bool, tuple | None]) -> int:
-        """Store a screened batch inside the transaction; returns the rows stored."""
+        """Store a screened batch with its cube delta (one transaction); returns the rows stored."""
         rows, clean, parts = screened
-        con = self.store._con
-        self._flushed += self.store._flush_cells(con)
         if rows.is_empty():
             return 0
-        if not clean:
-            rows = Store._drop_stored(con, self.table, _unique_keys(rows, self.key))
-            parts = cube_parts(self.table, rows)
-        Store._append(con, self.table, rows)
+        store, con = self.store, self.store._con
+        flushed: list[pl.DataFrame] = []
+        con.execute("BEGIN")
+        try:
+            flushed = store._flush_cells(con)
+            if not clean:
+                rows = Store._drop_stored(con, self.table, _unique_keys(rows, self.key))
+                parts = cube_parts(self.table, rows)
+            Store._append(con, self.table, rows)
+            Store._merge_cube(con, *parts)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            store._cells.unflush(flushed)
+            raise
         self.stored += len(rows)
-        delta, presence = parts
-        self._deltas.append(delta)
-        if presence is not None:
-            self._presence.append(presence)
-        self._parts_rows += len(delta) + (len(presence) if presence is not None else 0)
-        if self._parts_rows > self.COMPACT_ROWS and len(self._deltas) > 1:
-            delta, presence = combine_cube_parts(self._deltas, self._presence)
-            self._deltas, self._presence = [delta], [presence] if presence is not None else []
-            self._parts_rows = len(delta) + (len(presence) if presence is not None else 0)
         return len(rows)
 
     def finish(self) -> int:
-        """Merge the cube and commit; returns the rows stored."""
+        """Write the last located cells and release the store; returns the rows stored."""
         con = self.store._con
-        self._flushed += self.store._flush_cells(con)
-        if self._deltas:
-            Store._merge_cube(con, *combine_cube_parts(self._deltas, self._presence))
-        self._deltas, self._presence = [], []
-        self._close("COMMIT")
+        con.execute("BEGIN")
+        flushed: list[pl.DataFrame] = []
+        try:
+            flushed = self.store._flush_cells(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            self.store._cells.unflush(flushed)
+            raise
+        finally:
+            self._open = False
+            self.store._write_lock.release()
         return self.stored
 
 
