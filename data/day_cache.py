@@ -51,8 +51,9 @@ class DayFigures:
     Parameters
     ----------
     store : data.store.Store
-    cache : object with ``get(key, make, ttl=None)``
-        Where frames live (``pages.model.Cache``: an LRU created by ``build_app``).
+    cache : object with ``get(key, make, ttl=None)`` and ``get_current(key, version, make)``
+        Where frames live (``pages.model.Cache``: an LRU created by ``build_app``); a
+        day's frames of an older fingerprint are dropped when newer ones are read.
     check_every : float
         Seconds a window's fingerprint is trusted before it is read again.
     max_res : int
@@ -147,7 +148,7 @@ class DayFigures:
             )
             return sums, presence
 
-        return self.cache.get(("day-frames", start, end, res, self.version(start, end)), make)
+        return self.cache.get_current(("day-frames", start, end, res), self.version(start, end), make)
 
     def load(self, start: datetime, end: datetime, resolutions) -> None:
         """Read the frames of a window ahead of its first request (a start-up warm-up)."""

@@ -87,6 +87,7 @@ class Cache:
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         self._computing: dict = {}
+        self._current: dict = {}  # key -> newest version seen (get_current)
 
     def get(self, key, make, ttl: float | None = None):
         while True:
@@ -116,6 +117,18 @@ class Cache:
     def drop(self, key) -> None:
         with self._lock:
             self._data.pop(key, None)
+
+    def get_current(self, key, version, make):
+        """The value of ``key`` for ``version`` of its data (computed once, as :meth:`get`);
+        the value of an older version is dropped, so data that keeps changing (live
+        ingest) replaces its entries instead of filling the cache with old ones."""
+        value = self.get((key, version), make)
+        with self._lock:
+            old = self._current.get(key, version)
+            self._current[key] = version
+            if old != version:
+                self._data.pop((key, old), None)
+        return value
 
 
 class Activity:
@@ -280,8 +293,8 @@ class Model:
     # -- hexes --------------------------------------------------------------------------
     def day_cube(self, scope: str, day: str, res: int) -> pl.DataFrame:
         start, end = self.day_window(day)
-        return self.cache.get(
-            ("day", scope, day, res, self.version(day)), lambda: self.days.cube(scope, start, end, res)
+        return self.cache.get_current(
+            ("day", scope, day, res), self.version(day), lambda: self.days.cube(scope, start, end, res)
         )
 
     def rates(self, start: datetime) -> dict:
@@ -303,7 +316,7 @@ class Model:
                 if n
             }
 
-        return self.cache.get(("rates", day, self.version(day)), make)
+        return self.cache.get_current(("rates", day), self.version(day), make)
 
     def hex_frame(self, scope: str, day: str, hour: int, metric: str) -> pl.DataFrame:
         """The hex layer's frame: ``cell, value, load_ratio, node`` for one hour."""
@@ -362,7 +375,7 @@ class Model:
             sig = hashlib.blake2b(cells.tobytes(), digest_size=8).hexdigest()
             return cells, hexes.geojson(cells, DrawContext(gcj02=gcj02)), sig
 
-        return self.cache.get(("geom", scope, day, res, gcj02, self.version(day)), make)
+        return self.cache.get_current(("geom", scope, day, res, gcj02), self.version(day), make)
 
     # -- alerts -------------------------------------------------------------------------
     def hour_alerts(self, start: datetime) -> dict:
@@ -372,8 +385,8 @@ class Model:
         so the detection runs once per hour and every scope filters its zones from it.
         """
         end = start + timedelta(hours=1)
-        return self.cache.get(
-            ("hour-alerts", start, self.version(self.day_of(start))), lambda: self._hour_alerts(start, end)
+        return self.cache.get_current(
+            ("hour-alerts", start), self.version(self.day_of(start)), lambda: self._hour_alerts(start, end)
         )
 
     def _hour_alerts(self, start, end) -> dict:
@@ -475,8 +488,8 @@ class Model:
 
     def trend(self, scope: str, day: str) -> pl.DataFrame:
         start, end = self.day_window(day)
-        t = self.cache.get(
-            ("trend", scope, day, self.version(day)), lambda: self.days.hourly_totals(scope, start, end)
+        t = self.cache.get_current(
+            ("trend", scope, day), self.version(day), lambda: self.days.hourly_totals(scope, start, end)
         )
         return t.with_columns(
             pl.col("hour")
@@ -497,15 +510,16 @@ class Model:
     def children_hourly(self, scope: str, day: str) -> pl.DataFrame:
         """Figures of each child of ``scope`` per hour of the day (cached)."""
         a, b = self.day_window(day)
-        return self.cache.get(
-            ("kids-hourly", scope, day, self.version(day)), lambda: self.days.children_hourly(scope, a, b)
+        return self.cache.get_current(
+            ("kids-hourly", scope, day), self.version(day), lambda: self.days.children_hourly(scope, a, b)
         )
 
     def outlet_scans(self, scope: str, day: str) -> pl.DataFrame:
         """Parcel scans per outlet inside ``scope`` and hour of the day (cached)."""
         a, b = self.day_window(day)
-        return self.cache.get(
-            ("outlet-scans", scope, day, self.version(day)),
+        return self.cache.get_current(
+            ("outlet-scans", scope, day),
+            self.version(day),
             lambda: queries.outlet_scans_hourly(self.store, scope, a, b),
         )
 

@@ -109,3 +109,19 @@ def test_new_data_for_a_cached_day_is_seen(small_demo_path, tmp_path, settings):
             gz.drop("local_hour"), queries.hourly_totals(store, GUANGZHOU, start, start + timedelta(hours=1))
         )
         assert courier is not None
+
+
+def test_a_newer_version_replaces_the_older_entry():
+    cache = Cache(16)
+    calls = []
+
+    def make(v):
+        return lambda: calls.append(v) or f"value {v}"
+
+    assert cache.get_current("k", 1, make(1)) == "value 1"
+    assert cache.get_current("k", 1, make(1)) == "value 1"  # cached
+    assert cache.get_current("k", 2, make(2)) == "value 2"
+    assert calls == [1, 2]
+    # the entry of version 1 is gone: asking for it computes it again
+    assert cache.get(("k", 1), make(1)) == "value 1"
+    assert calls == [1, 2, 1]
