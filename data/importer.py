@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,19 +132,17 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
     report = ImportReport(str(path), kind)
     iterator = iter(batches)
 
-    broken: list[Exception] = []
-
     def read_next():
         try:
             return next(iterator, None)
         except (pa.ArrowInvalid, OSError) as exc:
-            # The batches read before are still stored (one transaction each), then the
-            # import stops; importing the repaired file again adds only the rest.
-            broken.append(exc)
-            return None
+            # Pings and parcel events of a file are stored in one transaction: nothing
+            # of this file is stored (outlets and couriers read before stay).
+            raise ImportFileError(
+                f"{path}: unreadable after data row {report.rows}: {exc}; nothing from this file "
+                f"was stored") from None
 
-    staged = kind in ("pings", "parcel_events")
-    bulk = store.bulk(kind) if staged else None
+    bulk = store.bulk(kind) if kind in ("pings", "parcel_events") else None
 
     def prepare(batch, offset):
         """Read, validate, index, locate and screen one batch (no writes)."""
@@ -172,13 +169,11 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
             report.timed("screen and cube parts", t0)
         return len(frame), ready, bad
 
-    # Two stages overlap: while the store writes batch k, a worker thread reads,
-    # prepares and screens batch k+1 (polars and DuckDB both release the GIL). Each
-    # batch of pings or parcel events is stored in one transaction with its cube delta
-    # (computed in the worker); a batch that cannot repeat a record is appended as it
-    # is, without a lookup of its record ids.
     rejected: list[pl.DataFrame] = []
-    with bulk if bulk is not None else nullcontext():
+
+    def prepared():
+        """Prepared batches in order. Two stages overlap: while the caller stores batch
+        k, a worker thread reads and prepares batch k+1 (polars and DuckDB release the GIL)."""
         with ThreadPoolExecutor(max_workers=1) as pool:
             batch = read_next()
             pending = pool.submit(prepare, batch, 0) if batch is not None else None
@@ -191,38 +186,39 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
                     batch = read_next()
                     pending = pool.submit(prepare, batch, offset) if batch is not None else None
                     report.rows += n
-                    t0 = time.perf_counter()
-                    if bulk is not None:
-                        bulk.add(ready)
-                        report.timed("store", t0)
-                    else:
-                        store_rows = _store_outlets if kind == "outlets" else _store_couriers
-                        stored, dup, refused = store_rows(store, ready)
-                        report.accepted += stored
-                        report.duplicates += dup
-                        if not refused.is_empty():
-                            bad = pl.concat([bad, refused.cast(bad.schema)])
                     if not bad.is_empty():
                         rejected.append(bad)
                         report.rejected += len(bad)
                     if progress:
                         progress(report.rows, total)
-            except BaseException:
+                    yield ready
+            finally:
                 if pending is not None:
                     pending.cancel()
-                raise
-        if bulk is not None:
-            t0 = time.perf_counter()
-            report.accepted = bulk.finish()
-            report.duplicates = report.rows - report.rejected - report.accepted
-            report.timed("finish", t0)
+
+    if bulk is not None:
+        # Pings and parcel events: one INSERT streams the batches as they are prepared,
+        # and the cube is merged from per-batch parts computed in the worker.
+        with bulk:
+            report.accepted = bulk.write(prepared())
+        report.duplicates = report.rows - report.rejected - report.accepted
+        report.seconds.update(bulk.seconds)
+    else:
+        store_rows = _store_outlets if kind == "outlets" else _store_couriers
+        for ready in prepared():
+            stored, dup, refused = store_rows(store, ready)
+            report.accepted += stored
+            report.duplicates += dup
+            if not refused.is_empty():
+                rejected.append(_refused_as_bad(refused))
+                report.rejected += len(refused)
     if rejected:
         store.quarantine(pl.concat(rejected), str(path), kind)
-    if broken:
-        done = (f"data rows 1 to {report.rows} were imported, importing the file again adds only the rest"
-                if report.rows else "nothing was stored")
-        raise ImportFileError(f"{path}: unreadable after data row {report.rows}: {broken[0]}; {done}")
     return report
+
+
+def _refused_as_bad(refused: pl.DataFrame) -> pl.DataFrame:
+    return refused.cast({"_row": pl.UInt32, "reason": pl.String, "raw": pl.String})
 
 
 def _store_outlets(store: Store, good: pl.DataFrame):

@@ -9,6 +9,7 @@ access control is a property of the data layer.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -305,15 +306,14 @@ class Store:
         return len(fresh), len(ready) - len(fresh)
 
     def bulk(self, table: str) -> BulkWriter:
-        """A writer storing the batches of a file of ``table``, one transaction each.
+        """A writer storing the batches of one file of ``table`` in one transaction.
 
         Use as a context manager; see :class:`BulkWriter`.
 
         Examples
         --------
-        >>> with store.bulk("pings") as bulk:          # doctest: +SKIP
-        ...     bulk.add(bulk.screen(ready))
-        ...     stored = bulk.finish()
+        >>> with store.bulk("pings") as bulk:                                  # doctest: +SKIP
+        ...     stored = bulk.write(bulk.screen(ready) for ready in prepared)
         """
         return BulkWriter(self, table)
 
@@ -615,47 +615,64 @@ class _CellBranchCache:
                 self._pending = frames + self._pending
 
 
-class BulkWriter:
-    """Batches of pings or parcel events of one file, each stored in its own transaction
-    with its cube delta (file import).
+#: Column types of the operations tables as polars writes them (one Arrow schema per file).
+_TYPES = {
+    "pings": {"device_id": pl.String, "ts": pl.Datetime("us"), "lat": pl.Float64, "lng": pl.Float64,
+              "speed": pl.Float32, "heading": pl.Float32, "accuracy": pl.Float32, "courier_id": pl.String,
+              "vehicle_id": pl.String, "cell": pl.UInt64, "branch_id": pl.String},
+    "parcel_events": {"event_id": pl.String, "parcel_id": pl.String, "kind": pl.String, "ts": pl.Datetime("us"),
+                      "lat": pl.Float64, "lng": pl.Float64, "outlet_id": pl.String, "courier_id": pl.String,
+                      "promised_at": pl.Datetime("us"), "dest_branch_id": pl.String,
+                      "expected_at": pl.Datetime("us"), "cell": pl.UInt64, "branch_id": pl.String},
+}
 
-    One transaction per batch keeps memory flat with file size (DuckDB holds a
-    transaction's appended rows in memory until it commits). Holds the store's write
-    lock from ``__enter__`` to :meth:`finish`. :meth:`screen` may run in a worker thread
-    while :meth:`add` stores the previous batch: it only reads, and works out whether a
-    batch can repeat a record (within itself, in an earlier batch of this file, or in a
-    row stored before) and the batch's cube parts. A clean batch is appended as it is;
-    otherwise its rows are first checked against the table.
+
+class BulkWriter:
+    """The batches of one file of pings or parcel events, stored in one transaction.
+
+    :meth:`screen` (no writes; it may run in a worker thread) works out whether a batch
+    can repeat a record, within itself, in an earlier batch of the file, or in a row
+    stored before, and computes its cube parts. :meth:`write` runs one ``INSERT``
+    that streams the clean batches into the table as they come (one statement keeps
+    memory flat: DuckDB writes the rows out as it goes, where an open transaction of
+    many statements would hold them all); batches that may repeat a record wait in
+    temporary Parquet files and are checked against the table afterwards, in the same
+    transaction. The cube is merged once, from the parts. Anything failing on the
+    way (an unreadable file) rolls everything back: the file stores nothing.
     """
+
+    #: Accumulated cube rows beyond which the parts are combined (bounded memory).
+    COMPACT_ROWS = 4_000_000
 
     def __init__(self, store: Store, table: str):
         if table not in _RECORDS:
             raise ValueError(f"not an operations table: {table}")
         self.store, self.table = store, table
         self.fields, self.key = _RECORDS[table]
-        self.stored = 0
+        self.types = _TYPES[table]
         self._seen: pl.DataFrame | None = None   # per batch and device: first and last ts
         self._snapshot = None
-        self._open = False
+        #: Seconds per step of :meth:`write`.
+        self.seconds: dict[str, float] = {}
+
+    def _timed(self, step: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.seconds[step] = self.seconds.get(step, 0.0) + now - t0
+        return now
 
     def __enter__(self) -> BulkWriter:
-        # A second connection for screen(): its reads never wait on, nor see half of,
-        # the batch being written.
+        # A second connection for screen(): it sees only committed rows, those stored
+        # before this import.
         self._snapshot = self.store.cursor()
-        self.store._write_lock.acquire()
-        self._open = True
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._open:
-            self._open = False
-            self.store._write_lock.release()
         if self._snapshot is not None:
             self._snapshot.close()
 
     def screen(self, ready: pl.DataFrame) -> tuple[pl.DataFrame, bool, tuple | None]:
         """``(rows, clean, cube parts)`` of a prepared batch; no writes. Call in batch order."""
-        rows = ready.select(self.fields)
+        rows = ready.select(self.fields).cast(self.types)
         if rows.is_empty():
             return rows, True, None
         if self.table != "pings":
@@ -666,16 +683,15 @@ class BulkWriter:
         clean = bool(per_device["distinct"].all())
         seen = per_device.select("device_id", "lo", "hi")
         if clean and self._seen is not None:
-            # A batch may be screened before the previous one is stored: the ts intervals
-            # of a device in this batch and in an earlier one must not meet.
+            # the ts intervals of a device in this batch and in an earlier one must not meet
             clean = per_device.join(self._seen, on="device_id", suffix="_seen").filter(
                 (pl.col("lo") <= pl.col("hi_seen")) & (pl.col("lo_seen") <= pl.col("hi"))).is_empty()
         self._seen = seen if self._seen is None else pl.concat([self._seen, seen])
         if clean:
-            # Rows stored before: only a row of the same device inside its interval can repeat one.
+            # rows stored before: only one of the same device inside its interval can repeat
             lo, hi = per_device.select(pl.col("lo").min(), pl.col("hi").max()).row(0)
             snap = self._snapshot
-            snap.register("batch_devices", per_device.select("device_id", "lo", "hi"))
+            snap.register("batch_devices", seen)
             try:
                 clean = not snap.execute(
                     "SELECT count(*) FROM pings p JOIN batch_devices d USING (device_id) "
@@ -684,45 +700,93 @@ class BulkWriter:
                 snap.unregister("batch_devices")
         return rows, clean, cube_parts(self.table, rows) if clean else None
 
-    def add(self, screened: tuple[pl.DataFrame, bool, tuple | None]) -> int:
-        """Store a screened batch with its cube delta (one transaction); returns the rows stored."""
-        rows, clean, parts = screened
-        if rows.is_empty():
-            return 0
-        store, con = self.store, self.store._con
-        flushed: list[pl.DataFrame] = []
-        con.execute("BEGIN")
-        try:
-            flushed = store._flush_cells(con)
-            if not clean:
-                rows = Store._drop_stored(con, self.table, _unique_keys(rows, self.key))
-                parts = cube_parts(self.table, rows)
-            Store._append(con, self.table, rows)
-            Store._merge_cube(con, *parts)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            store._cells.unflush(flushed)
-            raise
-        self.stored += len(rows)
-        return len(rows)
+    def write(self, screened) -> int:
+        """Store every screened batch of an iterable in one transaction; returns the rows stored.
 
-    def finish(self) -> int:
-        """Write the last located cells and release the store; returns the rows stored."""
-        con = self.store._con
-        con.execute("BEGIN")
-        flushed: list[pl.DataFrame] = []
-        try:
-            flushed = self.store._flush_cells(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            self.store._cells.unflush(flushed)
-            raise
-        finally:
-            self._open = False
-            self.store._write_lock.release()
-        return self.stored
+        The iterable is consumed while the INSERT runs (it may compute the next batch
+        meanwhile); an exception it raises is re-raised here, after the rollback.
+        """
+        import tempfile
+
+        import pyarrow as pa
+
+        store, con = self.store, self.store._con
+        parts: list[tuple] = []
+        parts_rows = 0
+        failure: list[BaseException] = []
+        with tempfile.TemporaryDirectory(prefix="emap-import-") as tmp:
+            later: list[Path] = []
+
+            def keep(part) -> None:
+                nonlocal parts, parts_rows
+                parts.append(part)
+                parts_rows += len(part[0]) + (len(part[1]) if part[1] is not None else 0)
+                if parts_rows > self.COMPACT_ROWS and len(parts) > 1:
+                    parts = [_combine_cube_parts(parts)]
+                    parts_rows = len(parts[0][0]) + (len(parts[0][1]) if parts[0][1] is not None else 0)
+
+            def clean_batches():
+                try:
+                    for rows, clean, part in screened:
+                        if rows.is_empty():
+                            continue
+                        if clean:
+                            keep(part)
+                            yield from rows.to_arrow().to_batches()
+                        else:
+                            later.append(Path(tmp) / f"{len(later)}.parquet")
+                            rows.write_parquet(later[-1], compression="uncompressed")
+                except BaseException as exc:
+                    failure.append(exc)
+                    raise
+
+            schema = pl.DataFrame(schema=self.types).to_arrow().schema
+            with store._write_lock:
+                flushed: list[pl.DataFrame] = []
+                con.execute("BEGIN")
+                try:
+                    con.register("clean_batches", pa.RecordBatchReader.from_batches(schema, clean_batches()))
+                    t0 = time.perf_counter()
+                    try:
+                        before = con.execute(f"SELECT count(*) FROM {self.table}").fetchall()[0][0]
+                        con.execute(f"INSERT INTO {self.table} SELECT * FROM clean_batches")
+                    finally:
+                        con.unregister("clean_batches")
+                    t0 = self._timed("insert (streaming, with the waits)", t0)
+                    for path in later:
+                        rows = Store._drop_stored(con, self.table, _unique_keys(pl.read_parquet(path), self.key))
+                        Store._append(con, self.table, rows)
+                        keep(cube_parts(self.table, rows))
+                    t0 = self._timed("checked batches", t0)
+                    if parts:
+                        Store._merge_cube(con, *_combine_cube_parts(parts))
+                    flushed = store._flush_cells(con)
+                    stored = con.execute(f"SELECT count(*) FROM {self.table}").fetchall()[0][0] - before
+                    t0 = self._timed("cube", t0)
+                    con.execute("COMMIT")
+                    self._timed("commit", t0)
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    store._cells.unflush(flushed)
+                    if failure:
+                        raise failure[0] from None
+                    raise
+        return stored
+
+
+def _combine_cube_parts(parts: list[tuple]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """One ``(delta, presence)`` from the cube parts of several batches."""
+    deltas = [d for d, _ in parts]
+    delta = deltas[0]
+    if len(deltas) > 1:
+        counts = [c for c in delta.columns if c not in ("hour", "cell", "branch_id")]
+        delta = pl.concat(deltas).group_by("hour", "cell").agg(
+            pl.col("branch_id").first(), *(pl.col(c).sum() for c in counts))
+    presences = [p for _, p in parts if p is not None]
+    presence = None
+    if presences:
+        presence = pl.concat(presences).unique() if len(presences) > 1 else presences[0]
+    return delta, presence
 
 
 def open_store(settings, read_only: bool = False) -> Store:
