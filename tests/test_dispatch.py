@@ -180,6 +180,32 @@ def test_decisions_are_recorded_and_read_within_scope(empty_store):
         fq.record_decision(empty_store, "hq", gz, hour, 1, 2, 3, "maybe")
 
 
+def test_a_decision_about_vans_is_recorded_in_a_table_made_before_vans(empty_store):
+    # the table as it was before vans: the newer columns are added on first use
+    empty_store.cursor().execute(
+        """CREATE TABLE dispatch_decisions (decided_at TIMESTAMP NOT NULL, scope VARCHAR NOT NULL,
+        branch_id VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, source_cell UBIGINT NOT NULL,
+        zone_cell UBIGINT NOT NULL, couriers INTEGER NOT NULL, distance_km DOUBLE,
+        decision VARCHAR NOT NULL, user_name VARCHAR)"""
+    )
+    empty_store.cursor().execute(
+        "INSERT INTO dispatch_decisions VALUES (TIMESTAMP '2026-11-20 01:00', 'hq', 'b-440305', "
+        "TIMESTAMP '2026-11-20 02:00', 1, 2, 3, 1.0, 'accepted', NULL)"
+    )
+    hour = datetime(2026, 11, 20, 7)
+    fq.record_decision(
+        empty_store, "r-440300", "b-440305", hour, 5, 6, 0, "dismissed", 4.2,
+        kind="vehicle", mode="van", vehicles=2, source_outlet="h-440300-1",
+    )  # fmt: skip
+    rows = fq.decisions(empty_store, "hq").sort("hour")
+    assert rows["kind"].to_list() == ["courier", "vehicle"]  # the old row reads as couriers
+    van = rows.row(1, named=True)
+    assert (van["vehicles"], van["couriers"], van["mode"]) == (2, 0, "van")
+    assert van["source_outlet"] == "h-440300-1"
+    with pytest.raises(ValueError):
+        fq.record_decision(empty_store, "hq", "b-440305", hour, 5, 6, 0, "accepted", kind="drone")
+
+
 def test_arrow_layer_draws_each_move_with_its_head_and_count():
     import folium
 

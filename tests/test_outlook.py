@@ -21,7 +21,7 @@ def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_s
     assert {r["status"] for r in rows} <= {"confirmed", "missed", "pending"}
     assert all(r["start_local"].endswith(":00") and r["branch"] for r in rows)
     moves = [m for r in rows for m in r["moves"]]
-    assert moves and all(m["couriers"] > 0 and m["source"] for m in moves)
+    assert moves and all(m["couriers"] + m["vehicles"] > 0 and m["source"] for m in moves)
     for r in rows:
         assert all(int(m["zone_cell"]) in {int(c) for c in r["cells"]} for m in r["moves"])
     # the second call is served from the model's cache
