@@ -12,6 +12,7 @@ from auth import scope as access
 from auth.web import viewer, viewer_root
 from geo import cells as h3cells
 from layers import couriers as couriers_layer
+from layers import dispatch_arrows as dispatch_layer
 from layers import vehicles as vehicles_layer
 from layers.hexes import METRICS
 from layers.registry import LAYERS
@@ -159,17 +160,26 @@ def with_user_bar(base: html.Div, user: dict | None) -> html.Div:
 
 
 def state_legend(layers, t: dict, offline_minutes: int) -> list:
-    """Legend rows of the state colours of the courier and vehicle layers that are shown
-    (colours from the layers' styles, so the legend cannot drift from the markers)."""
+    """Legend rows of the state colours of the courier and vehicle layers and of the
+    dispatch arrows (couriers, vans) that are shown (colours from the layers' styles, so
+    the legend cannot drift from the markers)."""
     rows = []
-    for key, style in (("couriers", couriers_layer.STYLE), ("vehicles", vehicles_layer.STYLE)):
+    styles = (
+        ("couriers", couriers_layer.STYLE),
+        ("vehicles", vehicles_layer.STYLE),
+        ("dispatch_arrows", dispatch_layer.STYLE),
+    )
+    for key, style in styles:
         if key not in (layers or []):
             continue
         items = [html.Span(t["layer_" + key], className="legend-title")]
         for state, colour in style.categories.items():
-            label = (
-                t["legend_offline"].format(n=offline_minutes) if state == "offline" else t["state_" + state]
-            )
+            if key == "dispatch_arrows":
+                label = t["legend_couriers" if state == "courier" else "legend_vans"]
+            elif state == "offline":
+                label = t["legend_offline"].format(n=offline_minutes)
+            else:
+                label = t["state_" + state]
             items.append(
                 html.Span(
                     [html.Span(className="dot", style={"background": colour}), label],

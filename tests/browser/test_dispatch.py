@@ -69,6 +69,12 @@ def test_van_suggestion_is_drawn_listed_and_accepted(page, vans_only_app, foreca
         text = row.inner_text()
         assert "辆车，来自" in text and "km" in text and "转运中心" in text
         assert "车辆调派" in page.inner_text(".dispatch-legend")
+        # the map's own legend names both kinds of arrow in their colours
+        legend = page.locator("#legend-dispatch_arrows")
+        assert "快递员调派" in legend.inner_text() and "车辆调派" in legend.inner_text()
+        assert "217, 95, 2" in legend.locator(".legend-vehicle .dot").evaluate(
+            "e => getComputedStyle(e).backgroundColor"
+        )
         page.screenshot(path=str(ARTIFACTS / "dispatch-vans.png"))
         row.locator("button").first.click()  # ✓ accept
         page.wait_for_function("document.querySelector('#outlook-note').innerText.includes('已记录')")
