@@ -41,6 +41,7 @@ def raw_lake(net_db: Path, pings: Path, lake: Path) -> list[str]:
 
             shutil.rmtree(lake, ignore_errors=True)
             write_reference(con, lake)
+            (lake / "raw").mkdir()
             # Times become UTC instants so that no reader takes them for local time.
             con.execute(f"""
                 COPY (SELECT device_id, timezone('UTC', ts) AS ts, lat, lng, speed, heading, accuracy,
@@ -58,12 +59,12 @@ def raw_lake(net_db: Path, pings: Path, lake: Path) -> list[str]:
 
 def run_spark(lake: Path, days: list[str], master: str, memory: str) -> dict:
     cmd = [sys.executable, str(ROOT / "app.py"), "lake", "spark", "--lake", str(lake),
-           "--master", master, "--shuffle-partitions", "8"]
+           "--master", master, "--shuffle-partitions", "8", "--driver-memory", memory]
     for d in days:
         cmd += ["--date", d]
     import os
 
-    env = {**os.environ, "PYSPARK_SUBMIT_ARGS": f"--driver-memory {memory} pyspark-shell"}
+    env = dict(os.environ)
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0

@@ -44,9 +44,11 @@ _SPARK_TYPES = {"VARCHAR": "string", "DOUBLE": "double", "FLOAT": "float", "UBIG
 
 
 # -- session and code shipping ---------------------------------------------------------------
-def session(master: str | None = None, shuffle_partitions: int = 8, extra: dict | None = None):
+def session(master: str | None = None, shuffle_partitions: int = 8, extra: dict | None = None,
+            driver_memory: str | None = None):
     """A Spark session set up for the job: UTC clock, zone-less timestamps in Parquet,
-    partition values kept as text."""
+    partition values kept as text. ``driver_memory`` sizes the driver's heap when this
+    process starts it (local mode runs every task there); spark-submit sets its own."""
     from pyspark.sql import SparkSession
 
     # Local workers must run this interpreter (the one with the project's packages).
@@ -61,6 +63,7 @@ def session(master: str | None = None, shuffle_partitions: int = 8, extra: dict 
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.execution.arrow.maxRecordsPerBatch": "200000",
         "spark.ui.showConsoleProgress": "false",
+        **({"spark.driver.memory": driver_memory} if driver_memory else {}),
         **(extra or {}),
     }
     for key, value in conf.items():
@@ -248,16 +251,19 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
             for c in fields if c not in derived])))
         refused += [_quarantine(checked.filter("reason IS NOT NULL"), kind, received),
                     _quarantine(later, kind, received)]
-        # Re-sent records: the first occurrence (by file and row) is kept.
-        from pyspark.sql.window import Window
-
-        first = Window.partitionBy(*_KEYS[kind]).orderBy("_file", "_row")
-        fresh = (good.filter("reason IS NULL").withColumn("_n", F.row_number().over(first))
-                 .filter("_n = 1").drop("_n"))
+        # Re-sent records are stored once. As in the store, which copy of a record id is
+        # kept is not defined (re-sent copies are the same record). The shuffle carries
+        # only what the record itself holds: what was derived from its device and cell
+        # (owner, branch, division, day) is joined back after it from broadcast tables.
+        looked_up = ("branch_id", "courier_id", "vehicle_id") if kind == "pings" else ("branch_id",)
+        accepted = good.filter("reason IS NULL").select(*[c for c in fields if c not in looked_up])
+        fresh = accepted.dropDuplicates(list(_KEYS[kind])).join(located, "cell", "left")
+        if kind == "pings":
+            fresh = fresh.join(devices, "device_id", "left")
         fresh = fresh.join(divisions, "branch_id", "left").persist(StorageLevel.MEMORY_AND_DISK)
         outputs[f"clean_{kind}"] = fresh.select(
             *[_to_timestamp(c) if c in _TIME_FIELDS[kind] else F.col(c) for c in fields],
-            F.col("_date").alias("date"), "division_id")
+            day_of_ts.alias("date"), "division_id")
         hour = F.expr(f"ts div {_HOUR_US} * {_HOUR_US}").alias("hour")
         if kind == "pings":
             cube_parts.append(fresh.groupBy(hour, "cell", "branch_id").agg(F.count("*").alias("pings")))
@@ -400,6 +406,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     "(default: what spark-submit gives, else local[*])")
     p.add_argument("--shuffle-partitions", type=int, default=8,
                    help="spark.sql.shuffle.partitions (default 8; raise on a cluster)")
+    p.add_argument("--driver-memory", default="4g",
+                   help="driver heap when this command starts Spark (local mode: all tasks run there)")
     p.add_argument("--local-tz", default="Asia/Shanghai",
                    help="zone of timestamps that carry none (the import rule)")
 
@@ -426,7 +434,8 @@ def submit(args) -> int:
         print(f"{lake}: no reference/nodes.parquet; write the reference tables first "
               "('python app.py lake export --reference-only')", file=sys.stderr)
         return 2
-    spark = session(args.master or os.environ.get("MASTER") or None, args.shuffle_partitions)
+    spark = session(args.master or os.environ.get("MASTER") or None, args.shuffle_partitions,
+                    driver_memory=args.driver_memory)
     t0 = time.perf_counter()
     try:
         counts = run(spark, lake, args.dates, args.local_tz,
