@@ -136,16 +136,13 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
         try:
             return next(iterator, None)
         except (pa.ArrowInvalid, OSError) as exc:
-            # Pings and parcel events of a file are stored in one transaction: nothing
-            # of this file is stored (outlets and couriers read before stay).
+            # Rows already stored stay stored; the rest of the file is refused as a whole.
             raise ImportFileError(
                 f"{path}: unreadable after data row {report.rows}: {exc}; nothing from this file "
                 f"was stored") from None
 
-    bulk = store.bulk(kind) if kind in ("pings", "parcel_events") else None
-
     def prepare(batch, offset):
-        """Read, validate, index, locate and screen one batch (no writes)."""
+        """Read, validate, index and locate one batch (no writes to the operations tables)."""
         t0 = time.perf_counter()
         frame = pl.from_arrow(batch)
         if isinstance(frame, pl.Series):
@@ -163,62 +160,56 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
         if not refused.is_empty():
             bad = pl.concat([bad, refused.cast(bad.schema)])
         report.timed("index and locate", t0)
-        if bulk is not None:
-            t0 = time.perf_counter()
-            ready = bulk.screen(ready)
-            report.timed("screen and cube parts", t0)
         return len(frame), ready, bad
 
+    # Two stages overlap: while the store takes batch k, a worker thread reads and
+    # prepares batch k+1 (polars and DuckDB both release the GIL). Pings and parcel
+    # events are staged and stored in one transaction at the end of the file: one
+    # dedupe and cube pass instead of one per batch, and a file that breaks half-way
+    # stores nothing.
+    staged = kind in ("pings", "parcel_events")
     rejected: list[pl.DataFrame] = []
-
-    def prepared():
-        """Prepared batches in order. Two stages overlap: while the caller stores batch
-        k, a worker thread reads and prepares batch k+1 (polars and DuckDB release the GIL)."""
+    try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             batch = read_next()
             pending = pool.submit(prepare, batch, 0) if batch is not None else None
-            try:
-                while pending is not None:
-                    t0 = time.perf_counter()
-                    n, ready, bad = pending.result()
-                    report.timed("wait for prepare", t0)
-                    offset = report.rows + n
-                    batch = read_next()
-                    pending = pool.submit(prepare, batch, offset) if batch is not None else None
-                    report.rows += n
-                    if not bad.is_empty():
-                        rejected.append(bad)
-                        report.rejected += len(bad)
-                    if progress:
-                        progress(report.rows, total)
-                    yield ready
-            finally:
-                if pending is not None:
-                    pending.cancel()
-
-    if bulk is not None:
-        # Pings and parcel events: one INSERT streams the batches as they are prepared,
-        # and the cube is merged from per-batch parts computed in the worker.
-        with bulk:
-            report.accepted = bulk.write(prepared())
-        report.duplicates = report.rows - report.rejected - report.accepted
-        report.seconds.update(bulk.seconds)
-    else:
-        store_rows = _store_outlets if kind == "outlets" else _store_couriers
-        for ready in prepared():
-            stored, dup, refused = store_rows(store, ready)
-            report.accepted += stored
-            report.duplicates += dup
-            if not refused.is_empty():
-                rejected.append(_refused_as_bad(refused))
-                report.rejected += len(refused)
+            while pending is not None:
+                t0 = time.perf_counter()
+                n, ready, bad = pending.result()
+                report.timed("wait for prepare", t0)
+                offset = report.rows + n
+                batch = read_next()
+                pending = pool.submit(prepare, batch, offset) if batch is not None else None
+                report.rows += n
+                t0 = time.perf_counter()
+                if staged:
+                    store.stage(kind, ready)
+                    report.timed("stage", t0)
+                else:
+                    store_rows = _store_outlets if kind == "outlets" else _store_couriers
+                    stored, dup, refused = store_rows(store, ready)
+                    report.accepted += stored
+                    report.duplicates += dup
+                    if not refused.is_empty():
+                        bad = pl.concat([bad, refused.cast(bad.schema)])
+                if not bad.is_empty():
+                    # a copy: the rejected rows alone, not the batch's string buffers
+                    # that polars' filtered strings would keep alive to the end
+                    rejected.append(pl.from_arrow(bad.to_arrow()))
+                    report.rejected += len(bad)
+                if progress:
+                    progress(report.rows, total)
+        if staged:
+            t0 = time.perf_counter()
+            report.accepted, report.duplicates = store.commit_staged(kind)
+            report.timed("dedupe, store and cube", t0)
+    except BaseException:
+        if staged:
+            store.discard_staged(kind)
+        raise
     if rejected:
         store.quarantine(pl.concat(rejected), str(path), kind)
     return report
-
-
-def _refused_as_bad(refused: pl.DataFrame) -> pl.DataFrame:
-    return refused.cast({"_row": pl.UInt32, "reason": pl.String, "raw": pl.String})
 
 
 def _store_outlets(store: Store, good: pl.DataFrame):

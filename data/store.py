@@ -9,7 +9,6 @@ access control is a property of the data layer.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -305,17 +304,141 @@ class Store:
                 raise
         return len(fresh), len(ready) - len(fresh)
 
-    def bulk(self, table: str) -> BulkWriter:
-        """A writer storing the batches of one file of ``table`` in one transaction.
+    def stage(self, table: str, ready: pl.DataFrame) -> None:
+        """Append prepared rows to a staging table; nothing is visible until
+        :meth:`commit_staged`. File import stages every batch and stores them once, so
+        dedupe and cube work is one pass over the file instead of one per batch."""
+        fields, _key = _RECORDS[table]
+        with self._write_lock:
+            self._con.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} AS "
+                              f"SELECT {', '.join(fields)} FROM {table} LIMIT 0")
+            self._con.register("incoming_batch", ready.select(fields))
+            try:
+                self._con.execute(f"INSERT INTO stage_{table} SELECT * FROM incoming_batch")
+            finally:
+                self._con.unregister("incoming_batch")
 
-        Use as a context manager; see :class:`BulkWriter`.
+    def commit_staged(self, table: str) -> tuple[int, int]:
+        """Store what :meth:`stage` collected: ``(stored, duplicates)``; empties the stage."""
+        if table not in _RECORDS:
+            raise ValueError(f"not an operations table: {table}")
+        with self._write_lock:
+            exists = self._con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                [f"stage_{table}"]).fetchone()[0]
+            if not exists:
+                return 0, 0
+            staged = self._con.execute(f"SELECT count(*) FROM stage_{table}").fetchone()[0]
+            try:
+                stored = self._store_new(table, f"stage_{table}") if staged else 0
+            finally:
+                self._con.execute(f"DROP TABLE IF EXISTS stage_{table}")
+        return stored, staged - stored
 
-        Examples
-        --------
-        >>> with store.bulk("pings") as bulk:                                  # doctest: +SKIP
-        ...     stored = bulk.write(bulk.screen(ready) for ready in prepared)
+    def discard_staged(self, table: str) -> None:
+        """Forget staged rows (an import that failed half-way stores nothing)."""
+        with self._write_lock:
+            self._con.execute(f"DROP TABLE IF EXISTS stage_{table}")
+
+    def _store_new(self, table: str, source: str) -> int:
+        """Insert the rows of ``source`` whose record id is new, and update the cube.
+
+        The caller holds the write lock. Returns the number of rows stored.
         """
-        return BulkWriter(self, table)
+        fields, key = _RECORDS[table]
+        keys = ", ".join(key)
+        on = " AND ".join(f"b.{k} = t.{k}" for k in key)
+        con = self._con
+        window = ""
+        if table == "pings":
+            # A ping's key includes its time, so only rows in the batch's time window can
+            # match; the window lets DuckDB skip row groups of other days (zone maps).
+            lo, hi = con.execute(f"SELECT min(ts), max(ts) FROM {source}").fetchone()
+            window = f" AND t.ts BETWEEN '{lo}'::TIMESTAMP AND '{hi}'::TIMESTAMP"
+        # Most batches hold no repeated record: check that cheaply (a count of distinct
+        # keys and a semi join) and only then pay for DISTINCT ON and an anti join.
+        total, distinct = con.execute(
+            f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {source})) "
+            f"FROM {source}").fetchone()
+        clash = con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {source} b WHERE EXISTS "
+            f"(SELECT 1 FROM {table} t WHERE {on}{window}) LIMIT 1)").fetchone()[0]
+        con.execute("BEGIN")
+        flushed: list[pl.DataFrame] = []
+        try:
+            flushed = self._flush_cells(con)
+            if total == distinct and not clash:
+                fresh, stored = source, total
+            else:
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE fresh AS "
+                    f"SELECT * FROM (SELECT DISTINCT ON ({keys}) * FROM {source}) b "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {on}{window})")
+                fresh = "fresh"
+                stored = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
+            con.execute(f"INSERT INTO {table} SELECT * FROM {fresh}")
+            if table == "pings":
+                self._cube_add_pings(con, fresh)
+            else:
+                self._cube_add_events(con, fresh)
+            con.execute("DROP TABLE IF EXISTS fresh")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            self._cells.unflush(flushed)
+            raise
+        return stored
+
+    @staticmethod
+    def _cube_merge(con, delta_sql: str) -> None:
+        """Add a delta (same columns as the cube's counts) into cube_hourly."""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE delta AS {delta_sql}")
+        sets = ", ".join(f"{c} = cube_hourly.{c} + d.{c}" for c in CUBE_COUNTS)
+        con.execute(
+            f"UPDATE cube_hourly SET {sets} FROM delta d WHERE cube_hourly.hour = d.hour "
+            "AND cube_hourly.cell = d.cell AND cube_hourly.branch_id = d.branch_id")
+        con.execute(
+            "INSERT INTO cube_hourly BY NAME SELECT d.*, 0 AS couriers, 0 AS vehicles "
+            "FROM delta d ANTI JOIN cube_hourly c USING (hour, cell, branch_id)")
+        con.execute("DROP TABLE delta")
+
+    def _cube_add_pings(self, con, fresh: str) -> None:
+        self._cube_merge(con, f"""
+            SELECT date_trunc('hour', ts) AS hour, cell, branch_id, count(*) AS pings,
+                   0 AS pickups, 0 AS deliveries, 0 AS on_time, 0 AS late, 0 AS scans
+            FROM {fresh} GROUP BY ALL""")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE new_presence AS
+            SELECT DISTINCT date_trunc('hour', ts) AS hour, cell, branch_id,
+                   coalesce(courier_id, vehicle_id) AS actor_id,
+                   CASE WHEN courier_id IS NOT NULL THEN 'courier' ELSE 'vehicle' END AS actor_kind
+            FROM {fresh}""")
+        con.execute("""
+            INSERT INTO cube_presence SELECT n.* FROM new_presence n
+            ANTI JOIN cube_presence p USING (hour, cell, branch_id, actor_id)""")
+        # Distinct counts of the touched cell-hours are recounted, never added up.
+        con.execute("""
+            UPDATE cube_hourly SET couriers = r.couriers, vehicles = r.vehicles FROM (
+                SELECT p.hour, p.cell, p.branch_id,
+                       count(*) FILTER (WHERE actor_kind = 'courier') AS couriers,
+                       count(*) FILTER (WHERE actor_kind = 'vehicle') AS vehicles
+                FROM cube_presence p
+                SEMI JOIN (SELECT DISTINCT hour, cell, branch_id FROM new_presence) t
+                    USING (hour, cell, branch_id)
+                GROUP BY ALL) r
+            WHERE cube_hourly.hour = r.hour AND cube_hourly.cell = r.cell
+              AND cube_hourly.branch_id = r.branch_id""")
+        con.execute("DROP TABLE new_presence")
+
+    def _cube_add_events(self, con, fresh: str) -> None:
+        self._cube_merge(con, f"""
+            SELECT date_trunc('hour', ts) AS hour, cell, branch_id, 0 AS pings,
+                   count(*) FILTER (WHERE kind = 'pickup') AS pickups,
+                   count(*) FILTER (WHERE kind = 'delivered') AS deliveries,
+                   count(*) FILTER (WHERE kind = 'delivered' AND ts <= promised_at) AS on_time,
+                   count(*) FILTER (WHERE kind = 'delivered' AND ts > promised_at) AS late,
+                   count(*) AS scans
+            FROM {fresh} GROUP BY ALL""")
 
     @staticmethod
     def _drop_stored(con, table: str, rows: pl.DataFrame) -> pl.DataFrame:
@@ -613,180 +736,6 @@ class _CellBranchCache:
         if frames:
             with self._lock:
                 self._pending = frames + self._pending
-
-
-#: Column types of the operations tables as polars writes them (one Arrow schema per file).
-_TYPES = {
-    "pings": {"device_id": pl.String, "ts": pl.Datetime("us"), "lat": pl.Float64, "lng": pl.Float64,
-              "speed": pl.Float32, "heading": pl.Float32, "accuracy": pl.Float32, "courier_id": pl.String,
-              "vehicle_id": pl.String, "cell": pl.UInt64, "branch_id": pl.String},
-    "parcel_events": {"event_id": pl.String, "parcel_id": pl.String, "kind": pl.String, "ts": pl.Datetime("us"),
-                      "lat": pl.Float64, "lng": pl.Float64, "outlet_id": pl.String, "courier_id": pl.String,
-                      "promised_at": pl.Datetime("us"), "dest_branch_id": pl.String,
-                      "expected_at": pl.Datetime("us"), "cell": pl.UInt64, "branch_id": pl.String},
-}
-
-
-class BulkWriter:
-    """The batches of one file of pings or parcel events, stored in one transaction.
-
-    :meth:`screen` (no writes; it may run in a worker thread) works out whether a batch
-    can repeat a record, within itself, in an earlier batch of the file, or in a row
-    stored before, and computes its cube parts. :meth:`write` runs one ``INSERT``
-    that streams the clean batches into the table as they come (one statement keeps
-    memory flat: DuckDB writes the rows out as it goes, where an open transaction of
-    many statements would hold them all); batches that may repeat a record wait in
-    temporary Parquet files and are checked against the table afterwards, in the same
-    transaction. The cube is merged once, from the parts. Anything failing on the
-    way (an unreadable file) rolls everything back: the file stores nothing.
-    """
-
-    #: Accumulated cube rows beyond which the parts are combined (bounded memory).
-    COMPACT_ROWS = 4_000_000
-
-    def __init__(self, store: Store, table: str):
-        if table not in _RECORDS:
-            raise ValueError(f"not an operations table: {table}")
-        self.store, self.table = store, table
-        self.fields, self.key = _RECORDS[table]
-        self.types = _TYPES[table]
-        self._seen: pl.DataFrame | None = None   # per batch and device: first and last ts
-        self._snapshot = None
-        #: Seconds per step of :meth:`write`.
-        self.seconds: dict[str, float] = {}
-
-    def _timed(self, step: str, t0: float) -> float:
-        now = time.perf_counter()
-        self.seconds[step] = self.seconds.get(step, 0.0) + now - t0
-        return now
-
-    def __enter__(self) -> BulkWriter:
-        # A second connection for screen(): it sees only committed rows, those stored
-        # before this import.
-        self._snapshot = self.store.cursor()
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self._snapshot is not None:
-            self._snapshot.close()
-
-    def screen(self, ready: pl.DataFrame) -> tuple[pl.DataFrame, bool, tuple | None]:
-        """``(rows, clean, cube parts)`` of a prepared batch; no writes. Call in batch order."""
-        rows = ready.select(self.fields).cast(self.types)
-        if rows.is_empty():
-            return rows, True, None
-        if self.table != "pings":
-            return rows, False, None
-        per_device = rows.group_by("device_id").agg(
-            pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"),
-            (pl.col("ts").n_unique() == pl.len()).alias("distinct"))
-        clean = bool(per_device["distinct"].all())
-        seen = per_device.select("device_id", "lo", "hi")
-        if clean and self._seen is not None:
-            # the ts intervals of a device in this batch and in an earlier one must not meet
-            clean = per_device.join(self._seen, on="device_id", suffix="_seen").filter(
-                (pl.col("lo") <= pl.col("hi_seen")) & (pl.col("lo_seen") <= pl.col("hi"))).is_empty()
-        self._seen = seen if self._seen is None else pl.concat([self._seen, seen])
-        if clean:
-            # rows stored before: only one of the same device inside its interval can repeat
-            lo, hi = per_device.select(pl.col("lo").min(), pl.col("hi").max()).row(0)
-            snap = self._snapshot
-            snap.register("batch_devices", seen)
-            try:
-                clean = not snap.execute(
-                    "SELECT count(*) FROM pings p JOIN batch_devices d USING (device_id) "
-                    "WHERE p.ts BETWEEN ? AND ? AND p.ts BETWEEN d.lo AND d.hi", [lo, hi]).fetchall()[0][0]
-            finally:
-                snap.unregister("batch_devices")
-        return rows, clean, cube_parts(self.table, rows) if clean else None
-
-    def write(self, screened) -> int:
-        """Store every screened batch of an iterable in one transaction; returns the rows stored.
-
-        The iterable is consumed while the INSERT runs (it may compute the next batch
-        meanwhile); an exception it raises is re-raised here, after the rollback.
-        """
-        import tempfile
-
-        import pyarrow as pa
-
-        store, con = self.store, self.store._con
-        parts: list[tuple] = []
-        parts_rows = 0
-        failure: list[BaseException] = []
-        with tempfile.TemporaryDirectory(prefix="emap-import-") as tmp:
-            later: list[Path] = []
-
-            def keep(part) -> None:
-                nonlocal parts, parts_rows
-                parts.append(part)
-                parts_rows += len(part[0]) + (len(part[1]) if part[1] is not None else 0)
-                if parts_rows > self.COMPACT_ROWS and len(parts) > 1:
-                    parts = [_combine_cube_parts(parts)]
-                    parts_rows = len(parts[0][0]) + (len(parts[0][1]) if parts[0][1] is not None else 0)
-
-            def clean_batches():
-                try:
-                    for rows, clean, part in screened:
-                        if rows.is_empty():
-                            continue
-                        if clean:
-                            keep(part)
-                            yield from rows.to_arrow().to_batches()
-                        else:
-                            later.append(Path(tmp) / f"{len(later)}.parquet")
-                            rows.write_parquet(later[-1], compression="uncompressed")
-                except BaseException as exc:
-                    failure.append(exc)
-                    raise
-
-            schema = pl.DataFrame(schema=self.types).to_arrow().schema
-            with store._write_lock:
-                flushed: list[pl.DataFrame] = []
-                con.execute("BEGIN")
-                try:
-                    con.register("clean_batches", pa.RecordBatchReader.from_batches(schema, clean_batches()))
-                    t0 = time.perf_counter()
-                    try:
-                        before = con.execute(f"SELECT count(*) FROM {self.table}").fetchall()[0][0]
-                        con.execute(f"INSERT INTO {self.table} SELECT * FROM clean_batches")
-                    finally:
-                        con.unregister("clean_batches")
-                    t0 = self._timed("insert (streaming, with the waits)", t0)
-                    for path in later:
-                        rows = Store._drop_stored(con, self.table, _unique_keys(pl.read_parquet(path), self.key))
-                        Store._append(con, self.table, rows)
-                        keep(cube_parts(self.table, rows))
-                    t0 = self._timed("checked batches", t0)
-                    if parts:
-                        Store._merge_cube(con, *_combine_cube_parts(parts))
-                    flushed = store._flush_cells(con)
-                    stored = con.execute(f"SELECT count(*) FROM {self.table}").fetchall()[0][0] - before
-                    t0 = self._timed("cube", t0)
-                    con.execute("COMMIT")
-                    self._timed("commit", t0)
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    store._cells.unflush(flushed)
-                    if failure:
-                        raise failure[0] from None
-                    raise
-        return stored
-
-
-def _combine_cube_parts(parts: list[tuple]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """One ``(delta, presence)`` from the cube parts of several batches."""
-    deltas = [d for d, _ in parts]
-    delta = deltas[0]
-    if len(deltas) > 1:
-        counts = [c for c in delta.columns if c not in ("hour", "cell", "branch_id")]
-        delta = pl.concat(deltas).group_by("hour", "cell").agg(
-            pl.col("branch_id").first(), *(pl.col(c).sum() for c in counts))
-    presences = [p for _, p in parts if p is not None]
-    presence = None
-    if presences:
-        presence = pl.concat(presences).unique() if len(presences) > 1 else presences[0]
-    return delta, presence
 
 
 def open_store(settings, read_only: bool = False) -> Store:
