@@ -304,7 +304,7 @@ def main() -> int:
     ap.add_argument("--batch-workers", type=int, default=8)
     ap.add_argument("--osmand-seconds", type=float, default=20.0)
     ap.add_argument("--osmand-rate", type=float, default=2_200.0, help="target single requests/s")
-    ap.add_argument("--osmand-workers", type=int, default=400, help="phone connections")
+    ap.add_argument("--osmand-workers", type=int, default=800, help="phone connections")
     ap.add_argument("--osmand-client", choices=("auto", "wrk", "python"), default="auto",
                     help="load generator of the OsmAnd phase (auto: wrk when installed)")
     ap.add_argument("--devices", type=int, default=2000)
