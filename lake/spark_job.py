@@ -15,6 +15,7 @@ lake/spark_job.py``; the job ships its own Python packages to the executors.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -72,16 +73,26 @@ def session(master: str | None = None, shuffle_partitions: int = 8, extra: dict 
 
 
 def ship_code(spark) -> Path:
-    """Zip the project's packages and add them to every executor's Python path."""
-    target = Path(tempfile.mkdtemp(prefix="emap-spark-")) / "emap.zip"
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+    """Zip the project's packages and add them to every executor's Python path.
+
+    The zip is named after its content and kept at one path: Spark refuses a second file
+    of the same name with other content or from another path in one context, and the code
+    may change between two runs of a session.
+    """
+    folder = Path(tempfile.gettempdir()) / "emap-spark"
+    folder.mkdir(exist_ok=True)
+    handle, draft = tempfile.mkstemp(dir=folder, suffix=".zip")
+    os.close(handle)
+    draft = Path(draft)
+    with zipfile.ZipFile(draft, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in SHIPPED:
             src = PROJECT / name
-            files = [src] if src.is_file() else sorted(src.rglob("*.py"))
-            for f in files:
-                zf.write(f, f.relative_to(PROJECT).as_posix())
-        for f in (PROJECT / "data").glob("*.csv"):
-            zf.write(f, f.relative_to(PROJECT).as_posix())
+            for f in [src] if src.is_file() else sorted(src.rglob("*.py")):
+                # A fixed time stamp: the same code gives the same bytes, hence the same name.
+                info = zipfile.ZipInfo(f.relative_to(PROJECT).as_posix(), date_time=(2020, 1, 1, 0, 0, 0))
+                zf.writestr(info, f.read_bytes(), zipfile.ZIP_DEFLATED)
+    target = folder / f"emap-{hashlib.sha256(draft.read_bytes()).hexdigest()[:16]}.zip"
+    draft.replace(target)  # same content, same bytes: replacing a shipped zip changes nothing
     spark.sparkContext.addPyFile(str(target))
     return target
 
@@ -223,10 +234,16 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
         checked = _validated(spark, lake, kind, days, local_tz)
         if checked is None:
             continue
+        t0 = time.perf_counter()
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+        rows = checked.count()
+        say(f"{kind}: {rows:,} raw records read, validated and indexed ({time.perf_counter() - t0:.1f}s)")
         good = checked.filter("reason IS NULL")
+        t0 = time.perf_counter()
         cells = good.select("cell").distinct().repartition(2)
-        located = F.broadcast(cells.mapInArrow(locate_batches(branches), "cell long, branch_id string"))
+        located = cells.mapInArrow(locate_batches(branches), "cell long, branch_id string").persist()
+        say(f"{kind}: {located.count():,} distinct cells located ({time.perf_counter() - t0:.1f}s)")
+        located = F.broadcast(located)
         good = good.join(located, "cell", "left")
         if kind == "pings":
             good = good.join(devices, "device_id", "left")
@@ -241,7 +258,8 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
         reason = F.when(day_of_ts != F.col("_date"),
                         F.concat(F.lit("ts on "), day_of_ts, F.lit(" is outside partition date="),
                                  F.col("_date"))).otherwise(reason)
-        good = good.withColumn("reason", reason).persist(StorageLevel.MEMORY_AND_DISK)
+        # Not cached: two broadcast joins over the cached validation are cheaper to redo.
+        good = good.withColumn("reason", reason)
         fields = PING_FIELDS if kind == "pings" else EVENT_FIELDS
         # As the store's quarantine: the normalised record without what was derived.
         derived = ("cell", "branch_id", "courier_id", "vehicle_id") if kind == "pings" else (
@@ -260,7 +278,9 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
         fresh = accepted.dropDuplicates(list(_KEYS[kind])).join(located, "cell", "left")
         if kind == "pings":
             fresh = fresh.join(devices, "device_id", "left")
+        t0 = time.perf_counter()
         fresh = fresh.join(divisions, "branch_id", "left").persist(StorageLevel.MEMORY_AND_DISK)
+        say(f"{kind}: {fresh.count():,} records kept after re-sent copies ({time.perf_counter() - t0:.1f}s)")
         outputs[f"clean_{kind}"] = fresh.select(
             *[_to_timestamp(c) if c in _TIME_FIELDS[kind] else F.col(c) for c in fields],
             day_of_ts.alias("date"), "division_id")
@@ -287,7 +307,7 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
                     spark.createDataFrame([], "hour long, cell long, branch_id string, "
                                               "actor_id string, actor_kind string"))
         presence = presence.persist(StorageLevel.MEMORY_AND_DISK)
-        fine_hourly = _hourly(cube_parts, presence)
+        fine_hourly = _hourly(cube_parts, presence).persist(StorageLevel.MEMORY_AND_DISK)
         coarse_cell = _parent(F.col("cell"), layout.COARSE_RES).alias("cell")
         coarse_presence = presence.select("hour", coarse_cell, "branch_id", "actor_id",
                                           "actor_kind").distinct()
@@ -304,11 +324,11 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
     counts = {}
     for name, frame in outputs.items():
         t0 = time.perf_counter()
-        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-        counts[name] = frame.count()
         ds = layout.DATASETS[name]
-        (frame.write.mode("overwrite").partitionBy(*ds.partitions)
-         .parquet(ds.root(staging)))
+        frame.write.mode("overwrite").partitionBy(*ds.partitions).parquet(ds.root(staging))
+        # Counted from the files' footers: computing the frame again would cost as much.
+        counts[name] = (spark.read.parquet(ds.root(staging)).count()
+                        if files.days(ds.root(staging)) else 0)
         say(f"{name}: {counts[name]:,} rows ({time.perf_counter() - t0:.1f}s)")
     layout.publish_days(staging, lake, days, files)
     files.delete(staging)
