@@ -301,22 +301,23 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
                 F.count("*").alias("scans")))
 
     if not cube_parts:
-        say("no raw partitions for " + ", ".join(days))
-    else:
-        presence = (presence_parts[0] if presence_parts else
-                    spark.createDataFrame([], "hour long, cell long, branch_id string, "
-                                              "actor_id string, actor_kind string"))
-        presence = presence.persist(StorageLevel.MEMORY_AND_DISK)
-        fine_hourly = _hourly(cube_parts, presence).persist(StorageLevel.MEMORY_AND_DISK)
-        coarse_cell = _parent(F.col("cell"), layout.COARSE_RES).alias("cell")
-        coarse_presence = presence.select("hour", coarse_cell, "branch_id", "actor_id",
-                                          "actor_kind").distinct()
-        coarse_presence = coarse_presence.persist(StorageLevel.MEMORY_AND_DISK)
-        coarse_hourly = _hourly([fine_hourly.groupBy("hour", coarse_cell, "branch_id").agg(
-            *[F.sum(c).alias(c) for c in CUBE_COUNTS])], coarse_presence)
-        for name, frame in (("fine_hourly", fine_hourly), ("fine_presence", presence),
-                            ("coarse_hourly", coarse_hourly), ("coarse_presence", coarse_presence)):
-            outputs[name] = _with_day(frame.join(divisions, "branch_id", "left"))
+        # Nothing to build from: leave the lake as it is rather than empty those days.
+        say(f"no raw partitions for {', '.join(days)} under {lake}/raw: nothing changed")
+        return {}
+    presence = (presence_parts[0] if presence_parts else
+                spark.createDataFrame([], "hour long, cell long, branch_id string, "
+                                          "actor_id string, actor_kind string"))
+    presence = presence.persist(StorageLevel.MEMORY_AND_DISK)
+    fine_hourly = _hourly(cube_parts, presence).persist(StorageLevel.MEMORY_AND_DISK)
+    coarse_cell = _parent(F.col("cell"), layout.COARSE_RES).alias("cell")
+    coarse_presence = presence.select("hour", coarse_cell, "branch_id", "actor_id",
+                                      "actor_kind").distinct()
+    coarse_presence = coarse_presence.persist(StorageLevel.MEMORY_AND_DISK)
+    coarse_hourly = _hourly([fine_hourly.groupBy("hour", coarse_cell, "branch_id").agg(
+        *[F.sum(c).alias(c) for c in CUBE_COUNTS])], coarse_presence)
+    for name, frame in (("fine_hourly", fine_hourly), ("fine_presence", presence),
+                        ("coarse_hourly", coarse_hourly), ("coarse_presence", coarse_presence)):
+        outputs[name] = _with_day(frame.join(divisions, "branch_id", "left"))
     if refused:
         outputs["quarantine"] = _union(refused)
 

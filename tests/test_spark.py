@@ -116,8 +116,11 @@ def built(setup):
         first = run(spark, str(lake), [DAY], say=lambda m: None)
         files = sorted(p.relative_to(lake) for p in (lake / "cube").rglob("*.parquet"))
         second = run(spark, str(lake), [DAY], say=lambda m: None)
+        # A day with no raw partition changes nothing (it does not empty that day).
+        nothing = run(spark, str(lake), ["2026-11-18"], say=lambda m: None)
     finally:
         spark.stop()
+    assert nothing == {}
     return store, lake, first, second, files
 
 
