@@ -136,7 +136,7 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
         try:
             return next(iterator, None)
         except (pa.ArrowInvalid, OSError) as exc:
-            # Rows already stored stay stored; the rest of the file is refused as a whole.
+            # The file is refused as a whole: its staged rows are discarded.
             raise ImportFileError(
                 f"{path}: unreadable after data row {report.rows}: {exc}; nothing from this file "
                 f"was stored") from None
