@@ -506,7 +506,10 @@ def cells_of(fc: pl.DataFrame) -> pl.DataFrame:
             pl.col("alert_baseline").first()
             if "alert_baseline" in fc.columns
             else pl.lit(None).alias("alert_baseline"),
-            pl.col("branch_id").sort_by(pl.col("deliveries") + pl.col("pickups"), descending=True).first(),
+            # ties go to the first branch id: the same answer on every run
+            pl.col("branch_id")
+            .sort_by([pl.col("deliveries") + pl.col("pickups"), "branch_id"], descending=[True, False])
+            .first(),
         )
         .sort(*_KEY, "cell")
     )
@@ -613,7 +616,7 @@ def _zone_branch(zones: pl.DataFrame, cells: pl.DataFrame) -> pl.Series:
     best = (
         member.join(cells.select(pl.col("cell").cast(pl.UInt64), "branch_id", "workload"), on="cell")
         .group_by("zone_id")
-        .agg(pl.col("branch_id").sort_by("workload", descending=True).first())
+        .agg(pl.col("branch_id").sort_by(["workload", "cell"], descending=[True, False]).first())
     )
     return zones.select("zone_id").join(best, on="zone_id", how="left", maintain_order="left")["branch_id"]
 
