@@ -457,45 +457,73 @@ def decisions(
 
 
 # -- everything the forecast reads, in a few queries ----------------------------------------------
-def forecast_inputs(store: Store, scope: str, issued, res: int, params=None) -> dict:
+def _fresh(_key, make):
+    return make()
+
+
+def _nothing() -> None:
+    return None
+
+
+def forecast_inputs(store: Store, scope: str, issued, res: int, params=None, memo=None, pause=None) -> dict:
     """Frames for ``geo.forecast.forecast`` for one or more issue times (hour starts).
 
     Reads only what was known before each issue time, plus the earlier days the
     baseline and the usual pipeline average over.
+
+    Parameters
+    ----------
+    memo : callable, optional
+        ``memo(key, make)`` returning ``make()`` or a kept copy of it: the frames that
+        do not depend on the issue time (the tree below the scope, rosters, travel
+        modes) are read through it, so a caller answering many views reads them once.
+    pause : callable, optional
+        Called between the reads (a caller serving users gives way to their requests).
     """
     from geo import forecast as fc
 
     params = params or fc.Params()
+    memo = memo or _fresh
+    pause = pause or _nothing
     issued = sorted(issued)
     targets = fc.plan(issued, params.horizon)
     hours = fc.past_hours(targets["hour"].unique().to_list(), params)
-    hist = cell_hours(store, scope, hours, res)
-    rates = hour_rates(store, scope, hours)
-    present = set(rates.filter(pl.col("branch_id").is_null())["hour"].to_list())
     past_issued = sorted({t0 - k * fc.DAY for t0 in issued for k in fc.candidate_days(params)})
-    return {
-        "issued": issued,
-        "res": res,
-        "history": hist,
-        "present": present,
-        "rates": rates,
-        "pipeline": delivery_pipeline(store, scope, issued, params.horizon),
-        "pipeline_past": delivery_pipeline(store, scope, past_issued, params.horizon),
-        "open_pickups": open_pickups(store, scope, issued, res),
-        "delays": pickup_delays(store, scope, issued[0] - params.lookback_days * fc.DAY, issued[0])[
-            "delay_s"
-        ].to_numpy(),
-        "known_pickups": known_pickups(store, scope, past_issued, params.horizon, res),
-        "closure": node_closure(store, scope),
-        "dest_history": destination_history(
-            store, scope, issued[0] - max(fc.candidate_days(params)) * fc.DAY, issued[-1], res
+    out = {"issued": issued, "res": res}
+    reads = [
+        ("history", lambda: cell_hours(store, scope, hours, res)),
+        ("rates", lambda: hour_rates(store, scope, hours)),
+        ("pipeline", lambda: delivery_pipeline(store, scope, issued, params.horizon)),
+        ("pipeline_past", lambda: delivery_pipeline(store, scope, past_issued, params.horizon)),
+        ("open_pickups", lambda: open_pickups(store, scope, issued, res)),
+        (
+            "delays",
+            lambda: pickup_delays(store, scope, issued[0] - params.lookback_days * fc.DAY, issued[0])[
+                "delay_s"
+            ].to_numpy(),
+        ),
+        ("known_pickups", lambda: known_pickups(store, scope, past_issued, params.horizon, res)),
+        ("closure", lambda: memo(("fq-closure", scope), lambda: node_closure(store, scope))),
+        (
+            "dest_history",
+            lambda: destination_history(
+                store, scope, issued[0] - max(fc.candidate_days(params)) * fc.DAY, issued[-1], res
+            ),
         ),
         # who is based where, and how many of them were on the road in the earlier hours:
         # the idle couriers and vans dispatch may call on (geo.dispatch.reserve_forecast)
-        "reserve_roster": reserve_roster(store, scope, res),
-        "reserve_seen": reserve_seen(store, scope, hours),
-        "mode_mix": mode_mix(store, scope),
-    }
+        (
+            "reserve_roster",
+            lambda: memo(("fq-roster", scope, res), lambda: reserve_roster(store, scope, res)),
+        ),
+        ("reserve_seen", lambda: reserve_seen(store, scope, hours)),
+        ("mode_mix", lambda: memo(("fq-mode-mix", scope), lambda: mode_mix(store, scope))),
+    ]
+    for name, read in reads:
+        pause()
+        out[name] = read()
+    out["present"] = set(out["rates"].filter(pl.col("branch_id").is_null())["hour"].to_list())
+    return out
 
 
 def actual_cells(
@@ -565,14 +593,22 @@ def region_map(store: Store) -> dict:
 
 
 def predict(
-    store: Store, scope: str, issued, settings, horizon: int = 6, with_baseline_only: bool = False
+    store: Store,
+    scope: str,
+    issued,
+    settings,
+    horizon: int = 6,
+    with_baseline_only: bool = False,
+    memo=None,
+    pause=None,
 ) -> dict:
     """Forecast, flags, zones and predicted alerts for ``scope`` at each issue time, with
-    the dashboard's settings (``geo.forecast.predict`` on this store's frames)."""
+    the dashboard's settings (``geo.forecast.predict`` on this store's frames); ``memo``
+    and ``pause`` as in :func:`forecast_inputs`."""
     from geo import forecast as fc
 
     params = fc.Params(horizon=horizon)
-    inputs = forecast_inputs(store, scope, issued, alert_res(settings), params)
+    inputs = forecast_inputs(store, scope, issued, alert_res(settings), params, memo, pause)
     return fc.predict(
         inputs,
         settings.parcels_per_courier_hour,
@@ -584,13 +620,25 @@ def predict(
     )
 
 
-def outlook(store: Store, scope: str, issued: datetime, settings, horizon: int = 6, rules=None) -> dict:
+def outlook(
+    store: Store,
+    scope: str,
+    issued: datetime,
+    settings,
+    horizon: int = 6,
+    rules=None,
+    memo=None,
+    pause=None,
+) -> dict:
     """Everything the alert panel and the map show about the next hours of ``scope``.
 
     Parameters
     ----------
     issued : datetime
         UTC hour start the forecast is made at (what was known before it is used).
+    memo, pause : callable, optional
+        As in :func:`forecast_inputs`: frames kept across calls (the result is the same
+        with or without), and a call between steps to give way to other work.
 
     Returns
     -------
@@ -604,11 +652,14 @@ def outlook(store: Store, scope: str, issued: datetime, settings, horizon: int =
     from geo import dispatch
     from geo import forecast as fc
 
+    memo = memo or _fresh
+    pause = pause or _nothing
     rules = rules or dispatch.Rules.from_settings(settings)
-    pred = predict(store, scope, [issued], settings, horizon)
-    regions = region_map(store)
+    pred = predict(store, scope, [issued], settings, horizon, memo=memo, pause=pause)
+    regions = memo(("fq-regions",), lambda: region_map(store))
     moves, summary = [], []
     for (hour,), z in pred["zones"].sort("hour").group_by("hour", maintain_order=True):
+        pause()
         cells = pred["cells"].filter(pl.col("hour") == hour)
         m, s = dispatch.suggest(
             cells,
@@ -627,6 +678,7 @@ def outlook(store: Store, scope: str, issued: datetime, settings, horizon: int =
     done = [t for t in targets if newest is not None and t < newest]
     over = {}
     if done:
+        pause()
         actual = actual_cells(
             store,
             scope,
