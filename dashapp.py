@@ -73,24 +73,29 @@ def build_app(
         app.layout = lambda: dashboard.with_user_bar(base, web.viewer())
     else:
         app.layout = dashboard.layout(text)
-    prefetcher = None
-    if prefetch:
-        activity = Activity()
-        prefetcher = Prefetcher(model, activity)
+    # Callbacks being served: background work (prefetch, the predicted-alerts panel's
+    # forecasting) gives way to them.
+    activity = Activity()
 
-        @app.server.before_request
-        def _callback_started():
-            if flask.request.path.endswith("/_dash-update-component"):
-                flask.g.emap_callback = True
-                activity.enter()
+    @app.server.before_request
+    def _callback_started():
+        if flask.request.path.endswith("/_dash-update-component"):
+            flask.g.emap_callback = True
+            activity.enter()
 
-        @app.server.teardown_request
-        def _callback_ended(_exc):
-            if flask.g.pop("emap_callback", False):
-                activity.leave()
+    @app.server.teardown_request
+    def _callback_ended(_exc):
+        if flask.g.pop("emap_callback", False):
+            activity.leave()
 
+    def step_aside():
+        """The current callback no longer counts as one being served (it is background work)."""
+        if flask.g.pop("emap_callback", False):
+            activity.leave()
+
+    prefetcher = Prefetcher(model, activity) if prefetch else None
     dashboard.register(app, model, text, prefetcher)
-    outlook.register(app, model, text)
+    outlook.register(app, model, text, activity, step_aside)
     from auth.web import security_headers
 
     security_headers(app)

@@ -205,6 +205,12 @@ class Model:
         self.tz = ZoneInfo(settings.local_tz)
         self.alert_res = int(getattr(settings, "alert_resolution", DEFAULT_ALERT_RES))
         self.alert_min = float(getattr(settings, "alert_min_workload", DEFAULT_ALERT_MIN_WORKLOAD))
+        #: One outlook (forecast and dispatch, ``pages.outlook``) is computed at a time.
+        self.outlook_lock = threading.Lock()
+        #: Callers waiting for an outlook now (the map's dispatch arrows): while any
+        #: are, a computation stops giving way to other callbacks.
+        self.outlook_wanted = 0
+        self.outlook_wanted_lock = threading.Lock()
 
     # -- tree and time ------------------------------------------------------------------
     def nodes(self) -> pl.DataFrame:
@@ -455,6 +461,9 @@ class Model:
     def warm(self, days: int = 2) -> None:
         """Compute the alert state of every hour of the newest ``days`` days (run in a
         background thread at start-up, so the first views find it cached)."""
+        # The dispatch solver's import takes seconds on a loaded machine: not in a view.
+        import scipy.optimize  # noqa: F401
+
         newest = self.newest_hour()
         if newest is None:
             return

@@ -11,7 +11,8 @@ figures come from ``data.forecast_queries.outlook``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 
 import polars as pl
 from dash import ALL, Input, Output, State, ctx, html, no_update
@@ -21,8 +22,14 @@ from pages import ids
 
 #: Predicted alerts listed at most (most severe first).
 MAX_ALERTS = 8
-#: Seconds an outlook of the newest hours stays cached (live ingest may change it).
-LIVE_TTL = 20.0
+#: Hours ahead the panel forecasts (``data.forecast_queries.outlook``'s default).
+HORIZON = 6
+#: Seconds the tree, rosters and travel modes read for outlooks are kept (they change
+#: only when couriers, vehicles or outlets are registered).
+STATIC_TTL = 60.0
+#: Seconds an outlook computation waits, at each of its steps, for the callbacks being
+#: served (map, KPIs) to finish before it takes a core from them.
+PATIENCE = 2.0
 
 
 def legend(t: dict) -> html.Div:
@@ -68,19 +75,73 @@ def section(t: dict) -> html.Div:
     )
 
 
-def outlook(model, scope: str, day: str, hour: int) -> dict:
-    """The outlook issued at the start of the selected local hour (cached)."""
-    start, end = model.hour_window(day, hour)
-    newest = model.newest_hour()
-    ttl = LIVE_TTL if newest is None or start + timedelta(hours=6) > newest else None
-    return model.cache.get(
-        ("outlook", scope, start), lambda: fq.outlook(model.store, scope, start, model.settings), ttl=ttl
-    )
+def _reach(issued: datetime, horizon: int) -> tuple[datetime, datetime]:
+    """The time span an outlook issued at ``issued`` reads from the store."""
+    from geo import forecast as fc
+
+    back = max(fc.candidate_days(fc.PARAMS)) * fc.DAY + fq.PIPELINE_LOOKBACK
+    return issued - back, issued + timedelta(hours=horizon)
 
 
-def rows(model, scope: str, day: str, hour: int) -> list[dict]:
+def fingerprint(model, scope: str, issued: datetime, horizon: int = HORIZON) -> tuple:
+    """What an outlook issued at ``issued`` depends on: the data fingerprints
+    (``Model.version``) of the local days it reads (the earlier days of the baseline and
+    the pipeline, up to the end of its horizon) and the scope's newest hour up to that
+    end (which forecast hours can already be confirmed). A finished day's outlook keeps
+    its fingerprint; data arriving for a live day changes it."""
+    lo, hi = _reach(issued, horizon)
+    days = []
+    for d in model.dates():
+        a, b = model.day_window(d)
+        if b > lo and a < hi:
+            days.append((d, model.version(d)))
+    newest = model.data_hours(scope)[1]
+    return (tuple(days), None if newest is None else min(newest, hi))
+
+
+def outlook(model, scope: str, day: str, hour: int, pause=None) -> dict:
+    """The outlook issued at the start of the selected local hour.
+
+    Kept in the model's cache per (scope, issued hour) and recomputed only when its
+    :func:`fingerprint` changes; equal to ``data.forecast_queries.outlook`` (the
+    uncached path). One outlook is computed at a time (``Model.outlook_lock``), so the
+    forecasting of a burst of views never takes both cores; ``pause`` is called
+    between its steps.
+    """
+    model.store.check_scope(scope)
+    start, _ = model.hour_window(day, hour)
+
+    def step():
+        if pause is not None and not model.outlook_wanted:
+            pause()
+
+    def make():
+        with model.outlook_lock:
+            return fq.outlook(
+                model.store,
+                scope,
+                start,
+                model.settings,
+                memo=lambda key, read: model.cache.get(key, read, ttl=STATIC_TTL),
+                pause=step,
+            )
+
+    key, version = ("outlook", scope, start), fingerprint(model, scope, start)
+    if pause is not None:
+        return model.cache.get_current(key, version, make)
+    # A caller that cannot wait: whatever is computing stops giving way meanwhile.
+    with model.outlook_wanted_lock:
+        model.outlook_wanted += 1
+    try:
+        return model.cache.get_current(key, version, make)
+    finally:
+        with model.outlook_wanted_lock:
+            model.outlook_wanted -= 1
+
+
+def rows(model, scope: str, day: str, hour: int, pause=None) -> list[dict]:
     """Predicted alerts with their suggestions, as plain dicts for rendering."""
-    o = outlook(model, scope, day, hour)
+    o = outlook(model, scope, day, hour, pause)
     alerts = o["alerts"].sort("excess", descending=True).head(MAX_ALERTS).sort("start", "alert_id")
     names = dict(model.nodes().select("node_id", "name").iter_rows())
     outlet_names = _outlet_names(model)
@@ -114,13 +175,28 @@ def _outlet_names(model) -> dict:
     )
 
 
-def register(app, model, text: dict) -> None:
-    """Attach the panel's callbacks."""
+def register(app, model, text: dict, activity=None, step_aside=None) -> None:
+    """Attach the panel's callbacks.
+
+    With an ``activity`` (``pages.model.Activity``) the panel's forecasting gives way to
+    the other callbacks: ``step_aside()`` stops counting the panel's own request as one
+    being served, and each step of a computation waits for the others to finish (up
+    to :data:`PATIENCE` seconds).
+    """
+
+    def pause():
+        # in short waits: a caller needing an outlook now ends the waiting
+        end = time.monotonic() + PATIENCE
+        while activity is not None and not model.outlook_wanted and time.monotonic() < end:
+            if activity.wait_idle(0.1):
+                return
 
     @app.callback(Output(ids.OUTLOOK, "children"), Input(ids.STATE, "data"))
     def predicted(state):
         t = text[state["lang"]]
-        items = rows(model, state["node"], state["date"], int(state["hour"]))
+        if step_aside is not None:
+            step_aside()
+        items = rows(model, state["node"], state["date"], int(state["hour"]), pause)
         if not items:
             return html.Div(t.get("no_predicted", "-"), className="status")
         out = []

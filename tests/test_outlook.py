@@ -2,7 +2,9 @@
 """The predicted-alerts section of the alert panel: rows from the view model, suggestions
 attached to the zone they relieve, decisions recorded through the callback's call."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
+
+import polars as pl
 
 from pages import outlook
 from pages.model import Model
@@ -114,3 +116,89 @@ def test_map_draws_the_suggested_moves_as_arrows(forecast_store, forecast_settin
     assert sum(v is None for v in arrows["lat"]) == 3 * len(moves)  # shaft and two head strokes each
     off = model.traces({**state, "layers": []}, {}, None)
     assert off["dispatch_arrows"].get("visible") is False or not off["dispatch_arrows"].get("lat")
+
+
+def _assert_same_outlook(got: dict, want: dict) -> None:
+    from polars.testing import assert_frame_equal
+
+    assert set(got) == set(want)
+    for key in want:
+        assert_frame_equal(got[key], want[key])
+
+
+def test_cached_outlook_equals_the_uncached_one_and_keeps_to_its_scope(forecast_store, forecast_settings):
+    from data import forecast_queries as fq
+    from pages.model import Cache
+
+    s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    model = Model(forecast_store, forecast_settings, Cache(256))
+    before = model.local(s["start_hour"] - timedelta(hours=1))
+    day = before.date().isoformat()
+    region = model.node(s["branch_id"])["region_id"]
+    branch = s["branch_id"]
+    inside = set(model.branches_of(branch).to_list())
+    region_nodes = set()
+    for scope in (region, branch, region):  # the region again: its entry, not the branch's
+        for hour in (before.hour, before.hour - 3):
+            start, _ = model.hour_window(day, hour)
+            cached = outlook.outlook(model, scope, day, hour)
+            _assert_same_outlook(cached, fq.outlook(forecast_store, scope, start, forecast_settings))
+            assert outlook.outlook(model, scope, day, hour) is cached  # served from the cache
+            if scope == branch:
+                assert set(cached["alerts"]["branch_id"].to_list()) <= inside
+                assert set(cached["moves"]["branch_id"].to_list()) <= inside
+                assert set(cached["moves"]["source_branch_id"].to_list()) <= inside
+                assert set(cached["nodes"]["node_id"].to_list()) <= inside
+            else:
+                region_nodes |= set(cached["nodes"]["node_id"].to_list())
+    # the region's outlook covers other branches: the branch's view really was narrower
+    assert region_nodes - inside
+    rows = outlook.rows(model, branch, day, before.hour)
+    assert all(r["branch_id"] == branch for r in rows)
+    assert all(m["source_branch_id"] == branch for r in rows for m in r["moves"])
+
+
+def test_new_data_for_a_live_day_changes_the_cached_outlook(forecast_demo_path, forecast_settings, tmp_path):
+    import shutil
+
+    from data import forecast_queries as fq
+    from data.store import Store
+    from data.validate import check_events
+    from pages.model import Cache
+
+    path = tmp_path / "emap.duckdb"
+    shutil.copy(forecast_demo_path, path)
+    with Store(path) as store:
+        s = store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+        model = Model(store, forecast_settings, Cache(256))
+        model.days.check_every = 0.0  # read the days' fingerprints on every request
+        local = model.local(s["start_hour"] - timedelta(hours=1))
+        day, hour = local.date().isoformat(), local.hour
+        region = model.node(s["branch_id"])["region_id"]
+        start, _ = model.hour_window(day, hour)
+        old = outlook.outlook(model, region, day, hour)
+        assert outlook.outlook(model, region, day, hour) is old
+        # a surge announced: parcels scanned in for the branch, expected in two hours
+        lat, lng = store.sql(
+            "SELECT lat, lng FROM outlets WHERE branch_id = ? ORDER BY outlet_id LIMIT 1", [s["branch_id"]]
+        ).row(0)
+        n = 400
+        events = pl.DataFrame(
+            {
+                "event_id": [f"late-{i}" for i in range(n)],
+                "parcel_id": [f"late-p{i}" for i in range(n)],
+                "kind": ["arrival"] * n,
+                "ts": [(start - timedelta(minutes=30, seconds=i)).replace(tzinfo=UTC) for i in range(n)],
+                "lat": [lat] * n,
+                "lng": [lng] * n,
+                "dest_branch_id": [s["branch_id"]] * n,
+                "expected_at": [(start + timedelta(hours=2, minutes=10)).replace(tzinfo=UTC)] * n,
+            }
+        ).with_row_index("_row", offset=1)
+        assert store.ingest_events(check_events(events)[0])[0] == n
+        new = outlook.outlook(model, region, day, hour)
+        assert new is not old
+        _assert_same_outlook(new, fq.outlook(store, region, start, forecast_settings))
+        hour2 = pl.col("hour") == start + timedelta(hours=2)
+        mine = (pl.col("node_id") == s["branch_id"]) & hour2
+        assert new["nodes"].filter(mine)["workload"].sum() > old["nodes"].filter(mine)["workload"].sum()
