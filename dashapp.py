@@ -47,7 +47,8 @@ def build_app(
         first views find it cached.
     prefetch : bool
         After each new view, prepare its busiest children in a background thread, so
-        that drilling down mostly reads the cache.
+        that drilling down mostly reads the cache, and the predicted alerts of its next
+        hour (``pages.outlook.Ahead``).
     auth : bool or None
         True: every page and callback needs a signed-in user and is kept inside the
         user's subtree (``auth/web.py``; users in the store's ``users`` table). None or
@@ -95,7 +96,7 @@ def build_app(
 
     prefetcher = Prefetcher(model, activity) if prefetch else None
     dashboard.register(app, model, text, prefetcher)
-    outlook.register(app, model, text, activity, step_aside)
+    outlook.register(app, model, text, activity, step_aside, ahead=prefetch)
     from auth.web import security_headers
 
     security_headers(app)

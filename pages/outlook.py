@@ -11,6 +11,8 @@ figures come from ``data.forecast_queries.outlook``.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from datetime import datetime, timedelta
 
@@ -175,13 +177,44 @@ def _outlet_names(model) -> dict:
     )
 
 
-def register(app, model, text: dict, activity=None, step_aside=None) -> None:
+class Ahead:
+    """One background worker computing the outlook of the hour after the one viewed (the
+    ▶ button steps to it), so that stepping through a day mostly reads the cache. Only
+    the newest view counts; hours after the newest data are left alone (a live view
+    moves on when the data does)."""
+
+    def __init__(self, model, pause=None):
+        self.model = model
+        self.pause = pause
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="emap-outlook-ahead", daemon=True)
+        self.thread.start()
+
+    def after_view(self, scope: str, day: str, hour: int) -> None:
+        self.queue.put((scope, day, int(hour)))
+
+    def _run(self) -> None:
+        while True:
+            scope, day, hour = self.queue.get()
+            if not self.queue.empty() or hour >= 23:
+                continue
+            try:
+                start, _ = self.model.hour_window(day, hour + 1)
+                newest = self.model.data_hours(scope)[1]
+                if newest is not None and start <= newest:
+                    outlook(self.model, scope, day, hour + 1, self.pause)
+            except Exception:  # a failed look ahead only means a slower next hour
+                pass
+
+
+def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool = False) -> None:
     """Attach the panel's callbacks.
 
     With an ``activity`` (``pages.model.Activity``) the panel's forecasting gives way to
     the other callbacks: ``step_aside()`` stops counting the panel's own request as one
     being served, and each step of a computation waits for the others to finish (up
-    to :data:`PATIENCE` seconds).
+    to :data:`PATIENCE` seconds). With ``ahead``, the outlook of the next hour is
+    prepared after each view (:class:`Ahead`).
     """
 
     def pause():
@@ -191,12 +224,16 @@ def register(app, model, text: dict, activity=None, step_aside=None) -> None:
             if activity.wait_idle(0.1):
                 return
 
+    worker = Ahead(model, pause) if ahead else None
+
     @app.callback(Output(ids.OUTLOOK, "children"), Input(ids.STATE, "data"))
     def predicted(state):
         t = text[state["lang"]]
         if step_aside is not None:
             step_aside()
         items = rows(model, state["node"], state["date"], int(state["hour"]), pause)
+        if worker is not None:
+            worker.after_view(state["node"], state["date"], int(state["hour"]))
         if not items:
             return html.Div(t.get("no_predicted", "-"), className="status")
         out = []
