@@ -196,15 +196,16 @@ class Ahead:
     def _run(self) -> None:
         while True:
             scope, day, hour = self.queue.get()
-            if not self.queue.empty() or hour >= 23:
-                continue
             try:
-                start, _ = self.model.hour_window(day, hour + 1)
-                newest = self.model.data_hours(scope)[1]
-                if newest is not None and start <= newest:
-                    outlook(self.model, scope, day, hour + 1, self.pause)
+                if self.queue.empty() and hour < 23:
+                    start, _ = self.model.hour_window(day, hour + 1)
+                    newest = self.model.data_hours(scope)[1]
+                    if newest is not None and start <= newest:
+                        outlook(self.model, scope, day, hour + 1, self.pause)
             except Exception:  # a failed look ahead only means a slower next hour
                 pass
+            finally:
+                self.queue.task_done()
 
 
 def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool = False) -> None:

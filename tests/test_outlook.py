@@ -202,3 +202,24 @@ def test_new_data_for_a_live_day_changes_the_cached_outlook(forecast_demo_path, 
         hour2 = pl.col("hour") == start + timedelta(hours=2)
         mine = (pl.col("node_id") == s["branch_id"]) & hour2
         assert new["nodes"].filter(mine)["workload"].sum() > old["nodes"].filter(mine)["workload"].sum()
+
+
+def test_the_next_hour_is_prepared_after_a_view(forecast_store, forecast_settings):
+    from data import forecast_queries as fq
+    from pages.model import Cache
+
+    s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    model = Model(forecast_store, forecast_settings, Cache(256))
+    local = model.local(s["start_hour"] - timedelta(hours=2))
+    day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
+    ahead = outlook.Ahead(model)
+    ahead.after_view(region, day, local.hour)
+    ahead.queue.join()
+
+    def computing():
+        raise AssertionError("the next hour's outlook was not prepared")
+
+    # served from the cache: a computation would call ``pause`` between its reads
+    got = outlook.outlook(model, region, day, local.hour + 1, pause=computing)
+    start, _ = model.hour_window(day, local.hour + 1)
+    _assert_same_outlook(got, fq.outlook(forecast_store, region, start, forecast_settings))
