@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterable
 
 import dash
@@ -24,6 +25,12 @@ def translations() -> dict:
     """Interface strings per language (``assets/translations.json``)."""
     with open(ASSETS / "translations.json", encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def page(base):
+    """The page of one load: the layout with an id of its own (the predicted-alerts panel
+    drops the requests of a page that has sent newer ones)."""
+    return dash.html.Div([outlook.client_store(uuid.uuid4().hex), base])
 
 
 def build_app(
@@ -71,9 +78,10 @@ def build_app(
 
         web.install(app, store, settings)
         base = dashboard.layout(text)
-        app.layout = lambda: dashboard.with_user_bar(base, web.viewer())
+        app.layout = lambda: dashboard.with_user_bar(page(base), web.viewer())
     else:
-        app.layout = dashboard.layout(text)
+        base = dashboard.layout(text)
+        app.layout = lambda: page(base)
     # Callbacks being served: background work (prefetch, the predicted-alerts panel's
     # forecasting) gives way to them.
     activity = Activity()

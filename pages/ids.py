@@ -31,6 +31,7 @@ TITLE = "title"
 STATUS = "status"
 OUTLOOK = "outlook"  # predicted alerts and dispatch suggestions (pages/outlook.py)
 OUTLOOK_NOTE = "outlook-note"
+OUTLOOK_CLIENT = "outlook-client"  # an id per page load (the panel drops superseded requests)
 
 # export control (pages/export.py)
 EXPORT_LABEL = "export-label"

@@ -17,7 +17,8 @@ import time
 from datetime import datetime, timedelta
 
 import polars as pl
-from dash import ALL, Input, Output, State, ctx, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from data import forecast_queries as fq
 from pages import ids
@@ -64,6 +65,11 @@ def move_text(mv: dict, t: dict) -> str:
     return f"→ {n} {what} {src} ({trip}{', ' + mode if mode else ''})"
 
 
+def client_store(client: str | None) -> dcc.Store:
+    """The page load's id (see :class:`Requests`); ``None`` turns the dropping off."""
+    return dcc.Store(id=ids.OUTLOOK_CLIENT, data=client)
+
+
 def section(t: dict) -> html.Div:
     """The panel: a title, the list, and a line acknowledging the last decision."""
     return html.Div(
@@ -101,24 +107,59 @@ def fingerprint(model, scope: str, issued: datetime, horizon: int = HORIZON) -> 
     return (tuple(days), None if newest is None else min(newest, hi))
 
 
-def outlook(model, scope: str, day: str, hour: int, pause=None) -> dict:
+class Superseded(Exception):
+    """The view an outlook was being computed for has been left."""
+
+
+class Requests:
+    """The newest panel request of each page (an id per page load), so that requests a
+    page has superseded (the ▶ button pressed again) stop waiting and computing: the
+    page only shows the answer to its newest request."""
+
+    def __init__(self, size: int = 512):
+        self._size = size
+        self._newest: dict = {}
+        self._lock = threading.Lock()
+
+    def begin(self, client) -> int:
+        with self._lock:
+            n = self._newest.pop(client, 0) + 1
+            self._newest[client] = n
+            while len(self._newest) > self._size:
+                self._newest.pop(next(iter(self._newest)))
+            return n
+
+    def newest(self, client, n: int) -> bool:
+        with self._lock:
+            return self._newest.get(client, n) == n
+
+
+def outlook(model, scope: str, day: str, hour: int, pause=None, wanted=None) -> dict:
     """The outlook issued at the start of the selected local hour.
 
     Kept in the model's cache per (scope, issued hour) and recomputed only when its
     :func:`fingerprint` changes; equal to ``data.forecast_queries.outlook`` (the
     uncached path). One outlook is computed at a time (``Model.outlook_lock``), so the
     forecasting of a burst of views never takes both cores; ``pause`` is called
-    between its steps.
+    between its steps. With ``wanted``, a computation whose view has been left
+    (``wanted()`` false) stops and raises :class:`Superseded`.
     """
     model.store.check_scope(scope)
     start, _ = model.hour_window(day, hour)
 
+    def check():
+        if wanted is not None and not model.outlook_wanted and not wanted():
+            raise Superseded(scope, start)
+
     def step():
+        check()
         if pause is not None and not model.outlook_wanted:
             pause()
+            check()
 
     def make():
         with model.outlook_lock:
+            check()
             return fq.outlook(
                 model.store,
                 scope,
@@ -129,9 +170,9 @@ def outlook(model, scope: str, day: str, hour: int, pause=None) -> dict:
             )
 
     key, version = ("outlook", scope, start), fingerprint(model, scope, start)
-    if pause is not None:
+    if pause is not None or wanted is not None:
         return model.cache.get_current(key, version, make)
-    # A caller that cannot wait: whatever is computing stops giving way meanwhile.
+    # A caller that cannot wait (the map): whatever is computing stops giving way meanwhile.
     with model.outlook_wanted_lock:
         model.outlook_wanted += 1
     try:
@@ -141,9 +182,9 @@ def outlook(model, scope: str, day: str, hour: int, pause=None) -> dict:
             model.outlook_wanted -= 1
 
 
-def rows(model, scope: str, day: str, hour: int, pause=None) -> list[dict]:
+def rows(model, scope: str, day: str, hour: int, pause=None, wanted=None) -> list[dict]:
     """Predicted alerts with their suggestions, as plain dicts for rendering."""
-    o = outlook(model, scope, day, hour, pause)
+    o = outlook(model, scope, day, hour, pause, wanted)
     alerts = o["alerts"].sort("excess", descending=True).head(MAX_ALERTS).sort("start", "alert_id")
     names = dict(model.nodes().select("node_id", "name").iter_rows())
     outlet_names = _outlet_names(model)
@@ -201,8 +242,8 @@ class Ahead:
                     start, _ = self.model.hour_window(day, hour + 1)
                     newest = self.model.data_hours(scope)[1]
                     if newest is not None and start <= newest:
-                        outlook(self.model, scope, day, hour + 1, self.pause)
-            except Exception:  # a failed look ahead only means a slower next hour
+                        outlook(self.model, scope, day, hour + 1, self.pause, self.queue.empty)
+            except Exception:  # a failed or left look ahead only means a slower next hour
                 pass
             finally:
                 self.queue.task_done()
@@ -226,13 +267,23 @@ def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool
                 return
 
     worker = Ahead(model, pause) if ahead else None
+    requests = Requests()
 
-    @app.callback(Output(ids.OUTLOOK, "children"), Input(ids.STATE, "data"))
-    def predicted(state):
+    @app.callback(
+        Output(ids.OUTLOOK, "children"), Input(ids.STATE, "data"), State(ids.OUTLOOK_CLIENT, "data")
+    )
+    def predicted(state, client):
         t = text[state["lang"]]
         if step_aside is not None:
             step_aside()
-        items = rows(model, state["node"], state["date"], int(state["hour"]), pause)
+        wanted = None
+        if client:
+            n = requests.begin(client)
+            wanted = lambda: requests.newest(client, n)  # noqa: E731
+        try:
+            items = rows(model, state["node"], state["date"], int(state["hour"]), pause, wanted)
+        except Superseded:
+            raise PreventUpdate from None  # the page no longer waits for this answer
         if worker is not None:
             worker.after_view(state["node"], state["date"], int(state["hour"]))
         if not items:

@@ -30,7 +30,7 @@ def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_s
     assert outlook.rows(model, region, local.date().isoformat(), local.hour) == rows
 
 
-def _post(client, output: str, prop: str, inputs: list, state: dict | None = None, triggered=None):
+def _post(client, output: str, prop: str, inputs: list, state: dict | None = None, triggered=None, states=None):
     body = {
         "output": f"{output}.{prop}",
         "outputs": {"id": output, "property": prop},
@@ -39,6 +39,8 @@ def _post(client, output: str, prop: str, inputs: list, state: dict | None = Non
     }
     if state is not None:
         body["state"] = [{"id": "state", "property": "data", "value": state}]
+    if states is not None:
+        body["state"] = states
     r = client.post("/_dash-update-component", json=body)
     assert r.status_code in (200, 204), r.data[:500]
     return r.get_json() if r.status_code == 200 else None
@@ -62,7 +64,10 @@ def test_panel_lists_predictions_and_records_a_decision(forecast_demo_path, fore
         local = model.local(s["start_hour"] - timedelta(hours=1))
         view = st.default(node=s["branch_id"], day=local.date().isoformat(), hour=local.hour)
         client = app.server.test_client()
-        out = _post(client, "outlook", "children", [{"id": "state", "property": "data", "value": view}])
+        page = [{"id": "outlook-client", "property": "data", "value": "page-1"}]
+        out = _post(
+            client, "outlook", "children", [{"id": "state", "property": "data", "value": view}], states=page
+        )
         text = json.dumps(out, ensure_ascii=False)
         assert "已证实" in text  # the surge's prediction came true
         buttons = _buttons(out["response"]["outlook"]["children"])
@@ -222,4 +227,30 @@ def test_the_next_hour_is_prepared_after_a_view(forecast_store, forecast_setting
     # served from the cache: a computation would call ``pause`` between its reads
     got = outlook.outlook(model, region, day, local.hour + 1, pause=computing)
     start, _ = model.hour_window(day, local.hour + 1)
+    _assert_same_outlook(got, fq.outlook(forecast_store, region, start, forecast_settings))
+
+
+def test_a_superseded_request_stops_and_leaves_nothing_behind(forecast_store, forecast_settings):
+    from data import forecast_queries as fq
+    from pages.model import Cache
+
+    requests = outlook.Requests()
+    first = requests.begin("page-1")
+    other = requests.begin("page-2")
+    assert requests.newest("page-1", first)
+    second = requests.begin("page-1")  # the page asked again (the next hour)
+    assert not requests.newest("page-1", first) and requests.newest("page-1", second)
+    assert requests.newest("page-2", other)  # another page is not affected
+
+    s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    model = Model(forecast_store, forecast_settings, Cache(256))
+    local = model.local(s["start_hour"] - timedelta(hours=1))
+    day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
+    try:
+        outlook.outlook(model, region, day, local.hour, wanted=lambda: requests.newest("page-1", first))
+        raise AssertionError("a superseded request went on computing")
+    except outlook.Superseded:
+        pass
+    got = outlook.outlook(model, region, day, local.hour, wanted=lambda: requests.newest("page-1", second))
+    start, _ = model.hour_window(day, local.hour)
     _assert_same_outlook(got, fq.outlook(forecast_store, region, start, forecast_settings))
