@@ -30,7 +30,6 @@ from __future__ import annotations
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import date
 from functools import cache
 from pathlib import Path
 
@@ -86,10 +85,6 @@ def table_columns(table: str) -> tuple[tuple[str, str], ...]:
         return tuple((r[0], r[1]) for r in con.execute(f"DESCRIBE {table}").fetchall())
     finally:
         con.close()
-
-
-def partition_dir(lake: Path | str, dataset: str, day: date | str) -> Path:
-    return Path(DATASETS[dataset].root(lake)) / f"date={day}"
 
 
 def days_in(lake: Path | str, dataset: str) -> list[str]:

@@ -50,8 +50,3 @@ def copy_branch(source: Path | str, target: Path | str, branch_id: str,
         shutil.rmtree(old, ignore_errors=True)
     return len(parts)
 
-
-def coarse_only(lake: Path | str) -> bool:
-    """True when the lake holds the coarse tier and no fine cube (a headquarters lake
-    before any branch was copied in)."""
-    return layout.has_files(lake, "coarse_hourly") and not layout.has_files(lake, "fine_hourly")
