@@ -22,8 +22,6 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import polars as pl
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import PROJECT_ROOT, Settings  # noqa: E402
@@ -69,21 +67,9 @@ def one_run(
         params,
     )
     t_fc = time.perf_counter() - t - t_read
-    moves = vans = 0
-    rules = dispatch.Rules.from_settings(settings)
-    for (hour,), z in pred["zones"].group_by("hour"):
-        cells = pred["cells"].filter(pl.col("hour") == hour)
-        m, _ = dispatch.suggest(
-            cells,
-            z,
-            settings.parcels_per_courier_hour,
-            rules,
-            regions,
-            reserves=pred["reserves"].filter(pl.col("hour") == hour),
-            mode_mix=pred["mode_mix"],
-        )
-        moves += len(m)
-        vans += int(m["vehicles"].sum())
+    per_hour, _ = fq.suggestions_by_hour(pred, settings, dispatch.Rules.from_settings(settings), regions)
+    moves = sum(len(m) for m in per_hour)
+    vans = sum(int(m["vehicles"].sum()) for m in per_hour)
     total = time.perf_counter() - t
     return {
         "total": total,

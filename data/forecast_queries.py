@@ -620,6 +620,31 @@ def predict(
     )
 
 
+def suggestions_by_hour(pred: dict, settings, rules, regions: dict, pause=None) -> tuple[list, list]:
+    """Dispatch suggestions (``geo.dispatch.suggest``) for the zones of each hour of a
+    forecast (``geo.forecast.predict``): lists of ``moves`` and ``summary`` frames, one per
+    hour, each with an ``hour`` column."""
+    from geo import dispatch
+
+    pause = pause or _nothing
+    moves, summary = [], []
+    for (hour,), z in pred["zones"].sort("hour").group_by("hour", maintain_order=True):
+        pause()
+        m, s = dispatch.suggest(
+            pred["cells"].filter(pl.col("hour") == hour),
+            z,
+            settings.parcels_per_courier_hour,
+            rules,
+            regions,
+            reserves=pred["reserves"].filter(pl.col("hour") == hour),
+            mode_mix=pred["mode_mix"],
+        )
+        lit = pl.lit(hour).cast(pl.Datetime("us")).alias("hour")
+        moves.append(m.with_columns(lit))
+        summary.append(s.with_columns(lit))
+    return moves, summary
+
+
 def outlook(
     store: Store,
     scope: str,
@@ -657,22 +682,7 @@ def outlook(
     rules = rules or dispatch.Rules.from_settings(settings)
     pred = predict(store, scope, [issued], settings, horizon, memo=memo, pause=pause)
     regions = memo(("fq-regions",), lambda: region_map(store))
-    moves, summary = [], []
-    for (hour,), z in pred["zones"].sort("hour").group_by("hour", maintain_order=True):
-        pause()
-        cells = pred["cells"].filter(pl.col("hour") == hour)
-        m, s = dispatch.suggest(
-            cells,
-            z,
-            settings.parcels_per_courier_hour,
-            rules,
-            regions,
-            reserves=pred["reserves"].filter(pl.col("hour") == hour),
-            mode_mix=pred["mode_mix"],
-        )
-        lit = pl.lit(hour).cast(pl.Datetime("us")).alias("hour")
-        moves.append(m.with_columns(lit))
-        summary.append(s.with_columns(lit))
+    moves, summary = suggestions_by_hour(pred, settings, rules, regions, pause)
     newest = store.data_hours(scope)[1]
     targets = sorted({issued + timedelta(hours=k) for k in range(horizon)})
     done = [t for t in targets if newest is not None and t < newest]
