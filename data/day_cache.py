@@ -20,7 +20,7 @@ scans, newest hour). Every stored ping or scan changes it, so data arriving for 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -211,3 +211,75 @@ class DayFigures:
             .select(keys + CUBE_COUNTS + ["couriers", "vehicles"])
             .sort(keys)
         )
+
+
+class ForecastDays:
+    """Network-wide forecast frames of each local day (``data.forecast_queries.network_day``
+    and ``irregular_branches``), kept per fingerprint of the data they read, so that the
+    forecast of any scope is sliced from them (``forecast_queries.sliced_inputs``) instead of
+    read.
+
+    A day's frames read the cube and the parcel scans from ``GUARD_BACK`` before the day to
+    ``horizon`` hours after it; their key is the fingerprint (:meth:`DayFigures.version`) of
+    that window, so a finished day's frames are read once and a live day's again when its
+    data changes.
+
+    Parameters
+    ----------
+    store : data.store.Store
+    cache : pages.model.Cache
+    days : DayFigures
+        Whose fingerprints key the frames.
+    res : int
+        Resolution of the forecast's cells (the alerts').
+    """
+
+    #: How far before a day its frames (and their checks) read.
+    GUARD_BACK = timedelta(days=18)
+
+    def __init__(self, store, cache, days: DayFigures, res: int, horizon: int = 6):
+        self.store = store
+        self.cache = cache
+        self.days = days
+        self.res = res
+        self.horizon = horizon
+
+    def version(self, start: datetime, end: datetime) -> tuple:
+        return self.days.version(start - self.GUARD_BACK, end + timedelta(hours=self.horizon))
+
+    def _key(self, start: datetime, end: datetime) -> tuple:
+        return ("forecast-day", start, end, self.res)
+
+    def day(self, start: datetime, end: datetime, pause=None) -> dict:
+        """The frames of the day ``[start, end)`` (read now if not kept): the dict of
+        ``network_day`` plus ``irregular`` (a set of branch ids)."""
+        from data import forecast_queries as fq
+
+        def make():
+            out = fq.network_day(self.store, start, end, self.res, self.horizon, pause=pause)
+            out["irregular"] = fq.irregular_branches(self.store, start, end)
+            return out
+
+        return self.cache.get_current(self._key(start, end), self.version(start, end), make)
+
+    def frames(self, windows: list[tuple[datetime, datetime]], build: bool = False, pause=None):
+        """The frames of several days (oldest first) as one of each, and the irregular
+        branches of any of them; ``None`` when one day's current frames are not kept and
+        ``build`` is false (the caller reads the store instead)."""
+        from data import forecast_queries as fq
+
+        if not windows:
+            return None
+        versions = tuple(self.version(a, b) for a, b in windows)
+        parts = []
+        for (a, b), v in zip(windows, versions, strict=True):
+            part = self.day(a, b, pause) if build else self.cache.peek((self._key(a, b), v))
+            if part is None:
+                return None
+            parts.append(part)
+
+        def make():
+            irregular = set().union(*(p["irregular"] for p in parts)) if parts else set()
+            return fq.network_frames(parts), irregular
+
+        return self.cache.get_current(("forecast-days", tuple(windows), self.res), versions, make)

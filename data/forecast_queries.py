@@ -146,22 +146,7 @@ def delivery_pipeline(store: Store, scope: str, issued, horizon: int) -> pl.Data
     store.check_scope(scope)
     # Each destination scan speaks for its parcel from its time until the parcel's next
     # such scan or its delivery: a band join on two inequalities (DuckDB's IEJoin).
-    q = f"""
-        WITH s AS (SELECT parcel_id, ts, dest_branch_id AS branch_id, expected_at FROM parcel_events
-                   WHERE dest_branch_id IN {_BRANCHES} AND expected_at IS NOT NULL
-                     AND ts >= $lo AND ts < $hi),
-        d AS (SELECT parcel_id, min(ts) AS dts FROM parcel_events
-              WHERE kind = 'delivered' AND ts >= $lo AND ts < $hi
-                AND parcel_id IN (SELECT parcel_id FROM s) GROUP BY parcel_id),
-        v AS (SELECT s.branch_id, s.ts, s.expected_at,
-                     least(coalesce(lead(s.ts) OVER (PARTITION BY s.parcel_id ORDER BY s.ts), 'infinity'::TIMESTAMP),
-                           coalesce(d.dts, 'infinity'::TIMESTAMP)) AS valid_to
-              FROM s LEFT JOIN d USING (parcel_id))
-        SELECT i.issued, v.branch_id, date_trunc('hour', v.expected_at) AS hour, count(*)::BIGINT AS parcels
-        FROM v JOIN iss i ON v.ts < i.issued AND i.issued <= v.valid_to
-            AND v.expected_at >= i.issued AND v.expected_at < i.issued + to_hours($horizon::BIGINT)
-        WHERE v.ts >= i.issued - INTERVAL 48 HOUR
-        GROUP BY ALL ORDER BY 1, 2, 3"""
+    q = _PIPELINE_SQL.format(dest=f"dest_branch_id IN {_BRANCHES}")
     iss = pl.DataFrame({"issued": pl.Series(list(issued), dtype=pl.Datetime("us"))})
     lo, hi = min(issued) - PIPELINE_LOOKBACK, max(issued) + timedelta(hours=horizon)
     return _frame_sql(store, q, {"scope": scope, "lo": lo, "hi": hi, "horizon": horizon}, iss=iss)
@@ -294,16 +279,19 @@ def cell_centres_branch(store: Store, scope: str, cells, res: int) -> pl.DataFra
 
 
 # -- reserves: idle couriers at outlets, idle vans at their bases ---------------------------------
-def _roster_sql(res: int) -> str:
+def _roster_sql(res: int, scoped: bool = True) -> str:
+    # Network-wide (``scoped`` false) each actor row also carries its outlet's branch.
+    where = f"branch_id IN {_BRANCHES}" if scoped else "branch_id IS NOT NULL"
+    branch = "" if scoped else ", o.branch_id AS outlet_branch"
     return f"""
         o AS (SELECT outlet_id, branch_id, {_cell("cell", res)} AS cell, lat, lng FROM outlets
-              WHERE branch_id IN {_BRANCHES}),
+              WHERE {where}),
         r AS (SELECT c.courier_id AS actor_id, c.outlet_id, 'courier' AS kind,
-                     coalesce(c.mode, $default_mode) AS mode
-              FROM couriers c SEMI JOIN o USING (outlet_id)
+                     coalesce(c.mode, $default_mode) AS mode{branch}
+              FROM couriers c JOIN o USING (outlet_id)
               UNION ALL
-              SELECT v.vehicle_id, v.outlet_id, 'vehicle', coalesce(v.kind, 'van')
-              FROM vehicles v SEMI JOIN o USING (outlet_id))"""
+              SELECT v.vehicle_id, v.outlet_id, 'vehicle', coalesce(v.kind, 'van'){branch}
+              FROM vehicles v JOIN o USING (outlet_id))"""
 
 
 def reserve_roster(store: Store, scope: str, res: int, default_mode: str = "ebike") -> pl.DataFrame:
@@ -545,18 +533,42 @@ def actual_cells(
         workload, capacity, load_ratio, baseline, over, rule, excess``.
     """
     from data.queries import baseline_hours
+
+    hours = sorted(hours)
+    return flag_actual(
+        hours,
+        cell_hours(store, scope, hours, res),
+        hour_rates(store, scope, hours),
+        baseline_hours(store, scope, hours, res),
+        parcels_per_courier_hour,
+        ratio_threshold,
+        baseline_factor,
+        min_workload,
+    )
+
+
+def flag_actual(
+    hours,
+    raw: pl.DataFrame,
+    rates: pl.DataFrame,
+    base: pl.DataFrame,
+    parcels_per_courier_hour: float,
+    ratio_threshold: float,
+    baseline_factor: float,
+    min_workload: float,
+) -> dict:
+    """:func:`actual_cells` from its reads (:func:`cell_hours`, :func:`hour_rates` and
+    ``data.queries.baseline_hours`` of the hours)."""
     from geo import alerts as alerts_mod
     from geo import kpis as kpis_mod
 
     hours = sorted(hours)
-    raw = cell_hours(store, scope, hours, res)
     cells = raw.group_by("hour", "cell").agg(
         pl.col("pickups", "deliveries", "late", "pings", "couriers").sum(),
         pl.col("branch_id").sort_by(pl.col("pickups") + pl.col("deliveries"), descending=True).first(),
     )
-    rates = hour_rates(store, scope, hours).filter(pl.col("branch_id").is_null())
+    rates = rates.filter(pl.col("branch_id").is_null())
     rate = {h: (p / a if a else None) for h, p, a in rates.select("hour", "pings", "actors").iter_rows()}
-    base = baseline_hours(store, scope, hours, res)
     out = {}
     for h in hours:
         g = cells.filter(pl.col("hour") == h).drop("hour").sort("cell")
@@ -601,14 +613,19 @@ def predict(
     with_baseline_only: bool = False,
     memo=None,
     pause=None,
+    net: dict | None = None,
 ) -> dict:
     """Forecast, flags, zones and predicted alerts for ``scope`` at each issue time, with
     the dashboard's settings (``geo.forecast.predict`` on this store's frames); ``memo``
-    and ``pause`` as in :func:`forecast_inputs`."""
+    and ``pause`` as in :func:`forecast_inputs`; with ``net`` (network-wide frames, see
+    :func:`sliced_inputs`) the inputs are sliced from them instead of read."""
     from geo import forecast as fc
 
     params = fc.Params(horizon=horizon)
-    inputs = forecast_inputs(store, scope, issued, alert_res(settings), params, memo, pause)
+    if net is None:
+        inputs = forecast_inputs(store, scope, issued, alert_res(settings), params, memo, pause)
+    else:
+        inputs = sliced_inputs(store, scope, issued, alert_res(settings), net, params, memo)
     return fc.predict(
         inputs,
         settings.parcels_per_courier_hour,
@@ -654,6 +671,8 @@ def outlook(
     rules=None,
     memo=None,
     pause=None,
+    net: dict | None = None,
+    newest: datetime | None = None,
 ) -> dict:
     """Everything the alert panel and the map show about the next hours of ``scope``.
 
@@ -664,6 +683,12 @@ def outlook(
     memo, pause : callable, optional
         As in :func:`forecast_inputs`: frames kept across calls (the result is the same
         with or without), and a call between steps to give way to other work.
+    net : dict, optional
+        Network-wide frames of the days the forecast reads (:func:`network_frames`): the
+        reads are slices of them (:func:`sliced_inputs`, :func:`sliced_actual`), with the
+        same result. The caller checks :func:`irregular_branches` first.
+    newest : datetime, optional
+        The newest hour of data in ``scope`` (read from the store when not given).
 
     Returns
     -------
@@ -680,25 +705,28 @@ def outlook(
     memo = memo or _fresh
     pause = pause or _nothing
     rules = rules or dispatch.Rules.from_settings(settings)
-    pred = predict(store, scope, [issued], settings, horizon, memo=memo, pause=pause)
+    pred = predict(store, scope, [issued], settings, horizon, memo=memo, pause=pause, net=net)
     regions = memo(("fq-regions",), lambda: region_map(store))
     moves, summary = suggestions_by_hour(pred, settings, rules, regions, pause)
-    newest = store.data_hours(scope)[1]
+    if newest is None:
+        newest = store.data_hours(scope)[1]
     targets = sorted({issued + timedelta(hours=k) for k in range(horizon)})
     done = [t for t in targets if newest is not None and t < newest]
     over = {}
     if done:
         pause()
-        actual = actual_cells(
-            store,
-            scope,
-            done,
-            alert_res(settings),
+        flags = (
             settings.parcels_per_courier_hour,
             settings.load_ratio_threshold,
             settings.baseline_factor,
             alert_min(settings),
         )
+        if net is None:
+            actual = actual_cells(store, scope, done, alert_res(settings), *flags)
+        else:
+            actual = flag_actual(
+                done, *sliced_actual(store, scope, done, alert_res(settings), net, memo), *flags
+            )
         over = {h: set(f.filter(pl.col("over"))["cell"].to_list()) for h, f in actual.items()}
     complete = max(done) if done else None
     alerts = fc.resolve(pred["alerts"], over, complete)
@@ -719,3 +747,376 @@ def outlook(
         if summary
         else empty_summary.with_columns(pl.lit(None, dtype=pl.Datetime("us")).alias("hour")),
     }
+
+
+# -- network-wide frames of a day, sliced per scope ---------------------------------------------
+# The reads above for one scope and one issue time, answered instead by filtering frames read
+# once for the whole network and every issue hour of a (local) day. Equal to the scoped reads
+# when each parcel keeps to one destination branch, is not scanned for a destination after
+# being delivered, is delivered within PIPELINE_LOOKBACK of its last such scan, and is picked
+# up in the branch of its request within 24 h after it: the windows of the reads then cannot
+# change a parcel's part, and a scope holds all of a parcel's rows or none. Parcels that break
+# one of these are found by :func:`irregular_branches`; a scope holding one of their branches
+# is answered by the scoped reads.
+
+#: Frames of :func:`network_day` (each sliced per scope by :func:`sliced_inputs`).
+DAY_FRAMES = (
+    "cells",
+    "pings",
+    "presence",
+    "seen",
+    "pipeline",
+    "open_pickups",
+    "known_pickups",
+    "delays",
+    "dest",
+)
+
+
+def _day_issues(start: datetime, end: datetime) -> list[datetime]:
+    out, t = [], start
+    while t < end:
+        out.append(t)
+        t += timedelta(hours=1)
+    return out
+
+
+def network_day(
+    store: Store,
+    start: datetime,
+    end: datetime,
+    res: int,
+    horizon: int = 6,
+    default_mode: str = "ebike",
+    pause=None,
+) -> dict:
+    """Network-wide frames for the forecasts issued at the hour starts of ``[start, end)``
+    (a local day) and for the figures of its hours, to be sliced per scope.
+
+    Returns
+    -------
+    dict
+        ``cells`` (:func:`cell_hours` of the day's hours), ``pings`` (``hour, branch_id,
+        pings``), ``presence`` (``hour, branch_id, courier, actor``: distinct actors, as
+        small integers), ``seen`` (:func:`reserve_seen` plus the outlet's ``branch_id``),
+        ``pipeline`` (:func:`delivery_pipeline` at each issue hour), ``open_pickups``,
+        ``known_pickups`` (at each issue hour), ``delays`` (``ts, branch_id, delay_s`` of
+        the day's pickups) and ``dest`` (``dest_branch_id, branch_id, hour, cell,
+        parcels``: the day's deliveries by destination).
+    """
+    pause = pause or _nothing
+    issued = _day_issues(start, end)
+    cell = _cell("cell", res)
+    win = {"start": start, "end": end}
+    iss = pl.DataFrame({"issued": pl.Series(issued, dtype=pl.Datetime("us"))})
+    lo, hi = start - PIPELINE_LOOKBACK, issued[-1] + timedelta(hours=horizon)
+    reads = {
+        "cells": lambda: (
+            store.cursor()
+            .sql(
+                f"""
+            WITH c AS (SELECT hour, {cell} AS cell, branch_id, sum(pickups)::BIGINT AS pickups,
+                              sum(deliveries)::BIGINT AS deliveries, sum(late)::BIGINT AS late,
+                              sum(pings)::BIGINT AS pings
+                       FROM cube_hourly WHERE hour >= $start AND hour < $end AND branch_id IS NOT NULL GROUP BY ALL),
+            p AS (SELECT hour, {cell} AS cell, branch_id, count(DISTINCT actor_id) AS couriers
+                  FROM cube_presence WHERE hour >= $start AND hour < $end AND actor_kind = 'courier'
+                  GROUP BY ALL)
+            SELECT hour, cell, branch_id, c.pickups, c.deliveries, c.late, c.pings,
+                   coalesce(p.couriers, 0)::BIGINT AS couriers
+            FROM c LEFT JOIN p USING (hour, cell, branch_id) ORDER BY hour, cell, branch_id""",
+                params=win,
+            )
+            .pl()
+        ),
+        "pings": lambda: (
+            store.cursor()
+            .sql(
+                "SELECT hour, branch_id, sum(pings)::BIGINT AS pings FROM cube_hourly "
+                "WHERE hour >= $start AND hour < $end AND branch_id IS NOT NULL GROUP BY ALL",
+                params=win,
+            )
+            .pl()
+        ),
+        "presence": lambda: (
+            store.cursor()
+            .sql(
+                "SELECT DISTINCT hour, branch_id, actor_kind = 'courier' AS courier, actor_id FROM cube_presence "
+                "WHERE hour >= $start AND hour < $end AND branch_id IS NOT NULL",
+                params=win,
+            )
+            .pl()
+            .with_columns(pl.col("actor_id").rank("dense").cast(pl.UInt32).alias("actor"))
+            .drop("actor_id")
+        ),
+        "seen": lambda: (
+            store.cursor()
+            .sql(
+                f"""WITH {_roster_sql(h3cells.BASE_RES, scoped=False)}
+            SELECT p.hour, r.outlet_id, r.kind, r.mode, count(DISTINCT p.actor_id)::BIGINT AS seen,
+                   any_value(r.outlet_branch) AS outlet_branch
+            FROM cube_presence p JOIN r USING (actor_id)
+            WHERE p.hour >= $start AND p.hour < $end GROUP BY p.hour, r.outlet_id, r.kind, r.mode""",
+                params={**win, "default_mode": default_mode},
+            )
+            .pl()
+        ),
+        "pipeline": lambda: _frame_sql(
+            store,
+            _PIPELINE_SQL.format(dest="dest_branch_id IS NOT NULL"),
+            {"lo": lo, "hi": hi, "horizon": horizon},
+            iss=iss,
+        ),
+        "open_pickups": lambda: _frame_sql(
+            store,
+            f"""
+            WITH r AS (SELECT parcel_id, ts, {cell} AS cell, branch_id FROM parcel_events
+                       WHERE kind = 'pickup_request' AND branch_id IS NOT NULL AND ts >= $lo AND ts < $hi),
+            p AS (SELECT parcel_id, ts FROM parcel_events
+                  WHERE kind = 'pickup' AND branch_id IS NOT NULL AND ts >= $lo AND ts < $hi)
+            SELECT i.issued, r.cell, r.branch_id, epoch(i.issued) - epoch(r.ts) AS age_s
+            FROM r JOIN iss i ON r.ts < i.issued AND r.ts >= i.issued - INTERVAL 24 HOUR
+            WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.parcel_id = r.parcel_id AND p.ts < i.issued)
+            ORDER BY 1, 2""",
+            {"lo": start - timedelta(hours=24), "hi": issued[-1]},
+            iss=iss,
+        ),
+        "known_pickups": lambda: _frame_sql(
+            store,
+            f"""
+            WITH p AS (SELECT parcel_id, ts, {cell} AS cell, branch_id FROM parcel_events
+                       WHERE kind = 'pickup' AND branch_id IS NOT NULL AND ts >= $lo AND ts < $hi),
+            r AS (SELECT parcel_id, ts FROM parcel_events
+                  WHERE kind = 'pickup_request' AND branch_id IS NOT NULL AND ts >= $lo - INTERVAL 24 HOUR AND ts < $hi)
+            SELECT i.issued, date_trunc('hour', p.ts) AS hour, p.cell, p.branch_id, count(*)::BIGINT AS parcels
+            FROM p JOIN r USING (parcel_id)
+            JOIN iss i ON p.ts >= i.issued AND p.ts < i.issued + to_hours($horizon::BIGINT) AND r.ts < i.issued
+            GROUP BY ALL ORDER BY 1, 2, 3""",
+            {"lo": start, "hi": hi, "horizon": horizon},
+            iss=iss,
+        ),
+        "delays": lambda: (
+            store.cursor()
+            .sql(
+                """
+            WITH p AS (SELECT parcel_id, ts, branch_id FROM parcel_events
+                       WHERE kind = 'pickup' AND branch_id IS NOT NULL AND ts >= $start AND ts < $end),
+            r AS (SELECT parcel_id, ts FROM parcel_events WHERE kind = 'pickup_request' AND branch_id IS NOT NULL
+                  AND ts >= $start - INTERVAL 24 HOUR AND ts < $end)
+            SELECT p.ts, p.branch_id, (epoch(p.ts) - epoch(r.ts))::DOUBLE AS delay_s FROM p JOIN r USING (parcel_id)""",
+                params=win,
+            )
+            .pl()
+        ),
+        "dest": lambda: (
+            store.cursor()
+            .sql(
+                f"""
+            WITH d AS (SELECT parcel_id, ts, {cell} AS cell, branch_id FROM parcel_events
+                       WHERE kind = 'delivered' AND ts >= $start AND ts < $end),
+            s AS (SELECT parcel_id, arg_max(dest_branch_id, ts) AS dest_branch_id FROM parcel_events
+                  WHERE dest_branch_id IS NOT NULL AND expected_at IS NOT NULL
+                    AND ts >= $start - INTERVAL 48 HOUR AND ts < $end GROUP BY parcel_id)
+            SELECT s.dest_branch_id, d.branch_id, date_trunc('hour', d.ts) AS hour, d.cell, count(*)::BIGINT AS parcels
+            FROM d JOIN s USING (parcel_id) GROUP BY ALL""",
+                params=win,
+            )
+            .pl()
+        ),
+    }
+    out = {}
+    for name, read in reads.items():
+        pause()
+        out[name] = read()
+    return out
+
+
+_PIPELINE_SQL = """
+        WITH s AS (SELECT parcel_id, ts, dest_branch_id AS branch_id, expected_at FROM parcel_events
+                   WHERE {dest} AND expected_at IS NOT NULL
+                     AND ts >= $lo AND ts < $hi),
+        d AS (SELECT parcel_id, min(ts) AS dts FROM parcel_events
+              WHERE kind = 'delivered' AND ts >= $lo AND ts < $hi
+                AND parcel_id IN (SELECT parcel_id FROM s) GROUP BY parcel_id),
+        v AS (SELECT s.branch_id, s.ts, s.expected_at,
+                     least(coalesce(lead(s.ts) OVER (PARTITION BY s.parcel_id ORDER BY s.ts), 'infinity'::TIMESTAMP),
+                           coalesce(d.dts, 'infinity'::TIMESTAMP)) AS valid_to
+              FROM s LEFT JOIN d USING (parcel_id))
+        SELECT i.issued, v.branch_id, date_trunc('hour', v.expected_at) AS hour, count(*)::BIGINT AS parcels
+        FROM v JOIN iss i ON v.ts < i.issued AND i.issued <= v.valid_to
+            AND v.expected_at >= i.issued AND v.expected_at < i.issued + to_hours($horizon::BIGINT)
+        WHERE v.ts >= i.issued - INTERVAL 48 HOUR
+        GROUP BY ALL ORDER BY 1, 2, 3"""
+
+
+def irregular_branches(store: Store, start: datetime, end: datetime) -> set:
+    """Branches of the parcels of the day ``[start, end)`` whose part in a forecast depends
+    on the scope or on the windows of the reads (see :func:`network_day`): scanned for two
+    destination branches, scanned for a destination after a delivery, delivered more than
+    ``PIPELINE_LOOKBACK`` after their last such scan, picked up before their request,
+    more than 24 h after it or in another branch. Empty for the demo data."""
+    q = """
+        WITH e AS (SELECT parcel_id, kind, ts, branch_id, dest_branch_id, expected_at FROM parcel_events
+                   WHERE ts >= $start - INTERVAL 48 HOUR AND ts < $end),
+        s AS (SELECT parcel_id, ts, dest_branch_id FROM e WHERE dest_branch_id IS NOT NULL AND expected_at IS NOT NULL),
+        d AS (SELECT parcel_id, ts FROM e WHERE kind = 'delivered'),
+        odd AS (SELECT parcel_id FROM s GROUP BY parcel_id HAVING count(DISTINCT dest_branch_id) > 1
+                UNION SELECT s.parcel_id FROM s JOIN d USING (parcel_id) WHERE s.ts > d.ts
+                UNION SELECT d.parcel_id FROM d WHERE d.ts >= $start AND NOT EXISTS (
+                    SELECT 1 FROM s WHERE s.parcel_id = d.parcel_id AND s.ts < d.ts
+                    AND s.ts >= d.ts - INTERVAL 48 HOUR)),
+        p AS (SELECT parcel_id, ts, branch_id FROM parcel_events WHERE kind = 'pickup' AND ts >= $start AND ts < $end),
+        r AS (SELECT parcel_id, ts, branch_id FROM parcel_events WHERE kind = 'pickup_request'
+              AND ts >= $start - INTERVAL 16 DAY AND ts < $end + INTERVAL 6 HOUR),
+        pr AS (SELECT p.branch_id AS a, r.branch_id AS b FROM p JOIN r USING (parcel_id)
+               WHERE r.ts > p.ts OR p.ts - r.ts > INTERVAL 24 HOUR OR p.branch_id IS DISTINCT FROM r.branch_id)
+        SELECT DISTINCT dest_branch_id AS branch_id FROM parcel_events
+        WHERE parcel_id IN (SELECT parcel_id FROM odd) AND dest_branch_id IS NOT NULL
+          AND ts >= $start - INTERVAL 18 DAY AND ts < $end + INTERVAL 6 HOUR
+        UNION SELECT a FROM pr UNION SELECT b FROM pr"""
+    rows = store.cursor().execute(q, {"start": start, "end": end}).fetchall()
+    return {r[0] for r in rows if r[0] is not None}
+
+
+def network_frames(days: list[dict]) -> dict:
+    """The frames of several :func:`network_day` calls (oldest day first) as one of each."""
+    return {name: pl.concat([d[name] for d in days], how="vertical") for name in DAY_FRAMES}
+
+
+def _scope_branches(store: Store, scope: str, memo) -> pl.Series:
+    store.check_scope(scope)
+    return memo(
+        ("fq-branches", scope),
+        lambda: (
+            store.cursor()
+            .sql("SELECT branch_id FROM node_branches WHERE ancestor_id = $scope", params={"scope": scope})
+            .pl()["branch_id"]
+        ),
+    )
+
+
+def _hours_in(hours, col: str = "hour") -> pl.Expr:
+    return pl.col(col).is_in(pl.Series(sorted(set(hours)), dtype=pl.Datetime("us")).implode())
+
+
+def _rates_of(net: dict, inside: pl.Expr, hours) -> pl.DataFrame:
+    """:func:`hour_rates` from the network-wide pings and presence rows."""
+    p = net["presence"].filter(_hours_in(hours) & inside)
+    c = net["pings"].filter(_hours_in(hours) & inside).group_by("hour").agg(pl.col("pings").sum())
+    couriers = pl.col("actor").filter(pl.col("courier")).n_unique().cast(pl.Int64).alias("couriers")
+    whole = (
+        p.group_by("hour")
+        .agg(pl.col("actor").n_unique().cast(pl.Int64).alias("actors"), couriers)
+        .join(c, on="hour", how="inner")
+        .select(
+            "hour",
+            pl.lit(None, dtype=pl.String).alias("branch_id"),
+            pl.col("pings").cast(pl.Int64),
+            "actors",
+            "couriers",
+        )
+    )
+    per_branch = (
+        p.group_by("hour", "branch_id")
+        .agg(couriers)
+        .select(
+            "hour",
+            "branch_id",
+            pl.lit(None, dtype=pl.Int64).alias("pings"),
+            pl.lit(None, dtype=pl.Int64).alias("actors"),
+            "couriers",
+        )
+    )
+    return pl.concat([whole, per_branch]).sort("hour", "branch_id", nulls_last=False)
+
+
+def sliced_inputs(store: Store, scope: str, issued, res: int, net: dict, params=None, memo=None) -> dict:
+    """:func:`forecast_inputs` as slices of the network-wide frames ``net``
+    (:func:`network_frames` of the days the forecast reads; equal to the scoped reads for
+    branches outside :func:`irregular_branches`). A new scope costs filters, not reads."""
+    from geo import forecast as fc
+
+    params = params or fc.Params()
+    memo = memo or _fresh
+    inside = pl.col("branch_id").is_in(_scope_branches(store, scope, memo).implode())
+    issued = sorted(issued)
+    targets = fc.plan(issued, params.horizon)
+    hours = fc.past_hours(targets["hour"].unique().to_list(), params)
+    past_issued = sorted({t0 - k * fc.DAY for t0 in issued for k in fc.candidate_days(params)})
+    back = issued[0] - max(fc.candidate_days(params)) * fc.DAY
+    dest = net["dest"].filter(
+        pl.col("dest_branch_id").is_in(_scope_branches(store, scope, memo).implode())
+        & (pl.col("hour") >= back)
+        & (pl.col("hour") < issued[-1])
+    )
+    dest = (
+        dest.filter(inside)
+        .join(
+            dest.group_by("dest_branch_id").agg(pl.col("parcels").sum().alias("dest_total")),
+            on="dest_branch_id",
+        )
+        .join(
+            dest.group_by("dest_branch_id", "hour").agg(pl.col("parcels").sum().alias("hour_total")),
+            on=["dest_branch_id", "hour"],
+        )
+        .select("dest_branch_id", "branch_id", "hour", "cell", "parcels", "dest_total", "hour_total")
+        .sort("dest_branch_id", "hour", "cell", maintain_order=True)
+    )
+    start = issued[0] - params.lookback_days * fc.DAY
+    out = {
+        "issued": issued,
+        "res": res,
+        "history": net["cells"].filter(_hours_in(hours) & inside),
+        "rates": _rates_of(net, inside, hours),
+        "pipeline": net["pipeline"].filter(_hours_in(issued, "issued") & inside),
+        "pipeline_past": net["pipeline"].filter(_hours_in(past_issued, "issued") & inside),
+        "open_pickups": net["open_pickups"].filter(_hours_in(issued, "issued") & inside),
+        "delays": net["delays"]
+        .filter((pl.col("ts") >= start) & (pl.col("ts") < issued[0]) & inside)["delay_s"]
+        .to_numpy(),
+        "known_pickups": net["known_pickups"].filter(_hours_in(past_issued, "issued") & inside),
+        "closure": memo(("fq-closure", scope), lambda: node_closure(store, scope)),
+        "dest_history": dest,
+        "reserve_roster": memo(("fq-roster", scope, res), lambda: reserve_roster(store, scope, res)),
+        "reserve_seen": net["seen"]
+        .filter(
+            _hours_in(hours) & pl.col("outlet_branch").is_in(_scope_branches(store, scope, memo).implode())
+        )
+        .drop("outlet_branch")
+        .sort("hour", "outlet_id", "kind", "mode"),
+        "mode_mix": memo(("fq-mode-mix", scope), lambda: mode_mix(store, scope)),
+    }
+    out["present"] = set(out["rates"].filter(pl.col("branch_id").is_null())["hour"].to_list())
+    return out
+
+
+def sliced_actual(store: Store, scope: str, hours, res: int, net: dict, memo=None) -> tuple:
+    """The reads of :func:`actual_cells` (cells, rates and the alerts' baseline of the
+    hours) as slices of the network-wide frames ``net``: the arguments of :func:`flag_actual`
+    after the hours."""
+    memo = memo or _fresh
+    inside = pl.col("branch_id").is_in(_scope_branches(store, scope, memo).implode())
+    hours = sorted(hours)
+    days = 7  # data.queries.baseline_hours
+    pairs = pl.DataFrame(
+        {
+            "hour": [h for h in hours for _ in range(days)],
+            "past": [h - timedelta(days=d) for h in hours for d in range(1, days + 1)],
+        },
+        schema={"hour": pl.Datetime("us"), "past": pl.Datetime("us")},
+    )
+    c = (
+        net["cells"]
+        .filter(_hours_in(pairs["past"].to_list()) & inside)
+        .select(pl.col("hour").alias("past"), "cell", (pl.col("pickups") + pl.col("deliveries")).alias("w"))
+    )
+    j = pairs.join(c, on="past").group_by("hour", "past", "cell").agg(pl.col("w").sum())
+    n = j.group_by("hour").agg(pl.col("past").n_unique().alias("days"))
+    base = (
+        j.group_by("hour", "cell")
+        .agg(pl.col("w").sum())
+        .join(n, on="hour")
+        .select("hour", "cell", (pl.col("w") / pl.col("days")).cast(pl.Float64).alias("baseline"))
+        .sort("hour", "cell")
+    )
+    return net["cells"].filter(_hours_in(hours) & inside), _rates_of(net, inside, hours), base

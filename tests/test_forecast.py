@@ -298,3 +298,72 @@ def test_deliveries_are_spread_where_a_destination_usually_delivers():
         usual,
     )
     assert half.sort("cell")["deliveries"].to_list() == pytest.approx([12 * 3 / 8, 12 * 1 / 8])
+
+
+def _day_windows(store, settings) -> list[tuple[datetime, datetime]]:
+    """UTC windows of every local day of the store's data (oldest first)."""
+    from zoneinfo import ZoneInfo
+
+    tz, utc = ZoneInfo(settings.local_tz), ZoneInfo("UTC")
+    lo, hi = store.data_hours("hq")
+    out, day = [], lo.replace(tzinfo=utc).astimezone(tz).date()
+    while True:
+        start = (
+            datetime.combine(day, datetime.min.time()).replace(tzinfo=tz).astimezone(utc).replace(tzinfo=None)
+        )
+        if start > hi:
+            return out
+        out.append((start, start + timedelta(days=1)))
+        day += timedelta(days=1)
+
+
+def _same_inputs(got: dict, want: dict) -> None:
+    from polars.testing import assert_frame_equal
+
+    assert set(got) == set(want)
+    for key, w in want.items():
+        g = got[key]
+        if isinstance(w, pl.DataFrame):
+            # rows tied on the reads' ORDER BY may come in any order: compare sorted
+            assert_frame_equal(g.sort(g.columns), w.sort(w.columns))
+        elif isinstance(w, np.ndarray):
+            assert np.array_equal(np.sort(g), np.sort(w))
+        else:
+            assert g == w, key
+
+
+@pytest.mark.parametrize("level", ["hq", "division", "region", "branch"])
+def test_sliced_network_frames_equal_the_scoped_reads(forecast_store, forecast_settings, level):
+    s = _surges(forecast_store).row(0, named=True)
+    scope = (
+        "hq"
+        if level == "hq"
+        else s["branch_id"]
+        if level == "branch"
+        else forecast_store.sql(
+            "SELECT region_id, division_id FROM nodes WHERE node_id = ?", [s["branch_id"]]
+        )[f"{level}_id"][0]
+    )
+    windows = _day_windows(forecast_store, forecast_settings)
+    days = [fq.network_day(forecast_store, a, b, 8) for a, b in windows]
+    assert not set().union(*(fq.irregular_branches(forecast_store, a, b) for a, b in windows))
+    net = fq.network_frames(days)
+    for t0 in (s["start_hour"] - timedelta(hours=2), s["start_hour"] + timedelta(hours=1)):
+        want = fq.forecast_inputs(forecast_store, scope, [t0], 8)
+        got = fq.sliced_inputs(forecast_store, scope, [t0], 8, net)
+        assert len(want["pipeline"]) and len(want["history"]) and len(want["dest_history"])
+        _same_inputs(got, want)
+        done = [t0 + timedelta(hours=k) for k in range(3)]
+        from data.queries import baseline_hours
+
+        raw, rates, base = fq.sliced_actual(forecast_store, scope, done, 8, net)
+        _same_inputs(
+            {"raw": raw, "rates": rates, "base": base},
+            {
+                "raw": fq.cell_hours(forecast_store, scope, done, 8),
+                "rates": fq.hour_rates(forecast_store, scope, done),
+                "base": baseline_hours(forecast_store, scope, done, 8),
+            },
+        )
+    with pytest.raises(ScopeError):
+        fq.sliced_inputs(forecast_store, "nowhere", [s["start_hour"]], 8, net)
