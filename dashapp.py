@@ -71,8 +71,6 @@ def build_app(
     for bp in blueprints:
         app.server.register_blueprint(bp)
     model = Model(store, settings, Cache(size=1024))
-    if warm:
-        threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
     if auth:
         from auth import web
 
@@ -105,6 +103,8 @@ def build_app(
     prefetcher = Prefetcher(model, activity) if prefetch else None
     dashboard.register(app, model, text, prefetcher)
     outlook.register(app, model, text, activity, step_aside, ahead=prefetch)
+    if warm:  # after the callbacks: the warm-up reads what the registered panels need
+        threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
     from auth.web import security_headers
 
     security_headers(app)

@@ -21,7 +21,7 @@ import polars as pl
 import shapely
 
 from data import queries
-from data.day_cache import DayFigures
+from data.day_cache import DayFigures, ForecastDays
 from geo import alerts as zones_mod
 from geo import cells as h3cells
 from geo import kpis as kpis_mod
@@ -113,6 +113,15 @@ class Cache:
         finally:
             with self._lock:
                 self._computing.pop(key).set()
+
+    def peek(self, key):
+        """The kept value of ``key`` (None when missing or expired); computes nothing."""
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None or (hit[1] is not None and hit[1] <= time.monotonic()):
+                return None
+            self._data.move_to_end(key)
+            return hit[0]
 
     def drop(self, key) -> None:
         with self._lock:
@@ -211,6 +220,15 @@ class Model:
         #: are, a computation stops giving way to other callbacks.
         self.outlook_wanted = 0
         self.outlook_wanted_lock = threading.Lock()
+        #: Outlooks a user's request is waiting for (key -> count): a background
+        #: preparation of another one stops and leaves the core to them.
+        self.outlook_foreground: dict = {}
+        #: Network-wide forecast frames per day, sliced per scope (``pages.outlook``).
+        from data.forecast_queries import alert_res
+
+        self.forecast = ForecastDays(store, self.cache, self.days, alert_res(settings))
+        #: Whether the predicted-alerts panel is served (its frames are then read at start-up).
+        self.outlook_on = False
 
     # -- tree and time ------------------------------------------------------------------
     def nodes(self) -> pl.DataFrame:
@@ -460,7 +478,9 @@ class Model:
 
     def warm(self, days: int = 2) -> None:
         """Compute the alert state of every hour of the newest ``days`` days (run in a
-        background thread at start-up, so the first views find it cached)."""
+        background thread at start-up, so the first views find it cached), the landing
+        view and its busiest children, and with the predicted-alerts panel on, the
+        network-wide forecast frames of the landing day and the landing view's outlook."""
         # The dispatch solver's import takes seconds on a loaded machine: not in a view.
         import scipy.optimize  # noqa: F401
 
@@ -481,6 +501,17 @@ class Model:
         self.prepare(self.root(), day)
         for child in self.drill_targets(self.root(), day, hour):
             self.prepare(child, day)
+        if self.outlook_on:
+            # the predicted-alerts panel: the network-wide frames its forecasts are sliced
+            # from, and the landing view's outlook
+            from pages import outlook
+
+            start, _ = self.hour_window(day, hour)
+            outlook.network(self, start, build=True)
+            try:
+                outlook.outlook(self, self.root(), day, hour, background=True)
+            except outlook.Superseded:  # a user asked for another outlook first
+                pass
 
     # -- KPIs ---------------------------------------------------------------------------
     def kpis(self, scope: str, day: str, hour: int) -> list[dict]:

@@ -134,20 +134,60 @@ class Requests:
             return self._newest.get(client, n) == n
 
 
-def outlook(model, scope: str, day: str, hour: int, pause=None, wanted=None) -> dict:
+def windows(model, issued: datetime, horizon: int = HORIZON) -> list[tuple[datetime, datetime]]:
+    """UTC windows of the local days holding data that an outlook issued at ``issued``
+    reads (oldest first): the days whose network-wide frames it is sliced from."""
+    lo, hi = _reach(issued, horizon)
+    out = []
+    for d in model.dates():
+        a, b = model.day_window(d)
+        if b > lo and a < hi:
+            out.append((a, b))
+    return out
+
+
+def network(model, issued: datetime, build: bool = False, pause=None):
+    """The network-wide frames an outlook issued at ``issued`` is sliced from, with the
+    irregular branches (``data.day_cache.ForecastDays.frames``); ``None`` when they are not
+    kept and ``build`` is false."""
+    return model.forecast.frames(windows(model, issued), build, pause)
+
+
+def _direct(model, scope: str, net) -> bool:
+    """Whether ``scope`` is answered by scoped reads rather than slices: no frames kept,
+    or one of its branches has parcels whose part depends on the scope (re-routed)."""
+    if net is None:
+        return True
+    return bool(net[1]) and not net[1].isdisjoint(model.branches_of(scope).to_list())
+
+
+def outlook(
+    model, scope: str, day: str, hour: int, pause=None, wanted=None, background: bool = False
+) -> dict:
     """The outlook issued at the start of the selected local hour.
 
     Kept in the model's cache per (scope, issued hour) and recomputed only when its
     :func:`fingerprint` changes; equal to ``data.forecast_queries.outlook`` (the
-    uncached path). One outlook is computed at a time (``Model.outlook_lock``), so the
-    forecasting of a burst of views never takes both cores; ``pause`` is called
+    uncached path). Its inputs are slices of the network-wide frames of the days it
+    reads (:func:`network`) when those are kept and the scope holds no re-routed parcels,
+    else read for the scope. One outlook is computed at a time (``Model.outlook_lock``),
+    so the forecasting of a burst of views never takes both cores; ``pause`` is called
     between its steps. With ``wanted``, a computation whose view has been left
-    (``wanted()`` false) stops and raises :class:`Superseded`.
+    (``wanted()`` false) stops and raises :class:`Superseded`. A ``background``
+    computation (a view prepared ahead) also stops when a user's request waits for
+    another outlook.
     """
     model.store.check_scope(scope)
     start, _ = model.hour_window(day, hour)
+    key = ("outlook", scope, start)
+
+    def waited_for() -> bool:
+        with model.outlook_wanted_lock:
+            return any(k != key for k, n in model.outlook_foreground.items() if n > 0)
 
     def check():
+        if background and waited_for():
+            raise Superseded(scope, start)
         if wanted is not None and not model.outlook_wanted and not wanted():
             raise Superseded(scope, start)
 
@@ -160,26 +200,38 @@ def outlook(model, scope: str, day: str, hour: int, pause=None, wanted=None) -> 
     def make():
         with model.outlook_lock:
             check()
+            memo = lambda k, read: model.cache.get(k, read, ttl=STATIC_TTL)  # noqa: E731
+            net = network(model, start)
+            if _direct(model, scope, net):
+                return fq.outlook(model.store, scope, start, model.settings, memo=memo, pause=step)
             return fq.outlook(
                 model.store,
                 scope,
                 start,
                 model.settings,
-                memo=lambda key, read: model.cache.get(key, read, ttl=STATIC_TTL),
+                memo=memo,
                 pause=step,
+                net=net[0],
+                newest=model.data_hours(scope)[1],
             )
 
-    key, version = ("outlook", scope, start), fingerprint(model, scope, start)
-    if pause is not None or wanted is not None:
+    version = fingerprint(model, scope, start)
+    if background:
         return model.cache.get_current(key, version, make)
-    # A caller that cannot wait (the map): whatever is computing stops giving way meanwhile.
     with model.outlook_wanted_lock:
-        model.outlook_wanted += 1
+        model.outlook_foreground[key] = model.outlook_foreground.get(key, 0) + 1
+        # A caller that cannot wait (the map): whatever is computing stops giving way meanwhile.
+        if pause is None and wanted is None:
+            model.outlook_wanted += 1
     try:
         return model.cache.get_current(key, version, make)
     finally:
         with model.outlook_wanted_lock:
-            model.outlook_wanted -= 1
+            n = model.outlook_foreground.pop(key) - 1
+            if n > 0:
+                model.outlook_foreground[key] = n
+            if pause is None and wanted is None:
+                model.outlook_wanted -= 1
 
 
 def rows(model, scope: str, day: str, hour: int, pause=None, wanted=None) -> list[dict]:
@@ -219,14 +271,18 @@ def _outlet_names(model) -> dict:
 
 
 class Ahead:
-    """One background worker computing the outlook of the hour after the one viewed (the
-    ▶ button steps to it), so that stepping through a day mostly reads the cache. Only
-    the newest view counts; hours after the newest data are left alone (a live view
-    moves on when the data does)."""
+    """One background worker preparing the outlooks a user is likely to ask for next, so
+    that the panel mostly reads the cache: after each view, the network-wide frames of the
+    days its forecasts read (if not kept), the outlook of the hour after (the ▶ button
+    steps to it), then those of its busiest children at the same hour (the likely next
+    drill-downs). Only the newest view counts; hours after the newest data are left alone
+    (a live view moves on when the data does); a user's request for another outlook
+    interrupts a preparation, which resumes after it."""
 
-    def __init__(self, model, pause=None):
+    def __init__(self, model, pause=None, children: int = 6):
         self.model = model
         self.pause = pause
+        self.children = children
         self.queue: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="emap-outlook-ahead", daemon=True)
         self.thread.start()
@@ -234,19 +290,56 @@ class Ahead:
     def after_view(self, scope: str, day: str, hour: int) -> None:
         self.queue.put((scope, day, int(hour)))
 
+    def _left(self) -> bool:
+        return not self.queue.empty()
+
     def _run(self) -> None:
         while True:
             scope, day, hour = self.queue.get()
             try:
-                if self.queue.empty() and hour < 23:
-                    start, _ = self.model.hour_window(day, hour + 1)
-                    newest = self.model.data_hours(scope)[1]
-                    if newest is not None and start <= newest:
-                        outlook(self.model, scope, day, hour + 1, self.pause, self.queue.empty)
-            except Exception:  # a failed or left look ahead only means a slower next hour
+                if not self._left():
+                    self._prepare(scope, day, hour)
+            except Exception:  # a failed or left look ahead only means a slower next view
                 pass
             finally:
                 self.queue.task_done()
+
+    def _prepare(self, scope: str, day: str, hour: int) -> None:
+        model = self.model
+        newest = model.data_hours(scope)[1]
+        if newest is None:
+            return
+        jobs = []
+        if hour < 23 and model.hour_window(day, hour + 1)[0] <= newest:
+            jobs.append((scope, hour + 1))
+        if self.children:
+            jobs += [(c, hour) for c in model.drill_targets(scope, day, hour, self.children)]
+        for s, h in jobs:
+            start, _ = model.hour_window(day, h)
+            # the days' frames first: then every job is a slice
+            network(model, start, build=True, pause=self._step)
+            for _attempt in range(3):
+                if self._left():
+                    return
+                try:
+                    outlook(model, s, day, h, self.pause, lambda: not self._left(), background=True)
+                    break
+                except Superseded:
+                    self._wait_foreground()
+
+    def _step(self) -> None:
+        if self._left():
+            raise Superseded("frames")
+        if self.pause is not None:
+            self.pause()
+
+    def _wait_foreground(self, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not self._left():
+            with self.model.outlook_wanted_lock:
+                if not any(self.model.outlook_foreground.values()):
+                    return
+            time.sleep(0.02)
 
 
 def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool = False) -> None:
@@ -267,6 +360,7 @@ def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool
                 return
 
     worker = Ahead(model, pause) if ahead else None
+    model.outlook_on = True
     requests = Requests()
 
     @app.callback(

@@ -254,3 +254,124 @@ def test_a_superseded_request_stops_and_leaves_nothing_behind(forecast_store, fo
     got = outlook.outlook(model, region, day, local.hour, wanted=lambda: requests.newest("page-1", second))
     start, _ = model.hour_window(day, local.hour)
     _assert_same_outlook(got, fq.outlook(forecast_store, region, start, forecast_settings))
+
+
+def test_outlooks_sliced_from_the_network_frames_equal_the_uncached_ones(forecast_store, forecast_settings):
+    from data import forecast_queries as fq
+    from pages.model import Cache
+
+    s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    model = Model(forecast_store, forecast_settings, Cache(256))
+    before = model.local(s["start_hour"] - timedelta(hours=1))
+    day = before.date().isoformat()
+    start, _ = model.hour_window(day, before.hour)
+    assert outlook.network(model, start) is None  # nothing kept yet: a view reads its scope
+    frames, irregular = outlook.network(model, start, build=True)
+    assert outlook.network(model, start)[0] is frames and irregular == set()
+    branch = s["branch_id"]
+    node = model.node(branch)
+    inside = set(model.branches_of(branch).to_list())
+    for scope in ("hq", node["division_id"], node["region_id"], branch):
+        assert not outlook._direct(model, scope, (frames, irregular))
+        for hour in (before.hour, before.hour + 2):
+            start, _ = model.hour_window(day, hour)
+            got = outlook.outlook(model, scope, day, hour)
+            _assert_same_outlook(got, fq.outlook(forecast_store, scope, start, forecast_settings))
+            if scope == branch:
+                assert set(got["alerts"]["branch_id"].to_list()) <= inside
+                assert set(got["moves"]["source_branch_id"].to_list()) <= inside
+                assert set(got["nodes"]["node_id"].to_list()) <= inside
+    # a slice made no reads of its own: the view's only pauses are between dispatch hours
+    calls = []
+    start, _ = model.hour_window(day, before.hour + 1)
+    got = outlook.outlook(model, node["region_id"], day, before.hour + 1, pause=lambda: calls.append(1))
+    hours = got["moves"]["hour"].n_unique() if len(got["moves"]) else 0
+    assert 0 < len(calls) <= hours + 2
+
+
+def test_a_scope_with_rerouted_parcels_is_read_not_sliced(forecast_demo_path, forecast_settings, tmp_path):
+    import shutil
+
+    from data import forecast_queries as fq
+    from data.store import Store
+    from data.validate import check_events
+    from pages.model import Cache
+
+    path = tmp_path / "emap.duckdb"
+    shutil.copy(forecast_demo_path, path)
+    with Store(path) as store:
+        s = store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+        model = Model(store, forecast_settings, Cache(256))
+        local = model.local(s["start_hour"] - timedelta(hours=1))
+        day, hour = local.date().isoformat(), local.hour
+        start, _ = model.hour_window(day, hour)
+        branch = s["branch_id"]
+        region = model.node(branch)["region_id"]
+        other = store.sql(
+            "SELECT node_id FROM nodes WHERE level = 'branch' AND region_id <> ? ORDER BY node_id LIMIT 1", [region]
+        )["node_id"][0]
+        lat, lng = store.sql(
+            "SELECT lat, lng FROM outlets WHERE branch_id = ? ORDER BY outlet_id LIMIT 1", [branch]
+        ).row(0)
+        # parcels scanned for the branch, then re-routed to a branch of another region
+        n = 300
+        rows = []
+        for i in range(n):
+            for k, (dest, back) in enumerate(((branch, 3), (other, 1))):
+                rows.append(
+                    {
+                        "event_id": f"rr-{i}-{k}",
+                        "parcel_id": f"rr-p{i}",
+                        "kind": "arrival",
+                        "ts": (start - timedelta(hours=back, seconds=i)).replace(tzinfo=UTC),
+                        "lat": lat,
+                        "lng": lng,
+                        "dest_branch_id": dest,
+                        "expected_at": (start + timedelta(hours=2)).replace(tzinfo=UTC),
+                    }
+                )
+        events = pl.DataFrame(rows).with_row_index("_row", offset=1)
+        assert store.ingest_events(check_events(events)[0])[0] == 2 * n
+        net = outlook.network(model, start, build=True)
+        assert {branch, other} <= net[1]
+        # slicing would be wrong here: the region's scoped read still counts the parcels
+        # for the branch (their re-routing is outside the region), the network's does not
+        want = fq.forecast_inputs(store, region, [start], 8)["pipeline"]
+        sliced = fq.sliced_inputs(store, region, [start], 8, net[0])["pipeline"]
+        assert want["parcels"].sum() >= sliced["parcels"].sum() + n
+        assert outlook._direct(model, region, net)
+        got = outlook.outlook(model, region, day, hour)
+        _assert_same_outlook(got, fq.outlook(store, region, start, forecast_settings))
+        # a scope without the re-routed parcels' branches is still sliced
+        far = store.sql(
+            "SELECT region_id FROM nodes WHERE level = 'branch' AND region_id NOT IN (?, ?) ORDER BY node_id LIMIT 1",
+            [region, model.node(other)["region_id"]],
+        )["region_id"][0]
+        assert not outlook._direct(model, far, net)
+        _assert_same_outlook(
+            outlook.outlook(model, far, day, hour), fq.outlook(store, far, start, forecast_settings)
+        )
+
+
+def test_the_busiest_children_are_prepared_after_a_view(forecast_store, forecast_settings):
+    from data import forecast_queries as fq
+    from pages.model import Cache
+
+    s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    model = Model(forecast_store, forecast_settings, Cache(256))
+    local = model.local(s["start_hour"] - timedelta(hours=1))
+    day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
+    kids = model.drill_targets(region, day, local.hour, 2)
+    assert kids
+    ahead = outlook.Ahead(model, children=2)
+    ahead.after_view(region, day, local.hour)
+    ahead.queue.join()
+    start, _ = model.hour_window(day, local.hour)
+    assert outlook.network(model, start) is not None  # the days' frames were read ahead
+
+    def computing():
+        raise AssertionError("the child's outlook was not prepared")
+
+    for kid in kids:
+        got = outlook.outlook(model, kid, day, local.hour, pause=computing)
+        _assert_same_outlook(got, fq.outlook(forecast_store, kid, start, forecast_settings))
