@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -74,6 +75,12 @@ def make_input(work: Path, rows: int, size: str) -> tuple[Path, Path]:
     return net_db, pings
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_import(net_db: Path, pings: Path, work: Path, memory_limit: str) -> dict:
     """Copy the network store and import the file into it, in this process."""
     import shutil
@@ -83,11 +90,12 @@ def run_import(net_db: Path, pings: Path, work: Path, memory_limit: str) -> dict
 
     db = work / "import-target.duckdb"
     db.unlink(missing_ok=True)
+    Path(f"{db}.wal").unlink(missing_ok=True)  # a crashed run's log would be replayed on the copy
     shutil.copy(net_db, db)
     with Store(db, memory_limit=memory_limit) as store:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         report = import_file(store, pings, kind="pings")
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
         cube_rows = store.scalar("SELECT count(*) FROM cube_hourly")
     return {
         "stages": report.seconds,
@@ -96,6 +104,7 @@ def run_import(net_db: Path, pings: Path, work: Path, memory_limit: str) -> dict
         "rejected": report.rejected,
         "duplicates": report.duplicates,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "cube_rows": cube_rows,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -134,6 +143,7 @@ def main() -> int:
         print(json.dumps(run_import(net_db, pings, args.work, args.memory_limit)))
         return 0
     make_input(args.work, args.rows, args.size)
+    load_before = os.getloadavg()[0]
     child = subprocess.run(
         [
             sys.executable,
@@ -153,6 +163,7 @@ def main() -> int:
         check=True,
     )
     emap = json.loads(child.stdout.strip().splitlines()[-1])
+    load_after = os.getloadavg()[0]
     print("stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in emap["stages"].items()))
     plain = plain_approach(pings, args.plain_sample)
     emap_rate = emap["rows"] / emap["seconds"]
@@ -165,6 +176,14 @@ def main() -> int:
     print(
         f"plain h3 loop + pandas on {plain['rows']:,} of the same rows (index + hourly group-by only, "
         f"no store): {plain['seconds']:.1f} s = {plain_rate / 1e6:.2f} M pings/s"
+    )
+    # CPU time does not depend on what else the machine runs; it bounds the rate that
+    # all of the machine's cores could give (a floor of the wall time, not a promise).
+    cores = os.cpu_count() or 1
+    print(
+        f"CPU: {emap['cpu_seconds']:.1f} core-s = {emap['cpu_seconds'] / emap['rows'] * 1e6:.2f} core-s per M pings; "
+        f"with all {cores} cores busy that is {emap['rows'] / emap['cpu_seconds'] * cores / 1e6:.2f} M pings/s at most; "
+        f"load average (1 min) {load_before:.2f} before, {load_after:.2f} after"
     )
     print(f"ratio: EMAP end to end is {emap_rate / plain_rate:.1f}x the plain approach's partial pipeline")
     return 0

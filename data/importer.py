@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from data import validate
+from data.bulk_load import BulkLoad, Clash
 from data.store import Store
 from geo import cells as h3cells
 
@@ -118,6 +119,11 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
                 progress: Callable[[int, int | None], None] | None = None) -> ImportReport:
     """Import one file into the store. See the module docstring.
 
+    Pings and parcel events are first stored optimistically (:mod:`data.bulk_load`):
+    straight into their table in one transaction, as if no record id were already
+    stored or repeated. If one is, that attempt is rolled back and the file is read
+    again on the path that deduplicates every row. Either way the result is the same.
+
     Examples
     --------
     >>> report = import_file(store, "pings.parquet")  # doctest: +SKIP
@@ -129,8 +135,28 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
     kind = kind or guess_kind(path, columns)
     if kind not in KINDS:
         raise ImportFileError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind not in ("pings", "parcel_events"):
+        return _import(store, path, kind, total, batches, local_tz, progress, mode="upsert")
+    t0 = time.perf_counter()
+    try:
+        return _import(store, path, kind, total, batches, local_tz, progress, mode="bulk")
+    except Clash:
+        abandoned = time.perf_counter() - t0
+    if progress:
+        progress(0, total)  # the second pass starts from the top of the file
+    _, total, batches = open_batches(path, batch_rows)
+    report = _import(store, path, kind, total, batches, local_tz, progress, mode="stage")
+    report.seconds["first pass, abandoned (records already stored or repeated)"] = abandoned
+    return report
+
+
+def _import(store: Store, path: Path, kind: str, total: int | None, batches: Iterator[pa.RecordBatch],
+            local_tz: str, progress, mode: str) -> ImportReport:
+    """One pass over the file. ``mode``: ``bulk`` (optimistic, raises :class:`Clash`),
+    ``stage`` (every row deduplicated) or ``upsert`` (outlets, couriers)."""
     report = ImportReport(str(path), kind)
     iterator = iter(batches)
+    bulk = BulkLoad(store, kind) if mode == "bulk" else None
 
     def read_next():
         try:
@@ -160,14 +186,17 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
         if not refused.is_empty():
             bad = pl.concat([bad, refused.cast(bad.schema)])
         report.timed("index and locate", t0)
-        return len(frame), ready, bad
+        parts = None
+        if bulk is not None:
+            t0 = time.perf_counter()
+            parts = bulk.prepare(ready)
+            report.timed("check ids, cube share", t0)
+        return len(frame), ready, bad, parts
 
     # Two stages overlap: while the store takes batch k, a worker thread reads and
     # prepares batch k+1 (polars and DuckDB both release the GIL). Pings and parcel
-    # events are staged and stored in one transaction at the end of the file: one
-    # dedupe and cube pass instead of one per batch, and a file that breaks half-way
-    # stores nothing.
-    staged = kind in ("pings", "parcel_events")
+    # events are stored in one transaction for the whole file: a file that breaks
+    # half-way stores nothing.
     rejected: list[pl.DataFrame] = []
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -175,14 +204,17 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
             pending = pool.submit(prepare, batch, 0) if batch is not None else None
             while pending is not None:
                 t0 = time.perf_counter()
-                n, ready, bad = pending.result()
+                n, ready, bad, parts = pending.result()
                 report.timed("wait for prepare", t0)
                 offset = report.rows + n
                 batch = read_next()
                 pending = pool.submit(prepare, batch, offset) if batch is not None else None
                 report.rows += n
                 t0 = time.perf_counter()
-                if staged:
+                if bulk is not None:
+                    bulk.add(ready, parts)
+                    report.timed("store", t0)
+                elif mode == "stage":
                     store.stage(kind, ready)
                     report.timed("stage", t0)
                 else:
@@ -199,12 +231,17 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
                     report.rejected += len(bad)
                 if progress:
                     progress(report.rows, total)
-        if staged:
-            t0 = time.perf_counter()
+        t0 = time.perf_counter()
+        if bulk is not None:
+            report.accepted = bulk.finish()
+            report.timed("cube and commit", t0)
+        elif mode == "stage":
             report.accepted, report.duplicates = store.commit_staged(kind)
             report.timed("dedupe, store and cube", t0)
     except BaseException:
-        if staged:
+        if bulk is not None:
+            bulk.abort()
+        elif mode == "stage":
             store.discard_staged(kind)
         raise
     if rejected:

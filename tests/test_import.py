@@ -190,6 +190,40 @@ def test_pings_in_many_batches_store_each_record_once_and_keep_the_cube_exact(ne
     assert network.scalar("SELECT count(*) FROM pings ANTI JOIN cell_branch USING (cell)") == 0
 
 
+def test_clean_files_are_stored_in_one_pass_and_repeats_in_a_second(network, tmp_path):
+    """A file with no stored or repeated record id is written once (the bulk path),
+    also into hours the cube already holds; one that repeats ids is read again and
+    deduplicated row by row. Both leave the cube exact."""
+    start = datetime(2026, 11, 21, 8, 0)
+    walk = pl.DataFrame({
+        "device_id": [f"dev-{1 + i % 2}" for i in range(600)],
+        "ts": [start + timedelta(seconds=15 * i) for i in range(600)],
+        "lat": [22.5330 + 0.0003 * (i % 30) for i in range(600)],
+        "lng": [113.9300 + 0.0003 * (i % 20) for i in range(600)],
+    })
+    one, two = walk.filter(pl.col("device_id") == "dev-1"), walk.filter(pl.col("device_id") == "dev-2")
+    paths = []
+    for name, frame in (("pings-1.parquet", one), ("pings-2.parquet", two)):
+        paths.append(tmp_path / name)
+        frame.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(paths[-1])
+    first = import_file(network, paths[0], batch_rows=50)
+    second = import_file(network, paths[1], batch_rows=70)  # same hours and cells, other courier
+    for report, frame in ((first, one), (second, two)):
+        assert (report.accepted, report.duplicates) == (len(frame), 0)
+        assert not any(stage.startswith("first pass") for stage in report.seconds)
+    assert _stored_cube(network) == _expected_cube(walk)  # couriers recounted where both were
+    assert network.scalar("SELECT max(couriers) FROM cube_hourly") == 2
+
+    mixed = tmp_path / "pings-mixed.parquet"
+    pl.concat([two.head(10), walk.tail(5)]).with_columns(
+        pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(mixed)
+    again = import_file(network, mixed, batch_rows=4)
+    assert (again.accepted, again.duplicates) == (0, 15)
+    assert any(stage.startswith("first pass") for stage in again.seconds)
+    assert network.scalar("SELECT count(*) FROM pings") == len(walk)
+    assert _stored_cube(network) == _expected_cube(walk)
+
+
 def test_a_file_that_breaks_half_way_stores_nothing(network, tmp_path):
     import pyarrow.parquet as pq
 

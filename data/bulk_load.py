@@ -1,0 +1,221 @@
+"""Bulk load: one file's pings or parcel events stored in one transaction, optimistically.
+
+Files rarely repeat a record, so the import does not pay up front for the case where
+they do. Rows go straight into their table inside one open transaction (nothing is
+visible to readers until the end) while a 64-bit hash of each record id and the
+file's cube share, worked out per batch in polars, are kept aside. Two checks keep
+this exact:
+
+* before a batch is inserted, its record ids are looked up among the rows committed
+  before the load began (skipped when its time window misses their time span, as for
+  a new day);
+* at the end, the hashes of the whole file must all differ.
+
+If either finds a record id twice (or two hashes collide), :class:`Clash` is raised,
+the transaction is rolled back, and the caller imports the file again on the path that
+deduplicates every row (:meth:`data.store.Store.stage`). A clean file is therefore
+written once, with no staging copy, no distinct over all its keys and no second scan
+for the cube; into hours the cube does not hold yet, its cube rows are appended as
+they are.
+
+This module works on the store's connection, lock and cube merge: it is the store's
+bulk path, kept in a module of its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from data.schema import CUBE_COUNTS, CUBE_DISTINCT
+from data.store import _RECORDS, Store, _cube_rows, cube_parts
+
+#: Batches whose cube parts are kept before they are folded together (bounds memory).
+_FOLD_EVERY = 8
+
+
+class Clash(Exception):
+    """A record id of the file is already stored, or the file holds it twice."""
+
+
+def record_hashes(table: str, rows: pl.DataFrame) -> np.ndarray:
+    """64-bit hash of each row's record id (``uint64``; equal ids give equal hashes)."""
+    _fields, key = _RECORDS[table]
+    return rows.select(key).hash_rows(seed=0x5EED).to_numpy()
+
+
+class BulkLoad:
+    """Rows of one file for ``pings`` or ``parcel_events``, committed together.
+
+    :meth:`prepare` is pure and may run in another thread (the one reading and
+    validating the next batch); :meth:`add`, :meth:`finish` and :meth:`abort` run in
+    the writing thread, which holds the store's write lock from the first
+    :meth:`add` to the end.
+
+    Examples
+    --------
+    >>> load = BulkLoad(store, "pings")              # doctest: +SKIP
+    >>> for ready in batches:                        # doctest: +SKIP
+    ...     load.add(ready, load.prepare(ready))
+    >>> stored = load.finish()                       # doctest: +SKIP
+    """
+
+    def __init__(self, store: Store, table: str):
+        if table not in _RECORDS:
+            raise ValueError(f"not an operations table: {table}")
+        self.store, self.table = store, table
+        self.fields, self.key = _RECORDS[table]
+        self.rows = 0
+        self._lo = self._hi = None
+        self._end = 0
+        self._hashes: list[np.ndarray] = []
+        self._deltas: list[pl.DataFrame] = []
+        self._presence: list[pl.DataFrame] = []
+        self._open = False
+
+    # -- reader side ------------------------------------------------------------------
+    def prepare(self, ready: pl.DataFrame):
+        """The record-id hashes and cube share of ``ready`` (pure; any thread)."""
+        if ready.is_empty():
+            return None
+        delta, presence = cube_parts(self.table, ready)
+        return record_hashes(self.table, ready), delta, presence
+
+    # -- writer side ------------------------------------------------------------------
+    def add(self, ready: pl.DataFrame, parts) -> None:
+        """Insert ``ready`` (in the open transaction) with what :meth:`prepare` gave."""
+        if parts is None:
+            return
+        hashes, delta, presence = parts
+        if not self._open:
+            self._begin()
+        self._check_committed(ready)
+        # Through a relation, not a registered view: a view registered inside the open
+        # transaction stays in its catalog, holding the batch in memory, until COMMIT.
+        self.store._con.from_arrow(ready.select(self.fields).to_arrow()).insert_into(self.table)
+        self.rows += len(ready)
+        self._hashes.append(hashes)
+        self._deltas.append(delta)
+        if presence is not None:
+            self._presence.append(presence)
+        if len(self._deltas) >= _FOLD_EVERY:
+            self._fold()
+
+    def _begin(self) -> None:
+        """Take the write lock, note where the committed rows end, open the transaction."""
+        self.store._write_lock.acquire()
+        try:
+            con = self.store._con
+            span = "min(ts), max(ts)" if self.table == "pings" else "NULL, NULL"
+            self._lo, self._hi, self._end = con.execute(
+                f"SELECT {span}, coalesce(max(rowid) + 1, 0) FROM {self.table}").fetchall()[0]
+            con.execute("BEGIN")
+        except BaseException:
+            self.store._write_lock.release()
+            raise
+        self._open = True
+
+    def _check_committed(self, ready: pl.DataFrame) -> None:
+        """Raise :class:`Clash` if a record id of ``ready`` was stored before this load.
+
+        Rows this transaction added are told apart by their row ids: committed rows
+        have ids below the end noted at :meth:`_begin`, rows added since do not.
+        """
+        if not self._end:
+            return
+        where, params = "t.rowid < $end", {"end": self._end}
+        if self.table == "pings":
+            # A ping's id includes its time: only committed rows in the batch's time
+            # window can match (none if the window misses the committed time span), and
+            # the window lets DuckDB skip other days' row groups.
+            lo, hi = ready.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
+            if hi < self._lo or lo > self._hi:
+                return
+            where += " AND t.ts BETWEEN $lo AND $hi"
+            params |= {"lo": lo, "hi": hi}
+        keys = ", ".join(self.key)
+        batch_keys = ready.select(self.key).to_arrow()  # noqa: F841 (read by name in the query)
+        found = self.store._con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {self.table} t SEMI JOIN batch_keys "
+            f"USING ({keys}) WHERE {where} LIMIT 1)", params).fetchall()[0][0]
+        if found:
+            raise Clash(f"a record id of this file is already in {self.table}")
+
+    def _fold(self) -> None:
+        """Fold the kept cube parts into one (sums per cell-hour, distinct presence)."""
+        counts = [c for c in self._deltas[0].columns if c not in ("hour", "cell", "branch_id")]
+        self._deltas = [pl.concat(self._deltas).group_by("hour", "cell").agg(
+            pl.col("branch_id").first(), *(pl.col(c).sum() for c in counts))]
+        if self._presence:
+            self._presence = [pl.concat(self._presence).unique()]
+
+    def finish(self) -> int:
+        """Commit everything added: the number of rows stored.
+
+        Raises
+        ------
+        Clash
+            Two rows of the file share a record id (or a hash); nothing is stored.
+        """
+        if not self._open:
+            return 0
+        try:
+            hashes = pl.Series(np.concatenate(self._hashes))
+            self._hashes = []
+            if hashes.n_unique() < len(hashes):
+                raise Clash("this file holds a record id more than once")
+            self._fold()
+            con = self.store._con
+            flushed = self.store._flush_cells(con)
+            try:
+                self._store_cube(con)
+                con.execute("COMMIT")
+            except BaseException:
+                self.store._cells.unflush(flushed)
+                raise
+        except BaseException:
+            self.abort()
+            raise
+        self._release()
+        return self.rows
+
+    def _store_cube(self, con) -> None:
+        """Add the file's cube share: appended as it is where the cube holds nothing yet
+        in the file's hours (a new day), merged cell-hour by cell-hour otherwise."""
+        delta = self._deltas[0]
+        presence = self._presence[0] if self._presence else None
+        if delta.is_empty():
+            return
+        lo, hi = delta.select(pl.col("hour").min().alias("lo"), pl.col("hour").max().alias("hi")).row(0)
+        taken = con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM cube_hourly WHERE hour BETWEEN "
+            "make_timestamp($lo * 3600000000) AND make_timestamp($hi * 3600000000) LIMIT 1)",
+            {"lo": int(lo), "hi": int(hi)}).fetchall()[0][0]
+        if taken:
+            self.store._merge_cube(con, delta, presence)
+            return
+        if presence is not None:
+            distinct = presence.group_by("hour", "cell").agg(
+                (~pl.col("is_vehicle")).sum().cast(pl.Int32).alias("couriers"),
+                pl.col("is_vehicle").sum().cast(pl.Int32).alias("vehicles"))
+            delta = delta.join(distinct, on=["hour", "cell"], how="left")
+        rows, presence_rows = _cube_rows(delta, presence)
+        names = ["hour", "cell", "branch_id", *CUBE_COUNTS, *CUBE_DISTINCT]
+        cube_rows = rows.select(  # noqa: F841 (read by name in the query)
+            *(pl.col(c) if c in rows.columns else pl.lit(0).alias(c) for c in names))
+        con.execute("INSERT INTO cube_hourly BY NAME SELECT * FROM cube_rows")
+        if presence_rows is not None:
+            con.execute("INSERT INTO cube_presence BY NAME SELECT * FROM presence_rows")
+
+    def abort(self) -> None:
+        """Roll back whatever was added (safe to call more than once)."""
+        if self._open:
+            try:
+                self.store._con.execute("ROLLBACK")
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        self._open = False
+        self._hashes, self._deltas, self._presence = [], [], []
+        self.store._write_lock.release()
