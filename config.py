@@ -83,6 +83,10 @@ class Settings:
     #: Off by default: stock phone apps cannot send headers, and only registered devices
     #: are accepted anyway.
     osmand_require_token: bool = False
+    #: Port of the phone listener: the OsmAnd protocol on a port of its own (as Traccar's
+    #: 5055), served by an event loop that answers thousands of phones a second; on the same
+    #: address as the dashboard. 0: off (phones can still use ``/osmand`` on the main port).
+    osmand_port: int = 5055
 
     # -- lake (lake/) ------------------------------------------------------------------------
     #: Serve the dashboard from a lake's partitions (written by the Spark job or by

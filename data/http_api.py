@@ -15,7 +15,10 @@ Routes (a Flask blueprint; see ``docs/ingest.md``):
 
 Run standalone (tests, benchmarks, a dedicated ingest port)::
 
-    python -m data.http_api --db var/emap.duckdb --port 8060
+    python -m data.http_api --db var/emap.duckdb --port 8060 --osmand-port 5055
+
+The phone listener (:mod:`data.phone_listener`) serves the OsmAnd protocol on its own
+port with the same answers as ``/osmand``, without a thread per waiting phone.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import logging
 import signal
 import sys
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import parse_qsl
 
@@ -34,7 +38,7 @@ from flask import Blueprint, Flask, Response, request
 from auth import users
 from config import Settings
 from data import osmand
-from data.group_commit import Busy, GroupCommitter
+from data.group_commit import Busy, GroupCommitter, Outcome
 from data.store import Store
 from data.tokens import Principal, TokenCache
 from geo import cells as h3cells
@@ -179,6 +183,143 @@ def _outside_node(store: Store, records: list[dict], node_id: str) -> list[int]:
     return [j for j, b in zip(pos, branches, strict=True) if b not in allowed]
 
 
+#: The answer to a method other than GET or POST on the OsmAnd endpoint (with ``Allow``).
+METHOD_NOT_ALLOWED = (405, "method not allowed: use GET or POST\n")
+
+
+class OsmAndEndpoint:
+    """The answer to one OsmAnd request, the same whichever way a phone reaches the server.
+
+    The Flask route, the WSGI front (:func:`ingest_front`) and the phone listener
+    (:mod:`data.phone_listener`) all answer through one object, so a fix gets the same
+    status and text on every port. :meth:`answer` blocks until the fix is committed; an
+    event loop instead calls :meth:`prepare`, :meth:`submit` and :meth:`answer_of` and
+    waits on the future without holding a thread.
+
+    Parameters
+    ----------
+    store : Store
+        Where token refusals are audited (and node territories read).
+    settings : Settings
+        ``osmand_speed_unit``, ``osmand_require_token``, ``ingest_max_body_bytes``.
+    committer : GroupCommitter
+        The writer the fixes are queued to.
+    tokens : TokenCache
+        Token lookups.
+
+    Examples
+    --------
+    >>> ep = make_ingest_blueprint(store, settings).osmand           # doctest: +SKIP
+    >>> ep.answer("GET", "/osmand", "id=dev-1&lat=22.54&lon=114.05", "", b"", "", None)  # doctest: +SKIP
+    (200, 'OK\\n')
+    """
+
+    #: ``(405, text)`` for a method other than GET and POST (sent with ``Allow: GET, POST``).
+    method_not_allowed = METHOD_NOT_ALLOWED
+
+    def __init__(self, store: Store, settings: Settings, committer: GroupCommitter, tokens: TokenCache):
+        self.store = store
+        self.settings = settings
+        self.committer = committer
+        self.tokens = tokens
+        self.limit = settings.ingest_max_body_bytes
+        #: ``(413, text)`` for a body over the limit (sent with ``Connection: close``).
+        self.too_large = (413, f"body larger than {self.limit} bytes: send smaller batches\n")
+
+    @staticmethod
+    def uses_store(query: str, authorization: str) -> bool:
+        """Whether :meth:`prepare` may read or write the store for this request: only when a
+        token comes with it (lookup, refusal audit, territory check). An event loop runs
+        such requests on a worker thread and the others inline."""
+        return bool(authorization) or "token=" in query
+
+    def _refused(self, principal: Principal, what: str, method: str, path: str, remote: str | None) -> None:
+        users.audit(self.store, principal.name, "refusal", f"{method} {path}: {what} (from {remote})")
+
+    def prepare(self, method: str, path: str, query: str, mimetype: str, body: bytes,
+                authorization: str, remote: str | None) -> tuple[int, str] | list[dict]:
+        """The raw ping records to commit, or the final ``(status, text)`` when the request is
+        answered without a commit (malformed, token refused). The body is already
+        size-checked and the method is GET or POST."""
+        args: dict[str, str] = {}
+        for k, v in parse_qsl(query, keep_blank_values=True):
+            args.setdefault(k, v)  # the first value of a repeated field, as Flask's request.args
+        token = args.get("token") or _bearer_of(authorization)
+        principal = None
+        if token:
+            principal = self.tokens.lookup(token)
+            if principal is None:
+                return 401, "unknown or revoked token\n"
+        elif self.settings.osmand_require_token:
+            return 401, "missing token: add ?token=... to the server URL\n"
+        try:
+            if method == "POST" and (mimetype.endswith("json") or body.lstrip()[:1] in (b"{", b"[")):
+                try:
+                    obj = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    raise osmand.OsmAndError(
+                        f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+                records = [r for o in (obj if isinstance(obj, list) else [obj]) for r in osmand.decode_json(o)]
+            else:
+                params = args
+                if body and method == "POST":
+                    params = {**args, **dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))}
+                params.pop("token", None)
+                records = [osmand.decode_query(params, self.settings.osmand_speed_unit)]
+        except osmand.OsmAndError as exc:
+            return 400, f"{exc}\n"
+        if principal is not None and principal.kind == "device":
+            other = {r["device_id"] for r in records} - {principal.device_id}
+            if other:
+                self._refused(principal, f"positions of device '{sorted(other)[0]}'", method, path, remote)
+                return 403, (f"the token of device '{principal.device_id}' cannot report for "
+                             f"device '{sorted(other)[0]}'\n")
+        if principal is not None and principal.node_id is not None and _outside_node(
+                self.store, records, principal.node_id):
+            self._refused(principal, f"positions outside node '{principal.node_id}'", method, path, remote)
+            return 403, (f"the token of system '{principal.system_name}' cannot report outside node "
+                         f"'{principal.node_id}'\n")
+        return records
+
+    def submit(self, records: list[dict]) -> Future:
+        """Queue the records of :meth:`prepare`; the future resolves once they are committed.
+
+        Raises
+        ------
+        Busy
+            When the writer cannot take them now (answer with :meth:`failure`).
+        """
+        return self.committer.submit("pings", records, "osmand")
+
+    @staticmethod
+    def answer_of(outcome: Outcome) -> tuple[int, str]:
+        """``(status, text)`` once committed: 200, or 400 with the reasons of rejection."""
+        if outcome.rejected:
+            return 400, "".join(f"{why}\n" for _, why in outcome.rejected)
+        return 200, "OK\n"
+
+    @staticmethod
+    def failure(exc: BaseException) -> tuple[int, str]:
+        """``(503, text)`` when the fix was not acknowledged (send with ``Retry-After: 1``)."""
+        if isinstance(exc, Busy):
+            return 503, f"busy, nothing stored: {exc}; retry\n"
+        if isinstance(exc, FutureTimeout):
+            return 503, "not acknowledged in time; retry (re-sent records are not stored twice)\n"
+        return 503, f"not stored: {exc}; retry\n"
+
+    def answer(self, method: str, path: str, query: str, mimetype: str, body: bytes,
+               authorization: str, remote: str | None) -> tuple[int, str]:
+        """``(status, text)`` of one request, returned once the fix is committed (blocking)."""
+        prepared = self.prepare(method, path, query, mimetype, body, authorization, remote)
+        if isinstance(prepared, tuple):
+            return prepared
+        try:
+            outcome = self.submit(prepared).result(COMMIT_TIMEOUT)
+        except Exception as exc:
+            return self.failure(exc)
+        return self.answer_of(outcome)
+
+
 def make_ingest_blueprint(store: Store, settings: Settings,
                           committer: GroupCommitter | None = None) -> Blueprint:
     """The ingest API as a Flask blueprint, with its group-commit writer started.
@@ -197,7 +338,8 @@ def make_ingest_blueprint(store: Store, settings: Settings,
     -------
     flask.Blueprint
         With a ``committer`` attribute: call ``bp.committer.close()`` at shutdown so that
-        queued records are committed before the store closes.
+        queued records are committed before the store closes; and an ``osmand``
+        attribute, the :class:`OsmAndEndpoint` a phone listener answers with.
 
     Examples
     --------
@@ -212,13 +354,12 @@ def make_ingest_blueprint(store: Store, settings: Settings,
     tokens = TokenCache(store)
     users.ensure_tables(store)
 
-    def refused(principal: Principal, what: str, method: str | None = None, path: str | None = None,
-                remote: str | None = None) -> None:
+    def refused(principal: Principal, what: str) -> None:
         """Record writes a token was refused in the audit log."""
-        if method is None:
-            method, path, remote = request.method, request.path, request.remote_addr
-        users.audit(store, principal.name, "refusal", f"{method} {path}: {what} (from {remote})")
+        users.audit(store, principal.name, "refusal",
+                    f"{request.method} {request.path}: {what} (from {request.remote_addr})")
     limit = settings.ingest_max_body_bytes
+    endpoint = OsmAndEndpoint(store, settings, gc, tokens)
 
     def read_body() -> bytes | Response:
         too_big = _error(413, f"body larger than {limit} bytes: send smaller batches",
@@ -303,67 +444,14 @@ def make_ingest_blueprint(store: Store, settings: Settings,
     def post_events():
         return batch("parcel_events", "/api/v1/events")
 
-    def osmand_answer(method: str, path: str, query: str, mimetype: str, body: bytes,
-                      authorization: str, remote: str | None) -> tuple[int, str]:
-        """``(status, text)`` of one OsmAnd request; the body is already size-checked."""
-        args: dict[str, str] = {}
-        for k, v in parse_qsl(query, keep_blank_values=True):
-            args.setdefault(k, v)  # the first value of a repeated field, as Flask's request.args
-        token = args.get("token") or _bearer_of(authorization)
-        principal = None
-        if token:
-            principal = tokens.lookup(token)
-            if principal is None:
-                return 401, "unknown or revoked token\n"
-        elif settings.osmand_require_token:
-            return 401, "missing token: add ?token=... to the server URL\n"
-        try:
-            if method == "POST" and (mimetype.endswith("json") or body.lstrip()[:1] in (b"{", b"[")):
-                try:
-                    obj = orjson.loads(body)
-                except orjson.JSONDecodeError as exc:
-                    raise osmand.OsmAndError(
-                        f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-                records = [r for o in (obj if isinstance(obj, list) else [obj]) for r in osmand.decode_json(o)]
-            else:
-                params = args
-                if body and method == "POST":
-                    params = {**args, **dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))}
-                params.pop("token", None)
-                records = [osmand.decode_query(params, settings.osmand_speed_unit)]
-        except osmand.OsmAndError as exc:
-            return 400, f"{exc}\n"
-        if principal is not None and principal.kind == "device":
-            other = {r["device_id"] for r in records} - {principal.device_id}
-            if other:
-                refused(principal, f"positions of device '{sorted(other)[0]}'", method, path, remote)
-                return 403, (f"the token of device '{principal.device_id}' cannot report for "
-                             f"device '{sorted(other)[0]}'\n")
-        if principal is not None and principal.node_id is not None and _outside_node(
-                store, records, principal.node_id):
-            refused(principal, f"positions outside node '{principal.node_id}'", method, path, remote)
-            return 403, (f"the token of system '{principal.system_name}' cannot report outside node "
-                         f"'{principal.node_id}'\n")
-        try:
-            outcome = gc.submit("pings", records, "osmand").result(COMMIT_TIMEOUT)
-        except Busy as exc:
-            return 503, f"busy, nothing stored: {exc}; retry\n"
-        except FutureTimeout:
-            return 503, "not acknowledged in time; retry (re-sent records are not stored twice)\n"
-        except Exception as exc:
-            return 503, f"not stored: {exc}; retry\n"
-        if outcome.rejected:
-            return 400, "".join(f"{why}\n" for _, why in outcome.rejected)
-        return 200, "OK\n"
-
     @bp.route("/osmand", methods=["GET", "POST"], strict_slashes=False)
     def osmand_position():
         body = read_body()
         if isinstance(body, Response):
             return body
-        status, text = osmand_answer(request.method, request.path, request.query_string.decode("latin-1"),
-                                     request.mimetype, body, request.headers.get("Authorization", ""),
-                                     request.remote_addr)
+        status, text = endpoint.answer(request.method, request.path, request.query_string.decode("latin-1"),
+                                       request.mimetype, body, request.headers.get("Authorization", ""),
+                                       request.remote_addr)
         headers = {"Retry-After": "1"} if status == 503 else None
         return Response(text, status, mimetype="text/plain", headers=headers)
 
@@ -373,27 +461,26 @@ def make_ingest_blueprint(store: Store, settings: Settings,
         cost more than the fix itself (see :func:`ingest_front`)."""
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "POST"):
-            return _plain(start_response, 405, "method not allowed: use GET or POST\n", [("Allow", "GET, POST")])
+            return _plain(start_response, *METHOD_NOT_ALLOWED, [("Allow", "GET, POST")])
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
         if length > limit:
-            return _plain(start_response, 413, f"body larger than {limit} bytes: send smaller batches\n",
-                          [("Connection", "close")])
+            return _plain(start_response, *endpoint.too_large, [("Connection", "close")])
         body = b""
         if method == "POST":
             body = environ["wsgi.input"].read(length if length else limit + 1)
             if len(body) > limit:
-                return _plain(start_response, 413, f"body larger than {limit} bytes: send smaller batches\n",
-                              [("Connection", "close")])
+                return _plain(start_response, *endpoint.too_large, [("Connection", "close")])
         mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         query = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "replace")
-        status, text = osmand_answer(method, environ.get("PATH_INFO", "/osmand"), query, mimetype, body,
-                                     environ.get("HTTP_AUTHORIZATION", ""), environ.get("REMOTE_ADDR"))
+        status, text = endpoint.answer(method, environ.get("PATH_INFO", "/osmand"), query, mimetype, body,
+                                       environ.get("HTTP_AUTHORIZATION", ""), environ.get("REMOTE_ADDR"))
         return _plain(start_response, status, text, [("Retry-After", "1")] if status == 503 else [])
 
     bp.osmand_wsgi = osmand_wsgi
+    bp.osmand = endpoint
 
     @bp.get("/api/v1/openapi.json")
     def openapi_json():
@@ -577,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8060)
     parser.add_argument("--threads", type=int, default=512,
                         help="request threads (waitress); each unanswered phone request holds one")
+    parser.add_argument("--osmand-port", type=int, default=None,
+                        help="port of the phone listener (default EMAP_OSMAND_PORT, 5055; 0: off)")
     parser.add_argument("--server", choices=("waitress", "werkzeug"), default="waitress")
     parser.add_argument("--switch-interval", type=float, default=0.005,
                         help="seconds between GIL hand-overs (short: the writer thread, which "
@@ -588,13 +677,25 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(args.db or settings.db_path)
     app = make_app(store, settings)
     committer = app.blueprints["ingest"].committer
+    osmand_port = settings.osmand_port if args.osmand_port is None else args.osmand_port
+    phones = None
 
     def stop(*_):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"EMAP ingest listening on http://{args.host}:{args.port}", flush=True)
     try:
+        if osmand_port:
+            from data.phone_listener import PhoneListener
+
+            try:
+                phones = PhoneListener(app.blueprints["ingest"].osmand, args.host, osmand_port).start()
+            except OSError as exc:
+                print(f"cannot listen for phones on {args.host}:{osmand_port}: {exc} (--osmand-port; 0: off)",
+                      file=sys.stderr)
+                return 2
+            print(f"EMAP phone listener (OsmAnd) on http://{args.host}:{phones.port}", flush=True)
+        print(f"EMAP ingest listening on http://{args.host}:{args.port}", flush=True)
         if args.server == "waitress":
             from waitress import serve
             serve(ingest_front(app, app.blueprints["ingest"]), host=args.host, port=args.port,
@@ -607,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if phones is not None:
+            phones.close()
         committer.close()
         store.close()
     return 0
