@@ -1,5 +1,6 @@
 """Shared set-up of the ingest tests: a store with the real tree and a few devices, and a
-real HTTP server (werkzeug, threaded, or ``python -m data.http_api`` in a subprocess)."""
+real HTTP server (werkzeug, threaded, or ``python -m data.http_api`` in a subprocess), with
+the phone listener on a port of its own when asked."""
 
 from __future__ import annotations
 
@@ -59,9 +60,14 @@ def free_port() -> int:
 
 
 class ThreadedServer:
-    """The ingest blueprint on a plain Flask app, served by werkzeug on 127.0.0.1."""
+    """The ingest blueprint on a plain Flask app, served by werkzeug on 127.0.0.1.
 
-    def __init__(self, store: Store, settings: Settings | None = None):
+    With ``phones=True`` the phone listener also runs, on a free port (``phone_url``);
+    ``listener_options`` go to :class:`data.phone_listener.PhoneListener` (time-outs, limits).
+    """
+
+    def __init__(self, store: Store, settings: Settings | None = None, phones: bool = False,
+                 **listener_options):
         from werkzeug.serving import make_server
 
         from data.http_api import ingest_front, make_app
@@ -72,22 +78,34 @@ class ThreadedServer:
                                   threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.phones = None
+        self.phone_url = None
+        if phones:
+            from data.phone_listener import PhoneListener
+            self.phones = PhoneListener(self.app.blueprints["ingest"].osmand, "127.0.0.1", 0, **listener_options)
 
     def __enter__(self):
         self.thread.start()
+        if self.phones is not None:
+            self.phones.start()
+            self.phone_url = f"http://127.0.0.1:{self.phones.port}"
         return self
 
     def __exit__(self, *exc):
         self.server.shutdown()
+        if self.phones is not None:
+            self.phones.close()
         self.app.blueprints["ingest"].committer.close()
 
 
-def start_subprocess_server(db: Path, port: int, env: dict | None = None) -> subprocess.Popen:
-    """``python -m data.http_api`` on ``db``; returns once it answers."""
+def start_subprocess_server(db: Path, port: int, env: dict | None = None, osmand_port: int = 0) -> subprocess.Popen:
+    """``python -m data.http_api`` on ``db``, with the phone listener on ``osmand_port`` (0:
+    none, so that tests never take the default 5055); returns once it answers."""
     log = Path(f"{db}.{port}.log")
     with open(log, "ab") as err:  # a file, not a pipe: a full pipe would stall the server
         proc = subprocess.Popen(
-            [sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port)],
+            [sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port),
+             "--osmand-port", str(osmand_port)],
             cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
             stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 30

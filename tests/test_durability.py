@@ -2,7 +2,8 @@
 
 Every acknowledged record must be in the store after the restart, and the client's
 retries of unacknowledged batches (some of which were committed before the kill, their
-answer lost) must not store anything twice.
+answer lost) must not store anything twice. Phones stream single fixes to the phone
+listener meanwhile, under the same rule.
 """
 
 from __future__ import annotations
@@ -15,12 +16,20 @@ import polars as pl
 import requests
 
 from data.store import Store
-from tests.ingest_support import COURIER_DEVICES, SHENZHEN, build_store, free_port, start_subprocess_server
+from tests.ingest_support import (
+    COURIER_DEVICES,
+    SHENZHEN,
+    VEHICLE_DEVICES,
+    build_store,
+    free_port,
+    start_subprocess_server,
+)
 
 LAT, LNG = SHENZHEN
 T0 = 1_763_856_000
 BATCHES, PER_BATCH, SENDERS = 240, 250, 4
 KILL_AFTER_ACKS = 40
+FIXES, PHONES = 300, 2  # single OsmAnd fixes, from this many phone connections at once
 
 
 def batch(k: int) -> list[dict]:
@@ -29,6 +38,19 @@ def batch(k: int) -> list[dict]:
     start = T0 + (k // len(COURIER_DEVICES)) * PER_BATCH
     return [{"device_id": device, "ts": start + i, "lat": LAT + (k % 7) * 1e-3, "lng": LNG + i * 1e-5}
             for i in range(PER_BATCH)]
+
+
+def fix(j: int) -> dict:
+    # fix j: a van's phone (the batches use couriers' devices), one second apart
+    return {"id": VEHICLE_DEVICES[j % len(VEHICLE_DEVICES)], "timestamp": T0 + j, "lat": LAT, "lon": LNG + j * 1e-5}
+
+
+def send_fix(phone_url: str, j: int, session: requests.Session) -> bool:
+    try:
+        r = session.get(f"{phone_url}/", params=fix(j), timeout=30)
+    except requests.RequestException:
+        return False
+    return (r.status_code, r.text) == (200, "OK\n")
 
 
 def send(url: str, token: str, k: int, session: requests.Session) -> bool:
@@ -43,13 +65,26 @@ def send(url: str, token: str, k: int, session: requests.Session) -> bool:
 def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
     db = tmp_path / "emap.duckdb"
     token = build_store(db)["system"]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_subprocess_server(db, port)
+    port, phone_port = free_port(), free_port()
+    url, phone_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{phone_port}"
+    server = start_subprocess_server(db, port, osmand_port=phone_port)
     acked: set[int] = set()
     lock = threading.Lock()
     todo = list(range(BATCHES))
     killed = threading.Event()
+    fixes_todo = list(range(FIXES))
+    fixes_acked: set[int] = set()
+
+    def phone():
+        session = requests.Session()
+        while not killed.is_set():
+            with lock:
+                if not fixes_todo:
+                    return
+                j = fixes_todo.pop(0)
+            if send_fix(phone_url, j, session):
+                with lock:
+                    fixes_acked.add(j)
 
     def sender():
         session = requests.Session()
@@ -66,6 +101,7 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
                         killed.set()
 
     threads = [threading.Thread(target=sender) for _ in range(SENDERS)]
+    threads += [threading.Thread(target=phone) for _ in range(PHONES)]
     try:
         for t in threads:
             t.start()
@@ -74,15 +110,19 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
         server.wait(30)
         assert killed.is_set() and server.returncode == -signal.SIGKILL
         acked_before_kill = set(acked)
+        fixes_before_kill = set(fixes_acked)
         assert KILL_AFTER_ACKS <= len(acked_before_kill) < BATCHES
+        assert fixes_before_kill and len(fixes_before_kill) < FIXES
 
         # restart on the same file; the client retries everything not acknowledged,
         # and re-sends a few acknowledged batches too (an answer lost on the way)
-        server = start_subprocess_server(db, port)
+        server = start_subprocess_server(db, port, osmand_port=phone_port)
         session = requests.Session()
         retries = sorted(set(range(BATCHES)) - acked_before_kill) + sorted(acked_before_kill)[:5]
         for k in retries:
             assert send(url, token, k, session), f"batch {k} not acknowledged after restart"
+        for j in sorted(set(range(FIXES)) - fixes_before_kill) + sorted(fixes_before_kill)[:5]:
+            assert send_fix(phone_url, j, session), f"fix {j} not acknowledged after restart"
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     finally:
@@ -92,8 +132,16 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
 
     expected = pl.concat([pl.DataFrame(batch(k)) for k in range(BATCHES)])
     with Store(db, read_only=True) as store:
-        stored = store.sql("SELECT device_id, epoch(ts)::BIGINT AS ts FROM pings")
-        assert store.scalar("SELECT sum(pings) FROM cube_hourly") == len(stored)
+        everything = store.sql("SELECT device_id, epoch(ts)::BIGINT AS ts FROM pings")
+        assert store.scalar("SELECT sum(pings) FROM cube_hourly") == len(everything)
+    stored = everything.filter(pl.col("device_id").is_in(COURIER_DEVICES))
+    phones = everything.filter(pl.col("device_id").is_in(VEHICLE_DEVICES))
+    # every fix a phone had its 200 for is stored, every fix is stored once
+    fix_keys = pl.DataFrame([fix(j) for j in range(FIXES)]).select(device_id="id", ts="timestamp")
+    acked_fixes = pl.DataFrame([fix(j) for j in fixes_before_kill]).select(device_id="id", ts="timestamp")
+    assert acked_fixes.join(phones, on=["device_id", "ts"], how="anti").is_empty()
+    assert fix_keys.join(phones, on=["device_id", "ts"], how="anti").is_empty()
+    assert len(phones) == FIXES and phones.is_duplicated().sum() == 0
     # every acknowledged record (before the kill, and after the retries) is stored ...
     acked_keys = pl.concat([pl.DataFrame(batch(k)) for k in acked_before_kill]).select("device_id", "ts")
     assert acked_keys.join(stored, on=["device_id", "ts"], how="anti").is_empty()

@@ -18,7 +18,7 @@ LAT, LNG = SHENZHEN
 def served(tmp_path_factory):
     path = tmp_path_factory.mktemp("openapi") / "emap.duckdb"
     tokens = build_store(path)
-    with Store(path) as store, ThreadedServer(store) as srv:
+    with Store(path) as store, ThreadedServer(store, phones=True) as srv:
         spec = requests.get(f"{srv.url}/api/v1/openapi.json").json()
         yield srv, spec, tokens
 
@@ -100,3 +100,22 @@ def test_osmand_and_service_responses_match_the_spec(served):
     for path, method, response, status in cases:
         assert response.status_code == status, (path, response.text)
         check(spec, path, method, response)
+
+
+def test_phone_listener_answers_match_the_osmand_spec(served):
+    """The phone listener's port is described by the spec's ``/osmand`` operations."""
+    srv, spec, tokens = served
+    url = f"{srv.phone_url}/"
+    q = {"id": "dev-003", "lat": LAT, "lon": LNG, "timestamp": 1_763_856_000}
+    cases = [
+        ("get", requests.get(url, params=q), 200),
+        ("get", requests.get(url, params={**q, "id": "ghost"}), 400),
+        ("get", requests.get(url, params={**q, "token": "wrong"}), 401),
+        ("get", requests.get(url, params={**q, "token": tokens["device"]}), 403),
+        ("post", requests.post(url, json={"device_id": "dev-003", "location": {
+            "timestamp": "2025-11-23T00:00:09Z", "coords": {"latitude": LAT, "longitude": LNG}}}), 200),
+        ("post", requests.post(url, data={**q, "timestamp": 1_763_856_001}), 200),
+    ]
+    for method, response, status in cases:
+        assert response.status_code == status, response.text
+        check(spec, "/osmand", method, response)
