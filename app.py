@@ -105,28 +105,46 @@ def cmd_serve(args, settings: Settings) -> int:
     app = build_app(store, settings, blueprints=blueprints, auth=True)
     host = args.host or settings.host
     port = args.port or settings.port
-    print(f"EMAP dashboard on http://{host}:{port}/", flush=True)
-    if args.dev_server:
-        app.run(host=host, port=port, debug=False)
-    else:
-        # waitress: a production WSGI server with a thread pool, pure Python.
-        from waitress import serve
+    osmand_port = settings.osmand_port if args.osmand_port is None else args.osmand_port
+    phones = None
+    if blueprints and osmand_port:
+        # phones on their own port: an event loop, not a thread per phone waiting for its commit
+        from data.phone_listener import PhoneListener
 
-        # Each phone request waits for its commit, holding a thread: many threads and a
-        # high connection limit let fixes from many devices share one commit.
         try:
+            phones = PhoneListener(blueprints[0].osmand, host, osmand_port).start()
+        except OSError as exc:
+            print(f"cannot listen for phones on {host}:{osmand_port}: {exc} (set EMAP_OSMAND_PORT or "
+                  "--osmand-port; 0 turns the phone listener off)", file=sys.stderr)
+            blueprints[0].committer.close()
+            store.close()
+            return 2
+        print(f"EMAP phone listener (OsmAnd protocol) on http://{host}:{phones.port}", flush=True)
+    print(f"EMAP dashboard on http://{host}:{port}/", flush=True)
+    try:
+        if args.dev_server:
+            app.run(host=host, port=port, debug=False)
+        else:
+            # waitress: a production WSGI server with a thread pool, pure Python.
+            from waitress import serve
+
+            # A phone request to /osmand on this port waits for its commit, holding a
+            # thread: many threads and a high connection limit let fixes from many devices
+            # share one commit.
             wsgi = app.server
             if blueprints:
                 from data.http_api import ingest_front
 
                 wsgi = ingest_front(app.server, blueprints[0])  # phone fixes skip Dash/Flask routing
             serve(wsgi, host=host, port=port, threads=args.threads, connection_limit=4000, ident="EMAP")
-        finally:
-            for bp in blueprints:
-                committer = getattr(bp, "committer", None)
-                if committer is not None:
-                    committer.close()  # acknowledged records are already committed; stop cleanly
-            store.close()
+    finally:
+        if phones is not None:
+            phones.close()
+        for bp in blueprints:
+            committer = getattr(bp, "committer", None)
+            if committer is not None:
+                committer.close()  # acknowledged records are already committed; stop cleanly
+        store.close()
     return 0
 
 
@@ -247,6 +265,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="port (default EMAP_PORT or 8050)")
     s.add_argument("--no-demo", action="store_true", help="do not create the demo on an empty store")
     s.add_argument("--threads", type=int, default=256, help="request threads (default 256)")
+    s.add_argument("--osmand-port", type=int,
+                   help="port of the phone listener, OsmAnd protocol (default EMAP_OSMAND_PORT or 5055; 0: off)")
     s.add_argument("--dev-server", action="store_true", help="use Flask's development server instead of waitress")
     s.add_argument("--lake", help="serve a lake's partitions instead of the embedded store (EMAP_LAKE_DIR)")
     s.set_defaults(func=cmd_serve)
