@@ -1,17 +1,22 @@
 """Ingest benchmark: batches of pings and single OsmAnd requests against a real server.
 
-The server (``python -m data.http_api``, waitress) runs in its own process on a fresh
-store with the real tree and ``--devices`` registered couriers; the load comes from other
-processes on 127.0.0.1 only. Batches: client threads of this process with keep-alive
-connections, paced to a target rate, bounded in count and time. Single OsmAnd requests:
+The server (``python -m data.http_api``: waitress on the main port, the phone listener on
+its own port) runs in its own process on a fresh store with the real tree and
+``--devices`` registered couriers; the load comes from other processes on 127.0.0.1 only.
+Batches: client threads of this process with keep-alive connections, paced to a target
+rate, bounded in count and time. Single OsmAnd requests go to the phone listener (or,
+with ``--osmand-target route``, to ``/osmand`` on the main port, for comparison): from
 ``wrk`` (a C load generator, Debian package ``wrk``) when it is installed, each
 connection sending its next fix as soon as the previous one is answered; without wrk,
 an asyncio client in this process, paced, which on a 2-core machine takes CPU from the
 server (its figure is then a lower bound). At the end the server is stopped and the
-store is opened to check that every acknowledged record is stored (zero loss).
+store is opened to check that every acknowledged record is stored (zero loss). The
+machine's 1-minute load average is printed at the start and end of each phase: other
+work on the machine moves the figures.
 
     python bench/bench_ingest.py                       # 60 s of batches + 20 s of OsmAnd
     python bench/bench_ingest.py --batch-seconds 10 --osmand-seconds 5   # quick look
+    python bench/bench_ingest.py --batch-seconds 0 --osmand-target route  # main port's /osmand
     python bench/bench_ingest.py --batch-seconds 0 --osmand-client python  # no wrk
 """
 
@@ -77,9 +82,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(db: Path, port: int, threads: int, log: Path) -> subprocess.Popen:
+def start_server(db: Path, port: int, osmand_port: int, threads: int, log: Path) -> subprocess.Popen:
     with open(log, "ab") as err:
         proc = subprocess.Popen([sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port),
+                                 "--osmand-port", str(osmand_port),
                                  *os.environ.get("EMAP_BENCH_SERVER_ARGS", "").split(),
                                  "--threads", str(threads)], cwd=ROOT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
@@ -276,6 +282,11 @@ def run_wrk(port: int, connections: int, seconds: float, devices: int, work: Pat
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
 
 
+def loadavg() -> str:
+    """The machine's 1-, 5- and 15-minute load averages (other work moves the figures)."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def cpu_seconds(pid: int) -> float | None:
     """CPU time (user + system) a process has used so far (Linux), else None."""
     try:
@@ -307,6 +318,8 @@ def main() -> int:
     ap.add_argument("--osmand-workers", type=int, default=800, help="phone connections")
     ap.add_argument("--osmand-client", choices=("auto", "wrk", "python"), default="auto",
                     help="load generator of the OsmAnd phase (auto: wrk when installed)")
+    ap.add_argument("--osmand-target", choices=("phone", "route"), default="phone",
+                    help="phone: the phone listener's port; route: /osmand on the main port")
     ap.add_argument("--devices", type=int, default=2000)
     ap.add_argument("--server-threads", type=int, default=512,
                     help="request threads: each unanswered phone request holds one")
@@ -318,10 +331,14 @@ def main() -> int:
     print(f"machine: {machine()}")
     print(f"preparing a store with the tree and {2 * args.devices:,} devices in {tmp} ...", flush=True)
     token = prepare(db, args.devices)
-    port = free_port()
-    # every unanswered phone request holds a server thread: at least one per connection
-    threads = max(args.server_threads, args.osmand_workers + 64)
-    server = start_server(db, port, threads, tmp / "server.log")
+    port, phone_port = free_port(), free_port()
+    # every unanswered phone request on the main port holds a server thread: at least one
+    # per connection when the route is measured
+    threads = args.server_threads
+    if args.osmand_target == "route":
+        threads = max(threads, args.osmand_workers + 64)
+    server = start_server(db, port, phone_port, threads, tmp / "server.log")
+    osmand_port = phone_port if args.osmand_target == "phone" else port
     auth = {"Authorization": f"Bearer {token}"}
     n = args.batch_size
     ndev = args.devices
@@ -348,12 +365,14 @@ def main() -> int:
             load = Load(port, args.batch_workers, rate, args.batch_seconds,
                         max_requests=int(rate * args.batch_seconds) + 1)
             print(f"batches: {n} pings per request, target {args.batch_rate:,.0f} pings/s for "
-                  f"{args.batch_seconds:.0f} s, {args.batch_workers} connections ...", flush=True)
+                  f"{args.batch_seconds:.0f} s, {args.batch_workers} connections "
+                  f"(load average at start {loadavg()}) ...", flush=True)
             elapsed = load.run(batch_request)
             acked = len(load.ok) * n
             print(f"  acknowledged {acked:,} pings in {len(load.ok):,} requests over {elapsed:.1f} s = "
                   f"{acked / elapsed:,.0f} pings/s; failed requests {load.failed}")
             print(f"  ack latency per batch: {load.percentiles()}")
+            print(f"  load average at end {loadavg()}")
             print(f"  {server_stats(port)}", flush=True)
             results["batch"] = load
         if args.osmand_seconds > 0:
@@ -363,12 +382,15 @@ def main() -> int:
                 if client == "python":
                     print("OsmAnd: wrk is not installed (apt-get install -y wrk): using the Python client, "
                           "which shares the CPU with the server; the figure is a lower bound", flush=True)
+            target = (f"the phone listener (port {osmand_port})" if args.osmand_target == "phone"
+                      else f"/osmand on the main port ({osmand_port})")
+            print(f"OsmAnd target: {target}; load average at start {loadavg()}", flush=True)
             cpu0 = cpu_seconds(server.pid)
             if client == "wrk":
                 print(f"OsmAnd: single-position GET requests from wrk, {args.osmand_workers} connections, "
                       f"each sending its next fix once the last is answered, {args.osmand_seconds:.0f} s ...",
                       flush=True)
-                w = run_wrk(port, args.osmand_workers, args.osmand_seconds, ndev, tmp)
+                w = run_wrk(osmand_port, args.osmand_workers, args.osmand_seconds, ndev, tmp)
                 acked, elapsed = w["requests"] - w["non2xx"], w["duration_us"] / 1e6
                 print(f"  acknowledged {acked:,} requests over {elapsed:.1f} s = {acked / elapsed:,.0f} requests/s; "
                       f"failed {w['non2xx'] + w['timeouts'] + w['errors']} (non-2xx {w['non2xx']}, "
@@ -377,7 +399,7 @@ def main() -> int:
                       f"p99 {w['p99'] / 1000:.1f} ms, max {w['max'] / 1000:.1f} ms")
                 results["osmand"] = acked
             else:
-                load = AsyncLoad(port, args.osmand_workers, args.osmand_rate, args.osmand_seconds,
+                load = AsyncLoad(osmand_port, args.osmand_workers, args.osmand_rate, args.osmand_seconds,
                                  max_requests=int(args.osmand_rate * args.osmand_seconds) + 1)
                 print(f"OsmAnd: single-position GET requests, target {args.osmand_rate:,.0f}/s for "
                       f"{args.osmand_seconds:.0f} s, {args.osmand_workers} connections ...", flush=True)
@@ -388,8 +410,9 @@ def main() -> int:
                 results["osmand"] = len(load.ok)
             cpu1 = cpu_seconds(server.pid)
             if cpu0 is not None and cpu1 is not None and results["osmand"]:
-                print(f"  server CPU {cpu1 - cpu0:.1f} s = {1000 * (cpu1 - cpu0) / results['osmand']:.2f} ms "
-                      f"per acknowledged request (the machine's load average: {os.getloadavg()[0]:.1f})")
+                print(f"  server CPU {cpu1 - cpu0:.1f} s = {1000 * (cpu1 - cpu0) / results['osmand']:.3f} ms "
+                      f"per acknowledged request")
+            print(f"  load average at end {loadavg()}")
             print(f"  {server_stats(port)}", flush=True)
     finally:
         server.send_signal(signal.SIGTERM)
