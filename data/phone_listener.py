@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -82,7 +83,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = ("lst", "ep", "transport", "parser", "pending", "closing", "eof", "lingering", "write_paused",
                  "read_paused", "in_head", "head_bytes", "started", "last", "remote", "url", "ctype", "auth",
-                 "length", "expect", "body", "body_len", "header_size", "early")
+                 "length", "expect", "body", "body_len", "header_size", "wrong_method")
 
     def __init__(self, listener: PhoneListener):
         self.lst = listener
@@ -110,7 +111,7 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_len = 0
         self.header_size = 0
-        self.early: tuple[int, str] | None = None
+        self.wrong_method = False
 
     # -- asyncio protocol ------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -189,7 +190,10 @@ class _Connection(asyncio.Protocol):
         if n == b"content-type":
             self.ctype = value
         elif n == b"content-length":
-            self.length = int(value)  # llhttp has already checked it is a number
+            try:
+                self.length = int(value)  # llhttp has checked it already; be sure all the same
+            except ValueError:
+                raise _Refuse(400, "malformed request: Invalid character in Content-Length\n") from None
         elif n == b"authorization":
             self.auth = value
         elif n == b"expect":
@@ -204,14 +208,14 @@ class _Connection(asyncio.Protocol):
             raise _Refuse(400, "malformed request: protocol upgrades and CONNECT are not supported\n")
         method = self.parser.get_method()
         if method != b"GET" and method != b"POST":
-            self.early = (405, None)  # answered once the request is read, as the main port does
+            self.wrong_method = True  # 405 once the request is read (body dropped), as the main port does
         elif self.length > self.ep.limit:
             raise _Refuse(*self.ep.too_large)
         elif self.expect and not self.pending and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, chunk: bytes) -> None:
-        if self.early is not None:
+        if self.wrong_method:
             return
         self.body_len += len(chunk)
         if self.body_len > self.ep.limit:
@@ -228,7 +232,7 @@ class _Connection(asyncio.Protocol):
         self.started = 0.0
         if not keep:
             self.closing = True
-        if self.early is not None:
+        if self.wrong_method:
             self._fill(slot, *self.ep.method_not_allowed)
             return
         url = self.url
@@ -322,9 +326,10 @@ class _Connection(asyncio.Protocol):
         self._set_reading(self.lingering > 0 or (not self.write_paused and len(self.pending) < _MAX_PIPELINE))
 
     def _set_reading(self, on: bool) -> None:
-        if self.transport is None or self.transport.is_closing() or on != self.read_paused:
+        paused = not on
+        if self.transport is None or self.transport.is_closing() or paused == self.read_paused:
             return
-        self.read_paused = not on
+        self.read_paused = paused
         if on:
             self.transport.resume_reading()
         else:
@@ -339,9 +344,11 @@ class _Connection(asyncio.Protocol):
             if now - self.lingering > _LINGER:
                 transport.close()
             return
-        for slot in self.pending:
+        for slot in list(self.pending):  # a copy: answering takes slots off the queue
             if slot.since and now - slot.since > self.lst.commit_timeout:
                 self._fill(slot, *self.ep.failure(FutureTimeout()))
+        if transport.is_closing():
+            return
         if self.started and now - self.started > self.lst.request_timeout:
             self._refuse(408, f"request not received within {self.lst.request_timeout:g} s\n")
         elif not self.started and not self.pending and now - self.last > self.lst.idle_timeout:
@@ -357,8 +364,9 @@ class PhoneListener:
         Answers the requests (``bp.osmand`` of :func:`data.http_api.make_ingest_blueprint`).
     host, port : str, int
         Where to listen; port 0 takes a free port (see :attr:`port` once started).
-    max_connections : int
-        Open connections at most; more are answered 503 and closed.
+    max_connections : int, optional
+        Open connections at most; more are answered 503 and closed. Default: 10,000, or
+        fewer when the process may open fewer files.
     idle_timeout : float
         Seconds a keep-alive connection may wait for its next request.
     request_timeout : float
@@ -377,11 +385,14 @@ class PhoneListener:
     40311
     """
 
-    def __init__(self, endpoint, host: str = "127.0.0.1", port: int = 5055, *, max_connections: int = 10_000,
+    def __init__(self, endpoint, host: str = "127.0.0.1", port: int = 5055, *, max_connections: int | None = None,
                  idle_timeout: float = 60.0, request_timeout: float = 30.0, commit_timeout: float = 60.0,
                  max_header_bytes: int = 16_384, backlog: int = 2048):
         self.endpoint = endpoint
         self.host, self.port = host, port
+        if max_connections is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            max_connections = 10_000 if soft == resource.RLIM_INFINITY else max(16, min(10_000, soft - 200))
         self.max_connections = max_connections
         self.idle_timeout, self.request_timeout = idle_timeout, request_timeout
         self.commit_timeout = commit_timeout
@@ -495,4 +506,7 @@ class PhoneListener:
         while done:
             conn, slot, fut = done.popleft()
             exc = fut.exception()
-            conn._fill(slot, *(ep.failure(exc) if exc is not None else ep.answer_of(fut.result())))
+            try:
+                conn._fill(slot, *(ep.failure(exc) if exc is not None else ep.answer_of(fut.result())))
+            except Exception:  # one connection's trouble must not hold the others' answers
+                log.exception("phone listener: answer to %s failed", conn.remote)

@@ -380,3 +380,13 @@ def test_connections_beyond_the_limit_are_refused(store):
             if r.status_code == 200:
                 break
         assert r.status_code == 200
+
+
+def test_a_fix_the_writer_cannot_take_gets_503_as_on_the_main_port(store):
+    with ThreadedServer(store, phones=True) as srv:
+        srv.app.blueprints["ingest"].committer.close()  # the writer stops, as at shutdown
+        phone, main = both(srv, "GET", q(id="dev-044", lat=LAT, lon=LNG, timestamp=T0))
+        assert phone.status_code == 503 and phone.headers["Retry-After"] == "1"
+        assert "nothing stored" in phone.text
+        assert answer(phone) == answer(main)
+    assert store.scalar("SELECT count(*) FROM pings") == 0
