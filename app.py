@@ -136,7 +136,10 @@ def cmd_serve(args, settings: Settings) -> int:
                 from data.http_api import ingest_front
 
                 wsgi = ingest_front(app.server, blueprints[0])  # phone fixes skip Dash/Flask routing
-            serve(wsgi, host=host, port=port, threads=args.threads, connection_limit=4000, ident="EMAP")
+            # poll, not select: phones on the phone listener hold file descriptors of this
+            # process too, and select() fails on any numbered past 1023
+            serve(wsgi, host=host, port=port, threads=args.threads, connection_limit=4000,
+                  asyncore_use_poll=True, ident="EMAP")
     finally:
         if phones is not None:
             phones.close()

@@ -698,8 +698,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"EMAP ingest listening on http://{args.host}:{args.port}", flush=True)
         if args.server == "waitress":
             from waitress import serve
+            # poll, not select: the phone listener's connections share this process's file
+            # descriptors, and select() fails on any numbered past 1023
             serve(ingest_front(app, app.blueprints["ingest"]), host=args.host, port=args.port,
-                  threads=args.threads, connection_limit=4000,
+                  threads=args.threads, connection_limit=4000, asyncore_use_poll=True,
                   channel_timeout=60, backlog=2048, ident="emap")
         else:
             from werkzeug.serving import WSGIRequestHandler, run_simple

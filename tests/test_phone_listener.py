@@ -390,3 +390,41 @@ def test_a_fix_the_writer_cannot_take_gets_503_as_on_the_main_port(store):
         assert "nothing stored" in phone.text
         assert answer(phone) == answer(main)
     assert store.scalar("SELECT count(*) FROM pings") == 0
+
+
+def test_main_port_serves_while_more_than_a_thousand_phones_are_connected(tmp_path):
+    """The standalone server (waitress on the main port) shares its process's file
+    descriptors with the phone listener: past 1,023 of them select() would fail."""
+    import resource
+    import signal
+
+    from tests.ingest_support import free_port, start_subprocess_server
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2_600
+    if soft != resource.RLIM_INFINITY and soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            pytest.skip(f"the open-file limit ({hard}) is below {want}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # this test process and its server
+    db = tmp_path / "emap.duckdb"
+    build_store(db)
+    port, phone_port = free_port(), free_port()
+    server = start_subprocess_server(db, port, osmand_port=phone_port)
+    phones = []
+    try:
+        for _ in range(1_100):
+            phones.append(socket.create_connection(("127.0.0.1", phone_port), timeout=30))
+        fix = {"id": "dev-045", "lat": LAT, "lon": LNG, "timestamp": T0}
+        phones[-1].sendall(get("/?" + urlencode(fix)))  # the listener has accepted them all
+        assert read_responses(phones[-1], 1)[0][0] == 200
+        r = requests.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=30)
+        assert r.status_code == 200 and r.json()["accepted"] == 1
+        r = requests.get(f"http://127.0.0.1:{port}/osmand", params={**fix, "timestamp": T0 + 1}, timeout=30)
+        assert (r.status_code, r.text) == (200, "OK\n")
+    finally:
+        for s in phones:
+            s.close()
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    with Store(db, read_only=True) as store:
+        assert store.scalar("SELECT count(*) FROM pings") == 2
