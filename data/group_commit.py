@@ -210,7 +210,11 @@ class GroupCommitter:
                     for job in group:
                         job.future.set_exception(exc)
                     continue
-                self.stats["commit_ms"] += int((time.perf_counter() - t0) * 1000)
+                took = time.perf_counter() - t0
+                self.stats["commit_ms"] += int(took * 1000)
+                if took > 1.0:  # every waiting client waits this long: worth knowing why
+                    log.warning("commit of %d %s requests (%d records) took %.1f s", len(group), kind,
+                                sum(len(j.records) for j in group), took)
                 for job, outcome in zip(group, outcomes, strict=True):
                     job.future.set_result(outcome)
 
