@@ -161,7 +161,8 @@ def main(argv=None):
         if th.name == "emap-warm":
             th.join()
     print(
-        f"start-up warm-up (alert state of the newest two days, root view): {time.perf_counter() - t:.1f} s"
+        "start-up warm-up (alert state of the newest two days, root view; with the panel, the network-wide "
+        f"forecast frames and the root's outlooks of the day): {time.perf_counter() - t:.1f} s"
     )
     print(
         f"prefetch {'off' if args.no_prefetch else 'on'}, think time {args.think:.1f} s between drill-down clicks"
@@ -252,6 +253,9 @@ def main(argv=None):
                 f"  {name:18s} n={len(v):3d}  p50 {np.percentile(dts, 50):6.0f} ms  p95 {np.percentile(dts, 95):6.0f} ms"
                 f"  payload p50 {np.percentile(sizes, 50) / 1e3:7.1f} kB  max {sizes.max() / 1e3:7.1f} kB"
             )
+        slow = sorted((dt for out, dt, _ in recs if _name(out) == "outlook"), reverse=True)[:5]
+        if slow:
+            print("  outlook, slowest: " + ", ".join(f"{x * 1000:.0f}" for x in slow) + " ms")
     sys.stdout.flush()
     # Background prefetch/warm threads may be inside DuckDB: leave without tearing down.
     os._exit(0)

@@ -229,6 +229,8 @@ class Model:
         self.forecast = ForecastDays(store, self.cache, self.days, alert_res(settings))
         #: Whether the predicted-alerts panel is served (its frames are then read at start-up).
         self.outlook_on = False
+        #: How its background computations give way to the callbacks being served.
+        self.outlook_pause = None
 
     # -- tree and time ------------------------------------------------------------------
     def nodes(self) -> pl.DataFrame:
@@ -480,7 +482,7 @@ class Model:
         """Compute the alert state of every hour of the newest ``days`` days (run in a
         background thread at start-up, so the first views find it cached), the landing
         view and its busiest children, and with the predicted-alerts panel on, the
-        network-wide forecast frames of the landing day and the landing view's outlook."""
+        network-wide forecast frames of the landing day and the root's outlooks of its hours."""
         # The dispatch solver's import takes seconds on a loaded machine: not in a view.
         import scipy.optimize  # noqa: F401
 
@@ -508,10 +510,16 @@ class Model:
 
             start, _ = self.hour_window(day, hour)
             outlook.network(self, start, build=True)
-            try:
-                outlook.outlook(self, self.root(), day, hour, background=True)
-            except outlook.Superseded:  # a user asked for another outlook first
-                pass
+            # the root's hours of the landing day, nearest first: the view every user
+            # opens, and the first page's rendering is then not competing with them
+            hours = sorted(range(24), key=lambda h: (abs(h - hour), h))
+            for h in hours:
+                if self.hour_window(day, h)[0] > newest:
+                    continue
+                try:
+                    outlook.outlook(self, self.root(), day, h, self.outlook_pause, background=True)
+                except outlook.Superseded:  # a user asked for another outlook first
+                    pass
 
     # -- KPIs ---------------------------------------------------------------------------
     def kpis(self, scope: str, day: str, hour: int) -> list[dict]:

@@ -360,7 +360,7 @@ def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool
                 return
 
     worker = Ahead(model, pause) if ahead else None
-    model.outlook_on = True
+    model.outlook_on, model.outlook_pause = True, pause
     requests = Requests()
 
     @app.callback(

@@ -125,3 +125,50 @@ def test_a_newer_version_replaces_the_older_entry():
     # the entry of version 1 is gone: asking for it computes it again
     assert cache.get(("k", 1), make(1)) == "value 1"
     assert calls == [1, 2, 1]
+
+
+def test_forecast_frames_are_kept_per_fingerprint_and_read_again_after_new_data(
+    small_demo_path, tmp_path, settings
+):
+    from data import forecast_queries as fq
+    from data.validate import check_events
+
+    path = tmp_path / "emap.duckdb"
+    shutil.copy(small_demo_path, path)
+    with Store(path) as store:
+        model = Model(store, settings, Cache(256))
+        model.days.check_every = 0.0  # read the day's fingerprint on every request
+        windows = [model.day_window(d) for d in model.dates()]
+        assert model.forecast.frames(windows) is None  # nothing read yet, and nothing read now
+        frames, irregular = model.forecast.frames(windows, build=True)
+        assert irregular == set()
+        assert model.forecast.frames(windows)[0] is frames  # kept
+        start, _ = model.hour_window(DAY, 9)
+        branch = store.sql(
+            "SELECT branch_id FROM node_branches WHERE ancestor_id = ? ORDER BY branch_id LIMIT 1", [SHENZHEN]
+        )["branch_id"][0]
+        before = frames["pipeline"].filter((pl.col("issued") == start) & (pl.col("branch_id") == branch))
+        n = 25
+        events = pl.DataFrame(
+            {
+                "event_id": [f"fd-{i}" for i in range(n)],
+                "parcel_id": [f"fd-p{i}" for i in range(n)],
+                "kind": ["arrival"] * n,
+                "ts": [(start - timedelta(minutes=20, seconds=i)).replace(tzinfo=UTC) for i in range(n)],
+                "lat": [22.5431] * n,
+                "lng": [114.0579] * n,
+                "dest_branch_id": [branch] * n,
+                "expected_at": [(start + timedelta(hours=1, minutes=5)).replace(tzinfo=UTC)] * n,
+            }
+        ).with_row_index("_row", offset=1)
+        assert store.ingest_events(check_events(events)[0])[0] == n
+        # the day's frames are of an older fingerprint: not used, read again when asked
+        assert model.forecast.frames(windows) is None
+        again, _ = model.forecast.frames(windows, build=True)
+        after = again["pipeline"].filter((pl.col("issued") == start) & (pl.col("branch_id") == branch))
+        assert after["parcels"].sum() == before["parcels"].sum() + n
+        # and the slices still equal the scoped reads
+        assert_frame_equal(
+            fq.sliced_inputs(store, SHENZHEN, [start], 8, again)["pipeline"],
+            fq.forecast_inputs(store, SHENZHEN, [start], 8)["pipeline"],
+        )
