@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from data.schema import CUBE_COUNTS, CUBE_DISTINCT
-from data.store import _RECORDS, Store, _cube_rows, cube_parts
+from data.schema import CUBE_COUNTS
+from data.store import _RECORDS, Store, cube_parts
 
 #: Batches whose cube parts are kept before they are folded together (bounds memory).
 _FOLD_EVERY = 8
@@ -70,7 +70,6 @@ class BulkLoad:
         self._end = 0
         self._hashes: list[np.ndarray] = []
         self._deltas: list[pl.DataFrame] = []
-        self._presence: list[pl.DataFrame] = []
         self._open = False
 
     # -- reader side ------------------------------------------------------------------
@@ -97,7 +96,10 @@ class BulkLoad:
         self._hashes.append(hashes)
         self._deltas.append(delta)
         if presence is not None:
-            self._presence.append(presence)
+            # Presence (a row per courier or van per cell-hour) grows with the file: it
+            # waits in a temporary table, which DuckDB spills, not in this process's heap.
+            self.store._con.from_arrow(
+                presence.with_columns(pl.col("actor_id").cast(pl.String)).to_arrow()).insert_into("bulk_presence")
         if len(self._deltas) >= _FOLD_EVERY:
             self._fold()
 
@@ -110,6 +112,9 @@ class BulkLoad:
             self._lo, self._hi, self._end = con.execute(
                 f"SELECT {span}, coalesce(max(rowid) + 1, 0) FROM {self.table}").fetchall()[0]
             con.execute("BEGIN")
+            if self.table == "pings":
+                con.execute("CREATE OR REPLACE TEMP TABLE bulk_presence "
+                            "(hour INTEGER, cell UBIGINT, actor_id VARCHAR, is_vehicle BOOLEAN)")
         except BaseException:
             self.store._write_lock.release()
             raise
@@ -142,12 +147,10 @@ class BulkLoad:
             raise Clash(f"a record id of this file is already in {self.table}")
 
     def _fold(self) -> None:
-        """Fold the kept cube parts into one (sums per cell-hour, distinct presence)."""
+        """Fold the kept cube counts into one frame (sums per cell-hour)."""
         counts = [c for c in self._deltas[0].columns if c not in ("hour", "cell", "branch_id")]
         self._deltas = [pl.concat(self._deltas).group_by("hour", "cell").agg(
             pl.col("branch_id").first(), *(pl.col(c).sum() for c in counts))]
-        if self._presence:
-            self._presence = [pl.concat(self._presence).unique()]
 
     def finish(self) -> int:
         """Commit everything added: the number of rows stored.
@@ -160,15 +163,19 @@ class BulkLoad:
         if not self._open:
             return 0
         try:
-            hashes = pl.Series(np.concatenate(self._hashes))
+            hashes = np.concatenate(self._hashes)
             self._hashes = []
-            if hashes.n_unique() < len(hashes):
+            hashes.sort()  # in place: no hash table the size of the file
+            if (hashes[1:] == hashes[:-1]).any():
                 raise Clash("this file holds a record id more than once")
+            del hashes
             self._fold()
             con = self.store._con
             flushed = self.store._flush_cells(con)
             try:
                 self._store_cube(con)
+                con.execute("DROP TABLE IF EXISTS bulk_presence")
+                con.execute("DROP TABLE IF EXISTS bulk_actors")
                 con.execute("COMMIT")
             except BaseException:
                 self.store._cells.unflush(flushed)
@@ -183,29 +190,40 @@ class BulkLoad:
         """Add the file's cube share: appended as it is where the cube holds nothing yet
         in the file's hours (a new day), merged cell-hour by cell-hour otherwise."""
         delta = self._deltas[0]
-        presence = self._presence[0] if self._presence else None
         if delta.is_empty():
             return
+        pings = self.table == "pings"
         lo, hi = delta.select(pl.col("hour").min().alias("lo"), pl.col("hour").max().alias("hi")).row(0)
         taken = con.execute(
             "SELECT count(*) FROM (SELECT 1 FROM cube_hourly WHERE hour BETWEEN "
             "make_timestamp($lo * 3600000000) AND make_timestamp($hi * 3600000000) LIMIT 1)",
             {"lo": int(lo), "hi": int(hi)}).fetchall()[0][0]
         if taken:
+            presence = con.sql("SELECT DISTINCT * FROM bulk_presence").pl() if pings else None
             self.store._merge_cube(con, delta, presence)
             return
-        if presence is not None:
-            distinct = presence.group_by("hour", "cell").agg(
-                (~pl.col("is_vehicle")).sum().cast(pl.Int32).alias("couriers"),
-                pl.col("is_vehicle").sum().cast(pl.Int32).alias("vehicles"))
-            delta = delta.join(distinct, on=["hour", "cell"], how="left")
-        rows, presence_rows = _cube_rows(delta, presence)
-        names = ["hour", "cell", "branch_id", *CUBE_COUNTS, *CUBE_DISTINCT]
-        cube_rows = rows.select(  # noqa: F841 (read by name in the query)
-            *(pl.col(c) if c in rows.columns else pl.lit(0).alias(c) for c in names))
-        con.execute("INSERT INTO cube_hourly BY NAME SELECT * FROM cube_rows")
-        if presence_rows is not None:
-            con.execute("INSERT INTO cube_presence BY NAME SELECT * FROM presence_rows")
+        hour = "make_timestamp(d.hour::BIGINT * 3600000000) AS hour"
+        counts = ", ".join(f"d.{c}" if c in delta.columns else f"0 AS {c}" for c in CUBE_COUNTS)
+        cube_delta = delta  # noqa: F841 (read by name in the queries)
+        if not pings:
+            con.execute(f"INSERT INTO cube_hourly BY NAME SELECT {hour}, d.cell, d.branch_id, {counts}, "
+                        "0 AS couriers, 0 AS vehicles FROM cube_delta d")
+            return
+        con.execute("CREATE OR REPLACE TEMP TABLE bulk_actors AS "
+                    "SELECT DISTINCT hour, cell, actor_id, is_vehicle FROM bulk_presence")
+        con.execute(f"""
+            INSERT INTO cube_presence BY NAME
+            SELECT {hour}, p.cell, d.branch_id, p.actor_id,
+                   CASE WHEN p.is_vehicle THEN 'vehicle' ELSE 'courier' END AS actor_kind
+            FROM bulk_actors p JOIN cube_delta d USING (hour, cell)""")
+        con.execute(f"""
+            INSERT INTO cube_hourly BY NAME
+            SELECT {hour}, d.cell, d.branch_id, {counts},
+                   coalesce(a.couriers, 0) AS couriers, coalesce(a.vehicles, 0) AS vehicles
+            FROM cube_delta d LEFT JOIN (
+                SELECT hour, cell, count(*) FILTER (WHERE NOT is_vehicle) AS couriers,
+                       count(*) FILTER (WHERE is_vehicle) AS vehicles
+                FROM bulk_actors GROUP BY ALL) a USING (hour, cell)""")
 
     def abort(self) -> None:
         """Roll back whatever was added (safe to call more than once)."""
@@ -217,5 +235,5 @@ class BulkLoad:
 
     def _release(self) -> None:
         self._open = False
-        self._hashes, self._deltas, self._presence = [], [], []
+        self._hashes, self._deltas = [], []
         self.store._write_lock.release()
