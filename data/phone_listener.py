@@ -300,6 +300,7 @@ class _Connection(asyncio.Protocol):
             return
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.last = self.lst.now  # idle from the last answer on, not from the last request
         if close:
             if linger and transport.can_write_eof():
                 # the client may still be sending (a body too large): read and drop its
@@ -465,11 +466,14 @@ class PhoneListener:
     def _tick(self) -> None:
         """Once a second: the clock and Date header requests use, and the time-outs."""
         loop = self.loop
+        loop.call_later(1.0, self._tick)  # first: whatever happens below, the clock goes on
         self.now = loop.time()
         self._date = formatdate(usegmt=True).encode()
         for conn in list(self.connections):
-            conn.check(self.now)
-        loop.call_later(1.0, self._tick)
+            try:
+                conn.check(self.now)
+            except Exception:
+                log.exception("phone listener: time-out check of %s failed", conn.remote)
 
     # -- answers -----------------------------------------------------------------------------
     def response(self, status: int, text: str, close: bool, http10: bool, head: bool = False) -> bytes:
