@@ -68,6 +68,15 @@ def build_app(
     """
     text = translations()
     app = dash.Dash(__name__, title="EMAP", assets_folder=str(ASSETS), update_title=None, serve_locally=True)
+    # The map's plotly.js (4.8 MB) is fetched by the graph only once the layout is read;
+    # asking for it in the page's head lets its download and compilation start with the
+    # page's own scripts (the graph then finds it in the browser's cache).
+    plotly_js = (
+        f"{app.config.requests_pathname_prefix}_dash-component-suites/plotly/package_data/plotly.min.js"
+    )
+    app.index_string = app.index_string.replace(
+        "{%css%}", f'<link rel="preload" href="{plotly_js}" as="script">\n        {{%css%}}', 1
+    )
     for bp in blueprints:
         app.server.register_blueprint(bp)
     model = Model(store, settings, Cache(size=1024))
