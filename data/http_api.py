@@ -575,6 +575,8 @@ def openapi_spec(server_url: str = "") -> dict:
             "/api/v1/pings": {"post": batch_op("Store a batch of GPS pings", "Ping")},
             "/api/v1/events": {"post": batch_op("Store a batch of parcel events (scans)", "ParcelEvent")},
             "/osmand": {
+                "description": "Also served, with the same answers, by the phone listener on its own "
+                               "port (EMAP_OSMAND_PORT, 5055) at any path, e.g. http://host:5055/?id=...",
                 "get": {"summary": "One position, OsmAnd query form (OsmAnd app, Traccar Client)",
                         "parameters": osmand_params, "responses": osmand_responses},
                 "post": {"summary": "One position, OsmAnd form or JSON body (Traccar Client 9+)",
