@@ -228,6 +228,7 @@ class _Connection(asyncio.Protocol):
         slot = _Slot(close=not keep, http10=parser.get_http_version() == "1.0",
                      head=parser.get_method() == b"HEAD")
         self.pending.append(slot)
+        self.lst.requests += 1
         self.in_head = True
         self.started = 0.0
         if not keep:
@@ -398,6 +399,7 @@ class PhoneListener:
         self.idle_timeout, self.request_timeout = idle_timeout, request_timeout
         self.commit_timeout = commit_timeout
         self.max_header_bytes = max_header_bytes
+        self.requests = 0  # requests read in full since start (answered or being answered)
         self.backlog = backlog
         self.connections: set[_Connection] = set()
         self.now = 0.0

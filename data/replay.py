@@ -115,6 +115,7 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
            max_seconds: float | None = 60.0, source: str | Path | None = None, day: date | None = None,
            batch_size: int = 1000, osmand_share: float = 0.2, clients: int = 8, to_today: bool = True,
            start_hour: float | None = None, local_tz: str = "Asia/Shanghai",
+           osmand_url: str | None = None,
            progress: Callable[[str], None] | None = None) -> ReplayReport:
     """Stream one generated day to a running EMAP server.
 
@@ -144,6 +145,9 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
         Move the day to today (whole days), so the dashboard's live mode shows it.
     start_hour : float, optional
         Local hour of the day to start from (default: the first record).
+    osmand_url : str, optional
+        Where single fixes go, as phones send them: the phone port, e.g.
+        ``http://127.0.0.1:5055`` (default: ``/osmand`` on ``url``).
 
     Returns
     -------
@@ -180,6 +184,7 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
 
     report = ReplayReport()
     base = url.rstrip("/")
+    phone_url = osmand_url.rstrip("/") + "/" if osmand_url else f"{base}/osmand"
     auth = {"Authorization": f"Bearer {token}"}
     work: queue.Queue = queue.Queue(maxsize=clients * 64)
     lock = threading.Lock()
@@ -207,11 +212,11 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
                 params["bearing"] = rec["heading"]
             if rec.get("accuracy") is not None:
                 params["accuracy"] = rec["accuracy"]
-            r = session.get(f"{base}/osmand", params=params, headers=auth, timeout=120)
+            r = session.get(phone_url, params=params, headers=auth, timeout=120)
         else:
             coords = {"latitude": rec["lat"], "longitude": rec["lng"], "speed": rec.get("speed"),
                       "heading": rec.get("heading"), "accuracy": rec.get("accuracy")}
-            r = session.post(f"{base}/osmand", timeout=120, data=orjson.dumps(
+            r = session.post(phone_url, timeout=120, data=orjson.dumps(
                 {"device_id": rec["device_id"], "location": {"timestamp": rec["ts"], "coords": coords}}),
                 headers={**auth, "Content-Type": "application/json"})
         with lock:
@@ -301,6 +306,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
     parser.add_argument("--start-hour", type=float, help="local hour to start from, e.g. 8")
     parser.add_argument("--keep-date", action="store_true", help="keep the data's date (default: today)")
+    parser.add_argument("--osmand-url", help="send single fixes to the phone port as phones do, e.g. "
+                        "http://127.0.0.1:5055 (default: /osmand on --url)")
 
 
 def run_from_args(args, local_tz: str = "Asia/Shanghai") -> ReplayReport:
@@ -309,4 +316,4 @@ def run_from_args(args, local_tz: str = "Asia/Shanghai") -> ReplayReport:
                   max_seconds=args.max_seconds or None, source=args.source, day=args.day,
                   batch_size=args.batch_size, osmand_share=args.osmand_share, clients=args.clients,
                   to_today=not args.keep_date, start_hour=args.start_hour, local_tz=local_tz,
-                  progress=print)
+                  osmand_url=args.osmand_url, progress=print)
