@@ -20,6 +20,8 @@ scans, newest hour). Every stored ping or scan changes it, so data arriving for 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -232,17 +234,26 @@ class ForecastDays:
         Whose fingerprints key the frames.
     res : int
         Resolution of the forecast's cells (the alerts').
+    rebuild_after : float
+        Seconds before a day's frames are read again for newer data: a live day's data
+        changes every few seconds, and reading a day takes seconds (tens at the large
+        size); in between, its forecasts are read per scope.
     """
 
     #: How far before a day its frames (and their checks) read.
     GUARD_BACK = timedelta(days=18)
 
-    def __init__(self, store, cache, days: DayFigures, res: int, horizon: int = 6):
+    def __init__(
+        self, store, cache, days: DayFigures, res: int, horizon: int = 6, rebuild_after: float = 60.0
+    ):
         self.store = store
         self.cache = cache
         self.days = days
         self.res = res
         self.horizon = horizon
+        self.rebuild_after = rebuild_after
+        self._built: dict = {}  # (start, end) -> when its frames were last read
+        self._lock = threading.Lock()
 
     def version(self, start: datetime, end: datetime) -> tuple:
         return self.days.version(start - self.GUARD_BACK, end + timedelta(hours=self.horizon))
@@ -250,22 +261,35 @@ class ForecastDays:
     def _key(self, start: datetime, end: datetime) -> tuple:
         return ("forecast-day", start, end, self.res)
 
-    def day(self, start: datetime, end: datetime, pause=None) -> dict:
+    def day(self, start: datetime, end: datetime, pause=None) -> dict | None:
         """The frames of the day ``[start, end)`` (read now if not kept): the dict of
-        ``network_day`` plus ``irregular`` (a set of branch ids)."""
+        ``network_day`` plus ``irregular`` (a set of branch ids); ``None`` when they were
+        read less than ``rebuild_after`` seconds ago for older data."""
         from data import forecast_queries as fq
+
+        version = self.version(start, end)
+        kept = self.cache.peek((self._key(start, end), version))
+        if kept is not None:
+            return kept
+        with self._lock:
+            last = self._built.get((start, end))
+        if last is not None and time.monotonic() - last < self.rebuild_after:
+            return None
 
         def make():
             out = fq.network_day(self.store, start, end, self.res, self.horizon, pause=pause)
             out["irregular"] = fq.irregular_branches(self.store, start, end)
+            with self._lock:
+                self._built[(start, end)] = time.monotonic()
             return out
 
-        return self.cache.get_current(self._key(start, end), self.version(start, end), make)
+        return self.cache.get_current(self._key(start, end), version, make)
 
     def frames(self, windows: list[tuple[datetime, datetime]], build: bool = False, pause=None):
         """The frames of several days (oldest first) as one of each, and the irregular
         branches of any of them; ``None`` when one day's current frames are not kept and
-        ``build`` is false (the caller reads the store instead)."""
+        ``build`` is false, or were read less than ``rebuild_after`` seconds ago for older
+        data (the caller reads the store instead)."""
         from data import forecast_queries as fq
 
         if not windows:

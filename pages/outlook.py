@@ -274,8 +274,8 @@ class Ahead:
     """One background worker preparing the outlooks a user is likely to ask for next, so
     that the panel mostly reads the cache: after each view, the network-wide frames of the
     days its forecasts read (if not kept), the outlook of the hour after (the ▶ button
-    steps to it), then those of its busiest children at the same hour (the likely next
-    drill-downs). Only the newest view counts; hours after the newest data are left alone
+    steps to it), then, when the frames are kept, those of its busiest children at the
+    same hour (the likely next drill-downs). Only the newest view counts; hours after the newest data are left alone
     (a live view moves on when the data does); a user's request for another outlook
     interrupts a preparation, which resumes after it."""
 
@@ -309,15 +309,16 @@ class Ahead:
         newest = model.data_hours(scope)[1]
         if newest is None:
             return
+        # the days' frames first: then every job is a slice
+        sliced = network(model, model.hour_window(day, hour)[0], build=True, pause=self._step) is not None
         jobs = []
         if hour < 23 and model.hour_window(day, hour + 1)[0] <= newest:
             jobs.append((scope, hour + 1))
-        if self.children:
+        # the children only as slices (read per scope, six of them would take long)
+        if self.children and sliced:
             jobs += [(c, hour) for c in model.drill_targets(scope, day, hour, self.children)]
         for s, h in jobs:
-            start, _ = model.hour_window(day, h)
-            # the days' frames first: then every job is a slice
-            network(model, start, build=True, pause=self._step)
+            network(model, model.hour_window(day, h)[0], build=True, pause=self._step)
             for _attempt in range(3):
                 if self._left():
                     return

@@ -139,6 +139,7 @@ def test_forecast_frames_are_kept_per_fingerprint_and_read_again_after_new_data(
         model = Model(store, settings, Cache(256))
         model.days.check_every = 0.0  # read the day's fingerprint on every request
         windows = [model.day_window(d) for d in model.dates()]
+        model.forecast.rebuild_after = 3600.0
         assert model.forecast.frames(windows) is None  # nothing read yet, and nothing read now
         frames, irregular = model.forecast.frames(windows, build=True)
         assert irregular == set()
@@ -162,8 +163,12 @@ def test_forecast_frames_are_kept_per_fingerprint_and_read_again_after_new_data(
             }
         ).with_row_index("_row", offset=1)
         assert store.ingest_events(check_events(events)[0])[0] == n
-        # the day's frames are of an older fingerprint: not used, read again when asked
+        # the day's frames are of an older fingerprint: not used; not read again within
+        # ``rebuild_after`` of the last read (a live day's data keeps changing) ...
         assert model.forecast.frames(windows) is None
+        assert model.forecast.frames(windows, build=True) is None
+        # ... and read again after it
+        model.forecast.rebuild_after = 0.0
         again, _ = model.forecast.frames(windows, build=True)
         after = again["pipeline"].filter((pl.col("issued") == start) & (pl.col("branch_id") == branch))
         assert after["parcels"].sum() == before["parcels"].sum() + n
