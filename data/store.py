@@ -64,6 +64,7 @@ class Store:
         self._locator: BranchLocator | None = None
         self._cells = _CellBranchCache()
         self._devices: pl.DataFrame | None = None  # device -> courier / vehicle, dropped on upsert
+        self._node_ids: frozenset[str] | None = None  # every node id, dropped by save_tree
         if not read_only:
             for stmt in ddl():
                 self._con.execute(stmt)
@@ -125,6 +126,7 @@ class Store:
             self._con.execute("COMMIT")
         self._locator = None
         self._cells = _CellBranchCache()
+        self._node_ids = None
 
     def nodes(self) -> pl.DataFrame:
         """Every node without geometry."""
@@ -140,9 +142,17 @@ class Store:
         return gpd.GeoDataFrame(rows, geometry=geoms, crs="EPSG:4326")
 
     def check_scope(self, scope: str) -> None:
-        """Raise :class:`ScopeError` unless ``scope`` is a node id."""
-        if not isinstance(scope, str) or self.cursor().execute(
-                "SELECT 1 FROM nodes WHERE node_id = ?", [scope]).fetchone() is None:
+        """Raise :class:`ScopeError` unless ``scope`` is a node id.
+
+        The ids are kept in memory (every scoped read checks its scope, several per
+        view) until :meth:`save_tree` replaces the tree; only this store writes it.
+        """
+        ids = self._node_ids
+        if ids is None:
+            ids = frozenset(row[0] for row in self.cursor().execute("SELECT node_id FROM nodes").fetchall())
+            if ids:  # an empty store keeps asking until it has a tree
+                self._node_ids = ids
+        if not isinstance(scope, str) or scope not in ids:
             raise ScopeError(f"unknown node {scope!r}")
 
     def locator(self) -> BranchLocator:

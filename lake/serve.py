@@ -79,6 +79,7 @@ class LakeStore(Store):
                 raise
             self._coarse = layout.has_files(self.lake, "coarse_hourly")
             self._locator = None
+            self._node_ids = None  # the lake's tree may have changed
 
     def _drop(self, name: str) -> None:
         kind = self._con.execute(

@@ -95,6 +95,22 @@ def test_scope_limits_the_rows(small_store):
         small_store.cube("hq' OR 1=1 --", START, END)
 
 
+def test_scope_check_follows_the_saved_tree(tmp_path):
+    from data.store import Store
+    from geo.hierarchy import load_tree
+
+    with Store(tmp_path / "empty.duckdb") as store:
+        with pytest.raises(ScopeError):
+            store.check_scope("hq")  # no tree yet
+        tree = load_tree()
+        store.save_tree(tree[tree["node_id"] != "b-440305"])
+        store.check_scope("hq")
+        with pytest.raises(ScopeError):
+            store.check_scope("b-440305")
+        store.save_tree(tree)  # the kept ids are dropped with the old tree
+        store.check_scope("b-440305")
+
+
 def test_pings_and_events_carry_cells_and_branches(small_store):
     sample = small_store.sql("SELECT lat, lng, cell, branch_id FROM pings USING SAMPLE 500 ROWS").to_pandas()
     want = [h3i.latlng_to_cell(a, b, 9) for a, b in zip(sample["lat"], sample["lng"])]
