@@ -30,7 +30,7 @@ import polars as pl
 from data.schema import CUBE_COUNTS
 from data.store import _RECORDS, Store, cube_parts
 
-#: Batches whose cube parts are kept before they are folded together (bounds memory).
+#: Batches whose cube counts are kept before they are folded into one frame (bounds memory).
 _FOLD_EVERY = 8
 
 

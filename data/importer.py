@@ -164,7 +164,7 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
         try:
             return next(iterator, None)
         except (pa.ArrowInvalid, OSError) as exc:
-            # The file is refused as a whole: its staged rows are discarded.
+            # The file is refused as a whole: what it added so far is rolled back.
             raise ImportFileError(
                 f"{path}: unreadable after data row {report.rows}: {exc}; nothing from this file "
                 f"was stored") from None
