@@ -88,7 +88,18 @@ def test_html_is_self_contained_and_draws_every_hex(request, browser, tmp_path, 
             content=f"path:not(.{html_report.HEX_CLASS}), .leaflet-marker-icon "
             "{pointer-events: none !important}"
         )
-        # the centre of the first hex not covered by the title or the legend
+        # once the map has stopped moving (a zoom animation would carry the hex away
+        # from under the pointer), the centre of the first hex not covered by the title
+        # or the legend
+        page.wait_for_function(
+            """cls => {
+            const r = JSON.stringify(document.querySelector('path.' + cls).getBoundingClientRect());
+            const still = window.__emapLastRect === r;
+            window.__emapLastRect = r;
+            return still; }""",
+            arg=html_report.HEX_CLASS,
+            polling=100,
+        )
         xy = page.evaluate(
             """cls => {
             for (const p of document.querySelectorAll('path.' + cls)) {
