@@ -252,7 +252,7 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
 
 
 def _store_outlets(store: Store, good: pl.DataFrame):
-    good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
+    good = good.with_columns(h3cells.cells_of(good["lat"], good["lng"]))
     good = good.with_columns(store.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
     outside = good.filter(pl.col("branch_id").is_null())
     ok = good.filter(pl.col("branch_id").is_not_null()).unique("outlet_id", keep="last")

@@ -251,7 +251,7 @@ class Store:
         """
         if good.is_empty():
             return good.select("_row"), _empty_bad()
-        good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
+        good = good.with_columns(h3cells.cells_of(good["lat"], good["lng"]))
         good = good.join(self.device_owners(), on="device_id", how="left")
         good = good.with_columns(self.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
         reason = (pl.when(pl.col("courier_id").is_null() & pl.col("vehicle_id").is_null())
@@ -275,7 +275,7 @@ class Store:
         """Cell and branch of validated parcel events: ``(ready rows, refused rows)``."""
         if good.is_empty():
             return good.select("_row"), _empty_bad()
-        good = good.with_columns(h3cells.cell_expr("lat", "lng").alias("cell"))
+        good = good.with_columns(h3cells.cells_of(good["lat"], good["lng"]))
         good = good.with_columns(self.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
         good = good.with_columns(
             pl.when(pl.col("branch_id").is_null())
@@ -640,32 +640,79 @@ def _unique_keys(rows: pl.DataFrame, key: list[str]) -> pl.DataFrame:
     return rows
 
 
+# A res-9 cell keeps its variable part (base cell and nine digits) in bits 18..51;
+# the bits above hold the fixed mode and resolution, the bits below six unused digits
+# (all 7). So an hour and a res-9 cell pack into one Int64 key, and a group-by on that
+# one column costs a good deal less than on the (hour, cell) pair.
+_CELL_LOW_BITS = 18
+_CELL_BITS = 34
+_RES9_FIXED = (1 << 59) | (9 << 52) | ((1 << _CELL_LOW_BITS) - 1)
+
+
+def _hour_cell_key() -> pl.Expr:
+    """``hour * 2**34 + variable bits of the cell`` (Int64; hours may be negative)."""
+    hour = pl.col("ts").dt.epoch("us") // 3_600_000_000
+    bits = (pl.col("cell") // (1 << _CELL_LOW_BITS)) % (1 << _CELL_BITS)
+    return (hour * (1 << _CELL_BITS) + bits.cast(pl.Int64)).alias("key")
+
+
+def _unpack_hour_cell(key: str = "key") -> list[pl.Expr]:
+    """``hour`` (Int32) and ``cell`` (UInt64) back from :func:`_hour_cell_key`."""
+    hour = pl.col(key) // (1 << _CELL_BITS)  # floor division: right for negative hours too
+    bits = pl.col(key) - hour * (1 << _CELL_BITS)
+    cell = bits.cast(pl.UInt64) * (1 << _CELL_LOW_BITS) + _RES9_FIXED
+    return [hour.cast(pl.Int32).alias("hour"), cell.cast(pl.UInt64).alias("cell")]
+
+
+def _presence(keyed: pl.DataFrame) -> pl.DataFrame:
+    """Distinct (cell-hour key, actor) pairs of ``keyed``: ``hour, cell, actor_id, is_vehicle``.
+
+    The pairs pack into one integer (key offset in the high bits, the actor's category
+    code in as many low bits as the largest code needs) when the batch's key range
+    leaves room: always unless the batch spans years. A distinct over one integer
+    column costs about half as much as over the pair.
+    """
+    code = pl.col("actor_id").to_physical().cast(pl.Int64)
+    lo, span, top = keyed.select(pl.col("key").min(), (pl.col("key").max() - pl.col("key").min()).alias("span"),
+                                 code.max().alias("top")).row(0)
+    if lo is None:
+        return keyed.select(*_unpack_hour_cell(), "actor_id", "is_vehicle")
+    actors = keyed.select(code.alias("a"), "actor_id", "is_vehicle").unique("a")
+    shift = max(int(top or 0), 1).bit_length()
+    if span < 1 << (62 - shift):
+        p = keyed.select(((pl.col("key") - lo) * (1 << shift) + code).alias("p"))["p"].unique().to_frame()
+        pairs = p.select((pl.col("p") // (1 << shift) + lo).alias("key"), (pl.col("p") % (1 << shift)).alias("a"))
+    else:
+        pairs = keyed.select("key", code.alias("a")).unique()
+    return pairs.join(actors, on="a", how="left").select(*_unpack_hour_cell(), "actor_id", "is_vehicle")
+
+
 def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """The cube delta of new rows, ``(counts per hour and cell, presence)``.
 
-    Compact keys keep the group-bys cheap: ``hour`` counts hours since 1970 (Int32), the
-    branch rides along as the first of its cell (a cell's branch is the one holding its
-    centre, one per cell), actors are categorical. Presence (one row per distinct
-    courier or van in a cell-hour) is there for pings only. :meth:`Store._merge_cube`
-    stores them.
+    ``rows`` hold res-9 cells (as every stored ping and event does). Compact keys keep
+    the group-bys cheap: hour and cell pack into one integer (:func:`_hour_cell_key`),
+    ``hour`` counts hours since 1970 (Int32), the branch rides along as the first of its
+    cell (a cell's branch is the one holding its centre, one per cell), actors are
+    categorical. Presence (one row per distinct courier or van in a cell-hour) is there
+    for pings only. :meth:`Store._merge_cube` stores them.
     """
-    hour = (pl.col("ts").dt.truncate("1h").dt.epoch("s") // 3600).cast(pl.Int32).alias("hour")
     branch = pl.col("branch_id").first()
     if table == "pings":
-        delta = rows.group_by(hour, "cell").agg(branch, pl.len().cast(pl.Int64).alias("pings"))
-        presence = rows.select(
-            hour, "cell", pl.coalesce("courier_id", "vehicle_id").cast(pl.Categorical).alias("actor_id"),
-            pl.col("courier_id").is_null().alias("is_vehicle")).unique()
-        return delta, presence
+        keyed = rows.select(_hour_cell_key(), "branch_id",
+                            pl.coalesce("courier_id", "vehicle_id").cast(pl.Categorical).alias("actor_id"),
+                            pl.col("courier_id").is_null().alias("is_vehicle"))
+        delta = keyed.group_by("key").agg(branch, pl.len().cast(pl.Int64).alias("pings"))
+        return delta.select(*_unpack_hour_cell(), "branch_id", "pings"), _presence(keyed)
     delivered = pl.col("kind") == "delivered"
-    delta = rows.group_by(hour, "cell").agg(
+    delta = rows.group_by(_hour_cell_key()).agg(
         branch,
         (pl.col("kind") == "pickup").sum().cast(pl.Int64).alias("pickups"),
         delivered.sum().cast(pl.Int64).alias("deliveries"),
         (delivered & (pl.col("ts") <= pl.col("promised_at"))).sum().cast(pl.Int64).alias("on_time"),
         (delivered & (pl.col("ts") > pl.col("promised_at"))).sum().cast(pl.Int64).alias("late"),
         pl.len().cast(pl.Int64).alias("scans"))
-    return delta, None
+    return delta.select(*_unpack_hour_cell(), pl.exclude("key")), None
 
 
 def _cube_rows(delta: pl.DataFrame, presence: pl.DataFrame | None):

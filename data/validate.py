@@ -9,6 +9,7 @@ is its reason. Nothing here touches the store.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from data.schema import EVENT_KINDS
@@ -103,6 +104,48 @@ def timestamp_expr(column: str, dtype: pl.DataType, local_tz: str) -> pl.Expr:
     return pl.coalesce([*aware, *naive, from_epoch]).cast(utc).dt.replace_time_zone(None)
 
 
+#: Width of the slices of local time converted to UTC as one (see :func:`local_to_utc`).
+_SLICE_US = 15 * 60 * 1_000_000
+
+
+def local_to_utc(ts: pl.Series, local_tz: str) -> pl.Series:
+    """Naive local times in ``local_tz`` as naive UTC microseconds, like
+    ``replace_time_zone(local_tz, ambiguous="earliest", non_existent="null")`` followed by
+    a conversion to UTC, but converting each quarter hour of the range once.
+
+    A time zone lookup per value is the dearest step of validating a clean file. Zone
+    offsets change on quarter hours in practice, so each quarter hour's offset is looked
+    up at its first and last microsecond and applied to every value inside; a quarter
+    hour whose two ends disagree (a change inside it) or that does not exist, and any
+    range too wide for a table of quarter hours, is converted value by value.
+    """
+    exact = (pl.col("ts").dt.replace_time_zone(local_tz, ambiguous="earliest", non_existent="null")
+             .dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+    us = ts.cast(pl.Datetime("us"))
+    frame = us.to_frame("ts")
+    if us.null_count() == len(us):
+        return frame.select(exact)["ts"]
+    first = us.dt.epoch("us").min() // _SLICE_US
+    slices = us.dt.epoch("us").max() // _SLICE_US - first + 1
+    if slices > 1_000_000:  # more than 28 years in one batch: not worth a table
+        return frame.select(exact)["ts"]
+    starts = pl.DataFrame({"ts": pl.int_range(first, first + slices, eager=True) * _SLICE_US}).select(
+        pl.from_epoch("ts", time_unit="us"))
+    ends = starts.select(pl.col("ts") + pl.duration(microseconds=_SLICE_US - 1))
+    start_off = starts.select((exact - pl.col("ts")).dt.total_microseconds())["ts"]
+    end_off = ends.select((exact - pl.col("ts")).dt.total_microseconds())["ts"]
+    unknown = np.iinfo(np.int64).min
+    table = np.where((start_off == end_off).fill_null(False).to_numpy(), start_off.fill_null(0).to_numpy(), unknown)
+    off = table[(us.dt.epoch("us") // _SLICE_US - first).fill_null(0).to_numpy()]  # nulls stay null below
+    odd = off == unknown
+    off[odd] = 0
+    out = frame.select(pl.col("ts") + pl.Series(off, dtype=pl.Int64).cast(pl.Duration("us")))["ts"]
+    if odd.any():
+        where = pl.Series(np.flatnonzero(odd))
+        out = out.scatter(where, frame[where].select(exact)["ts"])
+    return out
+
+
 def _with_schema(frame: pl.DataFrame, columns: dict, local_tz: str) -> tuple[pl.DataFrame, dict]:
     """Cast every known column (non-strict: failures become null) and add missing ones.
 
@@ -128,7 +171,9 @@ def _with_schema(frame: pl.DataFrame, columns: dict, local_tz: str) -> tuple[pl.
             conv = raw.cast(pl.String).str.strip_chars()
             exprs.append(pl.when(conv == "").then(None).otherwise(conv).alias(name))
             continue
-        if dtype == pl.Datetime("us"):
+        if dtype == pl.Datetime("us") and isinstance(source, pl.Datetime) and source.time_zone is None:
+            conv = pl.lit(local_to_utc(frame[name], local_tz))
+        elif dtype == pl.Datetime("us"):
             conv = timestamp_expr(name, frame.schema[name], local_tz)
         else:
             src = raw if frame.schema[name].is_numeric() else raw.cast(pl.String).str.strip_chars()

@@ -117,3 +117,47 @@ def test_pings_and_events_carry_cells_and_branches(small_store):
     assert sample["cell"].astype("uint64").tolist() == want
     assert sample["branch_id"].str.startswith("b-").all()
     assert small_store.scalar("SELECT count(*) FROM parcel_events WHERE cell IS NULL OR branch_id IS NULL") == 0
+
+
+@pytest.mark.parametrize("years", [0, 40])  # one day: packed pairs; 40 years: the pair fallback
+def test_cube_share_of_a_batch_equals_pandas(years):
+    # cube_parts packs hour and cell (and, for presence, the actor) into integers: the
+    # counts and distinct actors must be what a plain group-by on the columns gives,
+    # including hours before 1970.
+    import numpy as np
+    import polars as pl
+
+    from data.store import cube_parts
+    from geo.cells import latlng_to_cells
+
+    # Category codes are shared across the process: with 100,000 held, an actor code
+    # needs 17 bits, and 40 years of hours no longer fit beside it (the fallback).
+    held = pl.Series([f"x-{i}" for i in range(100_000)]).cast(pl.Categorical)
+    rng = np.random.default_rng(5)
+    n = 5_000
+    base = np.datetime64("2026-11-20T00:00:00", "us")
+    ts = base + rng.integers(0, 86_400, n).astype("timedelta64[s]")
+    if years:
+        ts[: n // 2] -= np.timedelta64(years * 365 * 86_400, "s")  # back to 1986, and some to 1969
+        ts[:10] = np.datetime64("1969-12-31T22:30:00", "us")
+    lat, lng = 22.5 + rng.uniform(0, 0.05, n), 113.9 + rng.uniform(0, 0.05, n)
+    actor = rng.integers(0, 60, n)
+    rows = pl.DataFrame({
+        "ts": ts, "cell": latlng_to_cells(lat, lng), "branch_id": "b-1",
+        "courier_id": [f"c-{a}" if a < 50 else None for a in actor],
+        "vehicle_id": [f"v-{a}" if a >= 50 else None for a in actor],
+    })
+    delta, presence = cube_parts("pings", rows)
+    frame = rows.to_pandas()
+    frame["hour"] = (frame["ts"].astype("int64") // 3_600_000_000).astype("int32")
+    want = frame.groupby(["hour", "cell"]).size().rename("pings").reset_index()
+    got = delta.to_pandas()[["hour", "cell", "pings"]]
+    pd.testing.assert_frame_equal(got.sort_values(["hour", "cell"]).reset_index(drop=True), want,
+                                  check_dtype=False)
+    frame["actor_id"] = frame["courier_id"].fillna(frame["vehicle_id"])
+    want_p = frame[["hour", "cell", "actor_id"]].drop_duplicates().sort_values(["hour", "cell", "actor_id"])
+    got_p = presence.with_columns(pl.col("actor_id").cast(pl.String)).to_pandas()
+    assert (got_p["is_vehicle"] == got_p["actor_id"].str.startswith("v-")).all()
+    pd.testing.assert_frame_equal(got_p[["hour", "cell", "actor_id"]].sort_values(["hour", "cell", "actor_id"])
+                                  .reset_index(drop=True), want_p.reset_index(drop=True), check_dtype=False)
+    assert len(held) == 100_000

@@ -1,9 +1,10 @@
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 import pytest
 
-from data.validate import check_couriers, check_events, check_outlets, check_pings
+from data.validate import check_couriers, check_events, check_outlets, check_pings, local_to_utc
 
 
 def _ts(values, tz="Asia/Shanghai"):
@@ -89,3 +90,35 @@ def test_outlets_and_couriers_rules():
                                              "mode": ["walk", "rocket"]}))
     assert good["device_id"].to_list() == ["c1"]
     assert bad["reason"][0] == "mode must be one of walk, ebike"
+
+
+@pytest.mark.parametrize("zone", [
+    "Asia/Shanghai",        # DST 1986-1991
+    "America/New_York",     # DST both ways
+    "Australia/Lord_Howe",  # half-hour DST
+    "Asia/Kathmandu",       # +05:45, and +05:30 before 1986
+    "Europe/Dublin",        # negative DST in the tz database
+    "UTC",
+])
+def test_local_times_convert_as_one_lookup_per_value_would(zone):
+    # Random times over 1985-2027, and every minute (at :00 and :59.999999) within two
+    # hours of each of this zone's offset changes: the quarter-hour table must give what
+    # a lookup per value gives, gaps (null) and repeated hours included.
+    exact = (pl.col("ts").dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+             .dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+    hours = pl.datetime_range(datetime(1985, 1, 1), datetime(2027, 1, 1), "1h", eager=True).to_frame("ts")
+    offsets = hours.select(pl.col("ts"), (exact - pl.col("ts")).alias("off"))
+    changes = offsets.filter(pl.col("off").fill_null(pl.duration(days=1)).diff() != pl.duration())["ts"]
+    around = (changes.dt.epoch("us").to_numpy()[:, None]
+              + np.arange(-120, 121)[None, :] * 60_000_000).ravel()
+    rng = np.random.default_rng(3)
+    spread = rng.integers(int(datetime(1985, 1, 1).timestamp() * 1e6), int(datetime(2027, 1, 1).timestamp() * 1e6),
+                          20_000)
+    raw = np.concatenate([spread, around, around + 59_999_999])
+    ts = pl.from_epoch(pl.Series(raw), time_unit="us").append(pl.Series([None], dtype=pl.Datetime("us")))
+    want = ts.to_frame("ts").select(exact)["ts"]
+    got = local_to_utc(ts, zone)
+    assert got.dtype == pl.Datetime("us")
+    assert got.to_list() == want.to_list()
+    if zone != "UTC":
+        assert len(changes) > 0 and want.null_count() > 1  # the gaps were really there
