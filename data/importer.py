@@ -8,7 +8,9 @@ them, and re-imported rows are recognised by their record ids and not stored twi
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +27,8 @@ from data.store import Store
 from geo import cells as h3cells
 
 KINDS = ("pings", "parcel_events", "outlets", "couriers")
+#: Batches prepared at once, ahead of the one being stored (one per core here).
+_PREPARE_AHEAD = 2
 _KIND_WORDS = {"ping": "pings", "event": "parcel_events", "scan": "parcel_events",
                "outlet": "outlets", "courier": "couriers"}
 
@@ -41,11 +45,15 @@ class ImportReport:
     accepted: int = 0
     rejected: int = 0
     duplicates: int = 0
-    #: Seconds spent per stage (prepare runs in a worker, overlapping the others).
+    #: Seconds spent per stage, summed over threads (prepare runs in workers, overlapping
+    #: each other and the store).
     seconds: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def timed(self, stage: str, t0: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+        spent = time.perf_counter() - t0
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
 
     def line(self) -> str:
         return (f"{self.path}: {self.kind}: {self.rows} rows read, {self.accepted} accepted, "
@@ -159,6 +167,7 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
     report = ImportReport(str(path), kind)
     iterator = iter(batches)
     bulk = BulkLoad(store, kind) if mode == "bulk" else None
+    next_offset = 0  # data rows handed to the workers so far
 
     def read_next():
         try:
@@ -166,7 +175,7 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
         except (pa.ArrowInvalid, OSError) as exc:
             # The file is refused as a whole: what it added so far is rolled back.
             raise ImportFileError(
-                f"{path}: unreadable after data row {report.rows}: {exc}; nothing from this file "
+                f"{path}: unreadable after data row {next_offset}: {exc}; nothing from this file "
                 f"was stored") from None
 
     def prepare(batch, offset):
@@ -195,22 +204,30 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
             report.timed("check ids, cube share", t0)
         return len(frame), ready, bad, parts
 
-    # Two stages overlap: while the store takes batch k, a worker thread reads and
-    # prepares batch k+1 (polars and DuckDB both release the GIL). Pings and parcel
-    # events are stored in one transaction for the whole file: a file that breaks
-    # half-way stores nothing.
+    # Batches are prepared ahead by worker threads while the store takes the current
+    # one (polars, h3ronpy and DuckDB all release the GIL): two workers, because
+    # preparing a batch costs more than storing it and would otherwise leave a core
+    # idle. Batches are stored in file order. Pings and parcel events are stored in one
+    # transaction for the whole file: a file that breaks half-way stores nothing.
     rejected: list[pl.DataFrame] = []
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            batch = read_next()
-            pending = pool.submit(prepare, batch, 0) if batch is not None else None
-            while pending is not None:
-                t0 = time.perf_counter()
-                n, ready, bad, parts = pending.result()
-                report.timed("wait for prepare", t0)
-                offset = report.rows + n
+        with ThreadPoolExecutor(max_workers=_PREPARE_AHEAD) as pool:
+            pending: deque = deque()
+
+            def prepare_next() -> None:
+                nonlocal next_offset
                 batch = read_next()
-                pending = pool.submit(prepare, batch, offset) if batch is not None else None
+                if batch is not None:
+                    pending.append(pool.submit(prepare, batch, next_offset))
+                    next_offset += batch.num_rows
+
+            for _ in range(_PREPARE_AHEAD):
+                prepare_next()
+            while pending:
+                t0 = time.perf_counter()
+                n, ready, bad, parts = pending.popleft().result()
+                report.timed("wait for prepare", t0)
+                prepare_next()
                 report.rows += n
                 t0 = time.perf_counter()
                 if bulk is not None:

@@ -227,7 +227,7 @@ def test_clean_files_are_stored_in_one_pass_and_repeats_in_a_second(network, tmp
 def test_a_file_that_breaks_half_way_stores_nothing(network, tmp_path):
     import pyarrow.parquet as pq
 
-    n = 3000
+    n = 5000
     frame = pl.DataFrame({"device_id": ["dev-1"] * n,
                           "ts": [datetime(2026, 11, 20) + timedelta(seconds=i) for i in range(n)],
                           "lat": [22.5331] * n, "lng": [113.9301] * n})
@@ -235,15 +235,15 @@ def test_a_file_that_breaks_half_way_stores_nothing(network, tmp_path):
     frame.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(
         path, row_group_size=1000, compression="zstd", statistics=False)
     good = path.read_bytes()
-    # spoil the data of the last row group: the reader fails after two batches went
-    # into the INSERT
-    chunk = pq.ParquetFile(path).metadata.row_group(2).column(1)
+    # spoil the data of the fourth row group: the reader fails (reading ahead of the
+    # store) once the first batch went into the INSERT
+    chunk = pq.ParquetFile(path).metadata.row_group(3).column(1)
     raw = bytearray(good)
     start = chunk.data_page_offset + 20
     raw[start:start + 40] = b"\xff" * 40
     path.write_bytes(bytes(raw))
     before = network.counts()
-    with pytest.raises(ImportFileError, match="after data row 1000.*nothing from this file"):
+    with pytest.raises(ImportFileError, match="after data row 3000.*nothing from this file"):
         import_file(network, path, batch_rows=1000)
     assert network.counts() == before
     path.write_bytes(good)  # the repaired file imports whole
