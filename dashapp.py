@@ -68,15 +68,12 @@ def build_app(
     """
     text = translations()
     app = dash.Dash(__name__, title="EMAP", assets_folder=str(ASSETS), update_title=None, serve_locally=True)
-    # The map's plotly.js (4.8 MB) is fetched by the graph only once the layout is read;
-    # asking for it in the page's head lets its download and compilation start with the
-    # page's own scripts (the graph then finds it in the browser's cache).
-    plotly_js = (
-        f"{app.config.requests_pathname_prefix}_dash-component-suites/plotly/package_data/plotly.min.js"
-    )
-    app.index_string = app.index_string.replace(
-        "{%css%}", f'<link rel="preload" href="{plotly_js}" as="script">\n        {{%css%}}', 1
-    )
+    # dcc.Graph uses window.Plotly when a script has defined it and only otherwise fetches
+    # plotly.py's full plotly.min.js (4.8 MB, every trace type). Dash adds every .js file of
+    # assets/ to the page as a plain script tag, so assets/plotly-emap-<version>.min.js
+    # (2.9 MB: the core and the map and bar traces; tools/plotly_bundle) defines it before
+    # the renderer starts and the full bundle is never fetched. Being a tag of the page, it
+    # is downloaded from the start without a <link rel=preload>.
     for bp in blueprints:
         app.server.register_blueprint(bp)
     model = Model(store, settings, Cache(size=1024))
