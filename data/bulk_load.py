@@ -78,7 +78,8 @@ class BulkLoad:
         if ready.is_empty():
             return None
         delta, presence = cube_parts(self.table, ready)
-        return record_hashes(self.table, ready), delta, presence
+        # sorted here, in the workers: finish() then only merges sorted runs, which is quick
+        return np.sort(record_hashes(self.table, ready)), delta, presence
 
     # -- writer side ------------------------------------------------------------------
     def add(self, ready: pl.DataFrame, parts) -> None:
@@ -114,7 +115,7 @@ class BulkLoad:
             con.execute("BEGIN")
             if self.table == "pings":
                 con.execute("CREATE OR REPLACE TEMP TABLE bulk_presence "
-                            "(hour INTEGER, cell UBIGINT, actor_id VARCHAR, is_vehicle BOOLEAN)")
+                            "(hour INTEGER, cell UBIGINT, branch_id VARCHAR, actor_id VARCHAR, is_vehicle BOOLEAN)")
         except BaseException:
             self.store._write_lock.release()
             raise
@@ -165,7 +166,9 @@ class BulkLoad:
         try:
             hashes = np.concatenate(self._hashes)
             self._hashes = []
-            hashes.sort()  # in place: no hash table the size of the file
+            # In place (no hash table the size of the file); the batches' runs are sorted
+            # already and a stable sort (timsort) merges runs.
+            hashes.sort(kind="stable")
             if (hashes[1:] == hashes[:-1]).any():
                 raise Clash("this file holds a record id more than once")
             del hashes
@@ -209,13 +212,12 @@ class BulkLoad:
             con.execute(f"INSERT INTO cube_hourly BY NAME SELECT {hour}, d.cell, d.branch_id, {counts}, "
                         "0 AS couriers, 0 AS vehicles FROM cube_delta d")
             return
-        con.execute("CREATE OR REPLACE TEMP TABLE bulk_actors AS "
-                    "SELECT DISTINCT hour, cell, actor_id, is_vehicle FROM bulk_presence")
+        con.execute("CREATE OR REPLACE TEMP TABLE bulk_actors AS SELECT DISTINCT * FROM bulk_presence")
         con.execute(f"""
             INSERT INTO cube_presence BY NAME
-            SELECT {hour}, p.cell, d.branch_id, p.actor_id,
+            SELECT {hour.replace("d.", "p.")}, p.cell, p.branch_id, p.actor_id,
                    CASE WHEN p.is_vehicle THEN 'vehicle' ELSE 'courier' END AS actor_kind
-            FROM bulk_actors p JOIN cube_delta d USING (hour, cell)""")
+            FROM bulk_actors p""")
         con.execute(f"""
             INSERT INTO cube_hourly BY NAME
             SELECT {hour}, d.cell, d.branch_id, {counts},

@@ -664,8 +664,9 @@ def _unpack_hour_cell(key: str = "key") -> list[pl.Expr]:
     return [hour.cast(pl.Int32).alias("hour"), cell.cast(pl.UInt64).alias("cell")]
 
 
-def _presence(keyed: pl.DataFrame) -> pl.DataFrame:
-    """Distinct (cell-hour key, actor) pairs of ``keyed``: ``hour, cell, actor_id, is_vehicle``.
+def _presence(keyed: pl.DataFrame, branches: pl.DataFrame) -> pl.DataFrame:
+    """Distinct (cell-hour key, actor) pairs of ``keyed``: ``hour, cell, branch_id,
+    actor_id, is_vehicle`` (the branch from ``branches``: ``key, branch_id``).
 
     The pairs pack into one integer (key offset in the high bits, the actor's category
     code in as many low bits as the largest code needs) when the batch's key range
@@ -676,7 +677,7 @@ def _presence(keyed: pl.DataFrame) -> pl.DataFrame:
     lo, span, top = keyed.select(pl.col("key").min(), (pl.col("key").max() - pl.col("key").min()).alias("span"),
                                  code.max().alias("top")).row(0)
     if lo is None:
-        return keyed.select(*_unpack_hour_cell(), "actor_id", "is_vehicle")
+        return keyed.select(*_unpack_hour_cell(), "branch_id", "actor_id", "is_vehicle")
     actors = keyed.select(code.alias("a"), "actor_id", "is_vehicle").unique("a")
     shift = max(int(top or 0), 1).bit_length()
     if span < 1 << (62 - shift):
@@ -684,7 +685,8 @@ def _presence(keyed: pl.DataFrame) -> pl.DataFrame:
         pairs = p.select((pl.col("p") // (1 << shift) + lo).alias("key"), (pl.col("p") % (1 << shift)).alias("a"))
     else:
         pairs = keyed.select("key", code.alias("a")).unique()
-    return pairs.join(actors, on="a", how="left").select(*_unpack_hour_cell(), "actor_id", "is_vehicle")
+    return (pairs.join(actors, on="a", how="left").join(branches, on="key", how="left")
+            .select(*_unpack_hour_cell(), "branch_id", "actor_id", "is_vehicle"))
 
 
 def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
@@ -694,8 +696,8 @@ def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     the group-bys cheap: hour and cell pack into one integer (:func:`_hour_cell_key`),
     ``hour`` counts hours since 1970 (Int32), the branch rides along as the first of its
     cell (a cell's branch is the one holding its centre, one per cell), actors are
-    categorical. Presence (one row per distinct courier or van in a cell-hour) is there
-    for pings only. :meth:`Store._merge_cube` stores them.
+    categorical. Presence (one row per distinct courier or van in a cell-hour, with the
+    cell's branch) is there for pings only. :meth:`Store._merge_cube` stores them.
     """
     branch = pl.col("branch_id").first()
     if table == "pings":
@@ -703,7 +705,8 @@ def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
                             pl.coalesce("courier_id", "vehicle_id").cast(pl.Categorical).alias("actor_id"),
                             pl.col("courier_id").is_null().alias("is_vehicle"))
         delta = keyed.group_by("key").agg(branch, pl.len().cast(pl.Int64).alias("pings"))
-        return delta.select(*_unpack_hour_cell(), "branch_id", "pings"), _presence(keyed)
+        presence = _presence(keyed, delta.select("key", "branch_id"))
+        return delta.select(*_unpack_hour_cell(), "branch_id", "pings"), presence
     delivered = pl.col("kind") == "delivered"
     delta = rows.group_by(_hour_cell_key()).agg(
         branch,
@@ -721,7 +724,7 @@ def _cube_rows(delta: pl.DataFrame, presence: pl.DataFrame | None):
     rows = delta.with_columns(hour)
     if presence is None:
         return rows, None
-    presence = presence.join(delta.select("hour", "cell", "branch_id"), on=["hour", "cell"], how="left").select(
+    presence = presence.select(
         hour, "cell", "branch_id", pl.col("actor_id").cast(pl.String),
         pl.when(pl.col("is_vehicle")).then(pl.lit("vehicle")).otherwise(pl.lit("courier")).alias("actor_kind"))
     return rows, presence
