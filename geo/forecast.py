@@ -228,21 +228,18 @@ def pickup_pipeline(
     """
     p = pickup_shares(open_requests["age_s"].to_numpy(), delays_s, horizon)
     n = len(open_requests)
-    long = pl.DataFrame(
-        {
-            "issued": np.repeat(open_requests["issued"].to_numpy(), horizon),
-            "horizon": np.tile(np.arange(1, horizon + 1), n),
-            "cell": np.repeat(open_requests["cell"].to_numpy().astype(np.uint64), horizon),
-            "branch_id": np.repeat(open_requests["branch_id"].to_numpy().astype(object), horizon),
-            "pickups": p.reshape(-1),
-        },
-        schema={
-            "issued": pl.Datetime("us"),
-            "horizon": pl.Int64,
-            "cell": pl.UInt64,
-            "branch_id": pl.String,
-            "pickups": pl.Float64,
-        },
+    # each request's row once per hour ahead, gathered by index (no Python objects)
+    long = (
+        open_requests.select(
+            pl.col("issued").cast(pl.Datetime("us")),
+            pl.col("cell").cast(pl.UInt64),
+            pl.col("branch_id").cast(pl.String),
+        )[np.repeat(np.arange(n), horizon)]
+        .with_columns(
+            pl.Series("horizon", np.tile(np.arange(1, horizon + 1), n), dtype=pl.Int64),
+            pl.Series("pickups", p.reshape(-1), dtype=pl.Float64),
+        )
+        .select("issued", "horizon", "cell", "branch_id", "pickups")
     )
     return (
         long.filter(pl.col("pickups") > 0)
