@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -215,6 +216,39 @@ class DayFigures:
         )
 
 
+class NetworkFrames(tuple):
+    """``(frames, irregular)`` of :meth:`ForecastDays.frames`, keeping the slices of the
+    few scopes last asked for (``forecast_queries.scope_frames``): the hours of one view
+    are then cut from its scope's rows, not from the whole network's. The slices live
+    and die with these frames, so they are never older than them."""
+
+    #: Scopes whose slices are kept.
+    SCOPES = 6
+
+    def __new__(cls, frames: dict, irregular: set):
+        self = super().__new__(cls, (frames, irregular))
+        self._scopes: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        return self
+
+    def scoped(self, scope: str, branches) -> dict:
+        """The rows of ``scope`` of every frame (``branches()``: the scope's branches)."""
+        from data import forecast_queries as fq
+
+        with self._lock:
+            kept = self._scopes.get(scope)
+            if kept is not None:
+                self._scopes.move_to_end(scope)
+                return kept
+        part = fq.scope_frames(self[0], branches())
+        with self._lock:
+            self._scopes[scope] = part
+            self._scopes.move_to_end(scope)
+            while len(self._scopes) > self.SCOPES:
+                self._scopes.popitem(last=False)
+        return part
+
+
 class ForecastDays:
     """Network-wide forecast frames of each local day (``data.forecast_queries.network_day``
     and ``irregular_branches``), kept per fingerprint of the data they read, so that the
@@ -304,6 +338,6 @@ class ForecastDays:
 
         def make():
             irregular = set().union(*(p["irregular"] for p in parts)) if parts else set()
-            return fq.network_frames(parts), irregular
+            return NetworkFrames(fq.network_frames(parts), irregular)
 
         return self.cache.get_current(("forecast-days", tuple(windows), self.res), versions, make)

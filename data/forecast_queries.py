@@ -983,6 +983,23 @@ def network_frames(days: list[dict]) -> dict:
     return {name: pl.concat([d[name] for d in days], how="vertical") for name in DAY_FRAMES}
 
 
+#: The column naming the branch by which each frame of :func:`network_day` is scoped
+#: (:func:`sliced_inputs` keeps a destination's deliveries wherever they landed, to count
+#: its totals, and an outlet's reserves by the outlet's branch).
+SCOPE_COLUMN = {name: "branch_id" for name in DAY_FRAMES} | {
+    "dest": "dest_branch_id",
+    "seen": "outlet_branch",
+}
+
+
+def scope_frames(net: dict, branches: pl.Series) -> dict:
+    """The rows of the network-wide frames ``net`` that the slices of a scope (whose
+    branches are ``branches``) can read: :func:`sliced_inputs` and :func:`sliced_actual`
+    give the same answer from them as from ``net``, and filter fewer rows for each hour."""
+    keep = branches.implode()
+    return {name: frame.filter(pl.col(SCOPE_COLUMN[name]).is_in(keep)) for name, frame in net.items()}
+
+
 def _scope_branches(store: Store, scope: str, memo) -> pl.Series:
     store.check_scope(scope)
     return memo(

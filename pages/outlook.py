@@ -107,6 +107,27 @@ def fingerprint(model, scope: str, issued: datetime, horizon: int = HORIZON) -> 
     return (tuple(days), None if newest is None else min(newest, hi))
 
 
+class GiveWay:
+    """The pause between the steps of an outlook computation: waits for the callbacks
+    being served (an ``Activity``) to finish, at most ``patience`` seconds, in short waits
+    so that a caller needing an outlook now (``Model.outlook_wanted``) or ``until()``
+    (the computation is no longer wanted, or a user now waits for its very result) ends
+    the waiting at once."""
+
+    def __init__(self, model, activity=None, patience: float = PATIENCE):
+        self.model = model
+        self.activity = activity
+        self.patience = patience
+
+    def __call__(self, until=None) -> None:
+        end = time.monotonic() + self.patience
+        while self.activity is not None and not self.model.outlook_wanted and time.monotonic() < end:
+            if until is not None and until():
+                return
+            if self.activity.wait_idle(0.1):
+                return
+
+
 class Superseded(Exception):
     """The view an outlook was being computed for has been left."""
 
@@ -161,6 +182,15 @@ def _direct(model, scope: str, net) -> bool:
     return bool(net[1]) and not net[1].isdisjoint(model.branches_of(scope).to_list())
 
 
+def _scoped(model, scope: str, net) -> dict:
+    """The frames an outlook of ``scope`` is sliced from: the scope's rows of the
+    network-wide ones (kept with them for the next hours of the same view), or all of
+    them at the root."""
+    if not hasattr(net, "scoped") or scope == model.cache.get(("outlook-root",), model.root, ttl=STATIC_TTL):
+        return net[0]
+    return net.scoped(scope, lambda: model.branches_of(scope))
+
+
 def outlook(
     model, scope: str, day: str, hour: int, pause=None, wanted=None, background: bool = False
 ) -> dict:
@@ -175,7 +205,8 @@ def outlook(
     between its steps. With ``wanted``, a computation whose view has been left
     (``wanted()`` false) stops and raises :class:`Superseded`. A ``background``
     computation (a view prepared ahead) also stops when a user's request waits for
-    another outlook.
+    another outlook, and stops giving way once a user's request waits for this one. A
+    :class:`GiveWay` pause ends as soon as either holds (or the view is left).
     """
     model.store.check_scope(scope)
     start, _ = model.hour_window(day, hour)
@@ -191,10 +222,26 @@ def outlook(
         if wanted is not None and not model.outlook_wanted and not wanted():
             raise Superseded(scope, start)
 
+    def awaited() -> bool:
+        # a user's request waits for this very outlook: a preparation of it is no longer
+        # background work
+        return background and model.outlook_foreground.get(key, 0) > 0
+
+    def stop() -> bool:
+        # what ends a pause early: the user waits for this result, or it is no longer wanted
+        return (
+            awaited()
+            or (background and waited_for())
+            or (wanted is not None and not model.outlook_wanted and not wanted())
+        )
+
     def step():
         check()
-        if pause is not None and not model.outlook_wanted:
-            pause()
+        if pause is not None and not model.outlook_wanted and not awaited():
+            if isinstance(pause, GiveWay):
+                pause(stop)
+            else:
+                pause()
             check()
 
     def make():
@@ -211,7 +258,7 @@ def outlook(
                 model.settings,
                 memo=memo,
                 pause=step,
-                net=net[0],
+                net=_scoped(model, scope, net),
                 newest=model.data_hours(scope)[1],
             )
 
@@ -353,13 +400,7 @@ def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool
     prepared after each view (:class:`Ahead`).
     """
 
-    def pause():
-        # in short waits: a caller needing an outlook now ends the waiting
-        end = time.monotonic() + PATIENCE
-        while activity is not None and not model.outlook_wanted and time.monotonic() < end:
-            if activity.wait_idle(0.1):
-                return
-
+    pause = GiveWay(model, activity)
     worker = Ahead(model, pause) if ahead else None
     model.outlook_on, model.outlook_pause = True, pause
     requests = Requests()
@@ -372,15 +413,23 @@ def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool
         if step_aside is not None:
             step_aside()
         wanted = None
+        n = 0
         if client:
             n = requests.begin(client)
             wanted = lambda: requests.newest(client, n)  # noqa: E731
+        view = (state["node"], state["date"], int(state["hour"]))
+        # A view opened by its address (a page's first request): its next hour is queued
+        # now, to be prepared as soon as this outlook is done, even if the user steps on
+        # before this answer arrives.
+        early = worker is not None and n == 1
+        if early:
+            worker.after_view(*view)
         try:
-            items = rows(model, state["node"], state["date"], int(state["hour"]), pause, wanted)
+            items = rows(model, *view, pause, wanted)
         except Superseded:
             raise PreventUpdate from None  # the page no longer waits for this answer
-        if worker is not None:
-            worker.after_view(state["node"], state["date"], int(state["hour"]))
+        if worker is not None and not early:
+            worker.after_view(*view)
         if not items:
             return html.Div(t.get("no_predicted", "-"), className="status")
         out = []

@@ -144,6 +144,11 @@ def test_forecast_frames_are_kept_per_fingerprint_and_read_again_after_new_data(
         frames, irregular = model.forecast.frames(windows, build=True)
         assert irregular == set()
         assert model.forecast.frames(windows)[0] is frames  # kept
+        # a scope's rows are cut once and kept with these frames
+        kept = model.forecast.frames(windows)
+        shenzhen = kept.scoped(SHENZHEN, lambda: model.branches_of(SHENZHEN))
+        assert kept.scoped(SHENZHEN, lambda: pytest.fail("cut again")) is shenzhen
+        assert 0 < len(shenzhen["cells"]) < len(frames["cells"])
         start, _ = model.hour_window(DAY, 9)
         branch = store.sql(
             "SELECT branch_id FROM node_branches WHERE ancestor_id = ? ORDER BY branch_id LIMIT 1", [SHENZHEN]
@@ -170,6 +175,13 @@ def test_forecast_frames_are_kept_per_fingerprint_and_read_again_after_new_data(
         # ... and read again after it
         model.forecast.rebuild_after = 0.0
         again, _ = model.forecast.frames(windows, build=True)
+        # frames read again keep none of the old frames' scope rows
+        fresh = model.forecast.frames(windows).scoped(SHENZHEN, lambda: model.branches_of(SHENZHEN))
+        assert fresh is not shenzhen
+        at_start = pl.col("issued") == start
+        assert fresh["pipeline"].filter(at_start)["parcels"].sum() == (
+            shenzhen["pipeline"].filter(at_start)["parcels"].sum() + n
+        )
         after = again["pipeline"].filter((pl.col("issued") == start) & (pl.col("branch_id") == branch))
         assert after["parcels"].sum() == before["parcels"].sum() + n
         # and the slices still equal the scoped reads

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from data import forecast_cli
 from data import forecast_queries as fq
@@ -367,3 +368,47 @@ def test_sliced_network_frames_equal_the_scoped_reads(forecast_store, forecast_s
         )
     with pytest.raises(ScopeError):
         fq.sliced_inputs(forecast_store, "nowhere", [s["start_hour"]], 8, net)
+
+
+@pytest.mark.parametrize("level", ["region", "branch"])
+def test_slices_of_a_scopes_rows_equal_those_of_the_network_frames(forecast_store, forecast_settings, level):
+    """The rows kept for a scope (``scope_frames``) give every slice of the whole network's
+    frames, row for row: a destination's deliveries outside the scope stay in its totals."""
+    s = _surges(forecast_store).row(0, named=True)
+    scope = (
+        s["branch_id"]
+        if level == "branch"
+        else forecast_store.sql("SELECT region_id FROM nodes WHERE node_id = ?", [s["branch_id"]])[
+            "region_id"
+        ][0]
+    )
+    windows = _day_windows(forecast_store, forecast_settings)
+    net = fq.network_frames([fq.network_day(forecast_store, a, b, 8) for a, b in windows])
+    branches = forecast_store.sql("SELECT branch_id FROM node_branches WHERE ancestor_id = ?", [scope])[
+        "branch_id"
+    ]
+    part = fq.scope_frames(net, branches)
+    assert set(part) == set(net)
+    assert all(len(part[k]) < len(net[k]) for k in part)
+    inside = set(branches.to_list())
+    dest = part["dest"]
+    if level == "branch":  # parcels of the branch delivered by its neighbours are kept
+        assert not set(dest["branch_id"].to_list()) <= inside
+    for t0 in (s["start_hour"] - timedelta(hours=2), s["start_hour"] + timedelta(hours=1)):
+        want = fq.sliced_inputs(forecast_store, scope, [t0], 8, net)
+        got = fq.sliced_inputs(forecast_store, scope, [t0], 8, part)
+        assert set(got) == set(want)
+        for key, w in want.items():
+            if isinstance(w, pl.DataFrame):
+                assert_frame_equal(got[key], w, check_exact=True)
+            elif isinstance(w, np.ndarray):
+                assert np.array_equal(got[key], w)
+            else:
+                assert got[key] == w, key
+        done = [t0 + timedelta(hours=k) for k in range(3)]
+        for g, w in zip(
+            fq.sliced_actual(forecast_store, scope, done, 8, part),
+            fq.sliced_actual(forecast_store, scope, done, 8, net),
+            strict=True,
+        ):
+            assert_frame_equal(g, w, check_exact=True)

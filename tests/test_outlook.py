@@ -375,3 +375,80 @@ def test_the_busiest_children_are_prepared_after_a_view(forecast_store, forecast
     for kid in kids:
         got = outlook.outlook(model, kid, day, local.hour, pause=computing)
         _assert_same_outlook(got, fq.outlook(forecast_store, kid, start, forecast_settings))
+
+
+def test_a_pause_ends_when_its_computation_is_left_or_awaited(forecast_store, forecast_settings):
+    """Between its steps a computation waits for the callbacks being served, but not once
+    its view has been left (it stops at once) nor once a user waits for its very result
+    (a preparation ahead then goes on without pausing)."""
+    import threading
+    import time
+
+    from pages.model import Activity, Cache
+
+    s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    model = Model(forecast_store, forecast_settings, Cache(256))
+    local = model.local(s["start_hour"] - timedelta(hours=1))
+    day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
+    busy = Activity()
+    busy.enter()  # a callback that never ends: every pause would wait its whole patience
+    pause = outlook.GiveWay(model, busy, patience=60.0)
+
+    left = threading.Event()
+    threading.Timer(0.5, left.set).start()
+    t = time.monotonic()
+    try:
+        outlook.outlook(model, region, day, local.hour, pause, wanted=lambda: not left.is_set())
+        raise AssertionError("a left view went on computing")
+    except outlook.Superseded:
+        pass
+    assert time.monotonic() - t < 20.0  # not a whole patience of 60 s
+
+    start, _ = model.hour_window(day, local.hour + 1)
+    key = ("outlook", region, start)
+    model.outlook_foreground[key] = 1  # a user's request waits for this outlook
+    try:
+        t = time.monotonic()
+        outlook.outlook(model, region, day, local.hour + 1, pause, lambda: True, background=True)
+        assert time.monotonic() - t < 20.0
+    finally:
+        model.outlook_foreground.pop(key)
+
+
+def test_a_view_opened_by_its_address_queues_its_next_hour_before_its_own_answer(
+    forecast_store, forecast_settings, monkeypatch
+):
+    """A page's first panel request queues its next hour at once (prepared as soon as
+    that outlook is done, even when the user steps on before the answer); later requests
+    queue theirs after their answer, and none when superseded."""
+    from dash import Dash, html
+
+    from pages import ids
+
+    s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
+    model = Model(forecast_store, forecast_settings)
+    local = model.local(s["start_hour"] - timedelta(hours=1))
+    day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
+    queued = []
+    monkeypatch.setattr(outlook.Ahead, "_run", lambda self: None)  # no worker: record only
+    monkeypatch.setattr(outlook.Ahead, "after_view", lambda self, *view: queued.append(view))
+
+    seen = []
+
+    def superseded(*_a, **_k):  # the user stepped on before the answer
+        seen.append(len(queued))
+        raise outlook.Superseded(region)
+
+    monkeypatch.setattr(outlook, "rows", superseded)
+    app = Dash(__name__)
+    app.layout = html.Div([html.Div(id=ids.OUTLOOK), html.Div(id=ids.OUTLOOK_NOTE)])
+    outlook.register(app, model, {"en": {}}, ahead=True)
+    client = app.server.test_client()
+    view = {"node": region, "date": day, "hour": local.hour, "lang": "en"}
+    page = [{"id": ids.OUTLOOK_CLIENT, "property": "data", "value": "page-1"}]
+    inputs = [{"id": ids.STATE, "property": "data", "value": view}]
+    assert _post(client, ids.OUTLOOK, "children", inputs, states=page) is None  # superseded: no answer
+    assert seen == [1] and queued == [(region, day, local.hour)]  # queued before the answer
+    later = [{"id": ids.STATE, "property": "data", "value": {**view, "hour": local.hour + 1}}]
+    assert _post(client, ids.OUTLOOK, "children", later, states=page) is None
+    assert queued == [(region, day, local.hour)]  # a later request superseded: nothing queued
