@@ -24,6 +24,7 @@ Settings come from config.py and EMAP_* environment variables (see README).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import date
@@ -61,6 +62,15 @@ def ensure_demo(store, settings: Settings) -> None:
     create_accounts(store, settings.data_dir)
 
 
+def _ensure_tree(store) -> None:
+    """A store without an organisation tree gets the one built from the boundaries."""
+    if not store.has_tree():
+        from geo.hierarchy import load_tree
+
+        print("building the organisation tree from the China boundaries", file=sys.stderr)
+        store.save_tree(load_tree())
+
+
 def _ensure_accounts(store, settings: Settings) -> None:
     """A demo store made before accounts existed gets them; any other store without a
     user says how to create one."""
@@ -89,8 +99,11 @@ def cmd_serve(args, settings: Settings) -> int:
     except RuntimeError as exc:  # a lake that cannot be served says why
         print(exc, file=sys.stderr)
         return 2
-    if not args.no_demo and not settings.lake_dir:
-        ensure_demo(store, settings)
+    if not settings.lake_dir:
+        if args.no_demo:
+            _ensure_tree(store)  # an empty network, ready for imports and devices
+        else:
+            ensure_demo(store, settings)
     _ensure_accounts(store, settings)
     blueprints = []
     try:
@@ -111,15 +124,24 @@ def cmd_serve(args, settings: Settings) -> int:
         # phones on their own port: an event loop, not a thread per phone waiting for its commit
         from data.phone_listener import PhoneListener
 
+        # A port asked for (flag or EMAP_OSMAND_PORT) must be had; the default may be taken
+        # on a shared host (another tracking server, a second EMAP), and then the
+        # dashboard still serves, with phones posting to /osmand on its own port.
+        chosen = args.osmand_port is not None or "EMAP_OSMAND_PORT" in os.environ
         try:
             phones = PhoneListener(blueprints[0].osmand, host, osmand_port).start()
         except OSError as exc:
-            print(f"cannot listen for phones on {host}:{osmand_port}: {exc} (set EMAP_OSMAND_PORT or "
-                  "--osmand-port; 0 turns the phone listener off)", file=sys.stderr)
-            blueprints[0].committer.close()
-            store.close()
-            return 2
-        print(f"EMAP phone listener (OsmAnd protocol) on http://{host}:{phones.port}", flush=True)
+            if chosen:
+                print(f"cannot listen for phones on {host}:{osmand_port}: {exc} (set EMAP_OSMAND_PORT or "
+                      "--osmand-port; 0 turns the phone listener off)", file=sys.stderr)
+                blueprints[0].committer.close()
+                store.close()
+                return 2
+            print(f"warning: the phone listener is off: cannot listen on {host}:{osmand_port} ({exc}); "
+                  f"phones can post to http://{host}:{port}/osmand instead, or set EMAP_OSMAND_PORT "
+                  "or --osmand-port to a free port", file=sys.stderr, flush=True)
+        if phones is not None:
+            print(f"EMAP phone listener (OsmAnd protocol) on http://{host}:{phones.port}", flush=True)
     print(f"EMAP dashboard on http://{host}:{port}/", flush=True)
     try:
         if args.dev_server:
@@ -167,12 +189,9 @@ def cmd_demo(args, settings: Settings) -> int:
 
 def cmd_import(args, settings: Settings) -> int:
     from data.importer import ImportFileError, import_file, print_progress
-    from geo.hierarchy import load_tree
 
     store = _store(settings)
-    if not store.has_tree():
-        print("building the organisation tree from the China boundaries", file=sys.stderr)
-        store.save_tree(load_tree())
+    _ensure_tree(store)
     status = 0
     for path in args.files:
         t0 = time.perf_counter()
