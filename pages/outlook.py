@@ -111,8 +111,8 @@ class GiveWay:
     """The pause between the steps of an outlook computation: waits for the callbacks
     being served (an ``Activity``) to finish, at most ``patience`` seconds, in short waits
     so that a caller needing an outlook now (``Model.outlook_wanted``) or ``until()``
-    (the computation is no longer wanted, or a user now waits for its very result) ends
-    the waiting at once."""
+    (the computation is no longer wanted: its view was left, or a user waits for another
+    outlook) ends the waiting at once."""
 
     def __init__(self, model, activity=None, patience: float = PATIENCE):
         self.model = model
@@ -205,8 +205,8 @@ def outlook(
     between its steps. With ``wanted``, a computation whose view has been left
     (``wanted()`` false) stops and raises :class:`Superseded`. A ``background``
     computation (a view prepared ahead) also stops when a user's request waits for
-    another outlook, and stops giving way once a user's request waits for this one. A
-    :class:`GiveWay` pause ends as soon as either holds (or the view is left).
+    another outlook. A :class:`GiveWay` pause ends as soon as the computation is no
+    longer wanted, which then stops at once instead of after the pause.
     """
     model.store.check_scope(scope)
     start, _ = model.hour_window(day, hour)
@@ -222,22 +222,15 @@ def outlook(
         if wanted is not None and not model.outlook_wanted and not wanted():
             raise Superseded(scope, start)
 
-    def awaited() -> bool:
-        # a user's request waits for this very outlook: a preparation of it is no longer
-        # background work
-        return background and model.outlook_foreground.get(key, 0) > 0
-
     def stop() -> bool:
-        # what ends a pause early: the user waits for this result, or it is no longer wanted
-        return (
-            awaited()
-            or (background and waited_for())
-            or (wanted is not None and not model.outlook_wanted and not wanted())
+        # what ends a pause early: the computation is no longer wanted (check() then stops it)
+        return (background and waited_for()) or (
+            wanted is not None and not model.outlook_wanted and not wanted()
         )
 
     def step():
         check()
-        if pause is not None and not model.outlook_wanted and not awaited():
+        if pause is not None and not model.outlook_wanted:
             if isinstance(pause, GiveWay):
                 pause(stop)
             else:

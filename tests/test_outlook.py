@@ -377,10 +377,10 @@ def test_the_busiest_children_are_prepared_after_a_view(forecast_store, forecast
         _assert_same_outlook(got, fq.outlook(forecast_store, kid, start, forecast_settings))
 
 
-def test_a_pause_ends_when_its_computation_is_left_or_awaited(forecast_store, forecast_settings):
+def test_a_pause_ends_when_its_computation_is_no_longer_wanted(forecast_store, forecast_settings):
     """Between its steps a computation waits for the callbacks being served, but not once
-    its view has been left (it stops at once) nor once a user waits for its very result
-    (a preparation ahead then goes on without pausing)."""
+    its view has been left, nor (a preparation ahead) once a user waits for another
+    outlook: it stops at once, leaving the core and the lock to the user's request."""
     import threading
     import time
 
@@ -404,15 +404,19 @@ def test_a_pause_ends_when_its_computation_is_left_or_awaited(forecast_store, fo
         pass
     assert time.monotonic() - t < 20.0  # not a whole patience of 60 s
 
-    start, _ = model.hour_window(day, local.hour + 1)
-    key = ("outlook", region, start)
-    model.outlook_foreground[key] = 1  # a user's request waits for this outlook
+    other = ("outlook", region, model.hour_window(day, local.hour + 2)[0])
+    waiting = threading.Timer(0.5, lambda: model.outlook_foreground.__setitem__(other, 1))
+    waiting.start()  # a user's request for another outlook arrives during a pause
+    t = time.monotonic()
     try:
-        t = time.monotonic()
         outlook.outlook(model, region, day, local.hour + 1, pause, lambda: True, background=True)
-        assert time.monotonic() - t < 20.0
+        raise AssertionError("a preparation went on while a user waited for another outlook")
+    except outlook.Superseded:
+        pass
     finally:
-        model.outlook_foreground.pop(key)
+        waiting.join()
+        model.outlook_foreground.pop(other, None)
+    assert time.monotonic() - t < 20.0
 
 
 def test_a_view_opened_by_its_address_queues_its_next_hour_before_its_own_answer(
