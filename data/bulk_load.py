@@ -32,6 +32,8 @@ from data.store import _RECORDS, Store, cube_parts
 
 #: Batches whose cube counts are kept before they are folded into one frame (bounds memory).
 _FOLD_EVERY = 8
+#: The cube's hour (a timestamp) from the hours-since-1970 of a kept row of table ``t``.
+_HOUR_SQL = "make_timestamp({t}.hour::BIGINT * 3600000000) AS hour"
 
 
 class Clash(Exception):
@@ -205,7 +207,7 @@ class BulkLoad:
             presence = con.sql("SELECT DISTINCT * FROM bulk_presence").pl() if pings else None
             self.store._merge_cube(con, delta, presence)
             return
-        hour = "make_timestamp(d.hour::BIGINT * 3600000000) AS hour"
+        hour = _HOUR_SQL.format(t="d")
         counts = ", ".join(f"d.{c}" if c in delta.columns else f"0 AS {c}" for c in CUBE_COUNTS)
         cube_delta = delta  # noqa: F841 (read by name in the queries)
         if not pings:
@@ -215,7 +217,7 @@ class BulkLoad:
         con.execute("CREATE OR REPLACE TEMP TABLE bulk_actors AS SELECT DISTINCT * FROM bulk_presence")
         con.execute(f"""
             INSERT INTO cube_presence BY NAME
-            SELECT {hour.replace("d.", "p.")}, p.cell, p.branch_id, p.actor_id,
+            SELECT {_HOUR_SQL.format(t="p")}, p.cell, p.branch_id, p.actor_id,
                    CASE WHEN p.is_vehicle THEN 'vehicle' ELSE 'courier' END AS actor_kind
             FROM bulk_actors p""")
         con.execute(f"""
