@@ -640,28 +640,19 @@ def _unique_keys(rows: pl.DataFrame, key: list[str]) -> pl.DataFrame:
     return rows
 
 
-# A res-9 cell keeps its variable part (base cell and nine digits) in bits 18..51;
-# the bits above hold the fixed mode and resolution, the bits below six unused digits
-# (all 7). So an hour and a res-9 cell pack into one Int64 key, and a group-by on that
-# one column costs a good deal less than on the (hour, cell) pair.
-_CELL_LOW_BITS = 18
-_CELL_BITS = 34
-_RES9_FIXED = (1 << 59) | (9 << 52) | ((1 << _CELL_LOW_BITS) - 1)
-
-
 def _hour_cell_key() -> pl.Expr:
-    """``hour * 2**34 + variable bits of the cell`` (Int64; hours may be negative)."""
+    """``hour * 2**34 + the cell's variable bits`` (Int64; hours may be negative): an
+    hour and a res-9 cell in one integer, so that a group-by runs on one column, which
+    costs a good deal less than on the (hour, cell) pair."""
     hour = pl.col("ts").dt.epoch("us") // 3_600_000_000
-    bits = (pl.col("cell") // (1 << _CELL_LOW_BITS)) % (1 << _CELL_BITS)
-    return (hour * (1 << _CELL_BITS) + bits.cast(pl.Int64)).alias("key")
+    return (hour * (1 << h3cells.BASE_CELL_BITS) + h3cells.base_bits_expr("cell")).alias("key")
 
 
 def _unpack_hour_cell(key: str = "key") -> list[pl.Expr]:
     """``hour`` (Int32) and ``cell`` (UInt64) back from :func:`_hour_cell_key`."""
-    hour = pl.col(key) // (1 << _CELL_BITS)  # floor division: right for negative hours too
-    bits = pl.col(key) - hour * (1 << _CELL_BITS)
-    cell = bits.cast(pl.UInt64) * (1 << _CELL_LOW_BITS) + _RES9_FIXED
-    return [hour.cast(pl.Int32).alias("hour"), cell.cast(pl.UInt64).alias("cell")]
+    hour = pl.col(key) // (1 << h3cells.BASE_CELL_BITS)  # floor division: right for negative hours too
+    cell = h3cells.from_base_bits_expr(pl.col(key) - hour * (1 << h3cells.BASE_CELL_BITS))
+    return [hour.cast(pl.Int32).alias("hour"), cell.alias("cell")]
 
 
 def _presence(keyed: pl.DataFrame, branches: pl.DataFrame) -> pl.DataFrame:

@@ -111,6 +111,25 @@ def parent_sql(column: str, res: int) -> str:
     )
 
 
+#: A base-resolution cell's variable part: base cell (7 bits) and nine digits (27 bits),
+#: in bits 18..51. The bits above hold the fixed mode and resolution, the bits below six
+#: unused digits (all 7), so these 34 bits say everything about a res-9 cell.
+BASE_CELL_BITS = 34
+_BASE_LOW_BITS = 3 * (15 - BASE_RES)
+_BASE_FIXED = (1 << 59) | (BASE_RES << 52) | ((1 << _BASE_LOW_BITS) - 1)
+
+
+def base_bits_expr(column: str = "cell") -> pl.Expr:
+    """The :data:`BASE_CELL_BITS` variable bits of base-resolution cells (Int64), e.g.
+    to pack a cell with an hour into one integer key."""
+    return ((pl.col(column) // (1 << _BASE_LOW_BITS)) % (1 << BASE_CELL_BITS)).cast(pl.Int64)
+
+
+def from_base_bits_expr(bits: pl.Expr) -> pl.Expr:
+    """Base-resolution cells (UInt64) back from :func:`base_bits_expr`."""
+    return (bits.cast(pl.UInt64) * (1 << _BASE_LOW_BITS) + _BASE_FIXED).cast(pl.UInt64)
+
+
 def to_str(cells) -> list[str]:
     """Hex strings for the UI and exports."""
     return [format(int(c), "x") for c in np.asarray(cells, dtype=np.uint64)]

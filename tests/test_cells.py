@@ -109,3 +109,17 @@ def test_neighbour_pairs_equal_h3_rings():
     index = {int(v): k for k, v in enumerate(c9)}
     want = sorted((k, index[n]) for k, v in enumerate(c9) for n in h3i.grid_ring(int(v), 1) if n in index)
     assert sorted(zip(i.tolist(), j.tolist())) == want and len(want) > 1000
+
+
+def test_base_bits_pack_and_unpack_cells():
+    # the 34 variable bits of a res-9 cell say all of it (the cube packs them with hours)
+    import polars as pl
+
+    from geo.cells import BASE_CELL_BITS, base_bits_expr, from_base_bits_expr, latlng_to_cells
+
+    rng = np.random.default_rng(11)
+    cells = latlng_to_cells(rng.uniform(-89, 89, 2_000), rng.uniform(-179, 179, 2_000))
+    frame = pl.DataFrame({"cell": cells}).select(base_bits_expr("cell").alias("bits"))
+    assert frame["bits"].min() >= 0 and frame["bits"].max() < 1 << BASE_CELL_BITS
+    back = frame.select(from_base_bits_expr(pl.col("bits")).alias("cell"))["cell"].to_numpy()
+    assert (back == cells).all()
