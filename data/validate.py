@@ -65,6 +65,12 @@ def normalise_names(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.rename(rename)
 
 
+def _as_local(expr: pl.Expr, local_tz: str) -> pl.Expr:
+    """Naive times read as ``local_tz``: a repeated hour takes its first meaning, a
+    skipped one becomes null (then "could not be read")."""
+    return expr.dt.replace_time_zone(local_tz, ambiguous="earliest", non_existent="null")
+
+
 def timestamp_expr(column: str, dtype: pl.DataType, local_tz: str) -> pl.Expr:
     """Expression turning a column of any timestamp form into naive UTC microseconds.
 
@@ -76,7 +82,7 @@ def timestamp_expr(column: str, dtype: pl.DataType, local_tz: str) -> pl.Expr:
     utc = pl.Datetime("us", "UTC")
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
-            expr = col.dt.replace_time_zone(local_tz, ambiguous="earliest", non_existent="null")
+            expr = _as_local(col, local_tz)
         else:
             expr = col
         return expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.Datetime("us"))
@@ -96,9 +102,7 @@ def timestamp_expr(column: str, dtype: pl.DataType, local_tz: str) -> pl.Expr:
     text = col.cast(pl.String).str.strip_chars().str.replace(r"[Zz]$", "+00:00")
     aware = [text.str.to_datetime(f, time_unit="us", strict=False, time_zone="UTC") for f in _AWARE_FORMATS]
     naive = [
-        text.str.to_datetime(f, time_unit="us", strict=False)
-        .dt.replace_time_zone(local_tz, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
+        _as_local(text.str.to_datetime(f, time_unit="us", strict=False), local_tz).dt.convert_time_zone("UTC")
         for f in _NAIVE_FORMATS
     ]
     return pl.coalesce([*aware, *naive, from_epoch]).cast(utc).dt.replace_time_zone(None)
@@ -109,9 +113,9 @@ _SLICE_US = 15 * 60 * 1_000_000
 
 
 def local_to_utc(ts: pl.Series, local_tz: str) -> pl.Series:
-    """Naive local times in ``local_tz`` as naive UTC microseconds, like
-    ``replace_time_zone(local_tz, ambiguous="earliest", non_existent="null")`` followed by
-    a conversion to UTC, but converting each quarter hour of the range once.
+    """Naive local times in ``local_tz`` as naive UTC microseconds, as
+    :func:`timestamp_expr` converts them, but converting each quarter hour of the range
+    once.
 
     A time zone lookup per value is the dearest step of validating a clean file. Zone
     offsets change on quarter hours in practice, so each quarter hour's offset is looked
@@ -119,14 +123,14 @@ def local_to_utc(ts: pl.Series, local_tz: str) -> pl.Series:
     hour whose two ends disagree (a change inside it) or that does not exist, and any
     range too wide for a table of quarter hours, is converted value by value.
     """
-    exact = (pl.col("ts").dt.replace_time_zone(local_tz, ambiguous="earliest", non_existent="null")
-             .dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+    exact = _as_local(pl.col("ts"), local_tz).dt.convert_time_zone("UTC").dt.replace_time_zone(None)
     us = ts.cast(pl.Datetime("us"))
     frame = us.to_frame("ts")
     if us.null_count() == len(us):
         return frame.select(exact)["ts"]
-    first = us.dt.epoch("us").min() // _SLICE_US
-    slices = us.dt.epoch("us").max() // _SLICE_US - first + 1
+    slice_of = us.dt.epoch("us") // _SLICE_US
+    first = slice_of.min()
+    slices = slice_of.max() - first + 1
     if slices > 1_000_000:  # more than 28 years in one batch: not worth a table
         return frame.select(exact)["ts"]
     starts = pl.DataFrame({"ts": pl.int_range(first, first + slices, eager=True) * _SLICE_US}).select(
@@ -136,7 +140,7 @@ def local_to_utc(ts: pl.Series, local_tz: str) -> pl.Series:
     end_off = ends.select((exact - pl.col("ts")).dt.total_microseconds())["ts"]
     unknown = np.iinfo(np.int64).min
     table = np.where((start_off == end_off).fill_null(False).to_numpy(), start_off.fill_null(0).to_numpy(), unknown)
-    off = table[(us.dt.epoch("us") // _SLICE_US - first).fill_null(0).to_numpy()]  # nulls stay null below
+    off = table[(slice_of - first).fill_null(0).to_numpy()]  # nulls stay null below
     odd = off == unknown
     off[odd] = 0
     out = frame.select(pl.col("ts") + pl.Series(off, dtype=pl.Int64).cast(pl.Duration("us")))["ts"]
