@@ -250,3 +250,22 @@ def test_a_file_that_breaks_half_way_stores_nothing(network, tmp_path):
     report = import_file(network, path, batch_rows=1000)
     assert (report.accepted, report.duplicates) == (n, 0)
     assert _stored_cube(network) == _expected_cube(frame)
+
+
+def test_bad_rows_in_later_batches_keep_their_row_numbers(network, tmp_path):
+    # batches are prepared two at a time, ahead of the store: each bad row must still be
+    # quarantined under its own data row number, and the good rows stored once
+    n, bad_rows = 2500, {7, 301, 777, 1501, 2499}  # 1-based, across several batches
+    frame = pl.DataFrame({
+        "device_id": ["dev-1"] * n,
+        "ts": [datetime(2026, 11, 20) + timedelta(seconds=10 * i) for i in range(n)],
+        "lat": [95.0 if i + 1 in bad_rows else 22.5331 for i in range(n)],
+        "lng": [113.9301] * n,
+    }).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+    path = tmp_path / "pings-bad-here-and-there.parquet"
+    frame.write_parquet(path)
+    report = import_file(network, path, batch_rows=300)
+    assert (report.rows, report.accepted, report.rejected) == (n, n - len(bad_rows), len(bad_rows))
+    quarantined = network.sql("SELECT row_number FROM quarantine WHERE source = ? ORDER BY 1", [str(path)])
+    assert quarantined["row_number"].to_list() == sorted(bad_rows)
+    assert network.scalar("SELECT count(*) FROM pings") == n - len(bad_rows)
