@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 import requests
 
 from config import PROJECT_ROOT, Settings
@@ -51,6 +52,27 @@ def copy_store(template: Path, target: Path) -> Path:
     if wal.exists():
         shutil.copy(wal, Path(str(target) + ".wal"))
     return target
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A store built once per test module: ``(path, tokens by name)``."""
+    path = tmp_path_factory.mktemp("template") / "emap.duckdb"
+    return path, build_store(path)
+
+
+@pytest.fixture
+def store(template, tmp_path):
+    """A fresh copy of the module's template store."""
+    path, _ = template
+    with Store(copy_store(path, tmp_path / "emap.duckdb")) as s:
+        yield s
+
+
+@pytest.fixture
+def tokens(template):
+    """The template store's tokens by name (``system``, ``device``)."""
+    return template[1]
 
 
 def free_port() -> int:

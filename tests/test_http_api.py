@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the shared ingest fixtures are imported by name and used as arguments)
 """The ingest API on a real HTTP server on 127.0.0.1 (werkzeug, threaded) and a real store."""
 
 from __future__ import annotations
@@ -10,30 +11,11 @@ import pytest
 import requests
 
 from config import Settings
-from data.store import Store
 from data.tokens import create_token, list_tokens, revoke_token
-from tests.ingest_support import SHENZHEN, ThreadedServer, build_store, copy_store
+from tests.ingest_support import SHENZHEN, ThreadedServer, store, template, tokens  # noqa: F401
 
 LAT, LNG = SHENZHEN
 T0 = 1_763_856_000  # 2025-11-23 00:00:00 UTC
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "emap.duckdb"
-    return path, build_store(path)
-
-
-@pytest.fixture
-def store(template, tmp_path):
-    path, _ = template
-    with Store(copy_store(path, tmp_path / "emap.duckdb")) as s:
-        yield s
-
-
-@pytest.fixture
-def tokens(template):
-    return template[1]
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the shared ingest fixtures are imported by name and used as arguments)
 """The phone listener on a real port on 127.0.0.1, beside the main port's ``/osmand``.
 
 It must answer every form of the OsmAnd protocol exactly as the main port does (one
@@ -18,29 +19,11 @@ import requests
 
 from config import Settings
 from data.store import Store
-from tests.ingest_support import SHENZHEN, ThreadedServer, build_store, copy_store
+from tests.ingest_support import SHENZHEN, ThreadedServer, build_store, store, template, tokens  # noqa: F401
 from tests.test_osmand import CAPTURED, TRACCAR_CLIENT_JSON
 
 LAT, LNG = SHENZHEN
 T0 = 1_763_856_000  # 2025-11-23 00:00:00 UTC
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "emap.duckdb"
-    return path, build_store(path)
-
-
-@pytest.fixture
-def store(template, tmp_path):
-    path, _ = template
-    with Store(copy_store(path, tmp_path / "emap.duckdb")) as s:
-        yield s
-
-
-@pytest.fixture
-def tokens(template):
-    return template[1]
 
 
 @pytest.fixture
