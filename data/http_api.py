@@ -233,7 +233,8 @@ class OsmAndEndpoint:
         such requests on a worker thread and the others inline."""
         return bool(authorization) or "token=" in query
 
-    def _refused(self, principal: Principal, what: str, method: str, path: str, remote: str | None) -> None:
+    def refused(self, principal: Principal, what: str, method: str, path: str, remote: str | None) -> None:
+        """Record writes a token was refused in the audit log (for every ingest route)."""
         users.audit(self.store, principal.name, "refusal", f"{method} {path}: {what} (from {remote})")
 
     def prepare(self, method: str, path: str, query: str, mimetype: str, body: bytes,
@@ -271,12 +272,12 @@ class OsmAndEndpoint:
         if principal is not None and principal.kind == "device":
             other = {r["device_id"] for r in records} - {principal.device_id}
             if other:
-                self._refused(principal, f"positions of device '{sorted(other)[0]}'", method, path, remote)
+                self.refused(principal, f"positions of device '{sorted(other)[0]}'", method, path, remote)
                 return 403, (f"the token of device '{principal.device_id}' cannot report for "
                              f"device '{sorted(other)[0]}'\n")
         if principal is not None and principal.node_id is not None and _outside_node(
                 self.store, records, principal.node_id):
-            self._refused(principal, f"positions outside node '{principal.node_id}'", method, path, remote)
+            self.refused(principal, f"positions outside node '{principal.node_id}'", method, path, remote)
             return 403, (f"the token of system '{principal.system_name}' cannot report outside node "
                          f"'{principal.node_id}'\n")
         return records
@@ -354,12 +355,12 @@ def make_ingest_blueprint(store: Store, settings: Settings,
     tokens = TokenCache(store)
     users.ensure_tables(store)
 
+    endpoint = OsmAndEndpoint(store, settings, gc, tokens)
+
     def refused(principal: Principal, what: str) -> None:
         """Record writes a token was refused in the audit log."""
-        users.audit(store, principal.name, "refusal",
-                    f"{request.method} {request.path}: {what} (from {request.remote_addr})")
+        endpoint.refused(principal, what, request.method, request.path, request.remote_addr)
     limit = settings.ingest_max_body_bytes
-    endpoint = OsmAndEndpoint(store, settings, gc, tokens)
 
     def read_body() -> bytes | Response:
         too_big = _error(413, f"body larger than {limit} bytes: send smaller batches",
