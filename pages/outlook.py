@@ -216,17 +216,15 @@ def outlook(
         with model.outlook_wanted_lock:
             return any(k != key for k, n in model.outlook_foreground.items() if n > 0)
 
-    def check():
-        if background and waited_for():
-            raise Superseded(scope, start)
-        if wanted is not None and not model.outlook_wanted and not wanted():
-            raise Superseded(scope, start)
-
     def stop() -> bool:
-        # what ends a pause early: the computation is no longer wanted (check() then stops it)
+        # the computation is no longer wanted: check() stops it, and a pause ends early
         return (background and waited_for()) or (
             wanted is not None and not model.outlook_wanted and not wanted()
         )
+
+    def check():
+        if stop():
+            raise Superseded(scope, start)
 
     def step():
         check()
