@@ -1055,16 +1055,15 @@ def sliced_inputs(store: Store, scope: str, issued, res: int, net: dict, params=
 
     params = params or fc.Params()
     memo = memo or _fresh
-    inside = pl.col("branch_id").is_in(_scope_branches(store, scope, memo).implode())
+    branches = _scope_branches(store, scope, memo).implode()
+    inside = pl.col("branch_id").is_in(branches)
     issued = sorted(issued)
     targets = fc.plan(issued, params.horizon)
     hours = fc.past_hours(targets["hour"].unique().to_list(), params)
     past_issued = sorted({t0 - k * fc.DAY for t0 in issued for k in fc.candidate_days(params)})
     back = issued[0] - max(fc.candidate_days(params)) * fc.DAY
     dest = net["dest"].filter(
-        pl.col("dest_branch_id").is_in(_scope_branches(store, scope, memo).implode())
-        & (pl.col("hour") >= back)
-        & (pl.col("hour") < issued[-1])
+        pl.col("dest_branch_id").is_in(branches) & (pl.col("hour") >= back) & (pl.col("hour") < issued[-1])
     )
     dest = (
         dest.filter(inside)
@@ -1096,9 +1095,7 @@ def sliced_inputs(store: Store, scope: str, issued, res: int, net: dict, params=
         "dest_history": dest,
         "reserve_roster": memo(("fq-roster", scope, res), lambda: reserve_roster(store, scope, res)),
         "reserve_seen": net["seen"]
-        .filter(
-            _hours_in(hours) & pl.col("outlet_branch").is_in(_scope_branches(store, scope, memo).implode())
-        )
+        .filter(_hours_in(hours) & pl.col("outlet_branch").is_in(branches))
         .drop("outlet_branch")
         .sort("hour", "outlet_id", "kind", "mode"),
         "mode_mix": memo(("fq-mode-mix", scope), lambda: mode_mix(store, scope)),
