@@ -186,7 +186,7 @@ def _scoped(model, scope: str, net) -> dict:
     """The frames an outlook of ``scope`` is sliced from: the scope's rows of the
     network-wide ones (kept with them for the next hours of the same view), or all of
     them at the root."""
-    if not hasattr(net, "scoped") or scope == model.cache.get(("outlook-root",), model.root, ttl=STATIC_TTL):
+    if scope == model.root():
         return net[0]
     return net.scoped(scope, lambda: model.branches_of(scope))
 
