@@ -337,7 +337,7 @@ class ForecastDays:
             parts.append(part)
 
         def make():
-            irregular = set().union(*(p["irregular"] for p in parts)) if parts else set()
+            irregular = set().union(*(p["irregular"] for p in parts))
             return NetworkFrames(fq.network_frames(parts), irregular)
 
         return self.cache.get_current(("forecast-days", tuple(windows), self.res), versions, make)
