@@ -303,24 +303,13 @@ def test_deliveries_are_spread_where_a_destination_usually_delivers():
 
 def _day_windows(store, settings) -> list[tuple[datetime, datetime]]:
     """UTC windows of every local day of the store's data (oldest first)."""
-    from zoneinfo import ZoneInfo
+    from pages.model import Model
 
-    tz, utc = ZoneInfo(settings.local_tz), ZoneInfo("UTC")
-    lo, hi = store.data_hours("hq")
-    out, day = [], lo.replace(tzinfo=utc).astimezone(tz).date()
-    while True:
-        start = (
-            datetime.combine(day, datetime.min.time()).replace(tzinfo=tz).astimezone(utc).replace(tzinfo=None)
-        )
-        if start > hi:
-            return out
-        out.append((start, start + timedelta(days=1)))
-        day += timedelta(days=1)
+    model = Model(store, settings)
+    return [model.day_window(d) for d in model.dates()]
 
 
 def _same_inputs(got: dict, want: dict) -> None:
-    from polars.testing import assert_frame_equal
-
     assert set(got) == set(want)
     for key, w in want.items():
         g = got[key]
