@@ -8,6 +8,9 @@ import it the demo is generated once.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
 import pytest
 
 from tests.conftest import DEMO_END
@@ -46,3 +49,21 @@ def forecast_settings(forecast_demo_path):
     from config import Settings
 
     return Settings.from_env({}, data_dir=forecast_demo_path.parent, db_name=forecast_demo_path.name)
+
+
+def arrivals(prefix: str, n: int, latest: datetime, dest: str, expected: datetime, lat: float, lng: float):
+    """``n`` parcels scanned in at (``lat``, ``lng``) for the branch ``dest`` and expected at
+    ``expected``: one ``arrival`` event each, a second apart back from ``latest`` (naive
+    UTC), as rows for ``data.validate.check_events``."""
+    return pl.DataFrame(
+        {
+            "event_id": [f"{prefix}-{i}" for i in range(n)],
+            "parcel_id": [f"{prefix}-p{i}" for i in range(n)],
+            "kind": ["arrival"] * n,
+            "ts": [(latest - timedelta(seconds=i)).replace(tzinfo=UTC) for i in range(n)],
+            "lat": [lat] * n,
+            "lng": [lng] * n,
+            "dest_branch_id": [dest] * n,
+            "expected_at": [expected.replace(tzinfo=UTC)] * n,
+        }
+    ).with_row_index("_row", offset=1)

@@ -132,6 +132,7 @@ def test_forecast_frames_are_kept_per_fingerprint_and_read_again_after_new_data(
 ):
     from data import forecast_queries as fq
     from data.validate import check_events
+    from tests.forecast_support import arrivals
 
     path = tmp_path / "emap.duckdb"
     shutil.copy(small_demo_path, path)
@@ -155,18 +156,8 @@ def test_forecast_frames_are_kept_per_fingerprint_and_read_again_after_new_data(
         )["branch_id"][0]
         before = frames["pipeline"].filter((pl.col("issued") == start) & (pl.col("branch_id") == branch))
         n = 25
-        events = pl.DataFrame(
-            {
-                "event_id": [f"fd-{i}" for i in range(n)],
-                "parcel_id": [f"fd-p{i}" for i in range(n)],
-                "kind": ["arrival"] * n,
-                "ts": [(start - timedelta(minutes=20, seconds=i)).replace(tzinfo=UTC) for i in range(n)],
-                "lat": [22.5431] * n,
-                "lng": [114.0579] * n,
-                "dest_branch_id": [branch] * n,
-                "expected_at": [(start + timedelta(hours=1, minutes=5)).replace(tzinfo=UTC)] * n,
-            }
-        ).with_row_index("_row", offset=1)
+        latest, expected = start - timedelta(minutes=20), start + timedelta(hours=1, minutes=5)
+        events = arrivals("fd", n, latest, branch, expected, 22.5431, 114.0579)
         assert store.ingest_events(check_events(events)[0])[0] == n
         # the day's frames are of an older fingerprint: not used; not read again within
         # ``rebuild_after`` of the last read (a live day's data keeps changing) ...

@@ -8,7 +8,12 @@ import polars as pl
 
 from pages import outlook
 from pages.model import Model
-from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
+from tests.forecast_support import (  # noqa: F401
+    arrivals,
+    forecast_demo_path,
+    forecast_settings,
+    forecast_store,
+)
 
 
 def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_store, forecast_settings):
@@ -188,18 +193,8 @@ def test_new_data_for_a_live_day_changes_the_cached_outlook(forecast_demo_path, 
             "SELECT lat, lng FROM outlets WHERE branch_id = ? ORDER BY outlet_id LIMIT 1", [s["branch_id"]]
         ).row(0)
         n = 400
-        events = pl.DataFrame(
-            {
-                "event_id": [f"late-{i}" for i in range(n)],
-                "parcel_id": [f"late-p{i}" for i in range(n)],
-                "kind": ["arrival"] * n,
-                "ts": [(start - timedelta(minutes=30, seconds=i)).replace(tzinfo=UTC) for i in range(n)],
-                "lat": [lat] * n,
-                "lng": [lng] * n,
-                "dest_branch_id": [s["branch_id"]] * n,
-                "expected_at": [(start + timedelta(hours=2, minutes=10)).replace(tzinfo=UTC)] * n,
-            }
-        ).with_row_index("_row", offset=1)
+        latest, expected = start - timedelta(minutes=30), start + timedelta(hours=2, minutes=10)
+        events = arrivals("late", n, latest, s["branch_id"], expected, lat, lng)
         assert store.ingest_events(check_events(events)[0])[0] == n
         new = outlook.outlook(model, region, day, hour)
         assert new is not old
