@@ -28,12 +28,10 @@ import numpy as np
 import polars as pl
 
 from data.schema import CUBE_COUNTS
-from data.store import _RECORDS, Store, cube_parts
+from data.store import _RECORDS, CubeShare, Store, cube_share, cube_tables, unpack_hour_cell
 
-#: Batches whose cube counts are kept before they are folded into one frame (bounds memory).
+#: Batches whose cube shares are kept before they are folded into one (bounds memory).
 _FOLD_EVERY = 8
-#: The cube's hour (a timestamp) from the hours-since-1970 of a kept row of table ``t``.
-_HOUR_SQL = "make_timestamp({t}.hour::BIGINT * 3600000000) AS hour"
 
 
 class Clash(Exception):
@@ -44,6 +42,20 @@ def record_hashes(table: str, rows: pl.DataFrame) -> np.ndarray:
     """64-bit hash of each row's record id (``uint64``; equal ids give equal hashes)."""
     _fields, key = _RECORDS[table]
     return rows.select(key).hash_rows(seed=0x5EED).to_numpy()
+
+
+def _sorted_hashes(table: str, rows: pl.DataFrame) -> np.ndarray:
+    """:func:`record_hashes`, sorted (by polars: about half numpy's time here)."""
+    _fields, key = _RECORDS[table]
+    return rows.select(key).hash_rows(seed=0x5EED).sort().to_numpy()
+
+
+def _insert_by_name(con, table: str, rows: pl.DataFrame) -> None:
+    con.register("bulk_rows", rows)
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM bulk_rows")
+    finally:
+        con.unregister("bulk_rows")
 
 
 class BulkLoad:
@@ -71,7 +83,7 @@ class BulkLoad:
         self._lo = self._hi = None
         self._end = 0
         self._hashes: list[np.ndarray] = []
-        self._deltas: list[pl.DataFrame] = []
+        self._shares: list[CubeShare] = []
         self._open = False
 
     # -- reader side ------------------------------------------------------------------
@@ -79,16 +91,15 @@ class BulkLoad:
         """The record-id hashes and cube share of ``ready`` (pure; any thread)."""
         if ready.is_empty():
             return None
-        delta, presence = cube_parts(self.table, ready)
         # sorted here, in the workers: finish() then only merges sorted runs, which is quick
-        return np.sort(record_hashes(self.table, ready)), delta, presence
+        return _sorted_hashes(self.table, ready), cube_share(self.table, ready)
 
     # -- writer side ------------------------------------------------------------------
     def add(self, ready: pl.DataFrame, parts) -> None:
         """Insert ``ready`` (in the open transaction) with what :meth:`prepare` gave."""
         if parts is None:
             return
-        hashes, delta, presence = parts
+        hashes, share = parts
         if not self._open:
             self._begin()
         self._check_committed(ready)
@@ -97,13 +108,11 @@ class BulkLoad:
         self.store._con.from_arrow(ready.select(self.fields).to_arrow()).insert_into(self.table)
         self.rows += len(ready)
         self._hashes.append(hashes)
-        self._deltas.append(delta)
-        if presence is not None:
-            # Presence (a row per courier or van per cell-hour) grows with the file: it
-            # waits in a temporary table, which DuckDB spills, not in this process's heap.
-            self.store._con.from_arrow(
-                presence.with_columns(pl.col("actor_id").cast(pl.String)).to_arrow()).insert_into("bulk_presence")
-        if len(self._deltas) >= _FOLD_EVERY:
+        # Shares are folded as they come, so what is kept grows with the cell-hours and
+        # actors of the file (packed integers, about a quarter of its rows for pings),
+        # not with its rows.
+        self._shares.append(share)
+        if len(self._shares) >= _FOLD_EVERY:
             self._fold()
 
     def _begin(self) -> None:
@@ -115,9 +124,6 @@ class BulkLoad:
             self._lo, self._hi, self._end = con.execute(
                 f"SELECT {span}, coalesce(max(rowid) + 1, 0) FROM {self.table}").fetchall()[0]
             con.execute("BEGIN")
-            if self.table == "pings":
-                con.execute("CREATE OR REPLACE TEMP TABLE bulk_presence "
-                            "(hour INTEGER, cell UBIGINT, branch_id VARCHAR, actor_id VARCHAR, is_vehicle BOOLEAN)")
         except BaseException:
             self.store._write_lock.release()
             raise
@@ -150,10 +156,8 @@ class BulkLoad:
             raise Clash(f"a record id of this file is already in {self.table}")
 
     def _fold(self) -> None:
-        """Fold the kept cube counts into one frame (sums per cell-hour)."""
-        counts = [c for c in self._deltas[0].columns if c not in ("hour", "cell", "branch_id")]
-        self._deltas = [pl.concat(self._deltas).group_by("hour", "cell").agg(
-            pl.col("branch_id").first(), *(pl.col(c).sum() for c in counts))]
+        """Fold the kept cube shares into one."""
+        self._shares = [CubeShare.fold(self._shares)]
 
     def finish(self) -> int:
         """Commit everything added: the number of rows stored.
@@ -179,8 +183,6 @@ class BulkLoad:
             flushed = self.store._flush_cells(con)
             try:
                 self._store_cube(con)
-                con.execute("DROP TABLE IF EXISTS bulk_presence")
-                con.execute("DROP TABLE IF EXISTS bulk_actors")
                 con.execute("COMMIT")
             except BaseException:
                 self.store._cells.unflush(flushed)
@@ -194,40 +196,29 @@ class BulkLoad:
     def _store_cube(self, con) -> None:
         """Add the file's cube share: appended as it is where the cube holds nothing yet
         in the file's hours (a new day), merged cell-hour by cell-hour otherwise."""
-        delta = self._deltas[0]
-        if delta.is_empty():
+        share = self._shares[0]
+        if share.delta.is_empty():
             return
-        pings = self.table == "pings"
+        delta, presence = share.unpacked()
         lo, hi = delta.select(pl.col("hour").min().alias("lo"), pl.col("hour").max().alias("hi")).row(0)
         taken = con.execute(
             "SELECT count(*) FROM (SELECT 1 FROM cube_hourly WHERE hour BETWEEN "
             "make_timestamp($lo * 3600000000) AND make_timestamp($hi * 3600000000) LIMIT 1)",
             {"lo": int(lo), "hi": int(hi)}).fetchall()[0][0]
         if taken:
-            presence = con.sql("SELECT DISTINCT * FROM bulk_presence").pl() if pings else None
             self.store._merge_cube(con, delta, presence)
             return
-        hour = _HOUR_SQL.format(t="d")
-        counts = ", ".join(f"d.{c}" if c in delta.columns else f"0 AS {c}" for c in CUBE_COUNTS)
-        cube_delta = delta  # noqa: F841 (read by name in the queries)
-        if not pings:
-            con.execute(f"INSERT INTO cube_hourly BY NAME SELECT {hour}, d.cell, d.branch_id, {counts}, "
-                        "0 AS couriers, 0 AS vehicles FROM cube_delta d")
-            return
-        con.execute("CREATE OR REPLACE TEMP TABLE bulk_actors AS SELECT DISTINCT * FROM bulk_presence")
-        con.execute(f"""
-            INSERT INTO cube_presence BY NAME
-            SELECT {_HOUR_SQL.format(t="p")}, p.cell, p.branch_id, p.actor_id,
-                   CASE WHEN p.is_vehicle THEN 'vehicle' ELSE 'courier' END AS actor_kind
-            FROM bulk_actors p""")
-        con.execute(f"""
-            INSERT INTO cube_hourly BY NAME
-            SELECT {hour}, d.cell, d.branch_id, {counts},
-                   coalesce(a.couriers, 0) AS couriers, coalesce(a.vehicles, 0) AS vehicles
-            FROM cube_delta d LEFT JOIN (
-                SELECT hour, cell, count(*) FILTER (WHERE NOT is_vehicle) AS couriers,
-                       count(*) FILTER (WHERE is_vehicle) AS vehicles
-                FROM bulk_actors GROUP BY ALL) a USING (hour, cell)""")
+        # New hours: the file's share is all there is in them, so its rows go in as they
+        # are, distinct couriers and vans counted from its own pairs.
+        rows = share.delta
+        if presence is not None:
+            _insert_by_name(con, "cube_presence", cube_tables(delta, presence)[1])
+            rows = rows.join(share.actor_counts(), on="key", how="left")
+        distinct = [pl.col(c).fill_null(0) if c in rows.columns else pl.lit(0, dtype=pl.Int32).alias(c)
+                    for c in ("couriers", "vehicles")]
+        counts = [pl.col(c) if c in rows.columns else pl.lit(0, dtype=pl.Int64).alias(c) for c in CUBE_COUNTS]
+        _insert_by_name(con, "cube_hourly", cube_tables(rows.select(*unpack_hour_cell(), "branch_id", *counts,
+                                                                      *distinct), None)[0])
 
     def abort(self) -> None:
         """Roll back whatever was added (safe to call more than once)."""
@@ -239,5 +230,5 @@ class BulkLoad:
 
     def _release(self) -> None:
         self._open = False
-        self._hashes, self._deltas = [], []
+        self._hashes, self._shares = [], []
         self.store._write_lock.release()

@@ -9,6 +9,7 @@ access control is a property of the data layer.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -169,20 +170,29 @@ class Store:
 
         Only cells never seen before go through the spatial join, so a batch costs one
         join over its distinct cells, not one per point. Known cells are looked up in
-        memory (sorted arrays); new ones reach the ``cell_branch`` table with the next
-        write transaction, so every stored row's cell is in it.
+        memory (sorted arrays), once per run of equal cells (a track's neighbouring
+        fixes mostly share a cell); new ones reach the ``cell_branch`` table with the
+        next write transaction, so every stored row's cell is in it.
         """
         cells = np.asarray(cells, dtype=np.uint64)
         cache = self._cells
         if not cache.loaded:
             cache.load(self.cursor().sql("SELECT cell, branch_id FROM cell_branch").pl())
-        branches, found = cache.lookup(cells)
+        if cells.size == 0:
+            return pl.Series("branch_id", [], dtype=pl.String)
+        change = np.empty(cells.size, dtype=bool)
+        change[0] = True
+        np.not_equal(cells[1:], cells[:-1], out=change[1:])
+        starts = np.flatnonzero(change)
+        runs = cells[starts]
+        codes, found, names = cache.lookup(runs)
         if not found.all():
-            new = np.unique(cells[~found])
+            new = np.unique(runs[~found])
             lat, lng = h3cells.centers(new)
             cache.add(new, self.locator().locate(lat, lng).tolist())
-            branches, found = cache.lookup(cells)
-        return branches
+            codes, found, names = cache.lookup(runs)
+        lengths = np.diff(starts, append=cells.size)
+        return names.gather(np.repeat(codes, lengths)).alias("branch_id")
 
     def _flush_cells(self, con) -> list[pl.DataFrame]:
         """Write newly located cells to ``cell_branch`` inside the caller's transaction.
@@ -494,7 +504,7 @@ class Store:
         """
         if delta.is_empty():
             return
-        delta, presence = _cube_rows(delta, presence)
+        delta, presence = cube_tables(delta, presence)
         lo, hi = delta.select(pl.col("hour").min().alias("lo"), pl.col("hour").max().alias("hi")).row(0)
         window = {"lo": lo, "hi": hi}
         counts = [c for c in CUBE_COUNTS if c in delta.columns]
@@ -648,56 +658,98 @@ def _hour_cell_key() -> pl.Expr:
     return (hour * (1 << h3cells.BASE_CELL_BITS) + h3cells.base_bits_expr("cell")).alias("key")
 
 
-def _unpack_hour_cell(key: str = "key") -> list[pl.Expr]:
+def unpack_hour_cell(key: str = "key") -> list[pl.Expr]:
     """``hour`` (Int32) and ``cell`` (UInt64) back from :func:`_hour_cell_key`."""
     hour = pl.col(key) // (1 << h3cells.BASE_CELL_BITS)  # floor division: right for negative hours too
     cell = h3cells.from_base_bits_expr(pl.col(key) - hour * (1 << h3cells.BASE_CELL_BITS))
     return [hour.cast(pl.Int32).alias("hour"), cell.alias("cell")]
 
 
-def _presence(keyed: pl.DataFrame, branches: pl.DataFrame) -> pl.DataFrame:
-    """Distinct (cell-hour key, actor) pairs of ``keyed``: ``hour, cell, branch_id,
-    actor_id, is_vehicle`` (the branch from ``branches``: ``key, branch_id``).
+def distinct_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Distinct rows of ``key`` (Int64) and ``a`` (an actor code, UInt32).
 
-    The pairs pack into one integer (key offset in the high bits, the actor's category
-    code in as many low bits as the largest code needs) when the batch's key range
-    leaves room: always unless the batch spans years. A distinct over one integer
-    column costs about half as much as over the pair.
+    The pairs pack into one integer (key offset in the high bits, the code in as many
+    low bits as the largest code needs) when the key range leaves room: always unless
+    the rows span years. A distinct over one integer column costs about half as much as
+    over the pair.
     """
-    code = pl.col("actor_id").to_physical().cast(pl.Int64)
-    lo, span, top = keyed.select(pl.col("key").min(), (pl.col("key").max() - pl.col("key").min()).alias("span"),
-                                 code.max().alias("top")).row(0)
+    lo, span, top = pairs.select(pl.col("key").min(), (pl.col("key").max() - pl.col("key").min()).alias("span"),
+                                 pl.col("a").max().alias("top")).row(0)
     if lo is None:
-        return keyed.select(*_unpack_hour_cell(), "branch_id", "actor_id", "is_vehicle")
-    actors = keyed.select(code.alias("a"), "actor_id", "is_vehicle").unique("a")
+        return pairs.select("key", "a")
     shift = max(int(top or 0), 1).bit_length()
-    if span < 1 << (62 - shift):
-        p = keyed.select(((pl.col("key") - lo) * (1 << shift) + code).alias("p"))["p"].unique().to_frame()
-        pairs = p.select((pl.col("p") // (1 << shift) + lo).alias("key"), (pl.col("p") % (1 << shift)).alias("a"))
-    else:
-        pairs = keyed.select("key", code.alias("a")).unique()
-    return (pairs.join(actors, on="a", how="left").join(branches, on="key", how="left")
-            .select(*_unpack_hour_cell(), "branch_id", "actor_id", "is_vehicle"))
+    if span >= 1 << (62 - shift):
+        return pairs.select("key", "a").unique()
+    packed = pairs.select(((pl.col("key") - lo) * (1 << shift) + pl.col("a").cast(pl.Int64)).alias("p"))
+    return packed["p"].unique().to_frame().select(
+        (pl.col("p") // (1 << shift) + lo).alias("key"), (pl.col("p") % (1 << shift)).cast(pl.UInt32).alias("a"))
 
 
-def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """The cube delta of new rows, ``(counts per hour and cell, presence)``.
+@dataclass
+class CubeShare:
+    """The cube delta of some rows, packed: what :meth:`Store._merge_cube` adds, in the
+    compact form that cheap group-bys and folds need.
+
+    ``delta``: ``key`` (:func:`_hour_cell_key`), ``branch_id`` and the counts; for pings
+    also ``pairs`` (distinct ``key, a``: actor ``a`` seen in the cell-hour) and
+    ``actors`` (``a, actor_id, is_vehicle``). Actor codes are the physical codes of
+    polars' global categories, the same in every frame of the process, so the shares
+    of several batches fold together (:meth:`fold`).
+    """
+
+    delta: pl.DataFrame
+    pairs: pl.DataFrame | None = None
+    actors: pl.DataFrame | None = None
+
+    @staticmethod
+    def fold(shares: list[CubeShare]) -> CubeShare:
+        """One share holding the sums and distinct pairs of ``shares``."""
+        if len(shares) == 1:
+            return shares[0]
+        delta = pl.concat([s.delta for s in shares])
+        counts = [c for c in delta.columns if c not in ("key", "branch_id")]
+        delta = delta.group_by("key").agg(pl.col("branch_id").first(), *(pl.col(c).sum() for c in counts))
+        if shares[0].pairs is None:
+            return CubeShare(delta)
+        pairs = distinct_pairs(pl.concat([s.pairs for s in shares]))
+        actors = pl.concat([s.actors for s in shares]).unique("a")
+        return CubeShare(delta, pairs, actors)
+
+    def unpacked(self) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """``(counts per hour and cell, presence)`` as :func:`cube_parts` gives them."""
+        delta = self.delta.select(*unpack_hour_cell(), pl.exclude("key"))
+        if self.pairs is None:
+            return delta, None
+        presence = (self.pairs.join(self.actors, on="a", how="left")
+                    .join(self.delta.select("key", "branch_id"), on="key", how="left")
+                    .select(*unpack_hour_cell(), "branch_id", "actor_id", "is_vehicle"))
+        return delta, presence
+
+    def actor_counts(self) -> pl.DataFrame:
+        """``key, couriers, vehicles``: distinct couriers and vans per cell-hour of the
+        pairs (the whole count only when the pairs are all there is in those hours)."""
+        return (self.pairs.join(self.actors.select("a", "is_vehicle"), on="a", how="left")
+                .group_by("key").agg((~pl.col("is_vehicle")).sum().cast(pl.Int32).alias("couriers"),
+                                     pl.col("is_vehicle").sum().cast(pl.Int32).alias("vehicles")))
+
+
+def cube_share(table: str, rows: pl.DataFrame) -> CubeShare:
+    """The packed cube delta of new rows (see :class:`CubeShare`).
 
     ``rows`` hold res-9 cells (as every stored ping and event does). Compact keys keep
     the group-bys cheap: hour and cell pack into one integer (:func:`_hour_cell_key`),
-    ``hour`` counts hours since 1970 (Int32), the branch rides along as the first of its
-    cell (a cell's branch is the one holding its centre, one per cell), actors are
-    categorical. Presence (one row per distinct courier or van in a cell-hour, with the
-    cell's branch) is there for pings only. :meth:`Store._merge_cube` stores them.
+    the branch rides along as the first of its cell (a cell's branch is the one holding
+    its centre, one per cell), actors are categorical.
     """
     branch = pl.col("branch_id").first()
     if table == "pings":
         keyed = rows.select(_hour_cell_key(), "branch_id",
                             pl.coalesce("courier_id", "vehicle_id").cast(pl.Categorical).alias("actor_id"),
                             pl.col("courier_id").is_null().alias("is_vehicle"))
+        keyed = keyed.with_columns(pl.col("actor_id").to_physical().cast(pl.UInt32).alias("a"))
         delta = keyed.group_by("key").agg(branch, pl.len().cast(pl.Int64).alias("pings"))
-        presence = _presence(keyed, delta.select("key", "branch_id"))
-        return delta.select(*_unpack_hour_cell(), "branch_id", "pings"), presence
+        actors = keyed.select("a", "actor_id", "is_vehicle").unique("a")
+        return CubeShare(delta, distinct_pairs(keyed), actors)
     delivered = pl.col("kind") == "delivered"
     delta = rows.group_by(_hour_cell_key()).agg(
         branch,
@@ -706,11 +758,22 @@ def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
         (delivered & (pl.col("ts") <= pl.col("promised_at"))).sum().cast(pl.Int64).alias("on_time"),
         (delivered & (pl.col("ts") > pl.col("promised_at"))).sum().cast(pl.Int64).alias("late"),
         pl.len().cast(pl.Int64).alias("scans"))
-    return delta.select(*_unpack_hour_cell(), pl.exclude("key")), None
+    return CubeShare(delta)
 
 
-def _cube_rows(delta: pl.DataFrame, presence: pl.DataFrame | None):
-    """Cube parts in the shape of cube_hourly and cube_presence (timestamps, text)."""
+def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The cube delta of new rows, ``(counts per hour and cell, presence)``.
+
+    ``hour`` counts hours since 1970 (Int32); presence (one row per distinct courier or
+    van in a cell-hour, with the cell's branch) is there for pings only.
+    :meth:`Store._merge_cube` stores them.
+    """
+    return cube_share(table, rows).unpacked()
+
+
+def cube_tables(delta: pl.DataFrame, presence: pl.DataFrame | None):
+    """Cube parts (of :func:`cube_parts`) as rows of cube_hourly and cube_presence
+    (timestamps, text), columns in the tables' order."""
     hour = pl.from_epoch(pl.col("hour").cast(pl.Int64) * 3600, time_unit="s").cast(pl.Datetime("us"))
     rows = delta.with_columns(hour)
     if presence is None:
@@ -757,19 +820,20 @@ class _CellBranchCache:
         order = np.argsort(all_cells, kind="stable")
         self._state = (all_cells[order], all_codes[order], pl.Series(self._names, dtype=pl.String))
 
-    def lookup(self, cells: np.ndarray) -> tuple[pl.Series, np.ndarray]:
-        """``(branch of each cell, whether the cell is known)``."""
+    def lookup(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, pl.Series]:
+        """``(branch code of each cell, whether the cell is known, branch of each code)``;
+        unknown cells get code 0, whose branch is null."""
         known, codes, names = self._state
         if len(known) == 0:
-            return pl.Series("branch_id", [None] * len(cells), dtype=pl.String), np.zeros(len(cells), bool)
+            return np.zeros(len(cells), np.int32), np.zeros(len(cells), bool), names
         idx = np.minimum(np.searchsorted(known, cells), len(known) - 1)
         found = known[idx] == cells
-        return names.gather(np.where(found, codes[idx], 0)).alias("branch_id"), found
+        return np.where(found, codes[idx], 0), found, names
 
     def add(self, cells: np.ndarray, branches: list[str | None]) -> None:
         """Newly located cells (another thread may have located some of them too)."""
         with self._lock:
-            _, found = self.lookup(cells)
+            _, found, _ = self.lookup(cells)
             frame = pl.DataFrame({"cell": cells[~found], "branch_id": pl.Series(branches, dtype=pl.String)
                                   .filter(pl.Series(~found))}, schema={"cell": pl.UInt64, "branch_id": pl.String})
             if frame.is_empty():

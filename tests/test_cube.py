@@ -5,6 +5,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 from h3.api import basic_int as h3i
+from polars.testing import assert_frame_equal
 
 from data.store import ScopeError
 
@@ -161,3 +162,41 @@ def test_cube_share_of_a_batch_equals_pandas(years):
     pd.testing.assert_frame_equal(got_p[["hour", "cell", "actor_id"]].sort_values(["hour", "cell", "actor_id"])
                                   .reset_index(drop=True), want_p.reset_index(drop=True), check_dtype=False)
     assert len(held) == 100_000
+
+
+def test_cube_shares_of_batches_fold_to_the_share_of_all_rows():
+    # A file's cube share is worked out batch by batch and folded: the fold must give
+    # what one share of all its rows gives (sums per cell-hour, distinct actors across
+    # batches: an actor seen in a cell-hour in two batches counts once).
+    import numpy as np
+    import polars as pl
+
+    from data.store import CubeShare, cube_share
+    from geo.cells import latlng_to_cells
+
+    rng = np.random.default_rng(11)
+    n = 6_000
+    base = np.datetime64("2026-11-20T00:00:00", "us")
+    ts = base + rng.integers(0, 6 * 3_600, n).astype("timedelta64[s]")
+    lat, lng = 31.2 + rng.uniform(0, 0.02, n), 121.4 + rng.uniform(0, 0.02, n)
+    actor = rng.integers(0, 40, n)
+    rows = pl.DataFrame({
+        "ts": ts, "cell": latlng_to_cells(lat, lng), "branch_id": "b-310101",
+        "courier_id": [f"fold-c-{a}" if a < 30 else None for a in actor],
+        "vehicle_id": [f"fold-v-{a}" if a >= 30 else None for a in actor],
+    })
+    whole = cube_share("pings", rows)
+    folded = CubeShare.fold([cube_share("pings", rows.slice(i, 1_000)) for i in range(0, n, 1_000)])
+
+    def frames(share):
+        delta, presence = share.unpacked()
+        counts = share.actor_counts().sort("key")
+        return (delta.sort("hour", "cell"),
+                presence.with_columns(pl.col("actor_id").cast(pl.String)).sort("hour", "cell", "actor_id"),
+                counts)
+
+    for got, want in zip(frames(folded), frames(whole), strict=True):
+        assert_frame_equal(got, want)
+    delta, presence = whole.unpacked()
+    assert delta["pings"].sum() == n
+    assert presence.height < n  # actors were seen in the same cell-hour more than once
