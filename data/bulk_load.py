@@ -24,6 +24,8 @@ bulk path, kept in a module of its own.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import polars as pl
 
@@ -170,28 +172,36 @@ class BulkLoad:
         if not self._open:
             return 0
         try:
-            hashes = np.concatenate(self._hashes)
-            self._hashes = []
-            # In place (no hash table the size of the file); the batches' runs are sorted
-            # already and a stable sort (timsort) merges runs.
-            hashes.sort(kind="stable")
-            if (hashes[1:] == hashes[:-1]).any():
-                raise Clash("this file holds a record id more than once")
-            del hashes
-            self._fold()
-            con = self.store._con
-            flushed = self.store._flush_cells(con)
-            try:
-                self._store_cube(con)
-                con.execute("COMMIT")
-            except BaseException:
-                self.store._cells.unflush(flushed)
-                raise
+            # The record-id check and the cube's share are independent: the check runs
+            # beside the cube's inserts (both release the GIL), and a clash it finds
+            # still rolls everything back.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                check = pool.submit(self._check_file_hashes)
+                self._fold()
+                con = self.store._con
+                flushed = self.store._flush_cells(con)
+                try:
+                    self._store_cube(con)
+                    check.result()
+                    con.execute("COMMIT")
+                except BaseException:
+                    self.store._cells.unflush(flushed)
+                    raise
         except BaseException:
             self.abort()
             raise
         self._release()
         return self.rows
+
+    def _check_file_hashes(self) -> None:
+        """Raise :class:`Clash` if two rows of the file share a record-id hash."""
+        hashes = np.concatenate(self._hashes)
+        self._hashes = []
+        # In place (no hash table the size of the file); the batches' runs are sorted
+        # already and a stable sort (timsort) merges runs.
+        hashes.sort(kind="stable")
+        if (hashes[1:] == hashes[:-1]).any():
+            raise Clash("this file holds a record id more than once")
 
     def _store_cube(self, con) -> None:
         """Add the file's cube share: appended as it is where the cube holds nothing yet

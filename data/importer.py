@@ -124,6 +124,19 @@ def open_batches(path: Path, batch_rows: int) -> tuple[list[str], int | None, It
     raise ImportFileError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
 
 
+def _quick_start(batches: Iterator[pa.RecordBatch], parts: int = 4) -> Iterator[pa.RecordBatch]:
+    """The first batch in ``parts`` slices, then the others as they are: the store
+    starts on the first rows while the workers prepare the rest, instead of waiting
+    for a whole batch to be prepared."""
+    first = next(batches, None)
+    if first is None:
+        return
+    step = max(1, -(-first.num_rows // parts))
+    for start in range(0, max(first.num_rows, 1), step):
+        yield first.slice(start, step)
+    yield from batches
+
+
 def _rebatch(reader, batch_rows: int) -> Iterator[pa.RecordBatch]:
     for batch in reader:
         for start in range(0, batch.num_rows, batch_rows):
@@ -171,7 +184,7 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
     """One pass over the file. ``mode``: ``bulk`` (optimistic, raises :class:`Clash`),
     ``stage`` (every row deduplicated) or ``upsert`` (outlets, couriers)."""
     report = ImportReport(str(path), kind)
-    iterator = iter(batches)
+    iterator = _quick_start(iter(batches))
     bulk = BulkLoad(store, kind) if mode == "bulk" else None
     next_offset = 0  # data rows handed to the workers so far
 
