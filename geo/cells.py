@@ -1,10 +1,13 @@
 """The only H3 wrapper in EMAP.
 
 Inside the program a cell is a ``uint64``; it becomes a hex string only at the UI and
-export edge (``to_str`` / ``from_str``). Bulk work is vectorised: points are indexed
-with h3ronpy (about a quarter less CPU per point than polars-h3, and indexing is the
-largest single cost of an import), everything else with polars-h3. The ``h3`` package
-is the reference the tests compare against.
+export edge (``to_str`` / ``from_str``). Bulk work is vectorised. Points are indexed by
+:mod:`geo._h3_points` (indexing is the largest single cost of an import): numpy finds
+each point's face and lattice hexagon, h3ronpy indexes one point per distinct hexagon,
+and every point near a hexagon or face edge, or otherwise in floating-point doubt, is
+indexed by h3ronpy itself, so the cells are exactly h3ronpy's, at a fraction of its CPU
+on clustered GPS pings. Everything else uses polars-h3. The ``h3`` package is the
+reference the tests compare against.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import numpy as np
 import polars as pl
 import polars_h3 as plh3
 from h3.api import basic_int as h3i
-from h3ronpy.vector import coordinates_to_cells
+
+from geo import _h3_points
 
 #: Resolution stored for every ping and parcel event.
 BASE_RES = 9
@@ -53,15 +57,15 @@ def latlng_to_cells(lat, lng, res: int = BASE_RES) -> np.ndarray:
 def cells_of(lat, lng, res: int = BASE_RES) -> pl.Series:
     """Cells of points as a polars ``UInt64`` series named ``cell``.
 
-    ``lat`` and ``lng`` are numpy arrays or polars series of finite degrees; no copy is
-    made of either (h3ronpy reads and writes Arrow buffers).
+    ``lat`` and ``lng`` are numpy arrays or polars series of finite degrees; neither is
+    copied when it is already float64.
     """
     if isinstance(lat, pl.Series):
         lat, lng = lat.cast(pl.Float64).to_numpy(), lng.cast(pl.Float64).to_numpy()
     if len(lat) == 0:
         return pl.Series("cell", [], dtype=pl.UInt64)
-    # (the name is set afterwards: a Series built from an Arrow array keeps the array's own)
-    return pl.Series(coordinates_to_cells(lat, lng, res)).alias("cell")
+    lat, lng = np.asarray(lat, dtype=np.float64), np.asarray(lng, dtype=np.float64)
+    return pl.Series("cell", _h3_points.latlng_to_cells(lat, lng, res), dtype=pl.UInt64)
 
 
 def cell_expr(lat: str = "lat", lng: str = "lng", res: int = BASE_RES) -> pl.Expr:
