@@ -49,7 +49,7 @@ def ensure_demo(store, settings: Settings) -> None:
     """Generate the demo on first run; reuse it afterwards."""
     from data import demo
 
-    if store.meta("demo_size") is not None or store.scalar("SELECT count(*) FROM pings") > 0:
+    if store.meta("demo_size") is not None or store.scalar("SELECT EXISTS (SELECT 1 FROM pings)"):
         return
     t0 = time.perf_counter()
     print(f"First run: creating {settings.db_path} with the '{settings.demo_size}' demo network.")

@@ -42,14 +42,12 @@ class Clash(Exception):
 
 def record_hashes(table: str, rows: pl.DataFrame) -> np.ndarray:
     """64-bit hash of each row's record id (``uint64``; equal ids give equal hashes)."""
-    _fields, key = _RECORDS[table]
-    return rows.select(key).hash_rows(seed=0x5EED).to_numpy()
+    return rows.select(_RECORDS[table].key).hash_rows(seed=0x5EED).to_numpy()
 
 
 def _sorted_hashes(table: str, rows: pl.DataFrame) -> np.ndarray:
     """:func:`record_hashes`, sorted (by polars: about half numpy's time here)."""
-    _fields, key = _RECORDS[table]
-    return rows.select(key).hash_rows(seed=0x5EED).sort().to_numpy()
+    return rows.select(_RECORDS[table].key).hash_rows(seed=0x5EED).sort().to_numpy()
 
 
 def _insert_by_name(con, table: str, rows: pl.DataFrame) -> None:
@@ -80,7 +78,8 @@ class BulkLoad:
         if table not in _RECORDS:
             raise ValueError(f"not an operations table: {table}")
         self.store, self.table = store, table
-        self.fields, self.key = _RECORDS[table]
+        record = _RECORDS[table]
+        self.stored_table, self.fields, self.key = record.table, record.stored, record.key
         self.rows = 0
         self._lo = self._hi = None
         self._end = 0
@@ -107,7 +106,7 @@ class BulkLoad:
         self._check_committed(ready)
         # Through a relation, not a registered view: a view registered inside the open
         # transaction stays in its catalog, holding the batch in memory, until COMMIT.
-        self.store._con.from_arrow(ready.select(self.fields).to_arrow()).insert_into(self.table)
+        self.store._con.from_arrow(ready.select(self.fields).to_arrow()).insert_into(self.stored_table)
         self.rows += len(ready)
         self._hashes.append(hashes)
         # Shares are folded as they come, so what is kept grows with the cell-hours and
@@ -124,7 +123,7 @@ class BulkLoad:
             con = self.store._con
             span = "min(ts), max(ts)" if self.table == "pings" else "NULL, NULL"
             self._lo, self._hi, self._end = con.execute(
-                f"SELECT {span}, coalesce(max(rowid) + 1, 0) FROM {self.table}").fetchall()[0]
+                f"SELECT {span}, coalesce(max(rowid) + 1, 0) FROM {self.stored_table}").fetchall()[0]
             con.execute("BEGIN")
         except BaseException:
             self.store._write_lock.release()
@@ -152,7 +151,7 @@ class BulkLoad:
         keys = ", ".join(self.key)
         batch_keys = ready.select(self.key).to_arrow()  # noqa: F841 (read by name in the query)
         found = self.store._con.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {self.table} t SEMI JOIN batch_keys "
+            f"SELECT count(*) FROM (SELECT 1 FROM {self.stored_table} t SEMI JOIN batch_keys "
             f"USING ({keys}) WHERE {where} LIMIT 1)", params).fetchall()[0][0]
         if found:
             raise Clash(f"a record id of this file is already in {self.table}")

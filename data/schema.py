@@ -2,6 +2,11 @@
 
 Times are ``TIMESTAMP`` in UTC (naive by convention); cells are res-9 H3 indexes as
 ``UBIGINT``. Dedupe keys: pings (device_id, ts); parcel events event_id.
+
+Pings, by far the most numerous rows, are stored in ``ping_rows`` with a small integer
+(``id_keys``) for each device, courier, vehicle and branch id: text costs DuckDB about
+as much to store as all the other columns together. Readers use the ``pings`` view,
+which has the ids as text again.
 """
 
 TABLES = {
@@ -51,16 +56,20 @@ TABLES = {
         courier_id VARCHAR,           -- exactly one of courier_id / vehicle_id
         vehicle_id VARCHAR,
         registered_at TIMESTAMP""",
-    "pings": """
-        device_id VARCHAR NOT NULL,
+    "id_keys": """
+        key INTEGER NOT NULL,         -- stands for the id in ping_rows
+        id VARCHAR NOT NULL           -- a device, courier, vehicle or node id (one key each)""",
+    "ping_rows": """
+        device_key INTEGER NOT NULL,  -- id_keys.key of the device
         ts TIMESTAMP NOT NULL,
         lat DOUBLE NOT NULL, lng DOUBLE NOT NULL,
         speed REAL,                   -- m/s
         heading REAL,                 -- degrees from north
         accuracy REAL,                -- metres
-        courier_id VARCHAR, vehicle_id VARCHAR,
+        courier_key INTEGER,          -- the device's courier or vehicle when the fix came
+        vehicle_key INTEGER,
         cell UBIGINT NOT NULL,        -- res 9, computed at ingest
-        branch_id VARCHAR NOT NULL    -- computed at ingest""",
+        branch_key INTEGER NOT NULL   -- computed at ingest""",
     "parcel_events": """
         event_id VARCHAR NOT NULL,    -- record id; re-sent events are not stored twice
         parcel_id VARCHAR NOT NULL,
@@ -105,11 +114,34 @@ TABLES = {
         factor DOUBLE, cause VARCHAR  -- the surges the demo injected (the truth for alerts)""",
 }
 
+#: Views over the tables, created after them.
+VIEWS = {
+    # One row per ping, ids as text (id_keys holds one key per id, so the joins add no row).
+    "pings": """
+        SELECT d.id AS device_id, p.ts, p.lat, p.lng, p.speed, p.heading, p.accuracy,
+               c.id AS courier_id, v.id AS vehicle_id, p.cell, b.id AS branch_id
+        FROM ping_rows p
+        JOIN id_keys d ON d.key = p.device_key
+        JOIN id_keys b ON b.key = p.branch_key
+        LEFT JOIN id_keys c ON c.key = p.courier_key
+        LEFT JOIN id_keys v ON v.key = p.vehicle_key""",
+}
+
 CUBE_COUNTS = ["pings", "pickups", "deliveries", "on_time", "late", "scans"]
 CUBE_DISTINCT = {"couriers": "courier", "vehicles": "vehicle"}
 EVENT_KINDS = ("pickup_request", "pickup", "arrival", "out_for_delivery", "delivered")
 
 
-def ddl() -> list[str]:
+def table_ddl() -> list[str]:
     """CREATE statements for every table."""
     return [f"CREATE TABLE IF NOT EXISTS {name} ({cols}\n)" for name, cols in TABLES.items()]
+
+
+def view_ddl() -> list[str]:
+    """CREATE statements for every view (after the tables)."""
+    return [f"CREATE VIEW IF NOT EXISTS {name} AS {query}" for name, query in VIEWS.items()]
+
+
+def ddl() -> list[str]:
+    """CREATE statements for every table, then every view."""
+    return table_ddl() + view_ddl()

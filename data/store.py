@@ -19,20 +19,39 @@ import numpy as np
 import polars as pl
 import shapely
 
-from data.schema import CUBE_COUNTS, ddl
+from data.schema import CUBE_COUNTS, table_ddl, view_ddl
 from geo import cells as h3cells
 from geo.hierarchy import BranchLocator, branch_closure
 
-#: Columns of the pings table in order.
+#: Columns of the pings view in order.
 PING_FIELDS = ["device_id", "ts", "lat", "lng", "speed", "heading", "accuracy",
                "courier_id", "vehicle_id", "cell", "branch_id"]
+#: Columns of ping_rows, where pings are stored, in order (ids as keys of id_keys).
+PING_ROW_FIELDS = ["device_key", "ts", "lat", "lng", "speed", "heading", "accuracy",
+                   "courier_key", "vehicle_key", "cell", "branch_key"]
 EVENT_FIELDS = ["event_id", "parcel_id", "kind", "ts", "lat", "lng", "outlet_id", "courier_id",
                 "promised_at", "dest_branch_id", "expected_at", "cell", "branch_id"]
-#: Record tables: their columns in order and their record id (dedupe key).
+
+
+@dataclass(frozen=True)
+class Record:
+    """How one kind of operations record is stored."""
+
+    table: str             # where its rows are stored
+    ready: list[str]       # columns of its prepared rows (prepare_pings / prepare_events)
+    stored: list[str]      # columns of ``table`` in order
+    key: list[str]         # record id (dedupe key), columns of both
+
+
 _RECORDS = {
-    "pings": (PING_FIELDS, ["device_id", "ts"]),
-    "parcel_events": (EVENT_FIELDS, ["event_id"]),
+    # prepared pings carry text ids (for the cube) and their keys (for ping_rows)
+    "pings": Record("ping_rows", PING_FIELDS + ["device_key", "courier_key", "vehicle_key", "branch_key"],
+                    PING_ROW_FIELDS, ["device_key", "ts"]),
+    "parcel_events": Record("parcel_events", EVENT_FIELDS, EVENT_FIELDS, ["event_id"]),
 }
+#: Reference tables and their id columns that ping_rows refers to by key.
+_KEYED_IDS = {"devices": ("device_id", "courier_id", "vehicle_id"), "couriers": ("courier_id",),
+              "vehicles": ("vehicle_id",), "nodes": ("node_id",)}
 _OUTLINE_TOLERANCE = {"hq": 0.05, "division": 0.02, "region": 0.005, "branch": 0.001}
 
 
@@ -66,8 +85,16 @@ class Store:
         self._cells = _CellBranchCache()
         self._devices: pl.DataFrame | None = None  # device -> courier / vehicle, dropped on upsert
         self._node_ids: frozenset[str] | None = None  # every node id, dropped by save_tree
+        self._node_keys: dict[str, int] | None = None  # node id -> key, dropped by save_tree
         if not read_only:
-            for stmt in ddl():
+            for stmt in table_ddl():
+                self._con.execute(stmt)
+            self._con.execute("BEGIN")
+            _migrate_pings(self._con)
+            for table, columns in _KEYED_IDS.items():
+                _add_keys(self._con, table, columns)
+            self._con.execute("COMMIT")
+            for stmt in view_ddl():
                 self._con.execute(stmt)
 
     # -- plumbing ---------------------------------------------------------------------
@@ -100,9 +127,10 @@ class Store:
             self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, str(value)])
 
     def counts(self) -> dict[str, int]:
-        """Row count of each table."""
+        """Row count of each table (pings counted in their view, not as ``ping_rows``)."""
         names = [r[0] for r in self.cursor().execute(
-            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()]
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND table_name <> 'ping_rows' "
+            "UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary").fetchall()]
         return {n: self.scalar(f"SELECT count(*) FROM {n}") for n in sorted(names)}
 
     # -- the tree -----------------------------------------------------------------------
@@ -124,10 +152,12 @@ class Store:
             self._con.execute("DELETE FROM cell_branch")
             self._con.execute("INSERT INTO nodes BY NAME SELECT * FROM frame")
             self._con.execute("INSERT INTO node_branches SELECT * FROM closure")
+            _add_keys(self._con, "nodes", _KEYED_IDS["nodes"])
             self._con.execute("COMMIT")
         self._locator = None
         self._cells = _CellBranchCache()
         self._node_ids = None
+        self._node_keys = None
 
     def nodes(self) -> pl.DataFrame:
         """Every node without geometry."""
@@ -174,12 +204,17 @@ class Store:
         fixes mostly share a cell); new ones reach the ``cell_branch`` table with the
         next write transaction, so every stored row's cell is in it.
         """
+        codes, names = self._branch_codes(cells)
+        return names.gather(codes).alias("branch_id")
+
+    def _branch_codes(self, cells: np.ndarray) -> tuple[np.ndarray, pl.Series]:
+        """:meth:`branches_of_cells` as ``(code of each cell, branch of each code)``."""
         cells = np.asarray(cells, dtype=np.uint64)
         cache = self._cells
         if not cache.loaded:
             cache.load(self.cursor().sql("SELECT cell, branch_id FROM cell_branch").pl())
         if cells.size == 0:
-            return pl.Series("branch_id", [], dtype=pl.String)
+            return np.zeros(0, np.int32), pl.Series([None], dtype=pl.String)
         change = np.empty(cells.size, dtype=bool)
         change[0] = True
         np.not_equal(cells[1:], cells[:-1], out=change[1:])
@@ -191,8 +226,15 @@ class Store:
             lat, lng = h3cells.centers(new)
             cache.add(new, self.locator().locate(lat, lng).tolist())
             codes, found, names = cache.lookup(runs)
-        lengths = np.diff(starts, append=cells.size)
-        return names.gather(np.repeat(codes, lengths)).alias("branch_id")
+        return np.repeat(codes, np.diff(starts, append=cells.size)), names
+
+    def node_keys(self) -> dict[str, int]:
+        """Key (``id_keys``) of every node id, kept in memory until the tree is saved again."""
+        keys = self._node_keys
+        if keys is None:
+            keys = self._node_keys = dict(self.cursor().execute(
+                "SELECT n.node_id, k.key FROM nodes n JOIN id_keys k ON k.id = n.node_id").fetchall())
+        return keys
 
     def _flush_cells(self, con) -> list[pl.DataFrame]:
         """Write newly located cells to ``cell_branch`` inside the caller's transaction.
@@ -215,6 +257,7 @@ class Store:
             self._con.execute("BEGIN")
             self._con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM frame)")
             self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
+            _add_keys(self._con, table, _KEYED_IDS.get(table, ()))
             self._con.execute("COMMIT")
             if table == "devices":
                 self._devices = None
@@ -256,29 +299,39 @@ class Store:
     def prepare_pings(self, good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Cell, device owner and branch of validated pings: ``(ready rows, refused rows)``.
 
-        Separate from :meth:`commit` so that a caller can prepare the next batch while
-        the store writes this one.
+        Ready rows hold the text ids and, for ``ping_rows``, their keys. Separate from
+        :meth:`commit` so that a caller can prepare the next batch while the store
+        writes this one.
         """
         if good.is_empty():
             return good.select("_row"), _empty_bad()
         good = good.with_columns(h3cells.cells_of(good["lat"], good["lng"]))
         good = good.join(self.device_owners(), on="device_id", how="left")
-        good = good.with_columns(self.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
+        codes, names = self._branch_codes(good["cell"].to_numpy())
+        keys = self.node_keys()
+        key_of_code = np.array([keys.get(n, -1) if n is not None else -1 for n in names.to_list()], dtype=np.int32)
+        good = good.with_columns(names.gather(codes).alias("branch_id"),
+                                 pl.Series("branch_key", key_of_code[codes]))
         reason = (pl.when(pl.col("courier_id").is_null() & pl.col("vehicle_id").is_null())
                   .then(pl.concat_str(pl.lit("unknown device '"), pl.col("device_id"), pl.lit("'")))
                   .when(pl.col("branch_id").is_null())
                   .then(pl.lit("position outside every branch territory")))
         good = good.with_columns(reason.alias("reason"))
         bad = _bad_rows(good.filter(pl.col("reason").is_not_null()))
-        ok = good.filter(pl.col("reason").is_null()).select(["_row", *PING_FIELDS])
+        ok = good.filter(pl.col("reason").is_null()).select(["_row", *_RECORDS["pings"].ready])
         return ok, bad
 
     def device_owners(self) -> pl.DataFrame:
-        """``device_id, courier_id, vehicle_id`` of every device, kept in memory until the
-        next :meth:`upsert` of devices (every ingest commit needs it)."""
+        """``device_id, courier_id, vehicle_id`` of every device, with their keys
+        (``device_key, courier_key, vehicle_key``), kept in memory until the next
+        :meth:`upsert` of devices (every ingest commit needs it)."""
         devices = self._devices
         if devices is None:
-            devices = self._devices = self.sql("SELECT device_id, courier_id, vehicle_id FROM devices")
+            devices = self._devices = self.sql("""
+                SELECT d.device_id, d.courier_id, d.vehicle_id,
+                       kd.key AS device_key, kc.key AS courier_key, kv.key AS vehicle_key
+                FROM devices d JOIN id_keys kd ON kd.id = d.device_id
+                LEFT JOIN id_keys kc ON kc.id = d.courier_id LEFT JOIN id_keys kv ON kv.id = d.vehicle_id""")
         return devices
 
     def prepare_events(self, good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -306,8 +359,8 @@ class Store:
             raise ValueError(f"not an operations table: {table}")
         if ready.is_empty():
             return 0, 0
-        fields, key = _RECORDS[table]
-        rows = _unique_keys(ready.select(fields), key)
+        record = _RECORDS[table]
+        rows = _unique_keys(ready.select(record.ready), record.key)
         with self._write_lock:
             con = self._con
             flushed: list[pl.DataFrame] = []
@@ -315,7 +368,7 @@ class Store:
             try:
                 flushed = self._flush_cells(con)
                 fresh = self._drop_stored(con, table, rows)
-                self._append(con, table, fresh)
+                self._append(con, record, fresh)
                 self._merge_cube(con, *cube_parts(table, fresh))
                 con.execute("COMMIT")
             except BaseException:
@@ -328,12 +381,14 @@ class Store:
         """Append prepared rows to a staging table; nothing is visible until
         :meth:`commit_staged`. File import stages every batch and stores them once, so
         dedupe and cube work is one pass over the file instead of one per batch."""
-        fields, _key = _RECORDS[table]
+        if ready.is_empty():
+            return
+        fields = _RECORDS[table].ready
         with self._write_lock:
-            self._con.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} AS "
-                              f"SELECT {', '.join(fields)} FROM {table} LIMIT 0")
             self._con.register("incoming_batch", ready.select(fields))
             try:
+                self._con.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} AS "
+                                  "SELECT * FROM incoming_batch LIMIT 0")
                 self._con.execute(f"INSERT INTO stage_{table} SELECT * FROM incoming_batch")
             finally:
                 self._con.unregister("incoming_batch")
@@ -365,9 +420,9 @@ class Store:
 
         The caller holds the write lock. Returns the number of rows stored.
         """
-        fields, key = _RECORDS[table]
-        keys = ", ".join(key)
-        on = " AND ".join(f"b.{k} = t.{k}" for k in key)
+        record = _RECORDS[table]
+        keys = ", ".join(record.key)
+        on = " AND ".join(f"b.{k} = t.{k}" for k in record.key)
         con = self._con
         window = ""
         if table == "pings":
@@ -382,7 +437,7 @@ class Store:
             f"FROM {source}").fetchone()
         clash = con.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM {source} b WHERE EXISTS "
-            f"(SELECT 1 FROM {table} t WHERE {on}{window}) LIMIT 1)").fetchone()[0]
+            f"(SELECT 1 FROM {record.table} t WHERE {on}{window}) LIMIT 1)").fetchone()[0]
         con.execute("BEGIN")
         flushed: list[pl.DataFrame] = []
         try:
@@ -393,10 +448,10 @@ class Store:
                 con.execute(
                     f"CREATE OR REPLACE TEMP TABLE fresh AS "
                     f"SELECT * FROM (SELECT DISTINCT ON ({keys}) * FROM {source}) b "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {on}{window})")
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {record.table} t WHERE {on}{window})")
                 fresh = "fresh"
                 stored = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
-            con.execute(f"INSERT INTO {table} SELECT * FROM {fresh}")
+            con.execute(f"INSERT INTO {record.table} SELECT {', '.join(record.stored)} FROM {fresh}")
             if table == "pings":
                 self._cube_add_pings(con, fresh)
             else:
@@ -465,7 +520,8 @@ class Store:
         """``rows`` without those whose record id ``table`` already holds, as ``con`` sees it."""
         if rows.is_empty():
             return rows
-        _fields, key = _RECORDS[table]
+        record = _RECORDS[table]
+        key = record.key
         keys = ", ".join(key)
         where, params = "", None
         if table == "pings":
@@ -475,7 +531,7 @@ class Store:
             where, params = "WHERE t.ts BETWEEN $lo AND $hi", {"lo": lo, "hi": hi}
         con.register("new_keys", rows.select(key))
         try:
-            found = con.execute(f"SELECT {keys} FROM {table} t SEMI JOIN new_keys USING ({keys}) {where}",
+            found = con.execute(f"SELECT {keys} FROM {record.table} t SEMI JOIN new_keys USING ({keys}) {where}",
                                 params).fetchall()
         finally:
             con.unregister("new_keys")
@@ -485,12 +541,12 @@ class Store:
         return rows.join(stored, on=key, how="anti", maintain_order="left")
 
     @staticmethod
-    def _append(con, table: str, rows: pl.DataFrame) -> None:
+    def _append(con, record: Record, rows: pl.DataFrame) -> None:
         if rows.is_empty():
             return
-        con.register("new_rows", rows)
+        con.register("new_rows", rows.select(record.stored))
         try:
-            con.execute(f"INSERT INTO {table} SELECT * FROM new_rows")
+            con.execute(f"INSERT INTO {record.table} SELECT * FROM new_rows")
         finally:
             con.unregister("new_rows")
 
@@ -630,8 +686,9 @@ class Store:
 
 def _bad_rows(frame: pl.DataFrame) -> pl.DataFrame:
     """Rows refused after validation, in the validator's bad-row shape."""
-    raw_cols = [c for c in frame.columns if c not in ("_row", "reason", "cell", "branch_id",
-                                                        "courier_id", "vehicle_id")]
+    added = ("_row", "reason", "cell", "branch_id", "courier_id", "vehicle_id",
+             "device_key", "courier_key", "vehicle_key", "branch_key")
+    raw_cols = [c for c in frame.columns if c not in added]
     if frame.is_empty():
         return _empty_bad()
     return frame.select(
@@ -782,6 +839,37 @@ def cube_tables(delta: pl.DataFrame, presence: pl.DataFrame | None):
         hour, "cell", "branch_id", pl.col("actor_id").cast(pl.String),
         pl.when(pl.col("is_vehicle")).then(pl.lit("vehicle")).otherwise(pl.lit("courier")).alias("actor_kind"))
     return rows, presence
+
+
+def _add_keys(con, table: str, columns: tuple[str, ...]) -> None:
+    """Give a key in ``id_keys`` to every id in ``columns`` of ``table`` that has none.
+
+    Keys are handed out in the writer's transaction (the caller holds the write lock),
+    so every id has exactly one; ids of rows deleted later keep theirs.
+    """
+    if not columns:
+        return
+    ids = " UNION ".join(f"SELECT {c} AS id FROM {table} WHERE {c} IS NOT NULL" for c in columns)
+    con.execute(f"""
+        INSERT INTO id_keys
+        SELECT (SELECT coalesce(max(key), 0) FROM id_keys) + row_number() OVER (ORDER BY id), id
+        FROM ({ids}) new ANTI JOIN id_keys USING (id)""")
+
+
+def _migrate_pings(con) -> None:
+    """Move the pings of a store made before ``ping_rows`` (a table with text ids in
+    every row) into ping_rows; the ``pings`` view then takes the table's place."""
+    old = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pings' "
+                      "AND schema_name = 'main' AND NOT temporary").fetchone()[0]
+    if not old:
+        return
+    _add_keys(con, "pings", ("device_id", "courier_id", "vehicle_id", "branch_id"))
+    con.execute("""
+        INSERT INTO ping_rows
+        SELECT d.key, p.ts, p.lat, p.lng, p.speed, p.heading, p.accuracy, c.key, v.key, p.cell, b.key
+        FROM pings p JOIN id_keys d ON d.id = p.device_id JOIN id_keys b ON b.id = p.branch_id
+        LEFT JOIN id_keys c ON c.id = p.courier_id LEFT JOIN id_keys v ON v.id = p.vehicle_id""")
+    con.execute("DROP TABLE pings")
 
 
 class _CellBranchCache:

@@ -73,7 +73,7 @@ def setup(small_demo_path, tmp_path_factory):
                       "ORDER BY device_id, ts", list(SAMPLE))
     events = store.sql(f"SELECT {', '.join(RAW_EVENT_COLUMNS)} FROM parcel_events "
                        "WHERE ts >= ? AND ts < ? ORDER BY event_id", list(SAMPLE))
-    for table in ("pings", "parcel_events", "cube_hourly", "cube_presence", "quarantine"):
+    for table in ("ping_rows", "parcel_events", "cube_hourly", "cube_presence", "quarantine"):
         store.cursor().execute(f"DELETE FROM {table}")
     lake = tmp / "lake"
     write_reference(store.cursor(), lake)
