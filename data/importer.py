@@ -80,7 +80,7 @@ def guess_kind(path: Path, columns: list[str]) -> str:
         f"pass --kind ({', '.join(KINDS)})")
 
 
-def open_batches(path: Path, batch_rows: int) -> tuple[list[str], int | None, Iterator[pa.RecordBatch]]:
+def open_batches(path: Path, batch_rows: int) -> tuple[list[str], int | None, Iterator[pa.RecordBatch | pa.Table]]:
     """Open a file for streaming: (columns, total rows if known, batch iterator).
 
     Raises :class:`ImportFileError` if the file cannot be opened or parsed at all.
@@ -101,7 +101,7 @@ def open_batches(path: Path, batch_rows: int) -> tuple[list[str], int | None, It
                 # couriers) dictionary-encoded, and keeping the encoding costs about half
                 # as much as decoding every value (_frame_of decodes them in polars).
                 pf = pq.ParquetFile(path, pre_buffer=False, read_dictionary=text)
-            return cols, pf.metadata.num_rows, pf.iter_batches(batch_size=batch_rows)
+            return cols, pf.metadata.num_rows, _coalesce(pf.iter_batches(batch_size=batch_rows), batch_rows)
         if suffix in (".csv", ".txt", ".tsv"):
             with open(path, encoding="utf-8-sig") as fh:
                 header = fh.readline()
@@ -122,6 +122,21 @@ def open_batches(path: Path, batch_rows: int) -> tuple[list[str], int | None, It
     except (OSError, pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise ImportFileError(f"{path}: cannot be read: {exc}") from None
     raise ImportFileError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
+
+
+def _coalesce(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.Table]:
+    """Batches of at least ``batch_rows`` rows (but the last), as tables of the pieces
+    read. Text read as dictionaries comes in pieces that end at every row group (each
+    has its own dictionary), and small batches cost their fixed overhead more often."""
+    pieces, rows = [], 0
+    for batch in batches:
+        pieces.append(batch)
+        rows += batch.num_rows
+        if rows >= batch_rows:
+            yield pa.Table.from_batches(pieces)
+            pieces, rows = [], 0
+    if pieces:
+        yield pa.Table.from_batches(pieces)
 
 
 def _quick_start(batches: Iterator[pa.RecordBatch], parts: int = 4) -> Iterator[pa.RecordBatch]:
@@ -284,12 +299,13 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
     return report
 
 
-def _frame_of(batch: pa.RecordBatch) -> pl.DataFrame:
-    """A batch as a polars frame, dictionary-encoded text decoded to plain text."""
+def _frame_of(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
+    """A batch as a polars frame in one chunk, dictionary-encoded text decoded to plain
+    text."""
     frame = pl.from_arrow(batch)
     if isinstance(frame, pl.Series):
         frame = frame.to_frame()
-    return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
+    return frame.with_columns(pl.col(pl.Categorical).cast(pl.String)).rechunk()
 
 
 def _store_outlets(store: Store, good: pl.DataFrame):
