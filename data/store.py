@@ -306,7 +306,7 @@ class Store:
         if good.is_empty():
             return good.select("_row"), _empty_bad()
         good = good.with_columns(h3cells.cells_of(good["lat"], good["lng"]))
-        good = good.join(self.device_owners(), on="device_id", how="left")
+        good = pl.concat([good, self._owners_of(good["device_id"])], how="horizontal")
         codes, names = self._branch_codes(good["cell"].to_numpy())
         keys = self.node_keys()
         key_of_code = np.array([keys.get(n, -1) if n is not None else -1 for n in names.to_list()], dtype=np.int32)
@@ -320,6 +320,22 @@ class Store:
         bad = _bad_rows(good.filter(pl.col("reason").is_not_null()))
         ok = good.filter(pl.col("reason").is_null()).select(["_row", *_RECORDS["pings"].ready])
         return ok, bad
+
+    def _owners_of(self, devices: pl.Series) -> pl.DataFrame:
+        """:meth:`device_owners` of each row's device, without ``device_id``, in row order.
+
+        Files and batches list a device's fixes together, so each run of one device is
+        joined once when runs are long (a join of every row otherwise).
+        """
+        owners = self.device_owners()
+        starts = (devices != devices.shift(1)).fill_null(True).arg_true()
+        if len(starts) > len(devices) // 4:
+            return (devices.to_frame("device_id").join(owners, on="device_id", how="left", maintain_order="left")
+                    .drop("device_id"))
+        heads = (devices.gather(starts).to_frame("device_id")
+                 .join(owners, on="device_id", how="left", maintain_order="left").drop("device_id"))
+        run = np.repeat(np.arange(len(heads)), np.diff(starts.to_numpy(), append=len(devices)))
+        return heads[run]
 
     def device_owners(self) -> pl.DataFrame:
         """``device_id, courier_id, vehicle_id`` of every device, with their keys

@@ -61,3 +61,23 @@ def test_reference_ids_get_keys_when_stored(tmp_path):
         assert owners.row(0, named=True) == {
             "device_id": "d-9", "courier_id": "c-10", "vehicle_id": None,
             "device_key": keys["d-9"], "courier_key": keys["c-10"], "vehicle_key": None}
+
+
+def test_owners_of_rows_equal_a_join_of_every_row(tmp_path):
+    # Runs of one device are joined once: the result must be what a join of every row
+    # gives, in row order, whether the rows come in long runs, shuffled, or unknown.
+    import numpy as np
+
+    with Store(tmp_path / "s.duckdb") as store:
+        store.upsert("devices", pl.DataFrame({
+            "device_id": ["d-1", "d-2", "d-3"], "courier_id": ["c-1", None, "c-3"],
+            "vehicle_id": [None, "v-2", None]}), "device_id")
+        rng = np.random.default_rng(3)
+        ids = np.array(["d-1", "d-2", "d-3", "d-unknown"])
+        runs = pl.Series("device_id", np.repeat(ids, rng.integers(50, 200, 4)))
+        shuffled = pl.Series("device_id", ids[rng.integers(0, 4, 2_000)])
+        for devices in (runs, shuffled, runs.head(1), runs.clear()):
+            want = devices.to_frame().join(store.device_owners(), on="device_id", how="left",
+                                           maintain_order="left").drop("device_id")
+            assert_frame_equal(store._owners_of(devices), want)
+        assert store._owners_of(runs)["vehicle_key"].drop_nulls().n_unique() == 1
