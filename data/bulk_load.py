@@ -32,8 +32,10 @@ import polars as pl
 from data.schema import CUBE_COUNTS
 from data.store import _RECORDS, CubeShare, Store, cube_share, cube_tables, unpack_hour_cell
 
-#: Batches whose cube shares are kept before they are folded into one (bounds memory).
-_FOLD_EVERY = 8
+#: Rows of cube shares (cell-hours and actor pairs, packed integers) kept before they are
+#: folded into one: bounds memory (about 20 bytes a row), while a file of tens of
+#: millions of pings is folded once, at the end.
+_FOLD_ROWS = 20_000_000
 
 
 class Clash(Exception):
@@ -85,6 +87,7 @@ class BulkLoad:
         self._end = 0
         self._hashes: list[np.ndarray] = []
         self._shares: list[CubeShare] = []
+        self._kept = 0  # rows of the kept shares
         self._open = False
 
     # -- reader side ------------------------------------------------------------------
@@ -109,11 +112,11 @@ class BulkLoad:
         self.store._con.from_arrow(ready.select(self.fields).to_arrow()).insert_into(self.stored_table)
         self.rows += len(ready)
         self._hashes.append(hashes)
-        # Shares are folded as they come, so what is kept grows with the cell-hours and
-        # actors of the file (packed integers, about a quarter of its rows for pings),
-        # not with its rows.
+        # What is kept grows with the cell-hours and actors of the file (packed integers,
+        # about a quarter of its rows for pings), not with its rows.
         self._shares.append(share)
-        if len(self._shares) >= _FOLD_EVERY:
+        self._kept += share.rows()
+        if self._kept > _FOLD_ROWS:
             self._fold()
 
     def _begin(self) -> None:
@@ -159,6 +162,7 @@ class BulkLoad:
     def _fold(self) -> None:
         """Fold the kept cube shares into one."""
         self._shares = [CubeShare.fold(self._shares)]
+        self._kept = self._shares[0].rows()
 
     def finish(self) -> int:
         """Commit everything added: the number of rows stored.
@@ -239,5 +243,5 @@ class BulkLoad:
 
     def _release(self) -> None:
         self._open = False
-        self._hashes, self._shares = [], []
+        self._hashes, self._shares, self._kept = [], [], 0
         self.store._write_lock.release()

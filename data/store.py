@@ -788,6 +788,10 @@ class CubeShare:
         actors = pl.concat([s.actors for s in shares]).unique("a")
         return CubeShare(delta, pairs, actors)
 
+    def rows(self) -> int:
+        """Rows held (cell-hours and actor pairs)."""
+        return self.delta.height + (0 if self.pairs is None else self.pairs.height)
+
     def unpacked(self) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """``(counts per hour and cell, presence)`` as :func:`cube_parts` gives them."""
         delta = self.delta.select(*unpack_hour_cell(), pl.exclude("key"))

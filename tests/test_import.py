@@ -271,3 +271,23 @@ def test_bad_rows_in_later_batches_keep_their_row_numbers(network, tmp_path):
     quarantined = network.sql("SELECT row_number FROM quarantine WHERE source = ? ORDER BY 1", [str(path)])
     assert quarantined["row_number"].to_list() == sorted(bad_rows)
     assert network.scalar("SELECT count(*) FROM pings") == n - len(bad_rows)
+
+
+@pytest.mark.parametrize("fold_rows", [1, 10**9])  # folded after every batch; once, at the end
+def test_cube_shares_folded_during_a_file_keep_the_cube_exact(network, tmp_path, monkeypatch, fold_rows):
+    from data import bulk_load
+
+    monkeypatch.setattr(bulk_load, "_FOLD_ROWS", fold_rows)
+    start = datetime(2026, 11, 21, 0, 0)
+    n = 600
+    walk = pl.DataFrame({
+        "device_id": ["dev-1" if i % 3 else "dev-2" for i in range(n)],
+        "ts": [start + timedelta(seconds=37 * i) for i in range(n)],
+        "lat": [22.5330 + 0.0004 * (i % 30) for i in range(n)],
+        "lng": [113.9300 + 0.0004 * (i % 20) for i in range(n)],
+    }).sample(fraction=1.0, shuffle=True, seed=fold_rows % 7)  # actors of a cell-hour in many batches
+    path = tmp_path / "pings-folded.parquet"
+    walk.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(path)
+    report = import_file(network, path, batch_rows=50)
+    assert (report.accepted, report.duplicates) == (n, 0)
+    assert _stored_cube(network) == _expected_cube(walk)
