@@ -120,6 +120,23 @@ def test_pings_and_events_carry_cells_and_branches(small_store):
     assert small_store.scalar("SELECT count(*) FROM parcel_events WHERE cell IS NULL OR branch_id IS NULL") == 0
 
 
+def _actor_rows(rng, ts, corner, size, branch, couriers, vans, prefix):
+    """Rows at ``ts`` in a square of ``size`` degrees from ``corner``, each by one of
+    ``couriers`` couriers or ``vans`` vans (ids ``{prefix}c-N`` / ``{prefix}v-N``)."""
+    import polars as pl
+
+    from geo.cells import latlng_to_cells
+
+    n = len(ts)
+    lat, lng = corner[0] + rng.uniform(0, size, n), corner[1] + rng.uniform(0, size, n)
+    actor = rng.integers(0, couriers + vans, n)
+    return pl.DataFrame({
+        "ts": ts, "cell": latlng_to_cells(lat, lng), "branch_id": branch,
+        "courier_id": [f"{prefix}c-{a}" if a < couriers else None for a in actor],
+        "vehicle_id": [f"{prefix}v-{a}" if a >= couriers else None for a in actor],
+    })
+
+
 @pytest.mark.parametrize("years", [0, 40])  # one day: packed pairs; 40 years: the pair fallback
 def test_cube_share_of_a_batch_equals_pandas(years):
     # cube_parts packs hour and cell (and, for presence, the actor) into integers: the
@@ -129,7 +146,6 @@ def test_cube_share_of_a_batch_equals_pandas(years):
     import polars as pl
 
     from data.store import cube_parts
-    from geo.cells import latlng_to_cells
 
     # Category codes are shared across the process: with 100,000 held, an actor code
     # needs 17 bits, and 40 years of hours no longer fit beside it (the fallback).
@@ -141,13 +157,7 @@ def test_cube_share_of_a_batch_equals_pandas(years):
     if years:
         ts[: n // 2] -= np.timedelta64(years * 365 * 86_400, "s")  # back to 1986, and some to 1969
         ts[:10] = np.datetime64("1969-12-31T22:30:00", "us")
-    lat, lng = 22.5 + rng.uniform(0, 0.05, n), 113.9 + rng.uniform(0, 0.05, n)
-    actor = rng.integers(0, 60, n)
-    rows = pl.DataFrame({
-        "ts": ts, "cell": latlng_to_cells(lat, lng), "branch_id": "b-1",
-        "courier_id": [f"c-{a}" if a < 50 else None for a in actor],
-        "vehicle_id": [f"v-{a}" if a >= 50 else None for a in actor],
-    })
+    rows = _actor_rows(rng, ts, (22.5, 113.9), 0.05, "b-1", couriers=50, vans=10, prefix="")
     delta, presence = cube_parts("pings", rows)
     frame = rows.to_pandas()
     frame["hour"] = (frame["ts"].astype("int64") // 3_600_000_000).astype("int32")
@@ -172,19 +182,12 @@ def test_cube_shares_of_batches_fold_to_the_share_of_all_rows():
     import polars as pl
 
     from data.store import CubeShare, cube_share
-    from geo.cells import latlng_to_cells
 
     rng = np.random.default_rng(11)
     n = 6_000
     base = np.datetime64("2026-11-20T00:00:00", "us")
     ts = base + rng.integers(0, 6 * 3_600, n).astype("timedelta64[s]")
-    lat, lng = 31.2 + rng.uniform(0, 0.02, n), 121.4 + rng.uniform(0, 0.02, n)
-    actor = rng.integers(0, 40, n)
-    rows = pl.DataFrame({
-        "ts": ts, "cell": latlng_to_cells(lat, lng), "branch_id": "b-310101",
-        "courier_id": [f"fold-c-{a}" if a < 30 else None for a in actor],
-        "vehicle_id": [f"fold-v-{a}" if a >= 30 else None for a in actor],
-    })
+    rows = _actor_rows(rng, ts, (31.2, 121.4), 0.02, "b-310101", couriers=30, vans=10, prefix="fold-")
     whole = cube_share("pings", rows)
     folded = CubeShare.fold([cube_share("pings", rows.slice(i, 1_000)) for i in range(0, n, 1_000)])
 

@@ -156,15 +156,19 @@ def _stored_cube(store) -> dict:
     return {(h, c): (p, n) for h, c, p, n in rows}
 
 
-def test_pings_in_many_batches_store_each_record_once_and_keep_the_cube_exact(network, tmp_path):
-    start = datetime(2026, 11, 20, 0, 0)
-    n = 900
-    walk = pl.DataFrame({
+def _two_device_walk(n: int, start: datetime, seconds: int, steps: tuple[int, int]) -> pl.DataFrame:
+    """``n`` fixes of two devices every ``seconds``, walking a grid of ``steps`` cells."""
+    return pl.DataFrame({
         "device_id": ["dev-1" if i % 3 else "dev-2" for i in range(n)],
-        "ts": [start + timedelta(seconds=20 * i) for i in range(n)],
-        "lat": [22.5330 + 0.0004 * (i % 40) for i in range(n)],
-        "lng": [113.9300 + 0.0004 * (i % 25) for i in range(n)],
-    }).sort("device_id", "ts")
+        "ts": [start + timedelta(seconds=seconds * i) for i in range(n)],
+        "lat": [22.5330 + 0.0004 * (i % steps[0]) for i in range(n)],
+        "lng": [113.9300 + 0.0004 * (i % steps[1]) for i in range(n)],
+    })
+
+
+def test_pings_in_many_batches_store_each_record_once_and_keep_the_cube_exact(network, tmp_path):
+    n = 900
+    walk = _two_device_walk(n, datetime(2026, 11, 20), 20, (40, 25)).sort("device_id", "ts")
     first = walk.head(400)
     p1 = tmp_path / "pings-sorted.parquet"
     first.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(p1)
@@ -278,14 +282,9 @@ def test_cube_shares_folded_during_a_file_keep_the_cube_exact(network, tmp_path,
     from data import bulk_load
 
     monkeypatch.setattr(bulk_load, "_FOLD_ROWS", fold_rows)
-    start = datetime(2026, 11, 21, 0, 0)
     n = 600
-    walk = pl.DataFrame({
-        "device_id": ["dev-1" if i % 3 else "dev-2" for i in range(n)],
-        "ts": [start + timedelta(seconds=37 * i) for i in range(n)],
-        "lat": [22.5330 + 0.0004 * (i % 30) for i in range(n)],
-        "lng": [113.9300 + 0.0004 * (i % 20) for i in range(n)],
-    }).sample(fraction=1.0, shuffle=True, seed=fold_rows % 7)  # actors of a cell-hour in many batches
+    # shuffled: an actor's fixes in one cell-hour fall in many batches
+    walk = _two_device_walk(n, datetime(2026, 11, 21), 37, (30, 20)).sample(fraction=1.0, shuffle=True, seed=3)
     path = tmp_path / "pings-folded.parquet"
     walk.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(path)
     report = import_file(network, path, batch_rows=50)
