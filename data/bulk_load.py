@@ -60,6 +60,17 @@ def _insert_by_name(con, table: str, rows: pl.DataFrame) -> None:
         con.unregister("bulk_rows")
 
 
+def _new_hour_rows(share: CubeShare) -> pl.DataFrame:
+    """cube_hourly rows of a share that is all there is in its hours."""
+    rows = share.delta
+    if share.pairs is not None:
+        rows = rows.join(share.actor_counts(), on="key", how="left")
+    distinct = [pl.col(c).fill_null(0) if c in rows.columns else pl.lit(0, dtype=pl.Int32).alias(c)
+                for c in ("couriers", "vehicles")]
+    counts = [pl.col(c) if c in rows.columns else pl.lit(0, dtype=pl.Int64).alias(c) for c in CUBE_COUNTS]
+    return cube_tables(rows.select(*unpack_hour_cell(), "branch_id", *counts, *distinct), None)[0]
+
+
 class BulkLoad:
     """Rows of one file for ``pings`` or ``parcel_events``, committed together.
 
@@ -178,13 +189,13 @@ class BulkLoad:
             # The record-id check and the cube's share are independent: the check runs
             # beside the cube's inserts (both release the GIL), and a clash it finds
             # still rolls everything back.
-            with ThreadPoolExecutor(max_workers=1) as pool:
+            with ThreadPoolExecutor(max_workers=2) as pool:
                 check = pool.submit(self._check_file_hashes)
                 self._fold()
                 con = self.store._con
                 flushed = self.store._flush_cells(con)
                 try:
-                    self._store_cube(con)
+                    self._store_cube(con, pool)
                     check.result()
                     con.execute("COMMIT")
                 except BaseException:
@@ -206,7 +217,7 @@ class BulkLoad:
         if (hashes[1:] == hashes[:-1]).any():
             raise Clash("this file holds a record id more than once")
 
-    def _store_cube(self, con) -> None:
+    def _store_cube(self, con, pool: ThreadPoolExecutor) -> None:
         """Add the file's cube share: appended as it is where the cube holds nothing yet
         in the file's hours (a new day), merged cell-hour by cell-hour otherwise."""
         share = self._shares[0]
@@ -222,16 +233,12 @@ class BulkLoad:
             self.store._merge_cube(con, delta, presence)
             return
         # New hours: the file's share is all there is in them, so its rows go in as they
-        # are, distinct couriers and vans counted from its own pairs.
-        rows = share.delta
+        # are, distinct couriers and vans counted from its own pairs (worked out in
+        # another thread while the presence rows are inserted).
+        hourly = pool.submit(_new_hour_rows, share)
         if presence is not None:
             _insert_by_name(con, "cube_presence", cube_tables(delta, presence)[1])
-            rows = rows.join(share.actor_counts(), on="key", how="left")
-        distinct = [pl.col(c).fill_null(0) if c in rows.columns else pl.lit(0, dtype=pl.Int32).alias(c)
-                    for c in ("couriers", "vehicles")]
-        counts = [pl.col(c) if c in rows.columns else pl.lit(0, dtype=pl.Int64).alias(c) for c in CUBE_COUNTS]
-        _insert_by_name(con, "cube_hourly", cube_tables(rows.select(*unpack_hour_cell(), "branch_id", *counts,
-                                                                      *distinct), None)[0])
+        _insert_by_name(con, "cube_hourly", hourly.result())
 
     def abort(self) -> None:
         """Roll back whatever was added (safe to call more than once)."""
