@@ -36,6 +36,8 @@ from data.store import _RECORDS, CubeShare, Store, cube_share, cube_tables, unpa
 #: folded into one: bounds memory (about 20 bytes a row), while a file of tens of
 #: millions of pings is folded once, at the end.
 _FOLD_ROWS = 20_000_000
+#: Presence rows inserted at once at the end of a file.
+_PRESENCE_SLICE = 2_000_000
 
 
 class Clash(Exception):
@@ -187,16 +189,17 @@ class BulkLoad:
             return 0
         try:
             # The record-id check and the cube's share are independent: the check runs
-            # beside the cube's inserts (both release the GIL), and a clash it finds
-            # still rolls everything back.
-            with ThreadPoolExecutor(max_workers=2) as pool:
+            # beside the last fold of the shares (both release the GIL).
+            with ThreadPoolExecutor(max_workers=1) as pool:
                 check = pool.submit(self._check_file_hashes)
                 self._fold()
+                # the file's hashes are let go before the cube's rows are made: the two
+                # together would be the import's peak of memory
+                check.result()
                 con = self.store._con
                 flushed = self.store._flush_cells(con)
                 try:
                     self._store_cube(con, pool)
-                    check.result()
                     con.execute("COMMIT")
                 except BaseException:
                     self.store._cells.unflush(flushed)
@@ -237,7 +240,10 @@ class BulkLoad:
         # another thread while the presence rows are inserted).
         hourly = pool.submit(_new_hour_rows, share)
         if presence is not None:
-            _insert_by_name(con, "cube_presence", cube_tables(delta, presence)[1])
+            # in slices: the rows as text (ids, kinds, timestamps) are much larger than
+            # the packed pairs they come from
+            for start in range(0, presence.height, _PRESENCE_SLICE):
+                _insert_by_name(con, "cube_presence", cube_tables(delta, presence.slice(start, _PRESENCE_SLICE))[1])
         _insert_by_name(con, "cube_hourly", hourly.result())
 
     def abort(self) -> None:

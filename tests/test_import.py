@@ -282,6 +282,7 @@ def test_cube_shares_folded_during_a_file_keep_the_cube_exact(network, tmp_path,
     from data import bulk_load
 
     monkeypatch.setattr(bulk_load, "_FOLD_ROWS", fold_rows)
+    monkeypatch.setattr(bulk_load, "_PRESENCE_SLICE", 7)  # presence rows inserted in many slices
     n = 600
     # shuffled: an actor's fixes in one cell-hour fall in many batches
     walk = _two_device_walk(n, datetime(2026, 11, 21), 37, (30, 20)).sample(fraction=1.0, shuffle=True, seed=3)
