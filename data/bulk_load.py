@@ -45,12 +45,8 @@ class Clash(Exception):
 
 
 def record_hashes(table: str, rows: pl.DataFrame) -> np.ndarray:
-    """64-bit hash of each row's record id (``uint64``; equal ids give equal hashes)."""
-    return rows.select(_RECORDS[table].key).hash_rows(seed=0x5EED).to_numpy()
-
-
-def _sorted_hashes(table: str, rows: pl.DataFrame) -> np.ndarray:
-    """:func:`record_hashes`, sorted (by polars: about half numpy's time here)."""
+    """64-bit hash of each row's record id (``uint64``; equal ids give equal hashes),
+    sorted (by polars: about half numpy's time here)."""
     return rows.select(_RECORDS[table].key).hash_rows(seed=0x5EED).sort().to_numpy()
 
 
@@ -109,7 +105,7 @@ class BulkLoad:
         if ready.is_empty():
             return None
         # sorted here, in the workers: finish() then only merges sorted runs, which is quick
-        return _sorted_hashes(self.table, ready), cube_share(self.table, ready)
+        return record_hashes(self.table, ready), cube_share(self.table, ready)
 
     # -- writer side ------------------------------------------------------------------
     def add(self, ready: pl.DataFrame, parts) -> None:

@@ -228,6 +228,17 @@ class Store:
             codes, found, names = cache.lookup(runs)
         return np.repeat(codes, np.diff(starts, append=cells.size)), names
 
+    def _branch_keys(self, names: list[str | None]) -> np.ndarray:
+        """Key of each branch name (-1 for none: the rows outside every branch)."""
+        keys = self.node_keys()
+        if any(n is not None and n not in keys for n in names):
+            self._node_keys = None  # a tree saved by another store object
+            keys = self.node_keys()
+            missing = [n for n in names if n is not None and n not in keys]
+            if missing:
+                raise RuntimeError(f"branches without a key in id_keys: {missing[:5]}")
+        return np.array([keys[n] if n is not None else -1 for n in names], dtype=np.int32)
+
     def node_keys(self) -> dict[str, int]:
         """Key (``id_keys``) of every node id, kept in memory until the tree is saved again."""
         keys = self._node_keys
@@ -308,8 +319,7 @@ class Store:
         good = good.with_columns(h3cells.cells_of(good["lat"], good["lng"]))
         good = pl.concat([good, self._owners_of(good["device_id"])], how="horizontal")
         codes, names = self._branch_codes(good["cell"].to_numpy())
-        keys = self.node_keys()
-        key_of_code = np.array([keys.get(n, -1) if n is not None else -1 for n in names.to_list()], dtype=np.int32)
+        key_of_code = self._branch_keys(names.to_list())
         good = good.with_columns(names.gather(codes).alias("branch_id"),
                                  pl.Series("branch_key", key_of_code[codes]))
         reason = (pl.when(pl.col("courier_id").is_null() & pl.col("vehicle_id").is_null())
