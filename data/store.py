@@ -90,10 +90,14 @@ class Store:
             for stmt in table_ddl():
                 self._con.execute(stmt)
             self._con.execute("BEGIN")
-            _migrate_pings(self._con)
-            for table, columns in _KEYED_IDS.items():
-                _add_keys(self._con, table, columns)
-            self._con.execute("COMMIT")
+            try:
+                _migrate_pings(self._con)
+                for table, columns in _KEYED_IDS.items():
+                    _add_keys(self._con, table, columns)
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
             for stmt in view_ddl():
                 self._con.execute(stmt)
 
@@ -215,10 +219,7 @@ class Store:
             cache.load(self.cursor().sql("SELECT cell, branch_id FROM cell_branch").pl())
         if cells.size == 0:
             return np.zeros(0, np.int32), pl.Series([None], dtype=pl.String)
-        change = np.empty(cells.size, dtype=bool)
-        change[0] = True
-        np.not_equal(cells[1:], cells[:-1], out=change[1:])
-        starts = np.flatnonzero(change)
+        starts = _run_starts(pl.Series(cells))
         runs = cells[starts]
         codes, found, names = cache.lookup(runs)
         if not found.all():
@@ -226,7 +227,7 @@ class Store:
             lat, lng = h3cells.centers(new)
             cache.add(new, self.locator().locate(lat, lng).tolist())
             codes, found, names = cache.lookup(runs)
-        return np.repeat(codes, np.diff(starts, append=cells.size)), names
+        return _per_row(codes, starts, cells.size), names
 
     def _branch_keys(self, names: list[str | None]) -> np.ndarray:
         """Key of each branch name (-1 for none: the rows outside every branch)."""
@@ -338,14 +339,13 @@ class Store:
         joined once when runs are long (a join of every row otherwise).
         """
         owners = self.device_owners()
-        starts = (devices != devices.shift(1)).fill_null(True).arg_true()
+        starts = _run_starts(devices)
         if len(starts) > len(devices) // 4:
             return (devices.to_frame("device_id").join(owners, on="device_id", how="left", maintain_order="left")
                     .drop("device_id"))
         heads = (devices.gather(starts).to_frame("device_id")
                  .join(owners, on="device_id", how="left", maintain_order="left").drop("device_id"))
-        run = np.repeat(np.arange(len(heads)), np.diff(starts.to_numpy(), append=len(devices)))
-        return heads[run]
+        return heads[_per_row(np.arange(len(heads)), starts, len(devices))]
 
     def device_owners(self) -> pl.DataFrame:
         """``device_id, courier_id, vehicle_id`` of every device, with their keys
@@ -869,6 +869,16 @@ def cube_tables(delta: pl.DataFrame, presence: pl.DataFrame | None):
         hour, "cell", "branch_id", pl.col("actor_id").cast(pl.String),
         pl.when(pl.col("is_vehicle")).then(pl.lit("vehicle")).otherwise(pl.lit("courier")).alias("actor_kind"))
     return rows, presence
+
+
+def _run_starts(values: pl.Series) -> np.ndarray:
+    """Index of the first row of each run of equal values."""
+    return (values != values.shift(1)).fill_null(True).arg_true().to_numpy()
+
+
+def _per_row(per_run: np.ndarray, starts: np.ndarray, rows: int) -> np.ndarray:
+    """A value per run (:func:`_run_starts`) repeated over the run's rows."""
+    return np.repeat(per_run, np.diff(starts, append=rows))
 
 
 def _add_keys(con, table: str, columns: tuple[str, ...]) -> None:
