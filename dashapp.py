@@ -14,9 +14,11 @@ from collections.abc import Iterable
 import dash
 import flask
 
+from auth import users, web
 from config import PROJECT_ROOT
-from pages import dashboard, outlook
+from pages import dashboard, ids, outlook
 from pages.model import Activity, Cache, Model, Prefetcher
+from pages.state import BadState
 
 ASSETS = PROJECT_ROOT / "assets"
 
@@ -77,10 +79,16 @@ def build_app(
     for bp in blueprints:
         app.server.register_blueprint(bp)
     model = Model(store, settings, Cache(size=1024))
+    users.ensure_tables(store)  # the audit log takes exports and refusals in an open app too
+    web.install_errors(app, store, bad_input=(BadState,))
     if auth:
-        from auth import web
-
-        web.install(app, store, settings)
+        web.install(
+            app,
+            store,
+            settings,
+            state_id=ids.STATE,
+            acting={ids.EXPORT_DOWNLOAD: "export", ids.OUTLOOK_NOTE: "dispatch decision"},
+        )
         base = dashboard.layout(text)
         app.layout = lambda: dashboard.with_user_bar(page(base), web.viewer())
     else:
@@ -111,7 +119,5 @@ def build_app(
     outlook.register(app, model, text, activity, step_aside, ahead=prefetch)
     if warm:  # after the callbacks: the warm-up reads what the registered panels need
         threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
-    from auth.web import security_headers
-
-    security_headers(app)
+    web.security_headers(app)
     return app

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+import secrets
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -37,6 +38,18 @@ _DDL = (
         user_id VARCHAR,                 -- who (or the name tried, or a token's subject)
         action VARCHAR NOT NULL,         -- login | login_failed | logout | refusal | export | user_change
         detail VARCHAR)""",
+    # Sign-ins live here, not only in the signed cookie: signing out (or an admin) ends a
+    # session for good, and a cookie copied before that is refused.
+    """CREATE TABLE IF NOT EXISTS sessions (
+        session_hash VARCHAR PRIMARY KEY,  -- sha256 of the random token the cookie holds
+        user_id VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,     -- UTC
+        expires_at TIMESTAMP NOT NULL,
+        ended_at TIMESTAMP)""",
+    # Failed sign-ins, so that the limit survives a restart.
+    """CREATE TABLE IF NOT EXISTS login_failures (
+        key VARCHAR NOT NULL,              -- "address|name" or "address"
+        ts TIMESTAMP NOT NULL)""",
 )
 
 
@@ -155,6 +168,9 @@ def update_user(
     store.cursor().execute(
         f"UPDATE users SET {', '.join(sets)}, updated_at = ? WHERE user_id = ?", [*params, _now(), user_id]
     )
+    if disabled or password is not None:
+        ensure_tables(store)
+        end_sessions_of(store, user_id)  # a new secret, or no access: sign in again
     audit(store, by, "user_change", f"{user_id}: {', '.join(said)}")
 
 
@@ -167,10 +183,69 @@ def authenticate(store, user_id: str, password: str) -> dict | None:
     return user
 
 
-def session_stamp(user: dict) -> str:
-    """A short fingerprint of the password hash: a session made before a password reset
-    carries an old stamp and stops working."""
-    return hashlib.sha256(user["password_hash"].encode()).hexdigest()[:16]
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def start_session(store, user_id: str, hours: float) -> str:
+    """A new session of ``user_id`` lasting ``hours``: the token for the cookie (only its
+    hash is stored)."""
+    token = secrets.token_urlsafe(32)
+    now = _now()
+    store.cursor().execute(
+        "INSERT INTO sessions VALUES (?, ?, ?, ?, NULL)",
+        [_token_hash(token), user_id, now, now + timedelta(hours=hours)],
+    )
+    return token
+
+
+def session_user(store, token) -> dict | None:
+    """The enabled user of a live session token (None: unknown, ended or expired)."""
+    if not isinstance(token, str) or not 20 <= len(token) <= 100:
+        return None
+    cur = store.cursor().execute(
+        "SELECT u.* FROM sessions s JOIN users u USING (user_id) WHERE s.session_hash = ? "
+        "AND s.ended_at IS NULL AND s.expires_at > ? AND NOT u.disabled",
+        [_token_hash(token), _now()],
+    )
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def end_session(store, token) -> None:
+    """End a session for good (a replayed cookie of it is refused)."""
+    if isinstance(token, str):
+        store.cursor().execute(
+            "UPDATE sessions SET ended_at = ? WHERE session_hash = ? AND ended_at IS NULL",
+            [_now(), _token_hash(token)],
+        )
+
+
+def end_sessions_of(store, user_id: str) -> None:
+    """End every session of a user (disabled, password reset)."""
+    store.cursor().execute(
+        "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL", [_now(), user_id]
+    )
+
+
+def failed_login(store, keys, window_seconds: float) -> None:
+    """Count one failed sign-in under each of ``keys``; failures older than the window go."""
+    now = _now()
+    cur = store.cursor()
+    cur.execute("DELETE FROM login_failures WHERE ts < ?", [now - timedelta(seconds=window_seconds)])
+    cur.executemany("INSERT INTO login_failures VALUES (?, ?)", [[k, now] for k in keys])
+
+
+def login_failures(store, key: str, window_seconds: float) -> int:
+    """Failed sign-ins under ``key`` within the window."""
+    return store.scalar(
+        "SELECT count(*) FROM login_failures WHERE key = ? AND ts >= ?",
+        [key, _now() - timedelta(seconds=window_seconds)],
+    )
+
+
+def clear_login_failures(store, key: str) -> None:
+    store.cursor().execute("DELETE FROM login_failures WHERE key = ?", [key])
 
 
 def audit(store, user_id: str | None, action: str, detail: str = "") -> None:

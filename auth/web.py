@@ -13,65 +13,52 @@ environment variable ``EMAP_SECRET_KEY``.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
+import re
 import secrets
-import threading
-import time
-from collections import deque
 from datetime import timedelta
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, unquote, urlencode
 
 import orjson
-from flask import Response, g, has_request_context, redirect, request, session
+from flask import Response, current_app, g, has_request_context, redirect, request, session
 from markupsafe import escape
 
 from auth import scope as sc
 from auth import users
+from auth.viewer import OutsideScope, Viewer
 
 SECRET_ENV = "EMAP_SECRET_KEY"
 CALLBACK_PATH = "/_dash-update-component"
 #: Paths reachable without a session: the login page and the token-authenticated ingest API.
 PUBLIC_PREFIXES = ("/login", "/api/v1/", "/osmand")
-#: Callback outputs that act rather than read: managers and admins only.
-ACTING_OUTPUTS = {"export-download": "export", "outlook-note": "dispatch decision"}
 
 
 class LoginLimiter:
-    """Failed logins per key within a sliding window; thread-safe.
+    """Failed sign-ins per key within a sliding window, kept in the store (the
+    ``login_failures`` table), so that the limit survives a restart and holds across
+    every process of the same store.
 
     Examples
     --------
-    >>> lim = LoginLimiter(max_failures=2, window=60)
-    >>> lim.failed("k"); lim.failed("k"); lim.blocked("k")
+    >>> lim = LoginLimiter(store, max_failures=2, window=60)  # doctest: +SKIP
+    >>> lim.failed("k"); lim.failed("k"); lim.blocked("k")  # doctest: +SKIP
     True
     """
 
-    def __init__(self, max_failures: int = 5, window: float = 300.0):
+    def __init__(self, store, max_failures: int = 5, window: float = 300.0):
+        self.store = store
         self.max_failures = max_failures
         self.window = window
-        self._fails: dict[str, deque] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque:
-        q = self._fails.setdefault(key, deque())
-        while q and now - q[0] > self.window:
-            q.popleft()
-        return q
 
     def blocked(self, key: str, limit: int | None = None) -> bool:
-        with self._lock:
-            return len(self._recent(key, time.monotonic())) >= (limit or self.max_failures)
+        return users.login_failures(self.store, key, self.window) >= (limit or self.max_failures)
 
-    def failed(self, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._fails) > 100_000:  # bounded under a flood of names
-                self._fails.clear()
-            self._recent(key, now).append(now)
+    def failed(self, *keys: str) -> None:
+        users.failed_login(self.store, keys, self.window)
 
     def reset(self, key: str) -> None:
-        with self._lock:
-            self._fails.pop(key, None)
+        users.clear_login_failures(self.store, key)
 
 
 def viewer() -> dict | None:
@@ -79,9 +66,19 @@ def viewer() -> dict | None:
     return g.get("emap_user") if has_request_context() else None
 
 
-def viewer_root(default: str) -> str:
-    """The top node the current request may see (``default`` in an open app)."""
-    return (g.get("emap_root") if has_request_context() else None) or default
+def request_viewer(model) -> Viewer:
+    """The :class:`~auth.viewer.Viewer` of the current request, resolved from the
+    server-side session by the guard. In an open app (no sign-in, tests and benchmarks on
+    loopback) and outside a request: ``model.everyone()``. In an app with sign-in, a
+    request that reached a callback without a resolved viewer is refused (fail closed).
+    """
+    if has_request_context():
+        v = g.get("emap_viewer")
+        if v is not None:
+            return v
+        if "emap_access" in current_app.extensions:
+            raise OutsideScope("no signed-in viewer")
+    return model.everyone()
 
 
 def content_security_policy(app) -> str:
@@ -135,60 +132,129 @@ def _secret_key() -> str:
     return secrets.token_hex(32)
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a local path may follow the login (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+_SAFE_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")
+
+
+def _safe_next(target) -> str:
+    """Only a path of this site may follow the sign-in (no open redirect): ``/`` for
+    anything else. A path is refused if it, or it percent-decoded, holds a control
+    character, white space or a backslash, or starts with ``//`` (browsers drop tabs and
+    new lines and read ``/\\`` as ``//``, both of which lead off-site).
+
+    Examples
+    --------
+    >>> [_safe_next(t) for t in ("/?node=b-1", "//evil.example", "/\\t/evil.example", "/%09/x", "https://x")]
+    ['/?node=b-1', '/', '/', '/', '/']
+    """
+    if not isinstance(target, str) or len(target) > 2000:
         return "/"
+    decoded = unquote(target)
+    for t in (target, decoded):
+        if not _SAFE_PATH.fullmatch(t) or t.startswith("//"):
+            return "/"
     return target
 
 
+def _networks(spec: str) -> tuple:
+    out = []
+    for part in (spec or "").split(","):
+        part = part.strip()
+        if part:
+            out.append(ipaddress.ip_network(part, strict=False))
+    return tuple(out)
+
+
+def _address(text: str):
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def client_address(remote: str | None, forwarded: str | None, trusted: tuple) -> str:
+    """The client of a request: the socket peer, or, when that peer is a trusted proxy,
+    the nearest address of ``X-Forwarded-For`` (read from the right) that is not one.
+
+    Examples
+    --------
+    >>> nets = _networks("127.0.0.1")
+    >>> client_address("127.0.0.1", "203.0.113.9, 198.51.100.7", nets)
+    '198.51.100.7'
+    >>> client_address("198.51.100.7", "10.9.9.9", nets)  # not a trusted peer: its header is ignored
+    '198.51.100.7'
+    """
+    peer = _address(remote or "")
+    if peer is None:
+        return remote or "?"
+    if not forwarded or not any(peer in n for n in trusted):
+        return str(peer)
+    for hop in reversed(forwarded.split(",")[-32:]):
+        addr = _address(hop)
+        if addr is None:
+            return str(peer)  # a garbled chain: trust only what we saw ourselves
+        if not any(addr in n for n in trusted):
+            return str(addr)
+    return str(peer)
+
+
 def _client_ip() -> str:
-    # The socket peer: a forwarded-for header is the client's to choose.
-    return request.remote_addr or "?"
+    access = current_app.extensions.get("emap_access") if has_request_context() else None
+    trusted = access.trusted if access is not None else ()
+    return client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted)
+
+
+def error_response(status: int, message: str) -> Response:
+    """A JSON error answer (the security headers are added after every request)."""
+    return Response(orjson.dumps({"error": message}), status, mimetype="application/json")
 
 
 class Access:
-    """The login pages and request guard of one app on one store.
+    """The sign-in pages and request guard of one app on one store.
 
     Parameters
     ----------
     store : data.store.Store
-        Holds the ``users`` and ``audit_log`` tables (created if missing).
+        Holds the ``users``, ``sessions``, ``login_failures`` and ``audit_log`` tables
+        (created if missing).
     settings : config.Settings
-        ``session_hours``, ``cookie_secure``, ``login_max_failures``, ``login_window_seconds``.
+        ``session_hours``, ``cookie_secure``, ``login_max_failures``,
+        ``login_window_seconds``, ``trusted_proxies``.
     """
 
-    def __init__(self, store, settings):
+    def __init__(self, store, settings, callbacks: dict | None = None, state_id: str = "", acting=None):
         self.store = store
+        self.settings = settings
         users.ensure_tables(store)
         nodes = store.nodes()
-        self.parents = dict(zip(nodes["node_id"].to_list(), nodes["parent_id"].to_list(), strict=True))
-        self.levels = dict(zip(nodes["node_id"].to_list(), nodes["level"].to_list(), strict=True))
+        ids_ = nodes["node_id"].to_list()
+        self.parents = dict(zip(ids_, nodes["parent_id"].to_list(), strict=True))
+        self.levels = dict(zip(ids_, nodes["level"].to_list(), strict=True))
         self.top = sc.tree_root(self.parents)
-        self.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
+        self.limiter = LoginLimiter(store, settings.login_max_failures, settings.login_window_seconds)
+        self.trusted = _networks(settings.trusted_proxies)
+        #: The app's callbacks (``dash.Dash.callback_map``): the guard checks a callback
+        #: request against what the callback declares, by position, as Dash reads it.
+        self.callbacks = callbacks if callbacks is not None else {}
+        #: The view state's component id, and the outputs that act rather than read
+        #: (output id -> what it does): given by the app from its id constants.
+        self.state_id = state_id
+        self.acting = dict(acting or {})
 
     # -- who ------------------------------------------------------------------------------
     def current(self) -> dict | None:
-        uid = session.get("uid")
-        if not uid:
-            return None
-        user = users.get_user(self.store, uid)
-        if user is None or user["disabled"] or session.get("stamp") != users.session_stamp(user):
+        """The user of the request's live server-side session (None: signed out)."""
+        user = users.session_user(self.store, session.get("sid"))
+        if user is None and session.get("sid"):
             session.clear()
-            return None
         return user
 
-    def root(self, user: dict) -> str:
-        return sc.user_root(user, self.parents)
+    def viewer_of(self, user: dict) -> Viewer:
+        return Viewer.for_user(user, self.parents, self.levels)
 
-    def refuse(self, user: dict | None, reason: str, status: int = 403) -> Response:
-        users.audit(
-            self.store,
-            user["user_id"] if user else None,
-            "refusal",
-            f"{request.method} {request.path}: {reason} (from {_client_ip()})",
-        )
-        return Response(orjson.dumps({"error": "forbidden"}), status, mimetype="application/json")
+    def refuse(self, who: str | None, reason: str, status: int = 403) -> Response:
+        users.audit(self.store, who, "refusal", f"{request.method} {request.path[:200]}: {reason} "
+                    f"(from {_client_ip()})")
+        return error_response(status, "forbidden" if status == 403 else reason)
 
     # -- the guard ------------------------------------------------------------------------
     def guard(self):
@@ -198,83 +264,66 @@ class Access:
         user = self.current()
         if user is None:
             if request.method == "GET" and not path.startswith("/_dash"):
-                return redirect("/login?" + urlencode({"next": request.full_path.rstrip("?")}))
-            return Response(orjson.dumps({"error": "login required"}), 401, mimetype="application/json")
+                return redirect("/login?" + urlencode({"next": _safe_next(request.full_path.rstrip("?"))}))
+            return error_response(401, "login required")
         g.emap_user = user
-        g.emap_root = root = self.root(user)
+        g.emap_viewer = v = self.viewer_of(user)
+        g.emap_root = v.root
         if request.method == "GET" and not path.startswith(("/_dash", "/assets/", "/_favicon", "/logout")):
-            return self._check_page(user, root)  # Dash serves its page under any path
+            return self._check_page(v)  # Dash serves its page under any path
         if path == CALLBACK_PATH:
-            return self._check_callback(user, root)
+            return self._check_callback(v)
         return None
 
-    def _check_page(self, user, root):
-        """A page URL naming a node outside the subtree goes to the user's own node."""
+    def _check_page(self, v: Viewer):
+        """A page URL naming a node outside the subtree goes to the viewer's own node."""
         q = parse_qs(request.query_string.decode("utf-8", "replace"), keep_blank_values=True)
         named = q.get("node", [])
-        outside = [n for n in named if not sc.within(n, root, self.parents)]
+        outside = [n for n in named if not v.holds(n)]
         if outside:
             users.audit(
                 self.store,
-                user["user_id"],
+                v.label,
                 "refusal",
-                f"GET {request.path}: node {outside[0]!r} outside {root} (from {_client_ip()})",
+                f"GET {request.path[:200]}: node {outside[0][:64]!r} outside {v.root} (from {_client_ip()})",
             )
-        if outside or (not named and root != self.top):
-            q["node"] = [root]
-            return redirect(_safe_next(request.path) + "?" + urlencode(q, doseq=True))
+        if outside or (not named and v.root != self.top):
+            q["node"] = [v.root]
+            return redirect(_safe_next(quote(request.path)) + "?" + urlencode(q, doseq=True))
         return None
 
-    def _check_callback(self, user, root):
-        body = request.get_json(silent=True)
+    def _check_callback(self, v: Viewer):
+        """The second line behind the callbacks' own checks: the request must have the
+        shape its callback declares (ids and properties by position, ``changedPropIds``
+        among its inputs), and no node it names anywhere lies outside the viewer's subtree."""
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:
+            body = None
         if not isinstance(body, dict):
-            return self.refuse(user, "callback body is not a JSON object", 400)
-        items = list(_flatten(body.get("inputs"))) + list(_flatten(body.get("state")))
-        state = None
-        for it in items:
-            cid, prop, value = it.get("id"), it.get("property"), it.get("value")
-            named: list = []
-            if cid == "state" and prop == "data" and value is not None:
-                layers = value.get("layers") if isinstance(value, dict) else None
-                if (
-                    not isinstance(value, dict)
-                    or "node" not in value
-                    or not (
-                        layers is None
-                        or (isinstance(layers, list) and all(isinstance(k, str) for k in layers))
-                    )
-                ):
-                    return self.refuse(user, "malformed view state")
-                state = value
-                named.append(value["node"])
-            elif cid == "url" and prop == "search" and value:
-                named += parse_qs(str(value).lstrip("?")).get("node", [])
-            elif cid == "drill" and prop == "value" and value:
-                named.append(value)
-            elif isinstance(cid, dict):
-                named += [cid[k] for k in ("node", "branch") if k in cid]
-            for node in named:
-                if not sc.within(node, root, self.parents):
-                    return self.refuse(user, f"node {node!r} outside {root}")
-        if state is not None:
-            level = self.levels[state["node"]]
-            private = sc.PRIVATE_LAYERS & set(state.get("layers") or [])
-            if private and not sc.may_see_positions(user, level):
-                return self.refuse(user, f"{', '.join(sorted(private))} at {level} level without the grant")
-        output = str(body.get("output", ""))
-        for out_id, what in ACTING_OUTPUTS.items():
-            if out_id in output:
-                if not sc.may_act(user):
-                    return self.refuse(user, f"{what} by a {user['role']}")
-                if out_id == "export-download" and state is not None:
-                    fmt = next((i.get("value") for i in items if i.get("id") == "export-format"), None)
-                    users.audit(
-                        self.store,
-                        user["user_id"],
-                        "export",
-                        f"node={state['node']} date={state.get('date')} hour={state.get('hour')} "
-                        f"format={fmt}",
-                    )
+            return self.refuse(v.label, "callback body is not a JSON object", 400)
+        outside = next((n for n in named_nodes(body, self.parents) if not v.holds(n)), None)
+        if outside is not None:
+            return self.refuse(v.label, f"node {outside!r} outside {v.root}")
+        for item in _flatten(body.get("inputs")) + _flatten(body.get("state")):
+            if item.get("id") != self.state_id or item.get("value") is None:
+                continue
+            view, layers = item["value"], None
+            if isinstance(view, dict):
+                layers = view.get("layers", [])
+            if not isinstance(layers, list) or not all(isinstance(k, str) for k in layers):
+                return self.refuse(v.label, "malformed view state")
+            try:
+                v.require_layers(view.get("node"), layers)
+            except OutsideScope as exc:
+                return self.refuse(v.label, str(exc))
+        output = body.get("output")
+        for out_id, what in self.acting.items():
+            if isinstance(output, str) and f"..{out_id}." in f"..{output}" and not v.may_act:
+                return self.refuse(v.label, f"{what} by a {v.role}")
+        problem = callback_problem(body, self.callbacks)
+        if problem:
+            return self.refuse(v.label, problem, 400)
         return None
 
     # -- pages ------------------------------------------------------------------------------
@@ -300,15 +349,13 @@ class Access:
             )
         user = users.authenticate(self.store, uid, form.get("password") or "")
         if user is None:
-            self.limiter.failed(key)
-            self.limiter.failed(ip)
+            self.limiter.failed(key, ip)
             users.audit(self.store, uid, "login_failed", f"from {ip}")
             return _login_html(session["csrf"], nxt, "Wrong user or password. 用户名或密码错误。", 401)
         self.limiter.reset(key)
-        session.clear()  # a fresh session: nothing carried over from before the login
+        session.clear()  # a fresh session: nothing carried over from before the sign-in
         session.permanent = True
-        session["uid"] = user["user_id"]
-        session["stamp"] = users.session_stamp(user)
+        session["sid"] = users.start_session(self.store, user["user_id"], self.settings.session_hours)
         session["csrf"] = secrets.token_urlsafe(24)
         users.audit(self.store, user["user_id"], "login", f"from {ip}")
         return redirect(nxt)
@@ -324,20 +371,127 @@ class Access:
 <button type="submit">Sign out · 退出</button></form>""",
             )
         if hmac.compare_digest(str(request.form.get("csrf", "")), str(session.get("csrf", ""))):
-            uid = session.get("uid")
+            user = self.current()
+            users.end_session(self.store, session.get("sid"))  # a copied cookie dies with it
             session.clear()
-            if uid:
-                users.audit(self.store, uid, "logout", f"from {_client_ip()}")
+            if user:
+                users.audit(self.store, user["user_id"], "logout", f"from {_client_ip()}")
         return redirect("/login")
 
 
-def _flatten(items):
+def _pattern(declared_id: str) -> dict | None:
+    """A pattern-matching id as declared (``{"node": ["ALL"], "type": "crumb"}``)."""
+    if not declared_id.startswith("{"):
+        return None
+    return orjson.loads(declared_id)
+
+
+def _fits(item, declared: dict) -> bool:
+    """Does one sent input or state item have the declared id and property?"""
+    pattern = _pattern(declared["id"])
+    if pattern is None:
+        return (
+            isinstance(item, dict)
+            and item.get("id") == declared["id"]
+            and item.get("property") == declared["property"]
+        )
+    # ALL: a list of the matching components, each with an id of the pattern's keys
+    if not isinstance(item, list):
+        return False
+    return all(
+        isinstance(it, dict)
+        and it.get("property") == declared["property"]
+        and isinstance(it.get("id"), dict)
+        and set(it["id"]) == set(pattern)
+        and all(it["id"][k] == w for k, w in pattern.items() if not isinstance(w, list))
+        for it in item
+    )
+
+
+def _changed_fits(prop_id, declared: list[dict]) -> bool:
+    """Is a ``changedPropIds`` entry one of the callback's declared inputs?"""
+    if not isinstance(prop_id, str) or "." not in prop_id:
+        return False
+    cid, prop = prop_id.rsplit(".", 1)
+    for d in declared:
+        if d["property"] != prop:
+            continue
+        pattern = _pattern(d["id"])
+        if pattern is None:
+            if cid == d["id"]:
+                return True
+            continue
+        try:
+            sent = orjson.loads(cid)
+        except orjson.JSONDecodeError:
+            continue
+        if (
+            isinstance(sent, dict)
+            and set(sent) == set(pattern)
+            and all(sent[k] == w for k, w in pattern.items() if not isinstance(w, list))
+        ):
+            return True
+    return False
+
+
+def callback_problem(body: dict, callbacks: dict) -> str | None:
+    """What is wrong with the shape of a callback request (None: it fits its callback)."""
+    output = body.get("output")
+    spec = callbacks.get(output) if isinstance(output, str) else None
+    if spec is None:
+        return "unknown callback output"
+    for part in ("inputs", "state"):
+        sent = body.get(part, [])
+        declared = spec[part]
+        if not isinstance(sent, list) or len(sent) != len(declared):
+            return f"{part} do not match the callback"
+        for i, (item, d) in enumerate(zip(sent, declared, strict=True)):
+            if not _fits(item, d):
+                return f"{part}[{i}] is not {d['id']}.{d['property']}"
+    outputs = body.get("outputs")
+    if not isinstance(outputs, list | dict):
+        return "outputs missing"
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(_changed_fits(c, spec["inputs"]) for c in changed):
+        return "changedPropIds names a property that is not an input of the callback"
+    return None
+
+
+_NODE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def named_nodes(body, parents) -> list[str]:
+    """Every node id named anywhere in a request body: a string value, a key, or a word
+    inside a string (a query string, an id sent as JSON text). Iterative, so that no
+    nesting depth can exhaust the stack."""
+    found, stack, seen = [], [body], 0
+    while stack:
+        x = stack.pop()
+        seen += 1
+        if seen > 200_000:
+            break
+        if isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, str):
+            if x in parents:
+                found.append(x)
+            elif len(x) <= 100_000:
+                found.extend(t for t in _NODE_TOKEN.findall(x) if t in parents)
+    return found
+
+
+def _flatten(items) -> list[dict]:
     """Callback inputs or state: items, or lists of items for pattern-matching ids."""
-    for it in items or []:
+    out = []
+    for it in items if isinstance(items, list) else []:
         if isinstance(it, list):
-            yield from _flatten(it)
+            out.extend(i for i in it if isinstance(i, dict))
         elif isinstance(it, dict):
-            yield it
+            out.append(it)
+    return out
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;background:#f4f5f7;display:flex;justify-content:center;
@@ -369,8 +523,37 @@ def _login_html(csrf: str, nxt: str, message: str = "", status: int = 200) -> Re
     )
 
 
-def install(app, store, settings) -> Access:
-    """Put ``app`` (a Dash app) behind a login with the guard; returns the :class:`Access`."""
+def install_errors(app, store, bad_input: tuple = ()) -> None:
+    """Answers for what a request may provoke in a callback: a node (or layer) the viewer
+    does not hold is ``403`` with an audit line; a value no page sends (one of the
+    ``bad_input`` exception types) is ``400`` with what is wrong. Both as JSON; the
+    security headers are added after every request."""
+
+    @app.server.errorhandler(OutsideScope)
+    def _outside(exc: OutsideScope):
+        who = g.get("emap_viewer")
+        users.ensure_tables(store)
+        users.audit(
+            store,
+            who.label if who is not None else None,
+            "refusal",
+            f"{request.method} {request.path[:200]}: {str(exc)[:300]} (from {_client_ip()})",
+        )
+        return error_response(403, "forbidden: " + str(exc)[:300])
+
+    def _bad(exc: Exception):
+        return error_response(400, str(exc)[:300])
+
+    for kind in bad_input:
+        app.server.register_error_handler(kind, _bad)
+
+
+def install(app, store, settings, state_id: str = "", acting=None) -> Access:
+    """Put ``app`` (a Dash app) behind a sign-in with the guard; returns the :class:`Access`.
+
+    ``state_id`` is the view state's component id and ``acting`` maps the ids of outputs
+    that act (export, dispatch decision) to what they do: managers and admins only.
+    """
     server = app.server
     server.config.update(
         SECRET_KEY=_secret_key(),
@@ -380,7 +563,7 @@ def install(app, store, settings) -> Access:
         SESSION_COOKIE_SECURE=bool(settings.cookie_secure),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
     )
-    access = Access(store, settings)
+    access = Access(store, settings, app.callback_map, state_id, acting)
     server.before_request(access.guard)
     server.add_url_rule("/login", "emap_login", access.login_page, methods=["GET", "POST"])
     server.add_url_rule("/logout", "emap_logout", access.logout_page, methods=["GET", "POST"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dash import ALL, Input, Output, Patch, State, ctx, dash_table, dcc, html, no_update
 
 from auth import scope as access
-from auth.web import viewer, viewer_root
+from auth.web import request_viewer
 from geo import cells as h3cells
 from layers import couriers as couriers_layer
 from layers import dispatch_arrows as dispatch_layer
@@ -18,7 +18,7 @@ from layers.hexes import METRICS
 from layers.registry import LAYERS
 from pages import export, ids, outlook
 from pages import state as st
-from pages.model import BASEMAPS, TRACE_ORDER, Model
+from pages.model import BASEMAPS, TRACE_ORDER, Model, ViewerModel
 from reports.text import fmt  # one formatting of KPI values for the page and the reports
 
 #: Seconds between refreshes in live mode, and between steps of the play button.
@@ -190,28 +190,18 @@ def state_legend(layers, t: dict, offline_minutes: int) -> list:
     return rows
 
 
-def _subtree(model: Model, root: str) -> set[str]:
-    nodes = model.nodes()
-    parents = dict(zip(nodes["node_id"].to_list(), nodes["parent_id"].to_list(), strict=True))
-    return access.subtree(root, parents)
-
-
-def _private_ok(model: Model, node: str) -> bool:
-    """May the signed-in user see individual couriers and vehicles at ``node``?"""
-    return access.may_see_positions(viewer(), model.node(node)["level"])
-
-
-def _shown_layers(model: Model, state: dict) -> list[str]:
-    """The state's layers less the individual positions the user may not see there."""
-    layers = list(state.get("layers") or [])
-    if _private_ok(model, state["node"]):
-        return layers
-    return [k for k in layers if k not in access.PRIVATE_LAYERS]
-
-
 def register(app, model: Model, text: dict, prefetcher=None) -> None:
     """Attach the dashboard's callbacks to ``app``; ``prefetcher`` (optional) prepares
-    the likely next views after each map update."""
+    the likely next views after each map update.
+
+    Every callback reads through :class:`pages.model.ViewerModel` made for the viewer of
+    its request (``auth.web.request_viewer``), and validates the view state it is given
+    against that viewer before anything is read: a node outside the viewer's subtree
+    raises ``OutsideScope`` (answered ``403`` with an audit line).
+    """
+
+    def seen() -> ViewerModel:
+        return ViewerModel(model, request_viewer(model))
 
     @app.callback(
         Output(ids.STATE, "data"),
@@ -261,17 +251,18 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         live,
         state,
     ):
+        m = seen()
         trig = ctx.triggered_id
-        root = viewer_root(model.root())
-        dates = model.dates(root)
+        root = m.root()
+        dates = m.dates(root)
         if state is None or trig == ids.URL or trig is None:
-            landing = model.landing(root)
+            landing = m.landing(root)
             base = st.default(
                 node=root, day=landing[0] if landing else None, hour=landing[1] if landing else 10
             )
-            s = st.parse(search, base, _subtree(model, root), dates)
+            s = st.parse(search, base, m.viewer.nodes, dates)
         else:
-            s = dict(state)
+            s = m.state(state)
             s["zone"] = None
             if trig == ids.DATE and day:
                 s["date"] = day
@@ -296,23 +287,23 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                 # a breadcrumb or alert button was (re)drawn, not clicked
                 return (no_update,) * 10
             elif isinstance(trig, dict) and trig.get("type") == ids.CRUMB:
-                s["node"] = trig["node"]
+                s["node"] = m.viewer.require(trig.get("node"))
             elif isinstance(trig, dict) and trig.get("type") == ids.ALERT:
-                s["zone"] = int(trig["zone"])
+                s["zone"] = st.checked("zone", trig.get("zone"))
                 # The zone's view stays while the hour changes (the zone number does not).
-                s["focus"] = model.zone_view(s["node"], s["date"], int(s["hour"]), s["zone"])
+                s["focus"] = m.zone_view(s["node"], s["date"], int(s["hour"]), s["zone"])
             elif trig == ids.HOUR_PREV:
                 s["hour"] = (int(s["hour"]) - 1) % 24
             elif trig in (ids.HOUR_NEXT, ids.PLAY_TICK):
                 s["hour"] = (int(s["hour"]) + 1) % 24
             elif trig in (ids.LIVE_TICK, ids.LIVE) and live:
-                newest = model.newest()
+                newest = m.newest(root)
                 if newest:
                     s["date"], s["hour"] = newest
                 s["tick"] = (s.get("tick") or 0) + 1
         if state is None or s["node"] != state.get("node") or s["basemap"] != state.get("basemap"):
             s["focus"] = None
-        s["layers"] = _shown_layers(model, s)
+        s["layers"] = m.viewer.shown_layers(s["node"], s["layers"])
         options = [{"label": d, "value": d} for d in dates]
         return (
             s,
@@ -353,8 +344,10 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         Input(ids.STATE, "data"),
     )
     def labels(state):
+        m = seen()
+        state = m.state(state)
         t = text[state["lang"]]
-        private_ok = _private_ok(model, state["node"])
+        private_ok = m.viewer.may_see_positions(state["node"])
         return [t[v] for v in ids.LABELS.values()] + [
             [{"label": t["metric_" + m], "value": m} for m in METRICS],
             [
@@ -371,19 +364,15 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
 
     @app.callback(Output(ids.MAP_LEGEND, "children"), Input(ids.STATE, "data"))
     def map_legend(state):
-        layers = _shown_layers(model, state)
-        return state_legend(layers, text[state["lang"]], model.settings.offline_after_minutes)
+        state = seen().state(state)
+        return state_legend(state["layers"], text[state["lang"]], model.settings.offline_after_minutes)
 
     @app.callback(Output(ids.BREADCRUMB, "children"), Output(ids.DRILL, "options"), Input(ids.STATE, "data"))
     def breadcrumb(state):
-        path = model.path(state["node"])
+        m = seen()
+        state = m.state(state)
         # The trail starts at the user's own node: nodes above it are not theirs to open.
-        root = viewer_root(path[0]["node_id"])
-        path = (
-            path[[n["node_id"] for n in path].index(root) :]
-            if root in {n["node_id"] for n in path}
-            else path[-1:]
-        )
+        path = [n for n in m.path(state["node"]) if m.viewer.holds(n["node_id"])]
         crumbs = []
         for i, n in enumerate(path):
             name = n["name"] if state["lang"] == "zh" or not n.get("name_en") else n["name_en"]
@@ -398,7 +387,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                     disabled=last,
                 )
             )
-        kids = model.children(state["node"])
+        kids = m.children(state["node"])
         return crumbs, [{"label": r["name"], "value": r["node_id"]} for r in kids.iter_rows(named=True)]
 
     @app.callback(
@@ -408,16 +397,17 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         State(ids.GEOMETRY, "data"),
     )
     def draw_map(state, shown):
+        m = seen()
+        state = m.state(state)
         t = text[state["lang"]]
-        state = {**state, "layers": _shown_layers(model, state)}
-        key = model.geometry_key(state)
-        if shown and shown.get("key") == key and "hexes" in state["layers"] and shown.get("sig"):
-            cells, geometry, sig = model.geometry(
+        key = m.geometry_key(state)
+        if isinstance(shown, dict) and shown.get("key") == key and "hexes" in state["layers"] and shown.get("sig"):
+            cells, geometry, sig = m.geometry(
                 state["node"], state["date"], state.get("basemap") == "amap"
             )
             if sig == shown["sig"]:
                 # Same geometry on the client: send values only.
-                traces = model.traces(state, t, geometry={"type": "FeatureCollection", "features": []})
+                traces = m.traces(state, t, geometry={"type": "FeatureCollection", "features": []})
                 patch = Patch()
                 for i, name in enumerate(TRACE_ORDER):
                     tr = dict(traces[name])
@@ -429,16 +419,16 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                         patch["data"][i]["visible"] = True
                     else:
                         patch["data"][i] = tr
-                lay = model.layout(state)
+                lay = m.layout(state)
                 patch["layout"]["uirevision"] = lay["uirevision"]
                 patch["layout"]["map"]["center"] = lay["map"]["center"]
                 patch["layout"]["map"]["zoom"] = lay["map"]["zoom"]
                 patch["layout"]["map"]["layers"] = lay["map"]["layers"]
                 return patch, no_update
-        fig, geo = model.figure(state, t)
+        fig, geo = m.figure(state, t)
         if prefetcher is not None:
             prefetcher.after_view(
-                state["node"], state["date"], int(state["hour"]), state.get("basemap") == "amap"
+                m.viewer, state["node"], state["date"], int(state["hour"]), state.get("basemap") == "amap"
             )
         return fig, geo
 
@@ -451,10 +441,12 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         Input(ids.STATE, "data"),
     )
     def panels(state):
+        m = seen()
+        state = m.state(state)
         t = text[state["lang"]]
         node, day, hour = state["node"], state["date"], int(state["hour"])
         cards = []
-        for k in model.kpis(node, day, hour):
+        for k in m.kpis(node, day, hour):
             ch = k["change"]
             delta = "–" if ch is None else f"{'+' if ch >= 0 else ''}{100 * ch:.0f}%"
             cls = "delta" if ch is None or abs(ch) < 0.005 else ("delta up" if ch > 0 else "delta down")
@@ -469,7 +461,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                     id=f"kpi-{k['key']}",
                 )
             )
-        tr = model.trend(node, day)
+        tr = m.trend(node, day)
         x = tr["local_hour"].to_list()
         trend = {
             "data": [
@@ -508,7 +500,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
                 "xaxis": {"range": [-0.5, 23.5], "dtick": 3},
             },
         }
-        table = model.child_table(node, day, hour)
+        table = m.child_table(node, day, hour)
         cols = [
             ("name", t["name"]),
             ("volume", t["volume"]),
@@ -528,8 +520,10 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
 
     @app.callback(Output(ids.ALERTS, "children"), Input(ids.STATE, "data"))
     def alert_list(state):
+        m = seen()
+        state = m.state(state)
         t = text[state["lang"]]
-        z = model.zones(state["node"], state["date"], int(state["hour"]))
+        z = m.zones(state["node"], state["date"], int(state["hour"]))
         if z.is_empty():
             return html.Div(t["no_alerts"], className="status")
         out = []
@@ -553,10 +547,10 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     export.register(app, model, text)
 
 
-def _clicked_node(model: Model, state: dict, click: dict) -> str | None:
+def _clicked_node(model: ViewerModel, state: dict, click: dict) -> str | None:
     """Child node hit by a click on a territory, a label or a hex; None if nothing to drill into."""
-    pts = (click or {}).get("points") or []
-    if not pts:
+    pts = click.get("points") if isinstance(click, dict) else None
+    if not isinstance(pts, list) or not pts or not isinstance(pts[0], dict):
         return None
     cd = pts[0].get("customdata")
     first = cd[0] if isinstance(cd, list) and cd else pts[0].get("location")

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dash import Input, Output, State, dcc, html, no_update
 
+from auth import users
+from auth.web import request_viewer
 from pages import ids
+from pages.model import ViewerModel
 from reports import FORMATS, MIME, SUFFIX, render
 from reports.build import Period, ReportError, build
 from reports.text import strings
@@ -60,20 +63,33 @@ def controls(lang: str = "zh") -> html.Div:
     )
 
 
-def export_view(model, state: dict, fmt: str, span: str = "hour") -> tuple[bytes, str]:
-    """The current view as a report in ``fmt``: ``(bytes, file name)``; ``span`` "day"
-    widens the view's hour to its whole day.
+def export_view(model, viewer, state: dict, fmt: str, span: str = "hour") -> tuple[bytes, str]:
+    """The current view as a report in ``fmt`` for ``viewer``: ``(bytes, file name)``;
+    ``span`` "day" widens the view's hour to its whole day.
 
     Raises
     ------
     reports.build.ReportError
         No data in the view (or a view the store does not know).
+    auth.viewer.OutsideScope
+        The viewer does not hold the view's node, may not export, or may not see a
+        private layer of it.
     """
     if fmt not in FORMATS:
         raise ReportError(f"unknown format {fmt!r}")
+    if span not in ("hour", "day"):
+        raise ReportError(f"unknown span {span!r}")
+    state = ViewerModel(model, viewer).state(state)
+    viewer.require_act("export")
     period = Period(state["date"], None if span == "day" else int(state["hour"]))
     report = build(
-        model.store, model.settings, state["node"], period, state.get("metric") or "scans", model=model
+        model.store,
+        model.settings,
+        state["node"],
+        period,
+        state.get("metric") or "scans",
+        model=model,
+        viewer=viewer,
     )
     return render(report, fmt, lang=state.get("lang") or "zh"), report.file_stem() + SUFFIX[fmt]
 
@@ -88,7 +104,7 @@ def register(app, model, text: dict | None = None) -> None:
         Input(ids.STATE, "data"),
     )
     def labels(state):
-        t = strings((state or {}).get("lang") or "zh")
+        t = strings(ViewerModel(model, request_viewer(model)).state(state)["lang"])
         return (
             t["export"],
             t["export_button"],
@@ -106,11 +122,21 @@ def register(app, model, text: dict | None = None) -> None:
         running=[(Output(ids.EXPORT_BUTTON, "disabled"), True, False)],
     )
     def export(n, fmt, span, state):
-        if not n or not state or not state.get("date"):
+        viewer = request_viewer(model)
+        state = ViewerModel(model, viewer).state(state)
+        if not n or not state["date"]:
             return no_update, no_update
-        t = strings(state.get("lang") or "zh")
+        t = strings(state["lang"])
+        fmt = fmt or "html"
         try:
-            blob, name = export_view(model, state, fmt or "html", span or "hour")
+            blob, name = export_view(model, viewer, state, fmt, span or "hour")
         except ReportError as exc:
             return no_update, f"{t['export_failed']}: {exc}"
+        # Audited where it is made, with the viewer of this request.
+        users.audit(
+            model.store,
+            viewer.label,
+            "export",
+            f"node={state['node']} date={state['date']} hour={state['hour']} span={span} format={fmt}",
+        )
         return dcc.send_bytes(blob, name, type=MIME[fmt or "html"]), f"{name} ({len(blob) / 1024:,.0f} kB)"

@@ -7,7 +7,9 @@ UTC. ``hour_window`` converts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import math
 import queue
 import threading
@@ -20,6 +22,7 @@ import numpy as np
 import polars as pl
 import shapely
 
+from auth.viewer import OutsideScope, Viewer
 from data import queries
 from data.day_cache import DayFigures, ForecastDays
 from geo import alerts as zones_mod
@@ -180,21 +183,25 @@ class Prefetcher:
         self.thread = threading.Thread(target=self._run, name="emap-prefetch", daemon=True)
         self.thread.start()
 
-    def after_view(self, scope: str, day: str, hour: int, gcj02: bool = False) -> None:
-        self.queue.put((scope, day, hour, gcj02))
+    def after_view(self, viewer: Viewer, scope: str, day: str, hour: int, gcj02: bool = False) -> None:
+        """Prepare the children of ``scope`` that ``viewer`` is likely to open next (the
+        work runs under that viewer: it reads only nodes the viewer holds)."""
+        viewer.require(scope)
+        self.queue.put((viewer, scope, day, hour, gcj02))
 
     def _run(self) -> None:
         while True:
-            scope, day, hour, gcj02 = self.queue.get()
+            viewer, scope, day, hour, gcj02 = self.queue.get()
             if not self.queue.empty():  # the user moved on: only the newest view matters
                 continue
+            seen = ViewerModel(self.model, viewer)
             try:
                 self._give_way()
-                for child in self.model.drill_targets(scope, day, hour):
+                for child in seen.drill_targets(scope, day, hour):
                     self._give_way()
                     if not self.queue.empty():
                         break
-                    self.model.prepare(child, day, gcj02)
+                    seen.prepare(child, day, gcj02)
             except Exception:  # a failed prefetch only means a slower drill-down
                 pass
 
@@ -235,6 +242,19 @@ class Model:
     # -- tree and time ------------------------------------------------------------------
     def nodes(self) -> pl.DataFrame:
         return self.cache.get("nodes", self.store.nodes)
+
+    def everyone(self) -> Viewer:
+        """The viewer holding the whole tree (an open app on loopback, start-up work)."""
+
+        def make():
+            n = self.nodes()
+            ids = n["node_id"].to_list()
+            return Viewer.everyone(
+                dict(zip(ids, n["parent_id"].to_list(), strict=True)),
+                dict(zip(ids, n["level"].to_list(), strict=True)),
+            )
+
+        return self.cache.get("everyone", make)
 
     def node(self, node_id: str) -> dict:
         row = self.nodes().filter(pl.col("node_id") == node_id)
@@ -741,6 +761,86 @@ class Model:
             "key": geo_key,
             "sig": sig,
         }
+
+
+class ViewerModel:
+    """The view model as one viewer may use it: the only way callbacks, exports and the
+    jobs started for a user reach :class:`Model`.
+
+    Every method of :class:`Model` that names a node (a ``scope`` or ``node_id``
+    argument, or a view ``state``) is checked against the viewer first (``state`` is
+    also validated, and its private layers checked against the viewer's grants); a
+    method naming no node is refused unless it is one of :data:`OPEN` (network-wide
+    reads hold no node's data only by being listed here). A method added to
+    :class:`Model` is therefore closed to viewers until it names its node.
+
+    Examples
+    --------
+    >>> sorted(OPEN)[:3]
+    ['day_of', 'day_window', 'hour_window']
+    """
+
+    def __init__(self, model: Model, viewer: Viewer):
+        self.model = model
+        self.viewer = viewer
+
+    @property
+    def settings(self):
+        return self.model.settings
+
+    def root(self) -> str:
+        """The viewer's own top node (the tree's root is not theirs to know)."""
+        return self.viewer.root
+
+    def state(self, state) -> dict:
+        """``state`` validated (``pages.state.check``) and inside the viewer's scope."""
+        from pages import state as st
+
+        s = st.check(state)
+        self.viewer.require(s["node"])
+        self.viewer.require_layers(s["node"], s["layers"])
+        return s
+
+    def __getattr__(self, name: str):
+        if name in OPEN:
+            return getattr(self.model, name)
+        where = _node_argument(name)
+        if where is None:
+            raise AttributeError(f"Model.{name} names no node: it is not open to a viewer")
+        method = getattr(self.model, name)
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        def checked(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            value = bound.arguments[where]
+            if where == "state":
+                bound.arguments["state"] = self.state(value)
+            else:
+                self.viewer.require(value)
+                if name in PRIVATE_READS and not self.viewer.may_see_positions(value):
+                    raise OutsideScope(f"individual positions at {value} without the grant", value)
+            return method(*bound.args, **bound.kwargs)
+
+        return checked
+
+
+#: Model methods a viewer may call although they name no node: time arithmetic only.
+OPEN = frozenset({"hour_window", "day_window", "local", "day_of"})
+#: Model reads of individual couriers and vehicles: also checked against the position grant.
+PRIVATE_READS = frozenset({"positions"})
+_NODE_PARAMETERS = ("scope", "node_id", "state")
+
+
+@functools.cache
+def _node_argument(name: str) -> str | None:
+    """The argument of ``Model.<name>`` that names its node (None: it names none)."""
+    fn = getattr(Model, name, None)
+    if name.startswith("_") or not callable(fn):
+        return None
+    params = inspect.signature(fn).parameters
+    return next((p for p in _NODE_PARAMETERS if p in params), None)
 
 
 def _view_key(view: dict | None) -> str:

@@ -20,8 +20,11 @@ import polars as pl
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from auth.web import request_viewer
 from data import forecast_queries as fq
 from pages import ids
+from pages.model import ViewerModel
+from pages.state import BadState
 
 #: Predicted alerts listed at most (most severe first).
 MAX_ALERTS = 8
@@ -272,8 +275,11 @@ def outlook(
                 model.outlook_wanted -= 1
 
 
-def rows(model, scope: str, day: str, hour: int, pause=None, wanted=None) -> list[dict]:
-    """Predicted alerts with their suggestions, as plain dicts for rendering."""
+def rows(model, viewer, scope: str, day: str, hour: int, pause=None, wanted=None) -> list[dict]:
+    """Predicted alerts with their suggestions inside ``scope``, as plain dicts for
+    rendering, for ``viewer`` (``auth.viewer.Viewer``; ``OutsideScope`` unless they hold
+    ``scope``)."""
+    viewer.require(scope)
     o = outlook(model, scope, day, hour, pause, wanted)
     alerts = o["alerts"].sort("excess", descending=True).head(MAX_ALERTS).sort("start", "alert_id")
     names = dict(model.nodes().select("node_id", "name").iter_rows())
@@ -325,7 +331,10 @@ class Ahead:
         self.thread = threading.Thread(target=self._run, name="emap-outlook-ahead", daemon=True)
         self.thread.start()
 
-    def after_view(self, scope: str, day: str, hour: int) -> None:
+    def after_view(self, viewer, scope: str, day: str, hour: int) -> None:
+        """Prepare ahead what ``viewer`` may open next from the view of ``scope``: only
+        nodes the viewer holds (``scope`` itself and its children)."""
+        viewer.require(scope)
         self.queue.put((scope, day, int(hour)))
 
     def _left(self) -> bool:
@@ -400,7 +409,11 @@ def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool
         Output(ids.OUTLOOK, "children"), Input(ids.STATE, "data"), State(ids.OUTLOOK_CLIENT, "data")
     )
     def predicted(state, client):
+        viewer = request_viewer(model)
+        state = ViewerModel(model, viewer).state(state)
         t = text[state["lang"]]
+        if not isinstance(client, str) or len(client) > 64:
+            client = None
         if step_aside is not None:
             step_aside()
         wanted = None
@@ -414,13 +427,13 @@ def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool
         # before this answer arrives.
         early = worker is not None and n == 1
         if early:
-            worker.after_view(*view)
+            worker.after_view(viewer, *view)
         try:
-            items = rows(model, *view, pause, wanted)
+            items = rows(model, viewer, *view, pause, wanted)
         except Superseded:
             raise PreventUpdate from None  # the page no longer waits for this answer
         if worker is not None and not early:
-            worker.after_view(*view)
+            worker.after_view(viewer, *view)
         if not items:
             return html.Div(t.get("no_predicted", "-"), className="status")
         out = []
@@ -488,27 +501,60 @@ def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool
         prevent_initial_call=True,
     )
     def decide(clicks, state):
+        viewer = request_viewer(model)
+        state = ViewerModel(model, viewer).state(state)
         trig = ctx.triggered_id
         if not trig or not any(clicks or []):
             return no_update
-        from datetime import datetime
-
-        kind, mode, outlet = (str(trig.get("what") or "courier||").split("|") + ["", ""])[:3]
-        vehicle = kind == "vehicle"
-        fq.record_decision(
-            model.store,
-            state["node"],
-            trig["branch"],
-            datetime.fromisoformat(trig["hour"]),
-            int(trig["src"]),
-            int(trig["zone"]),
-            0 if vehicle else int(trig["n"]),
-            trig["decision"],
-            distance_km=float(trig["km"]),
-            kind="vehicle" if vehicle else "courier",
-            mode=mode or None,
-            vehicles=int(trig["n"]) if vehicle else 0,
-            source_outlet=outlet or None,
-        )
+        viewer.require_act("dispatch decision")
+        d = decision_of(trig)
+        viewer.require(d["branch_id"])
+        # The decision is recorded with the viewer of this request, where it is made.
+        fq.record_decision(model.store, state["node"], **d, user=viewer.label)
         t = text[state["lang"]]
-        return t.get("decision_" + trig["decision"], trig["decision"])
+        return t.get("decision_" + d["decision"], d["decision"])
+
+
+def decision_of(key) -> dict:
+    """The decision a suggestion button's id stands for, checked field by field
+    (``pages.state.BadState`` naming the field otherwise): the id comes back from the
+    browser.
+
+    Examples
+    --------
+    >>> decision_of({"hour": "2026-01-02T09:00:00", "branch": "b-1", "src": "1", "zone": "2",
+    ...              "n": 2, "km": 1.5, "what": "vehicle|van|", "decision": "accepted"})["vehicles"]
+    2
+    """
+    if not isinstance(key, dict):
+        raise BadState("decision: the button id must be an object")
+
+    def field(name, convert, ok=lambda v: True):
+        value = key.get(name)
+        try:
+            if isinstance(value, bool | dict | list):
+                raise TypeError
+            out = convert(value)
+        except (TypeError, ValueError, OverflowError):
+            raise BadState(f"decision: {name} {str(value)[:40]!r} is not valid") from None
+        if not ok(out):
+            raise BadState(f"decision: {name} {str(value)[:40]!r} is out of range")
+        return out
+
+    what = field("what", str, lambda v: len(v) <= 200)
+    kind, mode, outlet = (what.split("|") + ["", ""])[:3]
+    vehicle = kind == "vehicle"
+    n = field("n", int, lambda v: 0 <= v <= 10_000)
+    return {
+        "branch_id": field("branch", str, lambda v: 0 < len(v) <= 64),
+        "hour": field("hour", datetime.fromisoformat, lambda v: 2000 <= v.year <= 2200),
+        "source_cell": field("src", int, lambda v: 0 <= v < 2**64),
+        "zone_cell": field("zone", int, lambda v: 0 <= v < 2**64),
+        "couriers": 0 if vehicle else n,
+        "decision": field("decision", str, lambda v: v in fq.DECISIONS),
+        "distance_km": field("km", float, lambda v: 0 <= v <= 10_000),
+        "kind": "vehicle" if vehicle else "courier",
+        "mode": mode or None,
+        "vehicles": n if vehicle else 0,
+        "source_outlet": outlet or None,
+    }

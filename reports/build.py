@@ -167,6 +167,7 @@ def build(
     metric: str = "scans",
     model=None,
     now: datetime | None = None,
+    viewer=None,
 ) -> Report:
     """Build the report of ``node_id`` for ``period`` coloured by ``metric``.
 
@@ -183,6 +184,10 @@ def build(
         The dashboard's model (shares its cache); a new one on ``store`` otherwise.
     now : datetime, optional
         Generation time shown on the report (local; default: now).
+    viewer : auth.viewer.Viewer, optional
+        Who the report is built for: ``auth.viewer.OutsideScope`` unless they hold
+        ``node_id``. The dashboard always passes its request's viewer; a command run on
+        the server's machine builds for its operator (every node).
 
     Raises
     ------
@@ -198,6 +203,8 @@ def build(
         raise ReportError(
             f"unknown node {node_id!r} (see the node ids of the dashboard's drill-down or the nodes table)"
         ) from None
+    if viewer is not None:
+        viewer.require(node_id)
     m = model or model_for(store, settings)
     node = m.node(node_id)
     hours = _hours_with_data(m, node_id, period)
