@@ -87,6 +87,33 @@ class Settings:
     #: 5055), served by an event loop that answers thousands of phones a second; on the same
     #: address as the dashboard. 0: off (phones can still use ``/osmand`` on the main port).
     osmand_port: int = 5055
+    #: Plausible times of pings and scans: none before this UTC date, none more than
+    #: ``ingest_max_ahead_hours`` after the server's clock. Others are quarantined with the
+    #: reason "implausible time" (a year-9999 fix would break every date list downstream).
+    ingest_earliest_ts: str = "2000-01-01"
+    ingest_max_ahead_hours: float = 24.0
+    #: Largest plausible speed (m/s; 300 m/s = 1,080 km/h) and GPS accuracy radius (m).
+    ingest_max_speed_mps: float = 300.0
+    ingest_max_accuracy_m: float = 100_000.0
+    #: Quarantine caps: rows kept per source (a file, an API client, the phone endpoint)
+    #: and in total (the oldest go first), days a row is kept, and bytes of each raw copy.
+    #: A phone's refused fix is answered 200 and quarantined, so these bound the disk.
+    quarantine_max_rows_per_source: int = 100_000
+    quarantine_max_rows: int = 1_000_000
+    quarantine_retention_days: int = 30
+    quarantine_max_raw_bytes: int = 4096
+
+    # -- report renders (reports/chromium.py) ------------------------------------------------
+    #: Chromium binary that renders PNG and PDF reports.
+    chromium: str = "/usr/bin/chromium"
+    #: Seconds a PNG or PDF render may take (the PDF's map image included); the browser is
+    #: then killed and the export fails with a message instead of hanging.
+    render_timeout_seconds: float = 30.0
+    #: Account Chromium runs as when EMAP runs as root (its sandbox does not start as root).
+    render_user: str = "nobody"
+    #: Render without Chromium's sandbox (hosts without user namespaces); logged as a warning
+    #: on every render. The renderer stays offline and time-limited either way.
+    render_no_sandbox: bool = False
 
     # -- lake (lake/) ------------------------------------------------------------------------
     #: Serve the dashboard from a lake's partitions (written by the Spark job or by
@@ -101,6 +128,11 @@ class Settings:
     #: Failed sign-ins per address and user name within the window before 429.
     login_max_failures: int = 5
     login_window_seconds: float = 300.0
+    #: Reverse proxies in front of the server (comma-separated addresses or CIDR
+    #: networks, e.g. "127.0.0.1,10.0.0.0/8"). Only a request whose socket peer is one of
+    #: them has its client taken from ``X-Forwarded-For`` (the nearest address that is
+    #: not a trusted proxy); anyone else could write any address there. Empty: none.
+    trusted_proxies: str = ""
 
     @property
     def db_path(self) -> Path:

@@ -252,8 +252,12 @@ class Access:
         return Viewer.for_user(user, self.parents, self.levels)
 
     def refuse(self, who: str | None, reason: str, status: int = 403) -> Response:
-        users.audit(self.store, who, "refusal", f"{request.method} {request.path[:200]}: {reason} "
-                    f"(from {_client_ip()})")
+        users.audit(
+            self.store,
+            who,
+            "refusal",
+            f"{request.method} {request.path[:200]}: {reason} (from {_client_ip()})",
+        )
         return error_response(status, "forbidden" if status == 403 else reason)
 
     # -- the guard ------------------------------------------------------------------------

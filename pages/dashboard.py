@@ -401,10 +401,13 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         state = m.state(state)
         t = text[state["lang"]]
         key = m.geometry_key(state)
-        if isinstance(shown, dict) and shown.get("key") == key and "hexes" in state["layers"] and shown.get("sig"):
-            cells, geometry, sig = m.geometry(
-                state["node"], state["date"], state.get("basemap") == "amap"
-            )
+        if (
+            isinstance(shown, dict)
+            and shown.get("key") == key
+            and "hexes" in state["layers"]
+            and shown.get("sig")
+        ):
+            cells, geometry, sig = m.geometry(state["node"], state["date"], state.get("basemap") == "amap")
             if sig == shown["sig"]:
                 # Same geometry on the client: send values only.
                 traces = m.traces(state, t, geometry={"type": "FeatureCollection", "features": []})
