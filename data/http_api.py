@@ -31,17 +31,16 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import parse_qsl
 
-import numpy as np
 import orjson
 from flask import Blueprint, Flask, Response, request
 
 from auth import users
 from config import Settings
-from data import osmand
-from data.group_commit import Busy, GroupCommitter, Outcome
+from data import osmand, validate
+from data.group_commit import Busy, GroupCommitter, Outcome, Scope
+from data.quarantine import Quarantine
 from data.store import Store
 from data.tokens import Principal, TokenCache
-from geo import cells as h3cells
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,6 @@ API_VERSION = "1.0.0"
 COMMIT_TIMEOUT = 60.0
 _NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
                  "application/x-jsonlines", "application/json-seq")
-_DEVICE_KEYS = ("device_id", "deviceid", "id", "device")
 
 
 class BadBody(ValueError):
@@ -152,35 +150,17 @@ def _line_ok(line: bytes) -> bool:
         return False
 
 
-def _device_of(record: dict):
-    for key in record:
-        if isinstance(key, str) and key.strip().lower() in _DEVICE_KEYS:
-            return record[key]
-    return None
+#: Start of the store's reason for the fix of a device it does not know.
+UNKNOWN_DEVICE = "unknown device"
 
 
-def _outside_node(store: Store, records: list[dict], node_id: str) -> list[int]:
-    """Positions of the records whose point lies outside ``node_id``'s branches. Records
-    without a readable position are left to the validator (which rejects them)."""
-    pos, lat, lng = [], [], []
-    for j, r in enumerate(records):
-        low = {str(k).lower(): v for k, v in r.items()}
-        try:
-            la = float(next(low[k] for k in ("lat", "latitude") if k in low))
-            ln = float(next(low[k] for k in ("lng", "lon", "longitude", "long") if k in low))
-        except (StopIteration, TypeError, ValueError):
-            continue
-        if -90 <= la <= 90 and -180 <= ln <= 180:
-            pos.append(j)
-            lat.append(la)
-            lng.append(ln)
-    if not pos:
-        return []
-    cells = h3cells.latlng_to_cells(np.asarray(lat), np.asarray(lng))
-    branches = store.branches_of_cells(cells).to_list()
-    allowed = {r[0] for r in store.cursor().execute(
-        "SELECT branch_id FROM node_branches WHERE ancestor_id = ?", [node_id]).fetchall()}
-    return [j for j, b in zip(pos, branches, strict=True) if b not in allowed]
+class Fixes:
+    """The fixes of one OsmAnd request, ready to commit, with what its token may write."""
+
+    __slots__ = ("records", "scope")
+
+    def __init__(self, records: list[dict], scope: Scope | None):
+        self.records, self.scope = records, scope
 
 
 #: The answer to a method other than GET or POST on the OsmAnd endpoint (with ``Allow``).
@@ -223,7 +203,7 @@ class OsmAndEndpoint:
         self.committer = committer
         self.tokens = tokens
         self.limit = settings.ingest_max_body_bytes
-        #: ``(413, text)`` for a body over the limit (sent with ``Connection: close``).
+        #: ``(413, text)`` for a body over the limit (the phone listener closes the connection after it).
         self.too_large = (413, f"body larger than {self.limit} bytes: send smaller batches\n")
 
     @staticmethod
@@ -269,34 +249,50 @@ class OsmAndEndpoint:
                 records = [osmand.decode_query(params, self.settings.osmand_speed_unit)]
         except osmand.OsmAndError as exc:
             return 400, f"{exc}\n"
-        if principal is not None and principal.kind == "device":
-            other = {r["device_id"] for r in records} - {principal.device_id}
-            if other:
-                self.refused(principal, f"positions of device '{sorted(other)[0]}'", method, path, remote)
-                return 403, (f"the token of device '{principal.device_id}' cannot report for "
-                             f"device '{sorted(other)[0]}'\n")
-        if principal is not None and principal.node_id is not None and _outside_node(
-                self.store, records, principal.node_id):
-            self.refused(principal, f"positions outside node '{principal.node_id}'", method, path, remote)
-            return 403, (f"the token of system '{principal.system_name}' cannot report outside node "
-                         f"'{principal.node_id}'\n")
-        return records
+        return Fixes(records, self._scope(principal, method, path, remote))
 
-    def submit(self, records: list[dict]) -> Future:
-        """Queue the records of :meth:`prepare`; the future resolves once they are committed.
+    def _scope(self, principal: Principal | None, method: str, path: str, remote: str | None) -> Scope | None:
+        """What the request's token may write, checked by the writer on the stored values.
+        Refused fixes are not quarantined: the phone keeps them (answer 403)."""
+        if principal is None or (principal.kind != "device" and principal.node_id is None):
+            return None
+
+        def audit(n: int) -> None:
+            what = (f"positions of a device other than '{principal.device_id}'" if principal.kind == "device"
+                    else f"positions outside node '{principal.node_id}'")
+            self.refused(principal, what, method, path, remote)
+
+        return Scope(device_id=principal.device_id if principal.kind == "device" else None,
+                     node_id=principal.node_id,
+                     refusal=(f"the token of system '{principal.system_name}' cannot report outside node "
+                              f"'{principal.node_id}'"),
+                     keep=False, on_refused=audit)
+
+    def submit(self, fixes: Fixes) -> Future:
+        """Queue the fixes of :meth:`prepare`; the future resolves once they are committed.
 
         Raises
         ------
         Busy
             When the writer cannot take them now (answer with :meth:`failure`).
         """
-        return self.committer.submit("pings", records, "osmand")
+        return self.committer.submit("pings", fixes.records, "osmand", scope=fixes.scope)
 
     @staticmethod
     def answer_of(outcome: Outcome) -> tuple[int, str]:
-        """``(status, text)`` once committed: 200, or 400 with the reasons of rejection."""
+        """``(status, text)`` once committed (see "the phone's answers" in the README).
+
+        200 when every fix is stored or refused for good (quarantined with its reason,
+        given in the text); 403 when a fix is one the token may not write, or its device
+        is not registered: the phone keeps it and sends it again, and it is stored once
+        an administrator has put that right.
+        """
+        held = [why for i, why in outcome.rejected
+                if i in outcome.unauthorised or why.startswith(UNKNOWN_DEVICE)]
+        if held:
+            return 403, "".join(f"{why}\n" for why in held)
         if outcome.rejected:
-            return 400, "".join(f"{why}\n" for _, why in outcome.rejected)
+            return 200, "".join(f"refused for good, kept in quarantine: {why}\n" for _, why in outcome.rejected)
         return 200, "OK\n"
 
     @staticmethod
@@ -350,21 +346,19 @@ def make_ingest_blueprint(store: Store, settings: Settings,
     bp = Blueprint("ingest", __name__)
     gc = committer or GroupCommitter(
         store, settings.local_tz, linger=settings.ingest_linger_ms / 1000.0,
-        auto_register=settings.auto_register_devices).start()
+        auto_register=settings.auto_register_devices, limits=validate.Limits.from_settings(settings),
+        quarantine=Quarantine.from_settings(store, settings)).start()
     bp.committer = gc
     tokens = TokenCache(store)
     users.ensure_tables(store)
 
-    endpoint = OsmAndEndpoint(store, settings, gc, tokens)
-
-    def refused(principal: Principal, what: str) -> None:
-        """Record writes a token was refused in the audit log."""
-        endpoint.refused(principal, what, request.method, request.path, request.remote_addr)
+    endpoint_ = endpoint = OsmAndEndpoint(store, settings, gc, tokens)
     limit = settings.ingest_max_body_bytes
 
     def read_body() -> bytes | Response:
-        too_big = _error(413, f"body larger than {limit} bytes: send smaller batches",
-                         {"Connection": "close"})
+        # No "Connection: close": a WSGI application may not send hop-by-hop headers
+        # (waitress answers 500 instead), and the servers close or drain by themselves.
+        too_big = _error(413, f"body larger than {limit} bytes: send smaller batches")
         if request.content_length is not None and request.content_length > limit:
             return too_big
         data = request.stream.read(limit + 1)
@@ -383,9 +377,9 @@ def make_ingest_blueprint(store: Store, settings: Settings,
             return _error(401, "unknown or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return principal
 
-    def commit(kind, records, source, indices=None, early=None):
+    def commit(kind, records, source, scope):
         try:
-            outcome = gc.submit(kind, records, source, indices, early).result(COMMIT_TIMEOUT)
+            outcome = gc.submit(kind, records, source, scope=scope).result(COMMIT_TIMEOUT)
         except Busy as exc:
             return _error(503, f"busy, nothing stored: {exc}; retry", {"Retry-After": "1"})
         except FutureTimeout:
@@ -406,32 +400,19 @@ def make_ingest_blueprint(store: Store, settings: Settings,
             items = parse_records(body, request.mimetype)
         except BadBody as exc:
             return _error(400, str(exc))
-        records, indices, early = [], [], []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                early.append((i, "record is not a JSON object", item))
-                continue
-            if kind == "pings" and principal.kind == "device":
-                device = _device_of(item)
-                if device is None:
-                    item = {**item, "device_id": principal.device_id}
-                elif str(device).strip() != principal.device_id:
-                    early.append((i, f"the token of device '{principal.device_id}' cannot report "
-                                     f"for device '{device}'", item))
-                    continue
-            records.append(item)
-            indices.append(i)
-        if principal.node_id is not None and records:
-            outside = set(_outside_node(store, records, principal.node_id))
-            for j in sorted(outside):
-                early.append((indices[j], f"the token of system '{principal.system_name}' cannot report "
-                                          f"outside node '{principal.node_id}'", records[j]))
-            records = [r for j, r in enumerate(records) if j not in outside]
-            indices = [x for j, x in enumerate(indices) if j not in outside]
-        n = sum("cannot report" in why for _, why, _ in early)
-        if n:
-            refused(principal, f"{n} record(s) outside what the token may write")
-        outcome = commit(kind, records, f"POST {endpoint} ({principal.name})", indices, early)
+        scope = None
+        if (kind == "pings" and principal.kind == "device") or principal.node_id is not None:
+            method, path, remote = request.method, request.path, request.remote_addr
+
+            def audit(n: int) -> None:
+                endpoint_.refused(principal, f"{n} record(s) outside what the token may write", method, path,
+                                  remote)
+
+            scope = Scope(device_id=principal.device_id if kind == "pings" and principal.kind == "device"
+                          else None, node_id=principal.node_id,
+                          refusal=(f"the token of system '{principal.system_name}' cannot report outside "
+                                   f"node '{principal.node_id}'"), keep=True, on_refused=audit)
+        outcome = commit(kind, items, f"POST {endpoint} ({principal.name})", scope)
         if isinstance(outcome, Response):
             return outcome
         return _json({"received": outcome.received, "accepted": outcome.accepted,
@@ -468,12 +449,12 @@ def make_ingest_blueprint(store: Store, settings: Settings,
         except ValueError:
             length = 0
         if length > limit:
-            return _plain(start_response, *endpoint.too_large, [("Connection", "close")])
+            return _plain(start_response, *endpoint.too_large, [])
         body = b""
         if method == "POST":
             body = environ["wsgi.input"].read(length if length else limit + 1)
             if len(body) > limit:
-                return _plain(start_response, *endpoint.too_large, [("Connection", "close")])
+                return _plain(start_response, *endpoint.too_large, [])
         mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         query = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "replace")
         status, text = endpoint.answer(method, environ.get("PATH_INFO", "/osmand"), query, mimetype, body,

@@ -59,6 +59,26 @@ def _unknown_as_null(value):
         return value
 
 
+def _one_device(fields: Mapping, names: tuple[str, ...]) -> str | None:
+    """The device id of a request, said once or the same way each time it is said.
+
+    Raises
+    ------
+    OsmAndError
+        When two of ``names`` name different devices (which one sent the fix?).
+    """
+    said = {}
+    for name in names:
+        value = fields.get(name)
+        if isinstance(value, (dict, list)):
+            raise OsmAndError(f"'{name}' must be one value")
+        if value is not None and str(value).strip():
+            said[name] = str(value).strip()
+    if len(set(said.values())) > 1:
+        raise OsmAndError("conflicting device ids: " + ", ".join(f"{k}={v!r}" for k, v in said.items()))
+    return next(iter(said.values()), None)
+
+
 def decode_query(params: Mapping[str, str], speed_unit: str = "kn", now: str | None = None) -> dict:
     """One ping from the query or form fields of an OsmAnd request.
 
@@ -88,25 +108,29 @@ def decode_query(params: Mapping[str, str], speed_unit: str = "kn", now: str | N
     ...               "timestamp": "1442068686579", "speed": "0.0"})["lng"]
     '-88.23'
     """
-    device = params.get("id") or params.get("deviceid")
-    if device is None or not str(device).strip():
+    device = _one_device(params, ("id", "deviceid"))
+    if device is None:
         raise OsmAndError("missing device id: send 'id' or 'deviceid'")
-    lat, lng = params.get("lat"), params.get("lon", params.get("lng"))
-    location = params.get("location")
-    if (lat is None or lng is None) and location:
-        parts = str(location).split(",")
-        if len(parts) >= 2:
-            lat, lng = parts[0].strip(), parts[1].strip()
-    heading = params.get("bearing", params.get("heading"))
     record = {
-        "device_id": str(device).strip(),
+        "device_id": device,
         "ts": params.get("timestamp") or now or _now_iso(),
-        "lat": lat,
-        "lng": lng,
+        "lat": params.get("lat"),
+        "lng": params.get("lon"),
         "speed": _scale_speed(params.get("speed"), SPEED_UNITS[speed_unit]),
-        "heading": _unknown_as_null(heading),
+        "heading": _unknown_as_null(params.get("bearing")),
         "accuracy": _unknown_as_null(params.get("accuracy")),
     }
+    # Every other way of saying one field goes in under its own alias, so that the one
+    # reading of records (data.records) finds a field said twice two ways and refuses it.
+    location = params.get("location")
+    if location:
+        parts = str(location).split(",")
+        if len(parts) >= 2:
+            record["latitude"], record["longitude"] = parts[0].strip(), parts[1].strip()
+    if "lng" in params:
+        record["long"] = params["lng"]
+    if "heading" in params:
+        record["course"] = _unknown_as_null(params["heading"])
     for name in _EXTRA:
         if name in params:
             record[name] = params[name]
@@ -142,8 +166,8 @@ def decode_json(body, now: str | None = None) -> list[dict]:
     """
     if not isinstance(body, dict):
         raise OsmAndError("the JSON body must be an object with 'device_id' and 'location'")
-    device = body.get("device_id", body.get("id", body.get("deviceid")))
-    if device is None or not str(device).strip():
+    device = _one_device(body, ("device_id", "id", "deviceid"))
+    if device is None:
         raise OsmAndError("missing device id: send 'device_id'")
     locations = body.get("location")
     if locations is None:
@@ -158,7 +182,7 @@ def decode_json(body, now: str | None = None) -> list[dict]:
         coords = loc.get("coords") if isinstance(loc.get("coords"), dict) else {}
         battery = loc.get("battery") if isinstance(loc.get("battery"), dict) else {}
         record = {
-            "device_id": str(device).strip(),
+            "device_id": device,
             "ts": loc.get("timestamp") or now or _now_iso(),
             "lat": coords.get("latitude"),
             "lng": coords.get("longitude"),

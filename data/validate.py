@@ -9,6 +9,9 @@ is its reason. Nothing here touches the store.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import polars as pl
 
@@ -53,16 +56,89 @@ _AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%
 
 
 def normalise_names(frame: pl.DataFrame) -> pl.DataFrame:
-    """Lower-case column names and map known aliases onto ours."""
+    """Strip and lower-case column names and map known aliases onto ours.
+
+    The first column naming a field takes its name; any other column naming the same
+    field (``id`` beside ``device_id``, ``lat`` beside ``Lat``) is kept as
+    ``__also_<field>_<n>`` and a row where the two disagree is refused (see
+    :func:`_conflict_rules`), as :func:`data.records.canonical` refuses such a record.
+    """
     rename = {}
-    taken = {c.strip().lower() for c in frame.columns}
+    taken: dict[str, int] = {}
     for c in frame.columns:
+        if c == "_row":
+            continue
         low = c.strip().lower()
         target = ALIASES.get(low, low)
-        if target != low and target in taken:
-            continue  # the canonical column is present; keep the alias as it is
-        rename[c] = target
+        n = taken.get(target, 0)
+        taken[target] = n + 1
+        rename[c] = target if n == 0 else f"{_ALSO}{target}_{n}"
     return frame.rename(rename)
+
+
+_ALSO = "__also_"
+
+
+def _text(name: str) -> pl.Expr:
+    """A column as stripped text, blank as null."""
+    t = pl.col(name).cast(pl.String).str.strip_chars()
+    return pl.when(t == "").then(None).otherwise(t)
+
+
+def _conflict_rules(frame: pl.DataFrame) -> list[tuple[pl.Expr, str]]:
+    """Rows where a second column naming a field disagrees with the first."""
+    rules = []
+    for c in frame.columns:
+        if not c.startswith(_ALSO):
+            continue
+        target = c[len(_ALSO):].rsplit("_", 1)[0]
+        if target not in frame.columns:
+            continue
+        rules.append((_text(c).is_not_null() & _text(target).is_not_null() & (_text(c) != _text(target)),
+                      f"conflicting values for '{target}' (two columns name it)"))
+    return rules
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a plausible record is: the window of times and the largest speed and accuracy.
+
+    ``now`` is the server's clock when the check runs unless given.
+
+    Examples
+    --------
+    >>> Limits().earliest
+    datetime.datetime(2000, 1, 1, 0, 0)
+    """
+
+    earliest: datetime = datetime(2000, 1, 1)
+    max_ahead: timedelta = timedelta(days=1)
+    max_speed: float = 300.0
+    max_accuracy: float = 100_000.0
+    now: datetime | None = None
+
+    @classmethod
+    def from_settings(cls, settings) -> Limits:
+        """The limits of ``ingest_earliest_ts``, ``ingest_max_ahead_hours``,
+        ``ingest_max_speed_mps`` and ``ingest_max_accuracy_m``."""
+        return cls(earliest=datetime.fromisoformat(settings.ingest_earliest_ts).replace(tzinfo=None),
+                   max_ahead=timedelta(hours=settings.ingest_max_ahead_hours),
+                   max_speed=settings.ingest_max_speed_mps, max_accuracy=settings.ingest_max_accuracy_m)
+
+    def latest(self) -> datetime:
+        now = self.now or datetime.now(UTC).replace(tzinfo=None)
+        return now + self.max_ahead
+
+    def time_rules(self, col: str, ahead: timedelta | None = None) -> list[tuple[pl.Expr, str]]:
+        """Rules refusing times in ``col`` outside the window (reason "implausible time")."""
+        latest = self.latest() if ahead is None else self.latest() - self.max_ahead + ahead
+        hours = (self.max_ahead if ahead is None else ahead).total_seconds() / 3600
+        return [
+            (pl.col(col) < self.earliest,
+             f"implausible time: {col} before {self.earliest:%Y-%m-%d}"),
+            (pl.col(col) > latest,
+             f"implausible time: {col} more than {hours:g} h after the server's clock"),
+        ]
 
 
 def _as_local(expr: pl.Expr, local_tz: str) -> pl.Expr:
@@ -163,6 +239,12 @@ def _with_schema(frame: pl.DataFrame, columns: dict, local_tz: str) -> tuple[pl.
             continue
         raw = pl.col(name)
         source = frame.schema[name]
+        if source.is_nested() or source == pl.Object:
+            # a list or struct where one value belongs (Parquet): unreadable, row by row
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+            unparsable[name] = pl.col(f"_raw_{name}").is_not_null().alias(f"_unreadable_{name}")
+            exprs.append(raw.alias(f"_raw_{name}"))
+            continue
         if source.is_numeric() and (source == dtype or dtype.is_float()):
             # Numbers already (Parquet, JSON): nothing can fail to convert.
             conv = raw.cast(dtype)
@@ -208,7 +290,7 @@ def _split(frame: pl.DataFrame, cast: pl.DataFrame, rules: list[tuple[pl.Expr, s
     batches cost one boolean scan.
     """
     is_bad = cast.select(pl.any_horizontal([c.fill_null(False) for c, _ in rules]).alias("bad"))["bad"]
-    good = cast.filter(~is_bad).select(pl.exclude("^_unreadable_.*$"))
+    good = cast.filter(~is_bad).select(pl.exclude("^_unreadable_.*$", f"^{_ALSO}.*$"))
     if not is_bad.any():
         return good, pl.DataFrame(schema={"_row": pl.UInt32, "reason": pl.String, "raw": pl.String})
     reason = pl.lit(None, dtype=pl.String)
@@ -261,26 +343,49 @@ def _prepare(frame: pl.DataFrame, columns: dict, kind: str, local_tz: str):
     frame = normalise_names(frame)
     if "_row" not in frame.columns:
         frame = frame.with_row_index("_row", offset=1)
+    conflicts = _conflict_rules(frame)
     cast, flags = _with_schema(frame, columns, local_tz)
-    return frame, cast, flags
+    if conflicts:
+        also = [c for c in frame.columns if c.startswith(_ALSO)]
+        cast = cast.with_columns(frame.select(also))
+    return frame, cast, flags, conflicts
 
 
-def check_pings(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
-    """Validate GPS fixes. Returns ``(good, bad)``; see the module docstring."""
-    frame, cast, flags = _prepare(frame, PING_COLUMNS, "pings", local_tz)
-    rules = _common_rules(frame, cast, flags, "pings") + [
+def _finite_rules(col: str, largest: float, unit: str) -> list[tuple[pl.Expr, str]]:
+    return [(pl.col(col).is_infinite(), f"{col} is not a finite number"),
+            (pl.col(col) > largest, f"{col} above {largest:g} {unit} (implausible)")]
+
+
+def check_pings(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: Limits | None = None):
+    """Validate GPS fixes. Returns ``(good, bad)``; see the module docstring.
+
+    ``limits`` (default :class:`Limits`) bounds the time, speed and accuracy.
+    """
+    limits = limits or Limits()
+    frame, cast, flags, conflicts = _prepare(frame, PING_COLUMNS, "pings", local_tz)
+    rules = conflicts + _common_rules(frame, cast, flags, "pings") + limits.time_rules("ts") + [
         (pl.col("speed") < 0, "speed is negative"),
+        *_finite_rules("speed", limits.max_speed, "m/s"),
         (~pl.col("heading").is_between(0, 360), "heading out of range [0, 360]"),
         (pl.col("accuracy") < 0, "accuracy is negative"),
+        *_finite_rules("accuracy", limits.max_accuracy, "m"),
     ]
     return _split(frame, cast, rules)
 
 
-def check_events(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
-    """Validate parcel scans. A missing ``event_id`` is derived from parcel, kind and time."""
-    frame, cast, flags = _prepare(frame, EVENT_COLUMNS, "parcel_events", local_tz)
-    rules = _common_rules(frame, cast, flags, "parcel_events") + [
+def check_events(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: Limits | None = None):
+    """Validate parcel scans. A missing ``event_id`` is derived from parcel, kind and time.
+
+    Scan times obey ``limits`` (default :class:`Limits`); promised and expected times may
+    lie up to a year ahead.
+    """
+    limits = limits or Limits()
+    frame, cast, flags, conflicts = _prepare(frame, EVENT_COLUMNS, "parcel_events", local_tz)
+    year = timedelta(days=366)
+    rules = conflicts + _common_rules(frame, cast, flags, "parcel_events") + limits.time_rules("ts") + [
         (~pl.col("kind").is_in(EVENT_KINDS), f"kind must be one of {', '.join(EVENT_KINDS)}"),
+        *limits.time_rules("promised_at", year),
+        *limits.time_rules("expected_at", year),
     ]
     good, bad = _split(frame, cast, rules)
     good = good.with_columns(
@@ -293,10 +398,10 @@ def check_events(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
     return good, bad
 
 
-def check_outlets(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
+def check_outlets(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: Limits | None = None):
     """Validate outlets (stations with a location and a capacity)."""
-    frame, cast, flags = _prepare(frame, OUTLET_COLUMNS, "outlets", local_tz)
-    rules = _common_rules(frame, cast, flags, "outlets") + [
+    frame, cast, flags, conflicts = _prepare(frame, OUTLET_COLUMNS, "outlets", local_tz)
+    rules = conflicts + _common_rules(frame, cast, flags, "outlets") + [
         (pl.col("capacity_couriers") < 0, "capacity_couriers is negative"),
         (pl.col("capacity_parcels_per_hour") < 0, "capacity_parcels_per_hour is negative"),
     ]
@@ -304,10 +409,10 @@ def check_outlets(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
     return good.with_columns(pl.col("kind").fill_null("outlet")), bad
 
 
-def check_couriers(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai"):
+def check_couriers(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: Limits | None = None):
     """Validate couriers; each gets a device (its own id unless ``device_id`` is given)."""
-    frame, cast, flags = _prepare(frame, COURIER_COLUMNS, "couriers", local_tz)
-    rules = _common_rules(frame, cast, flags, "couriers") + [
+    frame, cast, flags, conflicts = _prepare(frame, COURIER_COLUMNS, "couriers", local_tz)
+    rules = conflicts + _common_rules(frame, cast, flags, "couriers") + [
         (pl.col("mode").is_not_null() & ~pl.col("mode").is_in(COURIER_MODES),
          f"mode must be one of {', '.join(COURIER_MODES)}"),
     ]

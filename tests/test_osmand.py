@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from data import osmand
+from data.records import canonical, columns
 from data.validate import check_pings
 
 TZ = "Asia/Shanghai"
@@ -24,8 +25,13 @@ def query(url: str) -> dict:
 
 
 def validated(records: list[dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    cols = {k: [None if r.get(k) is None else str(r[k]) for r in records]
-            for k in dict.fromkeys(k for r in records for k in r)}
+    """Decoded records read as the ingest writer reads them (one canonical parse), then validated."""
+    rows = []
+    for r in records:
+        row, why = canonical("pings", r)
+        assert why is None, why
+        rows.append(row)
+    cols = columns("pings", rows)
     frame = pl.DataFrame(cols, schema={k: pl.String for k in cols}).with_row_index("_row", offset=1)
     return check_pings(frame, TZ)
 
@@ -146,3 +152,21 @@ def test_json_form_with_a_list_of_locations_and_unknown_values():
 def test_json_form_errors(body, message):
     with pytest.raises(osmand.OsmAndError, match=message):
         osmand.decode_json(body)
+
+
+@pytest.mark.parametrize("params", [
+    {"id": "dev-026", "deviceid": "dev-027", "lat": "22.5", "lon": "114"},
+])
+def test_conflicting_device_ids_are_an_error(params):
+    with pytest.raises(osmand.OsmAndError, match="conflicting device ids"):
+        osmand.decode_query(params)
+    with pytest.raises(osmand.OsmAndError, match="conflicting device ids"):
+        osmand.decode_json({"device_id": "dev-026", "id": "dev-027", "location": {}})
+
+
+def test_a_position_said_two_ways_must_agree():
+    rec = osmand.decode_query({"id": "d", "lat": "22.5", "lon": "114.0", "location": "23.13,113.26"})
+    row, why = canonical("pings", rec)
+    assert row is None and why.startswith("conflicting values for 'lat'")
+    same = osmand.decode_query({"id": "d", "lat": "22.5", "lon": "114.0", "location": "22.5,114.0"})
+    assert canonical("pings", same)[0]["lat"] == "22.5"

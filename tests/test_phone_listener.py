@@ -80,12 +80,15 @@ FORMS = [
     ("POST", "/osmand", {"data": json.dumps(traccar_json("dev-012", "2025-11-23T00:10:03Z", latitude=LAT,
                                                          longitude=LNG)),
                          "headers": {"Content-Type": "text/plain"}}, 200),
-    ("GET", q(id="unknown-phone", lat=LAT, lon=LNG, timestamp=T0), {}, 400),
+    ("GET", q(id="unknown-phone", lat=LAT, lon=LNG, timestamp=T0), {}, 403),  # kept on the phone
     ("GET", q(lat=LAT, lon=LNG), {}, 400),
-    ("GET", q(id="dev-013", lat=0, lon=0, timestamp=T0), {}, 400),
-    ("GET", q(id="dev-013", lat=123, lon=LNG, timestamp=T0), {}, 400),
-    ("GET", q(id="dev-013", lat=LAT, lon=LNG, timestamp="yesterday"), {}, 400),
-    ("GET", q(id="dev-013", lat=1.0, lon=1.0, timestamp=T0), {}, 400),  # outside every branch
+    # refused for good: 200 (a phone resends its oldest fix until 200) and quarantined
+    ("GET", q(id="dev-013", lat=0, lon=0, timestamp=T0), {}, 200),
+    ("GET", q(id="dev-013", lat=123, lon=LNG, timestamp=T0), {}, 200),
+    ("GET", q(id="dev-013", lat=LAT, lon=LNG, timestamp="yesterday"), {}, 200),
+    ("GET", q(id="dev-013", lat=1.0, lon=1.0, timestamp=T0), {}, 200),  # outside every branch
+    ("GET", q(id="dev-013", lat=LAT, lon=LNG, timestamp="9999-12-31T23:00:00Z"), {}, 200),
+    ("GET", q(id="dev-013", deviceid="dev-014", lat=LAT, lon=LNG, timestamp=T0), {}, 400),
     ("POST", "/osmand", {"data": b'{"device_id": ', "headers": {"Content-Type": "application/json"}}, 400),
     ("POST", "/osmand", {"json": [1, 2]}, 400),
     ("POST", "/osmand", {"json": {"device_id": "dev-013"}}, 400),
@@ -99,9 +102,14 @@ FORMS = [
 def test_answers_as_the_main_port(server, store, method, target, kwargs, status):
     phone, main = both(server, method, target, **kwargs)
     assert phone.status_code == status, phone.text
-    if status == 200:
+    if status == 200 and phone.text == "OK\n":
         # acknowledged = committed: the fix is readable as soon as its 200 arrives
         assert store.scalar("SELECT count(*) FROM pings") >= 1
+    elif status == 200:
+        # refused for good: quarantined with its reason, from either port
+        assert phone.text.startswith("refused for good, kept in quarantine: ")
+        assert store.scalar("SELECT count(*) FROM quarantine") == 2
+        assert store.scalar("SELECT count(*) FROM pings") == 0
     assert answer(phone) == answer(main)
 
 
@@ -109,7 +117,7 @@ def test_answers_as_the_main_port(server, store, method, target, kwargs, status)
 def test_captured_requests_on_the_root_path(server, store, url, device, lat, lng, ts, speed):
     """Traccar Client's server URL is the bare host and port: fixes arrive at ``/?id=...``."""
     phone, main = both(server, "GET", "/osmand" + url[1:], phone_target=url)
-    assert (phone.status_code, phone.text) == (400, f"unknown device '{device}'\n")
+    assert (phone.status_code, phone.text) == (403, f"unknown device '{device}'\n")
     assert answer(phone) == answer(main)
     reasons = store.sql("SELECT reason FROM quarantine")["reason"].to_list()
     assert reasons == [f"unknown device '{device}'"] * 2  # quarantined from either port
@@ -245,7 +253,7 @@ def test_pipelined_requests_are_answered_in_order(server, store):
                   + b"PATCH / HTTP/1.1\r\nHost: phone\r\nContent-Length: 3\r\n\r\nabc"
                   + get(q(id="dev-031", lat=LAT, lon=LNG, timestamp=T0 + 1)))
         answers = [(st, body) for st, _, body in read_responses(s, 5)]
-    assert answers == [(400, b"unknown device 'nobody'\n"), (200, b"OK\n"),
+    assert answers == [(403, b"unknown device 'nobody'\n"), (200, b"OK\n"),
                        (400, b"missing device id: send 'id' or 'deviceid'\n"),
                        (405, b"method not allowed: use GET or POST\n"), (200, b"OK\n")]
     assert store.scalar("SELECT count(*) FROM pings WHERE device_id = 'dev-031'") == 2
