@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from layers import escape
 from layers.base import DrawContext, Layer, Style
 
 REQUIRED = ("zone_id", "couriers", "src_lat", "src_lng", "dst_lat", "dst_lng")
@@ -71,8 +72,9 @@ def count_text(kind: str, n: int, ctx: DrawContext) -> str:
     return f"+{int(n)}" if kind == "courier" else f"+{int(n)} {ctx.t('van_short')}"
 
 
-def hover_text(row: dict, ctx: DrawContext) -> str:
-    """One line per arrow: zone, what moves (kind and mode), from where, how far."""
+def hover_lines(row: dict, ctx: DrawContext) -> list[str]:
+    """The lines of an arrow's label as plain text: zone, what moves (kind and mode),
+    from where, how far."""
     vehicle = row["kind"] == "vehicle"
     n = int(row["vehicles"] if vehicle else row["couriers"])
     what = ctx.t("vans_moved" if vehicle else "couriers_moved")
@@ -85,7 +87,12 @@ def hover_text(row: dict, ctx: DrawContext) -> str:
     km = f" · {row['distance_km']:.1f} km" if row.get("distance_km") is not None else ""
     if row.get("on_site") is not None:
         km += f", {round(60 * (1 - row['on_site']))} min"
-    return f"{ctx.t('zone')} #{int(row['zone_id'])}<br>{what}: {n}{mode}<br>{where}{km}"
+    return [f"{ctx.t('zone')} #{int(row['zone_id'])}", f"{what}: {n}{mode}", f"{where}{km}"]
+
+
+def hover_text(row: dict, ctx: DrawContext) -> str:
+    """:func:`hover_lines` as plotly hover text (escaped, one line per ``<br>``)."""
+    return "<br>".join(escape.plotly(line) for line in hover_lines(row, ctx))
 
 
 def _kind_traces(frame: pl.DataFrame, kind: str, ctx: DrawContext) -> list[dict]:
@@ -163,7 +170,7 @@ def _folium(frame, ctx: DrawContext):
                 radius=5 if kind == "vehicle" else 4,
                 color=colour,
                 fill=True,
-                tooltip=hover_text(row, ctx).replace("<br>", " · "),
+                tooltip=escape.tooltip(" · ".join(hover_lines(row, ctx))),
             ).add_to(group)
     return group
 

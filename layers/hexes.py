@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from geo import cells as h3cells
+from layers import escape
 from layers.base import DrawContext, Layer, Style, colour_at, value_range
 
 SEQUENTIAL = ((0.0, "#fff7bc"), (0.25, "#fec44f"), (0.5, "#fe9929"), (0.75, "#d95f0e"), (1.0, "#993404"))
@@ -55,7 +56,11 @@ def values(frame: pl.DataFrame, ctx: DrawContext | None = None) -> dict:
     custom = [
         list(r)
         for r in zip(
-            ids, frame["node"].fill_null("").to_list(), np.round(z, 2).tolist(), ratio.tolist(), strict=True
+            ids,
+            [escape.plotly(n) for n in frame["node"].fill_null("").to_list()],
+            np.round(z, 2).tolist(),
+            ratio.tolist(),
+            strict=True,
         )
     ]
     return {"locations": ids, "z": np.round(z, 3).tolist(), "customdata": custom, "zmin": lo, "zmax": hi}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from layers import escape
 from layers.base import DrawContext, Layer, Style
 from layers.points import folium_points, marker_trace
 
@@ -21,7 +22,7 @@ def sizes(capacity) -> list[float]:
 
 def _traces(frame, ctx: DrawContext) -> list[dict]:
     custom = [
-        [o, n, int(c), round(float(x), 2)]
+        [o, escape.plotly(n), int(c), round(float(x), 2)]
         for o, n, c, x in zip(
             frame["outlet_id"].to_list(),
             frame["name"].to_list(),
@@ -40,7 +41,7 @@ def _traces(frame, ctx: DrawContext) -> list[dict]:
 
 
 def _folium(frame, ctx: DrawContext):
-    tips = [str(n) for n in frame["name"].to_list()]
+    tips = [escape.tooltip(n) for n in frame["name"].to_list()]
     r = [s / 3 for s in sizes(frame["capacity_couriers"].to_numpy())]
     return folium_points(frame, ctx, ctx.t("layer_outlets"), STYLE, tips, radius=r)
 

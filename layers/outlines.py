@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from layers import escape
 from layers.base import DrawContext, Layer, Style, lines_from_rings
 
 REQUIRED = ("node_id", "name", "label_lat", "label_lng", "geometry")
@@ -39,6 +40,8 @@ def _feature(node_id, geom, ctx: DrawContext) -> dict:
 def _traces(frame, ctx: DrawContext) -> list[dict]:
     ids = list(frame["node_id"])
     names = [str(n) for n in frame["name"]]
+    # hover labels read HTML; the map's text labels are drawn as plain glyphs
+    shown = [escape.plotly(n) for n in names]
     geoms = list(frame["geometry"])
     gj = {
         "type": "FeatureCollection",
@@ -58,7 +61,7 @@ def _traces(frame, ctx: DrawContext) -> list[dict]:
             "featureidkey": "id",
             "locations": ids,
             "z": [1] * len(ids),
-            "customdata": [[i, n] for i, n in zip(ids, names, strict=True)],
+            "customdata": [[i, n] for i, n in zip(ids, shown, strict=True)],
             "colorscale": [[0, "#3366cc"], [1, "#3366cc"]],
             "showscale": False,
             "marker": {"opacity": STYLE.opacity, "line": {"width": 0}},
@@ -83,7 +86,7 @@ def _traces(frame, ctx: DrawContext) -> list[dict]:
             "lat": np.round(la, 5).tolist(),
             "lon": np.round(ln, 5).tolist(),
             "text": names,
-            "customdata": [[i, n] for i, n in zip(ids, names, strict=True)],
+            "customdata": [[i, n] for i, n in zip(ids, shown, strict=True)],
             "marker": {"size": 4, "color": "#3a4a6b"},
             # the font stack of the glyphs in assets/glyphs (no remote glyph server)
             "textfont": {"size": 12, "color": "#1f2a44", "family": GLYPH_FONT},
@@ -108,13 +111,13 @@ def _folium(frame, ctx: DrawContext):
     ):
         folium.GeoJson(
             _feature(node_id, geom, ctx),
-            tooltip=str(name),
+            tooltip=escape.tooltip(name),
             style_function=lambda f: {"fill": False, "color": "#3a4a6b", "weight": 1.5},
         ).add_to(group)
         la, ln = ctx.shift([lat], [lng])
         folium.Marker(
             [float(la[0]), float(ln[0])],
-            icon=folium.DivIcon(html=f'<div style="font-size:12px;color:#1f2a44">{name}</div>'),
+            icon=folium.DivIcon(html=f'<div style="font-size:12px;color:#1f2a44">{escape.html(name)}</div>'),
         ).add_to(group)
     return group
 

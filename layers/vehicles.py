@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from layers import escape
 from layers.base import DrawContext, Layer, Style
 from layers.points import folium_points, marker_trace
 
@@ -18,11 +19,12 @@ STROKE = 0.004
 
 
 def _traces(frame, ctx: DrawContext) -> list[dict]:
+    # customdata[0] stays the raw id (what a click hands on); the hover shows [2], escaped
     custom = [
-        [v, ctx.t("state_" + s)]
+        [v, escape.plotly(ctx.t("state_" + s)), escape.plotly(v)]
         for v, s in zip(frame["vehicle_id"].to_list(), frame["state"].to_list(), strict=True)
     ]
-    hover = f"{ctx.t('vehicle')} %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>"
+    hover = f"{ctx.t('vehicle')} %{{customdata[2]}}<br>%{{customdata[1]}}<extra></extra>"
     dots = marker_trace(frame, ctx, "vehicles", STYLE, hover, custom, size=10)
     lat = frame["lat"].to_numpy().astype(float)
     lng = frame["lng"].to_numpy().astype(float)
@@ -50,7 +52,10 @@ def _traces(frame, ctx: DrawContext) -> list[dict]:
 
 
 def _folium(frame, ctx: DrawContext):
-    tips = [f"{v} {s}" for v, s in zip(frame["vehicle_id"].to_list(), frame["state"].to_list(), strict=True)]
+    tips = [
+        escape.tooltip(f"{v} {s}")
+        for v, s in zip(frame["vehicle_id"].to_list(), frame["state"].to_list(), strict=True)
+    ]
     return folium_points(frame, ctx, ctx.t("layer_vehicles"), STYLE, tips, radius=5)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import shapely
 
 from geo import cells as h3cells
+from layers import escape
 from layers.base import DrawContext, Layer, Style, lines_from_rings
 
 REQUIRED = ("zone_id", "cells", "n_cells", "workload", "peak_ratio")
@@ -81,7 +82,7 @@ def _folium(frame, ctx: DrawContext):
     ):
         folium.GeoJson(
             shapely.geometry.mapping(zone_polygon(cells)),
-            tooltip=f"#{zid}: {n} cells, {w:.0f} parcels",
+            tooltip=escape.tooltip(f"#{zid}: {n} cells, {w:.0f} parcels"),
             style_function=lambda f: {"color": STYLE.categories["zone"], "weight": 3, "fillOpacity": 0.1},
         ).add_to(group)
     return group
