@@ -5,6 +5,10 @@ Every format carries the same columns: ``cell`` (H3 id as a hex string), ``lat``
 (the report's metric) and the counts of :data:`reports.build.HEX_COLUMNS`. GeoJSON
 polygons follow RFC 7946: WGS-84 longitude/latitude, exterior rings counter-clockwise,
 no ``crs`` member.
+
+In the CSV, text cells that a spreadsheet would read as a formula (starting with
+``= + - @``, a tab or a carriage return; a unit's name, say) are prefixed with a single
+quote (``layers.escape.csv_cell``); GeoJSON and GeoParquet keep the values as they are.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import polars as pl
 import shapely
 
 from geo import cells as h3cells
+from layers import escape
 from reports.build import Report
 
 #: Decimals of exported coordinates (~0.1 m).
@@ -83,7 +88,7 @@ def render(report: Report, fmt: str) -> bytes:
     if fmt == "geojson":
         return orjson.dumps(geojson(report), option=orjson.OPT_SERIALIZE_NUMPY)
     if fmt == "csv":
-        return table(report).write_csv().encode("utf-8")
+        return escape.csv_frame(table(report)).write_csv().encode("utf-8")
     if fmt == "parquet":
         buf = io.BytesIO()
         geodataframe(report).to_parquet(buf, index=False)

@@ -9,13 +9,18 @@ The hex layer is built here rather than by ``layers.hexes``' folium builder beca
 report needs per-hex tooltips and a compact encoding (:class:`HexLayer`; a branch-day
 stays under 1 MB); colours come from the same style data (``layers.hexes.METRIC_STYLES``)
 and helpers, so the two agree.
+
+Names from data are text (``layers.escape``), and the page carries a
+Content-Security-Policy that lets only its own inline scripts and style sheets run,
+each named by its SHA-256 hash computed as the page is put together
+(:func:`content_security_policy`): no ``'unsafe-inline'`` script, nothing remote but the
+optional OpenStreetMap tile images of the interactive page.
 """
 
 from __future__ import annotations
 
 import base64
-import html as html_mod
-import json
+import hashlib
 import re
 from functools import cache
 from pathlib import Path
@@ -26,7 +31,7 @@ from branca.element import MacroElement
 from jinja2 import Template
 
 from geo import cells as h3cells
-from layers import registry
+from layers import escape, registry
 from layers.base import DrawContext, colour_at, value_range
 from layers.hexes import METRIC_STYLES
 from reports.build import Report
@@ -120,10 +125,10 @@ def hex_payload(report: Report, t: dict) -> dict:
         "v": [None if not np.isfinite(v) else round(float(v), 2) for v in z],
         "r": np.round(frame["load_ratio"].cast(pl.Float64).fill_null(0).to_numpy(), 2).tolist(),
         "node": [index.get(n, -1) if n else -1 for n in frame["node"].to_list()],
-        "names": [html_mod.escape(n) for n in names],
+        "names": [escape.html(n) for n in names],
         "c": [palette.index(c) for c in colours],
         "colours": palette,
-        "labels": [html_mod.escape(t[k]) for k in ("cell", "node", "metric_" + report.metric, "load_ratio")],
+        "labels": [escape.html(t[k]) for k in ("cell", "node", "metric_" + report.metric, "load_ratio")],
     }
 
 
@@ -131,9 +136,7 @@ def _hex_layer(report: Report, t: dict):
     import folium
 
     group = folium.FeatureGroup(name=t["layer_hexes"])
-    payload = json.dumps(hex_payload(report, t), ensure_ascii=False, separators=(",", ":"))
-    # the payload sits inside a <script>: keep "</" from closing it
-    group.add_child(HexLayer(payload.replace("</", "<\\/")))
+    group.add_child(HexLayer(escape.script_json(hex_payload(report, t), separators=(",", ":"))))
     return group
 
 
@@ -150,23 +153,28 @@ def legend_html(report: Report, t: dict) -> str:
         label = (
             f"{_num(a)} – {_num(lo + (hi - lo) * stops[i + 1][0])}" if i + 1 < len(stops) else f"≥ {_num(a)}"
         )
-        rows.append(f'<div><i style="background:{colour}"></i>{label}</div>')
-    rows.append(f'<div><i style="background:{style.null_colour}"></i>{t["legend_null"]}</div>')
-    title = html_mod.escape(t["metric_" + report.metric])
+        rows.append(f'<div><i style="background:{escape.html(colour)}"></i>{escape.html(label)}</div>')
+    rows.append(
+        f'<div><i style="background:{escape.html(style.null_colour)}"></i>{escape.html(t["legend_null"])}</div>'
+    )
+    title = escape.html(t["metric_" + report.metric])
     return (
         f'<div class="emap-legend" id="emap-legend"><b>{title}</b>{"".join(rows)}'
-        f'<div class="emap-legend-note">{t["layer_zones"]}: <span style="color:#d7301f">▬</span></div></div>'
+        f'<div class="emap-legend-note">{escape.html(t["layer_zones"])}: '
+        '<span style="color:#d7301f">▬</span></div></div>'
     )
 
 
 def title_html(report: Report, t: dict) -> str:
+    """The title box: node name, period, breadcrumb, metric and generation time."""
     n = report.node
-    path = " › ".join(html_mod.escape(p["name"]) for p in report.path)
+    e = escape.html
+    path = " › ".join(e(p["name"]) for p in report.path)
     return (
-        f'<div class="emap-title" id="emap-title"><b>{html_mod.escape(n["name"])}</b> '
-        f"<span>{html_mod.escape(report.period.label())} ({html_mod.escape(t['local_time'])})</span><br>"
-        f"<small>{path} · {html_mod.escape(t['metric_' + report.metric])} · H3 res {report.res} · "
-        f"{t['generated']} {report.generated_at:%Y-%m-%d %H:%M}</small></div>"
+        f'<div class="emap-title" id="emap-title"><b>{e(n["name"])}</b> '
+        f"<span>{e(report.period.label())} ({e(t['local_time'])})</span><br>"
+        f"<small>{path} · {e(t['metric_' + report.metric])} · H3 res {report.res} · "
+        f"{e(t['generated'])} {report.generated_at:%Y-%m-%d %H:%M}</small></div>"
     )
 
 
@@ -215,7 +223,6 @@ def folium_map(report: Report, lang: str = "zh", static: bool = False):
     root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css")
     root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js")
     root.header.add_child(Element(f"<style>{_CSS}</style>"), name="emap_css")
-    root.title = f"EMAP · {report.title}"
     if not static:
         folium.TileLayer(
             "OpenStreetMap", name=t["tiles"], overlay=True, show=False, attr="© OpenStreetMap contributors"
@@ -233,6 +240,71 @@ def folium_map(report: Report, lang: str = "zh", static: bool = False):
     return m
 
 
+#: Origin of the tile images of the interactive page's optional OpenStreetMap layer.
+TILE_ORIGIN = "https://tile.openstreetmap.org"
+_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+_STYLE = re.compile(r"<style>(.*?)</style>", re.S)
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def content_security_policy(scripts=(), styles=(), img_src: tuple[str, ...] = ("data:",)) -> str:
+    """The page's Content-Security-Policy: nothing by default, the given inline scripts
+    and style sheets by their SHA-256 hashes, images from ``img_src``.
+
+    Style attributes stay allowed (``style-src-attr``): Leaflet and the legend position
+    and colour elements with them, and with no remote image or font source a style
+    cannot fetch anything.
+
+    Examples
+    --------
+    >>> content_security_policy(["1"]).split("; ")[:2]
+    ["default-src 'none'", "script-src 'sha256-a4ayc/80/OGda4BO/1o/V0etpOqiLx1JwB5S3beHW0s='"]
+    """
+    script = " ".join(dict.fromkeys(_sha256(s) for s in scripts)) or "'none'"
+    style = " ".join(dict.fromkeys(_sha256(s) for s in styles)) or "'none'"
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {script}",
+            f"style-src-elem {style}",
+            "style-src-attr 'unsafe-inline'",
+            f"img-src {' '.join(img_src)}",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ]
+    )
+
+
+def _lf(text: str) -> str:
+    # the HTML parser turns CR LF and CR into LF before a script's hash is taken
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def render(report: Report, lang: str = "zh", static: bool = False) -> str:
-    """The whole page as a string (one self-contained file)."""
-    return folium_map(report, lang=lang, static=static).get_root().render()
+    """The whole page as a string (one self-contained file) with its CSP.
+
+    The page is put together here from folium's three parts rather than by folium's
+    template: the head (folium's and Leaflet's code, no data) is the only place whose
+    ``<script>`` and ``<style>`` elements are trusted, plus the one script at the end
+    that draws the layers; their hashes go into the CSP, which sits first in the head.
+    The body's overlays (title, legend) hold names and no script or style element, so
+    markup that got through there could not run.
+    """
+    root = folium_map(report, lang=lang, static=static).get_root()
+    for child in root._children.values():
+        child.render()
+    head = _lf(root.header.render())
+    body = _lf(root.html.render())
+    script = _lf("\n" + root.script.render() + "\n")
+    img = ("data:",) if static else ("data:", TILE_ORIGIN)
+    csp = content_security_policy([*_SCRIPT.findall(head), script], _STYLE.findall(head), img_src=img)
+    title = escape.html(_lf(f"EMAP · {report.title}"))
+    return (
+        f'<!DOCTYPE html>\n<html lang="{escape.html(lang)}">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{escape.html(csp)}">\n'
+        f'<meta name="referrer" content="no-referrer">\n<title>{title}</title>\n{head}\n</head>\n'
+        f"<body>\n{body}\n</body>\n<script>{script}</script>\n</html>\n"
+    )

@@ -84,9 +84,11 @@ def test_html_is_self_contained_and_draws_every_hex(request, browser, tmp_path, 
         # zones and outlets are drawn too
         assert page.locator("path.leaflet-interactive").count() > n
         # a tooltip with the cell id appears on hover
-        page.add_style_tag(
-            content=f"path:not(.{html_report.HEX_CLASS}), .leaflet-marker-icon "
-            "{pointer-events: none !important}"
+        # (through the DOM: the page's CSP refuses an added style sheet)
+        page.evaluate(
+            """cls => document.querySelectorAll('path:not(.' + cls + '), .leaflet-marker-icon')
+                .forEach(e => e.style.setProperty('pointer-events', 'none', 'important'))""",
+            html_report.HEX_CLASS,
         )
         # once the map has stopped moving (a zoom animation would carry the hex away
         # from under the pointer), the centre of the first hex not covered by the title
