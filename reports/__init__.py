@@ -33,8 +33,14 @@ MIME = {
 }
 
 
-def render(report, fmt: str, lang: str = "zh") -> bytes:
-    """The report in format ``fmt`` as bytes (see :data:`FORMATS`)."""
+def render(report, fmt: str, lang: str = "zh", settings=None) -> bytes:
+    """The report in format ``fmt`` as bytes (see :data:`FORMATS`).
+
+    ``settings`` (``config.Settings``; default: from the environment) holds the limits of
+    the PNG and PDF renderer (``render_timeout_seconds``, ``render_user``...). A render
+    that fails or takes too long raises ``reports.chromium.ChromiumError``, a
+    ``reports.build.ReportError`` with a message for the user.
+    """
     if fmt == "html":
         from reports import html
 
@@ -42,11 +48,11 @@ def render(report, fmt: str, lang: str = "zh") -> bytes:
     if fmt == "png":
         from reports import png
 
-        return png.render(report, lang=lang)
+        return png.render(report, lang=lang, settings=settings)
     if fmt == "pdf":
         from reports import pdf
 
-        return pdf.render(report, lang=lang)
+        return pdf.render(report, lang=lang, settings=settings)
     if fmt in ("geojson", "csv", "parquet"):
         from reports import data
 
@@ -54,10 +60,10 @@ def render(report, fmt: str, lang: str = "zh") -> bytes:
     raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
-def write(report, fmt: str, path, lang: str = "zh") -> Path:
+def write(report, fmt: str, path, lang: str = "zh", settings=None) -> Path:
     """Write the report in format ``fmt`` to ``path`` (folders created); returns the path."""
     out = Path(path)
-    blob = render(report, fmt, lang=lang)
+    blob = render(report, fmt, lang=lang, settings=settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(blob)
     return out

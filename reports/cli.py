@@ -74,18 +74,19 @@ def run(args, settings) -> int:
         period = Period(args.date, args.hour, 1 if args.hour is not None else args.days)
         with open_store(settings, read_only=True) as store:
             report = build(store, settings, args.node, period, args.metric)
-            path = write(report, fmt, args.out, lang=args.lang)
+            path = write(report, fmt, args.out, lang=args.lang, settings=settings)
     except EmptyPeriodError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_EMPTY
+    except ChromiumError as exc:
+        # a render that failed or hit its time limit (a ReportError too): not the request's fault
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_REQUEST
     except duckdb.Error as exc:
         print(f"error: cannot read the store {settings.db_path}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except ChromiumError as exc:
-        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(
         f"wrote {path} ({fmt}, {path.stat().st_size:,} bytes, {len(report.hexes):,} cells) "

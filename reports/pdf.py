@@ -8,10 +8,12 @@ Page 1 is the map; page 2 the KPI table and the zones; the ranking starts on pag
 from __future__ import annotations
 
 import base64
-import html as html_mod
+import time
 
+from layers import escape
 from reports import chromium, png
 from reports.build import Report
+from reports.html import content_security_policy
 from reports.text import fmt, fmt_change, strings
 
 #: Map image size (CSS pixels) for the PDF page (A4 landscape proportions).
@@ -42,8 +44,7 @@ tr { break-inside: avoid; }
 """
 
 
-def _e(v) -> str:
-    return html_mod.escape("" if v is None else str(v))
+_e = escape.html
 
 
 def _kpi_table(report: Report, t: dict) -> str:
@@ -68,15 +69,15 @@ def _kpi_table(report: Report, t: dict) -> str:
 def _zone_table(report: Report, t: dict) -> str:
     z = report.zones.head(PDF_ZONES)
     hourly = report.period.hour is not None
-    head = f"<h2>{_e(t['top_zones'])} ({report.zone_hours})</h2>"
+    head = f"<h2>{_e(t['top_zones'])} ({_e(report.zone_hours)})</h2>"
     if z.is_empty():
         return head + f"<p>{_e(t['no_zones'])}</p>"
     rows = []
     for r in z.iter_rows(named=True):
         rule = t.get("rule_" + (r["rule"] or ""), r["rule"] or "")
         rows.append(
-            f'<tr><td>#{r["zone_id"]}</td><td class="text">{_e(r["hour"])}</td>'
-            f'<td class="text">{_e(r["branch"])}</td><td>{r["n_cells"]}</td>'
+            f'<tr><td>#{_e(r["zone_id"])}</td><td class="text">{_e(r["hour"])}</td>'
+            f'<td class="text">{_e(r["branch"])}</td><td>{_e(r["n_cells"])}</td>'
             f"<td>{r['workload']:,.0f}</td><td>{r['peak_ratio']:.2f}</td><td>{r['excess']:,.0f}</td>"
             + (f'<td class="text">{_e(r.get("since"))}</td>' if hourly else "")
             + f'<td class="text">{_e(rule)}</td></tr>'
@@ -110,7 +111,7 @@ def _ranking(report: Report, t: dict) -> str:
     rows = []
     for r in c.iter_rows(named=True):
         cells = "".join(f"<td>{_e(fmt(k, r.get(k)))}</td>" for k, _ in cols)
-        rows.append(f'<tr><td>{r["rank"]}</td><td class="text">{_e(r["name"])}</td>{cells}</tr>')
+        rows.append(f'<tr><td>{_e(r["rank"])}</td><td class="text">{_e(r["name"])}</td>{cells}</tr>')
     th = "".join(f"<th>{_e(n)}</th>" for _, n in cols)
     return (
         head + f'<table class="ranking"><thead><tr><th class="text">{_e(t["rank"])}</th>'
@@ -119,7 +120,12 @@ def _ranking(report: Report, t: dict) -> str:
 
 
 def page_html(report: Report, map_png: bytes, lang: str = "zh") -> str:
-    """The printable page: map, KPI table and zones, ranking."""
+    """The printable page: map, KPI table and zones, ranking.
+
+    Names are escaped for HTML, the title in the page footer for a CSS string, and a
+    Content-Security-Policy allows no script at all, the page's one style sheet (by its
+    hash) and the map image (a data URI).
+    """
     t = strings(lang)
     n = report.node
     path = " › ".join(_e(p["name"]) for p in report.path)
@@ -129,8 +135,10 @@ def page_html(report: Report, map_png: bytes, lang: str = "zh") -> str:
         f"{_e(t['hexes'])}: {len(report.hexes):,} · {_e(t['generated'])}: {report.generated_at:%Y-%m-%d %H:%M}"
     )
     img = base64.b64encode(map_png).decode("ascii")
-    css = _CSS.replace("__TITLE__", report.title.replace('"', "'"))
-    return f"""<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">
+    css = _CSS.replace("__TITLE__", escape.css_string(report.title))
+    csp = content_security_policy([], [css], img_src=("data:",))
+    return f"""<!DOCTYPE html><html lang="{_e(lang)}"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">
 <title>EMAP · {_e(report.title)}</title><style>{css}</style></head><body>
 <section class="page"><h1>{_e(t["report"])} · {_e(n["name"])}</h1><div class="meta">{meta}</div>
 <img class="map" alt="{_e(t["map"])}" src="data:image/png;base64,{img}"></section>
@@ -139,9 +147,15 @@ def page_html(report: Report, map_png: bytes, lang: str = "zh") -> str:
 </body></html>"""
 
 
-def render(report: Report, lang: str = "zh") -> bytes:
-    """PDF bytes of the report."""
-    image = png.render(report, lang=lang, width=MAP_WIDTH, height=MAP_HEIGHT)
-    return chromium.run(
-        page_html(report, image, lang), "report.pdf", ["--no-pdf-header-footer", "--print-to-pdf={out}"]
+def render(report: Report, lang: str = "zh", settings=None) -> bytes:
+    """PDF bytes of the report.
+
+    The map image and the printing share one time limit
+    (``settings.render_timeout_seconds``, see :func:`reports.chromium.run`).
+    """
+    settings = chromium.settings_or_env(settings)
+    deadline = time.monotonic() + float(settings.render_timeout_seconds)
+    image = png.render(
+        report, lang=lang, width=MAP_WIDTH, height=MAP_HEIGHT, settings=settings, deadline=deadline
     )
+    return chromium.run(page_html(report, image, lang), "pdf", settings=settings, deadline=deadline)

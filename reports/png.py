@@ -1,5 +1,5 @@
 """PNG of the heatmap: the static HTML map (no controls, no tiles) screenshotted by
-headless Chromium."""
+headless Chromium (``reports.chromium``: offline, sandboxed, time-limited)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from reports.build import Report
 WIDTH, HEIGHT = 1400, 1000
 
 
-def render(report: Report, lang: str = "zh", width: int = WIDTH, height: int = HEIGHT) -> bytes:
-    """PNG bytes of the report's map at ``width`` x ``height``."""
+def render(
+    report: Report,
+    lang: str = "zh",
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    settings=None,
+    deadline: float | None = None,
+) -> bytes:
+    """PNG bytes of the report's map at ``width`` x ``height``.
+
+    ``settings`` and ``deadline``: see :func:`reports.chromium.run`.
+    """
     page = html_report.render(report, lang=lang, static=True)
-    return chromium.run(page, "map.png", [f"--window-size={width},{height}", "--screenshot={out}"])
+    return chromium.run(page, "png", width, height, settings=settings, deadline=deadline)
