@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from data import validate
 from data.bulk_load import BulkLoad, Clash
+from data.quarantine import Quarantine
 from data.store import Store
 from geo import cells as h3cells
 
@@ -160,8 +161,12 @@ def _rebatch(reader, batch_rows: int) -> Iterator[pa.RecordBatch]:
 
 def import_file(store: Store, path: str | Path, kind: str | None = None,
                 batch_rows: int = 1_000_000, local_tz: str = "Asia/Shanghai",
-                progress: Callable[[int, int | None], None] | None = None) -> ImportReport:
+                progress: Callable[[int, int | None], None] | None = None,
+                limits: validate.Limits | None = None, quarantine: Quarantine | None = None) -> ImportReport:
     """Import one file into the store. See the module docstring.
+
+    ``limits`` (plausible times, speeds, accuracies) and ``quarantine`` (its caps) are
+    those of the ``EMAP_*`` settings unless given.
 
     Pings and parcel events are first stored optimistically (:mod:`data.bulk_load`):
     straight into their table in one transaction, as if no record id were already
@@ -175,27 +180,33 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
     True
     """
     path = Path(path)
+    if limits is None or quarantine is None:
+        from config import Settings
+
+        settings = Settings.from_env()
+        limits = limits or validate.Limits.from_settings(settings)
+        quarantine = quarantine or Quarantine.from_settings(store, settings)
     columns, total, batches = open_batches(path, batch_rows)
     kind = kind or guess_kind(path, columns)
     if kind not in KINDS:
         raise ImportFileError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     if kind not in ("pings", "parcel_events"):
-        return _import(store, path, kind, total, batches, local_tz, progress, mode="upsert")
+        return _import(store, path, kind, total, batches, local_tz, progress, "upsert", limits, quarantine)
     t0 = time.perf_counter()
     try:
-        return _import(store, path, kind, total, batches, local_tz, progress, mode="bulk")
+        return _import(store, path, kind, total, batches, local_tz, progress, "bulk", limits, quarantine)
     except Clash:
         abandoned = time.perf_counter() - t0
     if progress:
         progress(0, total)  # the second pass starts from the top of the file
     _, total, batches = open_batches(path, batch_rows)
-    report = _import(store, path, kind, total, batches, local_tz, progress, mode="stage")
+    report = _import(store, path, kind, total, batches, local_tz, progress, "stage", limits, quarantine)
     report.seconds["first pass, abandoned (records already stored or repeated)"] = abandoned
     return report
 
 
 def _import(store: Store, path: Path, kind: str, total: int | None, batches: Iterator[pa.RecordBatch],
-            local_tz: str, progress, mode: str) -> ImportReport:
+            local_tz: str, progress, mode: str, limits: validate.Limits, quarantine: Quarantine) -> ImportReport:
     """One pass over the file. ``mode``: ``bulk`` (optimistic, raises :class:`Clash`),
     ``stage`` (every row deduplicated) or ``upsert`` (outlets, couriers)."""
     report = ImportReport(str(path), kind)
@@ -216,7 +227,7 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
         """Read, validate, index and locate one batch (no writes to the operations tables)."""
         t0 = time.perf_counter()
         frame = _frame_of(batch).with_row_index("_row", offset=offset + 1)
-        good, bad = validate.CHECKS[kind](frame, local_tz)
+        good, bad = validate.CHECKS[kind](frame, local_tz, limits)
         report.timed("validate", t0)
         t0 = time.perf_counter()
         if kind == "pings":
@@ -241,6 +252,7 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
     # idle. Batches are stored in file order. Pings and parcel events are stored in one
     # transaction for the whole file: a file that breaks half-way stores nothing.
     rejected: list[pl.DataFrame] = []
+    held = 0  # rejected rows held for quarantine: no more than it keeps of one source
     try:
         with ThreadPoolExecutor(max_workers=_PREPARE_AHEAD) as pool:
             pending: deque = deque()
@@ -275,10 +287,13 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
                     if not refused.is_empty():
                         bad = pl.concat([bad, refused.cast(bad.schema)])
                 if not bad.is_empty():
-                    # a copy: the rejected rows alone, not the batch's string buffers
-                    # that polars' filtered strings would keep alive to the end
-                    rejected.append(pl.from_arrow(bad.to_arrow()))
                     report.rejected += len(bad)
+                    if held < quarantine.per_source:
+                        # a copy: the rejected rows alone, not the batch's string buffers
+                        # that polars' filtered strings would keep alive to the end
+                        bad = bad.head(quarantine.per_source - held)
+                        rejected.append(pl.from_arrow(bad.to_arrow()))
+                        held += len(bad)
                 if progress:
                     progress(report.rows, total)
         t0 = time.perf_counter()
@@ -295,7 +310,7 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
             store.discard_staged(kind)
         raise
     if rejected:
-        store.quarantine(pl.concat(rejected), str(path), kind)
+        quarantine.keep(pl.concat(rejected), str(path), kind)
     return report
 
 
