@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import select
 import shutil
 import signal
@@ -89,12 +90,45 @@ class RenderTimeoutError(ChromiumError):
 
 @dataclass
 class RenderLog:
-    """What a render refused along the way (for logs and tests)."""
+    """What a render refused along the way, and how the browser ran (for logs and tests).
+
+    ``processes``: Chromium's processes once the page had loaded, as
+    ``(type, uid, seccomp mode)`` read from ``/proc`` (``type`` "browser" for the main
+    one; mode 2 is a seccomp-bpf filter, Chromium's sandbox).
+    """
 
     blocked: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
     user: str = ""
     sandbox: bool = True
+    pid: int = 0
+    processes: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+def _processes(root: int) -> list[tuple[str, int, int]]:
+    """``(type, uid, seccomp)`` of process ``root`` and its descendants (Linux ``/proc``)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            args = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        info = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        # Chromium rewrites its command line as one string: search, don't split
+        kind = re.search(rb"--type=([\w-]+)", args)
+        kind = kind.group(1).decode() if kind else "browser"
+        seccomp = int(info.get("Seccomp", "0").strip() or 0)
+        table[int(entry.name)] = (int(info["PPid"]), (kind, int(info["Uid"].split()[1]), seccomp))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            out.append(table[pid][1])
+        todo += [child for child, (parent, _) in table.items() if parent == pid]
+    return out
 
 
 def binary(settings=None) -> str:
@@ -285,6 +319,23 @@ def _start(cmd: list[str], account, tmpdir: Path) -> tuple[subprocess.Popen, int
     return proc, to_w, from_r
 
 
+def live_group(pgid: int) -> list[int]:
+    """Pids of the processes of group ``pgid`` that still run (zombies left out)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after ")"
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            out.append(int(entry.name))
+    return out
+
+
 def _stop(proc: subprocess.Popen) -> None:
     """Kill what is left of the browser's process group and reap it."""
     try:
@@ -295,6 +346,12 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         log.error("Chromium (pid %d) did not exit after SIGKILL", proc.pid)
+    # the group's other processes die as the signal reaches them; a moment at most
+    for _ in range(50):
+        if not live_group(proc.pid):
+            return
+        time.sleep(0.02)
+    log.error("processes of Chromium's group %d still run after SIGKILL", proc.pid)
 
 
 def _stderr_tail(tmpdir: Path) -> str:
@@ -330,7 +387,8 @@ def run(
         A ``time.monotonic()`` instant to stop at, for renders made of several calls
         (default: now + ``render_timeout_seconds``).
     record : RenderLog, optional
-        Filled with the requests blocked and the dialogs dismissed.
+        Filled with the requests blocked, the dialogs dismissed and how the browser's
+        processes run.
 
     Raises
     ------
@@ -344,6 +402,7 @@ def run(
     settings = settings_or_env(settings)
     limit = float(getattr(settings, "render_timeout_seconds", TIMEOUT))
     deadline = deadline if deadline is not None else time.monotonic() + limit
+    inspect = record is not None
     record = record if record is not None else RenderLog()
     account = _account(settings)
     sandbox = not getattr(settings, "render_no_sandbox", False)
@@ -367,9 +426,10 @@ def run(
         tmpdir.chmod(0o700)
         src.chmod(0o400)
         proc, to_w, from_r = _start(_command(settings, tmpdir, sandbox), account, tmpdir)
+        record.pid = proc.pid
         pipe = _Pipe(to_w, from_r, deadline, limit)
         try:
-            return _render(pipe, src.as_uri(), kind, width, height, record)
+            return _render(pipe, src.as_uri(), kind, width, height, record, inspect=inspect)
         except ChromiumError as exc:
             if isinstance(exc, RenderTimeoutError):
                 log.error("report render stopped at its time limit (%gs)", limit)
@@ -388,7 +448,9 @@ def run(
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _render(pipe: _Pipe, url: str, kind: str, width: int, height: int, record: RenderLog) -> bytes:
+def _render(
+    pipe: _Pipe, url: str, kind: str, width: int, height: int, record: RenderLog, inspect: bool = False
+) -> bytes:
     s = _Session(pipe, url, record)
     target = s.call("Target.createTarget", {"url": "about:blank"}, browser=True)["targetId"]
     s.session = s.call("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True)[
@@ -412,6 +474,8 @@ def _render(pipe: _Pipe, url: str, kind: str, width: int, height: int, record: R
             "awaitPromise": True,
         },
     )
+    if inspect:
+        record.processes = _processes(record.pid)
     if kind == "png":
         out = s.call("Page.captureScreenshot", {"format": "png", "fromSurface": True})
     else:
