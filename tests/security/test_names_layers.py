@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import shapely
 
-from layers import escape, registry
+from layers import registry
 from layers.base import DrawContext
 from tests.security.names_support import *  # noqa: F403 (the fixtures)
 from tests.security.names_support import ICON_TEXTS, SHOW_TOOLTIPS, hostile_names, open_watched
@@ -138,6 +138,8 @@ def test_plotly_hover_shows_names_escaped(key, names):
 
 
 def test_escape_helpers_give_text_back_in_their_context():
+    from layers import escape
+
     name = "a<b>&\"'`${x}\\"
     assert html.unescape(escape.html(name)) == name
     assert html.unescape(escape.plotly(name)) == name

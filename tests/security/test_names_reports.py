@@ -15,7 +15,6 @@ import subprocess
 import orjson
 import pytest
 
-from layers.escape import CSV_FORMULA_START
 from reports import build as rb
 from reports import html as html_report
 from reports import render, write
@@ -33,6 +32,8 @@ from tests.security.names_support import (
 
 pytestmark = pytest.mark.browser
 
+#: What a spreadsheet reads as the start of a formula (or of a new cell).
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 #: Time limit of a render in these tests (the setting, read from the environment).
 LIMIT_SECONDS = "40"
 
