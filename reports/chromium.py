@@ -59,8 +59,9 @@ FLAGS = (
     "--no-default-browser-check",
 )
 #: Flags of the renderer only: no crash reporter (it would outlive the process group),
-#: no DNS prefetch, WebRTC without UDP, and a proxy on a closed port so that any
-#: request the interception misses goes nowhere (loopback included: ``<-loopback>``).
+#: no DNS prefetch, WebRTC without UDP, no pop-up windows (a page the interception is not
+#: attached to), and a proxy on a closed port so that any request the interception
+#: misses goes nowhere (loopback included: ``<-loopback>``).
 RENDER_FLAGS = (
     "--disable-breakpad",
     "--disable-crash-reporter",
@@ -68,6 +69,7 @@ RENDER_FLAGS = (
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--proxy-server=http://127.0.0.1:9",
     "--proxy-bypass-list=<-loopback>",
+    "--block-new-web-contents",
     "--remote-debugging-pipe",
     "--remote-allow-origins=",
 )
@@ -425,7 +427,10 @@ def run(
                 os.chown(p, account.pw_uid, account.pw_gid)
         tmpdir.chmod(0o700)
         src.chmod(0o400)
-        proc, to_w, from_r = _start(_command(settings, tmpdir, sandbox), account, tmpdir)
+        try:
+            proc, to_w, from_r = _start(_command(settings, tmpdir, sandbox), account, tmpdir)
+        except OSError as exc:
+            raise ChromiumError(f"cannot start Chromium: {exc}") from None
         record.pid = proc.pid
         pipe = _Pipe(to_w, from_r, deadline, limit)
         try:

@@ -37,10 +37,13 @@ def _nasty_page(recorder, probe: str) -> str:
 <body><h1>page</h1>
 <iframe src="file:///etc/os-release"></iframe><iframe src="{probe}"></iframe>
 <object data="{probe}"></object><img src="{r}/img.png"><img src="file:///etc/hostname">
+<iframe src="data:text/html,<img src='{r}/from-data-frame'><iframe src='{probe}'></iframe>"></iframe>
+<iframe srcdoc="<img src='{r}/from-srcdoc'>"></iframe>
 <script>
   fetch("{r}/fetch").catch(() => 0);
   try {{ new WebSocket("{r.replace("http", "ws")}/ws"); }} catch (e) {{}}
   navigator.sendBeacon && navigator.sendBeacon("{r}/beacon", "x");
+  window.open("{r}/popup"); window.open("{probe}");
   var x = new XMLHttpRequest(); x.open("GET", "file:///etc/passwd"); try {{ x.send(); }} catch (e) {{}}
 </script></body></html>"""
 
