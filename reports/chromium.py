@@ -78,6 +78,19 @@ RENDER_FLAGS = (
 PLAYWRIGHT_ARGS = [f for f in FLAGS if f != "--headless"] + ["--no-sandbox"]
 #: Seconds a render may take when no settings are given (``Settings.render_timeout_seconds``).
 TIMEOUT = 30.0
+#: Waits until the page has stopped moving (no running animation or transition, no
+#: Leaflet zoom animation) for two frames in a row, or 2 s at most.
+SETTLE = """new Promise(done => {
+    const start = performance.now();
+    let calm = 0;
+    function tick() {
+        const busy = document.getAnimations().some(a => a.playState === "running")
+            || document.querySelector(".leaflet-zoom-anim") !== null;
+        calm = busy ? 0 : calm + 1;
+        if (calm >= 2 || performance.now() - start > 2000) done(1); else requestAnimationFrame(tick);
+    }
+    requestAnimationFrame(tick);
+})"""
 #: Descriptors of the DevTools pipe inside Chromium (fixed by ``--remote-debugging-pipe``).
 _PIPE_IN, _PIPE_OUT = 3, 4
 
@@ -471,14 +484,7 @@ def _render(
     if nav.get("errorText"):
         raise ChromiumError(f"Chromium could not open the report: {nav['errorText']}")
     s.wait_load()
-    # two animation frames: Leaflet has laid out and painted the map
-    s.call(
-        "Runtime.evaluate",
-        {
-            "expression": "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(1))))",
-            "awaitPromise": True,
-        },
-    )
+    s.call("Runtime.evaluate", {"expression": SETTLE, "awaitPromise": True})
     if inspect:
         record.processes = _processes(record.pid)
     if kind == "png":

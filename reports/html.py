@@ -214,6 +214,10 @@ def folium_map(report: Report, lang: str = "zh", static: bool = False):
         zoom_control=not static,
         prefer_canvas=False,
         zoom_snap=0.25,
+        # an image is taken once the page has loaded: no zoom or fade animation to wait for
+        zoom_animation=not static,
+        fade_animation=not static,
+        marker_zoom_animation=not static,
     )
     # No CDN: every asset the page needs is inlined below.
     m.default_js = []

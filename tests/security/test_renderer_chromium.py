@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -147,3 +149,54 @@ def test_export_command_reports_a_render_over_its_limit(small_demo_path, tmp_pat
     assert run.returncode == 4, run.stderr
     assert "error: rendering stopped after 0.01s" in run.stderr
     assert "Traceback" not in run.stderr and not out.exists()
+
+
+def _pixels(png: bytes) -> list[bytes]:
+    """Rows of an 8-bit RGB or RGBA PNG as bytes (Chromium's screenshots)."""
+    pos, idat, head = 8, b"", None
+    while pos < len(png):
+        size, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        body = png[pos + 8 : pos + 8 + size]
+        if kind == b"IHDR":
+            head = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + size
+    width, height, depth, colour, _, _, interlace = head
+    assert depth == 8 and colour in (2, 6) and not interlace
+    bpp = 3 if colour == 2 else 4
+    raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
+    for y in range(height):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return [bytes(r[i] for i in range(len(r)) if i % bpp < 3) for r in rows]
+
+
+def test_renderer_waits_for_the_page_to_stop_moving(settings):
+    # Leaflet's fitBounds animates the zoom; an image taken meanwhile shows a scaled map
+    page = """<html><head><style>
+        body { margin: 0; background: #fff; }
+        #box { position: absolute; left: 0; top: 0; width: 60px; height: 60px; background: #f00;
+               transition: left 0.6s linear; }
+    </style></head><body><div id="box"></div><script>
+        const box = document.getElementById("box");
+        box.offsetLeft;  // the start position is laid out, so the change below is a transition
+        box.style.left = "300px";
+    </script></body></html>"""
+    rows = _pixels(chromium.run(page, "png", 400, 100, settings=_settings(settings)))
+    assert rows[30][330 * 3 : 330 * 3 + 3] == b"\xff\x00\x00"  # the box where it ends up
+    assert rows[30][30 * 3 : 30 * 3 + 3] == b"\xff\xff\xff"  # and no longer where it started
