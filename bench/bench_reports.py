@@ -6,12 +6,14 @@
 ``build`` is the report model on a cold model cache (the command line's case: one
 report per process); each format is then rendered from that model, so a format's
 end-to-end time on the command line is ``build + format``. The branch with the most
-cells of the day is added for the HTML size limit (1 MB). Figures are printed.
+cells of the day is added for the HTML size limit (1 MB). Figures are printed, with the
+machine's load averages before and after (other work on the machine slows the renders).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import date, timedelta
@@ -82,6 +84,7 @@ def main(argv=None) -> int:
         f"store {path}: {counts.get('pings', 0):,} pings, {counts.get('parcel_events', 0):,} parcel events; "
         f"day {day}"
     )
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"{'view':28s} {'step':8s} {'seconds':>8s} {'bytes':>12s}  cells")
     for node in (region, "hq", branch):
         model = Model(store, settings)
@@ -101,6 +104,7 @@ def main(argv=None) -> int:
         build(store, settings, node, Period(day), args.metric, model=model)
         print(f"{label:28s} {'rebuild':8s} {time.perf_counter() - t:8.2f} {'':>12s}  (dashboard cache warm)")
     store.close()
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0
 
 
