@@ -9,7 +9,9 @@ Routes (a Flask blueprint; see ``docs/ingest.md``):
   token, 413 for a body over ``ingest_max_body_bytes``, 503 when the store cannot take
   the records now (nothing was acknowledged: retry).
 * ``GET|POST /osmand``: positions exactly as the OsmAnd app and Traccar Client send them
-  (query/form or JSON). 200 once stored, 400 with the reason when rejected.
+  (query/form or JSON). 200 once stored, or once refused for good and quarantined (the
+  reason in the text); 400 malformed; 401/403 token or unknown device (the phone keeps
+  the fix); 503 transient. See "The phone's answers" in the README.
 * ``GET /api/v1/openapi.json``: the machine-readable description of all of this.
 * ``GET /api/v1/health``: liveness and the ingest counters.
 
@@ -534,11 +536,14 @@ def openapi_spec(server_url: str = "") -> dict:
             ("token", text, "Device or system token, when the server requires one."),
         ]]
     osmand_responses = {
-        "200": {"description": "Stored.", **_content(text, "text/plain")},
-        "400": {"description": "Rejected (reason in the body; e.g. unknown device), kept in quarantine.",
+        "200": {"description": "Stored (`OK`), or refused for good and kept in quarantine (the reason in the "
+                               "body): the phone goes on to its next fix.", **_content(text, "text/plain")},
+        "400": {"description": "Malformed: no device id (or two different ones), unreadable body.",
                 **_content(text, "text/plain")},
         "401": {"description": "Unknown token, or a token is required.", **_content(text, "text/plain")},
-        "403": {"description": "A device token used for another device.", **_content(text, "text/plain")},
+        "403": {"description": "A token used for another device or outside its node, or a device that is not "
+                               "registered: the phone keeps the fix until this is put right.",
+                **_content(text, "text/plain")},
         "413": err("Body larger than the configured limit."),
         "503": {"description": "Not stored now; the phone retries.", **_content(text, "text/plain")},
     }

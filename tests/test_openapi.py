@@ -88,7 +88,9 @@ def test_osmand_and_service_responses_match_the_spec(served):
     q = {"id": "dev-002", "lat": LAT, "lon": LNG, "timestamp": 1_763_856_000}
     cases = [
         ("/osmand", "get", requests.get(f"{srv.url}/osmand", params=q), 200),
-        ("/osmand", "get", requests.get(f"{srv.url}/osmand", params={**q, "id": "ghost"}), 400),
+        ("/osmand", "get", requests.get(f"{srv.url}/osmand", params={**q, "id": "ghost"}), 403),
+        ("/osmand", "get", requests.get(f"{srv.url}/osmand", params={"lat": LAT, "lon": LNG}), 400),
+        ("/osmand", "get", requests.get(f"{srv.url}/osmand", params={**q, "lat": 0, "lon": 0}), 200),
         ("/osmand", "get", requests.get(f"{srv.url}/osmand", params={**q, "token": "wrong"}), 401),
         ("/osmand", "get", requests.get(f"{srv.url}/osmand", params={**q, "token": tokens["device"]}), 403),
         ("/osmand", "post", requests.post(f"{srv.url}/osmand", json={"device_id": "dev-002", "location": {
@@ -109,7 +111,9 @@ def test_phone_listener_answers_match_the_osmand_spec(served):
     q = {"id": "dev-003", "lat": LAT, "lon": LNG, "timestamp": 1_763_856_000}
     cases = [
         ("get", requests.get(url, params=q), 200),
-        ("get", requests.get(url, params={**q, "id": "ghost"}), 400),
+        ("get", requests.get(url, params={**q, "id": "ghost"}), 403),
+        ("get", requests.get(url, params={"lat": LAT, "lon": LNG}), 400),
+        ("get", requests.get(url, params={**q, "lat": 0, "lon": 0}), 200),
         ("get", requests.get(url, params={**q, "token": "wrong"}), 401),
         ("get", requests.get(url, params={**q, "token": tokens["device"]}), 403),
         ("post", requests.post(url, json={"device_id": "dev-003", "location": {
