@@ -297,8 +297,8 @@ def _start(cmd: list[str], account, tmpdir: Path) -> tuple[subprocess.Popen, int
     to_r, to_w = os.pipe()
     from_r, from_w = os.pipe()
     # the ends Chromium keeps, moved above 9 so the shell's 3<& and 4>& cannot collide
-    child_r = fcntl.fcntl(to_r, fcntl.F_DUPFD, 10)
-    child_w = fcntl.fcntl(from_w, fcntl.F_DUPFD, 10)
+    child_r = fcntl.fcntl(to_r, fcntl.F_DUPFD_CLOEXEC, 10)
+    child_w = fcntl.fcntl(from_w, fcntl.F_DUPFD_CLOEXEC, 10)
     for fd in (to_r, from_w):
         os.close(fd)
     home = str(tmpdir)
@@ -316,18 +316,23 @@ def _start(cmd: list[str], account, tmpdir: Path) -> tuple[subprocess.Popen, int
     # keeps passed descriptors at their numbers and a preexec hook is unsafe in threads.
     script = f'exec "$0" "$@" {_PIPE_IN}<&{child_r} {_PIPE_OUT}>&{child_w} {child_r}<&- {child_w}>&-'
     try:
-        proc = subprocess.Popen(
-            ["/bin/bash", "-c", script, *cmd],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmpdir / "stderr.log", "wb"),  # noqa: SIM115 (closed with the folder)
-            pass_fds=(child_r, child_w),
-            env=env,
-            cwd=home,
-            start_new_session=True,
-            close_fds=True,
-            **extra,
-        )
+        with open(tmpdir / "stderr.log", "wb") as err:
+            proc = subprocess.Popen(
+                ["/bin/bash", "-c", script, *cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                pass_fds=(child_r, child_w),
+                env=env,
+                cwd=home,
+                start_new_session=True,
+                close_fds=True,
+                **extra,
+            )
+    except BaseException:
+        for fd in (to_w, from_r):
+            os.close(fd)
+        raise
     finally:
         os.close(child_r)
         os.close(child_w)
