@@ -221,9 +221,13 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
                 headers={**auth, "Content-Type": "application/json"})
         with lock:
             report.requests += 1
-            if r.status_code == 200:
+            refused = "refused for good, kept in quarantine: "
+            if r.status_code == 200 and r.text.startswith(refused):
+                report.rejected += 1  # answered 200 so that the phone goes on; not stored
+                report.reasons.update([r.text.strip()[len(refused):]])
+            elif r.status_code == 200:
                 report.accepted += 1
-            elif r.status_code == 400:
+            elif r.status_code in (400, 403):
                 report.rejected += 1
                 report.reasons.update([r.text.strip()])
             else:

@@ -122,3 +122,41 @@ def test_local_times_convert_as_one_lookup_per_value_would(zone):
     assert got.to_list() == want.to_list()
     if zone != "UTC":
         assert len(changes) > 0 and want.null_count() > 1  # the gaps were really there
+
+
+def test_implausible_times_speeds_and_accuracies_are_refused_with_their_reasons():
+    from datetime import timedelta
+
+    from data.validate import Limits
+
+    now = datetime(2026, 12, 1)
+    frame = pl.DataFrame({"device_id": ["a"] * 6,
+                          "ts": ["2026-11-30 08:00:00", "1999-12-31T23:00:00Z", "2026-12-02T01:00:00Z",
+                                 "2026-11-30 08:00:00", "2026-11-30 08:00:00", "2026-11-30 08:00:00"],
+                          "lat": ["22.5"] * 6, "lng": ["114.0"] * 6,
+                          "speed": ["3", "3", "3", "1e308", "301", "3"], "accuracy": ["5", "5", "5", "5", "5", "2e5"]})
+    good, bad = check_pings(frame, limits=Limits(now=now, max_ahead=timedelta(hours=24)))
+    assert good["_row"].to_list() == [1]
+    assert bad["reason"].to_list() == [
+        "implausible time: ts before 2000-01-01",
+        "implausible time: ts more than 24 h after the server's clock",
+        "speed is not a finite number",
+        "speed above 300 m/s (implausible)",
+        "accuracy above 100000 m (implausible)",
+    ]
+
+
+def test_two_columns_naming_one_field_must_agree():
+    frame = pl.DataFrame({"device_id": ["a", "b", "c"], "id": ["a", "x", None],
+                          "ts": ["2026-11-20 08:00:00"] * 3, "lat": [22.5] * 3, "lng": [114.0] * 3})
+    good, bad = check_pings(frame)
+    assert good["device_id"].to_list() == ["a", "c"] and "id" not in good.columns
+    assert bad["reason"].to_list() == ["conflicting values for 'device_id' (two columns name it)"]
+
+
+def test_a_list_where_one_value_belongs_is_unreadable_row_by_row():
+    frame = pl.DataFrame({"device_id": ["a", "b"], "ts": ["2026-11-20 08:00:00"] * 2, "lat": [22.5] * 2,
+                          "lng": [114.0] * 2, "speed": [[1.0], None]})
+    good, bad = check_pings(frame)
+    assert good["device_id"].to_list() == ["b"]
+    assert bad["reason"].to_list() == ["speed could not be read as a number"]
