@@ -210,9 +210,22 @@ def open_watched(browser, url: str, width: int = 1280, height: int = 900):
     return context, page, seen
 
 
+def drawn(page, selector: str) -> bool:
+    """Whether ``selector`` appears within 15 s (False rather than an error, so that a
+    test states what the page did before it states what the page failed to draw)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(selector, state="attached", timeout=15_000)
+    except PlaywrightTimeout:
+        return False
+    return True
+
+
 #: Shows every tooltip of a Leaflet map the way Leaflet does (its HTML set as innerHTML
 #: of an element) and returns their text; a tooltip bound as a function is called.
 SHOW_TOOLTIPS = """() => {
+    if (typeof L === 'undefined') return [];
     const maps = Object.keys(window).filter(k => k.startsWith('map_') && window[k] instanceof L.Map);
     const out = [];
     for (const k of maps) {

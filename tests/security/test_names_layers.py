@@ -17,7 +17,7 @@ import shapely
 from layers import registry
 from layers.base import DrawContext
 from tests.security.names_support import *  # noqa: F403 (the fixtures)
-from tests.security.names_support import ICON_TEXTS, SHOW_TOOLTIPS, hostile_names, open_watched
+from tests.security.names_support import ICON_TEXTS, SHOW_TOOLTIPS, drawn, hostile_names, open_watched
 
 pytestmark = pytest.mark.browser
 
@@ -173,7 +173,7 @@ def test_folium_layers_run_nothing_and_show_names_as_text(browser, names, record
     before = len(recorder.hits)
     context, page, seen = open_watched(browser, path.as_uri())
     try:
-        page.wait_for_selector("path.leaflet-interactive", state="attached")
+        map_drawn = drawn(page, "path.leaflet-interactive")
         tips = page.evaluate(SHOW_TOOLTIPS)
         icons = page.evaluate(ICON_TEXTS)
         page.wait_for_timeout(300)
@@ -181,6 +181,7 @@ def test_folium_layers_run_nothing_and_show_names_as_text(browser, names, record
         assert seen.requests == [] and recorder.hits[before:] == []
         assert seen.errors == [] and seen.console == []
         assert page.locator("iframe, object, embed, script:not(:empty) ~ img").count() == 0
+        assert map_drawn
         text = "\n".join(tips)
         for name in names:
             # outlets, couriers, vehicles, dispatch sources and outline tooltips

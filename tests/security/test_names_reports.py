@@ -27,6 +27,7 @@ from tests.security.names_support import (
     ICON_TEXTS,
     REGION,
     SHOW_TOOLTIPS,
+    drawn,
     open_watched,
 )
 
@@ -71,7 +72,7 @@ def test_html_report_runs_nothing_loads_nothing_and_shows_names_as_text(
     before = len(recorder.hits)
     context, page, seen = open_watched(browser, url)
     try:
-        page.wait_for_selector(f"path.{HEX_CLASS}", state="attached")
+        map_drawn = drawn(page, f"path.{HEX_CLASS}")
         tips = page.evaluate(SHOW_TOOLTIPS)
         icons = page.evaluate(ICON_TEXTS)
         # let an image error handler or a frame that a tooltip's HTML made fire
@@ -82,6 +83,7 @@ def test_html_report_runs_nothing_loads_nothing_and_shows_names_as_text(
         assert seen.console == []  # a CSP violation would be reported here
         assert recorder.hits[before:] == []
         assert page.locator("iframe, object, embed, svg[onload], img:not([src^='data:'])").count() == 0
+        assert map_drawn
         title = page.locator("#emap-title").inner_text()
         assert report.node["name"] in title
         assert page.title() == f"EMAP · {report.title}"
@@ -133,7 +135,7 @@ def test_html_report_policy_refuses_markup_that_escaped_escaping(browser, report
     before = len(recorder.hits)
     context, page, seen = open_watched(browser, path.as_uri())
     try:
-        page.wait_for_selector(f"path.{HEX_CLASS}", state="attached")
+        map_drawn = drawn(page, f"path.{HEX_CLASS}")
         page.wait_for_timeout(300)
         assert seen.dialogs == []
         assert seen.requests == []  # refused by the policy before any request was made
@@ -141,6 +143,7 @@ def test_html_report_policy_refuses_markup_that_escaped_escaping(browser, report
         assert recorder.hits[before:] == []
         assert any("Content Security Policy" in c for c in seen.console)
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgb(255, 0, 0)"
+        assert map_drawn  # and the page's own scripts still ran
     finally:
         context.close()
 
