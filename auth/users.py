@@ -9,12 +9,15 @@ suggestions), an *admin* sees the whole tree. Passwords are stored as scrypt has
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from werkzeug.security import check_password_hash, generate_password_hash
+
+log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "manager", "admin")
 ACTIONS = ("login", "login_failed", "logout", "refusal", "export", "user_change")
@@ -62,7 +65,10 @@ def _now() -> datetime:
 
 
 def ensure_tables(store) -> None:
-    """Create the users and audit_log tables if missing."""
+    """Create the users, sessions, login_failures and audit_log tables if missing (a
+    read-only store is left as it is)."""
+    if getattr(store, "read_only", False):
+        return
     cur = store.cursor()
     for stmt in _DDL:
         cur.execute(stmt)
@@ -249,9 +255,12 @@ def clear_login_failures(store, key: str) -> None:
 
 
 def audit(store, user_id: str | None, action: str, detail: str = "") -> None:
-    """Append one line to the audit log."""
+    """Append one line to the audit log (a read-only store's line goes to the log)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
+    if getattr(store, "read_only", False):
+        log.warning("audit (read-only store): %s %s %s", user_id, action, detail[:2000])
+        return
     store.cursor().execute(
         "INSERT INTO audit_log VALUES (?, ?, ?, ?)", [_now(), user_id, action, detail[:2000]]
     )

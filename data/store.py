@@ -74,6 +74,7 @@ class Store:
 
     def __init__(self, path: str | Path, read_only: bool = False, memory_limit: str = "1GB"):
         self.path = Path(path)
+        self.read_only = read_only
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # A bounded buffer pool: DuckDB would otherwise cache up to 80% of the machine's
@@ -702,12 +703,27 @@ class Store:
             params["level"] = level
         return self.cursor().sql(q, params=params).pl()
 
-    def data_hours(self, scope: str) -> tuple[datetime | None, datetime | None]:
-        """First and last hour with cube data inside ``scope``."""
+    def data_hours(self, scope: str, start: datetime | None = None,
+                   end: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+        """First and last hour with cube data inside ``scope`` (within ``[start, end)``
+        when given: a store may hold a stray hour centuries away, and readers keep to
+        the plausible window)."""
         self.check_scope(scope)
         return self.cursor().execute(
             f"SELECT min(hour), max(hour) FROM {self.cube_sources(None)[0]} SEMI JOIN (SELECT branch_id FROM "
-            "node_branches WHERE ancestor_id = ?) s USING (branch_id)", [scope]).fetchone()
+            "node_branches WHERE ancestor_id = ?) s USING (branch_id) "
+            "WHERE hour >= coalesce(?, hour) AND hour < coalesce(?, hour + INTERVAL 1 HOUR)",
+            [scope, start, end]).fetchone()
+
+    def recent_hours(self, scope: str, start: datetime, end: datetime, limit: int) -> list[datetime]:
+        """The newest ``limit`` distinct hours with cube data inside ``scope`` within
+        ``[start, end)``, newest first."""
+        self.check_scope(scope)
+        rows = self.cursor().execute(
+            f"SELECT DISTINCT hour FROM {self.cube_sources(None)[0]} SEMI JOIN (SELECT branch_id FROM "
+            "node_branches WHERE ancestor_id = ?) s USING (branch_id) WHERE hour >= ? AND hour < ? "
+            "ORDER BY hour DESC LIMIT ?", [scope, start, end, int(limit)]).fetchall()
+        return [r[0] for r in rows]
 
 
 def _bad_rows(frame: pl.DataFrame) -> pl.DataFrame:

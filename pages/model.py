@@ -38,6 +38,8 @@ DEFAULT_ALERT_MIN_WORKLOAD = 20.0
 #: Seconds a day's data fingerprint is trusted before it is read again: new data shows
 #: within this time, and unchanged days are never recomputed.
 FRESHNESS_SECONDS = 5.0
+#: Days the date list offers at most (the newest holding data).
+MAX_DAYS = 90
 #: Hours looked back to find when a zone started.
 SINCE_HOURS = 6
 #: Trace order of the map figure; Patch updates address traces by these positions.
@@ -315,14 +317,31 @@ class Model:
         return newest[0], int(busiest["local_hour"])
 
     def dates(self, scope: str = "hq") -> list[str]:
-        lo, hi = self.data_hours(scope)
-        if lo is None:
-            return []
-        a, b = self.local(lo).date(), self.local(hi).date()
-        return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+        """The local days holding data in ``scope``, oldest first: at most the
+        :data:`MAX_DAYS` newest, within the plausible window (:meth:`plausible`)."""
+
+        def make():
+            lo, hi = self.plausible()
+            # a local day spans at most 25 distinct UTC hours (a DST change)
+            hours = self.store.recent_hours(scope, lo, hi, 25 * MAX_DAYS)
+            days = sorted({self.local(h).date().isoformat() for h in hours})
+            return days[-MAX_DAYS:]
+
+        return self.cache.get(("dates", scope), make, ttl=5.0)
+
+    def plausible(self) -> tuple[datetime, datetime]:
+        """The UTC window of data the dashboard shows: from ``ingest_earliest_ts`` to
+        ``ingest_max_ahead_hours`` after now. A stray record outside it (a store filled
+        before times were checked at ingest) is left out of every date list rather than
+        break them (a year-9999 hour cannot even be shown in local time)."""
+        s = self.settings
+        earliest = datetime.fromisoformat(getattr(s, "ingest_earliest_ts", "2000-01-01"))
+        ahead = timedelta(hours=float(getattr(s, "ingest_max_ahead_hours", 24.0)))
+        now = datetime.now(ZoneInfo("UTC")).replace(tzinfo=None)
+        return earliest.replace(tzinfo=None), now + ahead
 
     def data_hours(self, scope: str):
-        return self.cache.get(("hours", scope), lambda: self.store.data_hours(scope), ttl=5.0)
+        return self.cache.get(("hours", scope), lambda: self.store.data_hours(scope, *self.plausible()), ttl=5.0)
 
     def newest_hour(self):
         return self.data_hours(self.root())[1]

@@ -7,6 +7,7 @@ from datetime import UTC, timedelta
 import polars as pl
 
 from pages import outlook
+from pages import state as st
 from pages.model import Model
 from tests.forecast_support import (  # noqa: F401
     arrivals,
@@ -21,7 +22,7 @@ def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_s
     model = Model(forecast_store, forecast_settings)
     local = model.local(s["start_hour"] - timedelta(hours=1))
     region = model.node(s["branch_id"])["region_id"]
-    rows = outlook.rows(model, region, local.date().isoformat(), local.hour)
+    rows = outlook.rows(model, model.everyone(), region, local.date().isoformat(), local.hour)
     assert 0 < len(rows) <= outlook.MAX_ALERTS
     mine = [r for r in rows if r["branch_id"] == s["branch_id"]]
     assert mine and mine[0]["start"] <= s["start_hour"]
@@ -32,7 +33,7 @@ def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_s
     for r in rows:
         assert all(int(m["zone_cell"]) in {int(c) for c in r["cells"]} for m in r["moves"])
     # the second call is served from the model's cache
-    assert outlook.rows(model, region, local.date().isoformat(), local.hour) == rows
+    assert outlook.rows(model, model.everyone(), region, local.date().isoformat(), local.hour) == rows
 
 
 def _post(client, output: str, prop: str, inputs: list, state: dict | None = None, triggered=None, states=None):
@@ -163,7 +164,7 @@ def test_cached_outlook_equals_the_uncached_one_and_keeps_to_its_scope(forecast_
                 region_nodes |= set(cached["nodes"]["node_id"].to_list())
     # the region's outlook covers other branches: the branch's view really was narrower
     assert region_nodes - inside
-    rows = outlook.rows(model, branch, day, before.hour)
+    rows = outlook.rows(model, model.everyone(), branch, day, before.hour)
     assert all(r["branch_id"] == branch for r in rows)
     assert all(m["source_branch_id"] == branch for r in rows for m in r["moves"])
 
@@ -213,7 +214,7 @@ def test_the_next_hour_is_prepared_after_a_view(forecast_store, forecast_setting
     local = model.local(s["start_hour"] - timedelta(hours=2))
     day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
     ahead = outlook.Ahead(model)
-    ahead.after_view(region, day, local.hour)
+    ahead.after_view(model.everyone(), region, day, local.hour)
     ahead.queue.join()
 
     def computing():
@@ -359,7 +360,7 @@ def test_the_busiest_children_are_prepared_after_a_view(forecast_store, forecast
     kids = model.drill_targets(region, day, local.hour, 2)
     assert kids
     ahead = outlook.Ahead(model, children=2)
-    ahead.after_view(region, day, local.hour)
+    ahead.after_view(model.everyone(), region, day, local.hour)
     ahead.queue.join()
     start, _ = model.hour_window(day, local.hour)
     assert outlook.network(model, start) is not None  # the days' frames were read ahead
@@ -430,7 +431,7 @@ def test_a_view_opened_by_its_address_queues_its_next_hour_before_its_own_answer
     day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
     queued = []
     monkeypatch.setattr(outlook.Ahead, "_run", lambda self: None)  # no worker: record only
-    monkeypatch.setattr(outlook.Ahead, "after_view", lambda self, *view: queued.append(view))
+    monkeypatch.setattr(outlook.Ahead, "after_view", lambda self, viewer, *view: queued.append(view))
 
     seen = []
 
@@ -443,7 +444,7 @@ def test_a_view_opened_by_its_address_queues_its_next_hour_before_its_own_answer
     app.layout = html.Div([html.Div(id=ids.OUTLOOK), html.Div(id=ids.OUTLOOK_NOTE)])
     outlook.register(app, model, {"en": {}}, ahead=True)
     client = app.server.test_client()
-    view = {"node": region, "date": day, "hour": local.hour, "lang": "en"}
+    view = {**st.default(node=region, day=day, hour=local.hour), "lang": "en"}
     page = [{"id": ids.OUTLOOK_CLIENT, "property": "data", "value": "page-1"}]
     inputs = [{"id": ids.STATE, "property": "data", "value": view}]
     assert _post(client, ids.OUTLOOK, "children", inputs, states=page) is None  # superseded: no answer

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from pages import export
+from pages import state as st
 from pages.model import Model
 from reports import build as rb
 from tests.conftest import served as serve_app
@@ -21,17 +22,17 @@ REGION = "r-440300"
 
 def test_export_view_is_the_report_of_the_view(small_store, settings):
     model = Model(small_store, settings)
-    state = {"node": REGION, "date": DAY, "hour": 10, "metric": "pickups", "lang": "en"}
-    blob, name = export.export_view(model, state, "geojson")
+    state = {**st.default(node=REGION, day=DAY, hour=10), "metric": "pickups", "lang": "en"}
+    blob, name = export.export_view(model, model.everyone(), state, "geojson")
     assert name == f"emap-{REGION}-{DAY}T10-pickups.geojson"
     doc = json.loads(blob)
     hexes = model.hex_frame(REGION, DAY, 10, "pickups")
     assert len(doc["features"]) == len(hexes)
     assert sum(f["properties"]["value"] for f in doc["features"]) == pytest.approx(hexes["value"].sum())
-    blob, name = export.export_view(model, state, "csv", span="day")
+    blob, name = export.export_view(model, model.everyone(), state, "csv", span="day")
     assert name == f"emap-{REGION}-{DAY}-pickups.csv" and blob.startswith(b"cell,lat,lng")
     with pytest.raises(rb.EmptyPeriodError):
-        export.export_view(model, {**state, "date": "2026-01-05"}, "html")
+        export.export_view(model, model.everyone(), {**state, "date": "2026-01-05"}, "html")
 
 
 @pytest.fixture(scope="module")
