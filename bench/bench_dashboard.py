@@ -6,6 +6,8 @@ headquarters to a branch, then the breadcrumb back). Prints p50/p95 per callback
 
     .venv/bin/python bench/bench_dashboard.py --size default
     .venv/bin/python bench/bench_dashboard.py --db var/emap.duckdb
+    .venv/bin/python bench/bench_dashboard.py --auth   # signed in: the request guard and
+                                                       # session look-up are timed too
 
 Without ``--db`` the demo of ``--size`` is generated once into ``var/bench-<size>.duckdb``.
 """
@@ -37,6 +39,11 @@ TARGETS = [
     (30.573, 104.066),
     (30.593, 114.305),
 ]
+
+
+#: The account the benchmark signs in with (``--auth``), created in the benchmark's store.
+BENCH_USER = "bench-admin"
+BENCH_PASSWORD = "bench password 42"
 
 
 class Timer:
@@ -150,6 +157,12 @@ def main(argv=None):
         help="leave out the predicted-alerts panel (its callback runs seconds of forecasting on each "
         "view and competes with the other callbacks for the two cores)",
     )
+    ap.add_argument(
+        "--auth",
+        action="store_true",
+        help="serve with sign-in (as `python app.py serve` does) and sign in as an admin: the request "
+        "guard, the session look-up and the scope checks are part of every timed callback",
+    )
     args = ap.parse_args(argv)
     db = args.db or ensure_db(args.size)
 
@@ -158,14 +171,21 @@ def main(argv=None):
 
     from dashapp import build_app
 
-    store = Store(db, read_only=True)
+    # Sign-in keeps sessions in the store: it must be writable then.
+    store = Store(db, read_only=not args.auth)
     settings = Settings.from_env()
+    if args.auth:
+        from auth import users
+
+        users.ensure_tables(store)
+        if users.get_user(store, BENCH_USER) is None:
+            users.create_user(store, BENCH_USER, BENCH_PASSWORD, "admin", "hq", by="bench")
     if args.without_outlook:
         from pages import outlook
 
         outlook.register = lambda *_a, **_k: None  # the panel stays empty
     t = time.perf_counter()
-    app = build_app(store, settings, prefetch=not args.no_prefetch)
+    app = build_app(store, settings, prefetch=not args.no_prefetch, auth=args.auth)
     for th in threading.enumerate():
         if th.name == "emap-warm":
             th.join()
@@ -186,6 +206,7 @@ def main(argv=None):
     day = Model(store, settings).dates()[-1]
     print(f"store {db} ({db.stat().st_size / 1e6:.0f} MB), day {day}")
     print(f"predicted-alerts panel {'left out' if args.without_outlook else 'on'}; load average {_load()}")
+    print(f"sign-in {'on (admin)' if args.auth else 'off (open app)'}")
     count = lambda: len(timer.records)  # noqa: E731
     busy = lambda: timer.active  # noqa: E731
     results: dict[str, list] = {"hour": [], "drill": []}
@@ -196,6 +217,14 @@ def main(argv=None):
         # wait predicates are strings, so its page bypasses the policy.
         page = browser.new_page(viewport={"width": 1500, "height": 900}, bypass_csp=True)
         page.set_default_timeout(60_000)
+        if args.auth:
+            page.goto(f"{url}/login")
+            page.fill("#user", BENCH_USER)
+            page.fill("#password", BENCH_PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#map")
+            wait_idle(page, count, busy=busy)
+            timer.take()
         hexes_drawn = (
             "(() => { const gd = document.querySelector('#map .js-plotly-plot');"
             " const h = gd && gd.data && gd.data.find(t => t.uid === 'hexes');"

@@ -325,8 +325,8 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         Input(ids.STATE, "data"),  # the label follows a language switch too
     )
     def toggle_play(n, state):
-        t = text[(state or {}).get("lang", "zh")]
-        playing = bool(n) and n % 2 == 1
+        t = text[seen().state(state)["lang"]] if state is not None else text["zh"]
+        playing = st.clicks(n) % 2 == 1
         return not playing, t["pause"] if playing else t["play"]
 
     @app.callback(Output(ids.LIVE_TICK, "disabled"), Input(ids.LIVE, "value"))

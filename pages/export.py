@@ -14,6 +14,7 @@ from auth import users
 from auth.web import request_viewer
 from pages import ids
 from pages.model import ViewerModel
+from pages.state import BadState
 from reports import FORMATS, MIME, SUFFIX, render
 from reports.build import Period, ReportError, build
 from reports.text import strings
@@ -127,9 +128,11 @@ def register(app, model, text: dict | None = None) -> None:
         if not n or not state["date"]:
             return no_update, no_update
         t = strings(state["lang"])
-        fmt = fmt or "html"
+        fmt, span = fmt or "html", span or "hour"
+        if not isinstance(fmt, str) or fmt not in FORMATS or span not in ("hour", "day"):
+            raise BadState(f"export: format must be one of {', '.join(FORMATS)} and span hour or day")
         try:
-            blob, name = export_view(model, viewer, state, fmt, span or "hour")
+            blob, name = export_view(model, viewer, state, fmt, span)
         except ReportError as exc:
             return no_update, f"{t['export_failed']}: {exc}"
         # Audited where it is made, with the viewer of this request.

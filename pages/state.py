@@ -137,6 +137,20 @@ def checked(key: str, value):
         raise BadState(f"{key} {exc}") from None
 
 
+def clicks(value, what: str = "n_clicks") -> int:
+    """A click or tick count sent by a client (0 for none); :class:`BadState` otherwise.
+
+    Examples
+    --------
+    >>> clicks(None), clicks(3)
+    (0, 3)
+    """
+    try:
+        return _integer(0, 2**53, optional=True)(value) or 0
+    except BadState as exc:
+        raise BadState(f"{what} {exc}") from None
+
+
 def check(state) -> dict:
     """A validated copy of a view state sent by a client; :class:`BadState` otherwise.
 
