@@ -195,3 +195,41 @@ def test_reports_and_users_over_the_lake(lake, tmp_path):
     cells = pl.read_csv(out)
     assert len(cells) > 10 and cells["scans"].sum() > 0
     assert (tmp_path / "lake.duckdb").is_file() and not (tmp_path / "emap.duckdb").exists()
+
+
+def test_a_branch_user_over_the_lake_sees_only_its_branch(lake_store):
+    """Lake mode serves the same app with the same checks: a branch manager's request for
+    headquarters is refused (403, audited), its own branch answers."""
+    import requests
+
+    from auth import users
+    from config import Settings
+    from dashapp import build_app
+    from pages import state as st
+    from pages.model import Model
+    from tests.auth_support import PASSWORD, login
+    from tests.conftest import served
+
+    users.create_user(lake_store, "lake-nanshan", PASSWORD, "manager", "b-440305", by="test")
+    day = Model(lake_store, Settings.from_env()).dates()[-1]
+    app = build_app(lake_store, Settings.from_env(), warm=False, prefetch=False, auth=True)
+    out = "..kpis.children...trend.figure...children.data...children.columns...status.children.."
+    outputs = [{"id": o.rsplit(".", 1)[0], "property": o.rsplit(".", 1)[1]} for o in out.strip(".").split("...")]
+
+    def kpis(session, url, node):
+        view = st.default(node=node, day=day)
+        body = {"output": out, "outputs": outputs, "changedPropIds": ["state.data"],
+                "inputs": [{"id": "state", "property": "data", "value": view}], "state": []}
+        return session.post(f"{url}/_dash-update-component", json=body)
+
+    with served(app) as url:
+        s, r = login(url, "lake-nanshan")
+        assert r.status_code == 302
+        assert kpis(s, url, "b-440305").status_code == 200
+        refused = kpis(s, url, "hq")
+        assert refused.status_code == 403 and "kpi-" not in refused.text
+        assert requests.get(f"{url}/?node=hq", cookies=s.cookies, allow_redirects=False).headers[
+            "Location"
+        ].endswith("node=b-440305")
+    log = users.audit_log(lake_store, "refusal")
+    assert (log["user_id"] == "lake-nanshan").sum() >= 1
