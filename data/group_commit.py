@@ -85,9 +85,9 @@ class Outcome:
 @dataclass
 class _Job:
     kind: str
-    rows: list[dict]              # canonical records (data.records.canonical), values as text
-    raws: list                    # the same records as received (for quarantine)
-    indices: list[int]            # each record's index in the request
+    rows: list[dict]  # canonical records (data.records.canonical), values as text
+    raws: list  # the same records as received (for quarantine)
+    indices: list[int]  # each record's index in the request
     source: str
     early: list[tuple[int, str, object]]  # rejected before validation: (index, reason, raw)
     future: Future | None
@@ -121,10 +121,17 @@ class GroupCommitter:
     1
     """
 
-    def __init__(self, store: Store, local_tz: str, linger: float = 0.002,
-                 max_group_rows: int = 200_000, max_pending_rows: int = 2_000_000,
-                 auto_register: bool = False, limits: validate.Limits | None = None,
-                 quarantine: Quarantine | None = None):
+    def __init__(
+        self,
+        store: Store,
+        local_tz: str,
+        linger: float = 0.002,
+        max_group_rows: int = 200_000,
+        max_pending_rows: int = 2_000_000,
+        auto_register: bool = False,
+        limits: validate.Limits | None = None,
+        quarantine: Quarantine | None = None,
+    ):
         self.store = store
         self.local_tz = local_tz
         self.linger = linger
@@ -138,8 +145,18 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
-        self.stats = {"groups": 0, "requests": 0, "received": 0, "accepted": 0, "stored": 0,
-                      "duplicates": 0, "rejected": 0, "errors": 0, "commit_ms": 0, "isolated": 0}
+        self.stats = {
+            "groups": 0,
+            "requests": 0,
+            "received": 0,
+            "accepted": 0,
+            "stored": 0,
+            "duplicates": 0,
+            "rejected": 0,
+            "errors": 0,
+            "commit_ms": 0,
+            "isolated": 0,
+        }
 
     # -- client side ----------------------------------------------------------------
     def start(self) -> GroupCommitter:
@@ -148,8 +165,15 @@ class GroupCommitter:
             self._thread.start()
         return self
 
-    def submit(self, kind: str, records: list, source: str, indices: list[int] | None = None,
-               early: list[tuple[int, str, object]] | None = None, scope: Scope | None = None) -> Future:
+    def submit(
+        self,
+        kind: str,
+        records: list,
+        source: str,
+        indices: list[int] | None = None,
+        early: list[tuple[int, str, object]] | None = None,
+        scope: Scope | None = None,
+    ) -> Future:
         """Queue raw records; the future resolves to an :class:`Outcome` once committed.
 
         Each record is read once, here (:func:`data.records.canonical`): a record that
@@ -226,14 +250,21 @@ class GroupCommitter:
             # Something in this group cannot be stored. It must not cost the other
             # clients their answers: each request is committed alone, and in a request
             # that still fails, the records that cannot be stored are sought out.
-            log.exception("group commit of %d %s requests failed; committing them one by one", len(group), kind)
+            log.exception(
+                "group commit of %d %s requests failed; committing them one by one", len(group), kind
+            )
             self.stats["isolated"] += 1
             outcomes = [self._commit_alone(kind, job) for job in group]
         took = time.perf_counter() - t0
         self.stats["commit_ms"] += int(took * 1000)
         if took > 1.0:  # every waiting client waits this long: worth knowing why
-            log.warning("commit of %d %s requests (%d records) took %.1f s", len(group), kind,
-                        sum(len(j.rows) for j in group), took)
+            log.warning(
+                "commit of %d %s requests (%d records) took %.1f s",
+                len(group),
+                kind,
+                sum(len(j.rows) for j in group),
+                took,
+            )
         for job, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 self.stats["errors"] += 1
@@ -241,8 +272,12 @@ class GroupCommitter:
             else:
                 job.future.set_result(outcome)
             scope = job.scope
-            if scope is not None and scope.on_refused is not None and not isinstance(outcome, BaseException) \
-                    and outcome.unauthorised:
+            if (
+                scope is not None
+                and scope.on_refused is not None
+                and not isinstance(outcome, BaseException)
+                and outcome.unauthorised
+            ):
                 try:
                     scope.on_refused(len(outcome.unauthorised))
                 except Exception:  # the answer stands; the audit line is what is lost
@@ -271,15 +306,30 @@ class GroupCommitter:
                 # (When the store itself is failing, quarantining fails too, and the
                 # request is answered "not stored".)
                 why = f"could not be stored ({type(exc).__name__})"
-                return self._commit(kind, [replace(job, rows=[], raws=[], indices=[],
-                                                   early=[*job.early, (job.indices[0], why, job.raws[0])])])[0]
+                return self._commit(
+                    kind,
+                    [
+                        replace(
+                            job,
+                            rows=[],
+                            raws=[],
+                            indices=[],
+                            early=[*job.early, (job.indices[0], why, job.raws[0])],
+                        )
+                    ],
+                )[0]
             half = len(job.rows) // 2
             first = replace(job, rows=job.rows[:half], raws=job.raws[:half], indices=job.indices[:half])
-            second = replace(job, rows=job.rows[half:], raws=job.raws[half:], indices=job.indices[half:],
-                             early=[])
+            second = replace(
+                job, rows=job.rows[half:], raws=job.raws[half:], indices=job.indices[half:], early=[]
+            )
             a, b = self._salvage(kind, first, budget), self._salvage(kind, second, budget)
-            return Outcome(a.received + b.received, a.accepted + b.accepted,
-                           sorted(a.rejected + b.rejected), sorted(a.unauthorised + b.unauthorised))
+            return Outcome(
+                a.received + b.received,
+                a.accepted + b.accepted,
+                sorted(a.rejected + b.rejected),
+                sorted(a.unauthorised + b.unauthorised),
+            )
 
     def _commit(self, kind: str, group: list[_Job]) -> list[Outcome]:
         rows = [r for job in group for r in job.rows]
@@ -287,7 +337,9 @@ class GroupCommitter:
         unauthorised: set[int] = set()
         if rows:
             cols = canon.columns(kind, rows)
-            frame = pl.DataFrame({name: pl.Series(name, vals, dtype=pl.String) for name, vals in cols.items()})
+            frame = pl.DataFrame(
+                {name: pl.Series(name, vals, dtype=pl.String) for name, vals in cols.items()}
+            )
             frame = frame.with_columns(pl.int_range(1, len(rows) + 1, dtype=pl.UInt32).alias("_row"))
             good, bad = _CHECK[kind](frame, self.local_tz, self.limits)
             rejected.update(zip(bad["_row"].to_list(), bad["reason"].to_list(), strict=False))
@@ -327,14 +379,22 @@ class GroupCommitter:
             if keep:
                 quarantine.setdefault(job.source, []).extend(keep)
             received = n + len(job.early)
-            outcomes.append(Outcome(received, received - len(rej), [(i, why) for i, why, _ in rej],
-                                    sorted(refused_scope)))
+            outcomes.append(
+                Outcome(received, received - len(rej), [(i, why) for i, why, _ in rej], sorted(refused_scope))
+            )
         for source, bad in quarantine.items():
-            self.quarantine.keep(pl.DataFrame({
-                "_row": [i + 1 for i, _, _ in bad],
-                "reason": [why for _, why, _ in bad],
-                "raw": [canon.raw_json(raw, self.quarantine.raw_bytes) for _, _, raw in bad],
-            }, schema={"_row": pl.Int64, "reason": pl.String, "raw": pl.String}), source, kind)
+            self.quarantine.keep(
+                pl.DataFrame(
+                    {
+                        "_row": [i + 1 for i, _, _ in bad],
+                        "reason": [why for _, why, _ in bad],
+                        "raw": [canon.raw_json(raw, self.quarantine.raw_bytes) for _, _, raw in bad],
+                    },
+                    schema={"_row": pl.Int64, "reason": pl.String, "raw": pl.String},
+                ),
+                source,
+                kind,
+            )
         self.stats["groups"] += 1
         self.stats["requests"] += len(group)
         self.stats["received"] += sum(o.received for o in outcomes)
@@ -350,12 +410,13 @@ class GroupCommitter:
         for job, n in scoped:
             value = getattr(job.scope, attr)
             if value is not None and n < total:
-                values[n:n + len(job.rows)] = [value] * len(job.rows)
+                values[n : n + len(job.rows)] = [value] * len(job.rows)
         return pl.Series(values[:total], dtype=pl.String).gather(frame["_row"].cast(pl.Int64) - 1)
 
     @staticmethod
-    def _refuse(frame: pl.DataFrame, bad: pl.Series, scoped, rejected, unauthorised,
-                reasons: pl.Series | None = None) -> pl.DataFrame:
+    def _refuse(
+        frame: pl.DataFrame, bad: pl.Series, scoped, rejected, unauthorised, reasons: pl.Series | None = None
+    ) -> pl.DataFrame:
         """Rows of ``frame`` flagged ``bad`` refused (with ``reasons``, else their scope's
         refusal); returns the other rows."""
         if not bad.any():
@@ -379,8 +440,9 @@ class GroupCommitter:
         bad = (allowed.is_not_null() & (good["device_id"] != allowed)).fill_null(False)
         if not bad.any():
             return good
-        reasons = pl.DataFrame({"a": allowed, "d": good["device_id"]}).select(pl.format(
-            "the token of device '{}' cannot report for device '{}'", "a", "d"))["a"]
+        reasons = pl.DataFrame({"a": allowed, "d": good["device_id"]}).select(
+            pl.format("the token of device '{}' cannot report for device '{}'", "a", "d")
+        )["a"]
         return self._refuse(good, bad, scoped, rejected, unauthorised, reasons)
 
     def _check_nodes(self, ready: pl.DataFrame, scoped, rejected, unauthorised) -> pl.DataFrame:
@@ -389,12 +451,19 @@ class GroupCommitter:
         nodes = {job.scope.node_id for job, _ in scoped if job.scope.node_id}
         if ready.is_empty() or not nodes:
             return ready
-        pairs = self.store.cursor().execute(
-            "SELECT ancestor_id, branch_id FROM node_branches WHERE list_contains(?, ancestor_id)",
-            [sorted(nodes)]).fetchall()
+        pairs = (
+            self.store.cursor()
+            .execute(
+                "SELECT ancestor_id, branch_id FROM node_branches WHERE list_contains(?, ancestor_id)",
+                [sorted(nodes)],
+            )
+            .fetchall()
+        )
         node = self._scope_column(ready, scoped, "node_id")
-        inside = pl.DataFrame({"node": [a for a, _ in pairs], "branch": [b for _, b in pairs]},
-                              schema={"node": pl.String, "branch": pl.String})
+        inside = pl.DataFrame(
+            {"node": [a for a, _ in pairs], "branch": [b for _, b in pairs]},
+            schema={"node": pl.String, "branch": pl.String},
+        )
         probe = pl.DataFrame({"node": node, "branch": ready["branch_id"]}).with_row_index("_i")
         ok = probe.join(inside, on=["node", "branch"], how="semi")["_i"]
         bad = node.is_not_null() & ~pl.Series(range(len(ready))).is_in(ok.cast(pl.Int64))
@@ -402,19 +471,39 @@ class GroupCommitter:
 
     def _register(self, device_ids: list[str]) -> None:
         """Make unknown devices couriers of their own id (``auto_register_devices``)."""
-        known = {r[0] for r in self.store.cursor().execute(
-            "SELECT device_id FROM devices WHERE list_contains(?, device_id)", [device_ids]).fetchall()}
+        known = {
+            r[0]
+            for r in self.store.cursor()
+            .execute("SELECT device_id FROM devices WHERE list_contains(?, device_id)", [device_ids])
+            .fetchall()
+        }
         new = [d for d in device_ids if d not in known]
         if not new:
             return
         now = datetime.now(UTC).replace(tzinfo=None)
-        self.store.upsert("couriers", pl.DataFrame(
-            {"courier_id": new, "name": new, "mode": ["ebike"] * len(new)}), "courier_id")
-        self.store.upsert("devices", pl.DataFrame(
-            {"device_id": new, "courier_id": new, "vehicle_id": [None] * len(new),
-             "registered_at": [now] * len(new)},
-            schema={"device_id": pl.String, "courier_id": pl.String, "vehicle_id": pl.String,
-                    "registered_at": pl.Datetime("us")}), "device_id")
+        self.store.upsert(
+            "couriers",
+            pl.DataFrame({"courier_id": new, "name": new, "mode": ["ebike"] * len(new)}),
+            "courier_id",
+        )
+        self.store.upsert(
+            "devices",
+            pl.DataFrame(
+                {
+                    "device_id": new,
+                    "courier_id": new,
+                    "vehicle_id": [None] * len(new),
+                    "registered_at": [now] * len(new),
+                },
+                schema={
+                    "device_id": pl.String,
+                    "courier_id": pl.String,
+                    "vehicle_id": pl.String,
+                    "registered_at": pl.Datetime("us"),
+                },
+            ),
+            "device_id",
+        )
         log.info("registered %d new devices: %s", len(new), ", ".join(new[:10]))
 
 

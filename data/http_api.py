@@ -49,8 +49,13 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.0.0"
 #: Seconds a request waits for its commit before answering 503 (nothing acknowledged).
 COMMIT_TIMEOUT = 60.0
-_NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
-                 "application/x-jsonlines", "application/json-seq")
+_NDJSON_TYPES = (
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/json-seq",
+)
 
 
 class BadBody(ValueError):
@@ -65,8 +70,15 @@ def _error(status: int, message: str, headers: dict | None = None) -> Response:
     return _json({"error": message}, status, headers)
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 405: "Method Not Allowed",
-            413: "Content Too Large", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
 
 
 def _bearer_of(header: str) -> str | None:
@@ -75,9 +87,15 @@ def _bearer_of(header: str) -> str | None:
 
 def _plain(start_response, status: int, text: str, headers: list) -> list[bytes]:
     data = text.encode()
-    start_response(f"{status} {_REASONS.get(status, '')}", [
-        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))),
-        ("X-Content-Type-Options", "nosniff"), *headers])
+    start_response(
+        f"{status} {_REASONS.get(status, '')}",
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+            ("X-Content-Type-Options", "nosniff"),
+            *headers,
+        ],
+    )
     return [data]
 
 
@@ -219,8 +237,16 @@ class OsmAndEndpoint:
         """Record writes a token was refused in the audit log (for every ingest route)."""
         users.audit(self.store, principal.name, "refusal", f"{method} {path}: {what} (from {remote})")
 
-    def prepare(self, method: str, path: str, query: str, mimetype: str, body: bytes,
-                authorization: str, remote: str | None) -> tuple[int, str] | list[dict]:
+    def prepare(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        mimetype: str,
+        body: bytes,
+        authorization: str,
+        remote: str | None,
+    ) -> tuple[int, str] | list[dict]:
         """The raw ping records to commit, or the final ``(status, text)`` when the request is
         answered without a commit (malformed, token refused). The body is already
         size-checked and the method is GET or POST."""
@@ -241,12 +267,18 @@ class OsmAndEndpoint:
                     obj = orjson.loads(body)
                 except orjson.JSONDecodeError as exc:
                     raise osmand.OsmAndError(
-                        f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-                records = [r for o in (obj if isinstance(obj, list) else [obj]) for r in osmand.decode_json(o)]
+                        f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+                    ) from None
+                records = [
+                    r for o in (obj if isinstance(obj, list) else [obj]) for r in osmand.decode_json(o)
+                ]
             else:
                 params = args
                 if body and method == "POST":
-                    params = {**args, **dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))}
+                    params = {
+                        **args,
+                        **dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)),
+                    }
                 params.pop("token", None)
                 records = [osmand.decode_query(params, self.settings.osmand_speed_unit)]
         except osmand.OsmAndError as exc:
@@ -260,15 +292,23 @@ class OsmAndEndpoint:
             return None
 
         def audit(n: int) -> None:
-            what = (f"positions of a device other than '{principal.device_id}'" if principal.kind == "device"
-                    else f"positions outside node '{principal.node_id}'")
+            what = (
+                f"positions of a device other than '{principal.device_id}'"
+                if principal.kind == "device"
+                else f"positions outside node '{principal.node_id}'"
+            )
             self.refused(principal, what, method, path, remote)
 
-        return Scope(device_id=principal.device_id if principal.kind == "device" else None,
-                     node_id=principal.node_id,
-                     refusal=(f"the token of system '{principal.system_name}' cannot report outside node "
-                              f"'{principal.node_id}'"),
-                     keep=False, on_refused=audit)
+        return Scope(
+            device_id=principal.device_id if principal.kind == "device" else None,
+            node_id=principal.node_id,
+            refusal=(
+                f"the token of system '{principal.system_name}' cannot report outside node "
+                f"'{principal.node_id}'"
+            ),
+            keep=False,
+            on_refused=audit,
+        )
 
     def submit(self, fixes: Fixes) -> Future:
         """Queue the fixes of :meth:`prepare`; the future resolves once they are committed.
@@ -289,12 +329,15 @@ class OsmAndEndpoint:
         is not registered: the phone keeps it and sends it again, and it is stored once
         an administrator has put that right.
         """
-        held = [why for i, why in outcome.rejected
-                if i in outcome.unauthorised or why.startswith(UNKNOWN_DEVICE)]
+        held = [
+            why for i, why in outcome.rejected if i in outcome.unauthorised or why.startswith(UNKNOWN_DEVICE)
+        ]
         if held:
             return 403, "".join(f"{why}\n" for why in held)
         if outcome.rejected:
-            return 200, "".join(f"refused for good, kept in quarantine: {why}\n" for _, why in outcome.rejected)
+            return 200, "".join(
+                f"refused for good, kept in quarantine: {why}\n" for _, why in outcome.rejected
+            )
         return 200, "OK\n"
 
     @staticmethod
@@ -306,8 +349,16 @@ class OsmAndEndpoint:
             return 503, "not acknowledged in time; retry (re-sent records are not stored twice)\n"
         return 503, f"not stored: {exc}; retry\n"
 
-    def answer(self, method: str, path: str, query: str, mimetype: str, body: bytes,
-               authorization: str, remote: str | None) -> tuple[int, str]:
+    def answer(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        mimetype: str,
+        body: bytes,
+        authorization: str,
+        remote: str | None,
+    ) -> tuple[int, str]:
         """``(status, text)`` of one request, returned once the fix is committed (blocking)."""
         prepared = self.prepare(method, path, query, mimetype, body, authorization, remote)
         if isinstance(prepared, tuple):
@@ -319,8 +370,9 @@ class OsmAndEndpoint:
         return self.answer_of(outcome)
 
 
-def make_ingest_blueprint(store: Store, settings: Settings,
-                          committer: GroupCommitter | None = None) -> Blueprint:
+def make_ingest_blueprint(
+    store: Store, settings: Settings, committer: GroupCommitter | None = None
+) -> Blueprint:
     """The ingest API as a Flask blueprint, with its group-commit writer started.
 
     Parameters
@@ -346,10 +398,17 @@ def make_ingest_blueprint(store: Store, settings: Settings,
     >>> app.register_blueprint(make_ingest_blueprint(store, settings))  # doctest: +SKIP
     """
     bp = Blueprint("ingest", __name__)
-    gc = committer or GroupCommitter(
-        store, settings.local_tz, linger=settings.ingest_linger_ms / 1000.0,
-        auto_register=settings.auto_register_devices, limits=validate.Limits.from_settings(settings),
-        quarantine=Quarantine.from_settings(store, settings)).start()
+    gc = (
+        committer
+        or GroupCommitter(
+            store,
+            settings.local_tz,
+            linger=settings.ingest_linger_ms / 1000.0,
+            auto_register=settings.auto_register_devices,
+            limits=validate.Limits.from_settings(settings),
+            quarantine=Quarantine.from_settings(store, settings),
+        ).start()
+    )
     bp.committer = gc
     tokens = TokenCache(store)
     users.ensure_tables(store)
@@ -372,11 +431,16 @@ def make_ingest_blueprint(store: Store, settings: Settings,
     def authenticate() -> Principal | Response:
         token = bearer()
         if token is None:
-            return _error(401, "missing token: send 'Authorization: Bearer <token>'",
-                          {"WWW-Authenticate": 'Bearer realm="emap"'})
+            return _error(
+                401,
+                "missing token: send 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": 'Bearer realm="emap"'},
+            )
         principal = tokens.lookup(token)
         if principal is None:
-            return _error(401, "unknown or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return _error(
+                401, "unknown or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
         return principal
 
     def commit(kind, records, source, scope):
@@ -385,8 +449,11 @@ def make_ingest_blueprint(store: Store, settings: Settings,
         except Busy as exc:
             return _error(503, f"busy, nothing stored: {exc}; retry", {"Retry-After": "1"})
         except FutureTimeout:
-            return _error(503, "not acknowledged in time; retry (re-sent records are not stored twice)",
-                          {"Retry-After": "1"})
+            return _error(
+                503,
+                "not acknowledged in time; retry (re-sent records are not stored twice)",
+                {"Retry-After": "1"},
+            )
         except Exception as exc:
             return _error(503, f"not stored: {exc}; retry", {"Retry-After": "1"})
         return outcome
@@ -407,18 +474,30 @@ def make_ingest_blueprint(store: Store, settings: Settings,
             method, path, remote = request.method, request.path, request.remote_addr
 
             def audit(n: int) -> None:
-                endpoint_.refused(principal, f"{n} record(s) outside what the token may write", method, path,
-                                  remote)
+                endpoint_.refused(
+                    principal, f"{n} record(s) outside what the token may write", method, path, remote
+                )
 
-            scope = Scope(device_id=principal.device_id if kind == "pings" and principal.kind == "device"
-                          else None, node_id=principal.node_id,
-                          refusal=(f"the token of system '{principal.system_name}' cannot report outside "
-                                   f"node '{principal.node_id}'"), keep=True, on_refused=audit)
+            scope = Scope(
+                device_id=principal.device_id if kind == "pings" and principal.kind == "device" else None,
+                node_id=principal.node_id,
+                refusal=(
+                    f"the token of system '{principal.system_name}' cannot report outside "
+                    f"node '{principal.node_id}'"
+                ),
+                keep=True,
+                on_refused=audit,
+            )
         outcome = commit(kind, items, f"POST {endpoint} ({principal.name})", scope)
         if isinstance(outcome, Response):
             return outcome
-        return _json({"received": outcome.received, "accepted": outcome.accepted,
-                      "rejected": [{"index": i, "reason": why} for i, why in outcome.rejected]})
+        return _json(
+            {
+                "received": outcome.received,
+                "accepted": outcome.accepted,
+                "rejected": [{"index": i, "reason": why} for i, why in outcome.rejected],
+            }
+        )
 
     @bp.post("/api/v1/pings")
     def post_pings():
@@ -433,9 +512,15 @@ def make_ingest_blueprint(store: Store, settings: Settings,
         body = read_body()
         if isinstance(body, Response):
             return body
-        status, text = endpoint.answer(request.method, request.path, request.query_string.decode("latin-1"),
-                                       request.mimetype, body, request.headers.get("Authorization", ""),
-                                       request.remote_addr)
+        status, text = endpoint.answer(
+            request.method,
+            request.path,
+            request.query_string.decode("latin-1"),
+            request.mimetype,
+            body,
+            request.headers.get("Authorization", ""),
+            request.remote_addr,
+        )
         headers = {"Retry-After": "1"} if status == 503 else None
         return Response(text, status, mimetype="text/plain", headers=headers)
 
@@ -459,8 +544,15 @@ def make_ingest_blueprint(store: Store, settings: Settings,
                 return _plain(start_response, *endpoint.too_large, [])
         mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         query = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "replace")
-        status, text = endpoint.answer(method, environ.get("PATH_INFO", "/osmand"), query, mimetype, body,
-                                       environ.get("HTTP_AUTHORIZATION", ""), environ.get("REMOTE_ADDR"))
+        status, text = endpoint.answer(
+            method,
+            environ.get("PATH_INFO", "/osmand"),
+            query,
+            mimetype,
+            body,
+            environ.get("HTTP_AUTHORIZATION", ""),
+            environ.get("REMOTE_ADDR"),
+        )
         return _plain(start_response, status, text, [("Retry-After", "1")] if status == 503 else [])
 
     bp.osmand_wsgi = osmand_wsgi
@@ -495,37 +587,51 @@ def openapi_spec(server_url: str = "") -> dict:
         return {**error, "description": description}
 
     batch_responses = {
-        "200": {"description": "Processed: accepted records are committed; rejected ones are "
-                               "listed and kept in quarantine.", **_content(_ref("IngestResult"))},
+        "200": {
+            "description": "Processed: accepted records are committed; rejected ones are "
+            "listed and kept in quarantine.",
+            **_content(_ref("IngestResult")),
+        },
         "400": err("Malformed JSON; the message gives the line and column (or NDJSON line)."),
         "401": err("Missing, unknown or revoked token."),
         "413": err("Body larger than the configured limit."),
-        "503": err("Nothing was stored (busy or failing store); retry later, re-sent records "
-                   "are not stored twice."),
+        "503": err(
+            "Nothing was stored (busy or failing store); retry later, re-sent records are not stored twice."
+        ),
     }
 
     def batch_op(summary: str, item: str) -> dict:
         return {
             "summary": summary,
             "security": [{"bearer": []}],
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": {"oneOf": [
-                    {"type": "array", "items": _ref(item)}, _ref(item)]}},
-                "application/x-ndjson": {"schema": {"type": "string",
-                                                    "description": f"One {item} JSON object per line."}},
-            }},
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"oneOf": [{"type": "array", "items": _ref(item)}, _ref(item)]}
+                    },
+                    "application/x-ndjson": {
+                        "schema": {"type": "string", "description": f"One {item} JSON object per line."}
+                    },
+                },
+            },
             "responses": batch_responses,
         }
 
     osmand_params = [
-        {"name": n, "in": "query", "required": False, "schema": s, "description": d} for n, s, d in [
+        {"name": n, "in": "query", "required": False, "schema": s, "description": d}
+        for n, s, d in [
             ("id", text, "Device identifier (or `deviceid`)."),
             ("deviceid", text, "Device identifier (or `id`)."),
             ("lat", {"type": "number"}, "Latitude, WGS-84 degrees."),
             ("lon", {"type": "number"}, "Longitude, WGS-84 degrees."),
             ("location", text, "`lat,lon` instead of `lat` and `lon`."),
-            ("timestamp", text, "Unix seconds or milliseconds, ISO 8601, or `YYYY-MM-DD HH:MM:SS` "
-                                "(local time). Missing: the time received."),
+            (
+                "timestamp",
+                text,
+                "Unix seconds or milliseconds, ISO 8601, or `YYYY-MM-DD HH:MM:SS` "
+                "(local time). Missing: the time received.",
+            ),
             ("speed", {"type": "number"}, "Speed, in knots unless configured otherwise."),
             ("bearing", {"type": "number"}, "Heading in degrees (or `heading`)."),
             ("heading", {"type": "number"}, "Heading in degrees (or `bearing`)."),
@@ -534,105 +640,211 @@ def openapi_spec(server_url: str = "") -> dict:
             ("hdop", {"type": "number"}, "Horizontal dilution of precision."),
             ("batt", {"type": "number"}, "Battery level, percent."),
             ("token", text, "Device or system token, when the server requires one."),
-        ]]
+        ]
+    ]
     osmand_responses = {
-        "200": {"description": "Stored (`OK`), or refused for good and kept in quarantine (the reason in the "
-                               "body): the phone goes on to its next fix.", **_content(text, "text/plain")},
-        "400": {"description": "Malformed: no device id (or two different ones), unreadable body.",
-                **_content(text, "text/plain")},
+        "200": {
+            "description": "Stored (`OK`), or refused for good and kept in quarantine (the reason in the "
+            "body): the phone goes on to its next fix.",
+            **_content(text, "text/plain"),
+        },
+        "400": {
+            "description": "Malformed: no device id (or two different ones), unreadable body.",
+            **_content(text, "text/plain"),
+        },
         "401": {"description": "Unknown token, or a token is required.", **_content(text, "text/plain")},
-        "403": {"description": "A token used for another device or outside its node, or a device that is not "
-                               "registered: the phone keeps the fix until this is put right.",
-                **_content(text, "text/plain")},
+        "403": {
+            "description": "A token used for another device or outside its node, or a device that is not "
+            "registered: the phone keeps the fix until this is put right.",
+            **_content(text, "text/plain"),
+        },
         "413": err("Body larger than the configured limit."),
         "503": {"description": "Not stored now; the phone retries.", **_content(text, "text/plain")},
     }
-    osmand_json = {"type": "object", "required": ["device_id", "location"], "properties": {
-        "device_id": text,
-        "location": {"oneOf": [_ref("OsmAndLocation"), {"type": "array", "items": _ref("OsmAndLocation")}]},
-    }}
+    osmand_json = {
+        "type": "object",
+        "required": ["device_id", "location"],
+        "properties": {
+            "device_id": text,
+            "location": {
+                "oneOf": [_ref("OsmAndLocation"), {"type": "array", "items": _ref("OsmAndLocation")}]
+            },
+        },
+    }
     num = {"type": ["number", "null"]}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "EMAP live ingest API", "version": API_VERSION,
-                 "description": "Courier GPS positions and parcel scans into the EMAP store. "
-                                "A 2xx answer is sent only after the records are committed."},
+        "info": {
+            "title": "EMAP live ingest API",
+            "version": API_VERSION,
+            "description": "Courier GPS positions and parcel scans into the EMAP store. "
+            "A 2xx answer is sent only after the records are committed.",
+        },
         "servers": [{"url": server_url}] if server_url else [],
         "paths": {
             "/api/v1/pings": {"post": batch_op("Store a batch of GPS pings", "Ping")},
             "/api/v1/events": {"post": batch_op("Store a batch of parcel events (scans)", "ParcelEvent")},
             "/osmand": {
                 "description": "Also served, with the same answers, by the phone listener on its own "
-                               "port (EMAP_OSMAND_PORT, 5055) at any path, e.g. http://host:5055/?id=...",
-                "get": {"summary": "One position, OsmAnd query form (OsmAnd app, Traccar Client)",
-                        "parameters": osmand_params, "responses": osmand_responses},
-                "post": {"summary": "One position, OsmAnd form or JSON body (Traccar Client 9+)",
-                         "parameters": osmand_params,
-                         "requestBody": {"content": {
-                             "application/json": {"schema": osmand_json},
-                             "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
-                         "responses": osmand_responses},
+                "port (EMAP_OSMAND_PORT, 5055) at any path, e.g. http://host:5055/?id=...",
+                "get": {
+                    "summary": "One position, OsmAnd query form (OsmAnd app, Traccar Client)",
+                    "parameters": osmand_params,
+                    "responses": osmand_responses,
+                },
+                "post": {
+                    "summary": "One position, OsmAnd form or JSON body (Traccar Client 9+)",
+                    "parameters": osmand_params,
+                    "requestBody": {
+                        "content": {
+                            "application/json": {"schema": osmand_json},
+                            "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                        }
+                    },
+                    "responses": osmand_responses,
+                },
             },
-            "/api/v1/openapi.json": {"get": {"summary": "This description", "responses": {
-                "200": {"description": "OpenAPI 3.1 document", **_content({"type": "object"})}}}},
-            "/api/v1/health": {"get": {"summary": "Liveness and ingest counters", "responses": {
-                "200": {"description": "Counters since the server started", **_content(_ref("Health"))}}}},
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "responses": {
+                        "200": {"description": "OpenAPI 3.1 document", **_content({"type": "object"})}
+                    },
+                }
+            },
+            "/api/v1/health": {
+                "get": {
+                    "summary": "Liveness and ingest counters",
+                    "responses": {
+                        "200": {
+                            "description": "Counters since the server started",
+                            **_content(_ref("Health")),
+                        }
+                    },
+                }
+            },
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "A device or system token."}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A device or system token."}
+            },
             "schemas": {
-                "Ping": {"type": "object", "required": ["device_id", "ts", "lat", "lng"],
-                         "description": "Aliases accepted: id/deviceid, timestamp, lon, bearing.",
-                         "properties": {
-                             "device_id": text,
-                             "ts": {"type": ["string", "number"],
-                                    "description": "Unix s/ms, ISO 8601, or YYYY-MM-DD HH:MM:SS (local)"},
-                             "lat": {"type": "number"}, "lng": {"type": "number"},
-                             "speed": {**num, "description": "m/s"},
-                             "heading": {**num, "description": "degrees from north"},
-                             "accuracy": {**num, "description": "metres"}}},
-                "ParcelEvent": {
-                    "type": "object", "required": ["parcel_id", "kind", "ts", "lat", "lng"],
+                "Ping": {
+                    "type": "object",
+                    "required": ["device_id", "ts", "lat", "lng"],
+                    "description": "Aliases accepted: id/deviceid, timestamp, lon, bearing.",
                     "properties": {
-                        "event_id": {**text, "description": "record id; derived from parcel, kind "
-                                                            "and time when missing"},
+                        "device_id": text,
+                        "ts": {
+                            "type": ["string", "number"],
+                            "description": "Unix s/ms, ISO 8601, or YYYY-MM-DD HH:MM:SS (local)",
+                        },
+                        "lat": {"type": "number"},
+                        "lng": {"type": "number"},
+                        "speed": {**num, "description": "m/s"},
+                        "heading": {**num, "description": "degrees from north"},
+                        "accuracy": {**num, "description": "metres"},
+                    },
+                },
+                "ParcelEvent": {
+                    "type": "object",
+                    "required": ["parcel_id", "kind", "ts", "lat", "lng"],
+                    "properties": {
+                        "event_id": {
+                            **text,
+                            "description": "record id; derived from parcel, kind and time when missing",
+                        },
                         "parcel_id": text,
-                        "kind": {"enum": ["pickup_request", "pickup", "arrival", "out_for_delivery",
-                                          "delivered"]},
+                        "kind": {
+                            "enum": ["pickup_request", "pickup", "arrival", "out_for_delivery", "delivered"]
+                        },
                         "ts": {"type": ["string", "number"]},
-                        "lat": {"type": "number"}, "lng": {"type": "number"},
-                        "outlet_id": text, "courier_id": text,
+                        "lat": {"type": "number"},
+                        "lng": {"type": "number"},
+                        "outlet_id": text,
+                        "courier_id": text,
                         "promised_at": {"type": ["string", "number", "null"]},
-                        "dest_branch_id": text, "expected_at": {"type": ["string", "number", "null"]}}},
-                "OsmAndLocation": {"type": "object", "properties": {
-                    "timestamp": text,
-                    "coords": {"type": "object", "properties": {
-                        "latitude": {"type": "number"}, "longitude": {"type": "number"},
-                        "speed": {**num, "description": "m/s"}, "heading": num, "accuracy": num,
-                        "altitude": num}},
-                    "battery": {"type": "object", "properties": {
-                        "level": num, "is_charging": {"type": "boolean"}}}}},
+                        "dest_branch_id": text,
+                        "expected_at": {"type": ["string", "number", "null"]},
+                    },
+                },
+                "OsmAndLocation": {
+                    "type": "object",
+                    "properties": {
+                        "timestamp": text,
+                        "coords": {
+                            "type": "object",
+                            "properties": {
+                                "latitude": {"type": "number"},
+                                "longitude": {"type": "number"},
+                                "speed": {**num, "description": "m/s"},
+                                "heading": num,
+                                "accuracy": num,
+                                "altitude": num,
+                            },
+                        },
+                        "battery": {
+                            "type": "object",
+                            "properties": {"level": num, "is_charging": {"type": "boolean"}},
+                        },
+                    },
+                },
                 "IngestResult": {
-                    "type": "object", "required": ["received", "accepted", "rejected"],
+                    "type": "object",
+                    "required": ["received", "accepted", "rejected"],
                     "additionalProperties": False,
                     "properties": {
                         "received": {"type": "integer", "minimum": 0},
-                        "accepted": {"type": "integer", "minimum": 0,
-                                     "description": "records now stored (including re-sent ones "
-                                                    "stored before)"},
-                        "rejected": {"type": "array", "items": {
-                            "type": "object", "required": ["index", "reason"], "additionalProperties": False,
-                            "properties": {"index": {"type": "integer", "minimum": 0,
-                                                     "description": "0-based position in the batch"},
-                                           "reason": text}}}}},
-                "Error": {"type": "object", "required": ["error"], "additionalProperties": False,
-                          "properties": {"error": text}},
-                "Health": {"type": "object", "required": ["status"], "properties": {
-                    "status": {"const": "ok"},
-                    **{k: {"type": "integer"} for k in ("groups", "requests", "received", "accepted",
-                                                        "stored", "duplicates", "rejected", "errors",
-                                                        "commit_ms")}}},
+                        "accepted": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "records now stored (including re-sent ones stored before)",
+                        },
+                        "rejected": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["index", "reason"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "index": {
+                                        "type": "integer",
+                                        "minimum": 0,
+                                        "description": "0-based position in the batch",
+                                    },
+                                    "reason": text,
+                                },
+                            },
+                        },
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "additionalProperties": False,
+                    "properties": {"error": text},
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {
+                        "status": {"const": "ok"},
+                        **{
+                            k: {"type": "integer"}
+                            for k in (
+                                "groups",
+                                "requests",
+                                "received",
+                                "accepted",
+                                "stored",
+                                "duplicates",
+                                "rejected",
+                                "errors",
+                                "commit_ms",
+                            )
+                        },
+                    },
+                },
             },
         },
     }
@@ -651,14 +863,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="DuckDB file (default: the configured one)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8060)
-    parser.add_argument("--threads", type=int, default=512,
-                        help="request threads (waitress); each unanswered phone request holds one")
-    parser.add_argument("--osmand-port", type=int, default=None,
-                        help="port of the phone listener (default EMAP_OSMAND_PORT, 5055; 0: off)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=512,
+        help="request threads (waitress); each unanswered phone request holds one",
+    )
+    parser.add_argument(
+        "--osmand-port",
+        type=int,
+        default=None,
+        help="port of the phone listener (default EMAP_OSMAND_PORT, 5055; 0: off)",
+    )
     parser.add_argument("--server", choices=("waitress", "werkzeug"), default="waitress")
-    parser.add_argument("--switch-interval", type=float, default=0.005,
-                        help="seconds between GIL hand-overs (short: the writer thread, which "
-                             "returns from DuckDB/polars often, is not starved by request threads)")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=0.005,
+        help="seconds between GIL hand-overs (short: the writer thread, which "
+        "returns from DuckDB/polars often, is not starved by request threads)",
+    )
     args = parser.parse_args(argv)
     sys.setswitchinterval(args.switch_interval)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -680,20 +904,32 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 phones = PhoneListener(app.blueprints["ingest"].osmand, args.host, osmand_port).start()
             except OSError as exc:
-                print(f"cannot listen for phones on {args.host}:{osmand_port}: {exc} (--osmand-port; 0: off)",
-                      file=sys.stderr)
+                print(
+                    f"cannot listen for phones on {args.host}:{osmand_port}: {exc} (--osmand-port; 0: off)",
+                    file=sys.stderr,
+                )
                 return 2
             print(f"EMAP phone listener (OsmAnd) on http://{args.host}:{phones.port}", flush=True)
         print(f"EMAP ingest listening on http://{args.host}:{args.port}", flush=True)
         if args.server == "waitress":
             from waitress import serve
+
             # poll, not select: the phone listener's connections share this process's file
             # descriptors, and select() fails on any numbered past 1023
-            serve(ingest_front(app, app.blueprints["ingest"]), host=args.host, port=args.port,
-                  threads=args.threads, connection_limit=4000, asyncore_use_poll=True,
-                  channel_timeout=60, backlog=2048, ident="emap")
+            serve(
+                ingest_front(app, app.blueprints["ingest"]),
+                host=args.host,
+                port=args.port,
+                threads=args.threads,
+                connection_limit=4000,
+                asyncore_use_poll=True,
+                channel_timeout=60,
+                backlog=2048,
+                ident="emap",
+            )
         else:
             from werkzeug.serving import WSGIRequestHandler, run_simple
+
             WSGIRequestHandler.protocol_version = "HTTP/1.1"
             run_simple(args.host, args.port, ingest_front(app, app.blueprints["ingest"]), threaded=True)
     except KeyboardInterrupt:

@@ -30,8 +30,13 @@ from geo import cells as h3cells
 KINDS = ("pings", "parcel_events", "outlets", "couriers")
 #: Batches prepared at once, ahead of the one being stored (one per core here).
 _PREPARE_AHEAD = 2
-_KIND_WORDS = {"ping": "pings", "event": "parcel_events", "scan": "parcel_events",
-               "outlet": "outlets", "courier": "couriers"}
+_KIND_WORDS = {
+    "ping": "pings",
+    "event": "parcel_events",
+    "scan": "parcel_events",
+    "outlet": "outlets",
+    "courier": "couriers",
+}
 
 
 class ImportFileError(Exception):
@@ -57,8 +62,10 @@ class ImportReport:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
 
     def line(self) -> str:
-        return (f"{self.path}: {self.kind}: {self.rows} rows read, {self.accepted} accepted, "
-                f"{self.rejected} rejected, {self.duplicates} duplicates")
+        return (
+            f"{self.path}: {self.kind}: {self.rows} rows read, {self.accepted} accepted, "
+            f"{self.rejected} rejected, {self.duplicates} duplicates"
+        )
 
 
 def guess_kind(path: Path, columns: list[str]) -> str:
@@ -78,10 +85,13 @@ def guess_kind(path: Path, columns: list[str]) -> str:
         return "couriers"
     raise ImportFileError(
         f"{path}: cannot tell what the file holds from its name or columns {columns}; "
-        f"pass --kind ({', '.join(KINDS)})")
+        f"pass --kind ({', '.join(KINDS)})"
+    )
 
 
-def open_batches(path: Path, batch_rows: int) -> tuple[list[str], int | None, Iterator[pa.RecordBatch | pa.Table]]:
+def open_batches(
+    path: Path, batch_rows: int
+) -> tuple[list[str], int | None, Iterator[pa.RecordBatch | pa.Table]]:
     """Open a file for streaming: (columns, total rows if known, batch iterator).
 
     Raises :class:`ImportFileError` if the file cannot be opened or parsed at all.
@@ -96,7 +106,11 @@ def open_batches(path: Path, batch_rows: int) -> tuple[list[str], int | None, It
             # is closed (about 1 GB over 30 M rows), and gains nothing on local disks.
             pf = pq.ParquetFile(path, pre_buffer=False)
             cols = pf.schema_arrow.names
-            text = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            text = [
+                f.name
+                for f in pf.schema_arrow
+                if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            ]
             if text:
                 # Text read as dictionaries: Parquet writers store repeated ids (devices,
                 # couriers) dictionary-encoded, and keeping the encoding costs about half
@@ -115,7 +129,8 @@ def open_batches(path: Path, batch_rows: int) -> tuple[list[str], int | None, It
                 read_options=pacsv.ReadOptions(block_size=64 << 20, encoding="utf8"),
                 parse_options=pacsv.ParseOptions(delimiter=delim),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in cols}, strings_can_be_null=True),
+                    column_types={c: pa.string() for c in cols}, strings_can_be_null=True
+                ),
             )
             return cols, None, _rebatch(reader, batch_rows)
     except ImportFileError:
@@ -159,10 +174,16 @@ def _rebatch(reader, batch_rows: int) -> Iterator[pa.RecordBatch]:
             yield batch.slice(start, batch_rows)
 
 
-def import_file(store: Store, path: str | Path, kind: str | None = None,
-                batch_rows: int = 1_000_000, local_tz: str = "Asia/Shanghai",
-                progress: Callable[[int, int | None], None] | None = None,
-                limits: validate.Limits | None = None, quarantine: Quarantine | None = None) -> ImportReport:
+def import_file(
+    store: Store,
+    path: str | Path,
+    kind: str | None = None,
+    batch_rows: int = 1_000_000,
+    local_tz: str = "Asia/Shanghai",
+    progress: Callable[[int, int | None], None] | None = None,
+    limits: validate.Limits | None = None,
+    quarantine: Quarantine | None = None,
+) -> ImportReport:
     """Import one file into the store. See the module docstring.
 
     ``limits`` (plausible times, speeds, accuracies) and ``quarantine`` (its caps) are
@@ -205,8 +226,18 @@ def import_file(store: Store, path: str | Path, kind: str | None = None,
     return report
 
 
-def _import(store: Store, path: Path, kind: str, total: int | None, batches: Iterator[pa.RecordBatch],
-            local_tz: str, progress, mode: str, limits: validate.Limits, quarantine: Quarantine) -> ImportReport:
+def _import(
+    store: Store,
+    path: Path,
+    kind: str,
+    total: int | None,
+    batches: Iterator[pa.RecordBatch],
+    local_tz: str,
+    progress,
+    mode: str,
+    limits: validate.Limits,
+    quarantine: Quarantine,
+) -> ImportReport:
     """One pass over the file. ``mode``: ``bulk`` (optimistic, raises :class:`Clash`),
     ``stage`` (every row deduplicated) or ``upsert`` (outlets, couriers)."""
     report = ImportReport(str(path), kind)
@@ -220,8 +251,8 @@ def _import(store: Store, path: Path, kind: str, total: int | None, batches: Ite
         except (pa.ArrowInvalid, OSError) as exc:
             # The file is refused as a whole: what it added so far is rolled back.
             raise ImportFileError(
-                f"{path}: unreadable after data row {next_offset}: {exc}; nothing from this file "
-                f"was stored") from None
+                f"{path}: unreadable after data row {next_offset}: {exc}; nothing from this file was stored"
+            ) from None
 
     def prepare(batch, offset):
         """Read, validate, index and locate one batch (no writes to the operations tables)."""
@@ -340,10 +371,14 @@ def _store_couriers(store: Store, good: pl.DataFrame):
     ok = good.filter(pl.col("branch_id").is_not_null()).unique("courier_id", keep="last")
     dup = len(good) - len(unknown) - len(ok)
     store.upsert("couriers", ok.drop("_row", "device_id"), "courier_id")
-    store.upsert("devices", ok.select("device_id", "courier_id",
-                                      pl.lit(None, dtype=pl.String).alias("vehicle_id")), "device_id")
+    store.upsert(
+        "devices",
+        ok.select("device_id", "courier_id", pl.lit(None, dtype=pl.String).alias("vehicle_id")),
+        "device_id",
+    )
     refused = unknown.with_columns(
-        pl.concat_str(pl.lit("unknown outlet '"), pl.col("outlet_id"), pl.lit("'")).alias("reason"))
+        pl.concat_str(pl.lit("unknown outlet '"), pl.col("outlet_id"), pl.lit("'")).alias("reason")
+    )
     return len(ok), dup, _refuse_with_reason(refused)
 
 
@@ -353,8 +388,9 @@ def _refuse(frame: pl.DataFrame, reason: str) -> pl.DataFrame:
 
 def _refuse_with_reason(frame: pl.DataFrame) -> pl.DataFrame:
     raw_cols = [c for c in frame.columns if c not in ("_row", "reason", "cell", "branch_id")]
-    return frame.select(pl.col("_row"), pl.col("reason"),
-                        pl.struct(raw_cols).struct.json_encode().alias("raw"))
+    return frame.select(
+        pl.col("_row"), pl.col("reason"), pl.struct(raw_cols).struct.json_encode().alias("raw")
+    )
 
 
 def print_progress(done: int, total: int | None) -> None:

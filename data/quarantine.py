@@ -51,8 +51,14 @@ class Quarantine:
     3
     """
 
-    def __init__(self, store: Store, per_source: int = 100_000, total: int = 1_000_000,
-                 retention_days: float = 30.0, raw_bytes: int = 4096):
+    def __init__(
+        self,
+        store: Store,
+        per_source: int = 100_000,
+        total: int = 1_000_000,
+        retention_days: float = 30.0,
+        raw_bytes: int = 4096,
+    ):
         self.store = store
         self.per_source = max(1, per_source)
         self.total = max(1, total)
@@ -68,8 +74,13 @@ class Quarantine:
     def from_settings(cls, store: Store, settings) -> Quarantine:
         """Caps from ``quarantine_max_rows_per_source``, ``quarantine_max_rows``,
         ``quarantine_retention_days`` and ``quarantine_max_raw_bytes``."""
-        return cls(store, settings.quarantine_max_rows_per_source, settings.quarantine_max_rows,
-                   settings.quarantine_retention_days, settings.quarantine_max_raw_bytes)
+        return cls(
+            store,
+            settings.quarantine_max_rows_per_source,
+            settings.quarantine_max_rows,
+            settings.quarantine_retention_days,
+            settings.quarantine_max_raw_bytes,
+        )
 
     def keep(self, bad: pl.DataFrame, source: str, kind: str) -> int:
         """Quarantine ``bad`` (``_row, reason, raw``) from ``source``; returns the rows kept.
@@ -98,7 +109,9 @@ class Quarantine:
             bad = bad.with_columns(
                 pl.when(raw.str.len_chars() > self.raw_bytes)
                 .then(pl.concat_str(raw.str.slice(0, self.raw_bytes), pl.lit("... (cut)")))
-                .otherwise(raw).alias("raw"))
+                .otherwise(raw)
+                .alias("raw")
+            )
             kept = self.store.quarantine(bad, source, kind)
             if self._counts is not None:
                 self._counts[source] = self._counts.get(source, 0) + kept
@@ -114,7 +127,9 @@ class Quarantine:
             if old:
                 cur.execute("DELETE FROM quarantine WHERE received_at < ?", [cutoff])
                 log.info("quarantine: %d rows older than %s deleted", old, self.retention)
-            self._counts = dict(cur.execute("SELECT source, count(*) FROM quarantine GROUP BY source").fetchall())
+            self._counts = dict(
+                cur.execute("SELECT source, count(*) FROM quarantine GROUP BY source").fetchall()
+            )
             self._refreshed = now
         return self._counts
 
@@ -125,11 +140,19 @@ class Quarantine:
         where, args = ("WHERE source = ?", [source]) if source is not None else ("", [])
         self.store.cursor().execute(
             f"DELETE FROM quarantine WHERE rowid IN (SELECT rowid FROM quarantine {where} "
-            f"ORDER BY received_at, rowid LIMIT ?)", [*args, rows])
+            f"ORDER BY received_at, rowid LIMIT ?)",
+            [*args, rows],
+        )
         self._drop(rows, source or "all sources", "let go to make room")
         return rows
 
     def _drop(self, rows: int, source: str, why: str) -> None:
         self.dropped += rows
-        log.warning("quarantine: %d rows of %s %s (caps: %d per source, %d in all)", rows, source, why,
-                    self.per_source, self.total)
+        log.warning(
+            "quarantine: %d rows of %s %s (caps: %d per source, %d in all)",
+            rows,
+            source,
+            why,
+            self.per_source,
+            self.total,
+        )

@@ -124,8 +124,10 @@ def canonical(kind: str, record, default_device: str | None = None) -> tuple[dic
         if name in row:
             before = row[name]
             if _differ(before, text):
-                return None, (f"conflicting values for '{name}': '{seen[name]}' is {_show(before)}, "
-                              f"'{key}' is {_show(text)}")
+                return None, (
+                    f"conflicting values for '{name}': '{seen[name]}' is {_show(before)}, "
+                    f"'{key}' is {_show(text)}"
+                )
             if before is None or not before.strip():
                 row[name] = text
             continue

@@ -50,17 +50,24 @@ class ReplayReport:
     lag_s: float = 0.0  # how far behind schedule the last tick was
 
     def lines(self) -> list[str]:
-        out = [f"sent {self.pings_sent:,} pings and {self.events_sent:,} parcel events in "
-               f"{self.requests:,} requests over {self.elapsed_s:.1f} s "
-               f"({(self.pings_sent + self.events_sent) / max(self.elapsed_s, 1e-9):,.0f} records/s)",
-               f"accepted {self.accepted:,}, rejected {self.rejected:,}, "
-               f"requests failed {self.failed_requests:,}, behind schedule {self.lag_s:.1f} s"]
+        out = [
+            f"sent {self.pings_sent:,} pings and {self.events_sent:,} parcel events in "
+            f"{self.requests:,} requests over {self.elapsed_s:.1f} s "
+            f"({(self.pings_sent + self.events_sent) / max(self.elapsed_s, 1e-9):,.0f} records/s)",
+            f"accepted {self.accepted:,}, rejected {self.rejected:,}, "
+            f"requests failed {self.failed_requests:,}, behind schedule {self.lag_s:.1f} s",
+        ]
         out += [f"  rejected {n:,}: {why}" for why, n in self.reasons.most_common(10)]
         return out
 
 
-def load_day(size: str = "small", seed: int = 7, day: date | None = None, source: str | Path | None = None,
-             local_tz: str = "Asia/Shanghai") -> tuple[pl.DataFrame, pl.DataFrame]:
+def load_day(
+    size: str = "small",
+    seed: int = 7,
+    day: date | None = None,
+    source: str | Path | None = None,
+    local_tz: str = "Asia/Shanghai",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Pings and parcel events of one local day (naive UTC ``ts``), sorted by time.
 
     From ``source`` (a DuckDB file with the demo's data; default day: its last one), else
@@ -78,11 +85,17 @@ def load_day(size: str = "small", seed: int = 7, day: date | None = None, source
                 day = last.replace(tzinfo=UTC).astimezone(tz).date()
             start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
             end = start + timedelta(days=1)
-            pings = store.sql("SELECT device_id, ts, lat, lng, speed, heading, accuracy FROM pings "
-                              "WHERE ts >= ? AND ts < ? ORDER BY ts", [start, end])
-            events = store.sql("SELECT event_id, parcel_id, kind, ts, lat, lng, outlet_id, courier_id, "
-                               "promised_at, dest_branch_id, expected_at FROM parcel_events "
-                               "WHERE ts >= ? AND ts < ? ORDER BY ts", [start, end])
+            pings = store.sql(
+                "SELECT device_id, ts, lat, lng, speed, heading, accuracy FROM pings "
+                "WHERE ts >= ? AND ts < ? ORDER BY ts",
+                [start, end],
+            )
+            events = store.sql(
+                "SELECT event_id, parcel_id, kind, ts, lat, lng, outlet_id, courier_id, "
+                "promised_at, dest_branch_id, expected_at FROM parcel_events "
+                "WHERE ts >= ? AND ts < ? ORDER BY ts",
+                [start, end],
+            )
         return pings, events
     import numpy as np
 
@@ -111,12 +124,24 @@ def _records(frame: pl.DataFrame) -> list[dict]:
     return out
 
 
-def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", seed: int = 7,
-           max_seconds: float | None = 60.0, source: str | Path | None = None, day: date | None = None,
-           batch_size: int = 1000, osmand_share: float = 0.2, clients: int = 8, to_today: bool = True,
-           start_hour: float | None = None, local_tz: str = "Asia/Shanghai",
-           osmand_url: str | None = None,
-           progress: Callable[[str], None] | None = None) -> ReplayReport:
+def replay(
+    url: str,
+    token: str,
+    speedup: float = 60.0,
+    size: str = "small",
+    seed: int = 7,
+    max_seconds: float | None = 60.0,
+    source: str | Path | None = None,
+    day: date | None = None,
+    batch_size: int = 1000,
+    osmand_share: float = 0.2,
+    clients: int = 8,
+    to_today: bool = True,
+    start_hour: float | None = None,
+    local_tz: str = "Asia/Shanghai",
+    osmand_url: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReplayReport:
     """Stream one generated day to a running EMAP server.
 
     Parameters
@@ -169,12 +194,14 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
     shift = timedelta(days=(datetime.now(tz).date() - data_day).days) if to_today else timedelta(0)
     if shift:
         pings = pings.with_columns(pl.col("ts") + shift)
-        events = events.with_columns([pl.col(c) + shift for c in ("ts", "promised_at", "expected_at")
-                                      if c in events.columns])
+        events = events.with_columns(
+            [pl.col(c) + shift for c in ("ts", "promised_at", "expected_at") if c in events.columns]
+        )
         first = first + shift
     if start_hour is not None:
-        local_midnight = datetime.combine(first.replace(tzinfo=UTC).astimezone(tz).date(),
-                                          datetime.min.time(), tz)
+        local_midnight = datetime.combine(
+            first.replace(tzinfo=UTC).astimezone(tz).date(), datetime.min.time(), tz
+        )
         first = (local_midnight + timedelta(hours=start_hour)).astimezone(UTC).replace(tzinfo=None)
         pings = pings.filter(pl.col("ts") >= first)
         events = events.filter(pl.col("ts") >= first)
@@ -191,8 +218,9 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
 
     def post(session, path, records, kind):
         body = orjson.dumps(records)
-        r = session.post(f"{base}{path}", data=body,
-                         headers={**auth, "Content-Type": "application/json"}, timeout=120)
+        r = session.post(
+            f"{base}{path}", data=body, headers={**auth, "Content-Type": "application/json"}, timeout=120
+        )
         with lock:
             report.requests += 1
             if r.status_code != 200:
@@ -214,17 +242,27 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
                 params["accuracy"] = rec["accuracy"]
             r = session.get(phone_url, params=params, headers=auth, timeout=120)
         else:
-            coords = {"latitude": rec["lat"], "longitude": rec["lng"], "speed": rec.get("speed"),
-                      "heading": rec.get("heading"), "accuracy": rec.get("accuracy")}
-            r = session.post(phone_url, timeout=120, data=orjson.dumps(
-                {"device_id": rec["device_id"], "location": {"timestamp": rec["ts"], "coords": coords}}),
-                headers={**auth, "Content-Type": "application/json"})
+            coords = {
+                "latitude": rec["lat"],
+                "longitude": rec["lng"],
+                "speed": rec.get("speed"),
+                "heading": rec.get("heading"),
+                "accuracy": rec.get("accuracy"),
+            }
+            r = session.post(
+                phone_url,
+                timeout=120,
+                data=orjson.dumps(
+                    {"device_id": rec["device_id"], "location": {"timestamp": rec["ts"], "coords": coords}}
+                ),
+                headers={**auth, "Content-Type": "application/json"},
+            )
         with lock:
             report.requests += 1
             refused = "refused for good, kept in quarantine: "
             if r.status_code == 200 and r.text.startswith(refused):
                 report.rejected += 1  # answered 200 so that the phone goes on; not stored
-                report.reasons.update([r.text.strip()[len(refused):]])
+                report.reasons.update([r.text.strip()[len(refused) :]])
             elif r.status_code == 200:
                 report.accepted += 1
             elif r.status_code in (400, 403):
@@ -253,8 +291,10 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
     for t in threads:
         t.start()
-    say(f"replaying {len(pings):,} pings and {len(events):,} parcel events at {speedup:g}x "
-        f"to {base} (max {max_seconds} s)")
+    say(
+        f"replaying {len(pings):,} pings and {len(events):,} parcel events at {speedup:g}x "
+        f"to {base} (max {max_seconds} s)"
+    )
     t_start = time.monotonic()
     tick = 1.0  # wall seconds per slice of data
     data_t = first
@@ -269,13 +309,13 @@ def replay(url: str, token: str, speedup: float = 60.0, size: str = "small", see
         e = events.filter((pl.col("ts") >= data_t) & (pl.col("ts") < slice_end))
         batch = _records(p.filter(~pl.col("_single")).drop("_single"))
         for i in range(0, len(batch), batch_size):
-            work.put(("batch", "/api/v1/pings", batch[i:i + batch_size], "pings"))
+            work.put(("batch", "/api/v1/pings", batch[i : i + batch_size], "pings"))
         for rec in _records(p.filter(pl.col("_single")).drop("_single")):
             n_single += 1
             work.put(("osmand", {**rec, "_n": n_single}))
         ev = _records(e)
         for i in range(0, len(ev), batch_size):
-            work.put(("batch", "/api/v1/events", ev[i:i + batch_size], "parcel_events"))
+            work.put(("batch", "/api/v1/events", ev[i : i + batch_size], "parcel_events"))
         report.pings_sent += len(p)
         report.events_sent += len(e)
         data_t = slice_end
@@ -305,19 +345,36 @@ def add_arguments(parser) -> None:
     parser.add_argument("--source", help="DuckDB file with demo data to replay instead of generating")
     parser.add_argument("--day", type=date.fromisoformat, help="local day to replay (YYYY-MM-DD)")
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--osmand-share", type=float, default=0.2,
-                        help="share of devices sending single OsmAnd requests")
+    parser.add_argument(
+        "--osmand-share", type=float, default=0.2, help="share of devices sending single OsmAnd requests"
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
     parser.add_argument("--start-hour", type=float, help="local hour to start from, e.g. 8")
     parser.add_argument("--keep-date", action="store_true", help="keep the data's date (default: today)")
-    parser.add_argument("--osmand-url", help="send single fixes to the phone port as phones do, e.g. "
-                        "http://127.0.0.1:5055 (default: /osmand on --url)")
+    parser.add_argument(
+        "--osmand-url",
+        help="send single fixes to the phone port as phones do, e.g. "
+        "http://127.0.0.1:5055 (default: /osmand on --url)",
+    )
 
 
 def run_from_args(args, local_tz: str = "Asia/Shanghai") -> ReplayReport:
     """Run :func:`replay` from parsed :func:`add_arguments` arguments."""
-    return replay(args.url, args.token, speedup=args.speedup, size=args.size, seed=args.seed,
-                  max_seconds=args.max_seconds or None, source=args.source, day=args.day,
-                  batch_size=args.batch_size, osmand_share=args.osmand_share, clients=args.clients,
-                  to_today=not args.keep_date, start_hour=args.start_hour, local_tz=local_tz,
-                  osmand_url=args.osmand_url, progress=print)
+    return replay(
+        args.url,
+        args.token,
+        speedup=args.speedup,
+        size=args.size,
+        seed=args.seed,
+        max_seconds=args.max_seconds or None,
+        source=args.source,
+        day=args.day,
+        batch_size=args.batch_size,
+        osmand_share=args.osmand_share,
+        clients=args.clients,
+        to_today=not args.keep_date,
+        start_hour=args.start_hour,
+        local_tz=local_tz,
+        osmand_url=args.osmand_url,
+        progress=print,
+    )

@@ -19,28 +19,61 @@ from data.schema import EVENT_KINDS
 
 # Names that real feeds use for our columns (OsmAnd, Traccar exports, ops systems).
 ALIASES = {
-    "deviceid": "device_id", "device": "device_id", "id": "device_id",
-    "timestamp": "ts", "time": "ts", "fix_time": "ts", "fixtime": "ts",
-    "latitude": "lat", "lon": "lng", "longitude": "lng", "long": "lng",
-    "bearing": "heading", "course": "heading",
-    "event_time": "ts", "scan_time": "ts", "type": "kind", "event_kind": "kind",
+    "deviceid": "device_id",
+    "device": "device_id",
+    "id": "device_id",
+    "timestamp": "ts",
+    "time": "ts",
+    "fix_time": "ts",
+    "fixtime": "ts",
+    "latitude": "lat",
+    "lon": "lng",
+    "longitude": "lng",
+    "long": "lng",
+    "bearing": "heading",
+    "course": "heading",
+    "event_time": "ts",
+    "scan_time": "ts",
+    "type": "kind",
+    "event_kind": "kind",
 }
 
 PING_COLUMNS = {
-    "device_id": pl.String, "ts": pl.Datetime("us"), "lat": pl.Float64, "lng": pl.Float64,
-    "speed": pl.Float32, "heading": pl.Float32, "accuracy": pl.Float32,
+    "device_id": pl.String,
+    "ts": pl.Datetime("us"),
+    "lat": pl.Float64,
+    "lng": pl.Float64,
+    "speed": pl.Float32,
+    "heading": pl.Float32,
+    "accuracy": pl.Float32,
 }
 EVENT_COLUMNS = {
-    "event_id": pl.String, "parcel_id": pl.String, "kind": pl.String, "ts": pl.Datetime("us"),
-    "lat": pl.Float64, "lng": pl.Float64, "outlet_id": pl.String, "courier_id": pl.String,
-    "promised_at": pl.Datetime("us"), "dest_branch_id": pl.String, "expected_at": pl.Datetime("us"),
+    "event_id": pl.String,
+    "parcel_id": pl.String,
+    "kind": pl.String,
+    "ts": pl.Datetime("us"),
+    "lat": pl.Float64,
+    "lng": pl.Float64,
+    "outlet_id": pl.String,
+    "courier_id": pl.String,
+    "promised_at": pl.Datetime("us"),
+    "dest_branch_id": pl.String,
+    "expected_at": pl.Datetime("us"),
 }
 OUTLET_COLUMNS = {
-    "outlet_id": pl.String, "name": pl.String, "kind": pl.String, "lat": pl.Float64,
-    "lng": pl.Float64, "capacity_couriers": pl.Int32, "capacity_parcels_per_hour": pl.Int32,
+    "outlet_id": pl.String,
+    "name": pl.String,
+    "kind": pl.String,
+    "lat": pl.Float64,
+    "lng": pl.Float64,
+    "capacity_couriers": pl.Int32,
+    "capacity_parcels_per_hour": pl.Int32,
 }
 COURIER_COLUMNS = {
-    "courier_id": pl.String, "name": pl.String, "outlet_id": pl.String, "mode": pl.String,
+    "courier_id": pl.String,
+    "name": pl.String,
+    "outlet_id": pl.String,
+    "mode": pl.String,
     "device_id": pl.String,
 }
 REQUIRED = {
@@ -91,11 +124,15 @@ def _conflict_rules(frame: pl.DataFrame) -> list[tuple[pl.Expr, str]]:
     for c in frame.columns:
         if not c.startswith(_ALSO):
             continue
-        target = c[len(_ALSO):].rsplit("_", 1)[0]
+        target = c[len(_ALSO) :].rsplit("_", 1)[0]
         if target not in frame.columns:
             continue
-        rules.append((_text(c).is_not_null() & _text(target).is_not_null() & (_text(c) != _text(target)),
-                      f"conflicting values for '{target}' (two columns name it)"))
+        rules.append(
+            (
+                _text(c).is_not_null() & _text(target).is_not_null() & (_text(c) != _text(target)),
+                f"conflicting values for '{target}' (two columns name it)",
+            )
+        )
     return rules
 
 
@@ -121,9 +158,12 @@ class Limits:
     def from_settings(cls, settings) -> Limits:
         """The limits of ``ingest_earliest_ts``, ``ingest_max_ahead_hours``,
         ``ingest_max_speed_mps`` and ``ingest_max_accuracy_m``."""
-        return cls(earliest=datetime.fromisoformat(settings.ingest_earliest_ts).replace(tzinfo=None),
-                   max_ahead=timedelta(hours=settings.ingest_max_ahead_hours),
-                   max_speed=settings.ingest_max_speed_mps, max_accuracy=settings.ingest_max_accuracy_m)
+        return cls(
+            earliest=datetime.fromisoformat(settings.ingest_earliest_ts).replace(tzinfo=None),
+            max_ahead=timedelta(hours=settings.ingest_max_ahead_hours),
+            max_speed=settings.ingest_max_speed_mps,
+            max_accuracy=settings.ingest_max_accuracy_m,
+        )
 
     def latest(self) -> datetime:
         now = self.now or datetime.now(UTC).replace(tzinfo=None)
@@ -134,10 +174,8 @@ class Limits:
         latest = self.latest() if ahead is None else self.latest() - self.max_ahead + ahead
         hours = (self.max_ahead if ahead is None else ahead).total_seconds() / 3600
         return [
-            (pl.col(col) < self.earliest,
-             f"implausible time: {col} before {self.earliest:%Y-%m-%d}"),
-            (pl.col(col) > latest,
-             f"implausible time: {col} more than {hours:g} h after the server's clock"),
+            (pl.col(col) < self.earliest, f"implausible time: {col} before {self.earliest:%Y-%m-%d}"),
+            (pl.col(col) > latest, f"implausible time: {col} more than {hours:g} h after the server's clock"),
         ]
 
 
@@ -163,8 +201,12 @@ def timestamp_expr(column: str, dtype: pl.DataType, local_tz: str) -> pl.Expr:
             expr = col
         return expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.Datetime("us"))
     if isinstance(dtype, pl.Date):
-        return col.cast(pl.Datetime("us")).dt.replace_time_zone(local_tz).dt.convert_time_zone(
-            "UTC").dt.replace_time_zone(None)
+        return (
+            col.cast(pl.Datetime("us"))
+            .dt.replace_time_zone(local_tz)
+            .dt.convert_time_zone("UTC")
+            .dt.replace_time_zone(None)
+        )
     if dtype.is_numeric():
         num = col.cast(pl.Float64)
     else:
@@ -210,12 +252,15 @@ def local_to_utc(ts: pl.Series, local_tz: str) -> pl.Series:
     if slices > 1_000_000:  # more than 28 years in one batch: not worth a table
         return frame.select(exact)["ts"]
     starts = pl.DataFrame({"ts": pl.int_range(first, first + slices, eager=True) * _SLICE_US}).select(
-        pl.from_epoch("ts", time_unit="us"))
+        pl.from_epoch("ts", time_unit="us")
+    )
     ends = starts.select(pl.col("ts") + pl.duration(microseconds=_SLICE_US - 1))
     start_off = starts.select((exact - pl.col("ts")).dt.total_microseconds())["ts"]
     end_off = ends.select((exact - pl.col("ts")).dt.total_microseconds())["ts"]
     unknown = np.iinfo(np.int64).min
-    table = np.where((start_off == end_off).fill_null(False).to_numpy(), start_off.fill_null(0).to_numpy(), unknown)
+    table = np.where(
+        (start_off == end_off).fill_null(False).to_numpy(), start_off.fill_null(0).to_numpy(), unknown
+    )
     off = table[(slice_of - first).fill_null(0).to_numpy()]  # nulls stay null below
     odd = off == unknown
     off[odd] = 0
@@ -299,12 +344,15 @@ def _split(frame: pl.DataFrame, cast: pl.DataFrame, rules: list[tuple[pl.Expr, s
     reasons = cast.filter(is_bad).select(reason.alias("reason"))["reason"]
     raw_cols = [c for c in frame.columns if c != "_row"]
     bad_raw = frame.filter(is_bad)
-    bad = pl.DataFrame({
-        "_row": bad_raw["_row"].cast(pl.UInt32),
-        "reason": reasons,
-        "raw": bad_raw.select(pl.struct(raw_cols).struct.json_encode().alias("raw"))["raw"]
-        if raw_cols else pl.Series("raw", [None] * len(bad_raw), dtype=pl.String),
-    })
+    bad = pl.DataFrame(
+        {
+            "_row": bad_raw["_row"].cast(pl.UInt32),
+            "reason": reasons,
+            "raw": bad_raw.select(pl.struct(raw_cols).struct.json_encode().alias("raw"))["raw"]
+            if raw_cols
+            else pl.Series("raw", [None] * len(bad_raw), dtype=pl.String),
+        }
+    )
     return good, bad
 
 
@@ -352,8 +400,10 @@ def _prepare(frame: pl.DataFrame, columns: dict, kind: str, local_tz: str):
 
 
 def _finite_rules(col: str, largest: float, unit: str) -> list[tuple[pl.Expr, str]]:
-    return [(pl.col(col).is_infinite(), f"{col} is not a finite number"),
-            (pl.col(col) > largest, f"{col} above {largest:g} {unit} (implausible)")]
+    return [
+        (pl.col(col).is_infinite(), f"{col} is not a finite number"),
+        (pl.col(col) > largest, f"{col} above {largest:g} {unit} (implausible)"),
+    ]
 
 
 def check_pings(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: Limits | None = None):
@@ -363,13 +413,18 @@ def check_pings(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: Li
     """
     limits = limits or Limits()
     frame, cast, flags, conflicts = _prepare(frame, PING_COLUMNS, "pings", local_tz)
-    rules = conflicts + _common_rules(frame, cast, flags, "pings") + limits.time_rules("ts") + [
-        (pl.col("speed") < 0, "speed is negative"),
-        *_finite_rules("speed", limits.max_speed, "m/s"),
-        (~pl.col("heading").is_between(0, 360), "heading out of range [0, 360]"),
-        (pl.col("accuracy") < 0, "accuracy is negative"),
-        *_finite_rules("accuracy", limits.max_accuracy, "m"),
-    ]
+    rules = (
+        conflicts
+        + _common_rules(frame, cast, flags, "pings")
+        + limits.time_rules("ts")
+        + [
+            (pl.col("speed") < 0, "speed is negative"),
+            *_finite_rules("speed", limits.max_speed, "m/s"),
+            (~pl.col("heading").is_between(0, 360), "heading out of range [0, 360]"),
+            (pl.col("accuracy") < 0, "accuracy is negative"),
+            *_finite_rules("accuracy", limits.max_accuracy, "m"),
+        ]
+    )
     return _split(frame, cast, rules)
 
 
@@ -382,17 +437,24 @@ def check_events(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: L
     limits = limits or Limits()
     frame, cast, flags, conflicts = _prepare(frame, EVENT_COLUMNS, "parcel_events", local_tz)
     year = timedelta(days=366)
-    rules = conflicts + _common_rules(frame, cast, flags, "parcel_events") + limits.time_rules("ts") + [
-        (~pl.col("kind").is_in(EVENT_KINDS), f"kind must be one of {', '.join(EVENT_KINDS)}"),
-        *limits.time_rules("promised_at", year),
-        *limits.time_rules("expected_at", year),
-    ]
+    rules = (
+        conflicts
+        + _common_rules(frame, cast, flags, "parcel_events")
+        + limits.time_rules("ts")
+        + [
+            (~pl.col("kind").is_in(EVENT_KINDS), f"kind must be one of {', '.join(EVENT_KINDS)}"),
+            *limits.time_rules("promised_at", year),
+            *limits.time_rules("expected_at", year),
+        ]
+    )
     good, bad = _split(frame, cast, rules)
     good = good.with_columns(
         pl.coalesce(
             pl.col("event_id"),
-            pl.concat_str([pl.col("parcel_id"), pl.col("kind"),
-                           pl.col("ts").dt.strftime("%Y%m%dT%H%M%S%.6f")], separator=":"),
+            pl.concat_str(
+                [pl.col("parcel_id"), pl.col("kind"), pl.col("ts").dt.strftime("%Y%m%dT%H%M%S%.6f")],
+                separator=":",
+            ),
         ).alias("event_id")
     )
     return good, bad
@@ -401,10 +463,14 @@ def check_events(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: L
 def check_outlets(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: Limits | None = None):
     """Validate outlets (stations with a location and a capacity)."""
     frame, cast, flags, conflicts = _prepare(frame, OUTLET_COLUMNS, "outlets", local_tz)
-    rules = conflicts + _common_rules(frame, cast, flags, "outlets") + [
-        (pl.col("capacity_couriers") < 0, "capacity_couriers is negative"),
-        (pl.col("capacity_parcels_per_hour") < 0, "capacity_parcels_per_hour is negative"),
-    ]
+    rules = (
+        conflicts
+        + _common_rules(frame, cast, flags, "outlets")
+        + [
+            (pl.col("capacity_couriers") < 0, "capacity_couriers is negative"),
+            (pl.col("capacity_parcels_per_hour") < 0, "capacity_parcels_per_hour is negative"),
+        ]
+    )
     good, bad = _split(frame, cast, rules)
     return good.with_columns(pl.col("kind").fill_null("outlet")), bad
 
@@ -412,15 +478,25 @@ def check_outlets(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: 
 def check_couriers(frame: pl.DataFrame, local_tz: str = "Asia/Shanghai", limits: Limits | None = None):
     """Validate couriers; each gets a device (its own id unless ``device_id`` is given)."""
     frame, cast, flags, conflicts = _prepare(frame, COURIER_COLUMNS, "couriers", local_tz)
-    rules = conflicts + _common_rules(frame, cast, flags, "couriers") + [
-        (pl.col("mode").is_not_null() & ~pl.col("mode").is_in(COURIER_MODES),
-         f"mode must be one of {', '.join(COURIER_MODES)}"),
-    ]
+    rules = (
+        conflicts
+        + _common_rules(frame, cast, flags, "couriers")
+        + [
+            (
+                pl.col("mode").is_not_null() & ~pl.col("mode").is_in(COURIER_MODES),
+                f"mode must be one of {', '.join(COURIER_MODES)}",
+            ),
+        ]
+    )
     good, bad = _split(frame, cast, rules)
     return good.with_columns(
         pl.col("mode").fill_null("ebike"), pl.coalesce("device_id", "courier_id").alias("device_id")
     ), bad
 
 
-CHECKS = {"pings": check_pings, "parcel_events": check_events,
-          "outlets": check_outlets, "couriers": check_couriers}
+CHECKS = {
+    "pings": check_pings,
+    "parcel_events": check_events,
+    "outlets": check_outlets,
+    "couriers": check_couriers,
+}

@@ -29,8 +29,10 @@ def auth(token):
 
 
 def pings(n, device="dev-001", start=T0, **extra):
-    return [{"device_id": device, "ts": start + i, "lat": LAT + i * 1e-5, "lng": LNG, "speed": 3.5,
-             **extra} for i in range(n)]
+    return [
+        {"device_id": device, "ts": start + i, "lat": LAT + i * 1e-5, "lng": LNG, "speed": 3.5, **extra}
+        for i in range(n)
+    ]
 
 
 def test_batch_of_pings_is_stored_with_the_cube(server, store, tokens):
@@ -45,10 +47,23 @@ def test_batch_of_pings_is_stored_with_the_cube(server, store, tokens):
 
 
 def test_ndjson_and_aliases(server, store, tokens):
-    lines = [json.dumps({"deviceid": "van-1", "timestamp": f"2025-11-23T08:00:{i:02d}+08:00",
-                         "lat": LAT, "lon": LNG, "bearing": 90}) for i in range(10)]
-    r = requests.post(f"{server.url}/api/v1/pings", data="\n".join(lines) + "\n",
-                      headers={**auth(tokens["system"]), "Content-Type": "application/x-ndjson"})
+    lines = [
+        json.dumps(
+            {
+                "deviceid": "van-1",
+                "timestamp": f"2025-11-23T08:00:{i:02d}+08:00",
+                "lat": LAT,
+                "lon": LNG,
+                "bearing": 90,
+            }
+        )
+        for i in range(10)
+    ]
+    r = requests.post(
+        f"{server.url}/api/v1/pings",
+        data="\n".join(lines) + "\n",
+        headers={**auth(tokens["system"]), "Content-Type": "application/x-ndjson"},
+    )
     assert r.status_code == 200 and r.json()["accepted"] == 10
     assert store.scalar("SELECT count(*) FROM pings WHERE vehicle_id = 'v-van-1' AND heading = 90") == 10
     assert str(store.scalar("SELECT min(ts) FROM pings")) == "2025-11-23 00:00:00"
@@ -91,10 +106,23 @@ def test_rejected_records_are_listed_and_quarantined(server, store, tokens):
 
 def test_events_batch(server, store, tokens):
     events = [
-        {"event_id": "e-1", "parcel_id": "p-1", "kind": "pickup", "ts": "2025-11-23 09:00:00",
-         "lat": LAT, "lng": LNG, "courier_id": "c-dev-001"},
-        {"parcel_id": "p-2", "kind": "delivered", "ts": T0 + 60, "lat": LAT, "lng": LNG,
-         "promised_at": T0 + 3600},
+        {
+            "event_id": "e-1",
+            "parcel_id": "p-1",
+            "kind": "pickup",
+            "ts": "2025-11-23 09:00:00",
+            "lat": LAT,
+            "lng": LNG,
+            "courier_id": "c-dev-001",
+        },
+        {
+            "parcel_id": "p-2",
+            "kind": "delivered",
+            "ts": T0 + 60,
+            "lat": LAT,
+            "lng": LNG,
+            "promised_at": T0 + 3600,
+        },
         {"parcel_id": "p-3", "kind": "teleported", "ts": T0, "lat": LAT, "lng": LNG},
     ]
     for _ in range(2):
@@ -107,16 +135,24 @@ def test_events_batch(server, store, tokens):
     assert store.scalar("SELECT sum(on_time) FROM cube_hourly") == 1
 
 
-@pytest.mark.parametrize("body, ctype, where", [
-    (b'[{"device_id": "dev-001",\n "lat": }]', "application/json", "line 2, column 9"),
-    (b'{"device_id": "a"}\n{"device_id": "b"}\n{"device_id": \n', "application/x-ndjson", "NDJSON line 3"),
-    (b'{"device_id": "a"}\n{oops}\n', "application/json", "NDJSON line 2"),
-    (b"\x00\xff\xfe garbage", "application/json", "line 1, column 1"),
-    (b"", "application/json", "empty body"),
-])
+@pytest.mark.parametrize(
+    "body, ctype, where",
+    [
+        (b'[{"device_id": "dev-001",\n "lat": }]', "application/json", "line 2, column 9"),
+        (
+            b'{"device_id": "a"}\n{"device_id": "b"}\n{"device_id": \n',
+            "application/x-ndjson",
+            "NDJSON line 3",
+        ),
+        (b'{"device_id": "a"}\n{oops}\n', "application/json", "NDJSON line 2"),
+        (b"\x00\xff\xfe garbage", "application/json", "line 1, column 1"),
+        (b"", "application/json", "empty body"),
+    ],
+)
 def test_malformed_json_says_where_and_server_keeps_serving(server, store, tokens, body, ctype, where):
-    r = requests.post(f"{server.url}/api/v1/pings", data=body,
-                      headers={**auth(tokens["system"]), "Content-Type": ctype})
+    r = requests.post(
+        f"{server.url}/api/v1/pings", data=body, headers={**auth(tokens["system"]), "Content-Type": ctype}
+    )
     assert r.status_code == 400
     assert where in r.json()["error"]
     ok = requests.post(f"{server.url}/api/v1/pings", json=pings(2), headers=auth(tokens["system"]))
@@ -144,7 +180,8 @@ def test_device_token_reports_only_for_its_device(server, store, tokens):
     assert r.status_code == 200
     assert r.json()["accepted"] == 3
     assert r.json()["rejected"] == [
-        {"index": 3, "reason": "the token of device 'dev-000' cannot report for device 'dev-002'"}]
+        {"index": 3, "reason": "the token of device 'dev-000' cannot report for device 'dev-002'"}
+    ]
     assert store.scalar("SELECT count(*) FROM pings WHERE device_id = 'dev-000'") == 3
 
 
@@ -155,8 +192,14 @@ def test_oversized_body_gets_413(store, tokens):
         assert r.status_code == 413 and "larger than 2000 bytes" in r.json()["error"]
         ok = requests.post(f"{srv.url}/api/v1/pings", json=pings(5), headers=auth(tokens["system"]))
         assert ok.status_code == 200
-        fix = {"device_id": "dev-001", "location": {"timestamp": "2025-11-23T00:10:00Z", "coords": {
-            "latitude": LAT, "longitude": LNG}, "extras": {"note": "x" * 3000}}}
+        fix = {
+            "device_id": "dev-001",
+            "location": {
+                "timestamp": "2025-11-23T00:10:00Z",
+                "coords": {"latitude": LAT, "longitude": LNG},
+                "extras": {"note": "x" * 3000},
+            },
+        }
         r = requests.post(f"{srv.url}/osmand", json=fix)
         assert r.status_code == 413 and "larger than 2000 bytes" in r.text
         r = requests.put(f"{srv.url}/osmand", params={"id": "dev-001", "lat": LAT, "lon": LNG})
@@ -184,8 +227,11 @@ def test_concurrent_requests_are_all_committed(server, store, tokens):
     results = []
 
     def send(k):
-        r = requests.post(f"{server.url}/api/v1/pings", json=pings(200, device=f"dev-{k:03d}"),
-                          headers=auth(tokens["system"]))
+        r = requests.post(
+            f"{server.url}/api/v1/pings",
+            json=pings(200, device=f"dev-{k:03d}"),
+            headers=auth(tokens["system"]),
+        )
         results.append((r.status_code, r.json()["accepted"]))
 
     threads = [threading.Thread(target=send, args=(k,)) for k in range(20)]
@@ -200,12 +246,26 @@ def test_concurrent_requests_are_all_committed(server, store, tokens):
 
 # -- OsmAnd ------------------------------------------------------------------------------
 def test_osmand_query_get_and_post_form(server, store):
-    r = requests.get(f"{server.url}/osmand", params={
-        "id": "dev-005", "lat": LAT, "lon": LNG, "timestamp": T0, "speed": 10, "bearing": 45,
-        "altitude": 12, "accuracy": 5, "hdop": 0.9, "batt": 80})
+    r = requests.get(
+        f"{server.url}/osmand",
+        params={
+            "id": "dev-005",
+            "lat": LAT,
+            "lon": LNG,
+            "timestamp": T0,
+            "speed": 10,
+            "bearing": 45,
+            "altitude": 12,
+            "accuracy": 5,
+            "hdop": 0.9,
+            "batt": 80,
+        },
+    )
     assert (r.status_code, r.text) == (200, "OK\n")
-    r = requests.post(f"{server.url}/osmand/", data={
-        "deviceid": "dev-005", "location": f"{LAT},{LNG}", "timestamp": "2025-11-23 08:00:05"})
+    r = requests.post(
+        f"{server.url}/osmand/",
+        data={"deviceid": "dev-005", "location": f"{LAT},{LNG}", "timestamp": "2025-11-23 08:00:05"},
+    )
     assert r.status_code == 200
     rows = store.sql("SELECT ts, speed, heading, accuracy FROM pings ORDER BY ts")
     assert [str(t) for t in rows["ts"]] == ["2025-11-23 00:00:00", "2025-11-23 00:00:05"]
@@ -214,10 +274,15 @@ def test_osmand_query_get_and_post_form(server, store):
 
 
 def test_osmand_json_form(server, store):
-    body = {"device_id": "dev-006", "location": {
-        "timestamp": "2025-11-23T00:10:00.000Z",
-        "coords": {"latitude": LAT, "longitude": LNG, "speed": 2.5, "heading": 10, "accuracy": 4},
-        "battery": {"level": 0.9, "is_charging": False}, "is_moving": True}}
+    body = {
+        "device_id": "dev-006",
+        "location": {
+            "timestamp": "2025-11-23T00:10:00.000Z",
+            "coords": {"latitude": LAT, "longitude": LNG, "speed": 2.5, "heading": 10, "accuracy": 4},
+            "battery": {"level": 0.9, "is_charging": False},
+            "is_moving": True,
+        },
+    }
     r = requests.post(f"{server.url}/osmand", json=body)
     assert r.status_code == 200
     r = requests.post(f"{server.url}/osmand", json=body)  # the phone retries: no duplicate
@@ -232,7 +297,9 @@ def test_osmand_rejections(server, store):
     assert r.status_code == 400 and "device id" in r.text
     r = requests.get(f"{server.url}/osmand", params={"id": "dev-001", "lat": 0, "lon": 0})
     assert r.status_code == 200 and "no GPS fix" in r.text  # refused for good: the phone moves on
-    r = requests.post(f"{server.url}/osmand", data=b'{"device_id": ', headers={"Content-Type": "application/json"})
+    r = requests.post(
+        f"{server.url}/osmand", data=b'{"device_id": ', headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and "line 1" in r.text
     assert store.scalar("SELECT count(*) FROM pings") == 0
     q = store.sql("SELECT source, reason FROM quarantine ORDER BY received_at")
@@ -249,5 +316,6 @@ def test_osmand_auto_register_and_token(store, tokens):
         r = requests.get(f"{srv.url}/osmand", params={**params, "token": tokens["device"]})
         assert r.status_code == 403  # dev-000's token used for another phone
     assert store.sql("SELECT device_id, courier_id FROM devices WHERE device_id = 'new-phone'").rows() == [
-        ("new-phone", "new-phone")]
+        ("new-phone", "new-phone")
+    ]
     assert store.scalar("SELECT count(*) FROM pings WHERE courier_id = 'new-phone'") == 1

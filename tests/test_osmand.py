@@ -38,28 +38,88 @@ def validated(records: list[dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 # (request as captured, device, lat, lng, UTC time or None for "time received", speed m/s)
 CAPTURED = [
-    ("/?id=902064&lat=42.06288&lon=-88.23412&timestamp=2016-01-27T18%3A55%3A47Z&hdop=6.0&altitude=224.0&speed=0.0",
-     "902064", 42.06288, -88.23412, datetime(2016, 1, 27, 18, 55, 47), 0.0),
-    ("/?id=902064&lat=42.06288&lon=-88.23412&timestamp=1442068686579&hdop=6.0&altitude=224.0&speed=0.0",
-     "902064", 42.06288, -88.23412, datetime(2015, 9, 12, 14, 38, 6, 579000), 0.0),
+    (
+        "/?id=902064&lat=42.06288&lon=-88.23412&timestamp=2016-01-27T18%3A55%3A47Z&hdop=6.0&altitude=224.0&speed=0.0",
+        "902064",
+        42.06288,
+        -88.23412,
+        datetime(2016, 1, 27, 18, 55, 47),
+        0.0,
+    ),
+    (
+        "/?id=902064&lat=42.06288&lon=-88.23412&timestamp=1442068686579&hdop=6.0&altitude=224.0&speed=0.0",
+        "902064",
+        42.06288,
+        -88.23412,
+        datetime(2015, 9, 12, 14, 38, 6, 579000),
+        0.0,
+    ),
     # 'YYYY-MM-DD HH:MM:SS' is local time (Asia/Shanghai here, UTC+8)
-    ("/?lat=49.60688&lon=6.15788&timestamp=2014-06-04+09%3A10%3A11&altitude=384.7&speed=0.0&id=353861053849681",
-     "353861053849681", 49.60688, 6.15788, datetime(2014, 6, 4, 1, 10, 11), 0.0),
-    ("/?id=123456&timestamp=1377177267&lat=60.0&lon=30.0&speed=0.0&bearing=0.0&altitude=0&hdop=0.0",
-     "123456", 60.0, 30.0, datetime(2013, 8, 22, 13, 14, 27), 0.0),
-    ("/?id=123456&timestamp=1377177267&lat=60.0&lon=30.0",
-     "123456", 60.0, 30.0, datetime(2013, 8, 22, 13, 14, 27), None),
-    ("/?lat=60.0&lon=30.0&speed=0.0&heading=0.0&vacc=0&hacc=0&altitude=0&deviceid=123456",
-     "123456", 60.0, 30.0, None, 0.0),
-    ("/?id=861001000719969&lat=41.666667&lon=-0.883333&altitude=350.059479&speed=0.000000&batt=87",
-     "861001000719969", 41.666667, -0.883333, None, 0.0),
-    ("/?id=123456&timestamp=1377177267&location=60.0,30.0",
-     "123456", 60.0, 30.0, datetime(2013, 8, 22, 13, 14, 27), None),
-    ("/?id=123456789012345&timestamp=1504763810&lat=40.7232948571&lon=-74.0061408571&bearing=7.19889788244&speed=40&ignition=true&rpm=933&fuel=24",
-     "123456789012345", 40.7232948571, -74.0061408571, datetime(2017, 9, 7, 5, 56, 50), 40 * 0.514444),
+    (
+        "/?lat=49.60688&lon=6.15788&timestamp=2014-06-04+09%3A10%3A11&altitude=384.7&speed=0.0&id=353861053849681",
+        "353861053849681",
+        49.60688,
+        6.15788,
+        datetime(2014, 6, 4, 1, 10, 11),
+        0.0,
+    ),
+    (
+        "/?id=123456&timestamp=1377177267&lat=60.0&lon=30.0&speed=0.0&bearing=0.0&altitude=0&hdop=0.0",
+        "123456",
+        60.0,
+        30.0,
+        datetime(2013, 8, 22, 13, 14, 27),
+        0.0,
+    ),
+    (
+        "/?id=123456&timestamp=1377177267&lat=60.0&lon=30.0",
+        "123456",
+        60.0,
+        30.0,
+        datetime(2013, 8, 22, 13, 14, 27),
+        None,
+    ),
+    (
+        "/?lat=60.0&lon=30.0&speed=0.0&heading=0.0&vacc=0&hacc=0&altitude=0&deviceid=123456",
+        "123456",
+        60.0,
+        30.0,
+        None,
+        0.0,
+    ),
+    (
+        "/?id=861001000719969&lat=41.666667&lon=-0.883333&altitude=350.059479&speed=0.000000&batt=87",
+        "861001000719969",
+        41.666667,
+        -0.883333,
+        None,
+        0.0,
+    ),
+    (
+        "/?id=123456&timestamp=1377177267&location=60.0,30.0",
+        "123456",
+        60.0,
+        30.0,
+        datetime(2013, 8, 22, 13, 14, 27),
+        None,
+    ),
+    (
+        "/?id=123456789012345&timestamp=1504763810&lat=40.7232948571&lon=-74.0061408571&bearing=7.19889788244&speed=40&ignition=true&rpm=933&fuel=24",
+        "123456789012345",
+        40.7232948571,
+        -74.0061408571,
+        datetime(2017, 9, 7, 5, 56, 50),
+        40 * 0.514444,
+    ),
     # Traccar Client (Android) with accuracy and charge flag
-    ("/?id=48241179&timestamp=1700000000&lat=22.5431&lon=114.0579&speed=10.5&bearing=90.0&altitude=12.0&accuracy=4.8&batt=76.0&charge=true",
-     "48241179", 22.5431, 114.0579, datetime(2023, 11, 14, 22, 13, 20), 10.5 * 0.514444),
+    (
+        "/?id=48241179&timestamp=1700000000&lat=22.5431&lon=114.0579&speed=10.5&bearing=90.0&altitude=12.0&accuracy=4.8&batt=76.0&charge=true",
+        "48241179",
+        22.5431,
+        114.0579,
+        datetime(2023, 11, 14, 22, 13, 20),
+        10.5 * 0.514444,
+    ),
 ]
 
 
@@ -96,8 +156,9 @@ def test_request_without_device_is_an_error():
 
 
 def test_unreadable_values_reach_the_validator():
-    rec = osmand.decode_query({"id": "x", "lat": "north", "lon": "30", "speed": "fast",
-                               "timestamp": "yesterday"})
+    rec = osmand.decode_query(
+        {"id": "x", "lat": "north", "lon": "30", "speed": "fast", "timestamp": "yesterday"}
+    )
     good, bad = validated([rec])
     assert good.is_empty()
     assert bad["reason"][0] == "ts could not be read as a timestamp"
@@ -106,11 +167,20 @@ def test_unreadable_values_reach_the_validator():
 TRACCAR_CLIENT_JSON = {
     "location": {
         "timestamp": "2026-11-23T02:15:30.250Z",
-        "coords": {"latitude": 22.5431, "longitude": 114.0579, "accuracy": 6.3, "speed": 4.2,
-                   "heading": 271.5, "altitude": 18.0},
-        "is_moving": True, "odometer": 1520.4, "event": "motionchange",
+        "coords": {
+            "latitude": 22.5431,
+            "longitude": 114.0579,
+            "accuracy": 6.3,
+            "speed": 4.2,
+            "heading": 271.5,
+            "altitude": 18.0,
+        },
+        "is_moving": True,
+        "odometer": 1520.4,
+        "event": "motionchange",
         "battery": {"level": 0.63, "is_charging": False},
-        "activity": {"type": "in_vehicle"}, "extras": {},
+        "activity": {"type": "in_vehicle"},
+        "extras": {},
     },
     "device_id": "48241179",
 }
@@ -131,11 +201,16 @@ def test_json_form_decodes_and_validates():
 
 
 def test_json_form_with_a_list_of_locations_and_unknown_values():
-    body = {"device_id": "d", "location": [
-        {"timestamp": "2026-11-23T02:15:30Z", "coords": {"latitude": 22.5, "longitude": 114.0,
-                                                         "speed": -1, "heading": -1, "accuracy": 5}},
-        {"timestamp": "2026-11-23T02:15:40Z", "coords": {"latitude": 22.6, "longitude": 114.1}},
-    ]}
+    body = {
+        "device_id": "d",
+        "location": [
+            {
+                "timestamp": "2026-11-23T02:15:30Z",
+                "coords": {"latitude": 22.5, "longitude": 114.0, "speed": -1, "heading": -1, "accuracy": 5},
+            },
+            {"timestamp": "2026-11-23T02:15:40Z", "coords": {"latitude": 22.6, "longitude": 114.1}},
+        ],
+    }
     recs = osmand.decode_json(body)
     assert [r["lat"] for r in recs] == [22.5, 22.6]
     assert recs[0]["speed"] is None and recs[0]["heading"] is None  # iOS "unknown"
@@ -143,20 +218,26 @@ def test_json_form_with_a_list_of_locations_and_unknown_values():
     assert len(good) == 2 and bad.is_empty()
 
 
-@pytest.mark.parametrize("body, message", [
-    ([1, 2], "must be an object"),
-    ({"location": {}}, "device id"),
-    ({"device_id": "d"}, "location"),
-    ({"device_id": "d", "location": "22,114"}, "object or a list"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ([1, 2], "must be an object"),
+        ({"location": {}}, "device id"),
+        ({"device_id": "d"}, "location"),
+        ({"device_id": "d", "location": "22,114"}, "object or a list"),
+    ],
+)
 def test_json_form_errors(body, message):
     with pytest.raises(osmand.OsmAndError, match=message):
         osmand.decode_json(body)
 
 
-@pytest.mark.parametrize("params", [
-    {"id": "dev-026", "deviceid": "dev-027", "lat": "22.5", "lon": "114"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"id": "dev-026", "deviceid": "dev-027", "lat": "22.5", "lon": "114"},
+    ],
+)
 def test_conflicting_device_ids_are_an_error(params):
     with pytest.raises(osmand.OsmAndError, match="conflicting device ids"):
         osmand.decode_query(params)

@@ -39,8 +39,14 @@ def port_of(url: str) -> int:
 def answer(response: requests.Response) -> tuple:
     """What a phone sees of an answer: status, text and the headers that matter."""
     h = response.headers
-    return (response.status_code, response.text, h.get("Content-Type"), h.get("Allow"), h.get("Retry-After"),
-            h.get("X-Content-Type-Options"))
+    return (
+        response.status_code,
+        response.text,
+        h.get("Content-Type"),
+        h.get("Allow"),
+        h.get("Retry-After"),
+        h.get("X-Content-Type-Options"),
+    )
 
 
 def both(srv: ThreadedServer, method: str, target: str, phone_target: str | None = None, **kwargs):
@@ -64,22 +70,61 @@ def traccar_json(device: str, ts: str, **coords) -> dict:
 
 # (method, target on the main port, keyword arguments of requests, expected status)
 FORMS = [
-    ("GET", q(id="dev-010", lat=LAT, lon=LNG, timestamp=T0, speed=10, bearing=45, altitude=12, accuracy=5,
-              hdop=0.9, batt=80), {}, 200),
+    (
+        "GET",
+        q(
+            id="dev-010",
+            lat=LAT,
+            lon=LNG,
+            timestamp=T0,
+            speed=10,
+            bearing=45,
+            altitude=12,
+            accuracy=5,
+            hdop=0.9,
+            batt=80,
+        ),
+        {},
+        200,
+    ),
     ("GET", q(deviceid="dev-010", location=f"{LAT},{LNG}", timestamp="2025-11-23 08:00:05"), {}, 200),
     ("GET", q(id="dev-010", lat=LAT, lon=LNG, timestamp=(T0 + 7) * 1000, heading=-1, accuracy=-1), {}, 200),
     ("GET", q(id="dev-010", lat=LAT, lon=LNG, timestamp="2025-11-23T00:00:09Z"), {}, 200),
     ("GET", q(id="dev-010", lat=LAT, lon=LNG, timestamp=T0 + 11, id2="x", token=""), {}, 200),
     ("POST", "/osmand", {"data": {"id": "dev-011", "lat": LAT, "lon": LNG, "timestamp": T0}}, 200),
     ("POST", q(id="dev-011"), {"data": {"lat": LAT, "lon": LNG, "timestamp": T0 + 1}}, 200),
-    ("POST", "/osmand", {"json": traccar_json("dev-012", "2025-11-23T00:10:00.000Z", latitude=LAT,
-                                              longitude=LNG)}, 200),
-    ("POST", "/osmand", {"json": {"device_id": "dev-012", "location": [
-        {"timestamp": "2025-11-23T00:10:01Z", "coords": {"latitude": LAT, "longitude": LNG, "speed": -1}},
-        {"timestamp": "2025-11-23T00:10:02Z", "coords": {"latitude": LAT, "longitude": LNG}}]}}, 200),
-    ("POST", "/osmand", {"data": json.dumps(traccar_json("dev-012", "2025-11-23T00:10:03Z", latitude=LAT,
-                                                         longitude=LNG)),
-                         "headers": {"Content-Type": "text/plain"}}, 200),
+    (
+        "POST",
+        "/osmand",
+        {"json": traccar_json("dev-012", "2025-11-23T00:10:00.000Z", latitude=LAT, longitude=LNG)},
+        200,
+    ),
+    (
+        "POST",
+        "/osmand",
+        {
+            "json": {
+                "device_id": "dev-012",
+                "location": [
+                    {
+                        "timestamp": "2025-11-23T00:10:01Z",
+                        "coords": {"latitude": LAT, "longitude": LNG, "speed": -1},
+                    },
+                    {"timestamp": "2025-11-23T00:10:02Z", "coords": {"latitude": LAT, "longitude": LNG}},
+                ],
+            }
+        },
+        200,
+    ),
+    (
+        "POST",
+        "/osmand",
+        {
+            "data": json.dumps(traccar_json("dev-012", "2025-11-23T00:10:03Z", latitude=LAT, longitude=LNG)),
+            "headers": {"Content-Type": "text/plain"},
+        },
+        200,
+    ),
     ("GET", q(id="unknown-phone", lat=LAT, lon=LNG, timestamp=T0), {}, 403),  # kept on the phone
     ("GET", q(lat=LAT, lon=LNG), {}, 400),
     # refused for good: 200 (a phone resends its oldest fix until 200) and quarantined
@@ -125,13 +170,17 @@ def test_captured_requests_on_the_root_path(server, store, url, device, lat, lng
 
 def test_a_fix_is_stored_when_its_ok_arrives(server, store):
     for i in range(5):
-        r = requests.get(f"{server.phone_url}/", params={"id": "dev-020", "lat": LAT, "lon": LNG,
-                                                         "timestamp": T0 + i}, timeout=30)
+        r = requests.get(
+            f"{server.phone_url}/",
+            params={"id": "dev-020", "lat": LAT, "lon": LNG, "timestamp": T0 + i},
+            timeout=30,
+        )
         assert (r.status_code, r.text) == (200, "OK\n")
         assert store.scalar("SELECT count(*) FROM pings WHERE device_id = 'dev-020'") == i + 1
         assert store.scalar("SELECT sum(pings) FROM cube_hourly") == i + 1
-    r = requests.get(f"{server.phone_url}/", params={"id": "dev-020", "lat": LAT, "lon": LNG,
-                                                     "timestamp": T0}, timeout=30)
+    r = requests.get(
+        f"{server.phone_url}/", params={"id": "dev-020", "lat": LAT, "lon": LNG, "timestamp": T0}, timeout=30
+    )
     assert r.status_code == 200  # the phone sent it again: stored once
     assert store.scalar("SELECT count(*) FROM pings") == 5
     assert store.scalar("SELECT min(courier_id) FROM pings") == "c-dev-020"
@@ -147,15 +196,19 @@ def test_tokens_and_auto_registration_as_the_main_port(store, tokens):
             (q(**params, token=tokens["system"]), {}, 200),
             (q(**params, token=tokens["device"]), {}, 403),
             (q(**{**params, "id": "dev-000"}, token=tokens["device"]), {}, 200),
-            (q(**{**params, "id": "dev-000", "timestamp": T0 + 1}), {"headers": {
-                "Authorization": f"Bearer {tokens['device']}"}}, 200),
+            (
+                q(**{**params, "id": "dev-000", "timestamp": T0 + 1}),
+                {"headers": {"Authorization": f"Bearer {tokens['device']}"}},
+                200,
+            ),
         ]
         for target, kwargs, status in cases:
             phone, main = both(srv, "GET", target, **kwargs)
             assert phone.status_code == status, (target, phone.text)
             assert answer(phone) == answer(main)
     assert store.sql("SELECT device_id, courier_id FROM devices WHERE device_id = 'new-phone'").rows() == [
-        ("new-phone", "new-phone")]
+        ("new-phone", "new-phone")
+    ]
     assert store.scalar("SELECT count(*) FROM pings") == 3
     refusals = store.scalar("SELECT count(*) FROM audit_log WHERE action = 'refusal'")
     assert refusals == 2  # the device token used for another phone, on each port
@@ -170,11 +223,15 @@ def test_oversized_bodies_get_413_as_on_the_main_port(store):
         assert phone.status_code == 413 and "larger than 2000 bytes" in phone.text
         assert answer(phone) == answer(main)
         # a chunked body (no Content-Length) is cut off at the limit too
-        phone = requests.post(f"{srv.phone_url}/", data=iter([b'{"device_id": "dev-001", "x": "', b"y" * 3000,
-                                                              b'"}']), timeout=30)
+        phone = requests.post(
+            f"{srv.phone_url}/",
+            data=iter([b'{"device_id": "dev-001", "x": "', b"y" * 3000, b'"}']),
+            timeout=30,
+        )
         assert phone.status_code == 413 and phone.headers["Connection"] == "close"
-        ok = requests.post(f"{srv.phone_url}/", json={**fix, "location": {**fix["location"], "extras": {}}},
-                           timeout=30)
+        ok = requests.post(
+            f"{srv.phone_url}/", json={**fix, "location": {**fix["location"], "extras": {}}}, timeout=30
+        )
         assert ok.status_code == 200
     assert store.scalar("SELECT count(*) FROM pings") == 1
 
@@ -235,7 +292,9 @@ def test_keep_alive_over_many_requests(server, store):
         if method == "GET":
             conn.request("GET", f"/?{params}")
         else:
-            conn.request("POST", "/", body=params, headers={"Content-Type": "application/x-www-form-urlencoded"})
+            conn.request(
+                "POST", "/", body=params, headers={"Content-Type": "application/x-www-form-urlencoded"}
+            )
         r = conn.getresponse()
         assert (r.status, r.read()) == (200, b"OK\n")
         assert r.getheader("Connection") is None  # HTTP/1.1: kept open
@@ -247,15 +306,21 @@ def test_keep_alive_over_many_requests(server, store):
 
 def test_pipelined_requests_are_answered_in_order(server, store):
     with connect(server.phone_url) as s:
-        s.sendall(get(q(id="nobody", lat=LAT, lon=LNG, timestamp=T0))
-                  + get(q(id="dev-031", lat=LAT, lon=LNG, timestamp=T0))
-                  + get(q(lat=LAT, lon=LNG))
-                  + b"PATCH / HTTP/1.1\r\nHost: phone\r\nContent-Length: 3\r\n\r\nabc"
-                  + get(q(id="dev-031", lat=LAT, lon=LNG, timestamp=T0 + 1)))
+        s.sendall(
+            get(q(id="nobody", lat=LAT, lon=LNG, timestamp=T0))
+            + get(q(id="dev-031", lat=LAT, lon=LNG, timestamp=T0))
+            + get(q(lat=LAT, lon=LNG))
+            + b"PATCH / HTTP/1.1\r\nHost: phone\r\nContent-Length: 3\r\n\r\nabc"
+            + get(q(id="dev-031", lat=LAT, lon=LNG, timestamp=T0 + 1))
+        )
         answers = [(st, body) for st, _, body in read_responses(s, 5)]
-    assert answers == [(403, b"unknown device 'nobody'\n"), (200, b"OK\n"),
-                       (400, b"missing device id: send 'id' or 'deviceid'\n"),
-                       (405, b"method not allowed: use GET or POST\n"), (200, b"OK\n")]
+    assert answers == [
+        (403, b"unknown device 'nobody'\n"),
+        (200, b"OK\n"),
+        (400, b"missing device id: send 'id' or 'deviceid'\n"),
+        (405, b"method not allowed: use GET or POST\n"),
+        (200, b"OK\n"),
+    ]
     assert store.scalar("SELECT count(*) FROM pings WHERE device_id = 'dev-031'") == 2
 
 
@@ -276,8 +341,10 @@ def test_http10_expect_continue_and_connection_close(server, store):
         assert closed(s)  # the request after "Connection: close" is not read
     body = urlencode({"id": "dev-032", "lat": LAT, "lon": LNG, "timestamp": T0 + 1}).encode()
     with connect(server.phone_url) as s:  # curl's way of sending a body
-        s.sendall(b"POST / HTTP/1.1\r\nHost: phone\r\nExpect: 100-continue\r\nContent-Length: %d\r\n"
-                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" % len(body))
+        s.sendall(
+            b"POST / HTTP/1.1\r\nHost: phone\r\nExpect: 100-continue\r\nContent-Length: %d\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" % len(body)
+        )
         assert read_responses(s, 1)[0][0] == 100
         s.sendall(body)
         assert read_responses(s, 1)[0][::2] == (200, b"OK\n")
@@ -292,9 +359,17 @@ def test_http10_expect_continue_and_connection_close(server, store):
 BAD = [
     (b"GARBAGE\r\n\r\n", 400, b"malformed request"),
     (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400, b"malformed request"),
-    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, b"malformed request"),
+    (
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        400,
+        b"malformed request",
+    ),
     (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, b"malformed request"),
-    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)), 400, b"malformed request"),  # TLS hello
+    (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)),
+        400,
+        b"malformed request",
+    ),  # TLS hello
     (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 400, b"upgrade"),
     (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 400, b"CONNECT"),
     (b"GET /?id=" + b"9" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, b"request line longer"),
@@ -313,8 +388,9 @@ def test_bad_input_gets_a_clear_4xx_and_the_listener_keeps_serving(server, store
         assert (got, headers["connection"]) == (status, "close")
         assert words in body
         assert closed(s)
-    r = requests.get(f"{server.phone_url}/", params={"id": "dev-040", "lat": LAT, "lon": LNG, "timestamp": T0},
-                     timeout=30)
+    r = requests.get(
+        f"{server.phone_url}/", params={"id": "dev-040", "lat": LAT, "lon": LNG, "timestamp": T0}, timeout=30
+    )
     assert r.status_code == 200
 
 
@@ -330,12 +406,16 @@ def test_slow_and_idle_connections_are_closed(store):
     with ThreadedServer(store, phones=True, request_timeout=1.0, idle_timeout=1.0) as srv:
         slow = [connect(srv.phone_url) for _ in range(20)]
         for i, s in enumerate(slow):  # slowloris: requests that never finish
-            s.sendall(b"GET /?id=dev-001&lat=22.5 HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"POST / HTTP/1.1\r\n"
-                      b"Host: x\r\nContent-Length: 100\r\n\r\n{\"device_id\"")
+            s.sendall(
+                b"GET /?id=dev-001&lat=22.5 HTTP/1.1\r\nHost: x\r\n"
+                if i % 2
+                else b'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"device_id"'
+            )
         idle = connect(srv.phone_url)
         # meanwhile, a phone that sends whole requests is served
-        r = requests.get(f"{srv.phone_url}/", params={"id": "dev-042", "lat": LAT, "lon": LNG, "timestamp": T0},
-                         timeout=30)
+        r = requests.get(
+            f"{srv.phone_url}/", params={"id": "dev-042", "lat": LAT, "lon": LNG, "timestamp": T0}, timeout=30
+        )
         assert r.status_code == 200
         for s in slow:
             [(status, headers, body)] = read_responses(s, 1)
@@ -344,8 +424,11 @@ def test_slow_and_idle_connections_are_closed(store):
             s.close()
         assert closed(idle)  # an idle keep-alive connection is closed without a word
         idle.close()
-        r = requests.get(f"{srv.phone_url}/", params={"id": "dev-042", "lat": LAT, "lon": LNG,
-                                                      "timestamp": T0 + 1}, timeout=30)
+        r = requests.get(
+            f"{srv.phone_url}/",
+            params={"id": "dev-042", "lat": LAT, "lon": LNG, "timestamp": T0 + 1},
+            timeout=30,
+        )
         assert r.status_code == 200
     assert store.scalar("SELECT count(*) FROM pings WHERE device_id = 'dev-042'") == 2
 
@@ -364,8 +447,11 @@ def test_connections_beyond_the_limit_are_refused(store):
         deadline_requests = 50
         for _ in range(deadline_requests):  # closed connections are counted off, then served again
             try:
-                r = requests.get(f"{srv.phone_url}/", params={"id": "dev-043", "lat": LAT, "lon": LNG,
-                                                              "timestamp": T0}, timeout=30)
+                r = requests.get(
+                    f"{srv.phone_url}/",
+                    params={"id": "dev-043", "lat": LAT, "lon": LNG, "timestamp": T0},
+                    timeout=30,
+                )
             except requests.ConnectionError:
                 continue
             if r.status_code == 200:

@@ -25,14 +25,17 @@ def test_a_deeply_nested_value_fails_alone_beside_good_clients_batches(store, to
     # a long linger: every request of a round joins one group commit, as under load
     settings = replace(Settings.from_env({}), ingest_linger_ms=300.0)
     lat, lng = NANSHAN
-    nested_body = (f'[{{"device_id": "dev-040", "ts": {T0}, "lat": {lat}, "lng": {lng}, "speed": {nested(300)}}},'
-                   f' {{"device_id": "dev-041", "ts": {T0}, "lat": {lat}, "lng": {lng}}}]').encode()
+    nested_body = (
+        f'[{{"device_id": "dev-040", "ts": {T0}, "lat": {lat}, "lng": {lng}, "speed": {nested(300)}}},'
+        f' {{"device_id": "dev-041", "ts": {T0}, "lat": {lat}, "lng": {lng}}}]'
+    ).encode()
     answers: list[tuple[str, int, dict | None]] = []
     lock = threading.Lock()
 
     def send(name, **kwargs):
-        r = requests.post(url, headers={**auth(tokens["system"]), "Content-Type": "application/json"},
-                          timeout=60, **kwargs)
+        r = requests.post(
+            url, headers={**auth(tokens["system"]), "Content-Type": "application/json"}, timeout=60, **kwargs
+        )
         with lock:
             answers.append((name, r.status_code, r.json() if r.status_code == 200 else None))
 
@@ -40,14 +43,22 @@ def test_a_deeply_nested_value_fails_alone_beside_good_clients_batches(store, to
         url = f"{srv.url}/api/v1/pings"
         for rnd in range(ROUNDS):
             threads = [threading.Thread(target=send, args=("nested",), kwargs={"data": nested_body})]
-            threads += [threading.Thread(target=send, args=(f"good-{k}",), kwargs={"json": [
-                ping(f"dev-{k:03d}", rnd * BATCH + i) for i in range(BATCH)]}) for k in range(GOOD_CLIENTS)]
+            threads += [
+                threading.Thread(
+                    target=send,
+                    args=(f"good-{k}",),
+                    kwargs={"json": [ping(f"dev-{k:03d}", rnd * BATCH + i) for i in range(BATCH)]},
+                )
+                for k in range(GOOD_CLIENTS)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
     good = [a for a in answers if a[0].startswith("good")]
-    assert [(status, body["accepted"]) for _, status, body in good] == [(200, BATCH)] * (GOOD_CLIENTS * ROUNDS)
+    assert [(status, body["accepted"]) for _, status, body in good] == [(200, BATCH)] * (
+        GOOD_CLIENTS * ROUNDS
+    )
     bad = [a for a in answers if a[0] == "nested"]
     assert all(status == 200 for _, status, _ in bad)
     for _, _, body in bad:
@@ -74,10 +85,17 @@ def test_a_record_the_store_cannot_take_fails_alone_in_a_shared_commit(template,
     with _StoreWithOneBadRecord(copy_store(path, tmp_path / "emap.duckdb")) as store:
         gc = GroupCommitter(store, "Asia/Shanghai", linger=0.3).start()
         try:
-            futures = [gc.submit("pings", [ping("dev-010", i) for i in range(20)], "a"),
-                       gc.submit("pings", [ping("dev-011", i) for i in range(20)] + [ping("dev-049")]
-                                 + [ping("dev-012", i) for i in range(20)], "b"),
-                       gc.submit("pings", [ping("dev-013", i) for i in range(20)], "c")]
+            futures = [
+                gc.submit("pings", [ping("dev-010", i) for i in range(20)], "a"),
+                gc.submit(
+                    "pings",
+                    [ping("dev-011", i) for i in range(20)]
+                    + [ping("dev-049")]
+                    + [ping("dev-012", i) for i in range(20)],
+                    "b",
+                ),
+                gc.submit("pings", [ping("dev-013", i) for i in range(20)], "c"),
+            ]
             outcomes = [f.result(60) for f in futures]
         finally:
             gc.close()
@@ -85,7 +103,8 @@ def test_a_record_the_store_cannot_take_fails_alone_in_a_shared_commit(template,
         assert outcomes[1].rejected == [(20, "could not be stored (RuntimeError)")]
         assert store.scalar("SELECT count(*) FROM pings") == 80
         assert store.sql("SELECT source, reason FROM quarantine").rows() == [
-            ("b", "could not be stored (RuntimeError)")]
+            ("b", "could not be stored (RuntimeError)")
+        ]
 
 
 def test_oversized_bodies_get_413_on_the_main_port_and_the_phone_port(production):
@@ -94,8 +113,14 @@ def test_oversized_bodies_get_413_on_the_main_port_and_the_phone_port(production
     r = requests.post(f"{production.url}/api/v1/pings", json=big, headers=auth(token), timeout=30)
     assert r.status_code == 413
     assert r.headers["Content-Type"] == "application/json" and "larger than 2000 bytes" in r.json()["error"]
-    fix = {"device_id": "dev-001", "location": {"timestamp": "2025-11-23T00:10:00Z", "coords": {
-        "latitude": NANSHAN[0], "longitude": NANSHAN[1]}, "extras": {"note": "x" * 3000}}}
+    fix = {
+        "device_id": "dev-001",
+        "location": {
+            "timestamp": "2025-11-23T00:10:00Z",
+            "coords": {"latitude": NANSHAN[0], "longitude": NANSHAN[1]},
+            "extras": {"note": "x" * 3000},
+        },
+    }
     for url in (f"{production.url}/osmand", f"{production.phone_url}/"):
         r = requests.post(url, json=fix, timeout=30)
         assert r.status_code == 413 and "larger than 2000 bytes" in r.text
@@ -103,8 +128,11 @@ def test_oversized_bodies_get_413_on_the_main_port_and_the_phone_port(production
     r = requests.post(f"{production.url}/api/v1/pings", json=big[:5], headers=auth(token), timeout=30)
     assert r.status_code == 200 and r.json()["accepted"] == 5
     for i, url in enumerate((f"{production.url}/osmand", f"{production.phone_url}/")):
-        r = requests.get(url, params={"id": "dev-002", "lat": NANSHAN[0], "lon": NANSHAN[1],
-                                      "timestamp": T0 + i}, timeout=30)
+        r = requests.get(
+            url,
+            params={"id": "dev-002", "lat": NANSHAN[0], "lon": NANSHAN[1], "timestamp": T0 + i},
+            timeout=30,
+        )
         assert (r.status_code, r.text) == (200, "OK\n")
     production.__exit__()
     assert production.stored("SELECT count(*) FROM pings") == 7
@@ -114,11 +142,17 @@ def test_oversized_bodies_get_413_on_the_main_port_and_the_phone_port(production
 def test_nesting_anywhere_in_a_record_never_fails_the_request(store, tokens, depth):
     record = ping("dev-014", extras={"deep": [0]})
     lat, lng = NANSHAN
-    text = (f'[{json.dumps(record)}, {{"device_id": "dev-015", "ts": {T0}, "lat": {lat}, "lng": {lng},'
-            f' "lat ": 1, "extras": {nested(depth)}}}]')
+    text = (
+        f'[{json.dumps(record)}, {{"device_id": "dev-015", "ts": {T0}, "lat": {lat}, "lng": {lng},'
+        f' "lat ": 1, "extras": {nested(depth)}}}]'
+    )
     with ThreadedServer(store) as srv:
-        r = requests.post(f"{srv.url}/api/v1/pings", data=text, timeout=30,
-                          headers={**auth(tokens["system"]), "Content-Type": "application/json"})
+        r = requests.post(
+            f"{srv.url}/api/v1/pings",
+            data=text,
+            timeout=30,
+            headers={**auth(tokens["system"]), "Content-Type": "application/json"},
+        )
     if r.status_code == 400:  # too deep to read at all: the body is malformed, nothing stored
         assert "malformed JSON" in r.json()["error"]
         assert store.scalar("SELECT count(*) FROM pings") == 0

@@ -29,8 +29,10 @@ def server(store):
 
 
 def fixes_with_two_bad_ones(device: str) -> list[dict]:
-    fixes = [{"id": device, "lat": NANSHAN[0] + i * 1e-4, "lon": NANSHAN[1], "timestamp": T0 + 60 * i,
-              "speed": 5} for i in range(GOOD)]
+    fixes = [
+        {"id": device, "lat": NANSHAN[0] + i * 1e-4, "lon": NANSHAN[1], "timestamp": T0 + 60 * i, "speed": 5}
+        for i in range(GOOD)
+    ]
     fixes.insert(7, {"id": device, "lat": 0, "lon": 0, "timestamp": T0 + 60 * 7 + 1})  # no GPS fix yet
     fixes.insert(20, {"id": device, "lat": 1.0, "lon": 1.0, "timestamp": T0 + 60 * 19 + 1})  # at sea
     return fixes
@@ -48,7 +50,9 @@ def test_traccar_like_client_delivers_every_good_fix_past_refused_ones(server, s
     assert [status for status, _ in phone.answers] == [200] * (GOOD + 2)
     assert store.scalar("SELECT count(*) FROM pings WHERE device_id = 'dev-021'") == GOOD
     assert store.sql("SELECT reason FROM quarantine ORDER BY row_number").rows() == [
-        ("position 0,0 (no GPS fix)",), ("position outside every branch territory",)]
+        ("position 0,0 (no GPS fix)",),
+        ("position outside every branch territory",),
+    ]
 
 
 def _requests(tokens_):
@@ -57,16 +61,39 @@ def _requests(tokens_):
         # (what, method, params, kwargs, expected status)
         ("stored", "GET", {"id": "dev-030", **fix}, {}, 200),
         ("0,0", "GET", {"id": "dev-030", "lat": 0, "lon": 0, "timestamp": T0 + 1}, {}, 200),
-        ("outside every territory", "GET", {"id": "dev-030", "lat": 1.0, "lon": 1.0, "timestamp": T0 + 2}, {}, 200),
+        (
+            "outside every territory",
+            "GET",
+            {"id": "dev-030", "lat": 1.0, "lon": 1.0, "timestamp": T0 + 2},
+            {},
+            200,
+        ),
         ("bad field", "GET", {"id": "dev-030", **fix, "speed": "fast", "timestamp": T0 + 3}, {}, 200),
         ("bad time", "GET", {"id": "dev-030", **fix, "timestamp": "yesterday"}, {}, 200),
         ("year 9999", "GET", {"id": "dev-030", **fix, "timestamp": "9999-12-31T23:00:00Z"}, {}, 200),
-        ("list where a value belongs", "POST", {}, {"json": {"device_id": "dev-030", "location": {
-            "timestamp": "2025-11-23T00:00:09Z", "coords": {"latitude": [[NANSHAN[0]]],
-                                                            "longitude": NANSHAN[1]}}}}, 200),
+        (
+            "list where a value belongs",
+            "POST",
+            {},
+            {
+                "json": {
+                    "device_id": "dev-030",
+                    "location": {
+                        "timestamp": "2025-11-23T00:00:09Z",
+                        "coords": {"latitude": [[NANSHAN[0]]], "longitude": NANSHAN[1]},
+                    },
+                }
+            },
+            200,
+        ),
         ("no device id", "GET", fix, {}, 400),
-        ("unreadable JSON", "POST", {}, {"data": b'{"device_id": ', "headers": {"Content-Type": "application/json"}},
-         400),
+        (
+            "unreadable JSON",
+            "POST",
+            {},
+            {"data": b'{"device_id": ', "headers": {"Content-Type": "application/json"}},
+            400,
+        ),
         ("unknown token", "GET", {"id": "dev-030", **fix, "token": "emap_nope"}, {}, 401),
         ("another device's token", "GET", {"id": "dev-031", **fix, "token": tokens_["device"]}, {}, 403),
         ("unknown device", "GET", {"id": "not-registered", **fix}, {}, 403),
@@ -82,16 +109,23 @@ def test_every_answer_of_both_endpoints_is_one_a_phone_can_live_with(server, sto
                 assert r.text.startswith("refused for good, kept in quarantine: "), (what, r.text)
     assert store.scalar("SELECT count(*) FROM pings") == 1
     # every fix refused for good is in quarantine, once from each port
-    assert store.scalar("SELECT count(*) FROM quarantine WHERE source = 'osmand' AND reason NOT LIKE "
-                        "'unknown device%'") == 2 * 6
+    assert (
+        store.scalar(
+            "SELECT count(*) FROM quarantine WHERE source = 'osmand' AND reason NOT LIKE 'unknown device%'"
+        )
+        == 2 * 6
+    )
 
 
 def test_a_phone_is_answered_503_when_the_store_cannot_take_its_fix(store):
     with ThreadedServer(store, phones=True) as srv:
         srv.app.blueprints["ingest"].committer.close()  # shutting down: nothing more is taken
         for url in (srv.phone_url + "/", srv.url + "/osmand"):
-            r = requests.get(url, params={"id": "dev-032", "lat": NANSHAN[0], "lon": NANSHAN[1],
-                                          "timestamp": T0}, timeout=30)
+            r = requests.get(
+                url,
+                params={"id": "dev-032", "lat": NANSHAN[0], "lon": NANSHAN[1], "timestamp": T0},
+                timeout=30,
+            )
             assert r.status_code == 503 and r.headers["Retry-After"] == "1"
     assert store.scalar("SELECT count(*) FROM pings") == 0
 
@@ -112,8 +146,11 @@ def test_refused_fixes_cannot_fill_the_quarantine(store):
     settings = replace(Settings.from_env({}), quarantine_max_rows_per_source=20)
     with ThreadedServer(store, settings, phones=True) as srv, requests.Session() as s:
         for i in range(100):
-            r = s.get(srv.phone_url + "/", params={"id": "dev-035", "lat": 0, "lon": 0, "timestamp": T0 + i},
-                      timeout=30)
+            r = s.get(
+                srv.phone_url + "/",
+                params={"id": "dev-035", "lat": 0, "lon": 0, "timestamp": T0 + i},
+                timeout=30,
+            )
             assert r.status_code == 200
     kept = store.sql("SELECT raw FROM quarantine WHERE source = 'osmand'")["raw"].to_list()
     assert 1 <= len(kept) <= 20
@@ -126,8 +163,13 @@ def test_quarantine_caps_per_source_in_total_and_by_age(store):
     from data.quarantine import Quarantine
 
     def bad(n, start=0):
-        return pl.DataFrame({"_row": list(range(start + 1, start + n + 1)), "reason": ["r"] * n,
-                             "raw": [json.dumps({"n": start + i, "pad": "x" * 50}) for i in range(n)]})
+        return pl.DataFrame(
+            {
+                "_row": list(range(start + 1, start + n + 1)),
+                "reason": ["r"] * n,
+                "raw": [json.dumps({"n": start + i, "pad": "x" * 50}) for i in range(n)],
+            }
+        )
 
     q = Quarantine(store, per_source=50, total=120, retention_days=30, raw_bytes=20)
     old = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=31)

@@ -26,8 +26,12 @@ def server(store):
 
 @pytest.mark.parametrize("ts", BAD_TIMES)
 def test_batch_api_refuses_implausible_times_and_keeps_the_good_neighbour(server, store, tokens, ts):
-    r = requests.post(f"{server.url}/api/v1/pings", json=[ping("dev-001", ts=ts), ping("dev-002")],
-                      headers=auth(tokens["system"]), timeout=30)
+    r = requests.post(
+        f"{server.url}/api/v1/pings",
+        json=[ping("dev-001", ts=ts), ping("dev-002")],
+        headers=auth(tokens["system"]),
+        timeout=30,
+    )
     assert r.status_code == 200 and r.json()["accepted"] == 1
     [rejected] = r.json()["rejected"]
     assert rejected["index"] == 0 and rejected["reason"].startswith("implausible time: ts")
@@ -37,11 +41,24 @@ def test_batch_api_refuses_implausible_times_and_keeps_the_good_neighbour(server
 
 
 def test_events_with_implausible_times_are_refused(server, store, tokens):
-    events = [{"parcel_id": "p-1", "kind": "pickup", "ts": "9999-12-31T23:00:00Z", "lat": NANSHAN[0],
-               "lng": NANSHAN[1]},
-              {"parcel_id": "p-2", "kind": "pickup", "ts": T0, "lat": NANSHAN[0], "lng": NANSHAN[1],
-               "promised_at": "9999-12-31T23:00:00Z"},
-              {"parcel_id": "p-3", "kind": "pickup", "ts": T0, "lat": NANSHAN[0], "lng": NANSHAN[1]}]
+    events = [
+        {
+            "parcel_id": "p-1",
+            "kind": "pickup",
+            "ts": "9999-12-31T23:00:00Z",
+            "lat": NANSHAN[0],
+            "lng": NANSHAN[1],
+        },
+        {
+            "parcel_id": "p-2",
+            "kind": "pickup",
+            "ts": T0,
+            "lat": NANSHAN[0],
+            "lng": NANSHAN[1],
+            "promised_at": "9999-12-31T23:00:00Z",
+        },
+        {"parcel_id": "p-3", "kind": "pickup", "ts": T0, "lat": NANSHAN[0], "lng": NANSHAN[1]},
+    ]
     r = requests.post(f"{server.url}/api/v1/events", json=events, headers=auth(tokens["system"]), timeout=30)
     assert r.json()["accepted"] == 1
     assert [x["reason"].split(":")[0] for x in r.json()["rejected"]] == ["implausible time"] * 2
@@ -74,31 +91,44 @@ def test_file_import_quarantines_implausible_times(store, tmp_path):
 
 
 def test_the_window_is_a_setting(store, tokens):
-    settings = Settings.from_env({"EMAP_INGEST_EARLIEST_TS": "2025-11-23T00:00:10",
-                                  "EMAP_INGEST_MAX_AHEAD_HOURS": "1"})
+    settings = Settings.from_env(
+        {"EMAP_INGEST_EARLIEST_TS": "2025-11-23T00:00:10", "EMAP_INGEST_MAX_AHEAD_HOURS": "1"}
+    )
     soon = datetime.now(UTC) + timedelta(minutes=30)
     later = datetime.now(UTC) + timedelta(hours=3)
-    records = [ping("dev-006", 0), ping("dev-006", 20), ping("dev-006", ts=soon.isoformat()),
-               ping("dev-006", ts=later.isoformat())]
+    records = [
+        ping("dev-006", 0),
+        ping("dev-006", 20),
+        ping("dev-006", ts=soon.isoformat()),
+        ping("dev-006", ts=later.isoformat()),
+    ]
     with ThreadedServer(store, settings) as srv:
         r = requests.post(f"{srv.url}/api/v1/pings", json=records, headers=auth(tokens["system"]), timeout=30)
     assert r.json()["accepted"] == 2
     assert r.json()["rejected"] == [
         {"index": 0, "reason": "implausible time: ts before 2025-11-23"},
-        {"index": 3, "reason": "implausible time: ts more than 1 h after the server's clock"}]
+        {"index": 3, "reason": "implausible time: ts more than 1 h after the server's clock"},
+    ]
 
 
-@pytest.mark.parametrize("extra, reason", [
-    ({"speed": 1e308}, "speed is not a finite number"),
-    ({"speed": "Infinity"}, "speed is not a finite number"),
-    ({"speed": 5000}, "speed above 300 m/s (implausible)"),
-    ({"accuracy": 1e12}, "accuracy above 100000 m (implausible)"),
-    ({"accuracy": 1e300}, "accuracy is not a finite number"),
-    ({"heading": "inf"}, "heading out of range [0, 360]"),
-])
+@pytest.mark.parametrize(
+    "extra, reason",
+    [
+        ({"speed": 1e308}, "speed is not a finite number"),
+        ({"speed": "Infinity"}, "speed is not a finite number"),
+        ({"speed": 5000}, "speed above 300 m/s (implausible)"),
+        ({"accuracy": 1e12}, "accuracy above 100000 m (implausible)"),
+        ({"accuracy": 1e300}, "accuracy is not a finite number"),
+        ({"heading": "inf"}, "heading out of range [0, 360]"),
+    ],
+)
 def test_infinite_or_absurd_values_are_refused_not_stored(server, store, tokens, extra, reason):
-    r = requests.post(f"{server.url}/api/v1/pings", json=[ping("dev-007", **extra), ping("dev-008")],
-                      headers=auth(tokens["system"]), timeout=30)
+    r = requests.post(
+        f"{server.url}/api/v1/pings",
+        json=[ping("dev-007", **extra), ping("dev-008")],
+        headers=auth(tokens["system"]),
+        timeout=30,
+    )
     assert r.json()["accepted"] == 1
     assert r.json()["rejected"] == [{"index": 0, "reason": reason}]
     assert store.scalar("SELECT count(*) FROM pings WHERE isinf(speed) OR isinf(accuracy)") == 0
@@ -107,9 +137,15 @@ def test_infinite_or_absurd_values_are_refused_not_stored(server, store, tokens,
 
 def test_phone_fix_with_an_infinite_speed_is_answered_200_and_not_stored(server, store):
     for url in (server.phone_url + "/", server.url + "/osmand"):
-        r = requests.get(url, params={"id": "dev-009", "lat": NANSHAN[0], "lon": NANSHAN[1], "timestamp": T0,
-                                      "speed": "1e308"}, timeout=30)
-        assert (r.status_code, r.text) == (200, "refused for good, kept in quarantine: speed is not a finite number\n")
+        r = requests.get(
+            url,
+            params={"id": "dev-009", "lat": NANSHAN[0], "lon": NANSHAN[1], "timestamp": T0, "speed": "1e308"},
+            timeout=30,
+        )
+        assert (r.status_code, r.text) == (
+            200,
+            "refused for good, kept in quarantine: speed is not a finite number\n",
+        )
     assert store.scalar("SELECT count(*) FROM pings") == 0
 
 
