@@ -9,7 +9,6 @@ used only to enumerate what to attack (``callback_map`` and the Flask URL map).
 from __future__ import annotations
 
 import copy
-import http.client
 import json
 import re
 import shutil
@@ -489,25 +488,42 @@ def off_site(location: str, base: str) -> bool:
 
 
 def raw_get(url: str, path: str, cookie: str | None = None) -> tuple[int, dict, bytes]:
-    """GET a path sent byte for byte (tabs, backslashes and all), not normalised by a client."""
+    """GET a path sent byte for byte (tabs, backslashes and all) over a plain socket, not
+    normalised or refused by an HTTP client."""
+    import socket
+
     u = urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    head = f"GET {path} HTTP/1.1\r\nHost: {u.netloc}\r\nConnection: close\r\n"
+    if cookie:
+        head += f"Cookie: {cookie}\r\n"
+    with socket.create_connection((u.hostname, u.port), timeout=60) as sock:
+        sock.sendall((head + "\r\n").encode("utf-8", "surrogateescape"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    top, _, body = data.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().title() if k.lower() != "location" else "Location"] = v.strip()
+    return status, headers, body
+
+
+def to_json(body) -> bytes:
+    """JSON bytes of any value (integers past 64 bits too, which orjson refuses)."""
     try:
-        conn.putrequest("GET", path, skip_accept_encoding=True)
-        if cookie:
-            conn.putheader("Cookie", cookie)
-        conn.endheaders()
-        r = conn.getresponse()
-        return r.status, {k: v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body).encode()
 
 
 def post(session: requests.Session, url: str, body, **kw) -> requests.Response:
     """POST a callback body (any JSON value) to the callback endpoint."""
     return session.post(
         url + CALLBACK,
-        data=orjson.dumps(body),
+        data=to_json(body),
         headers={"Content-Type": "application/json"},
         timeout=300,
         **kw,
