@@ -31,6 +31,8 @@ Examples
 
 from __future__ import annotations
 
+import functools
+
 import orjson
 
 from data.validate import ALIASES, EVENT_COLUMNS, PING_COLUMNS
@@ -41,8 +43,14 @@ _ORDER = {"pings": tuple(PING_COLUMNS), "parcel_events": tuple(EVENT_COLUMNS)}
 #: Longest text of a known field (ids, times, numbers): anything longer is not a value.
 MAX_TEXT = 256
 
-# name as received -> canonical name, per kind (filled lazily: names repeat across records)
-_NAME_CACHE: dict[str, dict[str, str | None]] = {"pings": {}, "parcel_events": {}}
+
+# Field names repeat from record to record: each is worked out once (bounded, since the
+# names come from clients).
+@functools.lru_cache(maxsize=4096)
+def _field_name(kind: str, key: str) -> str | None:
+    low = key.strip().lower()
+    low = ALIASES.get(low, low)
+    return low if low in FIELDS[kind] else None
 
 
 def field_name(kind: str, key) -> str | None:
@@ -53,19 +61,7 @@ def field_name(kind: str, key) -> str | None:
     >>> field_name("pings", " Longitude"), field_name("pings", "altitude")
     ('lng', None)
     """
-    cache = _NAME_CACHE[kind]
-    try:
-        return cache[key]
-    except (KeyError, TypeError):
-        pass
-    name = None
-    if isinstance(key, str):
-        low = key.strip().lower()
-        low = ALIASES.get(low, low)
-        name = low if low in FIELDS[kind] else None
-        if len(cache) < 10_000:  # bounded: field names come from clients
-            cache[key] = name
-    return name
+    return _field_name(kind, key) if isinstance(key, str) else None
 
 
 def as_text(value) -> str | None:
@@ -112,13 +108,16 @@ def canonical(kind: str, record, default_device: str | None = None) -> tuple[dic
     row: dict[str, str | None] = {}
     seen: dict[str, object] = {}
     for key, value in record.items():
-        name = field_name(kind, key)
+        name = _field_name(kind, key) if type(key) is str else None
         if name is None:
             continue
-        try:
-            text = as_text(value)
-        except TypeError:
-            return None, f"'{key}' must be one value, not {_word(value)}"
+        if value is None or type(value) is str:  # the common case, without a call
+            text = value
+        else:
+            try:
+                text = as_text(value)
+            except TypeError:
+                return None, f"'{key}' must be one value, not {_word(value)}"
         if text is not None and len(text) > MAX_TEXT:
             return None, f"'{key}' is longer than {MAX_TEXT} characters"
         if name in row:
