@@ -265,21 +265,21 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
             s = m.state(state)
             s["zone"] = None
             if trig == ids.DATE and day:
-                s["date"] = day
+                s["date"] = st.checked("date", day)
             elif trig == ids.HOUR and hour is not None:
-                s["hour"] = int(hour)
+                s["hour"] = st.checked("hour", hour)
             elif trig == ids.METRIC and metric:
-                s["metric"] = metric
+                s["metric"] = st.checked("metric", metric)
             elif trig == ids.LAYERS:
-                s["layers"] = layers or []
+                s["layers"] = st.checked("layers", layers or [])
             elif trig == ids.LANGUAGE:
-                s["lang"] = lang
+                s["lang"] = st.checked("lang", lang)
             elif trig == ids.BASEMAP:
-                s["basemap"] = basemap
+                s["basemap"] = st.checked("basemap", basemap)
             elif trig == ids.DRILL and drill:
-                s["node"] = drill
+                s["node"] = m.viewer.require(drill)
             elif trig == ids.MAP and click:
-                target = _clicked_node(model, s, click)
+                target = _clicked_node(m, s, click)
                 if target is None:
                     return (no_update,) * 10
                 s["node"] = target
