@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import dash
 import flask
+from dash.exceptions import DependencyException
 
 from auth import users, web
 from config import PROJECT_ROOT
@@ -81,6 +82,11 @@ def build_app(
     model = Model(store, settings, Cache(size=1024))
     users.ensure_tables(store)  # the audit log takes exports and refusals in an open app too
     web.install_errors(app, store, bad_input=(BadState,))
+
+    @app.server.errorhandler(DependencyException)
+    def _no_such_package(_exc):  # a component-suite URL naming no registered package
+        return web.error_response(404, "no such file")
+
     if auth:
         web.install(
             app,

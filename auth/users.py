@@ -177,6 +177,8 @@ def update_user(
     if disabled or password is not None:
         ensure_tables(store)
         end_sessions_of(store, user_id)  # a new secret, or no access: sign in again
+    else:  # a new role, node or grant holds from the next request on
+        store.sessions_epoch = sessions_epoch(store) + 1
     audit(store, by, "user_change", f"{user_id}: {', '.join(said)}")
 
 
@@ -232,6 +234,13 @@ def end_sessions_of(store, user_id: str) -> None:
     store.cursor().execute(
         "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL", [_now(), user_id]
     )
+    # A server on this store remembers sessions for a moment: this tells it to read again.
+    store.sessions_epoch = sessions_epoch(store) + 1
+
+
+def sessions_epoch(store) -> int:
+    """How many times sessions were ended in bulk through this store object."""
+    return getattr(store, "sessions_epoch", 0)
 
 
 def failed_login(store, keys, window_seconds: float) -> None:

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
 import re
 import secrets
+import threading
+import time
 from datetime import timedelta
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
@@ -28,7 +31,11 @@ from auth import scope as sc
 from auth import users
 from auth.viewer import OutsideScope, Viewer
 
+log = logging.getLogger(__name__)
+
 SECRET_ENV = "EMAP_SECRET_KEY"
+#: Seconds a server trusts its memory of a session before reading it again.
+SESSION_RECHECK_SECONDS = 2.0
 CALLBACK_PATH = "/_dash-update-component"
 #: Paths reachable without a session: the login page and the token-authenticated ingest API.
 PUBLIC_PREFIXES = ("/login", "/api/v1/", "/osmand")
@@ -232,6 +239,9 @@ class Access:
         self.top = sc.tree_root(self.parents)
         self.limiter = LoginLimiter(store, settings.login_max_failures, settings.login_window_seconds)
         self.trusted = _networks(settings.trusted_proxies)
+        self._lock = threading.Lock()
+        self._sessions: dict = {}  # token -> (monotonic time read, user row, sessions epoch)
+        self._viewers: dict = {}  # (user, role, node, grant) -> Viewer
         #: The app's callbacks (``dash.Dash.callback_map``): the guard checks a callback
         #: request against what the callback declares, by position, as Dash reads it.
         self.callbacks = callbacks if callbacks is not None else {}
@@ -242,22 +252,59 @@ class Access:
 
     # -- who ------------------------------------------------------------------------------
     def current(self) -> dict | None:
-        """The user of the request's live server-side session (None: signed out)."""
-        user = users.session_user(self.store, session.get("sid"))
-        if user is None and session.get("sid"):
+        """The user of the request's live server-side session (None: signed out).
+
+        A page load sends dozens of requests at once, so a session's row is remembered
+        for :data:`SESSION_RECHECK_SECONDS`; signing out here forgets it at once, and a
+        change made elsewhere (a disabled user, a reset password) holds within that time.
+        """
+        token = session.get("sid")
+        if not isinstance(token, str):
+            return None
+        now, epoch = time.monotonic(), users.sessions_epoch(self.store)
+        with self._lock:
+            hit = self._sessions.get(token)
+        if hit is not None and now - hit[0] < SESSION_RECHECK_SECONDS and hit[2] == epoch:
+            return hit[1]
+        user = users.session_user(self.store, token)
+        with self._lock:
+            if len(self._sessions) > 10_000:  # bounded under a flood of tokens
+                self._sessions.clear()
+            if user is None:
+                self._sessions.pop(token, None)
+            else:
+                self._sessions[token] = (now, user, epoch)
+        if user is None:
             session.clear()
         return user
 
+    def forget(self, token) -> None:
+        with self._lock:
+            self._sessions.pop(token, None)
+
     def viewer_of(self, user: dict) -> Viewer:
-        return Viewer.for_user(user, self.parents, self.levels)
+        """The user's viewer (kept per role, node and grant: working out a subtree walks
+        the tree)."""
+        key = (user["user_id"], user["role"], user["node_id"], bool(user.get("can_see_couriers")))
+        with self._lock:
+            v = self._viewers.get(key)
+        if v is None:
+            v = Viewer.for_user(user, self.parents, self.levels)
+            with self._lock:
+                if len(self._viewers) > 10_000:
+                    self._viewers.clear()
+                self._viewers[key] = v
+        return v
 
     def refuse(self, who: str | None, reason: str, status: int = 403) -> Response:
-        users.audit(
-            self.store,
-            who,
-            "refusal",
-            f"{request.method} {request.path[:200]}: {reason} (from {_client_ip()})",
-        )
+        """An error answer. A 403 (a node or right the user does not hold) is written to
+        the audit log; a malformed request (400) only to the server's log, so that a
+        client sending junk cannot fill the audit log."""
+        line = f"{request.method} {request.path[:200]}: {reason} (from {_client_ip()})"
+        if status == 403:
+            users.audit(self.store, who, "refusal", line)
+        else:
+            log.info("refused %s: %s", who, line)
         return error_response(status, "forbidden" if status == 403 else reason)
 
     # -- the guard ------------------------------------------------------------------------
@@ -377,6 +424,7 @@ class Access:
         if hmac.compare_digest(str(request.form.get("csrf", "")), str(session.get("csrf", ""))):
             user = self.current()
             users.end_session(self.store, session.get("sid"))  # a copied cookie dies with it
+            self.forget(session.get("sid"))
             session.clear()
             if user:
                 users.audit(self.store, user["user_id"], "logout", f"from {_client_ip()}")
@@ -452,13 +500,33 @@ def callback_problem(body: dict, callbacks: dict) -> str | None:
         for i, (item, d) in enumerate(zip(sent, declared, strict=True)):
             if not _fits(item, d):
                 return f"{part}[{i}] is not {d['id']}.{d['property']}"
-    outputs = body.get("outputs")
-    if not isinstance(outputs, list | dict):
-        return "outputs missing"
+    if body.get("outputs") != declared_outputs(output):
+        return "outputs do not match the callback"
     changed = body.get("changedPropIds", [])
     if not isinstance(changed, list) or not all(_changed_fits(c, spec["inputs"]) for c in changed):
         return "changedPropIds names a property that is not an input of the callback"
     return None
+
+
+def declared_outputs(output: str):
+    """The ``outputs`` a browser sends for a callback id: one ``{id, property}`` for a
+    single output (``a.b``), a list of them for several (``..a.b...c.d..``).
+
+    Examples
+    --------
+    >>> declared_outputs("alerts.children")
+    {'id': 'alerts', 'property': 'children'}
+    >>> [o["id"] for o in declared_outputs("..kpis.children...trend.figure..")]
+    ['kpis', 'trend']
+    """
+
+    def one(text: str) -> dict:
+        cid, prop = text.rsplit(".", 1)
+        return {"id": cid, "property": prop}
+
+    if output.startswith(".."):
+        return [one(o) for o in output[2:-2].split("...")]
+    return one(output)
 
 
 _NODE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")

@@ -7,6 +7,7 @@ URL); the panels are pure renderings of that state through :class:`pages.model.M
 from __future__ import annotations
 
 from dash import ALL, Input, Output, Patch, State, ctx, dash_table, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from auth import scope as access
 from auth.web import request_viewer
@@ -398,7 +399,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     )
     def draw_map(state, shown):
         m = seen()
-        state = m.state(state)
+        state = dated(m.state(state))
         t = text[state["lang"]]
         key = m.geometry_key(state)
         if (
@@ -445,7 +446,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     )
     def panels(state):
         m = seen()
-        state = m.state(state)
+        state = dated(m.state(state))
         t = text[state["lang"]]
         node, day, hour = state["node"], state["date"], int(state["hour"])
         cards = []
@@ -524,7 +525,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     @app.callback(Output(ids.ALERTS, "children"), Input(ids.STATE, "data"))
     def alert_list(state):
         m = seen()
-        state = m.state(state)
+        state = dated(m.state(state))
         t = text[state["lang"]]
         z = m.zones(state["node"], state["date"], int(state["hour"]))
         if z.is_empty():
@@ -548,6 +549,13 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
         return out
 
     export.register(app, model, text)
+
+
+def dated(state: dict) -> dict:
+    """A view state with a day: a network with no data yet has none to draw."""
+    if state["date"] is None:
+        raise PreventUpdate
+    return state
 
 
 def _clicked_node(model: ViewerModel, state: dict, click: dict) -> str | None:

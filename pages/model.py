@@ -341,7 +341,9 @@ class Model:
         return earliest.replace(tzinfo=None), now + ahead
 
     def data_hours(self, scope: str):
-        return self.cache.get(("hours", scope), lambda: self.store.data_hours(scope, *self.plausible()), ttl=5.0)
+        return self.cache.get(
+            ("hours", scope), lambda: self.store.data_hours(scope, *self.plausible()), ttl=5.0
+        )
 
     def newest_hour(self):
         return self.data_hours(self.root())[1]

@@ -411,6 +411,8 @@ def register(app, model, text: dict, activity=None, step_aside=None, ahead: bool
     def predicted(state, client):
         viewer = request_viewer(model)
         state = ViewerModel(model, viewer).state(state)
+        if state["date"] is None:  # no data yet: nothing to forecast from
+            raise PreventUpdate
         t = text[state["lang"]]
         if not isinstance(client, str) or len(client) > 64:
             client = None
