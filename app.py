@@ -160,8 +160,11 @@ def cmd_serve(args, settings: Settings) -> int:
                 wsgi = ingest_front(app.server, blueprints[0])  # phone fixes skip Dash/Flask routing
             # poll, not select: phones on the phone listener hold file descriptors of this
             # process too, and select() fails on any numbered past 1023
+            # waitress buffers a body before the app sees it: bodies past the ingest limit
+            # are refused (413) by waitress itself, so none can take the memory.
             serve(wsgi, host=host, port=port, threads=args.threads, connection_limit=4000,
-                  asyncore_use_poll=True, ident="EMAP")
+                  asyncore_use_poll=True, ident="EMAP",
+                  max_request_body_size=settings.ingest_max_body_bytes + 65536)
     finally:
         if phones is not None:
             phones.close()
