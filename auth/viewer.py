@@ -115,7 +115,9 @@ class Viewer:
     # -- grants -----------------------------------------------------------------------------
     def may_see_positions(self, node: str) -> bool:
         """Individual courier and vehicle positions at ``node`` (see ``auth.scope``)."""
-        return self.can_see_couriers or self.levels.get(node) in sc.POSITION_LEVELS
+        if self.can_see_couriers:
+            return True
+        return isinstance(node, str) and self.levels.get(node) in sc.POSITION_LEVELS
 
     def shown_layers(self, node: str, layers: Iterable[str]) -> list[str]:
         """``layers`` less the private ones the viewer may not see at ``node``."""
@@ -128,8 +130,9 @@ class Viewer:
         """:class:`OutsideScope` if ``layers`` holds a private layer the viewer may not see."""
         hidden = sorted(set(layers) - set(self.shown_layers(node, layers)))
         if hidden:
-            level = self.levels.get(node, "unknown")
-            raise OutsideScope(f"{', '.join(hidden)} at {level} level ({node}) without the grant", node)
+            level = self.levels.get(node, "unknown") if isinstance(node, str) else "unknown"
+            shown = str(node)[:64]
+            raise OutsideScope(f"{', '.join(hidden)} at {level} level ({shown}) without the grant", node)
 
     @property
     def may_act(self) -> bool:

@@ -108,6 +108,17 @@ def test_an_operator_holds_the_tree_and_is_audited_by_name(tree_maps):
     assert op.label.startswith("cli:")
 
 
+def test_junk_in_place_of_a_node_is_outside_not_an_error(nanshan):
+    """Lists, objects and numbers where a node belongs (a tampered request) are refused as
+    outside the scope, never raise anything else."""
+    for junk in (["b-440305"], {"node": "b-440305"}, 7, None, "x" * 10_000):
+        assert not nanshan.holds(junk) and not nanshan.may_see_positions(junk)
+        with pytest.raises(OutsideScope):
+            nanshan.require(junk)
+        with pytest.raises(OutsideScope):
+            nanshan.require_layers(junk, ["couriers"])
+
+
 def test_viewers_may_not_act(tree_maps):
     parents, levels = tree_maps
     v = Viewer.for_user({"user_id": "v", "role": "viewer", "node_id": "r-440300"}, parents, levels)
