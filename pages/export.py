@@ -92,7 +92,7 @@ def export_view(model, viewer, state: dict, fmt: str, span: str = "hour") -> tup
         model=model,
         viewer=viewer,
     )
-    return render(report, fmt, lang=state.get("lang") or "zh"), report.file_stem() + SUFFIX[fmt]
+    return render(report, fmt, lang=state["lang"], settings=model.settings), report.file_stem() + SUFFIX[fmt]
 
 
 def register(app, model, text: dict | None = None) -> None:
