@@ -115,7 +115,11 @@ def cmd_serve(args, settings: Settings) -> int:
               "written by its own pipeline).", flush=True)
     elif make_ingest_blueprint is not None:
         blueprints.append(make_ingest_blueprint(store, settings))
-    app = build_app(store, settings, blueprints=blueprints, auth=True)
+    try:
+        app = build_app(store, settings, blueprints=blueprints, auth=True)
+    except ValueError as exc:  # a setting that cannot be used (EMAP_TRUSTED_PROXIES...)
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 2
     host = args.host or settings.host
     port = args.port or settings.port
     osmand_port = settings.osmand_port if args.osmand_port is None else args.osmand_port

@@ -163,11 +163,17 @@ def _safe_next(target) -> str:
 
 
 def _networks(spec: str) -> tuple:
+    """The networks of ``EMAP_TRUSTED_PROXIES`` (``ValueError`` naming a bad entry)."""
     out = []
     for part in (spec or "").split(","):
         part = part.strip()
         if part:
-            out.append(ipaddress.ip_network(part, strict=False))
+            try:
+                out.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"EMAP_TRUSTED_PROXIES: {part!r} is not an address or a network (e.g. 10.0.0.0/8)"
+                ) from None
     return tuple(out)
 
 
