@@ -320,6 +320,10 @@ class Model:
         """The local days holding data in ``scope``, oldest first: at most the
         :data:`MAX_DAYS` newest, within the plausible window (:meth:`plausible`)."""
 
+        newest = self.data_hours(scope)[1]
+        if newest is None:
+            return []
+
         def make():
             lo, hi = self.plausible()
             # a local day spans at most 25 distinct UTC hours (a DST change)
@@ -327,7 +331,9 @@ class Model:
             days = sorted({self.local(h).date().isoformat() for h in hours})
             return days[-MAX_DAYS:]
 
-        return self.cache.get(("dates", scope), make, ttl=5.0)
+        # A new newest hour (live data) is seen at once; a day filled in between (a late
+        # import) within a minute.
+        return self.cache.get(("dates", scope, newest), make, ttl=60.0)
 
     def plausible(self) -> tuple[datetime, datetime]:
         """The UTC window of data the dashboard shows: from ``ingest_earliest_ts`` to
