@@ -66,6 +66,19 @@ def _refused(resp, store, before: int, user: str = USER) -> None:
     assert wait_for_audit(store, "refusal", before, user) > before
 
 
+def _refused_as_sent_and_renamed(b, output, target, clients, auth_url, auth_store, secrets) -> None:
+    """The branch user's request, as sent and with the state's id renamed: refused,
+    audited, and carrying none of ``target``'s data."""
+    for rename in (False, True):
+        if rename:
+            b = copy.deepcopy(b)
+            _state_item(b)["id"] = "x"
+        before = audit_count(auth_store, "refusal")
+        r = post(clients[USER], auth_url, b)
+        _no_leak(r, secrets, output, target)
+        _refused(r, auth_store, before)
+
+
 def _no_leak(resp, secrets, output: str, target: str) -> None:
     data, text = decoded(resp)
     assert not secrets.leaks(output, target, data, text)
@@ -107,14 +120,7 @@ def test_map_shows_no_courier_of_another_branch(recorded, clients, auth_url, aut
         )
         assert admin.status_code == 200, (admin.status_code, why)
         assert secrets.foreign_things & set(re.findall(r"c-\d{6}", admin.text)), "admin sees their couriers"
-        for rename in (False, True):
-            if rename:
-                b = copy.deepcopy(b)
-                _state_item(b)["id"] = "x"
-            before = audit_count(auth_store, "refusal")
-            r = post(clients[USER], auth_url, b)
-            _no_leak(r, secrets, body["output"], target)
-            _refused(r, auth_store, before)
+        _refused_as_sent_and_renamed(b, body["output"], target, clients, auth_url, auth_store, secrets)
 
 
 @pytest.mark.parametrize("output_id", [ids.ALERTS, ids.OUTLOOK])
@@ -122,14 +128,7 @@ def test_alerts_and_outlook_of_other_nodes(output_id, recorded, clients, auth_ur
     body = _recorded(recorded, output_id)
     for target in ("hq", "r-440100", "b-440304"):
         b = retarget(body, secrets.nodes, target)
-        for rename in (False, True):
-            if rename:
-                b = copy.deepcopy(b)
-                _state_item(b)["id"] = "x"
-            before = audit_count(auth_store, "refusal")
-            r = post(clients[USER], auth_url, b)
-            _no_leak(r, secrets, body["output"], target)
-            _refused(r, auth_store, before)
+        _refused_as_sent_and_renamed(b, body["output"], target, clients, auth_url, auth_store, secrets)
 
 
 def test_export_of_hq_is_refused_and_an_allowed_export_is_audited(
