@@ -226,7 +226,7 @@ class Access:
 
     Parameters
     ----------
-    store : data.store.Store
+    store : data.store.database.Store
         Holds the ``users``, ``sessions``, ``login_failures`` and ``audit_log`` tables
         (created if missing).
     settings : config.Settings

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import PROJECT_ROOT, Settings  # noqa: E402
-from data.store import Store  # noqa: E402
+from data.store.database import Store  # noqa: E402
 from reports.chromium import PLAYWRIGHT_ARGS as CHROMIUM_ARGS  # noqa: E402
 
 #: Branch label points to click down to (one per demo city), lat/lng.
@@ -118,7 +118,7 @@ def _node(url: str) -> str:
 def ensure_db(size: str) -> Path:
     path = PROJECT_ROOT / "var" / f"bench-{size}.duckdb"
     if not path.exists():
-        from data import demo
+        from data.demo import generator as demo
 
         print(f"generating the {size} demo into {path} ...", flush=True)
         with Store(path) as s:
@@ -169,7 +169,7 @@ def main(argv=None):
     from playwright.sync_api import sync_playwright
     from werkzeug.serving import make_server
 
-    from dashapp import build_app
+    from pages.app import build_app
 
     # Sign-in keeps sessions in the store: it must be writable then.
     store = Store(db, read_only=not args.auth)
@@ -201,7 +201,7 @@ def main(argv=None):
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
-    from pages.model import Model
+    from views.model import Model
 
     day = Model(store, settings).dates()[-1]
     print(f"store {db} ({db.stat().st_size / 1e6:.0f} MB), day {day}")

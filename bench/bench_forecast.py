@@ -26,16 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import PROJECT_ROOT, Settings  # noqa: E402
 from data import forecast_cli  # noqa: E402
-from data import forecast_queries as fq  # noqa: E402
-from data.store import Store  # noqa: E402
+from data.store.database import Store  # noqa: E402
 from geo import dispatch  # noqa: E402
-from geo import forecast as fc  # noqa: E402
+from ops import forecast as fc  # noqa: E402
+from views import forecast as vf
 
 
 def ensure_db(size: str, days: int) -> Path:
     path = PROJECT_ROOT / "var" / f"bench-forecast-{size}.duckdb"
     if not path.exists():
-        from data import demo
+        from data.demo import generator as demo
 
         print(f"generating the {size} demo ({days} days) into {path} ...", flush=True)
         t = time.perf_counter()
@@ -56,7 +56,7 @@ def one_run(
 ) -> dict:
     t = time.perf_counter()
     params = fc.Params(horizon=horizon)
-    inputs = fq.forecast_inputs(store, region, [issued], forecast_cli.alert_res(settings), params)
+    inputs = vf.forecast_inputs(store, region, [issued], forecast_cli.alert_res(settings), params)
     t_read = time.perf_counter() - t
     pred = fc.predict(
         inputs,
@@ -67,7 +67,7 @@ def one_run(
         params,
     )
     t_fc = time.perf_counter() - t - t_read
-    per_hour, _ = fq.suggestions_by_hour(pred, settings, dispatch.Rules.from_settings(settings), regions)
+    per_hour, _ = vf.suggestions_by_hour(pred, settings, dispatch.Rules.from_settings(settings), regions)
     moves = sum(len(m) for m in per_hour)
     vans = sum(int(m["vehicles"].sum()) for m in per_hour)
     total = time.perf_counter() - t

@@ -32,8 +32,8 @@ def make_input(work: Path, rows: int, size: str) -> tuple[Path, Path]:
     import polars as pl
     import pyarrow.parquet as pq
 
-    from data import demo
-    from data.store import Store
+    from data.demo import generator as demo
+    from data.store.database import Store
     from geo.hierarchy import load_tree
 
     net_db = work / f"network-{size}.duckdb"
@@ -85,8 +85,8 @@ def run_import(net_db: Path, pings: Path, work: Path, memory_limit: str) -> dict
     """Copy the network store and import the file into it, in this process."""
     import shutil
 
-    from data.importer import import_file
-    from data.store import Store
+    from data.ingest.importer import import_file
+    from data.store.database import Store
 
     db = work / "import-target.duckdb"
     db.unlink(missing_ok=True)

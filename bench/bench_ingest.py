@@ -1,6 +1,6 @@
 """Ingest benchmark: batches of pings and single OsmAnd requests against a real server.
 
-The server (``python -m data.http_api``: waitress on the main port, the phone listener on
+The server (``python -m cli.ingest``: waitress on the main port, the phone listener on
 its own port) runs in its own process on a fresh store with the real tree and
 ``--devices`` registered couriers; the load comes from other processes on 127.0.0.1 only.
 Batches: client threads of this process with keep-alive connections, paced to a target
@@ -45,8 +45,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data.store import Store  # noqa: E402
-from data.tokens import create_token  # noqa: E402
+from data.ingest.tokens import create_token  # noqa: E402
+from data.store.database import Store  # noqa: E402
 from geo.hierarchy import load_tree  # noqa: E402
 
 T0 = 1_763_856_000  # 2025-11-23 00:00 UTC
@@ -84,7 +84,7 @@ def free_port() -> int:
 
 def start_server(db: Path, port: int, osmand_port: int, threads: int, log: Path) -> subprocess.Popen:
     with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "cli.ingest", "--db", str(db), "--port", str(port),
                                  "--osmand-port", str(osmand_port),
                                  *os.environ.get("EMAP_BENCH_SERVER_ARGS", "").split(),
                                  "--threads", str(threads)], cwd=ROOT,

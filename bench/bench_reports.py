@@ -22,11 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import PROJECT_ROOT, Settings  # noqa: E402
-from data.store import Store  # noqa: E402
+from data.store.database import Store  # noqa: E402
 
 
 def _demo(size: str) -> Path:
-    from data import demo
+    from data.demo import generator as demo
     from geo.hierarchy import load_tree
 
     path = PROJECT_ROOT / "var" / f"bench-{size}.duckdb"
@@ -59,9 +59,9 @@ def largest_branch(store, day_window) -> str:
 
 
 def main(argv=None) -> int:
-    from pages.model import Model
     from reports import FORMATS, render
     from reports.build import Period, build
+    from views.model import Model
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--db", help="DuckDB file (default: the demo of --size in var/)")

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import Settings  # noqa: E402
-from data.store import Store  # noqa: E402
+from data.store.database import Store  # noqa: E402
 
 PASSWORD = "bench password 42"
 #: Callbacks timed: output id -> extra state items (besides the view state input).
@@ -71,9 +71,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from auth import users
-    from dashapp import build_app
-    from pages import state as st
-    from pages.model import Model
+    from pages.app import build_app
+    from views import state as st
+    from views.model import Model
 
     tmp = Path(tempfile.mkdtemp(prefix="emap-bench-scope-"))
     shutil.copy(args.db, tmp / "emap.duckdb")

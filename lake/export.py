@@ -11,8 +11,8 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from data.schema import CUBE_COUNTS
-from data.store import EVENT_FIELDS, PING_FIELDS, Store
+from data.store.database import EVENT_FIELDS, PING_FIELDS, Store
+from data.store.schema import CUBE_COUNTS
 from geo import cells as h3cells
 from lake import layout
 

@@ -21,7 +21,7 @@ partitioned down to the branch so that a branch's cubes can be moved on their ow
 (:mod:`lake.tiering`); the coarse tier holds every branch of a division in one partition,
 which is all headquarters and division views read.
 
-Column types are the store's (:mod:`data.schema`); files may hold them in a wider or
+Column types are the store's (:mod:`data.store.schema`); files may hold them in a wider or
 signed form (Spark has no unsigned integers), and the views cast them back.
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import duckdb
 
-from data.schema import ddl
+from data.store.schema import ddl
 
 #: Resolution of the coarse cube tier (headquarters and division views roll up from it).
 COARSE_RES = 6

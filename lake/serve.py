@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.store import Store
+from data.store.database import Store
 from lake import layout
 
 #: Store names answered by lake datasets.
@@ -31,7 +31,7 @@ class LakeError(RuntimeError):
 
 
 class LakeStore(Store):
-    """A :class:`~data.store.Store` reading operations data from ``lake``.
+    """A :class:`~data.store.database.Store` reading operations data from ``lake``.
 
     Headquarters and division views (resolution up to ``layout.COARSE_RES``, and figures
     per node) read only the coarse tier; region and branch views read the fine tier.

@@ -1,7 +1,7 @@
 """The ingest-to-cube pipeline on Apache Spark, over the lake (see docs/lake.md).
 
 For each day: read the raw partitions of pings and parcel events, validate them with the
-import rules (:mod:`data.validate`), index them into res-9 cells with the import's cell
+import rules (:mod:`data.ingest.validate`), index them into res-9 cells with the import's cell
 code (:mod:`geo.cells`), both inside ``mapInArrow`` so that the work is vectorised per
 Arrow batch; locate each distinct cell's branch with the store's spatial join; refuse
 unknown devices and positions outside the network as the store does; drop re-sent
@@ -28,13 +28,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script by spark-submit: the project is the parent
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data.schema import CUBE_COUNTS  # noqa: E402
-from data.store import EVENT_FIELDS, PING_FIELDS  # noqa: E402
+from data.store.database import EVENT_FIELDS, PING_FIELDS  # noqa: E402
+from data.store.schema import CUBE_COUNTS  # noqa: E402
 from lake import layout  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 #: Packages the executors import (the validation, cell and tree code).
-SHIPPED = ("data", "geo", "lake", "config.py")
+SHIPPED = ("data", "geo", "ops", "lake", "config")
 _HOUR_US = 3_600_000_000
 #: Times travel between Python and the JVM as Unix microseconds (unambiguous; converted
 #: to the lake's zone-less UTC timestamps only when written).
@@ -152,7 +152,7 @@ def validate_batches(kind: str, local_tz: str):
         import polars as pl
         import pyarrow as pa
 
-        from data import validate
+        from data.ingest import validate
         from geo import cells as h3cells
         from lake.export import RAW_EVENT_COLUMNS, RAW_PING_COLUMNS
 

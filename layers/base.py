@@ -70,7 +70,16 @@ class Layer:
     style: Style
     traces: Callable
     folium: Callable
+    #: The name of each trace ``traces`` returns, in that order, with its depth on the
+    #: map (higher draws on top). A layer's traces may sit at different depths (the
+    #: territory fills under the hexes, their outlines over them); the registry derives
+    #: the figure's trace order from these, so Patch updates find a trace by position.
+    trace_depths: tuple[tuple[str, int], ...] = ()
     default_on: bool = True
+
+    @property
+    def trace_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _depth in self.trace_depths)
 
     def check(self, frame) -> None:
         """Raise ``ValueError`` naming the missing columns."""

@@ -7,7 +7,7 @@ for vans; hovering the middle marker names the kind, mode, source, distance and 
 on the road.
 Arrowheads are two short strokes drawn as lines: marker symbols would need the map
 style's sprites, which the offline (tile-less) style does not have. The frame is the
-``moves`` frame of ``geo.dispatch.suggest`` (``kind``, ``vehicles``, ``mode``,
+``moves`` frame of ``ops.dispatch.suggest`` (``kind``, ``vehicles``, ``mode``,
 ``source_kind`` and ``distance_km`` are optional: without them every move is couriers).
 """
 
@@ -175,4 +175,4 @@ def _folium(frame, ctx: DrawContext):
     return group
 
 
-LAYER = Layer("dispatch_arrows", REQUIRED, STYLE, _traces, _folium, default_on=False)
+LAYER = Layer("dispatch_arrows", REQUIRED, STYLE, _traces, _folium, trace_depths=(("dispatch_arrows", 70), ("dispatch_labels", 71), ("dispatch_van_arrows", 72), ("dispatch_van_labels", 73)), default_on=False)

@@ -126,7 +126,7 @@ def _folium(frame: pl.DataFrame, ctx: DrawContext):
     return group
 
 
-LAYER = Layer("hexes", REQUIRED, METRIC_STYLES["scans"], _traces, _folium)
+LAYER = Layer("hexes", REQUIRED, METRIC_STYLES["scans"], _traces, _folium, trace_depths=(("hexes", 10),))
 
 
 def traces(frame: pl.DataFrame, ctx: DrawContext | None = None, geometry: dict | None = None) -> list[dict]:

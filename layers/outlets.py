@@ -46,4 +46,4 @@ def _folium(frame, ctx: DrawContext):
     return folium_points(frame, ctx, ctx.t("layer_outlets"), STYLE, tips, radius=r)
 
 
-LAYER = Layer("outlets", REQUIRED, STYLE, _traces, _folium)
+LAYER = Layer("outlets", REQUIRED, STYLE, _traces, _folium, trace_depths=(("outlets", 40),))

@@ -16,6 +16,12 @@ LAYERS: tuple[Layer, ...] = (
     dispatch_arrows.LAYER,
 )
 BY_KEY = {layer.key: layer for layer in LAYERS}
+#: The traces of each layer, in the order its ``traces`` builder returns them.
+LAYER_TRACES = {layer.key: layer.trace_names for layer in LAYERS}
+#: The map figure's traces, bottom first, from the depths the layers declare.
+TRACE_ORDER = tuple(
+    name for name, _depth in sorted((t for layer in LAYERS for t in layer.trace_depths), key=lambda t: t[1])
+)
 
 
 def get(key: str) -> Layer:

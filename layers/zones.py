@@ -88,4 +88,4 @@ def _folium(frame, ctx: DrawContext):
     return group
 
 
-LAYER = Layer("zones", REQUIRED, STYLE, _traces, _folium)
+LAYER = Layer("zones", REQUIRED, STYLE, _traces, _folium, trace_depths=(("zones", 30), ("zone_selected", 31)))

@@ -1,7 +1,7 @@
 """The operations dashboard: layout and its thin callbacks.
 
 One reducer callback turns every control, click and tick into the view state (and the
-URL); the panels are pure renderings of that state through :class:`pages.model.Model`.
+URL); the panels are pure renderings of that state through :class:`views.model.Model`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from layers import couriers as couriers_layer
 from layers import dispatch_arrows as dispatch_layer
 from layers import vehicles as vehicles_layer
 from layers.hexes import METRICS
-from layers.registry import LAYERS
+from layers.registry import LAYERS, TRACE_ORDER
 from pages import export, ids, outlook
-from pages import state as st
-from pages.model import BASEMAPS, TRACE_ORDER, Model, ViewerModel
-from reports.text import fmt  # one formatting of KPI values for the page and the reports
+from views import state as st
+from views.model import Model, ViewerModel
+from views.state import BASEMAPS
+from views.text import fmt  # one formatting of KPI values for the page and the reports
 
 #: Seconds between refreshes in live mode, and between steps of the play button.
 LIVE_SECONDS = 30
@@ -195,7 +196,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     """Attach the dashboard's callbacks to ``app``; ``prefetcher`` (optional) prepares
     the likely next views after each map update.
 
-    Every callback reads through :class:`pages.model.ViewerModel` made for the viewer of
+    Every callback reads through :class:`views.model.ViewerModel` made for the viewer of
     its request (``auth.web.request_viewer``), and validates the view state it is given
     against that viewer before anything is read: a node outside the viewer's subtree
     raises ``OutsideScope`` (answered ``403`` with an audit line).

@@ -13,11 +13,11 @@ from dash import Input, Output, State, dcc, html, no_update
 from auth import users
 from auth.web import request_viewer
 from pages import ids
-from pages.model import ViewerModel
-from pages.state import BadState
 from reports import FORMATS, MIME, SUFFIX, render
 from reports.build import Period, ReportError, build
-from reports.text import strings
+from views.model import ViewerModel
+from views.state import BadState
+from views.text import strings
 
 FORMAT_LABELS = {
     "html": "HTML",

@@ -1,6 +1,6 @@
 """What a heatmap report holds, computed once and rendered by every format.
 
-A report is built with the dashboard's own model (:class:`pages.model.Model`), so that
+A report is built with the dashboard's own model (:class:`views.model.Model`), so that
 its numbers are the dashboard's for the same view:
 
 * one hour: the hex frame, the KPI panel, the zones and the child ranking are the
@@ -23,11 +23,11 @@ from datetime import date, datetime, timedelta
 import geopandas as gpd
 import polars as pl
 
-from data import queries
-from data.store import ScopeError
+from data.store import reads as queries
+from data.store.database import ScopeError
 from geo import cells as h3cells
-from geo import kpis as kpis_mod
 from layers.hexes import METRICS
+from ops import kpis as kpis_mod
 
 #: Counts carried by the hex frame besides the metric's value.
 HEX_COUNTS = ("pickups", "deliveries", "scans", "pings", "couriers", "vehicles")
@@ -121,9 +121,9 @@ class Report:
     outlets : polars.DataFrame
         ``queries.outlet_load`` over the period.
     zones : polars.DataFrame
-        Peak-load zones (``geo.alerts.ZONE_COLUMNS`` + ``branch``, ``hour``), most severe first.
+        Peak-load zones (``ops.alerts.ZONE_COLUMNS`` + ``branch``, ``hour``), most severe first.
     kpis : list of dict
-        The KPI panel (``geo.kpis.panel``): key, value, before, change.
+        The KPI panel (``ops.kpis.panel``): key, value, before, change.
     children : polars.DataFrame
         Child nodes with their indicators, ranked by volume (``rank`` 1..n).
     """
@@ -154,7 +154,7 @@ class Report:
 
 def model_for(store, settings):
     """A dashboard model on ``store`` (reports built on the command line use their own)."""
-    from pages.model import Model
+    from views.model import Model
 
     return Model(store, settings)
 
@@ -173,14 +173,14 @@ def build(
 
     Parameters
     ----------
-    store : data.store.Store
+    store : data.store.database.Store
     settings : config.Settings
     node_id : str
         The node (and the viewer's scope: only its data is read).
     period : Period
     metric : str
         One of ``layers.hexes.METRICS``.
-    model : pages.model.Model, optional
+    model : views.model.Model, optional
         The dashboard's model (shares its cache); a new one on ``store`` otherwise.
     now : datetime, optional
         Generation time shown on the report (local; default: now).
@@ -328,7 +328,7 @@ def _zones(m, node_id: str, period: Period, hours) -> pl.DataFrame:
 
 
 def period_figures(m, node_id: str, hours, level: str | None = None) -> pl.DataFrame:
-    """``store.node_figures`` over the hours with the indicators of ``geo.kpis``.
+    """``store.node_figures`` over the hours with the indicators of ``ops.kpis``.
 
     Additive counts are summed; ``couriers``/``vehicles`` are distinct over the whole
     period; ``courier_hours`` adds up the hourly distinct couriers and is the divisor of

@@ -35,7 +35,7 @@ from layers import escape, registry
 from layers.base import DrawContext, colour_at, value_range
 from layers.hexes import METRIC_STYLES
 from reports.build import Report
-from reports.text import strings
+from views.text import strings
 
 #: CSS class of every hex path (tests count them).
 HEX_CLASS = "emap-hex"

@@ -14,7 +14,7 @@ from layers import escape
 from reports import chromium, png
 from reports.build import Report
 from reports.html import content_security_policy
-from reports.text import fmt, fmt_change, strings
+from views.text import fmt, fmt_change, strings
 
 #: Map image size (CSS pixels) for the PDF page (A4 landscape proportions).
 MAP_WIDTH, MAP_HEIGHT = 1500, 900

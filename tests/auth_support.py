@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from auth import users
-from auth.demo import ACCOUNTS
 from config import Settings
-from data.store import Store
+from data.demo.accounts import ACCOUNTS
+from data.store.database import Store
 from tests.conftest import served as serve_app
 
 PASSWORD = "correct horse 42"
@@ -47,8 +47,8 @@ def auth_store(small_demo_path, tmp_path_factory):
 @pytest.fixture(scope="session")
 def auth_url(auth_store):
     """Base URL of a dashboard with sign-in (and the ingest API) on a free loopback port."""
-    from dashapp import build_app
-    from data.http_api import make_ingest_blueprint
+    from data.ingest.http_api import make_ingest_blueprint
+    from pages.app import build_app
 
     settings = Settings.from_env()
     bp = make_ingest_blueprint(auth_store, settings)

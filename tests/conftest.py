@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from data.store import Store
+from data.store.database import Store
 from geo.hierarchy import load_tree
 
 #: The fixed newest demo day used by tests (so figures do not depend on today's date).
@@ -24,7 +24,7 @@ def tree():
 @pytest.fixture(scope="session")
 def small_demo_path(tmp_path_factory, tree):
     """Path of a DuckDB file holding the 'small' demo (2 cities, 2 days), built once."""
-    from data import demo
+    from data.demo import generator as demo
 
     path = tmp_path_factory.mktemp("demo") / "emap.duckdb"
     with Store(path) as store:
@@ -52,7 +52,7 @@ def settings():
 @pytest.fixture(scope="session")
 def small_model(small_store, settings):
     """The dashboard's view model on the small demo, shared by the tests that read it."""
-    from pages.model import Model
+    from views.model import Model
 
     return Model(small_store, settings)
 

@@ -21,8 +21,8 @@ FORECAST_DAYS = 4
 
 @pytest.fixture(scope="session")
 def forecast_demo_path(tmp_path_factory, tree):
-    from data import demo
-    from data.store import Store
+    from data.demo import generator as demo
+    from data.store.database import Store
 
     path = tmp_path_factory.getbasetemp() / "forecast-demo" / "emap.duckdb"
     done = path.with_suffix(".done")
@@ -37,7 +37,7 @@ def forecast_demo_path(tmp_path_factory, tree):
 
 @pytest.fixture(scope="session")
 def forecast_store(forecast_demo_path):
-    from data.store import Store
+    from data.store.database import Store
 
     store = Store(forecast_demo_path, read_only=True)
     yield store
@@ -54,7 +54,7 @@ def forecast_settings(forecast_demo_path):
 def arrivals(prefix: str, n: int, latest: datetime, dest: str, expected: datetime, lat: float, lng: float):
     """``n`` parcels scanned in at (``lat``, ``lng``) for the branch ``dest`` and expected at
     ``expected``: one ``arrival`` event each, a second apart back from ``latest`` (naive
-    UTC), as rows for ``data.validate.check_events``."""
+    UTC), as rows for ``data.ingest.validate.check_events``."""
     return pl.DataFrame(
         {
             "event_id": [f"{prefix}-{i}" for i in range(n)],

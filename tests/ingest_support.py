@@ -1,5 +1,5 @@
 """Shared set-up of the ingest tests: a store with the real tree and a few devices, and a
-real HTTP server (werkzeug, threaded, or ``python -m data.http_api`` in a subprocess), with
+real HTTP server (werkzeug, threaded, or ``python -m cli.ingest`` in a subprocess), with
 the phone listener on a port of its own when asked."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from config import PROJECT_ROOT, Settings
-from data.store import Store
-from data.tokens import create_token
+from data.ingest.tokens import create_token
+from data.store.database import Store
 from geo.hierarchy import load_tree
 
 #: Devices registered in every test store: couriers dev-000 .. dev-049, vans van-0 .. van-4.
@@ -85,14 +85,14 @@ class ThreadedServer:
     """The ingest blueprint on a plain Flask app, served by werkzeug on 127.0.0.1.
 
     With ``phones=True`` the phone listener also runs, on a free port (``phone_url``);
-    ``listener_options`` go to :class:`data.phone_listener.PhoneListener` (time-outs, limits).
+    ``listener_options`` go to :class:`data.ingest.phone_listener.PhoneListener` (time-outs, limits).
     """
 
     def __init__(self, store: Store, settings: Settings | None = None, phones: bool = False,
                  **listener_options):
         from werkzeug.serving import make_server
 
-        from data.http_api import ingest_front, make_app
+        from data.ingest.http_api import ingest_front, make_app
         self.settings = settings or Settings.from_env({})
         self.app = make_app(store, self.settings)
         # served as in production: /osmand answered in front of Flask, the rest by Flask
@@ -103,7 +103,7 @@ class ThreadedServer:
         self.phones = None
         self.phone_url = None
         if phones:
-            from data.phone_listener import PhoneListener
+            from data.ingest.phone_listener import PhoneListener
             self.phones = PhoneListener(self.app.blueprints["ingest"].osmand, "127.0.0.1", 0, **listener_options)
 
     def __enter__(self):
@@ -121,12 +121,12 @@ class ThreadedServer:
 
 
 def start_subprocess_server(db: Path, port: int, env: dict | None = None, osmand_port: int = 0) -> subprocess.Popen:
-    """``python -m data.http_api`` on ``db``, with the phone listener on ``osmand_port`` (0:
+    """``python -m cli.ingest`` on ``db``, with the phone listener on ``osmand_port`` (0:
     none, so that tests never take the default 5055); returns once it answers."""
     log = Path(f"{db}.{port}.log")
     with open(log, "ab") as err:  # a file, not a pipe: a full pipe would stall the server
         proc = subprocess.Popen(
-            [sys.executable, "-m", "data.http_api", "--db", str(db), "--port", str(port),
+            [sys.executable, "-m", "cli.ingest", "--db", str(db), "--port", str(port),
              "--osmand-port", str(osmand_port)],
             cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
             stdout=subprocess.DEVNULL, stderr=err)

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from geo import alerts
+from ops import alerts
 
 CENTRE = h3.latlng_to_cell(22.54, 114.05, 8)
 
@@ -106,7 +106,7 @@ def test_components_union_find():
 
 def test_demo_surges_raise_alerts_at_their_branch_and_hour(small_store):
     from config import Settings
-    from pages.model import Model
+    from views.model import Model
 
     model = Model(small_store, Settings.from_env())
     surges = small_store.sql("SELECT * FROM demo_surges ORDER BY start_hour")

@@ -13,11 +13,11 @@ import requests
 from auth import scope as sc
 from auth import users
 from config import Settings
-from data import tokens
-from data.tokens import create_token
-from pages import state as st
-from pages.model import Model
+from data.ingest import tokens
+from data.ingest.tokens import create_token
 from tests.auth_support import PASSWORD, auth_store, auth_url, csrf_of, login  # noqa: F401
+from views import state as st
+from views.model import Model
 
 #: User -> the node their view is bound to.
 ROOTS = {"admin": "hq", "hq": "hq", "south": "div-south", "shenzhen": "r-440300", "nanshan": "b-440305"}

@@ -9,8 +9,8 @@ import pytest
 
 import app
 from auth import users
-from auth.demo import ACCOUNTS, create_accounts
-from data.store import Store
+from data.demo.accounts import ACCOUNTS, create_accounts
+from data.store.database import Store
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from h3.api import basic_int as h3i
 from polars.testing import assert_frame_equal
 
-from data.store import ScopeError
+from data.store.database import ScopeError
 
 START, END = datetime(2000, 1, 1), datetime(2100, 1, 1)
 
@@ -97,7 +97,7 @@ def test_scope_limits_the_rows(small_store):
 
 
 def test_scope_check_follows_the_saved_tree(tmp_path):
-    from data.store import Store
+    from data.store.database import Store
     from geo.hierarchy import load_tree
 
     with Store(tmp_path / "empty.duckdb") as store:
@@ -145,7 +145,7 @@ def test_cube_share_of_a_batch_equals_pandas(years):
     import numpy as np
     import polars as pl
 
-    from data.store import cube_parts
+    from data.store.database import cube_parts
 
     # Category codes are shared across the process: with 100,000 held, an actor code
     # needs 17 bits, and 40 years of hours no longer fit beside it (the fallback).
@@ -181,7 +181,7 @@ def test_cube_shares_of_batches_fold_to_the_share_of_all_rows():
     import numpy as np
     import polars as pl
 
-    from data.store import CubeShare, cube_share
+    from data.store.database import CubeShare, cube_share
 
     rng = np.random.default_rng(11)
     n = 6_000

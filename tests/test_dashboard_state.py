@@ -1,6 +1,6 @@
 """The view state <-> URL query string, and the view model's time conversion."""
 
-from pages import state as st
+from views import state as st
 
 
 def test_roundtrip():
@@ -31,7 +31,7 @@ def test_empty_query_is_the_default():
 
 def test_hour_window_is_local_time(small_store):
     from config import Settings
-    from pages.model import Model
+    from views.model import Model
 
     m = Model(small_store, Settings.from_env())
     start, end = m.hour_window("2026-11-20", 0)
@@ -43,7 +43,7 @@ def test_a_finished_day_opens_on_its_busiest_hour_a_live_one_on_its_newest(small
     from datetime import timedelta
 
     from config import Settings
-    from pages.model import Model
+    from views.model import Model
 
     model = Model(small_store, Settings.from_env({}))
     day, newest_hour = model.newest()

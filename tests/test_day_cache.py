@@ -10,12 +10,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from data import queries
-from data.day_cache import DayFigures
-from data.store import ScopeError, Store
-from data.validate import check_pings
-from pages.model import Cache, Model
+from data.ingest.validate import check_pings
+from data.store import reads as queries
+from data.store.database import ScopeError, Store
+from data.store.day_cache import DayFigures
 from tests.conftest import DEMO_END
+from views.cache import Cache
+from views.model import Model
 
 DAY = DEMO_END.isoformat()
 SHENZHEN, GUANGZHOU = "r-440300", "r-440100"
@@ -130,9 +131,9 @@ def test_a_newer_version_replaces_the_older_entry():
 def test_forecast_frames_are_kept_per_fingerprint_and_read_again_after_new_data(
     small_demo_path, tmp_path, settings
 ):
-    from data import forecast_queries as fq
-    from data.validate import check_events
+    from data.ingest.validate import check_events
     from tests.forecast_support import arrivals
+    from views import forecast as vf
 
     path = tmp_path / "emap.duckdb"
     shutil.copy(small_demo_path, path)
@@ -177,6 +178,6 @@ def test_forecast_frames_are_kept_per_fingerprint_and_read_again_after_new_data(
         assert after["parcels"].sum() == before["parcels"].sum() + n
         # and the slices still equal the scoped reads
         assert_frame_equal(
-            fq.sliced_inputs(store, SHENZHEN, [start], 8, again)["pipeline"],
-            fq.forecast_inputs(store, SHENZHEN, [start], 8)["pipeline"],
+            vf.sliced_inputs(store, SHENZHEN, [start], 8, again)["pipeline"],
+            vf.forecast_inputs(store, SHENZHEN, [start], 8)["pipeline"],
         )

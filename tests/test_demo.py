@@ -3,8 +3,8 @@ from datetime import date
 import numpy as np
 import pytest
 
-from data import demo
-from data.store import Store
+from data.demo import generator as demo
+from data.store.database import Store
 from tests.conftest import DEMO_END
 
 

@@ -12,10 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from data import forecast_cli
-from data import forecast_queries as fq
-from geo import alerts, dispatch
+from cli import forecast as forecast_cli
+from data.store import decisions
+from data.store import forecast_reads as fq
+from ops import alerts, dispatch
 from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
+from views import forecast as vf
 
 PPH = 12.0
 CENTRE = h3.latlng_to_cell(22.54, 114.05, 8)
@@ -166,18 +168,18 @@ def test_decisions_are_recorded_and_read_within_scope(empty_store):
     sz = branches.filter(pl.col("region_id") == "r-440300")["node_id"][0]
     gz = branches.filter(pl.col("region_id") == "r-440100")["node_id"][0]
     hour = datetime(2026, 11, 20, 2)
-    fq.record_decision(empty_store, "r-440300", sz, hour, 1, 2, 3, "accepted", 1.5, user="manager")
-    fq.record_decision(empty_store, "hq", gz, hour, 4, 5, 1, "dismissed")
-    assert len(fq.decisions(empty_store, "hq")) == 2
-    mine = fq.decisions(empty_store, "r-440300")
+    decisions.record_decision(empty_store, "r-440300", sz, hour, 1, 2, 3, "accepted", 1.5, user="manager")
+    decisions.record_decision(empty_store, "hq", gz, hour, 4, 5, 1, "dismissed")
+    assert len(decisions.decisions(empty_store, "hq")) == 2
+    mine = decisions.decisions(empty_store, "r-440300")
     assert mine["decision"].to_list() == ["accepted"] and mine["couriers"].to_list() == [3]
-    assert fq.decisions(empty_store, sz, start=hour, end=datetime(2026, 11, 20, 3))[
+    assert decisions.decisions(empty_store, sz, start=hour, end=datetime(2026, 11, 20, 3))[
         "user_name"
     ].to_list() == ["manager"]
     with pytest.raises(PermissionError):
-        fq.record_decision(empty_store, "r-440300", gz, hour, 1, 2, 3, "accepted")
+        decisions.record_decision(empty_store, "r-440300", gz, hour, 1, 2, 3, "accepted")
     with pytest.raises(ValueError):
-        fq.record_decision(empty_store, "hq", gz, hour, 1, 2, 3, "maybe")
+        decisions.record_decision(empty_store, "hq", gz, hour, 1, 2, 3, "maybe")
 
 
 def test_a_decision_about_vans_is_recorded_in_a_table_made_before_vans(empty_store):
@@ -193,17 +195,17 @@ def test_a_decision_about_vans_is_recorded_in_a_table_made_before_vans(empty_sto
         "TIMESTAMP '2026-11-20 02:00', 1, 2, 3, 1.0, 'accepted', NULL)"
     )
     hour = datetime(2026, 11, 20, 7)
-    fq.record_decision(
+    decisions.record_decision(
         empty_store, "r-440300", "b-440305", hour, 5, 6, 0, "dismissed", 4.2,
         kind="vehicle", mode="van", vehicles=2, source_outlet="h-440300-1",
     )  # fmt: skip
-    rows = fq.decisions(empty_store, "hq").sort("hour")
+    rows = decisions.decisions(empty_store, "hq").sort("hour")
     assert rows["kind"].to_list() == ["courier", "vehicle"]  # the old row reads as couriers
     van = rows.row(1, named=True)
     assert (van["vehicles"], van["couriers"], van["mode"]) == (2, 0, "van")
     assert van["source_outlet"] == "h-440300-1"
     with pytest.raises(ValueError):
-        fq.record_decision(empty_store, "hq", "b-440305", hour, 5, 6, 0, "accepted", kind="drone")
+        decisions.record_decision(empty_store, "hq", "b-440305", hour, 5, 6, 0, "accepted", kind="drone")
 
 
 def test_arrow_layer_draws_each_move_with_its_head_and_count():
@@ -493,7 +495,7 @@ def test_reserve_forecast_is_the_roster_minus_the_usual_on_the_road():
 
 def test_reserves_read_from_the_store(forecast_store, forecast_settings):
     day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
-    hours = fq.day_hours(day, forecast_settings.local_tz)
+    hours = vf.day_hours(day, forecast_settings.local_tz)
     roster = fq.reserve_roster(forecast_store, "r-440300", 8)
     total = forecast_store.sql(
         "SELECT count(*) AS n FROM couriers c JOIN nodes b ON b.node_id = c.branch_id WHERE b.region_id = 'r-440300'"
@@ -503,7 +505,7 @@ def test_reserves_read_from_the_store(forecast_store, forecast_settings):
     seen = fq.reserve_seen(forecast_store, "r-440300", hours)
     j = seen.join(roster, on=["outlet_id", "kind", "mode"])
     assert len(j) == len(seen) and (j["seen"] <= j["roster"]).all()
-    idle = fq.actual_reserves(forecast_store, "r-440300", hours, 8)
+    idle = vf.actual_reserves(forecast_store, "r-440300", hours, 8)
     vans_idle = {h: int(f.filter(pl.col("kind") == "vehicle")["spare"].sum()) for h, f in idle.items()}
     # vans leave their hubs at 06:00 local and come back one by one in the afternoon
     assert vans_idle[hours[10]] < vans_idle[hours[17]]

@@ -15,7 +15,7 @@ import threading
 import polars as pl
 import requests
 
-from data.store import Store
+from data.store.database import Store
 from tests.ingest_support import (
     COURIER_DEVICES,
     SHENZHEN,

@@ -9,11 +9,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from data import forecast_cli
-from data import forecast_queries as fq
-from data.store import ScopeError
-from geo import forecast as fc
+from cli import forecast as forecast_cli
+from data.store import forecast_reads as fq
+from data.store.database import ScopeError
+from ops import forecast as fc
 from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
+from views import forecast as vf
 
 T0 = datetime(2026, 11, 20, 9)
 
@@ -204,7 +205,7 @@ def test_predicted_alerts_appear_before_the_demo_surge_hour(forecast_store, fore
 
 def test_forecast_uses_only_what_was_known(forecast_store):
     t0 = _surges(forecast_store)["start_hour"][0]
-    inputs = fq.forecast_inputs(forecast_store, "hq", [t0], 8)
+    inputs = vf.forecast_inputs(forecast_store, "hq", [t0], 8)
     assert (inputs["history"]["hour"] < t0 - timedelta(hours=12)).all()
     assert (inputs["open_pickups"]["age_s"] > 0).all()
     assert (inputs["pipeline"]["hour"] >= t0).all()
@@ -226,7 +227,7 @@ def test_scoped_forecast_stays_in_scope(forecast_store, forecast_settings):
     assert top["workload"][0] == pytest.approx(wide.filter(pl.col("node_id") != region)["workload"].sum())
     assert set(pred["cells"]["branch_id"].to_list()) <= {s["branch_id"]}
     with pytest.raises(ScopeError):
-        fq.forecast_inputs(forecast_store, "nowhere", [s["start_hour"]], 8)
+        vf.forecast_inputs(forecast_store, "nowhere", [s["start_hour"]], 8)
 
 
 def test_backtest_beats_the_baseline_at_the_next_hour(forecast_store, forecast_settings):
@@ -249,7 +250,7 @@ def test_outlook_gives_alerts_with_status_and_suggestions(forecast_store, foreca
         "region_id"
     ][0]
     issued = s["start_hour"] - timedelta(hours=1)
-    o = fq.outlook(forecast_store, region, issued, forecast_settings)
+    o = vf.outlook(forecast_store, region, issued, forecast_settings)
     alerts = o["alerts"].filter(pl.col("branch_id") == s["branch_id"])
     assert len(alerts) >= 1
     # the demo day is complete: every prediction is resolved, and the surge's came true
@@ -303,7 +304,7 @@ def test_deliveries_are_spread_where_a_destination_usually_delivers():
 
 def _day_windows(store, settings) -> list[tuple[datetime, datetime]]:
     """UTC windows of every local day of the store's data (oldest first)."""
-    from pages.model import Model
+    from views.model import Model
 
     model = Model(store, settings)
     return [model.day_window(d) for d in model.dates()]
@@ -339,14 +340,14 @@ def test_sliced_network_frames_equal_the_scoped_reads(forecast_store, forecast_s
     assert not set().union(*(fq.irregular_branches(forecast_store, a, b) for a, b in windows))
     net = fq.network_frames(days)
     for t0 in (s["start_hour"] - timedelta(hours=2), s["start_hour"] + timedelta(hours=1)):
-        want = fq.forecast_inputs(forecast_store, scope, [t0], 8)
-        got = fq.sliced_inputs(forecast_store, scope, [t0], 8, net)
+        want = vf.forecast_inputs(forecast_store, scope, [t0], 8)
+        got = vf.sliced_inputs(forecast_store, scope, [t0], 8, net)
         assert len(want["pipeline"]) and len(want["history"]) and len(want["dest_history"])
         _same_inputs(got, want)
         done = [t0 + timedelta(hours=k) for k in range(3)]
-        from data.queries import baseline_hours
+        from data.store.reads import baseline_hours
 
-        raw, rates, base = fq.sliced_actual(forecast_store, scope, done, 8, net)
+        raw, rates, base = vf.sliced_actual(forecast_store, scope, done, 8, net)
         _same_inputs(
             {"raw": raw, "rates": rates, "base": base},
             {
@@ -356,7 +357,7 @@ def test_sliced_network_frames_equal_the_scoped_reads(forecast_store, forecast_s
             },
         )
     with pytest.raises(ScopeError):
-        fq.sliced_inputs(forecast_store, "nowhere", [s["start_hour"]], 8, net)
+        vf.sliced_inputs(forecast_store, "nowhere", [s["start_hour"]], 8, net)
 
 
 @pytest.mark.parametrize("level", ["region", "branch"])
@@ -384,8 +385,8 @@ def test_slices_of_a_scopes_rows_equal_those_of_the_network_frames(forecast_stor
     if level == "branch":  # parcels of the branch delivered by its neighbours are kept
         assert not set(dest["branch_id"].to_list()) <= inside
     for t0 in (s["start_hour"] - timedelta(hours=2), s["start_hour"] + timedelta(hours=1)):
-        want = fq.sliced_inputs(forecast_store, scope, [t0], 8, net)
-        got = fq.sliced_inputs(forecast_store, scope, [t0], 8, part)
+        want = vf.sliced_inputs(forecast_store, scope, [t0], 8, net)
+        got = vf.sliced_inputs(forecast_store, scope, [t0], 8, part)
         assert set(got) == set(want)
         for key, w in want.items():
             if isinstance(w, pl.DataFrame):
@@ -396,8 +397,8 @@ def test_slices_of_a_scopes_rows_equal_those_of_the_network_frames(forecast_stor
                 assert got[key] == w, key
         done = [t0 + timedelta(hours=k) for k in range(3)]
         for g, w in zip(
-            fq.sliced_actual(forecast_store, scope, done, 8, part),
-            fq.sliced_actual(forecast_store, scope, done, 8, net),
+            vf.sliced_actual(forecast_store, scope, done, 8, part),
+            vf.sliced_actual(forecast_store, scope, done, 8, net),
             strict=True,
         ):
             assert_frame_equal(g, w, check_exact=True)

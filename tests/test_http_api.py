@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from config import Settings
-from data.tokens import create_token, list_tokens, revoke_token
+from data.ingest.tokens import create_token, list_tokens, revoke_token
 from tests.ingest_support import SHENZHEN, ThreadedServer, store, template, tokens  # noqa: F401
 
 LAT, LNG = SHENZHEN
@@ -209,7 +209,7 @@ def test_oversized_body_gets_413(store, tokens):
 
 def test_osmand_route_of_the_blueprint_answers_as_the_front(store):
     """Behind Flask alone (``--dev-server``) /osmand answers as ingest_front does."""
-    from data.http_api import make_app
+    from data.ingest.http_api import make_app
 
     app = make_app(store, Settings.from_env({}))
     try:

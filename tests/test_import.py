@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from data.importer import ImportFileError, import_file
+from data.ingest.importer import ImportFileError, import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -279,7 +279,7 @@ def test_bad_rows_in_later_batches_keep_their_row_numbers(network, tmp_path):
 
 @pytest.mark.parametrize("fold_rows", [1, 10**9])  # folded after every batch; once, at the end
 def test_cube_shares_folded_during_a_file_keep_the_cube_exact(network, tmp_path, monkeypatch, fold_rows):
-    from data import bulk_load
+    from data.store import bulk_load
 
     monkeypatch.setattr(bulk_load, "_FOLD_ROWS", fold_rows)
     monkeypatch.setattr(bulk_load, "_PRESENCE_SLICE", 7)  # presence rows inserted in many slices

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from config import Settings
-from geo import kpis
-from pages.model import Model
+from ops import kpis
+from views.model import Model
 
 CENTRE = h3.latlng_to_cell(22.54, 114.05, 9)
 

@@ -77,7 +77,7 @@ def test_node_figures_over_the_lake_equal_the_store(small_store, lake_store):
 
 
 def test_dashboard_model_over_the_lake(small_store, lake_store, settings):
-    from pages.model import Model
+    from views.model import Model
 
     on_store, on_lake = Model(small_store, settings), Model(lake_store, settings)
     day, hour = on_store.landing("hq")
@@ -99,7 +99,7 @@ def test_headquarters_reads_only_the_coarse_tier(small_store, lake, tmp_path):
         assert store.cube("hq", *WINDOW, res=9).is_empty()  # no fine tier here
         # The dashboard's headquarters view works from the coarse tier alone.
         from config import Settings
-        from pages.model import Model
+        from views.model import Model
 
         settings = Settings.from_env({})
         on_store, on_lake = Model(small_store, settings), Model(store, settings)
@@ -204,11 +204,11 @@ def test_a_branch_user_over_the_lake_sees_only_its_branch(lake_store):
 
     from auth import users
     from config import Settings
-    from dashapp import build_app
-    from pages import state as st
-    from pages.model import Model
+    from pages.app import build_app
     from tests.auth_support import PASSWORD, login
     from tests.conftest import served
+    from views import state as st
+    from views.model import Model
 
     users.create_user(lake_store, "lake-nanshan", PASSWORD, "manager", "b-440305", by="test")
     day = Model(lake_store, Settings.from_env()).dates()[-1]

@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 import shapely
 
-from geo import alerts
 from geo.coords import wgs84_to_gcj02
 from layers import hexes, registry
 from layers.base import DrawContext, Layer, colour_at
+from ops import alerts
 
 CENTRE = h3.latlng_to_cell(22.54, 114.05, 9)
 RING = list(h3.grid_ring(CENTRE, 1))

@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from data.store import Store
+from data.store.database import Store
 from tests.ingest_support import SHENZHEN, ThreadedServer, build_store
 
 LAT, LNG = SHENZHEN

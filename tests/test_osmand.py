@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl, urlsplit
 import polars as pl
 import pytest
 
-from data import osmand
-from data.records import canonical, columns
-from data.validate import check_pings
+from data.ingest.protocols import osmand
+from data.ingest.records import canonical, columns
+from data.ingest.validate import check_pings
 
 TZ = "Asia/Shanghai"
 

@@ -7,14 +7,15 @@ from datetime import UTC, timedelta
 import polars as pl
 
 from pages import outlook
-from pages import state as st
-from pages.model import Model
 from tests.forecast_support import (  # noqa: F401
     arrivals,
     forecast_demo_path,
     forecast_settings,
     forecast_store,
 )
+from views import outlook as vo
+from views import state as st
+from views.model import Model
 
 
 def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_store, forecast_settings):
@@ -22,8 +23,8 @@ def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_s
     model = Model(forecast_store, forecast_settings)
     local = model.local(s["start_hour"] - timedelta(hours=1))
     region = model.node(s["branch_id"])["region_id"]
-    rows = outlook.rows(model, model.everyone(), region, local.date().isoformat(), local.hour)
-    assert 0 < len(rows) <= outlook.MAX_ALERTS
+    rows = vo.rows(model, model.everyone(), region, local.date().isoformat(), local.hour)
+    assert 0 < len(rows) <= vo.MAX_ALERTS
     mine = [r for r in rows if r["branch_id"] == s["branch_id"]]
     assert mine and mine[0]["start"] <= s["start_hour"]
     assert {r["status"] for r in rows} <= {"confirmed", "missed", "pending"}
@@ -33,7 +34,7 @@ def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_s
     for r in rows:
         assert all(int(m["zone_cell"]) in {int(c) for c in r["cells"]} for m in r["moves"])
     # the second call is served from the model's cache
-    assert outlook.rows(model, model.everyone(), region, local.date().isoformat(), local.hour) == rows
+    assert vo.rows(model, model.everyone(), region, local.date().isoformat(), local.hour) == rows
 
 
 def _post(client, output: str, prop: str, inputs: list, state: dict | None = None, triggered=None, states=None):
@@ -56,10 +57,10 @@ def test_panel_lists_predictions_and_records_a_decision(forecast_demo_path, fore
     import json
     import shutil
 
-    from dashapp import build_app
-    from data import forecast_queries as fq
-    from data.store import Store
-    from pages import state as st
+    from data.store import decisions
+    from data.store.database import Store
+    from pages.app import build_app
+    from views import state as st
 
     path = tmp_path / "emap.duckdb"
     shutil.copy(forecast_demo_path, path)
@@ -89,7 +90,7 @@ def test_panel_lists_predictions_and_records_a_decision(forecast_demo_path, fore
             triggered=[f"{key}.n_clicks"],
         )
         assert "已记录" in json.dumps(note, ensure_ascii=False)
-        rec = fq.decisions(store, view["node"]).row(0, named=True)
+        rec = decisions.decisions(store, view["node"]).row(0, named=True)
         assert rec["decision"] == button["decision"] and rec["couriers"] == button["n"]
         assert rec["source_cell"] == int(button["src"]) and rec["branch_id"] == button["branch"]
 
@@ -138,8 +139,8 @@ def _assert_same_outlook(got: dict, want: dict) -> None:
 
 
 def test_cached_outlook_equals_the_uncached_one_and_keeps_to_its_scope(forecast_store, forecast_settings):
-    from data import forecast_queries as fq
-    from pages.model import Cache
+    from views import forecast as vf
+    from views.cache import Cache
 
     s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
     model = Model(forecast_store, forecast_settings, Cache(256))
@@ -152,9 +153,9 @@ def test_cached_outlook_equals_the_uncached_one_and_keeps_to_its_scope(forecast_
     for scope in (region, branch, region):  # the region again: its entry, not the branch's
         for hour in (before.hour, before.hour - 3):
             start, _ = model.hour_window(day, hour)
-            cached = outlook.outlook(model, scope, day, hour)
-            _assert_same_outlook(cached, fq.outlook(forecast_store, scope, start, forecast_settings))
-            assert outlook.outlook(model, scope, day, hour) is cached  # served from the cache
+            cached = vo.outlook(model, scope, day, hour)
+            _assert_same_outlook(cached, vf.outlook(forecast_store, scope, start, forecast_settings))
+            assert vo.outlook(model, scope, day, hour) is cached  # served from the cache
             if scope == branch:
                 assert set(cached["alerts"]["branch_id"].to_list()) <= inside
                 assert set(cached["moves"]["branch_id"].to_list()) <= inside
@@ -164,7 +165,7 @@ def test_cached_outlook_equals_the_uncached_one_and_keeps_to_its_scope(forecast_
                 region_nodes |= set(cached["nodes"]["node_id"].to_list())
     # the region's outlook covers other branches: the branch's view really was narrower
     assert region_nodes - inside
-    rows = outlook.rows(model, model.everyone(), branch, day, before.hour)
+    rows = vo.rows(model, model.everyone(), branch, day, before.hour)
     assert all(r["branch_id"] == branch for r in rows)
     assert all(m["source_branch_id"] == branch for r in rows for m in r["moves"])
 
@@ -172,10 +173,10 @@ def test_cached_outlook_equals_the_uncached_one_and_keeps_to_its_scope(forecast_
 def test_new_data_for_a_live_day_changes_the_cached_outlook(forecast_demo_path, forecast_settings, tmp_path):
     import shutil
 
-    from data import forecast_queries as fq
-    from data.store import Store
-    from data.validate import check_events
-    from pages.model import Cache
+    from data.ingest.validate import check_events
+    from data.store.database import Store
+    from views import forecast as vf
+    from views.cache import Cache
 
     path = tmp_path / "emap.duckdb"
     shutil.copy(forecast_demo_path, path)
@@ -187,8 +188,8 @@ def test_new_data_for_a_live_day_changes_the_cached_outlook(forecast_demo_path, 
         day, hour = local.date().isoformat(), local.hour
         region = model.node(s["branch_id"])["region_id"]
         start, _ = model.hour_window(day, hour)
-        old = outlook.outlook(model, region, day, hour)
-        assert outlook.outlook(model, region, day, hour) is old
+        old = vo.outlook(model, region, day, hour)
+        assert vo.outlook(model, region, day, hour) is old
         # a surge announced: parcels scanned in for the branch, expected in two hours
         lat, lng = store.sql(
             "SELECT lat, lng FROM outlets WHERE branch_id = ? ORDER BY outlet_id LIMIT 1", [s["branch_id"]]
@@ -197,23 +198,23 @@ def test_new_data_for_a_live_day_changes_the_cached_outlook(forecast_demo_path, 
         latest, expected = start - timedelta(minutes=30), start + timedelta(hours=2, minutes=10)
         events = arrivals("late", n, latest, s["branch_id"], expected, lat, lng)
         assert store.ingest_events(check_events(events)[0])[0] == n
-        new = outlook.outlook(model, region, day, hour)
+        new = vo.outlook(model, region, day, hour)
         assert new is not old
-        _assert_same_outlook(new, fq.outlook(store, region, start, forecast_settings))
+        _assert_same_outlook(new, vf.outlook(store, region, start, forecast_settings))
         hour2 = pl.col("hour") == start + timedelta(hours=2)
         mine = (pl.col("node_id") == s["branch_id"]) & hour2
         assert new["nodes"].filter(mine)["workload"].sum() > old["nodes"].filter(mine)["workload"].sum()
 
 
 def test_the_next_hour_is_prepared_after_a_view(forecast_store, forecast_settings):
-    from data import forecast_queries as fq
-    from pages.model import Cache
+    from views import forecast as vf
+    from views.cache import Cache
 
     s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
     model = Model(forecast_store, forecast_settings, Cache(256))
     local = model.local(s["start_hour"] - timedelta(hours=2))
     day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
-    ahead = outlook.Ahead(model)
+    ahead = vo.Ahead(model)
     ahead.after_view(model.everyone(), region, day, local.hour)
     ahead.queue.join()
 
@@ -221,14 +222,14 @@ def test_the_next_hour_is_prepared_after_a_view(forecast_store, forecast_setting
         raise AssertionError("the next hour's outlook was not prepared")
 
     # served from the cache: a computation would call ``pause`` between its reads
-    got = outlook.outlook(model, region, day, local.hour + 1, pause=computing)
+    got = vo.outlook(model, region, day, local.hour + 1, pause=computing)
     start, _ = model.hour_window(day, local.hour + 1)
-    _assert_same_outlook(got, fq.outlook(forecast_store, region, start, forecast_settings))
+    _assert_same_outlook(got, vf.outlook(forecast_store, region, start, forecast_settings))
 
 
 def test_a_superseded_request_stops_and_leaves_nothing_behind(forecast_store, forecast_settings):
-    from data import forecast_queries as fq
-    from pages.model import Cache
+    from views import forecast as vf
+    from views.cache import Cache
 
     requests = outlook.Requests()
     first = requests.begin("page-1")
@@ -243,36 +244,36 @@ def test_a_superseded_request_stops_and_leaves_nothing_behind(forecast_store, fo
     local = model.local(s["start_hour"] - timedelta(hours=1))
     day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
     try:
-        outlook.outlook(model, region, day, local.hour, wanted=lambda: requests.newest("page-1", first))
+        vo.outlook(model, region, day, local.hour, wanted=lambda: requests.newest("page-1", first))
         raise AssertionError("a superseded request went on computing")
-    except outlook.Superseded:
+    except vo.Superseded:
         pass
-    got = outlook.outlook(model, region, day, local.hour, wanted=lambda: requests.newest("page-1", second))
+    got = vo.outlook(model, region, day, local.hour, wanted=lambda: requests.newest("page-1", second))
     start, _ = model.hour_window(day, local.hour)
-    _assert_same_outlook(got, fq.outlook(forecast_store, region, start, forecast_settings))
+    _assert_same_outlook(got, vf.outlook(forecast_store, region, start, forecast_settings))
 
 
 def test_outlooks_sliced_from_the_network_frames_equal_the_uncached_ones(forecast_store, forecast_settings):
-    from data import forecast_queries as fq
-    from pages.model import Cache
+    from views import forecast as vf
+    from views.cache import Cache
 
     s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
     model = Model(forecast_store, forecast_settings, Cache(256))
     before = model.local(s["start_hour"] - timedelta(hours=1))
     day = before.date().isoformat()
     start, _ = model.hour_window(day, before.hour)
-    assert outlook.network(model, start) is None  # nothing kept yet: a view reads its scope
-    frames, irregular = outlook.network(model, start, build=True)
-    assert outlook.network(model, start)[0] is frames and irregular == set()
+    assert vo.network(model, start) is None  # nothing kept yet: a view reads its scope
+    frames, irregular = vo.network(model, start, build=True)
+    assert vo.network(model, start)[0] is frames and irregular == set()
     branch = s["branch_id"]
     node = model.node(branch)
     inside = set(model.branches_of(branch).to_list())
     for scope in ("hq", node["division_id"], node["region_id"], branch):
-        assert not outlook._direct(model, scope, (frames, irregular))
+        assert not vo._direct(model, scope, (frames, irregular))
         for hour in (before.hour, before.hour + 2):
             start, _ = model.hour_window(day, hour)
-            got = outlook.outlook(model, scope, day, hour)
-            _assert_same_outlook(got, fq.outlook(forecast_store, scope, start, forecast_settings))
+            got = vo.outlook(model, scope, day, hour)
+            _assert_same_outlook(got, vf.outlook(forecast_store, scope, start, forecast_settings))
             if scope == branch:
                 assert set(got["alerts"]["branch_id"].to_list()) <= inside
                 assert set(got["moves"]["source_branch_id"].to_list()) <= inside
@@ -280,7 +281,7 @@ def test_outlooks_sliced_from_the_network_frames_equal_the_uncached_ones(forecas
     # a slice made no reads of its own: the view's only pauses are between dispatch hours
     calls = []
     start, _ = model.hour_window(day, before.hour + 1)
-    got = outlook.outlook(model, node["region_id"], day, before.hour + 1, pause=lambda: calls.append(1))
+    got = vo.outlook(model, node["region_id"], day, before.hour + 1, pause=lambda: calls.append(1))
     hours = got["moves"]["hour"].n_unique() if len(got["moves"]) else 0
     assert 0 < len(calls) <= hours + 2
 
@@ -288,10 +289,10 @@ def test_outlooks_sliced_from_the_network_frames_equal_the_uncached_ones(forecas
 def test_a_scope_with_rerouted_parcels_is_read_not_sliced(forecast_demo_path, forecast_settings, tmp_path):
     import shutil
 
-    from data import forecast_queries as fq
-    from data.store import Store
-    from data.validate import check_events
-    from pages.model import Cache
+    from data.ingest.validate import check_events
+    from data.store.database import Store
+    from views import forecast as vf
+    from views.cache import Cache
 
     path = tmp_path / "emap.duckdb"
     shutil.copy(forecast_demo_path, path)
@@ -328,30 +329,30 @@ def test_a_scope_with_rerouted_parcels_is_read_not_sliced(forecast_demo_path, fo
                 )
         events = pl.DataFrame(rows).with_row_index("_row", offset=1)
         assert store.ingest_events(check_events(events)[0])[0] == 2 * n
-        net = outlook.network(model, start, build=True)
+        net = vo.network(model, start, build=True)
         assert {branch, other} <= net[1]
         # slicing would be wrong here: the region's scoped read still counts the parcels
         # for the branch (their re-routing is outside the region), the network's does not
-        want = fq.forecast_inputs(store, region, [start], 8)["pipeline"]
-        sliced = fq.sliced_inputs(store, region, [start], 8, net[0])["pipeline"]
+        want = vf.forecast_inputs(store, region, [start], 8)["pipeline"]
+        sliced = vf.sliced_inputs(store, region, [start], 8, net[0])["pipeline"]
         assert want["parcels"].sum() >= sliced["parcels"].sum() + n
-        assert outlook._direct(model, region, net)
-        got = outlook.outlook(model, region, day, hour)
-        _assert_same_outlook(got, fq.outlook(store, region, start, forecast_settings))
+        assert vo._direct(model, region, net)
+        got = vo.outlook(model, region, day, hour)
+        _assert_same_outlook(got, vf.outlook(store, region, start, forecast_settings))
         # a scope without the re-routed parcels' branches is still sliced
         far = store.sql(
             "SELECT region_id FROM nodes WHERE level = 'branch' AND region_id NOT IN (?, ?) ORDER BY node_id LIMIT 1",
             [region, model.node(other)["region_id"]],
         )["region_id"][0]
-        assert not outlook._direct(model, far, net)
+        assert not vo._direct(model, far, net)
         _assert_same_outlook(
-            outlook.outlook(model, far, day, hour), fq.outlook(store, far, start, forecast_settings)
+            vo.outlook(model, far, day, hour), vf.outlook(store, far, start, forecast_settings)
         )
 
 
 def test_the_busiest_children_are_prepared_after_a_view(forecast_store, forecast_settings):
-    from data import forecast_queries as fq
-    from pages.model import Cache
+    from views import forecast as vf
+    from views.cache import Cache
 
     s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
     model = Model(forecast_store, forecast_settings, Cache(256))
@@ -359,18 +360,18 @@ def test_the_busiest_children_are_prepared_after_a_view(forecast_store, forecast
     day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
     kids = model.drill_targets(region, day, local.hour, 2)
     assert kids
-    ahead = outlook.Ahead(model, children=2)
+    ahead = vo.Ahead(model, children=2)
     ahead.after_view(model.everyone(), region, day, local.hour)
     ahead.queue.join()
     start, _ = model.hour_window(day, local.hour)
-    assert outlook.network(model, start) is not None  # the days' frames were read ahead
+    assert vo.network(model, start) is not None  # the days' frames were read ahead
 
     def computing():
         raise AssertionError("the child's outlook was not prepared")
 
     for kid in kids:
-        got = outlook.outlook(model, kid, day, local.hour, pause=computing)
-        _assert_same_outlook(got, fq.outlook(forecast_store, kid, start, forecast_settings))
+        got = vo.outlook(model, kid, day, local.hour, pause=computing)
+        _assert_same_outlook(got, vf.outlook(forecast_store, kid, start, forecast_settings))
 
 
 def test_a_pause_ends_when_its_computation_is_no_longer_wanted(forecast_store, forecast_settings):
@@ -380,7 +381,8 @@ def test_a_pause_ends_when_its_computation_is_no_longer_wanted(forecast_store, f
     import threading
     import time
 
-    from pages.model import Activity, Cache
+    from views.cache import Cache
+    from views.prefetch import Activity
 
     s = forecast_store.sql("SELECT * FROM demo_surges ORDER BY start_hour DESC LIMIT 1").row(0, named=True)
     model = Model(forecast_store, forecast_settings, Cache(256))
@@ -388,15 +390,15 @@ def test_a_pause_ends_when_its_computation_is_no_longer_wanted(forecast_store, f
     day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
     busy = Activity()
     busy.enter()  # a callback that never ends: every pause would wait its whole patience
-    pause = outlook.GiveWay(model, busy, patience=60.0)
+    pause = vo.GiveWay(model, busy, patience=60.0)
 
     left = threading.Event()
     threading.Timer(0.5, left.set).start()
     t = time.monotonic()
     try:
-        outlook.outlook(model, region, day, local.hour, pause, wanted=lambda: not left.is_set())
+        vo.outlook(model, region, day, local.hour, pause, wanted=lambda: not left.is_set())
         raise AssertionError("a left view went on computing")
-    except outlook.Superseded:
+    except vo.Superseded:
         pass
     assert time.monotonic() - t < 20.0  # not a whole patience of 60 s
 
@@ -405,9 +407,9 @@ def test_a_pause_ends_when_its_computation_is_no_longer_wanted(forecast_store, f
     waiting.start()  # a user's request for another outlook arrives during a pause
     t = time.monotonic()
     try:
-        outlook.outlook(model, region, day, local.hour + 1, pause, lambda: True, background=True)
+        vo.outlook(model, region, day, local.hour + 1, pause, lambda: True, background=True)
         raise AssertionError("a preparation went on while a user waited for another outlook")
-    except outlook.Superseded:
+    except vo.Superseded:
         pass
     finally:
         waiting.join()
@@ -430,14 +432,14 @@ def test_a_view_opened_by_its_address_queues_its_next_hour_before_its_own_answer
     local = model.local(s["start_hour"] - timedelta(hours=1))
     day, region = local.date().isoformat(), model.node(s["branch_id"])["region_id"]
     queued = []
-    monkeypatch.setattr(outlook.Ahead, "_run", lambda self: None)  # no worker: record only
-    monkeypatch.setattr(outlook.Ahead, "after_view", lambda self, viewer, *view: queued.append(view))
+    monkeypatch.setattr(vo.Ahead, "_run", lambda self: None)  # no worker: record only
+    monkeypatch.setattr(vo.Ahead, "after_view", lambda self, viewer, *view: queued.append(view))
 
     seen = []
 
     def superseded(*_a, **_k):  # the user stepped on before the answer
         seen.append(len(queued))
-        raise outlook.Superseded(region)
+        raise vo.Superseded(region)
 
     monkeypatch.setattr(outlook, "rows", superseded)
     app = Dash(__name__)

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from config import Settings
-from data.store import Store
+from data.store.database import Store
 from tests.ingest_support import SHENZHEN, ThreadedServer, build_store, store, template, tokens  # noqa: F401
 from tests.test_osmand import CAPTURED, TRACCAR_CLIENT_JSON
 

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from data.replay import replay
-from data.store import Store
-from data.validate import check_events, check_pings
+from data.demo.replay import replay
+from data.ingest.validate import check_events, check_pings
+from data.store.database import Store
 from tests.ingest_support import COURIER_DEVICES, SHENZHEN, ThreadedServer, build_store, copy_store
 
 LAT, LNG = SHENZHEN

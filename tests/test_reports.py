@@ -12,10 +12,11 @@ import polars as pl
 import pytest
 import shapely
 
+from cli import export as cli
 from config import Settings
 from geo import cells as h3cells
 from reports import build as rb
-from reports import cli, data, write
+from reports import data, write
 
 DAY = "2026-11-20"
 REGION = "r-440300"  # Shenzhen

@@ -14,7 +14,7 @@ from reports import build as rb
 from reports import html as html_report
 from reports import png as png_report
 from reports import write
-from reports.text import strings
+from views.text import strings
 
 pytestmark = pytest.mark.browser
 

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from pages import export
-from pages import state as st
-from pages.model import Model
 from reports import build as rb
 from tests.conftest import served as serve_app
+from views import state as st
+from views.model import Model
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +37,7 @@ def test_export_view_is_the_report_of_the_view(small_store, settings):
 
 @pytest.fixture(scope="module")
 def served(small_store, settings):
-    from dashapp import build_app
+    from pages.app import build_app
 
     app = build_app(small_store, settings, warm=False)
     with serve_app(app) as url:

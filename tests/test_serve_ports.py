@@ -35,7 +35,7 @@ def _hold(port: int) -> socket.socket | None:
 @pytest.fixture(scope="module")
 def network_file(tmp_path_factory, tree):
     """A store holding the organisation tree and nothing else, made once."""
-    from data.store import Store
+    from data.store.database import Store
 
     path = tmp_path_factory.mktemp("network") / "emap.duckdb"
     with Store(path) as store:

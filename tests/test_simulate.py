@@ -8,8 +8,8 @@ import h3
 import polars as pl
 import pytest
 
-from data import forecast_cli
-from geo import dispatch, simulate
+from cli import forecast as forecast_cli
+from ops import dispatch, simulate
 from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
 
 PPH = 12.0

@@ -16,8 +16,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from data.importer import import_file
-from data.store import Store
+from data.ingest.importer import import_file
+from data.store.database import Store
 from lake import layout
 from lake.export import RAW_EVENT_COLUMNS, RAW_PING_COLUMNS, write_reference
 from lake.serve import LakeStore

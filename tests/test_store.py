@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from data.store import PING_FIELDS, Store
+from data.store.database import PING_FIELDS, Store
 
 OLD_PINGS = """
     device_id VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, lat DOUBLE NOT NULL, lng DOUBLE NOT NULL,

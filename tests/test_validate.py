@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from data.validate import check_couriers, check_events, check_outlets, check_pings, local_to_utc
+from data.ingest.validate import check_couriers, check_events, check_outlets, check_pings, local_to_utc
 
 
 def _ts(values, tz="Asia/Shanghai"):
@@ -173,7 +173,7 @@ def test_local_times_convert_as_one_lookup_per_value_would(zone):
 def test_implausible_times_speeds_and_accuracies_are_refused_with_their_reasons():
     from datetime import timedelta
 
-    from data.validate import Limits
+    from data.ingest.validate import Limits
 
     now = datetime(2026, 12, 1)
     frame = pl.DataFrame(

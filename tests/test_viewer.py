@@ -11,8 +11,8 @@ import pytest
 
 from auth.viewer import OutsideScope, Viewer, operator
 from config import Settings
-from pages import model as model_mod
-from pages.model import OPEN, Model, ViewerModel
+from views import model as model_mod
+from views.model import OPEN, Model, ViewerModel
 
 
 @pytest.fixture(scope="module")

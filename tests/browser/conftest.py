@@ -14,7 +14,7 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 @pytest.fixture(scope="session")
 def dashboard_url(small_store):
     """Base URL of the dashboard on the small demo, served from a thread on a free port."""
-    from dashapp import build_app
+    from pages.app import build_app
 
     app = build_app(small_store, Settings.from_env(), warm=False)
     with serve_app(app) as url:

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from config import Settings
-from pages.model import Model
 from tests.browser.conftest import ARTIFACTS
+from views.model import Model
 
 pytestmark = pytest.mark.browser
 

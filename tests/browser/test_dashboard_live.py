@@ -10,8 +10,8 @@ import pytest
 
 from config import Settings
 from geo.coords import wgs84_to_gcj02
-from pages.model import Model
 from tests.browser.conftest import ARTIFACTS
+from views.model import Model
 
 pytestmark = pytest.mark.browser
 

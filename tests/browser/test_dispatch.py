@@ -36,8 +36,8 @@ def vans_only_app(forecast_demo_path, forecast_settings, tmp_path):
     crawl (they reach 0.5 km in 15 minutes) and vans given 10 km: only vans can help."""
     from dataclasses import replace
 
-    from dashapp import build_app
-    from data.store import Store
+    from data.store.database import Store
+    from pages.app import build_app
 
     path = tmp_path / "emap.duckdb"
     shutil.copy(forecast_demo_path, path)
@@ -53,8 +53,8 @@ def vans_only_app(forecast_demo_path, forecast_settings, tmp_path):
 
 
 def test_van_suggestion_is_drawn_listed_and_accepted(page, vans_only_app, forecast_store, forecast_settings):
-    from data import forecast_cli
-    from data import forecast_queries as fq
+    from cli import forecast as forecast_cli
+    from data.store import decisions
 
     app, store = vans_only_app
     day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
@@ -78,7 +78,7 @@ def test_van_suggestion_is_drawn_listed_and_accepted(page, vans_only_app, foreca
         page.screenshot(path=str(ARTIFACTS / "dispatch-vans.png"))
         row.locator("button").first.click()  # ✓ accept
         page.wait_for_function("document.querySelector('#outlook-note').innerText.includes('已记录')")
-    rec = fq.decisions(store, REGION).row(0, named=True)
+    rec = decisions.decisions(store, REGION).row(0, named=True)
     assert rec["decision"] == "accepted" and rec["kind"] == "vehicle" and rec["mode"] == "van"
     assert rec["vehicles"] >= 1 and rec["couriers"] == 0
     assert rec["source_outlet"].startswith("h-440300-")

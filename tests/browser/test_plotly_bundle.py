@@ -8,8 +8,8 @@ import pytest
 from config import PROJECT_ROOT, Settings
 from layers import registry
 from layers.base import DrawContext
-from pages.model import Model
 from tests.test_layers import SAMPLES
+from views.model import Model
 
 pytestmark = pytest.mark.browser
 

@@ -25,8 +25,8 @@ DEFAULT_SEED = 16
 def enumerated(auth_store):
     """An app built as ``auth_url``'s is (sign-in, the ingest API), not served: the
     callbacks and routes to attack are read from it, so new ones are covered."""
-    from dashapp import build_app
-    from data.http_api import make_ingest_blueprint
+    from data.ingest.http_api import make_ingest_blueprint
+    from pages.app import build_app
 
     settings = Settings.from_env()
     bp = make_ingest_blueprint(auth_store, settings)

@@ -76,7 +76,7 @@ class TraccarLikeClient:
 
 
 class ProductionServer:
-    """``python -m data.http_api`` (waitress, as served in production) on a store of its
+    """``python -m cli.ingest`` (waitress, as served in production) on a store of its
     own, with the phone listener on a port of its own; ``env`` sets ``EMAP_*``."""
 
     def __init__(self, tmp: Path, env: dict | None = None):
@@ -98,7 +98,7 @@ class ProductionServer:
 
     def stored(self, sql: str):
         """One figure from the store, read once the server has stopped (it owns the file)."""
-        from data.store import Store
+        from data.store.database import Store
 
         with Store(self.db, read_only=True) as store:
             return store.scalar(sql)

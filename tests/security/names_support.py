@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from data.importer import import_file
-from data.store import Store
+from data.ingest.importer import import_file
+from data.store.database import Store
 
 DAY = "2026-11-20"
 REGION = "r-440300"
@@ -161,7 +161,7 @@ def hostile(small_demo_path, tmp_path_factory, recorder, probe_file):
 
 @pytest.fixture(scope="session")
 def hostile_model(hostile, settings):
-    from pages.model import Model
+    from views.model import Model
 
     return Model(hostile.store, settings)
 

@@ -43,8 +43,8 @@ def copy_store_with_accounts(src, dest, only: tuple[str, ...] | None = None):
     (``only`` those named, if given), for servers whose state must not be shared: the
     persisted sign-in limit, fuzzing."""
     from auth import users
-    from auth.demo import ACCOUNTS
-    from data.store import Store
+    from data.demo.accounts import ACCOUNTS
+    from data.store.database import Store
     from tests.auth_support import EXTRA, PASSWORD
 
     shutil.copy(src, dest)
@@ -62,8 +62,8 @@ def copy_store_with_accounts(src, dest, only: tuple[str, ...] | None = None):
 @contextmanager
 def serve_dashboard(store, settings, blueprint: bool = True) -> Iterator[tuple[object, str]]:
     """A dashboard with sign-in (and the ingest API) on a free loopback port: ``(app, url)``."""
-    from dashapp import build_app
-    from data.http_api import make_ingest_blueprint
+    from data.ingest.http_api import make_ingest_blueprint
+    from pages.app import build_app
     from tests.conftest import served
 
     bps = [make_ingest_blueprint(store, settings)] if blueprint else []

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from config import Settings
-from data.store import Store
+from data.store.database import Store
 from tests.ingest_support import ThreadedServer, copy_store, store, template, tokens  # noqa: F401
 from tests.security.ingest_support import NANSHAN, T0, auth, nested, ping, production  # noqa: F401
 
@@ -79,7 +79,7 @@ class _StoreWithOneBadRecord(Store):
 
 
 def test_a_record_the_store_cannot_take_fails_alone_in_a_shared_commit(template, tmp_path):
-    from data.group_commit import GroupCommitter
+    from data.ingest.group_commit import GroupCommitter
 
     path, _ = template
     with _StoreWithOneBadRecord(copy_store(path, tmp_path / "emap.duckdb")) as store:

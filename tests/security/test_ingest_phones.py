@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from config import Settings
-from data.tokens import create_token
+from data.ingest.tokens import create_token
 from tests.ingest_support import ThreadedServer, store, template, tokens  # noqa: F401
 from tests.security.ingest_support import NANSHAN, T0, TraccarLikeClient
 
@@ -160,7 +160,7 @@ def test_refused_fixes_cannot_fill_the_quarantine(store):
 def test_quarantine_caps_per_source_in_total_and_by_age(store):
     import polars as pl
 
-    from data.quarantine import Quarantine
+    from data.ingest.quarantine import Quarantine
 
     def bad(n, start=0):
         return pl.DataFrame(

@@ -77,7 +77,7 @@ def test_phone_fixes_at_implausible_times_are_answered_200_and_quarantined(serve
 
 
 def test_file_import_quarantines_implausible_times(store, tmp_path):
-    from data.importer import import_file
+    from data.ingest.importer import import_file
 
     path = tmp_path / "pings.csv"
     lines = ["device_id,ts,lat,lng"] + [f"dev-005,{ts},{NANSHAN[0]},{NANSHAN[1]}" for ts in BAD_TIMES]
@@ -150,7 +150,7 @@ def test_phone_fix_with_an_infinite_speed_is_answered_200_and_not_stored(server,
 
 
 def test_limits_come_from_the_settings():
-    from data.validate import Limits
+    from data.ingest.validate import Limits
 
     limits = Limits.from_settings(replace(Settings.from_env({}), ingest_max_speed_mps=50.0))
     assert limits.max_speed == 50.0 and limits.earliest == datetime(2000, 1, 1)

@@ -9,7 +9,7 @@ import json
 import pytest
 import requests
 
-from data.tokens import create_token
+from data.ingest.tokens import create_token
 from tests.ingest_support import ThreadedServer, store, template, tokens  # noqa: F401
 from tests.security.ingest_support import GUANGZHOU, NANSHAN, T0, auth, ping
 

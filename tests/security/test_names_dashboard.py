@@ -96,7 +96,7 @@ def alert_hour(hostile_model):
 def dash_url(hostile, settings, recorder):
     """The dashboard with sign-in on the hostile store, a region manager whose display
     name holds markup."""
-    from dashapp import build_app
+    from pages.app import build_app
 
     users.ensure_tables(hostile.store)
     users.create_user(

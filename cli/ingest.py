@@ -1,0 +1,112 @@
+"""``python app.py ingest`` (or ``python -m cli.ingest``): the ingest API alone, with its
+phone listener, for a dedicated ingest port, tests and benchmarks."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+from config import Settings
+from data.ingest.http_api import ingest_front, make_app
+from data.store.database import Store
+
+HELP = "serve only the ingest API and the phone listener (a dedicated ingest port)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--db", help="DuckDB file (default: the configured one)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8060)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=512,
+        help="request threads (waitress); each unanswered phone request holds one",
+    )
+    parser.add_argument(
+        "--osmand-port",
+        type=int,
+        default=None,
+        help="port of the phone listener (default EMAP_OSMAND_PORT, 5055; 0: off)",
+    )
+    parser.add_argument("--server", choices=("waitress", "werkzeug"), default="waitress")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=0.005,
+        help="seconds between GIL hand-overs (short: the writer thread, which "
+        "returns from DuckDB/polars often, is not starved by request threads)",
+    )
+
+
+def run(args, settings: Settings) -> int:
+    sys.setswitchinterval(args.switch_interval)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = Store(args.db or settings.db_path)
+    app = make_app(store, settings)
+    committer = app.blueprints["ingest"].committer
+    osmand_port = settings.osmand_port if args.osmand_port is None else args.osmand_port
+    phones = None
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if osmand_port:
+            from data.ingest.phone_listener import PhoneListener
+
+            try:
+                phones = PhoneListener(app.blueprints["ingest"].osmand, args.host, osmand_port).start()
+            except OSError as exc:
+                print(
+                    f"cannot listen for phones on {args.host}:{osmand_port}: {exc} (--osmand-port; 0: off)",
+                    file=sys.stderr,
+                )
+                return 2
+            print(f"EMAP phone listener (OsmAnd) on http://{args.host}:{phones.port}", flush=True)
+        print(f"EMAP ingest listening on http://{args.host}:{args.port}", flush=True)
+        if args.server == "waitress":
+            from waitress import serve
+
+            # poll, not select: the phone listener's connections share this process's file
+            # descriptors, and select() fails on any numbered past 1023
+            serve(
+                ingest_front(app, app.blueprints["ingest"]),
+                host=args.host,
+                port=args.port,
+                threads=args.threads,
+                connection_limit=4000,
+                asyncore_use_poll=True,
+                channel_timeout=60,
+                backlog=2048,
+                ident="emap",
+            )
+        else:
+            from werkzeug.serving import WSGIRequestHandler, run_simple
+
+            WSGIRequestHandler.protocol_version = "HTTP/1.1"
+            run_simple(args.host, args.port, ingest_front(app, app.blueprints["ingest"]), threaded=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if phones is not None:
+            phones.close()
+        committer.close()
+        store.close()
+    return 0
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m cli.ingest", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), Settings.from_env())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

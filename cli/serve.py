@@ -1,0 +1,154 @@
+"""``python app.py serve`` (the default): the dashboard, the ingest API and the phone
+listener, in one process that owns the store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+
+from cli.store import ensure_accounts, ensure_demo, ensure_tree, open_store
+from config import Settings
+
+HELP = "serve the dashboard (default)"
+
+
+def add_arguments(s) -> None:
+    s.add_argument("--host", help="address to listen on (default EMAP_HOST or 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default EMAP_PORT or 8050)")
+    s.add_argument("--no-demo", action="store_true", help="do not create the demo on an empty store")
+    s.add_argument("--threads", type=int, default=256, help="request threads (default 256)")
+    s.add_argument(
+        "--osmand-port",
+        type=int,
+        help="port of the phone listener, OsmAnd protocol (default EMAP_OSMAND_PORT or 5055; 0: off)",
+    )
+    s.add_argument(
+        "--dev-server", action="store_true", help="use Flask's development server instead of waitress"
+    )
+    s.add_argument("--lake", help="serve a lake's partitions instead of the embedded store (EMAP_LAKE_DIR)")
+
+
+def run(args, settings: Settings) -> int:
+    from pages.app import build_app
+
+    if args.lake:
+        settings = replace(settings, lake_dir=args.lake)
+    try:
+        store = open_store(settings)
+    except RuntimeError as exc:  # a lake that cannot be served says why
+        print(exc, file=sys.stderr)
+        return 2
+    if not settings.lake_dir:
+        if args.no_demo:
+            ensure_tree(store)  # an empty network, ready for imports and devices
+        else:
+            ensure_demo(store, settings)
+    ensure_accounts(store, settings)
+    blueprints = _ingest(store, settings)
+    try:
+        app = build_app(store, settings, blueprints=blueprints, auth=True)
+    except ValueError as exc:  # a setting that cannot be used (EMAP_TRUSTED_PROXIES...)
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or settings.host
+    port = args.port or settings.port
+    try:
+        phones = _phones(args, settings, blueprints, host, port)
+    except OSError:
+        _close(store, blueprints, None)
+        return 2
+    print(f"EMAP dashboard on http://{host}:{port}/", flush=True)
+    try:
+        _serve(app, args, settings, blueprints, host, port)
+    finally:
+        _close(store, blueprints, phones)
+    return 0
+
+
+def _ingest(store, settings: Settings) -> list:
+    """The ingest API's blueprint, unless the store is a lake (written by its own pipeline)."""
+    if settings.lake_dir:
+        print(
+            f"Serving the lake {settings.lake_dir}: the ingest API is off (the lake is "
+            "written by its own pipeline).",
+            flush=True,
+        )
+        return []
+    from data.ingest.http_api import make_ingest_blueprint
+
+    return [make_ingest_blueprint(store, settings)]
+
+
+def _phones(args, settings: Settings, blueprints: list, host: str, port: int):
+    """The phone listener on its own port (an event loop, not a thread per phone waiting
+    for its commit), or None. Raises OSError when a port asked for cannot be had."""
+    osmand_port = settings.osmand_port if args.osmand_port is None else args.osmand_port
+    if not blueprints or not osmand_port:
+        return None
+    from data.ingest.phone_listener import PhoneListener
+
+    # A port asked for (flag or EMAP_OSMAND_PORT) must be had; the default may be taken
+    # on a shared host (another tracking server, a second EMAP), and then the
+    # dashboard still serves, with phones posting to /osmand on its own port.
+    chosen = args.osmand_port is not None or "EMAP_OSMAND_PORT" in os.environ
+    try:
+        phones = PhoneListener(blueprints[0].osmand, host, osmand_port).start()
+    except OSError as exc:
+        if chosen:
+            print(
+                f"cannot listen for phones on {host}:{osmand_port}: {exc} (set EMAP_OSMAND_PORT or "
+                "--osmand-port; 0 turns the phone listener off)",
+                file=sys.stderr,
+            )
+            raise
+        print(
+            f"warning: the phone listener is off: cannot listen on {host}:{osmand_port} ({exc}); "
+            f"phones can post to http://{host}:{port}/osmand instead, or set EMAP_OSMAND_PORT "
+            "or --osmand-port to a free port",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    print(f"EMAP phone listener (OsmAnd protocol) on http://{host}:{phones.port}", flush=True)
+    return phones
+
+
+def _serve(app, args, settings: Settings, blueprints: list, host: str, port: int) -> None:
+    if args.dev_server:
+        app.run(host=host, port=port, debug=False)
+        return
+    # waitress: a production WSGI server with a thread pool, pure Python.
+    from waitress import serve
+
+    # A phone request to /osmand on this port waits for its commit, holding a thread:
+    # many threads and a high connection limit let fixes from many devices share one commit.
+    wsgi = app.server
+    if blueprints:
+        from data.ingest.http_api import ingest_front
+
+        wsgi = ingest_front(app.server, blueprints[0])  # phone fixes skip Dash/Flask routing
+    # poll, not select: phones on the phone listener hold file descriptors of this process
+    # too, and select() fails on any numbered past 1023. waitress buffers a body before the
+    # app sees it: bodies past the ingest limit are refused (413) by waitress itself, so
+    # none can take the memory.
+    serve(
+        wsgi,
+        host=host,
+        port=port,
+        threads=args.threads,
+        connection_limit=4000,
+        asyncore_use_poll=True,
+        ident="EMAP",
+        max_request_body_size=settings.ingest_max_body_bytes + 65536,
+    )
+
+
+def _close(store, blueprints: list, phones) -> None:
+    if phones is not None:
+        phones.close()
+    for bp in blueprints:
+        committer = getattr(bp, "committer", None)
+        if committer is not None:
+            committer.close()  # acknowledged records are already committed; stop cleanly
+    store.close()

@@ -1,0 +1,380 @@
+"""Replay a generated day to the ingest API, as real clients would, for demos and load tests.
+
+Positions go out the way the field sends them: most devices' fixes in batches of
+``batch_size`` through ``POST /api/v1/pings`` (a handheld gateway or an operations system),
+a share of devices (``osmand_share``) as single OsmAnd requests, half in the query form
+and half in the Traccar Client JSON form; parcel scans in batches through
+``POST /api/v1/events``. Time runs ``speedup`` times faster than the data's clock, and
+the day is moved to today (whole days, so hours stay as generated) unless told not to.
+
+The day comes from a DuckDB file made by the demo generator (``source``; it must not be
+open in a running server) or is generated in memory with the same size and seed as the
+server's demo, so the device ids match its registered devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import polars as pl
+import requests
+
+log = logging.getLogger(__name__)
+
+KNOTS_PER_MPS = 1 / 0.514444
+
+
+@dataclass
+class ReplayReport:
+    """What a replay sent and what the server answered."""
+
+    pings_sent: int = 0
+    events_sent: int = 0
+    requests: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed_requests: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+    lag_s: float = 0.0  # how far behind schedule the last tick was
+
+    def lines(self) -> list[str]:
+        out = [
+            f"sent {self.pings_sent:,} pings and {self.events_sent:,} parcel events in "
+            f"{self.requests:,} requests over {self.elapsed_s:.1f} s "
+            f"({(self.pings_sent + self.events_sent) / max(self.elapsed_s, 1e-9):,.0f} records/s)",
+            f"accepted {self.accepted:,}, rejected {self.rejected:,}, "
+            f"requests failed {self.failed_requests:,}, behind schedule {self.lag_s:.1f} s",
+        ]
+        out += [f"  rejected {n:,}: {why}" for why, n in self.reasons.most_common(10)]
+        return out
+
+
+def load_day(
+    size: str = "small",
+    seed: int = 7,
+    day: date | None = None,
+    source: str | Path | None = None,
+    local_tz: str = "Asia/Shanghai",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Pings and parcel events of one local day (naive UTC ``ts``), sorted by time.
+
+    From ``source`` (a DuckDB file with the demo's data; default day: its last one), else
+    generated in memory by :mod:`data.demo.generator` with ``size`` and ``seed`` (default day: today).
+    """
+    from data.store.database import Store
+
+    tz = ZoneInfo(local_tz)
+    if source is not None:
+        with Store(source, read_only=True) as store:
+            if day is None:
+                last = store.scalar("SELECT max(ts) FROM pings")
+                if last is None:
+                    raise ValueError(f"{source} holds no pings to replay")
+                day = last.replace(tzinfo=UTC).astimezone(tz).date()
+            start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
+            end = start + timedelta(days=1)
+            pings = store.sql(
+                "SELECT device_id, ts, lat, lng, speed, heading, accuracy FROM pings "
+                "WHERE ts >= ? AND ts < ? ORDER BY ts",
+                [start, end],
+            )
+            events = store.sql(
+                "SELECT event_id, parcel_id, kind, ts, lat, lng, outlet_id, courier_id, "
+                "promised_at, dest_branch_id, expected_at FROM parcel_events "
+                "WHERE ts >= ? AND ts < ? ORDER BY ts",
+                [start, end],
+            )
+        return pings, events
+    import numpy as np
+
+    from data.demo import generator as demo
+    from geo.hierarchy import load_tree
+
+    spec = demo.SIZES[size]
+    day = day or datetime.now(tz).date()
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "replay.duckdb") as store:
+        store.save_tree(load_tree())
+        net = demo.build_network(store, spec, seed)
+        surges = demo.pick_surges(np.random.default_rng([seed, 1]), net, [day], spec.surges_per_day)
+        pings, events = demo.generate_day(net, day, spec, seed, surges)
+    return pings.sort("ts"), events.sort("ts")
+
+
+def _iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _records(frame: pl.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts (timestamps as ISO 8601 UTC, nulls dropped)."""
+    out = []
+    for row in frame.iter_rows(named=True):
+        out.append({k: (_iso(v) if isinstance(v, datetime) else v) for k, v in row.items() if v is not None})
+    return out
+
+
+def replay(
+    url: str,
+    token: str,
+    speedup: float = 60.0,
+    size: str = "small",
+    seed: int = 7,
+    max_seconds: float | None = 60.0,
+    source: str | Path | None = None,
+    day: date | None = None,
+    batch_size: int = 1000,
+    osmand_share: float = 0.2,
+    clients: int = 8,
+    to_today: bool = True,
+    start_hour: float | None = None,
+    local_tz: str = "Asia/Shanghai",
+    osmand_url: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReplayReport:
+    """Stream one generated day to a running EMAP server.
+
+    Parameters
+    ----------
+    url : str
+        Base URL of the server, e.g. ``http://127.0.0.1:8050``.
+    token : str
+        A system token (``python app.py tokens create --system replay``).
+    speedup : float
+        Data seconds per wall-clock second (60: an hour of the day per minute).
+    size, seed : str, int
+        Demo size and seed (those of the server's demo, so that devices are known).
+    max_seconds : float or None
+        Stop after this many wall-clock seconds (None: play the whole day).
+    source : path, optional
+        A DuckDB file holding the demo's data, instead of generating in memory.
+    day : date, optional
+        The local day to play (default: the source's last day, or today).
+    batch_size : int
+        Records per batch request.
+    osmand_share : float
+        Share of devices that report each fix as a single OsmAnd request.
+    clients : int
+        Concurrent HTTP connections.
+    to_today : bool
+        Move the day to today (whole days), so the dashboard's live mode shows it.
+    start_hour : float, optional
+        Local hour of the day to start from (default: the first record).
+    osmand_url : str, optional
+        Where single fixes go, as phones send them: the phone port, e.g.
+        ``http://127.0.0.1:5055`` (default: ``/osmand`` on ``url``).
+
+    Returns
+    -------
+    ReplayReport
+
+    Examples
+    --------
+    >>> report = replay("http://127.0.0.1:8050", token, speedup=120, max_seconds=30)  # doctest: +SKIP
+    >>> print("\\n".join(report.lines()))                                             # doctest: +SKIP
+    """
+    say = progress or (lambda msg: None)
+    say(f"preparing the day ({'from ' + str(source) if source else f'generating {size} demo, seed {seed}'})")
+    pings, events = load_day(size, seed, day, source, local_tz)
+    if pings.is_empty() and events.is_empty():
+        raise ValueError("nothing to replay")
+    tz = ZoneInfo(local_tz)
+    first = min(f["ts"].min() for f in (pings, events) if not f.is_empty())
+    data_day = first.replace(tzinfo=UTC).astimezone(tz).date()
+    shift = timedelta(days=(datetime.now(tz).date() - data_day).days) if to_today else timedelta(0)
+    if shift:
+        pings = pings.with_columns(pl.col("ts") + shift)
+        events = events.with_columns(
+            [pl.col(c) + shift for c in ("ts", "promised_at", "expected_at") if c in events.columns]
+        )
+        first = first + shift
+    if start_hour is not None:
+        local_midnight = datetime.combine(
+            first.replace(tzinfo=UTC).astimezone(tz).date(), datetime.min.time(), tz
+        )
+        first = (local_midnight + timedelta(hours=start_hour)).astimezone(UTC).replace(tzinfo=None)
+        pings = pings.filter(pl.col("ts") >= first)
+        events = events.filter(pl.col("ts") >= first)
+    # devices reporting one fix per request, chosen stably by their id
+    single = pings["device_id"].hash(seed) % 1000 < int(osmand_share * 1000)
+    pings = pings.with_columns(single.alias("_single"))
+
+    report = ReplayReport()
+    base = url.rstrip("/")
+    phone_url = osmand_url.rstrip("/") + "/" if osmand_url else f"{base}/osmand"
+    auth = {"Authorization": f"Bearer {token}"}
+    work: queue.Queue = queue.Queue(maxsize=clients * 64)
+    lock = threading.Lock()
+
+    def post(session, path, records, kind):
+        body = orjson.dumps(records)
+        r = session.post(
+            f"{base}{path}", data=body, headers={**auth, "Content-Type": "application/json"}, timeout=120
+        )
+        with lock:
+            report.requests += 1
+            if r.status_code != 200:
+                report.failed_requests += 1
+                return
+            res = r.json()
+            report.accepted += res["accepted"]
+            report.rejected += len(res["rejected"])
+            report.reasons.update(x["reason"] for x in res["rejected"])
+
+    def osmand(session, rec):
+        if int(rec["_n"]) % 2:
+            params = {"id": rec["device_id"], "lat": rec["lat"], "lon": rec["lng"], "timestamp": rec["ts"]}
+            if rec.get("speed") is not None:
+                params["speed"] = round(rec["speed"] * KNOTS_PER_MPS, 2)
+            if rec.get("heading") is not None:
+                params["bearing"] = rec["heading"]
+            if rec.get("accuracy") is not None:
+                params["accuracy"] = rec["accuracy"]
+            r = session.get(phone_url, params=params, headers=auth, timeout=120)
+        else:
+            coords = {
+                "latitude": rec["lat"],
+                "longitude": rec["lng"],
+                "speed": rec.get("speed"),
+                "heading": rec.get("heading"),
+                "accuracy": rec.get("accuracy"),
+            }
+            r = session.post(
+                phone_url,
+                timeout=120,
+                data=orjson.dumps(
+                    {"device_id": rec["device_id"], "location": {"timestamp": rec["ts"], "coords": coords}}
+                ),
+                headers={**auth, "Content-Type": "application/json"},
+            )
+        with lock:
+            report.requests += 1
+            refused = "refused for good, kept in quarantine: "
+            if r.status_code == 200 and r.text.startswith(refused):
+                report.rejected += 1  # answered 200 so that the phone goes on; not stored
+                report.reasons.update([r.text.strip()[len(refused) :]])
+            elif r.status_code == 200:
+                report.accepted += 1
+            elif r.status_code in (400, 403):
+                report.rejected += 1
+                report.reasons.update([r.text.strip()])
+            else:
+                report.failed_requests += 1
+
+    def client():
+        session = requests.Session()
+        while True:
+            item = work.get()
+            if item is None:
+                return
+            try:
+                if item[0] == "osmand":
+                    osmand(session, item[1])
+                else:
+                    post(session, *item[1:])
+            except requests.RequestException as exc:
+                log.warning("request failed: %s", exc)
+                with lock:
+                    report.requests += 1
+                    report.failed_requests += 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    say(
+        f"replaying {len(pings):,} pings and {len(events):,} parcel events at {speedup:g}x "
+        f"to {base} (max {max_seconds} s)"
+    )
+    t_start = time.monotonic()
+    tick = 1.0  # wall seconds per slice of data
+    data_t = first
+    last = max(f["ts"].max() for f in (pings, events) if not f.is_empty())
+    n_single = 0
+    while data_t <= last:
+        wall = time.monotonic() - t_start
+        if max_seconds is not None and wall >= max_seconds:
+            break
+        slice_end = data_t + timedelta(seconds=tick * speedup)
+        p = pings.filter((pl.col("ts") >= data_t) & (pl.col("ts") < slice_end))
+        e = events.filter((pl.col("ts") >= data_t) & (pl.col("ts") < slice_end))
+        batch = _records(p.filter(~pl.col("_single")).drop("_single"))
+        for i in range(0, len(batch), batch_size):
+            work.put(("batch", "/api/v1/pings", batch[i : i + batch_size], "pings"))
+        for rec in _records(p.filter(pl.col("_single")).drop("_single")):
+            n_single += 1
+            work.put(("osmand", {**rec, "_n": n_single}))
+        ev = _records(e)
+        for i in range(0, len(ev), batch_size):
+            work.put(("batch", "/api/v1/events", ev[i : i + batch_size], "parcel_events"))
+        report.pings_sent += len(p)
+        report.events_sent += len(e)
+        data_t = slice_end
+        due = (data_t - first).total_seconds() / speedup
+        now = time.monotonic() - t_start
+        report.lag_s = max(0.0, now - due)
+        if due > now:
+            time.sleep(due - now)
+    for _ in threads:
+        work.put(None)
+    for t in threads:
+        t.join()
+    report.elapsed_s = time.monotonic() - t_start
+    for line in report.lines():
+        say(line)
+    return report
+
+
+def add_arguments(parser) -> None:
+    """Arguments of ``python app.py replay`` (see :func:`replay`)."""
+    parser.add_argument("--url", default="http://127.0.0.1:8050", help="base URL of the running server")
+    parser.add_argument("--token", required=True, help="a system token")
+    parser.add_argument("--speedup", type=float, default=60.0, help="data seconds per second (default 60)")
+    parser.add_argument("--size", default="small", help="demo size of the server (small, default, large)")
+    parser.add_argument("--seed", type=int, default=7, help="demo seed of the server")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="stop after this long (0: whole day)")
+    parser.add_argument("--source", help="DuckDB file with demo data to replay instead of generating")
+    parser.add_argument("--day", type=date.fromisoformat, help="local day to replay (YYYY-MM-DD)")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--osmand-share", type=float, default=0.2, help="share of devices sending single OsmAnd requests"
+    )
+    parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
+    parser.add_argument("--start-hour", type=float, help="local hour to start from, e.g. 8")
+    parser.add_argument("--keep-date", action="store_true", help="keep the data's date (default: today)")
+    parser.add_argument(
+        "--osmand-url",
+        help="send single fixes to the phone port as phones do, e.g. "
+        "http://127.0.0.1:5055 (default: /osmand on --url)",
+    )
+
+
+def run_from_args(args, local_tz: str = "Asia/Shanghai") -> ReplayReport:
+    """Run :func:`replay` from parsed :func:`add_arguments` arguments."""
+    return replay(
+        args.url,
+        args.token,
+        speedup=args.speedup,
+        size=args.size,
+        seed=args.seed,
+        max_seconds=args.max_seconds or None,
+        source=args.source,
+        day=args.day,
+        batch_size=args.batch_size,
+        osmand_share=args.osmand_share,
+        clients=args.clients,
+        to_today=not args.keep_date,
+        start_hour=args.start_hour,
+        local_tz=local_tz,
+        osmand_url=args.osmand_url,
+        progress=print,
+    )

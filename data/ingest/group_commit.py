@@ -1,0 +1,518 @@
+"""Group commit: many small ingest requests, one store transaction per group.
+
+A DuckDB transaction per HTTP request would cap the API at a few hundred requests per
+second (and a per-record insert far below that). Instead every request hands its raw
+records to :meth:`GroupCommitter.submit` and waits on the returned future; one writer
+thread takes everything queued, validates it with the file-import rules in one polars
+pass, stores it in one :meth:`data.store.database.Store.ingest_pings` / ``ingest_events`` call
+(one transaction, cube updated incrementally), keeps the rejected records in quarantine,
+and only then resolves the futures. A request is therefore answered 2xx only once its
+records are committed: acknowledged means stored. Under load the groups simply grow,
+so throughput rises with concurrency while latency stays about one commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import polars as pl
+
+from data.ingest import records as canon
+from data.ingest import validate
+from data.ingest.quarantine import Quarantine
+from data.store.database import Store
+
+log = logging.getLogger(__name__)
+
+KINDS = ("pings", "parcel_events")
+#: Seconds a request waits for its commit before answering 503 (nothing acknowledged).
+COMMIT_TIMEOUT = 60.0
+_CHECK = {"pings": validate.check_pings, "parcel_events": validate.check_events}
+#: Extra commits tried to find the records of a failing request that cannot be stored,
+#: before the request is answered "not stored" as a whole.
+_SALVAGE_BUDGET = 64
+
+
+class Busy(RuntimeError):
+    """Too many records are waiting for the writer; the client should retry later."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the token of a request may write, checked on the validated records (the values
+    stored), not on the request's own words.
+
+    Parameters
+    ----------
+    device_id : str, optional
+        A device token: pings of this device only (a ping naming no device is taken as
+        this device's).
+    node_id : str, optional
+        A system token limited to a node: positions inside the node's branches only.
+    refusal : str
+        The reason given for a record outside the scope.
+    keep : bool
+        Quarantine records refused for scope (the batch API) or not (a phone keeps its
+        fix and sends it again once its token is fixed).
+    on_refused : callable, optional
+        Called with the number of records refused for scope, once committed (the audit log).
+    """
+
+    device_id: str | None = None
+    node_id: str | None = None
+    refusal: str = "outside what the token may write"
+    keep: bool = True
+    on_refused: Callable[[int], None] | None = None
+
+
+@dataclass
+class Outcome:
+    """What became of one request's records once committed."""
+
+    received: int
+    accepted: int
+    #: ``(index in the request, reason)`` of each rejected record, in index order.
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    #: Indices of the records refused because the token may not write them.
+    unauthorised: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    kind: str
+    rows: list[dict]  # canonical records (data.ingest.records.canonical), values as text
+    raws: list  # the same records as received (for quarantine)
+    indices: list[int]  # each record's index in the request
+    source: str
+    early: list[tuple[int, str, object]]  # rejected before validation: (index, reason, raw)
+    future: Future | None
+    scope: Scope | None = None
+
+
+class GroupCommitter:
+    """One writer thread committing queued ingest requests in groups.
+
+    Parameters
+    ----------
+    store : Store
+        The store written to (this object is its only writer of pings and events).
+    local_tz : str
+        Time zone of naive timestamps.
+    linger : float
+        Seconds the writer waits after the first queued request so that concurrent ones
+        join the same group (a few milliseconds).
+    max_group_rows : int
+        Records committed at most in one transaction.
+    max_pending_rows : int
+        Records allowed to wait; beyond this :meth:`submit` raises :class:`Busy`.
+    auto_register : bool
+        Register unknown devices (as couriers of the same id) instead of rejecting them.
+
+    Examples
+    --------
+    >>> gc = GroupCommitter(store, "Asia/Shanghai").start()           # doctest: +SKIP
+    >>> gc.submit("pings", [{"id": "d1", "lat": 22.5, "lon": 114.0,   # doctest: +SKIP
+    ...            "timestamp": 1700000000}], "test").result().accepted
+    1
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        local_tz: str,
+        linger: float = 0.002,
+        max_group_rows: int = 200_000,
+        max_pending_rows: int = 2_000_000,
+        auto_register: bool = False,
+        limits: validate.Limits | None = None,
+        quarantine: Quarantine | None = None,
+    ):
+        self.store = store
+        self.local_tz = local_tz
+        self.linger = linger
+        self.max_group_rows = max_group_rows
+        self.max_pending_rows = max_pending_rows
+        self.auto_register = auto_register
+        self.limits = limits or validate.Limits()
+        self.quarantine = quarantine or Quarantine(store)
+        self._queue: deque[_Job] = deque()
+        self._pending_rows = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.stats = {
+            "groups": 0,
+            "requests": 0,
+            "received": 0,
+            "accepted": 0,
+            "stored": 0,
+            "duplicates": 0,
+            "rejected": 0,
+            "errors": 0,
+            "commit_ms": 0,
+            "isolated": 0,
+        }
+
+    # -- client side ----------------------------------------------------------------
+    def start(self) -> GroupCommitter:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="emap-group-commit", daemon=True)
+            self._thread.start()
+        return self
+
+    def submit(
+        self,
+        kind: str,
+        records: list,
+        source: str,
+        indices: list[int] | None = None,
+        early: list[tuple[int, str, object]] | None = None,
+        scope: Scope | None = None,
+    ) -> Future:
+        """Queue raw records; the future resolves to an :class:`Outcome` once committed.
+
+        Each record is read once, here (:func:`data.ingest.records.canonical`): a record that
+        cannot be read (not an object, conflicting fields, a list where a value belongs)
+        is rejected alone with its reason. ``scope`` limits what the records may be.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
+        default_device = scope.device_id if scope is not None else None
+        indices = indices if indices is not None else list(range(len(records)))
+        early = list(early or ())
+        rows, raws, kept = [], [], []
+        for i, rec in zip(indices, records, strict=True):
+            row, why = canon.canonical(kind, rec, default_device)
+            if row is None:
+                early.append((i, why, rec))
+                continue
+            rows.append(row)
+            raws.append(rec)
+            kept.append(i)
+        fut: Future = Future()
+        job = _Job(kind, rows, raws, kept, source, early, fut, scope)
+        with self._cond:
+            if self._closing:
+                raise Busy("the server is shutting down")
+            if self._pending_rows + len(rows) > self.max_pending_rows and self._queue:
+                raise Busy(f"{self._pending_rows} records are waiting to be stored")
+            self._queue.append(job)
+            self._pending_rows += len(rows)
+            self._cond.notify()
+        return fut
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, then stop the writer."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- writer side ----------------------------------------------------------------
+    def _take(self) -> list[_Job] | None:
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._queue:
+                return None
+        if self.linger:
+            time.sleep(self.linger)
+        jobs, rows = [], 0
+        with self._cond:
+            while self._queue and (not jobs or rows + len(self._queue[0].rows) <= self.max_group_rows):
+                job = self._queue.popleft()
+                rows += len(job.rows)
+                jobs.append(job)
+            self._pending_rows -= rows
+        return jobs
+
+    def _run(self) -> None:
+        while True:
+            jobs = self._take()
+            if jobs is None:
+                return
+            for kind in KINDS:
+                group = [j for j in jobs if j.kind == kind]
+                if group:
+                    self._commit_group(kind, group)
+
+    def _commit_group(self, kind: str, group: list[_Job]) -> None:
+        t0 = time.perf_counter()
+        try:
+            outcomes: list[Outcome | BaseException] = list(self._commit(kind, group))
+        except Exception:
+            # Something in this group cannot be stored. It must not cost the other
+            # clients their answers: each request is committed alone, and in a request
+            # that still fails, the records that cannot be stored are sought out.
+            log.exception(
+                "group commit of %d %s requests failed; committing them one by one", len(group), kind
+            )
+            self.stats["isolated"] += 1
+            outcomes = [self._commit_alone(kind, job) for job in group]
+        took = time.perf_counter() - t0
+        self.stats["commit_ms"] += int(took * 1000)
+        if took > 1.0:  # every waiting client waits this long: worth knowing why
+            log.warning(
+                "commit of %d %s requests (%d records) took %.1f s",
+                len(group),
+                kind,
+                sum(len(j.rows) for j in group),
+                took,
+            )
+        for job, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self.stats["errors"] += 1
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+            scope = job.scope
+            if (
+                scope is not None
+                and scope.on_refused is not None
+                and not isinstance(outcome, BaseException)
+                and outcome.unauthorised
+            ):
+                try:
+                    scope.on_refused(len(outcome.unauthorised))
+                except Exception:  # the answer stands; the audit line is what is lost
+                    log.exception("recording a refusal failed")
+
+    def _commit_alone(self, kind: str, job: _Job) -> Outcome | BaseException:
+        """One request committed on its own; records that cannot be stored are refused."""
+        budget = [_SALVAGE_BUDGET]
+        try:
+            return self._salvage(kind, job, budget)
+        except Exception as exc:
+            log.exception("%s request from %s not stored", kind, job.source)
+            return exc
+
+    def _salvage(self, kind: str, job: _Job, budget: list[int]) -> Outcome:
+        try:
+            return self._commit(kind, [job])[0]
+        except Exception as exc:
+            if budget[0] <= 0:
+                raise
+            budget[0] -= 1
+            if len(job.rows) <= 1:
+                if not job.rows:
+                    raise
+                # This record alone cannot be stored: refused for good, with the error.
+                # (When the store itself is failing, quarantining fails too, and the
+                # request is answered "not stored".)
+                why = f"could not be stored ({type(exc).__name__})"
+                return self._commit(
+                    kind,
+                    [
+                        replace(
+                            job,
+                            rows=[],
+                            raws=[],
+                            indices=[],
+                            early=[*job.early, (job.indices[0], why, job.raws[0])],
+                        )
+                    ],
+                )[0]
+            half = len(job.rows) // 2
+            first = replace(job, rows=job.rows[:half], raws=job.raws[:half], indices=job.indices[:half])
+            second = replace(
+                job, rows=job.rows[half:], raws=job.raws[half:], indices=job.indices[half:], early=[]
+            )
+            a, b = self._salvage(kind, first, budget), self._salvage(kind, second, budget)
+            return Outcome(
+                a.received + b.received,
+                a.accepted + b.accepted,
+                sorted(a.rejected + b.rejected),
+                sorted(a.unauthorised + b.unauthorised),
+            )
+
+    def _commit(self, kind: str, group: list[_Job]) -> list[Outcome]:
+        rows = [r for job in group for r in job.rows]
+        rejected: dict[int, str] = {}  # global 1-based row -> reason
+        unauthorised: set[int] = set()
+        if rows:
+            cols = canon.columns(kind, rows)
+            frame = pl.DataFrame(
+                {name: pl.Series(name, vals, dtype=pl.String) for name, vals in cols.items()}
+            )
+            frame = frame.with_columns(pl.int_range(1, len(rows) + 1, dtype=pl.UInt32).alias("_row"))
+            good, bad = _CHECK[kind](frame, self.local_tz, self.limits)
+            rejected.update(zip(bad["_row"].to_list(), bad["reason"].to_list(), strict=False))
+            scoped = [(job, n) for job, n in zip(group, _starts(group), strict=True) if job.scope is not None]
+            if scoped and kind == "pings":
+                good = self._check_devices(good, scoped, rejected, unauthorised)
+            if kind == "pings":
+                if self.auto_register and not good.is_empty():
+                    self._register(good["device_id"].unique().to_list())
+                ready, refused = self.store.prepare_pings(good)
+            else:
+                ready, refused = self.store.prepare_events(good)
+            rejected.update(zip(refused["_row"].to_list(), refused["reason"].to_list(), strict=False))
+            if scoped:
+                ready = self._check_nodes(ready, scoped, rejected, unauthorised)
+            stored, dup = self.store.commit(kind, ready)
+            self.stats["stored"] += stored
+            self.stats["duplicates"] += dup
+        outcomes, quarantine = [], {}
+        offset = 0
+        for job in group:
+            n = len(job.rows)
+            rej, refused_scope = [], []
+            for row in range(offset + 1, offset + n + 1):
+                if row in rejected:
+                    k = row - offset - 1
+                    rej.append((job.indices[k], rejected[row], job.raws[k]))
+                    if row in unauthorised:
+                        refused_scope.append(job.indices[k])
+            offset += n
+            rej += job.early
+            rej.sort(key=lambda r: r[0])
+            keep = rej
+            if refused_scope and job.scope is not None and not job.scope.keep:
+                out = set(refused_scope)
+                keep = [r for r in rej if r[0] not in out]
+            if keep:
+                quarantine.setdefault(job.source, []).extend(keep)
+            received = n + len(job.early)
+            outcomes.append(
+                Outcome(received, received - len(rej), [(i, why) for i, why, _ in rej], sorted(refused_scope))
+            )
+        for source, bad in quarantine.items():
+            self.quarantine.keep(
+                pl.DataFrame(
+                    {
+                        "_row": [i + 1 for i, _, _ in bad],
+                        "reason": [why for _, why, _ in bad],
+                        "raw": [canon.raw_json(raw, self.quarantine.raw_bytes) for _, _, raw in bad],
+                    },
+                    schema={"_row": pl.Int64, "reason": pl.String, "raw": pl.String},
+                ),
+                source,
+                kind,
+            )
+        self.stats["groups"] += 1
+        self.stats["requests"] += len(group)
+        self.stats["received"] += sum(o.received for o in outcomes)
+        self.stats["accepted"] += sum(o.accepted for o in outcomes)
+        self.stats["rejected"] += sum(len(o.rejected) for o in outcomes)
+        return outcomes
+
+    @staticmethod
+    def _scope_column(frame: pl.DataFrame, scoped: list[tuple[_Job, int]], attr: str) -> pl.Series:
+        """Per row of ``frame`` (by ``_row``), the ``attr`` of its request's scope (or null)."""
+        total = int(frame["_row"].max()) if len(frame) else 0
+        values: list[str | None] = [None] * total
+        for job, n in scoped:
+            value = getattr(job.scope, attr)
+            if value is not None and n < total:
+                values[n : n + len(job.rows)] = [value] * len(job.rows)
+        return pl.Series(values[:total], dtype=pl.String).gather(frame["_row"].cast(pl.Int64) - 1)
+
+    @staticmethod
+    def _refuse(
+        frame: pl.DataFrame, bad: pl.Series, scoped, rejected, unauthorised, reasons: pl.Series | None = None
+    ) -> pl.DataFrame:
+        """Rows of ``frame`` flagged ``bad`` refused (with ``reasons``, else their scope's
+        refusal); returns the other rows."""
+        if not bad.any():
+            return frame
+        spans = [(n, n + len(job.rows), job.scope.refusal) for job, n in scoped]
+        rows = frame.filter(bad)["_row"].to_list()
+        whys = reasons.filter(bad).to_list() if reasons is not None else [None] * len(rows)
+        for row, given in zip(rows, whys, strict=True):
+            for lo, hi, why in spans:
+                if lo < row <= hi:
+                    rejected[row] = given or why
+                    unauthorised.add(row)
+                    break
+        return frame.filter(~bad)
+
+    def _check_devices(self, good: pl.DataFrame, scoped, rejected, unauthorised) -> pl.DataFrame:
+        """Pings of a device token's request that name another device (as stored) are refused."""
+        if good.is_empty() or not any(job.scope.device_id for job, _ in scoped):
+            return good
+        allowed = self._scope_column(good, scoped, "device_id")
+        bad = (allowed.is_not_null() & (good["device_id"] != allowed)).fill_null(False)
+        if not bad.any():
+            return good
+        reasons = pl.DataFrame({"a": allowed, "d": good["device_id"]}).select(
+            pl.format("the token of device '{}' cannot report for device '{}'", "a", "d")
+        )["a"]
+        return self._refuse(good, bad, scoped, rejected, unauthorised, reasons)
+
+    def _check_nodes(self, ready: pl.DataFrame, scoped, rejected, unauthorised) -> pl.DataFrame:
+        """Records of a node-limited token's request whose stored position (its branch)
+        lies outside the node are refused."""
+        nodes = {job.scope.node_id for job, _ in scoped if job.scope.node_id}
+        if ready.is_empty() or not nodes:
+            return ready
+        pairs = (
+            self.store.cursor()
+            .execute(
+                "SELECT ancestor_id, branch_id FROM node_branches WHERE list_contains(?, ancestor_id)",
+                [sorted(nodes)],
+            )
+            .fetchall()
+        )
+        node = self._scope_column(ready, scoped, "node_id")
+        inside = pl.DataFrame(
+            {"node": [a for a, _ in pairs], "branch": [b for _, b in pairs]},
+            schema={"node": pl.String, "branch": pl.String},
+        )
+        probe = pl.DataFrame({"node": node, "branch": ready["branch_id"]}).with_row_index("_i")
+        ok = probe.join(inside, on=["node", "branch"], how="semi")["_i"]
+        bad = node.is_not_null() & ~pl.Series(range(len(ready))).is_in(ok.cast(pl.Int64))
+        return self._refuse(ready, bad, scoped, rejected, unauthorised)
+
+    def _register(self, device_ids: list[str]) -> None:
+        """Make unknown devices couriers of their own id (``auto_register_devices``)."""
+        known = {
+            r[0]
+            for r in self.store.cursor()
+            .execute("SELECT device_id FROM devices WHERE list_contains(?, device_id)", [device_ids])
+            .fetchall()
+        }
+        new = [d for d in device_ids if d not in known]
+        if not new:
+            return
+        now = datetime.now(UTC).replace(tzinfo=None)
+        self.store.upsert(
+            "couriers",
+            pl.DataFrame({"courier_id": new, "name": new, "mode": ["ebike"] * len(new)}),
+            "courier_id",
+        )
+        self.store.upsert(
+            "devices",
+            pl.DataFrame(
+                {
+                    "device_id": new,
+                    "courier_id": new,
+                    "vehicle_id": [None] * len(new),
+                    "registered_at": [now] * len(new),
+                },
+                schema={
+                    "device_id": pl.String,
+                    "courier_id": pl.String,
+                    "vehicle_id": pl.String,
+                    "registered_at": pl.Datetime("us"),
+                },
+            ),
+            "device_id",
+        )
+        log.info("registered %d new devices: %s", len(new), ", ".join(new[:10]))
+
+
+def _starts(group: list[_Job]) -> list[int]:
+    """Row offset (0-based) of each request's first record in the group's frame."""
+    out, n = [], 0
+    for job in group:
+        out.append(n)
+        n += len(job.rows)
+    return out

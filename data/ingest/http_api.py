@@ -1,0 +1,326 @@
+"""HTTP ingest: batch API for pings and parcel events, the OsmAnd phone protocol, OpenAPI.
+
+Routes (a Flask blueprint; see ``docs/ingest.md``):
+
+* ``POST /api/v1/pings``, ``POST /api/v1/events``: a JSON array, one JSON object, or
+  NDJSON; ``Authorization: Bearer <token>``. Answer 200 with the accepted count and the
+  index and reason of each rejected record, sent only once the accepted records are
+  committed. 400 for malformed JSON (with line and column), 401 for a missing or unknown
+  token, 413 for a body over ``ingest_max_body_bytes``, 503 when the store cannot take
+  the records now (nothing was acknowledged: retry).
+* ``GET|POST /osmand``: positions exactly as the OsmAnd app and Traccar Client send them
+  (query/form or JSON). 200 once stored, or once refused for good and quarantined (the
+  reason in the text); 400 malformed; 401/403 token or unknown device (the phone keeps
+  the fix); 503 transient. See "The phone's answers" in the README.
+* ``GET /api/v1/openapi.json``: the machine-readable description of all of this.
+* ``GET /api/v1/health``: liveness and the ingest counters.
+
+Run standalone (tests, benchmarks, a dedicated ingest port)::
+
+    python -m cli.ingest --db var/emap.duckdb --port 8060 --osmand-port 5055
+
+The phone listener (:mod:`data.ingest.phone_listener`) serves the OsmAnd protocol on its own
+port with the same answers as ``/osmand``, without a thread per waiting phone.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import orjson
+from flask import Blueprint, Flask, Response, request
+
+from auth import users
+from config import Settings
+from data.ingest import validate
+from data.ingest.group_commit import COMMIT_TIMEOUT, Busy, GroupCommitter, Scope
+from data.ingest.openapi import openapi_spec
+from data.ingest.phones import PhoneEndpoint, bearer_of, phone_wsgi
+from data.ingest.protocols import PROTOCOLS, osmand
+from data.ingest.quarantine import Quarantine
+from data.ingest.tokens import Principal, TokenCache
+from data.store.database import Store
+
+log = logging.getLogger(__name__)
+
+_NDJSON_TYPES = (
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/json-seq",
+)
+
+
+class BadBody(ValueError):
+    """The body cannot be read as JSON or NDJSON; the message says where."""
+
+
+def _json(payload, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(payload), status=status, mimetype="application/json", headers=headers)
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> Response:
+    return _json({"error": message}, status, headers)
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
+
+
+def ingest_front(app, blueprint: Blueprint):
+    """A WSGI app answering ``/osmand`` itself and handing every other path to ``app``.
+
+    Serve this instead of the Flask (or Dash) server: single phone fixes skip Flask's
+    routing, request and response objects and its before/after hooks, which at
+    thousands of requests a second cost more than storing the fix. The answer is the
+    same as the blueprint's ``/osmand`` route gives, and still only once the fix is
+    committed.
+
+    Examples
+    --------
+    >>> bp = make_ingest_blueprint(store, settings)              # doctest: +SKIP
+    >>> flask_app.register_blueprint(bp)                          # doctest: +SKIP
+    >>> waitress.serve(ingest_front(flask_app, bp), port=8060)    # doctest: +SKIP
+    """
+    phones = {**blueprint.phone_wsgi, **{p + "/": w for p, w in blueprint.phone_wsgi.items()}}
+
+    def front(environ, start_response):
+        phone = phones.get(environ.get("PATH_INFO"))
+        if phone is not None:
+            return phone(environ, start_response)
+        return app(environ, start_response)
+
+    return front
+
+
+def parse_records(body: bytes, mimetype: str = "application/json") -> list:
+    """Records of a batch body: a JSON array, one JSON object, or NDJSON (one per line).
+
+    Raises
+    ------
+    BadBody
+        With the line and column of the first error (the NDJSON line number for NDJSON).
+
+    Examples
+    --------
+    >>> parse_records(b'{"a": 1}\\n{"a": 2}\\n', "application/x-ndjson")
+    [{'a': 1}, {'a': 2}]
+    """
+    if not body.strip():
+        raise BadBody("empty body: send a JSON array of records or NDJSON (one record per line)")
+    ndjson = mimetype in _NDJSON_TYPES
+    if not ndjson:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            lines = [ln for ln in body.strip().split(b"\n") if ln.strip()]
+            if len(lines) > 1 and lines[0].lstrip().startswith(b"{") and _line_ok(lines[0]):
+                ndjson = True  # NDJSON sent as application/json
+            else:
+                raise BadBody(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        else:
+            return data if isinstance(data, list) else [data]
+    records = []
+    for n, line in enumerate(body.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            raise BadBody(f"malformed JSON on NDJSON line {n}, column {exc.colno}: {exc.msg}") from None
+    return records
+
+
+def _line_ok(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
+def make_ingest_blueprint(
+    store: Store, settings: Settings, committer: GroupCommitter | None = None
+) -> Blueprint:
+    """The ingest API as a Flask blueprint, with its group-commit writer started.
+
+    Parameters
+    ----------
+    store : Store
+        The store of this process (DuckDB is single-process: the API runs where it is open).
+    settings : Settings
+        ``local_tz``, ``ingest_max_body_bytes``, ``ingest_linger_ms``,
+        ``auto_register_devices``, ``osmand_speed_unit``, ``osmand_require_token``.
+    committer : GroupCommitter, optional
+        Share a writer between blueprints; by default one is made and started.
+
+    Returns
+    -------
+    flask.Blueprint
+        With a ``committer`` attribute: call ``bp.committer.close()`` at shutdown so that
+        queued records are committed before the store closes; and an ``osmand``
+        attribute, the :class:`OsmAndEndpoint` a phone listener answers with.
+
+    Examples
+    --------
+    >>> app = Flask(__name__)                                          # doctest: +SKIP
+    >>> app.register_blueprint(make_ingest_blueprint(store, settings))  # doctest: +SKIP
+    """
+    bp = Blueprint("ingest", __name__)
+    gc = (
+        committer
+        or GroupCommitter(
+            store,
+            settings.local_tz,
+            linger=settings.ingest_linger_ms / 1000.0,
+            auto_register=settings.auto_register_devices,
+            limits=validate.Limits.from_settings(settings),
+            quarantine=Quarantine.from_settings(store, settings),
+        ).start()
+    )
+    bp.committer = gc
+    tokens = TokenCache(store)
+    users.ensure_tables(store)
+
+    endpoints = {name: PhoneEndpoint(store, settings, gc, tokens, p) for name, p in PROTOCOLS.items()}
+    endpoint_ = endpoint = endpoints[osmand.NAME]
+    limit = settings.ingest_max_body_bytes
+
+    def read_body() -> bytes | Response:
+        # No "Connection: close": a WSGI application may not send hop-by-hop headers
+        # (waitress answers 500 instead), and the servers close or drain by themselves.
+        too_big = _error(413, f"body larger than {limit} bytes: send smaller batches")
+        if request.content_length is not None and request.content_length > limit:
+            return too_big
+        data = request.stream.read(limit + 1)
+        return too_big if len(data) > limit else data
+
+    def bearer() -> str | None:
+        return bearer_of(request.headers.get("Authorization", ""))
+
+    def authenticate() -> Principal | Response:
+        token = bearer()
+        if token is None:
+            return _error(
+                401,
+                "missing token: send 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": 'Bearer realm="emap"'},
+            )
+        principal = tokens.lookup(token)
+        if principal is None:
+            return _error(
+                401, "unknown or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
+        return principal
+
+    def commit(kind, records, source, scope):
+        try:
+            outcome = gc.submit(kind, records, source, scope=scope).result(COMMIT_TIMEOUT)
+        except Busy as exc:
+            return _error(503, f"busy, nothing stored: {exc}; retry", {"Retry-After": "1"})
+        except FutureTimeout:
+            return _error(
+                503,
+                "not acknowledged in time; retry (re-sent records are not stored twice)",
+                {"Retry-After": "1"},
+            )
+        except Exception as exc:
+            return _error(503, f"not stored: {exc}; retry", {"Retry-After": "1"})
+        return outcome
+
+    def batch(kind: str, endpoint: str) -> Response:
+        principal = authenticate()
+        if isinstance(principal, Response):
+            return principal
+        body = read_body()
+        if isinstance(body, Response):
+            return body
+        try:
+            items = parse_records(body, request.mimetype)
+        except BadBody as exc:
+            return _error(400, str(exc))
+        scope = None
+        if (kind == "pings" and principal.kind == "device") or principal.node_id is not None:
+            method, path, remote = request.method, request.path, request.remote_addr
+
+            def audit(n: int) -> None:
+                endpoint_.refused(
+                    principal, f"{n} record(s) outside what the token may write", method, path, remote
+                )
+
+            scope = Scope(
+                device_id=principal.device_id if kind == "pings" and principal.kind == "device" else None,
+                node_id=principal.node_id,
+                refusal=(
+                    f"the token of system '{principal.system_name}' cannot report outside "
+                    f"node '{principal.node_id}'"
+                ),
+                keep=True,
+                on_refused=audit,
+            )
+        outcome = commit(kind, items, f"POST {endpoint} ({principal.name})", scope)
+        if isinstance(outcome, Response):
+            return outcome
+        return _json(
+            {
+                "received": outcome.received,
+                "accepted": outcome.accepted,
+                "rejected": [{"index": i, "reason": why} for i, why in outcome.rejected],
+            }
+        )
+
+    @bp.post("/api/v1/pings")
+    def post_pings():
+        return batch("pings", "/api/v1/pings")
+
+    @bp.post("/api/v1/events")
+    def post_events():
+        return batch("parcel_events", "/api/v1/events")
+
+    @bp.route("/osmand", methods=["GET", "POST"], strict_slashes=False)
+    def osmand_position():
+        body = read_body()
+        if isinstance(body, Response):
+            return body
+        status, text = endpoint.answer(
+            request.method,
+            request.path,
+            request.query_string.decode("latin-1"),
+            request.mimetype,
+            body,
+            request.headers.get("Authorization", ""),
+            request.remote_addr,
+        )
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return Response(text, status, mimetype="text/plain", headers=headers)
+
+    #: The bare WSGI app of each phone path (served by :func:`ingest_front`).
+    bp.phone_wsgi = {path: phone_wsgi(ep, limit) for ep in endpoints.values() for path in ep.protocol.PATHS}
+    bp.osmand = endpoints[osmand.NAME]
+
+    @bp.get("/api/v1/openapi.json")
+    def openapi_json():
+        return _json(openapi_spec(request.host_url.rstrip("/")))
+
+    @bp.get("/api/v1/health")
+    def health():
+        return _json({"status": "ok", **{k: int(v) for k, v in gc.stats.items()}})
+
+    return bp
+
+
+# -- standalone server --------------------------------------------------------------------
+def make_app(store: Store, settings: Settings) -> Flask:
+    """A plain Flask app serving only the ingest API."""
+    app = Flask("emap-ingest")
+    app.register_blueprint(make_ingest_blueprint(store, settings))
+    return app

@@ -1,0 +1,131 @@
+"""The EMAP dashboard application factory.
+
+``build_app(store, settings).run(host=settings.host, port=settings.port)`` serves it;
+nothing is read or opened at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterable
+
+import dash
+import flask
+from dash.exceptions import DependencyException
+
+from auth import users, web
+from config import PROJECT_ROOT
+from pages import dashboard, ids, outlook
+from views.cache import Cache
+from views.model import Model
+from views.prefetch import Activity, Prefetcher
+from views.state import BadState
+
+ASSETS = PROJECT_ROOT / "assets"
+
+
+def translations() -> dict:
+    """Interface strings per language (``assets/translations.json``)."""
+    with open(ASSETS / "translations.json", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def page(base):
+    """The page of one load: the layout with an id of its own (the predicted-alerts panel
+    drops the requests of a page that has sent newer ones)."""
+    return dash.html.Div([outlook.client_store(uuid.uuid4().hex), base])
+
+
+def build_app(
+    store,
+    settings,
+    blueprints: Iterable = (),
+    warm: bool = True,
+    prefetch: bool = True,
+    auth: bool | None = None,
+) -> dash.Dash:
+    """The dashboard for one store.
+
+    Parameters
+    ----------
+    store : data.store.database.Store
+    settings : config.Settings
+    blueprints : iterable of flask.Blueprint
+        Registered on the Flask server (``app.server``), e.g. the HTTP ingest API.
+    warm : bool
+        Compute the alert state of the newest two days in a background thread, so the
+        first views find it cached.
+    prefetch : bool
+        After each new view, prepare its busiest children in a background thread, so
+        that drilling down mostly reads the cache, and the predicted alerts of its next
+        hour (``views.outlook.Ahead``).
+    auth : bool or None
+        True: every page and callback needs a signed-in user and is kept inside the
+        user's subtree (``auth/web.py``; users in the store's ``users`` table). None or
+        False: an open app, for tests and benchmarks on loopback. ``python app.py serve``
+        always signs users in.
+
+    Returns
+    -------
+    dash.Dash
+    """
+    text = translations()
+    app = dash.Dash(__name__, title="EMAP", assets_folder=str(ASSETS), update_title=None, serve_locally=True)
+    # dcc.Graph uses window.Plotly when a script has defined it and only otherwise fetches
+    # plotly.py's full plotly.min.js (4.8 MB, every trace type). Dash adds every .js file of
+    # assets/ to the page as a plain script tag, so assets/plotly-emap-<version>.min.js
+    # (2.9 MB: the core and the map and bar traces; tools/plotly_bundle) defines it before
+    # the renderer starts and the full bundle is never fetched. Being a tag of the page, it
+    # is downloaded from the start without a <link rel=preload>.
+    for bp in blueprints:
+        app.server.register_blueprint(bp)
+    model = Model(store, settings, Cache(size=1024))
+    users.ensure_tables(store)  # the audit log takes exports and refusals in an open app too
+    web.install_errors(app, store, bad_input=(BadState,))
+
+    @app.server.errorhandler(DependencyException)
+    def _no_such_package(_exc):  # a component-suite URL naming no registered package
+        return web.error_response(404, "no such file")
+
+    if auth:
+        web.install(
+            app,
+            store,
+            settings,
+            state_id=ids.STATE,
+            acting={ids.EXPORT_DOWNLOAD: "export", ids.OUTLOOK_NOTE: "dispatch decision"},
+        )
+        base = dashboard.layout(text)
+        app.layout = lambda: dashboard.with_user_bar(page(base), web.viewer())
+    else:
+        base = dashboard.layout(text)
+        app.layout = lambda: page(base)
+    # Callbacks being served: background work (prefetch, the predicted-alerts panel's
+    # forecasting) gives way to them.
+    activity = Activity()
+
+    @app.server.before_request
+    def _callback_started():
+        if flask.request.path.endswith("/_dash-update-component"):
+            flask.g.emap_callback = True
+            activity.enter()
+
+    @app.server.teardown_request
+    def _callback_ended(_exc):
+        if flask.g.pop("emap_callback", False):
+            activity.leave()
+
+    def step_aside():
+        """The current callback no longer counts as one being served (it is background work)."""
+        if flask.g.pop("emap_callback", False):
+            activity.leave()
+
+    prefetcher = Prefetcher(model, activity) if prefetch else None
+    dashboard.register(app, model, text, prefetcher)
+    outlook.register(app, model, text, activity, step_aside, ahead=prefetch)
+    if warm:  # after the callbacks: the warm-up reads what the registered panels need
+        threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
+    web.security_headers(app)
+    return app
