@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from config import Settings
+from data.store.branches import branch_ids
 from data.store.database import Store
 from data.store.forecast_reads import (
     _nothing,
@@ -356,11 +357,7 @@ def _scope_branches(store: Store, scope: str, memo) -> pl.Series:
     store.check_scope(scope)
     return memo(
         ("fq-branches", scope),
-        lambda: (
-            store.cursor()
-            .sql("SELECT branch_id FROM node_branches WHERE ancestor_id = $scope", params={"scope": scope})
-            .pl()["branch_id"]
-        ),
+        lambda: branch_ids(store, scope),
     )
 
 

@@ -250,7 +250,7 @@ class Model:
             kids = self.children(scope).select("node_id", "name")
             if kids.is_empty():
                 return pl.DataFrame(schema={"cell": pl.UInt64, "node_id": pl.String, "name": pl.String})
-            nb = self.cache.get("node_branches", lambda: self.store.sql("SELECT * FROM node_branches"))
+            nb = self.tree_closure()
             owner = nb.join(kids, left_on="ancestor_id", right_on="node_id").select(
                 "branch_id", pl.col("ancestor_id").alias("node_id"), "name"
             )
@@ -341,8 +341,13 @@ class Model:
     def root(self) -> str:
         return self.nodes().filter(pl.col("parent_id").is_null())["node_id"][0]
 
+    def tree_closure(self) -> pl.DataFrame:
+        """Every (ancestor, branch) pair of the organisation tree (``node_branches``),
+        kept: the tree changes only when an administrator rebuilds it."""
+        return self.cache.get("node_branches", lambda: self.store.sql("SELECT * FROM node_branches"))
+
     def branches_of(self, scope: str) -> pl.Series:
-        nb = self.cache.get("node_branches", lambda: self.store.sql("SELECT * FROM node_branches"))
+        nb = self.tree_closure()
         return nb.filter(pl.col("ancestor_id") == scope)["branch_id"]
 
     def prepare(self, scope: str, day: str, gcj02: bool = False) -> None:
@@ -457,7 +462,7 @@ class Model:
         """``nodes`` with a ``zones`` column: how many of ``zones`` lie in each node."""
         if not (len(zones) and len(nodes)):
             return nodes.with_columns(pl.lit(0).alias("zones"))
-        nb = self.cache.get("node_branches", lambda: self.store.sql("SELECT * FROM node_branches"))
+        nb = self.tree_closure()
         closure = nb.filter(pl.col("ancestor_id").is_in(nodes["node_id"].implode())).select(
             pl.col("ancestor_id").alias("node_id"), "branch_id"
         )

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import shapely
 
+from data.store.branches import branches_of, in_scope
 from data.store.schema import CUBE_COUNTS, table_ddl, view_ddl
 from geo import cells as h3cells
 from geo.hierarchy import BranchLocator, branch_closure
@@ -653,7 +654,7 @@ class Store:
         cell = h3cells.parent_sql("cell", res) if res < h3cells.BASE_RES else "cell"
         grain = ("hour, " if per_hour else "")
         counts = ", ".join(f"sum({c})::BIGINT AS {c}" for c in CUBE_COUNTS)
-        scoped = "SEMI JOIN (SELECT branch_id FROM node_branches WHERE ancestor_id = $scope) s USING (branch_id)"
+        scoped = in_scope()
         q = f"""
             WITH c AS (
                 SELECT {grain}{cell} AS cell, {counts} FROM {hourly} {scoped}
@@ -682,7 +683,7 @@ class Store:
             pick = "n.parent_id = $scope"
         else:
             pick = ("n.level = $level AND n.node_id IN (SELECT ancestor_id FROM node_branches "
-                    "WHERE branch_id IN (SELECT branch_id FROM node_branches WHERE ancestor_id = $scope))")
+                    f"WHERE branch_id IN {branches_of()})")
         q = f"""
             WITH targets AS (SELECT node_id, name FROM nodes n WHERE {pick}),
             nb AS (SELECT nb.ancestor_id AS node_id, nb.branch_id FROM node_branches nb
@@ -710,8 +711,7 @@ class Store:
         the plausible window)."""
         self.check_scope(scope)
         return self.cursor().execute(
-            f"SELECT min(hour), max(hour) FROM {self.cube_sources(None)[0]} SEMI JOIN (SELECT branch_id FROM "
-            "node_branches WHERE ancestor_id = ?) s USING (branch_id) "
+            f"SELECT min(hour), max(hour) FROM {self.cube_sources(None)[0]} {in_scope('?')} "
             "WHERE hour >= coalesce(?, hour) AND hour < coalesce(?, hour + INTERVAL 1 HOUR)",
             [scope, start, end]).fetchone()
 
@@ -720,8 +720,7 @@ class Store:
         ``[start, end)``, newest first."""
         self.check_scope(scope)
         rows = self.cursor().execute(
-            f"SELECT DISTINCT hour FROM {self.cube_sources(None)[0]} SEMI JOIN (SELECT branch_id FROM "
-            "node_branches WHERE ancestor_id = ?) s USING (branch_id) WHERE hour >= ? AND hour < ? "
+            f"SELECT DISTINCT hour FROM {self.cube_sources(None)[0]} {in_scope('?')} WHERE hour >= ? AND hour < ? "
             "ORDER BY hour DESC LIMIT ?", [scope, start, end, int(limit)]).fetchall()
         return [r[0] for r in rows]
 

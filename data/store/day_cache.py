@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from data.store.branches import branch_ids
 from data.store.schema import CUBE_COUNTS
 from geo import cells as h3cells
 
@@ -93,12 +94,7 @@ class DayFigures:
 
     # -- scope ------------------------------------------------------------------------
     def _branches(self, scope: str) -> pl.Series:
-        self.store.check_scope(scope)
-        return (
-            self.store.cursor()
-            .sql("SELECT branch_id FROM node_branches WHERE ancestor_id = $scope", params={"scope": scope})
-            .pl()["branch_id"]
-        )
+        return branch_ids(self.store, scope)
 
     def _child_branches(self, scope: str) -> pl.DataFrame:
         self.store.check_scope(scope)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from data.store.branches import in_scope
 from data.store.database import Store
-from data.store.forecast_reads import _SCOPED
 
 DECISIONS_DDL = """CREATE TABLE IF NOT EXISTS dispatch_decisions (
     decided_at TIMESTAMP NOT NULL,   -- when the manager answered (UTC)
@@ -113,7 +113,7 @@ def decisions(
     newest first."""
     store.check_scope(scope)
     ensure_decisions_table(store)
-    q = f"""SELECT * FROM dispatch_decisions {_SCOPED}
+    q = f"""SELECT * FROM dispatch_decisions {in_scope()}
             WHERE ($start IS NULL OR hour >= $start) AND ($end IS NULL OR hour < $end)
             ORDER BY decided_at DESC"""
     return store.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()

@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from data.store.branches import branches_of, in_scope
 from data.store.database import Store
 from geo import cells as h3cells
 
-_BRANCHES = "(SELECT branch_id FROM node_branches WHERE ancestor_id = $scope)"
-_SCOPED = f"SEMI JOIN {_BRANCHES} s USING (branch_id)"
+_BRANCHES = branches_of()
+_SCOPED = in_scope()
 #: How far back a scan can be and still describe a parcel not yet delivered.
 PIPELINE_LOOKBACK = timedelta(hours=48)
 

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from data.store.branches import in_scope
 from data.store.database import Store
 from geo import cells as h3cells
 
-_SCOPED = "SEMI JOIN (SELECT branch_id FROM node_branches WHERE ancestor_id = $scope) s USING (branch_id)"
+_SCOPED = in_scope()
 
 
 def hourly_totals(store: Store, scope: str, start: datetime, end: datetime) -> pl.DataFrame:
