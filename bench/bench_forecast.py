@@ -25,11 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import PROJECT_ROOT, Settings  # noqa: E402
-from data import forecast_cli  # noqa: E402
 from data.store.database import Store  # noqa: E402
-from geo import dispatch  # noqa: E402
+from ops import dispatch  # noqa: E402
 from ops import forecast as fc  # noqa: E402
-from views import forecast as vf
+from views import backtest as bt  # noqa: E402
+from views import forecast as vf  # noqa: E402
 
 
 def ensure_db(size: str, days: int) -> Path:
@@ -56,14 +56,14 @@ def one_run(
 ) -> dict:
     t = time.perf_counter()
     params = fc.Params(horizon=horizon)
-    inputs = vf.forecast_inputs(store, region, [issued], forecast_cli.alert_res(settings), params)
+    inputs = vf.forecast_inputs(store, region, [issued], bt.alert_res(settings), params)
     t_read = time.perf_counter() - t
     pred = fc.predict(
         inputs,
         settings.parcels_per_courier_hour,
         settings.load_ratio_threshold,
         settings.baseline_factor,
-        forecast_cli.alert_min(settings),
+        bt.alert_min(settings),
         params,
     )
     t_fc = time.perf_counter() - t - t_read
@@ -103,9 +103,9 @@ def main(argv=None) -> int:
     settings = Settings.from_env()
     store = Store(path, read_only=True, memory_limit=settings.duckdb_memory_limit)
     region = a.region or busiest_region(store)
-    day = forecast_cli._newest_day(store, region, settings.local_tz)
-    issued = forecast_cli.day_hours(day, settings.local_tz)[a.local_hour]
-    regions = forecast_cli.region_map(store)
+    day = bt.newest_day(store, region, settings.local_tz)
+    issued = bt.day_hours(day, settings.local_tz)[a.local_hour]
+    regions = bt.region_map(store)
     n_branches = store.scalar("SELECT count(*) FROM node_branches WHERE ancestor_id = ?", [region])
     print(
         f"store {path} ({store.scalar('SELECT count(*) FROM parcel_events'):,} parcel events); region {region} "

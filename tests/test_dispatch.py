@@ -12,11 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cli import forecast as forecast_cli
 from data.store import decisions
 from data.store import forecast_reads as fq
 from ops import alerts, dispatch
 from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
+from views import backtest as bt
 from views import forecast as vf
 
 PPH = 12.0
@@ -494,7 +494,7 @@ def test_reserve_forecast_is_the_roster_minus_the_usual_on_the_road():
 
 
 def test_reserves_read_from_the_store(forecast_store, forecast_settings):
-    day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
+    day = bt.newest_day(forecast_store, "hq", forecast_settings.local_tz)
     hours = vf.day_hours(day, forecast_settings.local_tz)
     roster = fq.reserve_roster(forecast_store, "r-440300", 8)
     total = forecast_store.sql(

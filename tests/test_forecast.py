@@ -9,11 +9,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from cli import forecast as forecast_cli
 from data.store import forecast_reads as fq
 from data.store.database import ScopeError
 from ops import forecast as fc
 from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
+from views import backtest as bt
 from views import forecast as vf
 
 T0 = datetime(2026, 11, 20, 9)
@@ -186,7 +186,7 @@ def test_predicted_alerts_appear_before_the_demo_surge_hour(forecast_store, fore
     for s in surges.iter_rows(named=True):
         start = s["start_hour"]
         issued = [start - timedelta(hours=2), start - timedelta(hours=1)]
-        pred = forecast_cli._predict(forecast_store, "hq", issued, forecast_settings, 6)
+        pred = bt._predict(forecast_store, "hq", issued, forecast_settings, 6)
         alerts = pred["alerts"].filter(pl.col("branch_id") == s["branch_id"])
         for t0 in issued:
             mine = alerts.filter(
@@ -214,12 +214,12 @@ def test_forecast_uses_only_what_was_known(forecast_store):
 
 def test_scoped_forecast_stays_in_scope(forecast_store, forecast_settings):
     s = _surges(forecast_store).row(0, named=True)
-    pred = forecast_cli._predict(forecast_store, s["branch_id"], [s["start_hour"]], forecast_settings, 2)
+    pred = bt._predict(forecast_store, s["branch_id"], [s["start_hour"]], forecast_settings, 2)
     assert set(pred["nodes"]["node_id"].to_list()) == {s["branch_id"]}
     region = forecast_store.sql("SELECT region_id FROM nodes WHERE node_id = ?", [s["branch_id"]])[
         "region_id"
     ][0]
-    wide = forecast_cli._predict(forecast_store, region, [s["start_hour"]], forecast_settings, 1)["nodes"]
+    wide = bt._predict(forecast_store, region, [s["start_hour"]], forecast_settings, 1)["nodes"]
     kids = set(forecast_store.sql("SELECT node_id FROM nodes WHERE parent_id = ?", [region])["node_id"])
     assert set(wide["node_id"]) <= kids | {region} and region in set(wide["node_id"])
     # a node's forecast is the sum of its branches'
@@ -231,8 +231,8 @@ def test_scoped_forecast_stays_in_scope(forecast_store, forecast_settings):
 
 
 def test_backtest_beats_the_baseline_at_the_next_hour(forecast_store, forecast_settings):
-    day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
-    r = forecast_cli.backtest(
+    day = bt.newest_day(forecast_store, "hq", forecast_settings.local_tz)
+    r = bt.backtest(
         forecast_store, "hq", day, forecast_settings, horizon=3, local_hours=range(6, 20)
     )
     h = r["horizons"].sort("horizon")
@@ -263,7 +263,7 @@ def test_outlook_gives_alerts_with_status_and_suggestions(forecast_store, foreca
 
 def test_no_history_no_prediction(forecast_store, forecast_settings):
     issued = forecast_store.scalar("SELECT min(hour) FROM cube_presence") + timedelta(hours=3)
-    pred = forecast_cli._predict(forecast_store, "hq", [issued], forecast_settings, 2)
+    pred = bt._predict(forecast_store, "hq", [issued], forecast_settings, 2)
     assert pred["cells"].height > 0  # the pipeline is there ...
     assert (
         pred["alerts"].is_empty() and not pred["cells"]["over"].any()

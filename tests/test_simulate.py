@@ -11,6 +11,7 @@ import pytest
 from cli import forecast as forecast_cli
 from ops import dispatch, simulate
 from tests.forecast_support import forecast_demo_path, forecast_settings, forecast_store  # noqa: F401
+from views import backtest as bt
 
 PPH = 12.0
 CENTRE = h3.latlng_to_cell(22.54, 114.05, 8)
@@ -130,8 +131,8 @@ def test_moves_from_outlets_are_cut_to_who_really_was_idle():
 def test_demo_day_with_suggestions_has_fewer_overloaded_cell_hours_and_late_parcels(
     forecast_store, forecast_settings
 ):
-    day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
-    r = forecast_cli.simulate(forecast_store, "hq", day, forecast_settings)
+    day = bt.newest_day(forecast_store, "hq", forecast_settings.local_tz)
+    r = bt.simulate(forecast_store, "hq", day, forecast_settings)
     t = r["totals"]
     assert len(r["hours"]) >= 12
     assert t["overloaded_before"] > 0 and t["couriers_moved"] > 0

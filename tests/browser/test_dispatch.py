@@ -53,11 +53,11 @@ def vans_only_app(forecast_demo_path, forecast_settings, tmp_path):
 
 
 def test_van_suggestion_is_drawn_listed_and_accepted(page, vans_only_app, forecast_store, forecast_settings):
-    from cli import forecast as forecast_cli
     from data.store import decisions
+    from views import backtest as bt
 
     app, store = vans_only_app
-    day = forecast_cli._newest_day(forecast_store, "hq", forecast_settings.local_tz)
+    day = bt.newest_day(forecast_store, "hq", forecast_settings.local_tz)
     with served(app) as url:
         page.goto(f"{url}/?node={REGION}&date={day}&hour={LOCAL_HOUR}&layers=outlines,zones,dispatch_arrows")
         page.wait_for_selector("#outlook .suggestion.vehicle")
