@@ -221,10 +221,22 @@ _ROWS = np.arange(10, dtype=np.int64)[:, None]
 
 
 def _chunk_keys(lat, lng, lat_: _Lattice, s: _Scratch, out) -> None:
-    """Keys of one chunk into ``out``; -1 where a point is not safe."""
-    t, u, a, b, c, x, y, p, q, d, e, g = s.f
-    # unit vector: two tangents of half angles (vectorised in numpy) instead of four
-    # sines and cosines (not vectorised for float64)
+    """Keys of one chunk into ``out``; -1 where a point is not safe.
+
+    Each step works in ``s``'s buffers and leaves its results there for the next.
+    """
+    _unit_vectors_into(lat, lng, s)
+    face = _nearest_face(lat_, s)
+    _project(lat_, s, face)
+    _round_to_lattice(s)
+    _mark_safe(lat_, s)
+    _pack_keys(s, face, out)
+
+
+def _unit_vectors_into(lat, lng, s: _Scratch) -> None:
+    """Unit vectors of the points into ``s.v``: two tangents of half angles (vectorised
+    in numpy) instead of four sines and cosines (not vectorised for float64)."""
+    t, u, a, b, c = s.f[:5]
     np.multiply(lat, _HALF_RAD, out=t)
     np.tan(t, out=t)
     np.multiply(lng, _HALF_RAD, out=u)
@@ -242,11 +254,16 @@ def _chunk_keys(lat, lng, lat_: _Lattice, s: _Scratch, out) -> None:
     np.multiply(a, b, out=s.v[0])
     np.multiply(a, u, out=s.v[1])
     s.v[1] *= 2
-    v = s.v
 
-    # nearest face: the pair with the largest |v . centre| (the pair number in the low
-    # bits of the float's bits, so that one max gives both), then the sign
-    np.matmul(lat_.pair_centre, v, out=s.dots)
+
+def _nearest_face(lat_: _Lattice, s: _Scratch) -> np.ndarray:
+    """Face of each point (``s.i[1]``, returned) and ``|v . centre|`` of it (``s.f[9]``).
+
+    The pair with the largest ``|v . centre|`` (the pair number in the low bits of the
+    float's bits, so that one max gives both), then the side by the dot product's sign.
+    """
+    d = s.f[9]
+    np.matmul(lat_.pair_centre, s.v, out=s.dots)
     np.bitwise_and(s.dots.view(np.int64), _ABS_HIGH, out=s.packed)
     s.packed |= _ROWS
     top, face, flat = s.i[0], s.i[1], s.i[2]
@@ -260,8 +277,13 @@ def _chunk_keys(lat, lng, lat_: _Lattice, s: _Scratch, out) -> None:
     face += s.b[0]
     np.take(lat_.pair_face, face, out=face)
     np.abs(d, out=d)
+    return face
 
-    # projection on the face's plane, in lattice units along the lattice axes
+
+def _project(lat_: _Lattice, s: _Scratch, face: np.ndarray) -> None:
+    """Projection on the face's plane, in lattice units along the lattice axes, into
+    ``x, y = s.f[5], s.f[6]`` (divided by ``s.f[9]``, the dot product with the centre)."""
+    v, x, y, d, g = s.v, s.f[5], s.f[6], s.f[9], s.f[11]
     if face[0] == face.min() == face.max():  # one face (the usual case for a city)
         np.matmul(lat_.axes[:, face[0]].reshape(2, 3), v, out=s.f[5:7])
     else:
@@ -275,8 +297,16 @@ def _chunk_keys(lat, lng, lat_: _Lattice, s: _Scratch, out) -> None:
     x /= d
     y /= d
 
-    # nearest lattice point i*(1, 0) + j*(-1/2, sqrt 3/2): with Y = y / sqrt 3 the lattice
-    # is Z**2 together with Z**2 + (1/2, 1/2); the nearer of the two roundings
+
+def _round_to_lattice(s: _Scratch) -> None:
+    """Nearest lattice point ``i*(1, 0) + j*(-1/2, sqrt 3/2)`` to ``(x, y)``.
+
+    With ``Y = y / sqrt 3`` the lattice is Z**2 together with Z**2 + (1/2, 1/2); the
+    nearer of the two roundings. Leaves the offset from that point, in (x, Y) units, in
+    ``p, q = s.f[7], s.f[8]`` and its doubled coordinates (integers) in ``b, c = s.f[3],
+    s.f[4]``.
+    """
+    a, b, c, x, y, p, q, d, e, g = s.f[2:12]
     np.multiply(y, 1 / _SQRT3, out=a)  # Y
     np.rint(x, out=p)
     np.rint(a, out=q)
@@ -299,13 +329,17 @@ def _chunk_keys(lat, lng, lat_: _Lattice, s: _Scratch, out) -> None:
     np.less(e, d, out=s.b[0])
     np.copyto(p, b, where=s.b[0])
     np.copyto(q, c, where=s.b[0])  # (p, q): offset from the nearest point
-    # doubled coordinates of that point, integers
     np.subtract(x, p, out=b)
     b += b
     np.subtract(a, q, out=c)
     c += c
 
-    # safety: inside the hexagon (|offset . n| <= 1/2 for the three neighbour directions
+
+def _mark_safe(lat_: _Lattice, s: _Scratch) -> None:
+    """``s.b[1]``: the points that are safe (see the module docstring)."""
+    x, y, p, q, d, e = s.f[5:11]
+    safe, also = s.b[1], s.b[2]
+    # inside the hexagon (|offset . n| <= 1/2 for the three neighbour directions
     # n = (1, 0), (1/2, sqrt 3/2), (-1/2, sqrt 3/2); in Y units the y part is 3/2 q)...
     q *= 1.5
     p *= 0.5
@@ -317,22 +351,26 @@ def _chunk_keys(lat, lng, lat_: _Lattice, s: _Scratch, out) -> None:
     np.abs(p, out=p)
     p += p
     np.maximum(d, p, out=d)
-    np.less_equal(d, 0.5 - MARGIN, out=s.b[1])
+    np.less_equal(d, 0.5 - MARGIN, out=safe)
     # ... inside the face triangle...
     for k in range(3):
         np.multiply(x, lat_.normals[k, 0], out=d)
         np.multiply(y, lat_.normals[k, 1], out=e)
         d += e
-        np.less_equal(d, lat_.edge, out=s.b[2])
-        s.b[1] &= s.b[2]
+        np.less_equal(d, lat_.edge, out=also)
+        safe &= also
     # ... and not next to the face centre
     np.multiply(x, x, out=d)
     np.multiply(y, y, out=e)
     d += e
-    np.greater_equal(d, lat_.rho_min2, out=s.b[2])
-    s.b[1] &= s.b[2]
+    np.greater_equal(d, lat_.rho_min2, out=also)
+    safe &= also
 
-    # key: face (5 bits), doubled lattice coordinates (25 bits each, biased positive)
+
+def _pack_keys(s: _Scratch, face: np.ndarray, out) -> None:
+    """Key into ``out``: face (5 bits), doubled lattice coordinates (25 bits each,
+    biased positive); -1 where the point is not safe."""
+    b, c = s.f[3], s.f[4]
     hi, lo = s.i[2], s.i[3]
     b += _KEY_BIAS
     c += _KEY_BIAS
