@@ -241,108 +241,163 @@ def _import(
     """One pass over the file. ``mode``: ``bulk`` (optimistic, raises :class:`Clash`),
     ``stage`` (every row deduplicated) or ``upsert`` (outlets, couriers)."""
     report = ImportReport(str(path), kind)
+    one = _Pass(store, kind, mode, local_tz, limits, report)
+    held = _Held(quarantine.per_source)
+    # Pings and parcel events are stored in one transaction for the whole file: a file
+    # that breaks half-way stores nothing.
+    try:
+        with ThreadPoolExecutor(max_workers=_PREPARE_AHEAD) as pool:
+            for n, ready, bad, parts in _prepared_in_order(pool, one.prepare, batches, path, report):
+                report.rows += n
+                bad = one.save(ready, bad, parts)
+                if not bad.is_empty():
+                    report.rejected += len(bad)
+                    held.add(bad)
+                if progress:
+                    progress(report.rows, total)
+        one.finish()
+    except BaseException:
+        one.abort()
+        raise
+    if held.frames:
+        quarantine.keep(pl.concat(held.frames), str(path), kind)
+    return report
+
+
+def _prepared_in_order(
+    pool: ThreadPoolExecutor,
+    prepare: Callable[[pa.RecordBatch, int], tuple],
+    batches: Iterator[pa.RecordBatch],
+    path: Path,
+    report: ImportReport,
+) -> Iterator[tuple]:
+    """``prepare(batch, offset)`` of each batch, in file order, while the next ones are
+    prepared ahead.
+
+    Batches are prepared ahead by worker threads while the store takes the current one
+    (polars, h3ronpy and DuckDB all release the GIL): two workers, because preparing a
+    batch costs more than storing it and would otherwise leave a core idle.
+    """
     iterator = _quick_start(iter(batches))
-    bulk = BulkLoad(store, kind) if mode == "bulk" else None
+    pending: deque = deque()
     next_offset = 0  # data rows handed to the workers so far
 
-    def read_next():
+    def prepare_next() -> None:
+        nonlocal next_offset
         try:
-            return next(iterator, None)
+            batch = next(iterator, None)
         except (pa.ArrowInvalid, OSError) as exc:
             # The file is refused as a whole: what it added so far is rolled back.
             raise ImportFileError(
                 f"{path}: unreadable after data row {next_offset}: {exc}; nothing from this file was stored"
             ) from None
+        if batch is not None:
+            pending.append(pool.submit(prepare, batch, next_offset))
+            next_offset += batch.num_rows
 
-    def prepare(batch, offset):
-        """Read, validate, index and locate one batch (no writes to the operations tables)."""
+    for _ in range(_PREPARE_AHEAD):
+        prepare_next()
+    while pending:
+        t0 = time.perf_counter()
+        prepared = pending.popleft().result()
+        report.timed("wait for prepare", t0)
+        prepare_next()
+        yield prepared
+
+
+class _Pass:
+    """What one pass over a file does to a batch, by ``mode`` (see :func:`_import`)."""
+
+    def __init__(
+        self, store: Store, kind: str, mode: str, local_tz: str, limits: validate.Limits, report: ImportReport
+    ):
+        self.store, self.kind, self.mode = store, kind, mode
+        self.local_tz, self.limits, self.report = local_tz, limits, report
+        self.bulk = BulkLoad(store, kind) if mode == "bulk" else None
+
+    def prepare(self, batch: pa.RecordBatch, offset: int):
+        """Read, validate, index and locate one batch (no writes to the operations
+        tables): (rows, ready rows, rejected rows, the bulk load's parts or None)."""
+        report = self.report
         t0 = time.perf_counter()
         frame = _frame_of(batch).with_row_index("_row", offset=offset + 1)
-        good, bad = validate.CHECKS[kind](frame, local_tz, limits)
+        good, bad = validate.CHECKS[self.kind](frame, self.local_tz, self.limits)
         report.timed("validate", t0)
         t0 = time.perf_counter()
-        if kind == "pings":
-            ready, refused = store.prepare_pings(good)
-        elif kind == "parcel_events":
-            ready, refused = store.prepare_events(good)
+        if self.kind == "pings":
+            ready, refused = self.store.prepare_pings(good)
+        elif self.kind == "parcel_events":
+            ready, refused = self.store.prepare_events(good)
         else:
             ready, refused = good, bad.clear()
-        if not refused.is_empty():
-            bad = pl.concat([bad, refused.cast(bad.schema)])
+        bad = _with_refused(bad, refused)
         report.timed("index and locate", t0)
         parts = None
-        if bulk is not None:
+        if self.bulk is not None:
             t0 = time.perf_counter()
-            parts = bulk.prepare(ready)
+            parts = self.bulk.prepare(ready)
             report.timed("check ids, cube share", t0)
         return len(frame), ready, bad, parts
 
-    # Batches are prepared ahead by worker threads while the store takes the current
-    # one (polars, h3ronpy and DuckDB all release the GIL): two workers, because
-    # preparing a batch costs more than storing it and would otherwise leave a core
-    # idle. Batches are stored in file order. Pings and parcel events are stored in one
-    # transaction for the whole file: a file that breaks half-way stores nothing.
-    rejected: list[pl.DataFrame] = []
-    held = 0  # rejected rows held for quarantine: no more than it keeps of one source
-    try:
-        with ThreadPoolExecutor(max_workers=_PREPARE_AHEAD) as pool:
-            pending: deque = deque()
-
-            def prepare_next() -> None:
-                nonlocal next_offset
-                batch = read_next()
-                if batch is not None:
-                    pending.append(pool.submit(prepare, batch, next_offset))
-                    next_offset += batch.num_rows
-
-            for _ in range(_PREPARE_AHEAD):
-                prepare_next()
-            while pending:
-                t0 = time.perf_counter()
-                n, ready, bad, parts = pending.popleft().result()
-                report.timed("wait for prepare", t0)
-                prepare_next()
-                report.rows += n
-                t0 = time.perf_counter()
-                if bulk is not None:
-                    bulk.add(ready, parts)
-                    report.timed("store", t0)
-                elif mode == "stage":
-                    store.stage(kind, ready)
-                    report.timed("stage", t0)
-                else:
-                    store_rows = _store_outlets if kind == "outlets" else _store_couriers
-                    stored, dup, refused = store_rows(store, ready)
-                    report.accepted += stored
-                    report.duplicates += dup
-                    if not refused.is_empty():
-                        bad = pl.concat([bad, refused.cast(bad.schema)])
-                if not bad.is_empty():
-                    report.rejected += len(bad)
-                    if held < quarantine.per_source:
-                        # a copy: the rejected rows alone, not the batch's string buffers
-                        # that polars' filtered strings would keep alive to the end
-                        bad = bad.head(quarantine.per_source - held)
-                        rejected.append(pl.from_arrow(bad.to_arrow()))
-                        held += len(bad)
-                if progress:
-                    progress(report.rows, total)
+    def save(self, ready: pl.DataFrame, bad: pl.DataFrame, parts) -> pl.DataFrame:
+        """Store one prepared batch; returns its rejected rows, with those the store refused."""
+        report = self.report
         t0 = time.perf_counter()
-        if bulk is not None:
-            report.accepted = bulk.finish()
+        if self.bulk is not None:
+            self.bulk.add(ready, parts)
+            report.timed("store", t0)
+        elif self.mode == "stage":
+            self.store.stage(self.kind, ready)
+            report.timed("stage", t0)
+        else:
+            store_rows = _store_outlets if self.kind == "outlets" else _store_couriers
+            stored, dup, refused = store_rows(self.store, ready)
+            report.accepted += stored
+            report.duplicates += dup
+            bad = _with_refused(bad, refused)
+        return bad
+
+    def finish(self) -> None:
+        """Commit what the pass stored (pings and parcel events: with their cube)."""
+        report = self.report
+        t0 = time.perf_counter()
+        if self.bulk is not None:
+            report.accepted = self.bulk.finish()
             report.timed("cube and commit", t0)
-        elif mode == "stage":
-            report.accepted, report.duplicates = store.commit_staged(kind)
+        elif self.mode == "stage":
+            report.accepted, report.duplicates = self.store.commit_staged(self.kind)
             report.timed("dedupe, store and cube", t0)
-    except BaseException:
-        if bulk is not None:
-            bulk.abort()
-        elif mode == "stage":
-            store.discard_staged(kind)
-        raise
-    if rejected:
-        quarantine.keep(pl.concat(rejected), str(path), kind)
-    return report
+
+    def abort(self) -> None:
+        """Undo what the pass stored so far."""
+        if self.bulk is not None:
+            self.bulk.abort()
+        elif self.mode == "stage":
+            self.store.discard_staged(self.kind)
+
+
+def _with_refused(bad: pl.DataFrame, refused: pl.DataFrame) -> pl.DataFrame:
+    """Rejected rows and the rows the store refused, in one frame."""
+    if refused.is_empty():
+        return bad
+    return pl.concat([bad, refused.cast(bad.schema)])
+
+
+@dataclass
+class _Held:
+    """Rejected rows held for quarantine: no more than it keeps of one source."""
+
+    per_source: int
+    frames: list[pl.DataFrame] = field(default_factory=list)
+    rows: int = 0
+
+    def add(self, bad: pl.DataFrame) -> None:
+        if self.rows < self.per_source:
+            # a copy: the rejected rows alone, not the batch's string buffers that
+            # polars' filtered strings would keep alive to the end
+            bad = bad.head(self.per_source - self.rows)
+            self.frames.append(pl.from_arrow(bad.to_arrow()))
+            self.rows += len(bad)
 
 
 def _frame_of(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
