@@ -7,11 +7,12 @@ import logging
 import signal
 import sys
 
+from cli import logs
 from config import Settings
-from data.ingest.http_api import ingest_front, make_app
-from data.store.database import Store
 
 HELP = "serve only the ingest API and the phone listener (a dedicated ingest port)"
+
+log = logging.getLogger("emap.ingest")
 
 
 def add_arguments(parser) -> None:
@@ -41,11 +42,28 @@ def add_arguments(parser) -> None:
 
 
 def run(args, settings: Settings) -> int:
+    try:
+        logs.configure(settings)
+    except ValueError as exc:  # a log setting that cannot be used: said before any log
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trusted = logs.trusted_networks(settings)
+    except ValueError as exc:
+        log.error("cannot serve: %s", exc)
+        return 2
+    from data.ingest.http_api import ingest_front, make_app
+    from data.store.database import Store
+
     sys.setswitchinterval(args.switch_interval)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = Store(args.db or settings.db_path)
     app = make_app(store, settings)
-    committer = app.blueprints["ingest"].committer
+    blueprint = app.blueprints["ingest"]
+    committer = blueprint.committer
+    wsgi = ingest_front(app, blueprint)
+    if settings.access_log:
+        paths = list(blueprint.phone_wsgi)
+        wsgi = logs.AccessLog(wsgi, trusted, paths + [p + "/" for p in paths])
     osmand_port = settings.osmand_port if args.osmand_port is None else args.osmand_port
     phones = None
 
@@ -58,22 +76,24 @@ def run(args, settings: Settings) -> int:
             from data.ingest.phone_listener import PhoneListener
 
             try:
-                phones = PhoneListener(app.blueprints["ingest"].osmand, args.host, osmand_port).start()
+                phones = PhoneListener(blueprint.osmand, args.host, osmand_port).start()
             except OSError as exc:
-                print(
-                    f"cannot listen for phones on {args.host}:{osmand_port}: {exc} (--osmand-port; 0: off)",
-                    file=sys.stderr,
+                log.error(
+                    "cannot listen for phones on %s:%s: %s (--osmand-port; 0: off)",
+                    args.host,
+                    osmand_port,
+                    exc,
                 )
                 return 2
-            print(f"EMAP phone listener (OsmAnd) on http://{args.host}:{phones.port}", flush=True)
-        print(f"EMAP ingest listening on http://{args.host}:{args.port}", flush=True)
+            log.info("EMAP phone listener (OsmAnd) on http://%s:%s", args.host, phones.port)
+        log.info("EMAP ingest listening on http://%s:%s", args.host, args.port)
         if args.server == "waitress":
             from waitress import serve
 
             # poll, not select: the phone listener's connections share this process's file
             # descriptors, and select() fails on any numbered past 1023
             serve(
-                ingest_front(app, app.blueprints["ingest"]),
+                wsgi,
                 host=args.host,
                 port=args.port,
                 threads=args.threads,
@@ -87,7 +107,10 @@ def run(args, settings: Settings) -> int:
             from werkzeug.serving import WSGIRequestHandler, run_simple
 
             WSGIRequestHandler.protocol_version = "HTTP/1.1"
-            run_simple(args.host, args.port, ingest_front(app, app.blueprints["ingest"]), threaded=True)
+            # werkzeug's own request lines would show query strings, tokens included
+            run_simple(
+                args.host, args.port, wsgi, threaded=True, request_handler=logs.quiet_request_handler()
+            )
     except KeyboardInterrupt:
         pass
     finally:
@@ -96,8 +119,6 @@ def run(args, settings: Settings) -> int:
         committer.close()
         store.close()
     return 0
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

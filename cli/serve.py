@@ -3,14 +3,18 @@ listener, in one process that owns the store."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import replace
 
+from cli import logs
 from cli.store import ensure_accounts, ensure_demo, ensure_tree, open_store
 from config import Settings
 
 HELP = "serve the dashboard (default)"
+
+log = logging.getLogger("emap.serve")
 
 
 def add_arguments(s) -> None:
@@ -30,6 +34,11 @@ def add_arguments(s) -> None:
 
 
 def run(args, settings: Settings) -> int:
+    try:
+        logs.configure(settings)
+    except ValueError as exc:  # a log setting that cannot be used: said before any log
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 2
     from pages.app import build_app
 
     if args.lake:
@@ -37,7 +46,7 @@ def run(args, settings: Settings) -> int:
     try:
         store = open_store(settings)
     except RuntimeError as exc:  # a lake that cannot be served says why
-        print(exc, file=sys.stderr)
+        log.error("%s", exc)
         return 2
     if not settings.lake_dir:
         if args.no_demo:
@@ -49,7 +58,8 @@ def run(args, settings: Settings) -> int:
     try:
         app = build_app(store, settings, blueprints=blueprints, auth=True)
     except ValueError as exc:  # a setting that cannot be used (EMAP_TRUSTED_PROXIES...)
-        print(f"cannot serve: {exc}", file=sys.stderr)
+        log.error("cannot serve: %s", exc)
+        _close(store, blueprints, None)
         return 2
     host = args.host or settings.host
     port = args.port or settings.port
@@ -58,7 +68,7 @@ def run(args, settings: Settings) -> int:
     except OSError:
         _close(store, blueprints, None)
         return 2
-    print(f"EMAP dashboard on http://{host}:{port}/", flush=True)
+    log.info("EMAP dashboard on http://%s:%s/", host, port)
     try:
         _serve(app, args, settings, blueprints, host, port)
     finally:
@@ -69,10 +79,9 @@ def run(args, settings: Settings) -> int:
 def _ingest(store, settings: Settings) -> list:
     """The ingest API's blueprint, unless the store is a lake (written by its own pipeline)."""
     if settings.lake_dir:
-        print(
-            f"Serving the lake {settings.lake_dir}: the ingest API is off (the lake is "
-            "written by its own pipeline).",
-            flush=True,
+        log.info(
+            "Serving the lake %s: the ingest API is off (the lake is written by its own pipeline).",
+            settings.lake_dir,
         )
         return []
     from data.ingest.http_api import make_ingest_blueprint
@@ -96,27 +105,35 @@ def _phones(args, settings: Settings, blueprints: list, host: str, port: int):
         phones = PhoneListener(blueprints[0].osmand, host, osmand_port).start()
     except OSError as exc:
         if chosen:
-            print(
-                f"cannot listen for phones on {host}:{osmand_port}: {exc} (set EMAP_OSMAND_PORT or "
-                "--osmand-port; 0 turns the phone listener off)",
-                file=sys.stderr,
+            log.error(
+                "cannot listen for phones on %s:%s: %s (set EMAP_OSMAND_PORT or --osmand-port; "
+                "0 turns the phone listener off)",
+                host,
+                osmand_port,
+                exc,
             )
             raise
-        print(
-            f"warning: the phone listener is off: cannot listen on {host}:{osmand_port} ({exc}); "
-            f"phones can post to http://{host}:{port}/osmand instead, or set EMAP_OSMAND_PORT "
-            "or --osmand-port to a free port",
-            file=sys.stderr,
-            flush=True,
+        log.warning(
+            "the phone listener is off: cannot listen on %s:%s (%s); phones can post to "
+            "http://%s:%s/osmand instead, or set EMAP_OSMAND_PORT or --osmand-port to a free port",
+            host,
+            osmand_port,
+            exc,
+            host,
+            port,
         )
         return None
-    print(f"EMAP phone listener (OsmAnd protocol) on http://{host}:{phones.port}", flush=True)
+    log.info("EMAP phone listener (OsmAnd protocol) on http://%s:%s", host, phones.port)
     return phones
 
 
 def _serve(app, args, settings: Settings, blueprints: list, host: str, port: int) -> None:
+    trusted = logs.trusted_networks(settings)  # checked already by build_app
     if args.dev_server:
-        app.run(host=host, port=port, debug=False)
+        if settings.access_log:
+            app.server.wsgi_app = logs.AccessLog(app.server.wsgi_app, trusted, _phone_paths(blueprints))
+        # werkzeug's own request lines would show query strings, tokens included
+        app.run(host=host, port=port, debug=False, request_handler=logs.quiet_request_handler())
         return
     # waitress: a production WSGI server with a thread pool, pure Python.
     from waitress import serve
@@ -128,6 +145,9 @@ def _serve(app, args, settings: Settings, blueprints: list, host: str, port: int
         from data.ingest.http_api import ingest_front
 
         wsgi = ingest_front(app.server, blueprints[0])  # phone fixes skip Dash/Flask routing
+    if settings.access_log:
+        # waitress logs no requests itself
+        wsgi = logs.AccessLog(wsgi, trusted, _phone_paths(blueprints))
     # poll, not select: phones on the phone listener hold file descriptors of this process
     # too, and select() fails on any numbered past 1023. waitress buffers a body before the
     # app sees it: bodies past the ingest limit are refused (413) by waitress itself, so
@@ -142,6 +162,13 @@ def _serve(app, args, settings: Settings, blueprints: list, host: str, port: int
         ident="EMAP",
         max_request_body_size=settings.ingest_max_body_bytes + 65536,
     )
+
+
+def _phone_paths(blueprints: list) -> list[str]:
+    """Paths of the phone protocols on the main port (``/osmand``, ``/osmand/``): their
+    requests are logged at DEBUG."""
+    paths = [p for bp in blueprints for p in getattr(bp, "phone_wsgi", {})]
+    return paths + [p + "/" for p in paths]
 
 
 def _close(store, blueprints: list, phones) -> None:

@@ -103,6 +103,17 @@ class Settings:
     quarantine_retention_days: int = 30
     quarantine_max_raw_bytes: int = 4096
 
+    # -- logs (cli/logs.py; docs/operations.md) ---------------------------------------------
+    #: Level of the log on stderr: debug, info, warning, error or critical; a logger may get
+    #: its own after a comma, e.g. "info,emap.access=debug" (every phone fix's request line).
+    log_level: str = "INFO"
+    #: Format of the log: text (one line a record) or json (one JSON object a line).
+    log_format: str = "text"
+    #: One log record per HTTP request answered by ``serve`` and ``ingest`` (logger
+    #: ``emap.access``; phone fixes at debug). Query values of tokens and passwords are
+    #: never logged, nor request headers.
+    access_log: bool = True
+
     # -- report renders (reports/chromium.py) ------------------------------------------------
     #: Chromium binary that renders PNG and PDF reports.
     chromium: str = "/usr/bin/chromium"
