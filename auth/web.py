@@ -131,10 +131,9 @@ def _secret_key() -> str:
     key = os.environ.get(SECRET_ENV)
     if key:
         return key
-    print(
-        f"{SECRET_ENV} is not set: using a random session key for this run; "
-        "sessions will not survive a restart.",
-        flush=True,
+    log.warning(
+        "%s is not set: using a random session key for this run; sessions will not survive a restart.",
+        SECRET_ENV,
     )
     return secrets.token_hex(32)
 
