@@ -13,7 +13,7 @@ callbacks:
 - ``pages/alerts_panel.py``: the peak-load alerts of the hour;
 - ``pages/outlook.py``: the predicted alerts and dispatch suggestions (registered by
   ``pages/app.py``, which gives it the background machinery);
-- ``pages/ranking.py``: the ranking of the children.
+- ``pages/ranking.py``: the ranking of the children (an AG Grid).
 
 Every callback reads through :class:`views.model.ViewerModel` made for the viewer of
 its request (``auth.web.request_viewer``), and validates the view state it is given
