@@ -176,136 +176,30 @@ def make_ingest_blueprint(
     >>> app.register_blueprint(make_ingest_blueprint(store, settings))  # doctest: +SKIP
     """
     bp = Blueprint("ingest", __name__)
-    gc = (
-        committer
-        or GroupCommitter(
-            store,
-            settings.local_tz,
-            linger=settings.ingest_linger_ms / 1000.0,
-            auto_register=settings.auto_register_devices,
-            limits=validate.Limits.from_settings(settings),
-            quarantine=Quarantine.from_settings(store, settings),
-        ).start()
-    )
+    gc = committer or _start_committer(store, settings)
     bp.committer = gc
     tokens = TokenCache(store)
     users.ensure_tables(store)
 
     endpoints = {name: PhoneEndpoint(store, settings, gc, tokens, p) for name, p in PROTOCOLS.items()}
-    endpoint_ = endpoint = endpoints[osmand.NAME]
+    phone = endpoints[osmand.NAME]
     limit = settings.ingest_max_body_bytes
-
-    def read_body() -> bytes | Response:
-        # No "Connection: close": a WSGI application may not send hop-by-hop headers
-        # (waitress answers 500 instead), and the servers close or drain by themselves.
-        too_big = _error(413, f"body larger than {limit} bytes: send smaller batches")
-        if request.content_length is not None and request.content_length > limit:
-            return too_big
-        data = request.stream.read(limit + 1)
-        return too_big if len(data) > limit else data
-
-    def bearer() -> str | None:
-        return bearer_of(request.headers.get("Authorization", ""))
-
-    def authenticate() -> Principal | Response:
-        token = bearer()
-        if token is None:
-            return _error(
-                401,
-                "missing token: send 'Authorization: Bearer <token>'",
-                {"WWW-Authenticate": 'Bearer realm="emap"'},
-            )
-        principal = tokens.lookup(token)
-        if principal is None:
-            return _error(
-                401, "unknown or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-            )
-        return principal
-
-    def commit(kind, records, source, scope):
-        try:
-            outcome = gc.submit(kind, records, source, scope=scope).result(COMMIT_TIMEOUT)
-        except Busy as exc:
-            return _error(503, f"busy, nothing stored: {exc}; retry", {"Retry-After": "1"})
-        except FutureTimeout:
-            return _error(
-                503,
-                "not acknowledged in time; retry (re-sent records are not stored twice)",
-                {"Retry-After": "1"},
-            )
-        except Exception as exc:
-            return _error(503, f"not stored: {exc}; retry", {"Retry-After": "1"})
-        return outcome
-
-    def batch(kind: str, endpoint: str) -> Response:
-        principal = authenticate()
-        if isinstance(principal, Response):
-            return principal
-        body = read_body()
-        if isinstance(body, Response):
-            return body
-        try:
-            items = parse_records(body, request.mimetype)
-        except BadBody as exc:
-            return _error(400, str(exc))
-        scope = None
-        if (kind == "pings" and principal.kind == "device") or principal.node_id is not None:
-            method, path, remote = request.method, request.path, request.remote_addr
-
-            def audit(n: int) -> None:
-                endpoint_.refused(
-                    principal, f"{n} record(s) outside what the token may write", method, path, remote
-                )
-
-            scope = Scope(
-                device_id=principal.device_id if kind == "pings" and principal.kind == "device" else None,
-                node_id=principal.node_id,
-                refusal=(
-                    f"the token of system '{principal.system_name}' cannot report outside "
-                    f"node '{principal.node_id}'"
-                ),
-                keep=True,
-                on_refused=audit,
-            )
-        outcome = commit(kind, items, f"POST {endpoint} ({principal.name})", scope)
-        if isinstance(outcome, Response):
-            return outcome
-        return _json(
-            {
-                "received": outcome.received,
-                "accepted": outcome.accepted,
-                "rejected": [{"index": i, "reason": why} for i, why in outcome.rejected],
-            }
-        )
 
     @bp.post("/api/v1/pings")
     def post_pings():
-        return batch("pings", "/api/v1/pings")
+        return _batch("pings", "/api/v1/pings", gc, tokens, phone, limit)
 
     @bp.post("/api/v1/events")
     def post_events():
-        return batch("parcel_events", "/api/v1/events")
+        return _batch("parcel_events", "/api/v1/events", gc, tokens, phone, limit)
 
     @bp.route("/osmand", methods=["GET", "POST"], strict_slashes=False)
     def osmand_position():
-        body = read_body()
-        if isinstance(body, Response):
-            return body
-        status, text = endpoint.answer(
-            request.method,
-            request.path,
-            request.query_string.decode("latin-1"),
-            request.mimetype,
-            body,
-            request.headers.get("Authorization", ""),
-            request.remote_addr,
-        )
-        headers = {"Retry-After": "1"} if status == 503 else None
-        return Response(text, status, mimetype="text/plain", headers=headers)
+        return _phone_position(phone, limit)
 
     #: The bare WSGI app of each phone path (served by :func:`ingest_front`).
     bp.phone_wsgi = {path: phone_wsgi(ep, limit) for ep in endpoints.values() for path in ep.protocol.PATHS}
-    bp.osmand = endpoints[osmand.NAME]
+    bp.osmand = phone
 
     @bp.get("/api/v1/openapi.json")
     def openapi_json():
@@ -316,6 +210,127 @@ def make_ingest_blueprint(
         return _json({"status": "ok", **{k: int(v) for k, v in gc.stats.items()}})
 
     return bp
+
+
+def _start_committer(store: Store, settings: Settings) -> GroupCommitter:
+    """The group-commit writer of the settings, started."""
+    return GroupCommitter(
+        store,
+        settings.local_tz,
+        linger=settings.ingest_linger_ms / 1000.0,
+        auto_register=settings.auto_register_devices,
+        limits=validate.Limits.from_settings(settings),
+        quarantine=Quarantine.from_settings(store, settings),
+    ).start()
+
+
+def _read_body(limit: int) -> bytes | Response:
+    """The request's body, or 413 if it is larger than ``limit`` bytes."""
+    # No "Connection: close": a WSGI application may not send hop-by-hop headers
+    # (waitress answers 500 instead), and the servers close or drain by themselves.
+    too_big = _error(413, f"body larger than {limit} bytes: send smaller batches")
+    if request.content_length is not None and request.content_length > limit:
+        return too_big
+    data = request.stream.read(limit + 1)
+    return too_big if len(data) > limit else data
+
+
+def _authenticate(tokens: TokenCache) -> Principal | Response:
+    """Who the request's bearer token stands for, or 401."""
+    token = bearer_of(request.headers.get("Authorization", ""))
+    if token is None:
+        return _error(
+            401,
+            "missing token: send 'Authorization: Bearer <token>'",
+            {"WWW-Authenticate": 'Bearer realm="emap"'},
+        )
+    principal = tokens.lookup(token)
+    if principal is None:
+        return _error(401, "unknown or revoked token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return principal
+
+
+def _commit(gc: GroupCommitter, kind: str, records: list, source: str, scope: Scope | None):
+    """The outcome once the records are committed, or 503 (nothing acknowledged: retry)."""
+    try:
+        return gc.submit(kind, records, source, scope=scope).result(COMMIT_TIMEOUT)
+    except Busy as exc:
+        return _error(503, f"busy, nothing stored: {exc}; retry", {"Retry-After": "1"})
+    except FutureTimeout:
+        return _error(
+            503,
+            "not acknowledged in time; retry (re-sent records are not stored twice)",
+            {"Retry-After": "1"},
+        )
+    except Exception as exc:
+        return _error(503, f"not stored: {exc}; retry", {"Retry-After": "1"})
+
+
+def _scope_of(kind: str, principal: Principal, phone: PhoneEndpoint) -> Scope | None:
+    """What a device's or a node's token may write (None: anything); records outside it
+    are refused, kept in quarantine and audited through ``phone``."""
+    device = kind == "pings" and principal.kind == "device"
+    if not device and principal.node_id is None:
+        return None
+    method, path, remote = request.method, request.path, request.remote_addr
+
+    def audit(n: int) -> None:
+        phone.refused(principal, f"{n} record(s) outside what the token may write", method, path, remote)
+
+    return Scope(
+        device_id=principal.device_id if device else None,
+        node_id=principal.node_id,
+        refusal=(
+            f"the token of system '{principal.system_name}' cannot report outside node '{principal.node_id}'"
+        ),
+        keep=True,
+        on_refused=audit,
+    )
+
+
+def _batch(
+    kind: str, route: str, gc: GroupCommitter, tokens: TokenCache, phone: PhoneEndpoint, limit: int
+) -> Response:
+    """A batch request to ``route``: authenticate, read, parse, commit, answer."""
+    principal = _authenticate(tokens)
+    if isinstance(principal, Response):
+        return principal
+    body = _read_body(limit)
+    if isinstance(body, Response):
+        return body
+    try:
+        items = parse_records(body, request.mimetype)
+    except BadBody as exc:
+        return _error(400, str(exc))
+    scope = _scope_of(kind, principal, phone)
+    outcome = _commit(gc, kind, items, f"POST {route} ({principal.name})", scope)
+    if isinstance(outcome, Response):
+        return outcome
+    return _json(
+        {
+            "received": outcome.received,
+            "accepted": outcome.accepted,
+            "rejected": [{"index": i, "reason": why} for i, why in outcome.rejected],
+        }
+    )
+
+
+def _phone_position(phone: PhoneEndpoint, limit: int) -> Response:
+    """One position as a phone sends it to ``/osmand``, answered as the phone listener does."""
+    body = _read_body(limit)
+    if isinstance(body, Response):
+        return body
+    status, text = phone.answer(
+        request.method,
+        request.path,
+        request.query_string.decode("latin-1"),
+        request.mimetype,
+        body,
+        request.headers.get("Authorization", ""),
+        request.remote_addr,
+    )
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return Response(text, status, mimetype="text/plain", headers=headers)
 
 
 # -- standalone server --------------------------------------------------------------------
