@@ -17,7 +17,7 @@ from dash.exceptions import DependencyException
 
 from auth import users, web
 from config import PROJECT_ROOT
-from pages import dashboard, ids, outlook
+from pages import dashboard, ids, outlook, ranking
 from views.cache import Cache
 from views.model import Model
 from views.prefetch import Activity, Prefetcher
@@ -89,19 +89,31 @@ def build_app(
     def _no_such_package(_exc):  # a component-suite URL naming no registered package
         return web.error_response(404, "no such file")
 
+    # The page of a viewer role has no ranking download; the guard and the callback
+    # refuse the download to a viewer whatever the page holds.
+    acting_page, viewing_page = dashboard.layout(text), dashboard.layout(text, may_act=False)
+    app.validation_layout = page(acting_page)
     if auth:
         web.install(
             app,
             store,
             settings,
             state_id=ids.STATE,
-            acting={ids.EXPORT_DOWNLOAD: "export", ids.OUTLOOK_NOTE: "dispatch decision"},
+            acting={
+                ids.EXPORT_DOWNLOAD: "export",
+                ids.OUTLOOK_NOTE: "dispatch decision",
+                ids.RANKING_DOWNLOAD: ranking.ACTION,
+            },
         )
-        base = dashboard.layout(text)
-        app.layout = lambda: dashboard.with_user_bar(page(base), web.viewer())
+
+        def serve_layout():
+            user = web.viewer()  # None before the guard has run (Dash's own first look)
+            base = acting_page if user is not None and web.request_viewer(model).may_act else viewing_page
+            return dashboard.with_user_bar(page(base), user)
+
+        app.layout = serve_layout
     else:
-        base = dashboard.layout(text)
-        app.layout = lambda: page(base)
+        app.layout = lambda: page(acting_page)
     # Callbacks being served: background work (prefetch, the predicted-alerts panel's
     # forecasting) gives way to them.
     activity = Activity()

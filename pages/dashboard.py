@@ -13,7 +13,7 @@ callbacks:
 - ``pages/alerts_panel.py``: the peak-load alerts of the hour;
 - ``pages/outlook.py``: the predicted alerts and dispatch suggestions (registered by
   ``pages/app.py``, which gives it the background machinery);
-- ``pages/ranking.py``: the ranking of the children (an AG Grid).
+- ``pages/ranking.py``: the ranking of the children (an AG Grid) and its CSV download.
 
 Every callback reads through :class:`views.model.ViewerModel` made for the viewer of
 its request (``auth.web.request_viewer``), and validates the view state it is given
@@ -31,11 +31,12 @@ from views.model import Model
 with_user_bar = header.with_user_bar
 
 
-def layout(text: dict) -> html.Div:
-    """The page skeleton (texts in Chinese until the state says otherwise)."""
+def layout(text: dict, may_act: bool = True) -> html.Div:
+    """The page skeleton (texts in Chinese until the state says otherwise); ``may_act``
+    False: without the ranking's download (the page of a viewer role)."""
     t = text["zh"]
     side = html.Div(
-        [*kpi_panel.layout(t), alerts_panel.layout(t), outlook.section(t), ranking.layout(t)],
+        [*kpi_panel.layout(t), alerts_panel.layout(t), outlook.section(t), ranking.layout(t, may_act)],
         className="emap-side",
     )
     return html.Div(

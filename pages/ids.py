@@ -41,6 +41,10 @@ EXPORT_BUTTON = "export-button"
 EXPORT_STATUS = "export-status"
 EXPORT_DOWNLOAD = "export-download"
 
+# the ranking's CSV download (pages/ranking.py; managers and admins only)
+RANKING_BUTTON = "ranking-download-button"
+RANKING_DOWNLOAD = "ranking-download"
+
 #: Pattern-matching id types.
 CRUMB = "crumb"  # {"type": CRUMB, "node": node_id}
 ALERT = "alert"  # {"type": ALERT, "zone": zone_id}
