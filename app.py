@@ -24,52 +24,9 @@ Settings come from config/__init__.py and EMAP_* environment variables (see READ
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 
-from config import Settings
-
-#: Each subcommand and the module of ``cli/`` that runs it. A module gives ``HELP`` (a
-#: string, or a dict by command when it serves several), ``add_arguments(parser)`` and
-#: ``run(args, settings) -> int``.
-COMMANDS = {
-    "serve": "cli.serve",
-    "demo": "cli.demo",
-    "import": "cli.import_files",
-    "replay": "cli.replay",
-    "tokens": "cli.tokens",
-    "users": "cli.users",
-    "export": "cli.export",
-    "backtest": "cli.forecast",
-    "simulate": "cli.forecast",
-    "status": "cli.status",
-    "ingest": "cli.ingest",
-    "lake": "cli.lake",
-}
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python app.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = p.add_subparsers(dest="command")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        text = module.HELP[name] if isinstance(module.HELP, dict) else module.HELP
-        command = sub.add_parser(name, help=text)
-        module.add_arguments(command)
-        command.set_defaults(func=module.run)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
-        argv = ["serve", *argv]
-    args = parser().parse_args(argv)
-    return args.func(args, Settings.from_env())
-
+from cli.commands import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(description=__doc__))

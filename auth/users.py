@@ -20,7 +20,17 @@ from werkzeug.security import check_password_hash, generate_password_hash
 log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "manager", "admin")
-ACTIONS = ("login", "login_failed", "logout", "refusal", "export", "user_change")
+ACTIONS = (
+    "login",
+    "login_failed",
+    "logout",
+    "refusal",
+    "export",
+    "user_change",
+    "token_change",
+    "device_change",
+    "import",
+)
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 #: Hash used when a login names no user, so that the answer takes as long as for one.
 _DUMMY_HASH = generate_password_hash("not a password", method="scrypt")

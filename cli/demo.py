@@ -8,8 +8,6 @@ from datetime import date
 from cli.store import open_store, progress_printer
 from config import Settings
 
-HELP = "generate the demo network and days"
-
 
 def add_arguments(d) -> None:
     d.add_argument(

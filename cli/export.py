@@ -13,7 +13,6 @@ import time
 
 from reports import FORMATS, SUFFIX
 
-HELP = "export a heatmap report: html, png, pdf, geojson, csv, parquet"
 EXIT_BAD_REQUEST = 2
 EXIT_EMPTY = 3
 EXIT_FAILED = 4

@@ -24,14 +24,8 @@ import numpy as np
 
 from ops import dispatch
 from ops import forecast as fc
-from views.backtest import backtest, newest_day, simulate
-from views.forecast import alert_res
 
 # -- command line -------------------------------------------------------------------------------
-HELP = {
-    "backtest": "replay a day hour by hour and score the workload forecast",
-    "simulate": "apply dispatch suggestions over a day and compare before/after",
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +82,9 @@ def run(args, settings) -> int:
 
 
 def _run(store, args, settings) -> int:
+    from views.backtest import backtest, newest_day, simulate
+    from views.forecast import alert_res
+
     store.check_scope(args.node)
     day = date.fromisoformat(args.date) if args.date else newest_day(store, args.node, settings.local_tz)
     if day is None:

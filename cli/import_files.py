@@ -9,8 +9,6 @@ import time
 from cli.store import ensure_tree, open_store
 from config import Settings
 
-HELP = "load CSV/Parquet files of pings, events, outlets, couriers"
-
 
 def add_arguments(i) -> None:
     i.add_argument("files", nargs="+", help="files to import (.csv or .parquet)")

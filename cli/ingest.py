@@ -10,8 +10,6 @@ import sys
 from cli import logs
 from config import Settings
 
-HELP = "serve only the ingest API and the phone listener (a dedicated ingest port)"
-
 log = logging.getLogger("emap.ingest")
 
 
@@ -124,7 +122,9 @@ def run(args, settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m cli.ingest", description=HELP)
+    from cli.commands import COMMANDS
+
+    parser = argparse.ArgumentParser(prog="python -m cli.ingest", description=COMMANDS["ingest"][1])
     add_arguments(parser)
     return run(parser.parse_args(argv), Settings.from_env())
 

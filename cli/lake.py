@@ -9,8 +9,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-HELP = "Parquet lake: export, build days with Spark (lake spark), copy, list"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="lake_action", required=True)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from dataclasses import replace
 
 from cli import logs
 from cli.store import ensure_accounts, ensure_demo, ensure_tree, open_store
 from config import Settings
-
-HELP = "serve the dashboard (default)"
 
 log = logging.getLogger("emap.serve")
 
@@ -54,26 +53,36 @@ def run(args, settings: Settings) -> int:
         else:
             ensure_demo(store, settings)
     ensure_accounts(store, settings)
+    channel = _owner_channel(store, settings)  # other processes reach the store through it
     blueprints = _ingest(store, settings)
     try:
         app = build_app(store, settings, blueprints=blueprints, auth=True)
     except ValueError as exc:  # a setting that cannot be used (EMAP_TRUSTED_PROXIES...)
         log.error("cannot serve: %s", exc)
-        _close(store, blueprints, None)
+        _close(store, blueprints, None, channel)
         return 2
     host = args.host or settings.host
     port = args.port or settings.port
     try:
         phones = _phones(args, settings, blueprints, host, port)
     except OSError:
-        _close(store, blueprints, None)
+        _close(store, blueprints, None, channel)
         return 2
     log.info("EMAP dashboard on http://%s:%s/", host, port)
+    # SIGTERM (systemd, docker, kill) stops as Ctrl-C does: queued records are committed,
+    # the store is closed and the owner socket removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         _serve(app, args, settings, blueprints, host, port)
+    except KeyboardInterrupt:
+        log.info("stopping")
     finally:
-        _close(store, blueprints, phones)
+        _close(store, blueprints, phones, channel)
     return 0
+
+
+def _interrupt(*_signal) -> None:
+    raise KeyboardInterrupt
 
 
 def _ingest(store, settings: Settings) -> list:
@@ -171,7 +180,22 @@ def _phone_paths(blueprints: list) -> list[str]:
     return paths + [p + "/" for p in paths]
 
 
-def _close(store, blueprints: list, phones) -> None:
+def _owner_channel(store, settings: Settings):
+    """The owner channel (:mod:`cli.owner`): commands of other processes run here, on this
+    process's store, while it serves."""
+    from cli import commands
+    from cli.owner import OwnerServer
+
+    try:
+        return OwnerServer(store, settings, lambda argv: commands.run(argv, settings)).start()
+    except OSError as exc:
+        log.warning("the owner channel is off (%s): other commands need the server stopped", exc)
+        return None
+
+
+def _close(store, blueprints: list, phones, channel=None) -> None:
+    if channel is not None:
+        channel.close()
     if phones is not None:
         phones.close()
     for bp in blueprints:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from cli.store import open_store
 from config import Settings
 
-HELP = "show what the store holds"
-
 
 def add_arguments(_parser) -> None:
     """No options."""

@@ -7,26 +7,96 @@ above both ``data/`` and ``lake/``.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cli import context
 from config import Settings
-from data.store.database import Store
+
+if TYPE_CHECKING:
+    from data.store.database import Store
+
+
+class StoreHeld(RuntimeError):
+    """Another process holds the store and does not answer on the owner channel."""
 
 
 def open_store(settings: Settings, read_only: bool = False) -> Store:
     """The store ``settings`` name: the embedded DuckDB file, or, with ``lake_dir`` set, a
-    :class:`lake.serve.LakeStore` over that lake (its own file holds users and views)."""
-    if settings.lake_dir:
-        from lake.serve import LakeStore
+    :class:`lake.serve.LakeStore` over that lake (its own file holds users and views).
 
-        return LakeStore(
-            Path(settings.data_dir) / "lake.duckdb",
-            settings.lake_dir,
-            memory_limit=settings.duckdb_memory_limit,
-        )
-    return Store(settings.db_path, read_only=read_only, memory_limit=settings.duckdb_memory_limit)
+    A command the serving process runs for another process (:mod:`cli.owner`) gets the
+    store that process owns, which closing leaves open.
+
+    Raises
+    ------
+    StoreHeld
+        When another process holds the file (DuckDB lets one process open it), with a
+        sentence naming that process.
+    """
+    import duckdb
+
+    from data.store.database import Store
+
+    command = context.remote()
+    if command is not None:
+        return _Borrowed(command.store)  # type: ignore[return-value]
+    try:
+        if settings.lake_dir:
+            from lake.serve import LakeStore
+
+            return LakeStore(
+                Path(settings.data_dir) / "lake.duckdb",
+                settings.lake_dir,
+                memory_limit=settings.duckdb_memory_limit,
+            )
+        return Store(settings.db_path, read_only=read_only, memory_limit=settings.duckdb_memory_limit)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise StoreHeld(held_message(settings, str(exc))) from None
+
+
+def held_message(settings: Settings, error: str = "") -> str:
+    """The sentence for a store another process holds (its PID from DuckDB's message)."""
+    pid = re.search(r"PID (\d+)", error)
+    who = f"process {pid.group(1)}" if pid else "another process"
+    return (
+        f"the store {settings.db_path} is held by {who}, which does not answer on the owner "
+        f"channel ({owner_socket(settings)}); if it is an EMAP server, it may be starting or "
+        "stuck: wait, or stop it and run the command again"
+    )
+
+
+def owner_socket(settings: Settings) -> Path:
+    """Where the serving process listens for other processes: a Unix socket beside the
+    store, readable and writable only by the account that owns the store."""
+    return Path(settings.db_path).with_name(Path(settings.db_path).name + ".owner")
+
+
+class _Borrowed:
+    """The serving process's store lent to one command: everything but closing it."""
+
+    def __init__(self, store):
+        object.__setattr__(self, "_store", store)
+
+    def __setattr__(self, name, value) -> None:
+        setattr(self._store, name, value)  # e.g. users.sessions_epoch: seen by the server's guard
+
+    def close(self) -> None:
+        """The owner closes its store, not a command it runs."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        return None
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
 
 
 def progress_printer(start: float):

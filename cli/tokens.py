@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from cli import context
 from cli.store import open_store
 from config import Settings
-
-HELP = "create, list or revoke ingest API tokens (server stopped)"
 
 
 def add_arguments(t) -> None:
@@ -20,12 +19,14 @@ def add_arguments(t) -> None:
 
 
 def run(args, settings: Settings) -> int:
+    from auth import users
     from data.ingest import tokens
 
     kind = "device" if args.subject_device else "system"
     subject = args.subject_device or args.subject_system
     store = open_store(settings)
     tokens.ensure_table(store)
+    users.ensure_tables(store)
     if args.action == "create":
         if not subject:
             print("error: tokens create needs --device ID or --system NAME", file=sys.stderr)
@@ -36,6 +37,7 @@ def run(args, settings: Settings) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         bound = f" (records inside {args.node} only)" if args.node else ""
+        users.audit(store, context.operator_label(), "token_change", f"create {kind} token for {subject}{bound}")
         print(f"{kind} token for {subject}{bound}: {secret}")
         print("It is shown once; the store keeps only its hash.")
     elif args.action == "list":
@@ -45,6 +47,7 @@ def run(args, settings: Settings) -> int:
             print("error: tokens revoke needs --id TOKEN_ID (see tokens list)", file=sys.stderr)
             return 2
         n = tokens.revoke_token(store, args.token_id)
+        users.audit(store, context.operator_label(), "token_change", f"revoke {args.token_id}: {n} revoked")
         print(f"revoked {n} token(s)")
         return 0 if n else 1
     return 0

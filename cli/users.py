@@ -1,6 +1,7 @@
 """``python app.py users``: create, list, change roles, reset passwords, disable users.
 
-Run it with the server stopped (the store is one DuckDB file).
+With a server running, it runs inside the server (``cli.owner``); changes are audited as
+``cli:<os user>``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import secrets
 import sys
 
 from auth import users
+from cli import context
 from cli.store import open_store
 
-HELP = "create, list, set-role, reset-password, disable users (server stopped)"
 ACTIONS = ("create", "list", "set-role", "reset-password", "disable", "enable")
 PASSWORD_ENV = "EMAP_NEW_PASSWORD"
 
@@ -40,18 +41,36 @@ def add_arguments(parser) -> None:
     )
 
 
+def _needs_password(args) -> bool:
+    return args.action in ("create", "reset-password") and not args.generate
+
+
+def _prompt(user: str) -> str:
+    pw = getpass.getpass(f"password for {user}: ")
+    if pw != getpass.getpass("again: "):
+        raise users.UserError("the passwords differ")
+    return pw
+
+
+def secrets_for(args) -> dict:
+    """What a command run by the server needs from this terminal: the new password
+    (from ``EMAP_NEW_PASSWORD`` or a prompt here, never in the arguments)."""
+    if not (_needs_password(args) and args.user):
+        return {}
+    return {PASSWORD_ENV: os.environ.get(PASSWORD_ENV) or _prompt(args.user)}
+
+
 def _password(args) -> str:
     if args.generate:
         pw = secrets.token_urlsafe(12)
         print(f"password for {args.user}: {pw}  (shown once)")
         return pw
-    pw = os.environ.get(PASSWORD_ENV)
+    pw = context.env(PASSWORD_ENV)
     if pw:
         return pw
-    pw = getpass.getpass(f"password for {args.user}: ")
-    if pw != getpass.getpass("again: "):
-        raise users.UserError("the passwords differ")
-    return pw
+    if context.remote() is not None:
+        raise users.UserError(f"give the password in {PASSWORD_ENV} or use --generate")
+    return _prompt(args.user)
 
 
 def run(args, settings) -> int:
@@ -77,17 +96,23 @@ def run(args, settings) -> int:
                 args.node,
                 name=args.name,
                 can_see_couriers=bool(args.couriers),
+                by=context.operator_label(),
             )
         elif args.action == "set-role":
             users.update_user(
-                store, args.user, role=args.role, node_id=args.node, can_see_couriers=args.couriers
+                store,
+                args.user,
+                role=args.role,
+                node_id=args.node,
+                can_see_couriers=args.couriers,
+                by=context.operator_label(),
             )
         elif args.action == "reset-password":
             if users.get_user(store, args.user) is None:
                 raise users.UserError(f"no user {args.user!r}")
-            users.update_user(store, args.user, password=_password(args))
+            users.update_user(store, args.user, password=_password(args), by=context.operator_label())
         else:
-            users.update_user(store, args.user, disabled=args.action == "disable")
+            users.update_user(store, args.user, disabled=args.action == "disable", by=context.operator_label())
         print(f"{args.action}: {args.user} done")
         return 0
     except users.UserError as exc:
