@@ -189,39 +189,202 @@ def replay(
     if pings.is_empty() and events.is_empty():
         raise ValueError("nothing to replay")
     tz = ZoneInfo(local_tz)
-    first = min(f["ts"].min() for f in (pings, events) if not f.is_empty())
-    data_day = first.replace(tzinfo=UTC).astimezone(tz).date()
-    shift = timedelta(days=(datetime.now(tz).date() - data_day).days) if to_today else timedelta(0)
-    if shift:
-        pings = pings.with_columns(pl.col("ts") + shift)
-        events = events.with_columns(
-            [pl.col(c) + shift for c in ("ts", "promised_at", "expected_at") if c in events.columns]
-        )
-        first = first + shift
+    if to_today:
+        pings, events = _moved_to_today(pings, events, tz)
+    first = _first_ts(pings, events)
     if start_hour is not None:
-        local_midnight = datetime.combine(
-            first.replace(tzinfo=UTC).astimezone(tz).date(), datetime.min.time(), tz
-        )
-        first = (local_midnight + timedelta(hours=start_hour)).astimezone(UTC).replace(tzinfo=None)
+        first = _local_hour(first, start_hour, tz)
         pings = pings.filter(pl.col("ts") >= first)
         events = events.filter(pl.col("ts") >= first)
     # devices reporting one fix per request, chosen stably by their id
     single = pings["device_id"].hash(seed) % 1000 < int(osmand_share * 1000)
     pings = pings.with_columns(single.alias("_single"))
 
-    report = ReplayReport()
     base = url.rstrip("/")
     phone_url = osmand_url.rstrip("/") + "/" if osmand_url else f"{base}/osmand"
-    auth = {"Authorization": f"Bearer {token}"}
-    work: queue.Queue = queue.Queue(maxsize=clients * 64)
-    lock = threading.Lock()
+    sender = _Sender(base, phone_url, token, clients)
+    sender.start()
+    say(
+        f"replaying {len(pings):,} pings and {len(events):,} parcel events at {speedup:g}x "
+        f"to {base} (max {max_seconds} s)"
+    )
+    t_start = time.monotonic()
+    _play(pings, events, first, speedup, max_seconds, batch_size, sender, t_start)
+    sender.stop()
+    sender.report.elapsed_s = time.monotonic() - t_start
+    for line in sender.report.lines():
+        say(line)
+    return sender.report
 
-    def post(session, path, records, kind):
-        body = orjson.dumps(records)
+
+def _first_ts(pings: pl.DataFrame, events: pl.DataFrame) -> datetime:
+    return min(f["ts"].min() for f in (pings, events) if not f.is_empty())
+
+
+def _last_ts(pings: pl.DataFrame, events: pl.DataFrame) -> datetime:
+    return max(f["ts"].max() for f in (pings, events) if not f.is_empty())
+
+
+def _moved_to_today(
+    pings: pl.DataFrame, events: pl.DataFrame, tz: ZoneInfo
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The records moved by whole days, so that the first one's local day is today."""
+    data_day = _first_ts(pings, events).replace(tzinfo=UTC).astimezone(tz).date()
+    shift = timedelta(days=(datetime.now(tz).date() - data_day).days)
+    if not shift:
+        return pings, events
+    pings = pings.with_columns(pl.col("ts") + shift)
+    events = events.with_columns(
+        [pl.col(c) + shift for c in ("ts", "promised_at", "expected_at") if c in events.columns]
+    )
+    return pings, events
+
+
+def _local_hour(ts: datetime, hour: float, tz: ZoneInfo) -> datetime:
+    """``hour`` hours after the local midnight of ``ts``'s local day (naive UTC in and out).
+
+    Examples
+    --------
+    >>> _local_hour(datetime(2025, 11, 23, 1, 30), 8.5, ZoneInfo("Asia/Shanghai"))
+    datetime.datetime(2025, 11, 23, 0, 30)
+    """
+    local_midnight = datetime.combine(ts.replace(tzinfo=UTC).astimezone(tz).date(), datetime.min.time(), tz)
+    return (local_midnight + timedelta(hours=hour)).astimezone(UTC).replace(tzinfo=None)
+
+
+def _play(
+    pings: pl.DataFrame,
+    events: pl.DataFrame,
+    first: datetime,
+    speedup: float,
+    max_seconds: float | None,
+    batch_size: int,
+    sender: _Sender,
+    t_start: float,
+) -> None:
+    """Hand the records to ``sender`` slice by slice of data time, on the clock."""
+    report = sender.report
+    tick = 1.0  # wall seconds per slice of data
+    data_t = first
+    last = _last_ts(pings, events)
+    while data_t <= last:
+        wall = time.monotonic() - t_start
+        if max_seconds is not None and wall >= max_seconds:
+            break
+        slice_end = data_t + timedelta(seconds=tick * speedup)
+        p = pings.filter((pl.col("ts") >= data_t) & (pl.col("ts") < slice_end))
+        e = events.filter((pl.col("ts") >= data_t) & (pl.col("ts") < slice_end))
+        sender.send_slice(p, e, batch_size)
+        report.pings_sent += len(p)
+        report.events_sent += len(e)
+        data_t = slice_end
+        due = (data_t - first).total_seconds() / speedup
+        now = time.monotonic() - t_start
+        report.lag_s = max(0.0, now - due)
+        if due > now:
+            time.sleep(due - now)
+
+
+def _osmand_query(rec: dict) -> dict:
+    """A fix as the OsmAnd app sends it, in the query (speed in knots).
+
+    Examples
+    --------
+    >>> _osmand_query({"device_id": "d1", "ts": "t", "lat": 22.5, "lng": 114.0, "speed": 1.0})
+    {'id': 'd1', 'lat': 22.5, 'lon': 114.0, 'timestamp': 't', 'speed': 1.94}
+    """
+    params = {"id": rec["device_id"], "lat": rec["lat"], "lon": rec["lng"], "timestamp": rec["ts"]}
+    if rec.get("speed") is not None:
+        params["speed"] = round(rec["speed"] * KNOTS_PER_MPS, 2)
+    if rec.get("heading") is not None:
+        params["bearing"] = rec["heading"]
+    if rec.get("accuracy") is not None:
+        params["accuracy"] = rec["accuracy"]
+    return params
+
+
+def _traccar_json(rec: dict) -> dict:
+    """A fix as the Traccar Client sends it, in a JSON body.
+
+    Examples
+    --------
+    >>> _traccar_json({"device_id": "d1", "ts": "t", "lat": 22.5, "lng": 114.0})["location"]["coords"]
+    {'latitude': 22.5, 'longitude': 114.0, 'speed': None, 'heading': None, 'accuracy': None}
+    """
+    coords = {
+        "latitude": rec["lat"],
+        "longitude": rec["lng"],
+        "speed": rec.get("speed"),
+        "heading": rec.get("heading"),
+        "accuracy": rec.get("accuracy"),
+    }
+    return {"device_id": rec["device_id"], "location": {"timestamp": rec["ts"], "coords": coords}}
+
+
+_REFUSED = "refused for good, kept in quarantine: "
+
+
+class _Sender:
+    """Client threads sending what is queued, counting the server's answers in ``report``."""
+
+    def __init__(self, base: str, phone_url: str, token: str, clients: int):
+        self.base, self.phone_url = base, phone_url
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.report = ReplayReport()
+        self.lock = threading.Lock()
+        self.work: queue.Queue = queue.Queue(maxsize=clients * 64)
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+        self.n_single = 0  # single fixes queued so far: odd ones go in the query form
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def stop(self) -> None:
+        """Wait for everything queued to be sent."""
+        for _ in self.threads:
+            self.work.put(None)
+        for t in self.threads:
+            t.join()
+
+    def send_slice(self, pings: pl.DataFrame, events: pl.DataFrame, batch_size: int) -> None:
+        """Queue a slice of the day: batches of pings and events, single fixes one by one."""
+        batch = _records(pings.filter(~pl.col("_single")).drop("_single"))
+        for i in range(0, len(batch), batch_size):
+            self.work.put(("batch", "/api/v1/pings", batch[i : i + batch_size], "pings"))
+        for rec in _records(pings.filter(pl.col("_single")).drop("_single")):
+            self.n_single += 1
+            self.work.put(("osmand", {**rec, "_n": self.n_single}))
+        ev = _records(events)
+        for i in range(0, len(ev), batch_size):
+            self.work.put(("batch", "/api/v1/events", ev[i : i + batch_size], "parcel_events"))
+
+    def _client(self) -> None:
+        session = requests.Session()
+        while True:
+            item = self.work.get()
+            if item is None:
+                return
+            try:
+                if item[0] == "osmand":
+                    self._osmand(session, item[1])
+                else:
+                    self._post(session, *item[1:])
+            except requests.RequestException as exc:
+                log.warning("request failed: %s", exc)
+                with self.lock:
+                    self.report.requests += 1
+                    self.report.failed_requests += 1
+
+    def _post(self, session, path, records, kind) -> None:
         r = session.post(
-            f"{base}{path}", data=body, headers={**auth, "Content-Type": "application/json"}, timeout=120
+            f"{self.base}{path}",
+            data=orjson.dumps(records),
+            headers={**self.auth, "Content-Type": "application/json"},
+            timeout=120,
         )
-        with lock:
+        report = self.report
+        with self.lock:
             report.requests += 1
             if r.status_code != 200:
                 report.failed_requests += 1
@@ -231,38 +394,23 @@ def replay(
             report.rejected += len(res["rejected"])
             report.reasons.update(x["reason"] for x in res["rejected"])
 
-    def osmand(session, rec):
+    def _osmand(self, session, rec) -> None:
+        """One fix as a phone sends it: half in the query form, half in the JSON form."""
         if int(rec["_n"]) % 2:
-            params = {"id": rec["device_id"], "lat": rec["lat"], "lon": rec["lng"], "timestamp": rec["ts"]}
-            if rec.get("speed") is not None:
-                params["speed"] = round(rec["speed"] * KNOTS_PER_MPS, 2)
-            if rec.get("heading") is not None:
-                params["bearing"] = rec["heading"]
-            if rec.get("accuracy") is not None:
-                params["accuracy"] = rec["accuracy"]
-            r = session.get(phone_url, params=params, headers=auth, timeout=120)
+            r = session.get(self.phone_url, params=_osmand_query(rec), headers=self.auth, timeout=120)
         else:
-            coords = {
-                "latitude": rec["lat"],
-                "longitude": rec["lng"],
-                "speed": rec.get("speed"),
-                "heading": rec.get("heading"),
-                "accuracy": rec.get("accuracy"),
-            }
             r = session.post(
-                phone_url,
+                self.phone_url,
                 timeout=120,
-                data=orjson.dumps(
-                    {"device_id": rec["device_id"], "location": {"timestamp": rec["ts"], "coords": coords}}
-                ),
-                headers={**auth, "Content-Type": "application/json"},
+                data=orjson.dumps(_traccar_json(rec)),
+                headers={**self.auth, "Content-Type": "application/json"},
             )
-        with lock:
+        report = self.report
+        with self.lock:
             report.requests += 1
-            refused = "refused for good, kept in quarantine: "
-            if r.status_code == 200 and r.text.startswith(refused):
+            if r.status_code == 200 and r.text.startswith(_REFUSED):
                 report.rejected += 1  # answered 200 so that the phone goes on; not stored
-                report.reasons.update([r.text.strip()[len(refused) :]])
+                report.reasons.update([r.text.strip()[len(_REFUSED) :]])
             elif r.status_code == 200:
                 report.accepted += 1
             elif r.status_code in (400, 403):
@@ -270,68 +418,6 @@ def replay(
                 report.reasons.update([r.text.strip()])
             else:
                 report.failed_requests += 1
-
-    def client():
-        session = requests.Session()
-        while True:
-            item = work.get()
-            if item is None:
-                return
-            try:
-                if item[0] == "osmand":
-                    osmand(session, item[1])
-                else:
-                    post(session, *item[1:])
-            except requests.RequestException as exc:
-                log.warning("request failed: %s", exc)
-                with lock:
-                    report.requests += 1
-                    report.failed_requests += 1
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    say(
-        f"replaying {len(pings):,} pings and {len(events):,} parcel events at {speedup:g}x "
-        f"to {base} (max {max_seconds} s)"
-    )
-    t_start = time.monotonic()
-    tick = 1.0  # wall seconds per slice of data
-    data_t = first
-    last = max(f["ts"].max() for f in (pings, events) if not f.is_empty())
-    n_single = 0
-    while data_t <= last:
-        wall = time.monotonic() - t_start
-        if max_seconds is not None and wall >= max_seconds:
-            break
-        slice_end = data_t + timedelta(seconds=tick * speedup)
-        p = pings.filter((pl.col("ts") >= data_t) & (pl.col("ts") < slice_end))
-        e = events.filter((pl.col("ts") >= data_t) & (pl.col("ts") < slice_end))
-        batch = _records(p.filter(~pl.col("_single")).drop("_single"))
-        for i in range(0, len(batch), batch_size):
-            work.put(("batch", "/api/v1/pings", batch[i : i + batch_size], "pings"))
-        for rec in _records(p.filter(pl.col("_single")).drop("_single")):
-            n_single += 1
-            work.put(("osmand", {**rec, "_n": n_single}))
-        ev = _records(e)
-        for i in range(0, len(ev), batch_size):
-            work.put(("batch", "/api/v1/events", ev[i : i + batch_size], "parcel_events"))
-        report.pings_sent += len(p)
-        report.events_sent += len(e)
-        data_t = slice_end
-        due = (data_t - first).total_seconds() / speedup
-        now = time.monotonic() - t_start
-        report.lag_s = max(0.0, now - due)
-        if due > now:
-            time.sleep(due - now)
-    for _ in threads:
-        work.put(None)
-    for t in threads:
-        t.join()
-    report.elapsed_s = time.monotonic() - t_start
-    for line in report.lines():
-        say(line)
-    return report
 
 
 def add_arguments(parser) -> None:
