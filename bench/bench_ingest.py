@@ -69,10 +69,19 @@ def prepare(db: Path, devices: int) -> str:
     with Store(db) as store:
         store.save_tree(load_tree())
         ids = [f"bd-{i:05d}" for i in range(devices)] + [f"od-{i:05d}" for i in range(devices)]
-        store.upsert("devices", pl.DataFrame({
-            "device_id": ids, "courier_id": [f"c-{d}" for d in ids], "vehicle_id": [None] * len(ids),
-            "registered_at": [datetime(2026, 1, 1)] * len(ids)},
-            schema_overrides={"vehicle_id": pl.String}), "device_id")
+        store.upsert(
+            "devices",
+            pl.DataFrame(
+                {
+                    "device_id": ids,
+                    "courier_id": [f"c-{d}" for d in ids],
+                    "vehicle_id": [None] * len(ids),
+                    "registered_at": [datetime(2026, 1, 1)] * len(ids),
+                },
+                schema_overrides={"vehicle_id": pl.String},
+            ),
+            "device_id",
+        )
         return create_token(store, "system", "bench")
 
 
@@ -84,12 +93,26 @@ def free_port() -> int:
 
 def start_server(db: Path, port: int, osmand_port: int, threads: int, log: Path) -> subprocess.Popen:
     with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "cli.ingest", "--db", str(db), "--port", str(port),
-                                 "--osmand-port", str(osmand_port),
-                                 *os.environ.get("EMAP_BENCH_SERVER_ARGS", "").split(),
-                                 "--threads", str(threads)], cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                                stderr=err)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cli.ingest",
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+                "--osmand-port",
+                str(osmand_port),
+                *os.environ.get("EMAP_BENCH_SERVER_ARGS", "").split(),
+                "--threads",
+                str(threads),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -172,8 +195,10 @@ class Load:
         if not self.lat:
             return "no acknowledged request"
         ms = np.array(self.lat) * 1000
-        return (f"p50 {np.percentile(ms, 50):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms, "
-                f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms")
+        return (
+            f"p50 {np.percentile(ms, 50):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms, "
+            f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms"
+        )
 
 
 class AsyncLoad(Load):
@@ -203,8 +228,11 @@ class AsyncLoad(Load):
                     t = time.perf_counter()
                     good = False
                     try:
-                        writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
-                                     f"Content-Length: {len(body or b'')}\r\n\r\n".encode() + (body or b""))
+                        writer.write(
+                            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+                            f"Content-Length: {len(body or b'')}\r\n\r\n".encode()
+                            + (body or b"")
+                        )
                         status_line = await reader.readline()
                         length = 0
                         while True:
@@ -275,9 +303,27 @@ def run_wrk(port: int, connections: int, seconds: float, devices: int, work: Pat
     script.write_text(WRK_SCRIPT)
     threads = 2
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:.0f}s", "--timeout", "60s", "-s", str(script),
-         f"http://127.0.0.1:{port}", "--", str(threads), str(devices), str(T0), str(LAT), str(LNG)],
-        capture_output=True, text=True, check=True).stdout
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds:.0f}s",
+            "--timeout",
+            "60s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+            "--",
+            str(threads),
+            str(devices),
+            str(T0),
+            str(LAT),
+            str(LNG),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("EMAP "))
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
 
@@ -298,13 +344,16 @@ def cpu_seconds(pid: int) -> float | None:
 
 def server_stats(port: int) -> str:
     import json
+
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request("GET", "/api/v1/health")
     st = json.loads(c.getresponse().read())
     groups = max(st["groups"], 1)
-    return (f"server: {st['groups']:,} commits, {st['requests'] / groups:.1f} requests and "
-            f"{st['received'] / groups:,.0f} records per commit, {st['commit_ms'] / groups:.1f} ms per commit, "
-            f"writer busy {st['commit_ms'] / 1000:.1f} s")
+    return (
+        f"server: {st['groups']:,} commits, {st['requests'] / groups:.1f} requests and "
+        f"{st['received'] / groups:,.0f} records per commit, {st['commit_ms'] / groups:.1f} ms per commit, "
+        f"writer busy {st['commit_ms'] / 1000:.1f} s"
+    )
 
 
 def main() -> int:
@@ -316,13 +365,25 @@ def main() -> int:
     ap.add_argument("--osmand-seconds", type=float, default=20.0)
     ap.add_argument("--osmand-rate", type=float, default=2_200.0, help="target single requests/s")
     ap.add_argument("--osmand-workers", type=int, default=800, help="phone connections")
-    ap.add_argument("--osmand-client", choices=("auto", "wrk", "python"), default="auto",
-                    help="load generator of the OsmAnd phase (auto: wrk when installed)")
-    ap.add_argument("--osmand-target", choices=("phone", "route"), default="phone",
-                    help="phone: the phone listener's port; route: /osmand on the main port")
+    ap.add_argument(
+        "--osmand-client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator of the OsmAnd phase (auto: wrk when installed)",
+    )
+    ap.add_argument(
+        "--osmand-target",
+        choices=("phone", "route"),
+        default="phone",
+        help="phone: the phone listener's port; route: /osmand on the main port",
+    )
     ap.add_argument("--devices", type=int, default=2000)
-    ap.add_argument("--server-threads", type=int, default=512,
-                    help="request threads: each unanswered phone request holds one")
+    ap.add_argument(
+        "--server-threads",
+        type=int,
+        default=512,
+        help="request threads: each unanswered phone request holds one",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
     args = ap.parse_args()
 
@@ -345,32 +406,58 @@ def main() -> int:
     # per-device JSON prefixes; batch k: n records of distinct devices, all at second T0 + k
     lat = LAT + (np.arange(ndev) % 97) * 4e-4
     lng = LNG + (np.arange(ndev) // 97) * 4e-4
-    prefix = [f'{{"device_id":"bd-{i:05d}","lat":{lat[i]:.6f},"lng":{lng[i]:.6f},"speed":4.2,"ts":'.encode()
-              for i in range(ndev)]
+    prefix = [
+        f'{{"device_id":"bd-{i:05d}","lat":{lat[i]:.6f},"lng":{lng[i]:.6f},"speed":4.2,"ts":'.encode()
+        for i in range(ndev)
+    ]
 
     def batch_request(k):
         first = (k * n) % ndev
         parts = [prefix[(first + i) % ndev] + str(T0 + (k * n + i) // ndev).encode() + b"}" for i in range(n)]
-        return "POST", "/api/v1/pings", b"[" + b",".join(parts) + b"]", {**auth, "Content-Type": "application/json"}
+        return (
+            "POST",
+            "/api/v1/pings",
+            b"[" + b",".join(parts) + b"]",
+            {**auth, "Content-Type": "application/json"},
+        )
 
     def osmand_request(k):
-        q = urlencode({"id": f"od-{k % ndev:05d}", "lat": f"{lat[k % ndev]:.6f}", "lon": f"{lng[k % ndev]:.6f}",
-                       "timestamp": T0 + k // ndev, "speed": 8.1, "bearing": 90, "accuracy": 5})
+        q = urlencode(
+            {
+                "id": f"od-{k % ndev:05d}",
+                "lat": f"{lat[k % ndev]:.6f}",
+                "lon": f"{lng[k % ndev]:.6f}",
+                "timestamp": T0 + k // ndev,
+                "speed": 8.1,
+                "bearing": 90,
+                "accuracy": 5,
+            }
+        )
         return "GET", f"/osmand?{q}", None, {}
 
     try:
         results = {}
         if args.batch_seconds > 0:
             rate = args.batch_rate / n
-            load = Load(port, args.batch_workers, rate, args.batch_seconds,
-                        max_requests=int(rate * args.batch_seconds) + 1)
-            print(f"batches: {n} pings per request, target {args.batch_rate:,.0f} pings/s for "
-                  f"{args.batch_seconds:.0f} s, {args.batch_workers} connections "
-                  f"(load average at start {loadavg()}) ...", flush=True)
+            load = Load(
+                port,
+                args.batch_workers,
+                rate,
+                args.batch_seconds,
+                max_requests=int(rate * args.batch_seconds) + 1,
+            )
+            print(
+                f"batches: {n} pings per request, target {args.batch_rate:,.0f} pings/s for "
+                f"{args.batch_seconds:.0f} s, {args.batch_workers} connections "
+                f"(load average at start {loadavg()}) ...",
+                flush=True,
+            )
             elapsed = load.run(batch_request)
             acked = len(load.ok) * n
-            print(f"  acknowledged {acked:,} pings in {len(load.ok):,} requests over {elapsed:.1f} s = "
-                  f"{acked / elapsed:,.0f} pings/s; failed requests {load.failed}")
+            print(
+                f"  acknowledged {acked:,} pings in {len(load.ok):,} requests over {elapsed:.1f} s = "
+                f"{acked / elapsed:,.0f} pings/s; failed requests {load.failed}"
+            )
             print(f"  ack latency per batch: {load.percentiles()}")
             print(f"  load average at end {loadavg()}")
             print(f"  {server_stats(port)}", flush=True)
@@ -380,38 +467,62 @@ def main() -> int:
             if client == "auto":
                 client = "wrk" if shutil.which("wrk") else "python"
                 if client == "python":
-                    print("OsmAnd: wrk is not installed (apt-get install -y wrk): using the Python client, "
-                          "which shares the CPU with the server; the figure is a lower bound", flush=True)
-            target = (f"the phone listener (port {osmand_port})" if args.osmand_target == "phone"
-                      else f"/osmand on the main port ({osmand_port})")
+                    print(
+                        "OsmAnd: wrk is not installed (apt-get install -y wrk): using the Python client, "
+                        "which shares the CPU with the server; the figure is a lower bound",
+                        flush=True,
+                    )
+            target = (
+                f"the phone listener (port {osmand_port})"
+                if args.osmand_target == "phone"
+                else f"/osmand on the main port ({osmand_port})"
+            )
             print(f"OsmAnd target: {target}; load average at start {loadavg()}", flush=True)
             cpu0 = cpu_seconds(server.pid)
             if client == "wrk":
-                print(f"OsmAnd: single-position GET requests from wrk, {args.osmand_workers} connections, "
-                      f"each sending its next fix once the last is answered, {args.osmand_seconds:.0f} s ...",
-                      flush=True)
+                print(
+                    f"OsmAnd: single-position GET requests from wrk, {args.osmand_workers} connections, "
+                    f"each sending its next fix once the last is answered, {args.osmand_seconds:.0f} s ...",
+                    flush=True,
+                )
                 w = run_wrk(osmand_port, args.osmand_workers, args.osmand_seconds, ndev, tmp)
                 acked, elapsed = w["requests"] - w["non2xx"], w["duration_us"] / 1e6
-                print(f"  acknowledged {acked:,} requests over {elapsed:.1f} s = {acked / elapsed:,.0f} requests/s; "
-                      f"failed {w['non2xx'] + w['timeouts'] + w['errors']} (non-2xx {w['non2xx']}, "
-                      f"timeouts {w['timeouts']}, socket errors {w['errors']})")
-                print(f"  ack latency: p50 {w['p50'] / 1000:.1f} ms, p90 {w['p90'] / 1000:.1f} ms, "
-                      f"p99 {w['p99'] / 1000:.1f} ms, max {w['max'] / 1000:.1f} ms")
+                print(
+                    f"  acknowledged {acked:,} requests over {elapsed:.1f} s = {acked / elapsed:,.0f} requests/s; "
+                    f"failed {w['non2xx'] + w['timeouts'] + w['errors']} (non-2xx {w['non2xx']}, "
+                    f"timeouts {w['timeouts']}, socket errors {w['errors']})"
+                )
+                print(
+                    f"  ack latency: p50 {w['p50'] / 1000:.1f} ms, p90 {w['p90'] / 1000:.1f} ms, "
+                    f"p99 {w['p99'] / 1000:.1f} ms, max {w['max'] / 1000:.1f} ms"
+                )
                 results["osmand"] = acked
             else:
-                load = AsyncLoad(osmand_port, args.osmand_workers, args.osmand_rate, args.osmand_seconds,
-                                 max_requests=int(args.osmand_rate * args.osmand_seconds) + 1)
-                print(f"OsmAnd: single-position GET requests, target {args.osmand_rate:,.0f}/s for "
-                      f"{args.osmand_seconds:.0f} s, {args.osmand_workers} connections ...", flush=True)
+                load = AsyncLoad(
+                    osmand_port,
+                    args.osmand_workers,
+                    args.osmand_rate,
+                    args.osmand_seconds,
+                    max_requests=int(args.osmand_rate * args.osmand_seconds) + 1,
+                )
+                print(
+                    f"OsmAnd: single-position GET requests, target {args.osmand_rate:,.0f}/s for "
+                    f"{args.osmand_seconds:.0f} s, {args.osmand_workers} connections ...",
+                    flush=True,
+                )
                 elapsed = load.run(osmand_request)
-                print(f"  acknowledged {len(load.ok):,} requests over {elapsed:.1f} s = "
-                      f"{len(load.ok) / elapsed:,.0f} requests/s; failed {load.failed}")
+                print(
+                    f"  acknowledged {len(load.ok):,} requests over {elapsed:.1f} s = "
+                    f"{len(load.ok) / elapsed:,.0f} requests/s; failed {load.failed}"
+                )
                 print(f"  ack latency: {load.percentiles()}")
                 results["osmand"] = len(load.ok)
             cpu1 = cpu_seconds(server.pid)
             if cpu0 is not None and cpu1 is not None and results["osmand"]:
-                print(f"  server CPU {cpu1 - cpu0:.1f} s = {1000 * (cpu1 - cpu0) / results['osmand']:.3f} ms "
-                      f"per acknowledged request")
+                print(
+                    f"  server CPU {cpu1 - cpu0:.1f} s = {1000 * (cpu1 - cpu0) / results['osmand']:.3f} ms "
+                    f"per acknowledged request"
+                )
             print(f"  load average at end {loadavg()}")
             print(f"  {server_stats(port)}", flush=True)
     finally:
@@ -423,17 +534,24 @@ def main() -> int:
     with Store(db, read_only=True) as store:
         lost = 0
         if "batch" in results:
-            stored = store.sql("SELECT epoch(ts)::BIGINT - $t0 AS s, count(*) AS n FROM pings "
-                               "WHERE starts_with(device_id, 'bd-') GROUP BY ALL", {"t0": T0})
+            stored = store.sql(
+                "SELECT epoch(ts)::BIGINT - $t0 AS s, count(*) AS n FROM pings "
+                "WHERE starts_with(device_id, 'bd-') GROUP BY ALL",
+                {"t0": T0},
+            )
             acked = pl.DataFrame({"k": results["batch"].ok}, schema={"k": pl.Int64})
             # batch k covers keys k*n .. k*n+n-1; key j is at second j // ndev
-            keys = pl.DataFrame({"j": np.concatenate([np.arange(k * n, k * n + n) for k in acked["k"]])
-                                 if len(acked) else np.array([], dtype=np.int64)})
+            keys = pl.DataFrame(
+                {
+                    "j": np.concatenate([np.arange(k * n, k * n + n) for k in acked["k"]])
+                    if len(acked)
+                    else np.array([], dtype=np.int64)
+                }
+            )
             need = keys.group_by((pl.col("j") // ndev).alias("s")).len("need")
             check = need.join(stored, on="s", how="left").with_columns(pl.col("n").fill_null(0))
             lost += int((check["need"] - check["n"]).clip(0, None).sum() or 0)
-            print(f"check: {int(stored['n'].sum() or 0):,} batch pings stored for "
-                  f"{len(keys):,} acknowledged")
+            print(f"check: {int(stored['n'].sum() or 0):,} batch pings stored for {len(keys):,} acknowledged")
         if "osmand" in results:
             n_os = store.scalar("SELECT count(*) FROM pings WHERE starts_with(device_id, 'od-')")
             print(f"check: {n_os:,} OsmAnd pings stored for {results['osmand']:,} acknowledged")

@@ -40,13 +40,24 @@ _HOUR_US = 3_600_000_000
 #: to the lake's zone-less UTC timestamps only when written).
 _TIME_FIELDS = {"pings": ("ts",), "parcel_events": ("ts", "promised_at", "expected_at")}
 _KEYS = {"pings": ("device_id", "ts"), "parcel_events": ("event_id",)}
-_SPARK_TYPES = {"VARCHAR": "string", "DOUBLE": "double", "FLOAT": "float", "UBIGINT": "long",
-                "TIMESTAMP": "long", "BIGINT": "long", "INTEGER": "int"}
+_SPARK_TYPES = {
+    "VARCHAR": "string",
+    "DOUBLE": "double",
+    "FLOAT": "float",
+    "UBIGINT": "long",
+    "TIMESTAMP": "long",
+    "BIGINT": "long",
+    "INTEGER": "int",
+}
 
 
 # -- session and code shipping ---------------------------------------------------------------
-def session(master: str | None = None, shuffle_partitions: int = 8, extra: dict | None = None,
-            driver_memory: str | None = None):
+def session(
+    master: str | None = None,
+    shuffle_partitions: int = 8,
+    extra: dict | None = None,
+    driver_memory: str | None = None,
+):
     """A Spark session set up for the job: UTC clock, zone-less timestamps in Parquet,
     partition values kept as text. ``driver_memory`` sizes the driver's heap when this
     process starts it (local mode runs every task there); spark-submit sets its own."""
@@ -137,8 +148,9 @@ def _validated_schema(kind: str) -> str:
     raw = RAW_PING_COLUMNS if kind == "pings" else RAW_EVENT_COLUMNS
     types = dict(layout.table_columns(kind))
     cols = [f"{c} {_SPARK_TYPES[types[c]]}" for c in raw]
-    return ", ".join([*cols, "cell long", "_file string", "_row long", "_date string",
-                      "reason string", "raw string"])
+    return ", ".join(
+        [*cols, "cell long", "_file string", "_row long", "_date string", "reason string", "raw string"]
+    )
 
 
 def validate_batches(kind: str, local_tz: str):
@@ -164,17 +176,31 @@ def validate_batches(kind: str, local_tz: str):
             where = frame.select("_file", "_row", "_date").with_row_index("_pos", offset=1)
             records = frame.drop("_file", "_row", "_date").with_row_index("_row", offset=1)
             good, bad = validate.CHECKS[kind](records, local_tz)
-            good = good.with_columns(h3cells.cell_expr("lat", "lng").cast(pl.Int64).alias("cell"),
-                                     *[pl.col(t).dt.epoch("us").alias(t) for t in times])
-            good = (good.join(where, left_on="_row", right_on="_pos", how="left")
-                    .drop("_row").rename({"_row_right": "_row"}))
-            good = good.with_columns(pl.lit(None, pl.String).alias("reason"),
-                                     pl.lit(None, pl.String).alias("raw"))
-            bad = (bad.join(where, left_on="_row", right_on="_pos", how="left")
-                   .drop("_row").rename({"_row_right": "_row"}))
+            good = good.with_columns(
+                h3cells.cell_expr("lat", "lng").cast(pl.Int64).alias("cell"),
+                *[pl.col(t).dt.epoch("us").alias(t) for t in times],
+            )
+            good = (
+                good.join(where, left_on="_row", right_on="_pos", how="left")
+                .drop("_row")
+                .rename({"_row_right": "_row"})
+            )
+            good = good.with_columns(
+                pl.lit(None, pl.String).alias("reason"), pl.lit(None, pl.String).alias("raw")
+            )
+            bad = (
+                bad.join(where, left_on="_row", right_on="_pos", how="left")
+                .drop("_row")
+                .rename({"_row_right": "_row"})
+            )
             bad = bad.with_columns(*[pl.lit(None).alias(c) for c in [*raw_cols, "cell"]])
-            both = pl.concat([good.select(out_cols), bad.select(out_cols).cast(
-                good.select(out_cols).schema, strict=False)], how="vertical")
+            both = pl.concat(
+                [
+                    good.select(out_cols),
+                    bad.select(out_cols).cast(good.select(out_cols).schema, strict=False),
+                ],
+                how="vertical",
+            )
             yield from both.to_arrow().to_batches()
 
     return run
@@ -194,8 +220,10 @@ def locate_batches(branches: list[tuple[str, bytes]]):
         from geo.hierarchy import BranchLocator
 
         ids = [b[0] for b in branches]
-        gdf = gpd.GeoDataFrame({"node_id": ids, "level": ["branch"] * len(ids)},
-                               geometry=shapely.from_wkb([b[1] for b in branches]))
+        gdf = gpd.GeoDataFrame(
+            {"node_id": ids, "level": ["branch"] * len(ids)},
+            geometry=shapely.from_wkb([b[1] for b in branches]),
+        )
         locator = BranchLocator(gdf)
         for batch in batches:
             cells = batch.column("cell").to_numpy(zero_copy_only=False).astype(np.uint64)
@@ -203,14 +231,14 @@ def locate_batches(branches: list[tuple[str, bytes]]):
             found = locator.locate(lat, lng)
             yield pa.RecordBatch.from_arrays(
                 [batch.column("cell"), pa.array(found.tolist(), type=pa.string())],
-                names=["cell", "branch_id"])
+                names=["cell", "branch_id"],
+            )
 
     return run
 
 
 # -- the pipeline -------------------------------------------------------------------------------
-def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
-        say=print) -> dict[str, int]:
+def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai", say=print) -> dict[str, int]:
     """Build and publish ``days`` of ``lake``; returns row counts per output."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -221,12 +249,16 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
     ship_code(spark)
     ref = f"{lake}/reference"
     nodes = spark.read.parquet(f"{ref}/nodes.parquet")
-    divisions = F.broadcast(nodes.filter("level = 'branch'").select(
-        F.col("node_id").alias("branch_id"), "division_id"))
-    branches = [(r.node_id, bytes(r.territory)) for r in
-                nodes.filter("level = 'branch'").select("node_id", "territory").collect()]
-    devices = F.broadcast(spark.read.parquet(f"{ref}/devices.parquet")
-                          .select("device_id", "courier_id", "vehicle_id"))
+    divisions = F.broadcast(
+        nodes.filter("level = 'branch'").select(F.col("node_id").alias("branch_id"), "division_id")
+    )
+    branches = [
+        (r.node_id, bytes(r.territory))
+        for r in nodes.filter("level = 'branch'").select("node_id", "territory").collect()
+    ]
+    devices = F.broadcast(
+        spark.read.parquet(f"{ref}/devices.parquet").select("device_id", "courier_id", "vehicle_id")
+    )
     received = datetime.now(UTC).replace(tzinfo=None)
 
     outputs, refused, cube_parts, presence_parts = {}, [], [], []
@@ -247,28 +279,40 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
         good = good.join(located, "cell", "left")
         if kind == "pings":
             good = good.join(devices, "device_id", "left")
-            reason = (F.when(F.col("courier_id").isNull() & F.col("vehicle_id").isNull(),
-                             F.concat(F.lit("unknown device '"), F.col("device_id"), F.lit("'")))
-                      .when(F.col("branch_id").isNull(),
-                            F.lit("position outside every branch territory")))
+            reason = F.when(
+                F.col("courier_id").isNull() & F.col("vehicle_id").isNull(),
+                F.concat(F.lit("unknown device '"), F.col("device_id"), F.lit("'")),
+            ).when(F.col("branch_id").isNull(), F.lit("position outside every branch territory"))
         else:
-            reason = F.when(F.col("branch_id").isNull(),
-                            F.lit("position outside every branch territory"))
+            reason = F.when(F.col("branch_id").isNull(), F.lit("position outside every branch territory"))
         day_of_ts = F.date_format(F.timestamp_micros("ts"), "yyyy-MM-dd")
-        reason = F.when(day_of_ts != F.col("_date"),
-                        F.concat(F.lit("ts on "), day_of_ts, F.lit(" is outside partition date="),
-                                 F.col("_date"))).otherwise(reason)
+        reason = F.when(
+            day_of_ts != F.col("_date"),
+            F.concat(F.lit("ts on "), day_of_ts, F.lit(" is outside partition date="), F.col("_date")),
+        ).otherwise(reason)
         # Not cached: two broadcast joins over the cached validation are cheaper to redo.
         good = good.withColumn("reason", reason)
         fields = PING_FIELDS if kind == "pings" else EVENT_FIELDS
         # As the store's quarantine: the normalised record without what was derived.
-        derived = ("cell", "branch_id", "courier_id", "vehicle_id") if kind == "pings" else (
-            "cell", "branch_id")
-        later = good.filter("reason IS NOT NULL").withColumn("raw", F.to_json(F.struct(*[
-            _to_timestamp(c) if c in _TIME_FIELDS[kind] else F.col(c)
-            for c in fields if c not in derived])))
-        refused += [_quarantine(checked.filter("reason IS NOT NULL"), kind, received),
-                    _quarantine(later, kind, received)]
+        derived = (
+            ("cell", "branch_id", "courier_id", "vehicle_id") if kind == "pings" else ("cell", "branch_id")
+        )
+        later = good.filter("reason IS NOT NULL").withColumn(
+            "raw",
+            F.to_json(
+                F.struct(
+                    *[
+                        _to_timestamp(c) if c in _TIME_FIELDS[kind] else F.col(c)
+                        for c in fields
+                        if c not in derived
+                    ]
+                )
+            ),
+        )
+        refused += [
+            _quarantine(checked.filter("reason IS NOT NULL"), kind, received),
+            _quarantine(later, kind, received),
+        ]
         # Re-sent records are stored once. As in the store, which copy of a record id is
         # kept is not defined (re-sent copies are the same record). The shuffle carries
         # only what the record itself holds: what was derived from its device and cell
@@ -283,40 +327,65 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
         say(f"{kind}: {fresh.count():,} records kept after re-sent copies ({time.perf_counter() - t0:.1f}s)")
         outputs[f"clean_{kind}"] = fresh.select(
             *[_to_timestamp(c) if c in _TIME_FIELDS[kind] else F.col(c) for c in fields],
-            day_of_ts.alias("date"), "division_id")
+            day_of_ts.alias("date"),
+            "division_id",
+        )
         hour = F.expr(f"ts div {_HOUR_US} * {_HOUR_US}").alias("hour")
         if kind == "pings":
             cube_parts.append(fresh.groupBy(hour, "cell", "branch_id").agg(F.count("*").alias("pings")))
-            presence_parts.append(fresh.select(
-                hour, "cell", "branch_id", F.coalesce("courier_id", "vehicle_id").alias("actor_id"),
-                F.when(F.col("courier_id").isNotNull(), "courier").otherwise("vehicle")
-                .alias("actor_kind")).distinct())
+            presence_parts.append(
+                fresh.select(
+                    hour,
+                    "cell",
+                    "branch_id",
+                    F.coalesce("courier_id", "vehicle_id").alias("actor_id"),
+                    F.when(F.col("courier_id").isNotNull(), "courier")
+                    .otherwise("vehicle")
+                    .alias("actor_kind"),
+                ).distinct()
+            )
         else:
             delivered = F.col("kind") == "delivered"
-            cube_parts.append(fresh.groupBy(hour, "cell", "branch_id").agg(
-                _count_if(F.col("kind") == "pickup").alias("pickups"),
-                _count_if(delivered).alias("deliveries"),
-                _count_if(delivered & (F.col("ts") <= F.col("promised_at"))).alias("on_time"),
-                _count_if(delivered & (F.col("ts") > F.col("promised_at"))).alias("late"),
-                F.count("*").alias("scans")))
+            cube_parts.append(
+                fresh.groupBy(hour, "cell", "branch_id").agg(
+                    _count_if(F.col("kind") == "pickup").alias("pickups"),
+                    _count_if(delivered).alias("deliveries"),
+                    _count_if(delivered & (F.col("ts") <= F.col("promised_at"))).alias("on_time"),
+                    _count_if(delivered & (F.col("ts") > F.col("promised_at"))).alias("late"),
+                    F.count("*").alias("scans"),
+                )
+            )
 
     if not cube_parts:
         # Nothing to build from: leave the lake as it is rather than empty those days.
         say(f"no raw partitions for {', '.join(days)} under {lake}/raw: nothing changed")
         return {}
-    presence = (presence_parts[0] if presence_parts else
-                spark.createDataFrame([], "hour long, cell long, branch_id string, "
-                                          "actor_id string, actor_kind string"))
+    presence = (
+        presence_parts[0]
+        if presence_parts
+        else spark.createDataFrame(
+            [], "hour long, cell long, branch_id string, actor_id string, actor_kind string"
+        )
+    )
     presence = presence.persist(StorageLevel.MEMORY_AND_DISK)
     fine_hourly = _hourly(cube_parts, presence).persist(StorageLevel.MEMORY_AND_DISK)
     coarse_cell = _parent(F.col("cell"), layout.COARSE_RES).alias("cell")
-    coarse_presence = presence.select("hour", coarse_cell, "branch_id", "actor_id",
-                                      "actor_kind").distinct()
+    coarse_presence = presence.select("hour", coarse_cell, "branch_id", "actor_id", "actor_kind").distinct()
     coarse_presence = coarse_presence.persist(StorageLevel.MEMORY_AND_DISK)
-    coarse_hourly = _hourly([fine_hourly.groupBy("hour", coarse_cell, "branch_id").agg(
-        *[F.sum(c).alias(c) for c in CUBE_COUNTS])], coarse_presence)
-    for name, frame in (("fine_hourly", fine_hourly), ("fine_presence", presence),
-                        ("coarse_hourly", coarse_hourly), ("coarse_presence", coarse_presence)):
+    coarse_hourly = _hourly(
+        [
+            fine_hourly.groupBy("hour", coarse_cell, "branch_id").agg(
+                *[F.sum(c).alias(c) for c in CUBE_COUNTS]
+            )
+        ],
+        coarse_presence,
+    )
+    for name, frame in (
+        ("fine_hourly", fine_hourly),
+        ("fine_presence", presence),
+        ("coarse_hourly", coarse_hourly),
+        ("coarse_presence", coarse_presence),
+    ):
         outputs[name] = _with_day(frame.join(divisions, "branch_id", "left"))
     if refused:
         outputs["quarantine"] = _union(refused)
@@ -328,8 +397,7 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai",
         ds = layout.DATASETS[name]
         frame.write.mode("overwrite").partitionBy(*ds.partitions).parquet(ds.root(staging))
         # Counted from the files' footers: computing the frame again would cost as much.
-        counts[name] = (spark.read.parquet(ds.root(staging)).count()
-                        if files.days(ds.root(staging)) else 0)
+        counts[name] = spark.read.parquet(ds.root(staging)).count() if files.days(ds.root(staging)) else 0
         say(f"{name}: {counts[name]:,} rows ({time.perf_counter() - t0:.1f}s)")
     layout.publish_days(staging, lake, days, files)
     files.delete(staging)
@@ -346,10 +414,14 @@ def _validated(spark, lake: str, kind: str, days: list[str], local_tz: str):
     present = [d for d in days if files.exists(f"{root}/date={d}")]
     if not present:
         return None
-    raw = (spark.read.option("basePath", root).parquet(*[f"{root}/date={d}" for d in present])
-           .withColumn("_file", F.col("_metadata.file_path"))
-           .withColumn("_row", F.col("_metadata.row_index") + 1)
-           .withColumnRenamed("date", "_date").drop("division_id"))
+    raw = (
+        spark.read.option("basePath", root)
+        .parquet(*[f"{root}/date={d}" for d in present])
+        .withColumn("_file", F.col("_metadata.file_path"))
+        .withColumn("_row", F.col("_metadata.row_index") + 1)
+        .withColumnRenamed("date", "_date")
+        .drop("division_id")
+    )
     return raw.mapInArrow(validate_batches(kind, local_tz), _validated_schema(kind))
 
 
@@ -358,8 +430,13 @@ def _quarantine(frame, kind: str, received: datetime):
 
     return frame.select(
         F.lit(received).cast("timestamp_ntz").alias("received_at"),
-        F.col("_file").alias("source"), F.col("_row").alias("row_number"),
-        F.lit(kind).alias("record_kind"), "reason", "raw", F.col("_date").alias("date"))
+        F.col("_file").alias("source"),
+        F.col("_row").alias("row_number"),
+        F.lit(kind).alias("record_kind"),
+        "reason",
+        "raw",
+        F.col("_date").alias("date"),
+    )
 
 
 def _count_if(cond):
@@ -392,15 +469,20 @@ def _hourly(parts, presence):
     keys = ["hour", "cell", "branch_id"]
     counts = presence.groupBy(*keys).agg(
         _count_if(F.col("actor_kind") == "courier").alias("couriers"),
-        _count_if(F.col("actor_kind") == "vehicle").alias("vehicles"))
+        _count_if(F.col("actor_kind") == "vehicle").alias("vehicles"),
+    )
     frame = parts[0]
     for part in parts[1:]:
         frame = frame.join(part, keys, "full")
     frame = frame.join(counts, keys, "left")
     cols = ["pings", "couriers", "vehicles", "pickups", "deliveries", "on_time", "late", "scans"]
-    return frame.select(*keys, *[
-        (F.coalesce(F.col(c), F.lit(0)) if c in frame.columns else F.lit(0)).cast("long").alias(c)
-        for c in cols])
+    return frame.select(
+        *keys,
+        *[
+            (F.coalesce(F.col(c), F.lit(0)) if c in frame.columns else F.lit(0)).cast("long").alias(c)
+            for c in cols
+        ],
+    )
 
 
 def _with_day(frame):
@@ -408,7 +490,8 @@ def _with_day(frame):
 
     hour = F.timestamp_micros("hour")
     return frame.withColumn("date", F.date_format(hour, "yyyy-MM-dd")).withColumn(
-        "hour", hour.cast("timestamp_ntz"))
+        "hour", hour.cast("timestamp_ntz")
+    )
 
 
 def _union(frames):
@@ -421,21 +504,38 @@ def _union(frames):
 # -- command line -------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", required=True, help="lake root (a path or a URI: hdfs://, s3a://, file://)")
-    p.add_argument("--date", dest="dates", action="append", required=True,
-                   help="UTC day to build, YYYY-MM-DD (repeat for several)")
-    p.add_argument("--master", help="Spark master URL, e.g. local[2], spark://host:7077, yarn "
-                                    "(default: what spark-submit gives, else local[*])")
-    p.add_argument("--shuffle-partitions", type=int, default=8,
-                   help="spark.sql.shuffle.partitions (default 8; raise on a cluster)")
-    p.add_argument("--driver-memory", default="4g",
-                   help="driver heap when this command starts Spark (local mode: all tasks run there)")
-    p.add_argument("--local-tz", default="Asia/Shanghai",
-                   help="zone of timestamps that carry none (the import rule)")
+    p.add_argument(
+        "--date",
+        dest="dates",
+        action="append",
+        required=True,
+        help="UTC day to build, YYYY-MM-DD (repeat for several)",
+    )
+    p.add_argument(
+        "--master",
+        help="Spark master URL, e.g. local[2], spark://host:7077, yarn "
+        "(default: what spark-submit gives, else local[*])",
+    )
+    p.add_argument(
+        "--shuffle-partitions",
+        type=int,
+        default=8,
+        help="spark.sql.shuffle.partitions (default 8; raise on a cluster)",
+    )
+    p.add_argument(
+        "--driver-memory",
+        default="4g",
+        help="driver heap when this command starts Spark (local mode: all tasks run there)",
+    )
+    p.add_argument(
+        "--local-tz", default="Asia/Shanghai", help="zone of timestamps that carry none (the import rule)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lake/spark_job.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="lake/spark_job.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(p)
     args = p.parse_args(argv)
     return submit(args)
@@ -452,19 +552,32 @@ def submit(args) -> int:
             return 2
     lake = args.lake if "://" in args.lake else str(Path(args.lake).resolve())
     if "://" not in args.lake and not (Path(lake) / "reference" / "nodes.parquet").is_file():
-        print(f"{lake}: no reference/nodes.parquet; write the reference tables first "
-              "('python app.py lake export --reference-only')", file=sys.stderr)
+        print(
+            f"{lake}: no reference/nodes.parquet; write the reference tables first "
+            "('python app.py lake export --reference-only')",
+            file=sys.stderr,
+        )
         return 2
-    spark = session(args.master or os.environ.get("MASTER") or None, args.shuffle_partitions,
-                    driver_memory=args.driver_memory)
+    spark = session(
+        args.master or os.environ.get("MASTER") or None,
+        args.shuffle_partitions,
+        driver_memory=args.driver_memory,
+    )
     t0 = time.perf_counter()
     try:
-        counts = run(spark, lake, args.dates, args.local_tz,
-                     say=lambda m: print(f"[{time.perf_counter() - t0:6.1f}s] {m}", flush=True))
+        counts = run(
+            spark,
+            lake,
+            args.dates,
+            args.local_tz,
+            say=lambda m: print(f"[{time.perf_counter() - t0:6.1f}s] {m}", flush=True),
+        )
     finally:
         spark.stop()
-    print(f"built {', '.join(sorted(args.dates))} in {time.perf_counter() - t0:.1f}s: "
-          + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    print(
+        f"built {', '.join(sorted(args.dates))} in {time.perf_counter() - t0:.1f}s: "
+        + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    )
     return 0
 
 
