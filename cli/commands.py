@@ -30,6 +30,7 @@ COMMANDS = {
     "backtest": ("cli.forecast", "replay a day hour by hour and score the workload forecast"),
     "simulate": ("cli.forecast", "apply dispatch suggestions over a day and compare before/after"),
     "status": ("cli.status", "show what the store holds"),
+    "backup": ("cli.backup", "write a consistent copy of the store, also while a server runs"),
     "ingest": ("cli.ingest", "serve only the ingest API and the phone listener (a dedicated ingest port)"),
     "lake": ("cli.lake", "Parquet lake: export, build days with Spark (lake spark), copy, list"),
 }

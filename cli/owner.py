@@ -57,6 +57,7 @@ THROUGH_OWNER = (
     "tokens",
     "devices",
     "status",
+    "backup",
     "export",
     "backtest",
     "simulate",
@@ -347,7 +348,7 @@ def plan(argv: list[str], args) -> Transfer:
         return Transfer(uploads=[i for i, a in enumerate(argv) if i > 0 and a in args.files])
     if args.command == "devices" and getattr(args, "file", None):
         return Transfer(uploads=[argv.index(args.file, 1)])
-    if args.command == "export":
+    if args.command in ("export", "backup"):
         return Transfer(downloads=[_value_index(argv, "--out")])
     if args.command == "lake" and args.lake_action == "export":
         return Transfer(paths=[_value_index(argv, "--lake")])

@@ -132,6 +132,25 @@ def test_backtest_simulate_and_lake_export(served, tmp_path):
     assert (lake / "reference").is_dir()
 
 
+def test_a_backup_taken_while_serving_restores_to_the_same_store(served, tmp_path):
+    backup = tmp_path / "backup.duckdb"
+    done = emap(served, "backup", "--out", str(backup))
+    assert done.returncode == 0, done.stderr
+    assert str(backup) in done.stdout
+    served_counts = dict(
+        (line.split()[0], int(line.split()[1].replace(",", "")))
+        for line in emap(served, "status").stdout.splitlines()[1:]
+    )
+    restored = tmp_path / "restored" / "emap.duckdb"  # restoring is putting the file in place
+    restored.parent.mkdir()
+    shutil.copy(backup, restored)
+    with Store(restored, read_only=True) as store:
+        assert store.counts() == served_counts
+        assert store.scalar("SELECT count(*) FROM users WHERE user_id = 'ops-anna'") == 1
+    again = emap(served, "backup", "--out", str(backup))
+    assert again.returncode == 2 and "never overwrites" in again.stderr
+
+
 def test_demo_on_a_served_store_stops_and_says_why(served):
     done = emap(served, "demo", "--size", "small")
     assert done.returncode == 2

@@ -139,6 +139,23 @@ class Store:
             "UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary").fetchall()]
         return {n: self.scalar(f"SELECT count(*) FROM {n}") for n in sorted(names)}
 
+    def backup_to(self, path: str | Path) -> None:
+        """Write a consistent copy of the whole store to a new DuckDB file at ``path``.
+
+        The copy is one read transaction (a snapshot): ingest and the dashboard go on
+        while it is taken, and it holds every commit acknowledged before it began.
+        """
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f"{path} exists: a backup never overwrites a file")
+        con = self.cursor()
+        source = con.execute("SELECT current_database()").fetchone()[0]
+        con.execute("ATTACH ? AS emap_backup", [str(path)])
+        try:
+            con.execute(f'COPY FROM DATABASE "{source}" TO emap_backup')
+        finally:
+            con.execute("DETACH emap_backup")
+
     # -- the tree -----------------------------------------------------------------------
     def has_tree(self) -> bool:
         return self.scalar("SELECT count(*) FROM nodes") > 0

@@ -1,0 +1,34 @@
+"""``python app.py backup``: a consistent copy of the store, taken while it serves.
+
+With a server running, the copy is taken inside it (through the owner channel) and
+streamed to ``--out``; without one, here. Restoring is copying the file back in place of
+the store with the server stopped (``docs/deploy.md``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from cli.store import open_store
+from config import Settings
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", required=True, help="the backup file to write (a new DuckDB file)")
+
+
+def run(args, settings: Settings) -> int:
+    out = Path(args.out)
+    if out.exists():
+        print(f"error: {out} exists: a backup never overwrites a file", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    store = open_store(settings)
+    try:
+        store.backup_to(out)
+    finally:
+        store.close()
+    print(f"backed up {settings.db_path} to {out} ({out.stat().st_size:,} bytes) in {time.perf_counter() - t0:.1f}s")
+    return 0
