@@ -356,7 +356,7 @@ def server_stats(port: int) -> str:
     )
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch-seconds", type=float, default=60.0)
     ap.add_argument("--batch-rate", type=float, default=22_000.0, help="target pings/s in batches")
@@ -385,8 +385,205 @@ def main() -> int:
         help="request threads: each unanswered phone request holds one",
     )
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+class Requests:
+    """The k-th request of each phase: batch k holds ``n`` records of distinct devices
+    ``bd-*``, all at second ``T0 + k * n // ndev``; single fix k is of device ``od-*``."""
+
+    def __init__(self, token: str, n: int, ndev: int):
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.n, self.ndev = n, ndev
+        self.lat = LAT + (np.arange(ndev) % 97) * 4e-4
+        self.lng = LNG + (np.arange(ndev) // 97) * 4e-4
+        # per-device JSON prefixes
+        self.prefix = [
+            f'{{"device_id":"bd-{i:05d}","lat":{self.lat[i]:.6f},"lng":{self.lng[i]:.6f},"speed":4.2,"ts":'.encode()
+            for i in range(ndev)
+        ]
+
+    def batch(self, k):
+        n, ndev, prefix = self.n, self.ndev, self.prefix
+        first = (k * n) % ndev
+        parts = [prefix[(first + i) % ndev] + str(T0 + (k * n + i) // ndev).encode() + b"}" for i in range(n)]
+        return (
+            "POST",
+            "/api/v1/pings",
+            b"[" + b",".join(parts) + b"]",
+            {**self.auth, "Content-Type": "application/json"},
+        )
+
+    def osmand(self, k):
+        d = k % self.ndev
+        q = urlencode(
+            {
+                "id": f"od-{d:05d}",
+                "lat": f"{self.lat[d]:.6f}",
+                "lon": f"{self.lng[d]:.6f}",
+                "timestamp": T0 + k // self.ndev,
+                "speed": 8.1,
+                "bearing": 90,
+                "accuracy": 5,
+            }
+        )
+        return "GET", f"/osmand?{q}", None, {}
+
+
+def batch_phase(args, port: int, requests: Requests) -> Load:
+    """Paced batches for ``--batch-seconds``; the load with its acknowledged batches."""
+    n = args.batch_size
+    rate = args.batch_rate / n
+    load = Load(
+        port,
+        args.batch_workers,
+        rate,
+        args.batch_seconds,
+        max_requests=int(rate * args.batch_seconds) + 1,
+    )
+    print(
+        f"batches: {n} pings per request, target {args.batch_rate:,.0f} pings/s for "
+        f"{args.batch_seconds:.0f} s, {args.batch_workers} connections "
+        f"(load average at start {loadavg()}) ...",
+        flush=True,
+    )
+    elapsed = load.run(requests.batch)
+    acked = len(load.ok) * n
+    print(
+        f"  acknowledged {acked:,} pings in {len(load.ok):,} requests over {elapsed:.1f} s = "
+        f"{acked / elapsed:,.0f} pings/s; failed requests {load.failed}"
+    )
+    print(f"  ack latency per batch: {load.percentiles()}")
+    print(f"  load average at end {loadavg()}")
+    print(f"  {server_stats(port)}", flush=True)
+    return load
+
+
+def osmand_phase(
+    args, server: subprocess.Popen, main_port: int, port: int, requests: Requests, tmp: Path
+) -> int:
+    """Single OsmAnd requests to ``port`` for ``--osmand-seconds``; how many were
+    acknowledged. The server's counters come from ``main_port``."""
+    client = args.osmand_client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+        if client == "python":
+            print(
+                "OsmAnd: wrk is not installed (apt-get install -y wrk): using the Python client, "
+                "which shares the CPU with the server; the figure is a lower bound",
+                flush=True,
+            )
+    target = (
+        f"the phone listener (port {port})"
+        if args.osmand_target == "phone"
+        else f"/osmand on the main port ({port})"
+    )
+    print(f"OsmAnd target: {target}; load average at start {loadavg()}", flush=True)
+    cpu0 = cpu_seconds(server.pid)
+    if client == "wrk":
+        acked = osmand_wrk(args, port, tmp)
+    else:
+        acked = osmand_python(args, port, requests)
+    cpu1 = cpu_seconds(server.pid)
+    if cpu0 is not None and cpu1 is not None and acked:
+        print(
+            f"  server CPU {cpu1 - cpu0:.1f} s = {1000 * (cpu1 - cpu0) / acked:.3f} ms per acknowledged request"
+        )
+    print(f"  load average at end {loadavg()}")
+    print(f"  {server_stats(main_port)}", flush=True)
+    return acked
+
+
+def osmand_wrk(args, port: int, tmp: Path) -> int:
+    print(
+        f"OsmAnd: single-position GET requests from wrk, {args.osmand_workers} connections, "
+        f"each sending its next fix once the last is answered, {args.osmand_seconds:.0f} s ...",
+        flush=True,
+    )
+    w = run_wrk(port, args.osmand_workers, args.osmand_seconds, args.devices, tmp)
+    acked, elapsed = w["requests"] - w["non2xx"], w["duration_us"] / 1e6
+    print(
+        f"  acknowledged {acked:,} requests over {elapsed:.1f} s = {acked / elapsed:,.0f} requests/s; "
+        f"failed {w['non2xx'] + w['timeouts'] + w['errors']} (non-2xx {w['non2xx']}, "
+        f"timeouts {w['timeouts']}, socket errors {w['errors']})"
+    )
+    print(
+        f"  ack latency: p50 {w['p50'] / 1000:.1f} ms, p90 {w['p90'] / 1000:.1f} ms, "
+        f"p99 {w['p99'] / 1000:.1f} ms, max {w['max'] / 1000:.1f} ms"
+    )
+    return acked
+
+
+def osmand_python(args, port: int, requests: Requests) -> int:
+    load = AsyncLoad(
+        port,
+        args.osmand_workers,
+        args.osmand_rate,
+        args.osmand_seconds,
+        max_requests=int(args.osmand_rate * args.osmand_seconds) + 1,
+    )
+    print(
+        f"OsmAnd: single-position GET requests, target {args.osmand_rate:,.0f}/s for "
+        f"{args.osmand_seconds:.0f} s, {args.osmand_workers} connections ...",
+        flush=True,
+    )
+    elapsed = load.run(requests.osmand)
+    print(
+        f"  acknowledged {len(load.ok):,} requests over {elapsed:.1f} s = "
+        f"{len(load.ok) / elapsed:,.0f} requests/s; failed {load.failed}"
+    )
+    print(f"  ack latency: {load.percentiles()}")
+    return len(load.ok)
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def count_lost(db: Path, results: dict, n: int, ndev: int) -> int:
+    """Acknowledged records that the stopped server's store does not hold."""
+    with Store(db, read_only=True) as store:
+        lost = 0
+        if "batch" in results:
+            lost += lost_batch_pings(store, results["batch"].ok, n, ndev)
+        if "osmand" in results:
+            n_os = store.scalar("SELECT count(*) FROM pings WHERE starts_with(device_id, 'od-')")
+            print(f"check: {n_os:,} OsmAnd pings stored for {results['osmand']:,} acknowledged")
+            lost += max(0, results["osmand"] - n_os)
+        cube = store.scalar("SELECT sum(pings) FROM cube_hourly")
+        total = store.scalar("SELECT count(*) FROM pings")
+        print(f"check: cube total {cube:,} = pings table {total:,}: {cube == total}")
+    return lost
+
+
+def lost_batch_pings(store: Store, ok: list[int], n: int, ndev: int) -> int:
+    """Pings of the acknowledged batches ``ok`` missing from the store, by second."""
+    stored = store.sql(
+        "SELECT epoch(ts)::BIGINT - $t0 AS s, count(*) AS n FROM pings "
+        "WHERE starts_with(device_id, 'bd-') GROUP BY ALL",
+        {"t0": T0},
+    )
+    acked = pl.DataFrame({"k": ok}, schema={"k": pl.Int64})
+    # batch k covers keys k*n .. k*n+n-1; key j is at second j // ndev
+    keys = pl.DataFrame(
+        {
+            "j": np.concatenate([np.arange(k * n, k * n + n) for k in acked["k"]])
+            if len(acked)
+            else np.array([], dtype=np.int64)
+        }
+    )
+    need = keys.group_by((pl.col("j") // ndev).alias("s")).len("need")
+    check = need.join(stored, on="s", how="left").with_columns(pl.col("n").fill_null(0))
+    print(f"check: {int(stored['n'].sum() or 0):,} batch pings stored for {len(keys):,} acknowledged")
+    return int((check["need"] - check["n"]).clip(0, None).sum() or 0)
+
+
+def main() -> int:
+    args = parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="emap-bench-"))
     db = tmp / "bench.duckdb"
     print(f"machine: {machine()}")
@@ -400,165 +597,16 @@ def main() -> int:
         threads = max(threads, args.osmand_workers + 64)
     server = start_server(db, port, phone_port, threads, tmp / "server.log")
     osmand_port = phone_port if args.osmand_target == "phone" else port
-    auth = {"Authorization": f"Bearer {token}"}
-    n = args.batch_size
-    ndev = args.devices
-    # per-device JSON prefixes; batch k: n records of distinct devices, all at second T0 + k
-    lat = LAT + (np.arange(ndev) % 97) * 4e-4
-    lng = LNG + (np.arange(ndev) // 97) * 4e-4
-    prefix = [
-        f'{{"device_id":"bd-{i:05d}","lat":{lat[i]:.6f},"lng":{lng[i]:.6f},"speed":4.2,"ts":'.encode()
-        for i in range(ndev)
-    ]
-
-    def batch_request(k):
-        first = (k * n) % ndev
-        parts = [prefix[(first + i) % ndev] + str(T0 + (k * n + i) // ndev).encode() + b"}" for i in range(n)]
-        return (
-            "POST",
-            "/api/v1/pings",
-            b"[" + b",".join(parts) + b"]",
-            {**auth, "Content-Type": "application/json"},
-        )
-
-    def osmand_request(k):
-        q = urlencode(
-            {
-                "id": f"od-{k % ndev:05d}",
-                "lat": f"{lat[k % ndev]:.6f}",
-                "lon": f"{lng[k % ndev]:.6f}",
-                "timestamp": T0 + k // ndev,
-                "speed": 8.1,
-                "bearing": 90,
-                "accuracy": 5,
-            }
-        )
-        return "GET", f"/osmand?{q}", None, {}
-
+    requests = Requests(token, args.batch_size, args.devices)
+    results = {}
     try:
-        results = {}
         if args.batch_seconds > 0:
-            rate = args.batch_rate / n
-            load = Load(
-                port,
-                args.batch_workers,
-                rate,
-                args.batch_seconds,
-                max_requests=int(rate * args.batch_seconds) + 1,
-            )
-            print(
-                f"batches: {n} pings per request, target {args.batch_rate:,.0f} pings/s for "
-                f"{args.batch_seconds:.0f} s, {args.batch_workers} connections "
-                f"(load average at start {loadavg()}) ...",
-                flush=True,
-            )
-            elapsed = load.run(batch_request)
-            acked = len(load.ok) * n
-            print(
-                f"  acknowledged {acked:,} pings in {len(load.ok):,} requests over {elapsed:.1f} s = "
-                f"{acked / elapsed:,.0f} pings/s; failed requests {load.failed}"
-            )
-            print(f"  ack latency per batch: {load.percentiles()}")
-            print(f"  load average at end {loadavg()}")
-            print(f"  {server_stats(port)}", flush=True)
-            results["batch"] = load
+            results["batch"] = batch_phase(args, port, requests)
         if args.osmand_seconds > 0:
-            client = args.osmand_client
-            if client == "auto":
-                client = "wrk" if shutil.which("wrk") else "python"
-                if client == "python":
-                    print(
-                        "OsmAnd: wrk is not installed (apt-get install -y wrk): using the Python client, "
-                        "which shares the CPU with the server; the figure is a lower bound",
-                        flush=True,
-                    )
-            target = (
-                f"the phone listener (port {osmand_port})"
-                if args.osmand_target == "phone"
-                else f"/osmand on the main port ({osmand_port})"
-            )
-            print(f"OsmAnd target: {target}; load average at start {loadavg()}", flush=True)
-            cpu0 = cpu_seconds(server.pid)
-            if client == "wrk":
-                print(
-                    f"OsmAnd: single-position GET requests from wrk, {args.osmand_workers} connections, "
-                    f"each sending its next fix once the last is answered, {args.osmand_seconds:.0f} s ...",
-                    flush=True,
-                )
-                w = run_wrk(osmand_port, args.osmand_workers, args.osmand_seconds, ndev, tmp)
-                acked, elapsed = w["requests"] - w["non2xx"], w["duration_us"] / 1e6
-                print(
-                    f"  acknowledged {acked:,} requests over {elapsed:.1f} s = {acked / elapsed:,.0f} requests/s; "
-                    f"failed {w['non2xx'] + w['timeouts'] + w['errors']} (non-2xx {w['non2xx']}, "
-                    f"timeouts {w['timeouts']}, socket errors {w['errors']})"
-                )
-                print(
-                    f"  ack latency: p50 {w['p50'] / 1000:.1f} ms, p90 {w['p90'] / 1000:.1f} ms, "
-                    f"p99 {w['p99'] / 1000:.1f} ms, max {w['max'] / 1000:.1f} ms"
-                )
-                results["osmand"] = acked
-            else:
-                load = AsyncLoad(
-                    osmand_port,
-                    args.osmand_workers,
-                    args.osmand_rate,
-                    args.osmand_seconds,
-                    max_requests=int(args.osmand_rate * args.osmand_seconds) + 1,
-                )
-                print(
-                    f"OsmAnd: single-position GET requests, target {args.osmand_rate:,.0f}/s for "
-                    f"{args.osmand_seconds:.0f} s, {args.osmand_workers} connections ...",
-                    flush=True,
-                )
-                elapsed = load.run(osmand_request)
-                print(
-                    f"  acknowledged {len(load.ok):,} requests over {elapsed:.1f} s = "
-                    f"{len(load.ok) / elapsed:,.0f} requests/s; failed {load.failed}"
-                )
-                print(f"  ack latency: {load.percentiles()}")
-                results["osmand"] = len(load.ok)
-            cpu1 = cpu_seconds(server.pid)
-            if cpu0 is not None and cpu1 is not None and results["osmand"]:
-                print(
-                    f"  server CPU {cpu1 - cpu0:.1f} s = {1000 * (cpu1 - cpu0) / results['osmand']:.3f} ms "
-                    f"per acknowledged request"
-                )
-            print(f"  load average at end {loadavg()}")
-            print(f"  {server_stats(port)}", flush=True)
+            results["osmand"] = osmand_phase(args, server, port, osmand_port, requests, tmp)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    with Store(db, read_only=True) as store:
-        lost = 0
-        if "batch" in results:
-            stored = store.sql(
-                "SELECT epoch(ts)::BIGINT - $t0 AS s, count(*) AS n FROM pings "
-                "WHERE starts_with(device_id, 'bd-') GROUP BY ALL",
-                {"t0": T0},
-            )
-            acked = pl.DataFrame({"k": results["batch"].ok}, schema={"k": pl.Int64})
-            # batch k covers keys k*n .. k*n+n-1; key j is at second j // ndev
-            keys = pl.DataFrame(
-                {
-                    "j": np.concatenate([np.arange(k * n, k * n + n) for k in acked["k"]])
-                    if len(acked)
-                    else np.array([], dtype=np.int64)
-                }
-            )
-            need = keys.group_by((pl.col("j") // ndev).alias("s")).len("need")
-            check = need.join(stored, on="s", how="left").with_columns(pl.col("n").fill_null(0))
-            lost += int((check["need"] - check["n"]).clip(0, None).sum() or 0)
-            print(f"check: {int(stored['n'].sum() or 0):,} batch pings stored for {len(keys):,} acknowledged")
-        if "osmand" in results:
-            n_os = store.scalar("SELECT count(*) FROM pings WHERE starts_with(device_id, 'od-')")
-            print(f"check: {n_os:,} OsmAnd pings stored for {results['osmand']:,} acknowledged")
-            lost += max(0, results["osmand"] - n_os)
-        cube = store.scalar("SELECT sum(pings) FROM cube_hourly")
-        total = store.scalar("SELECT count(*) FROM pings")
-        print(f"check: cube total {cube:,} = pings table {total:,}: {cube == total}")
+        stop(server)
+    lost = count_lost(db, results, args.batch_size, args.devices)
     print(f"LOST acknowledged records: {lost}")
     if not args.keep:
         for p in tmp.iterdir():
