@@ -141,7 +141,19 @@ def wait_idle(page, timer_count, quiet=0.4, timeout=20.0, busy=lambda: 0):
             return
 
 
-def main(argv=None):
+HEXES_DRAWN = (
+    "(() => { const gd = document.querySelector('#map .js-plotly-plot');"
+    " const h = gd && gd.data && gd.data.find(t => t.uid === 'hexes');"
+    " return h && h.locations && h.locations.length > 0"
+    " && document.querySelector('#kpi-pickups') !== null; })()"
+)
+#: Screen position of a lat/lng on the map (for a click there).
+MAP_XY = """([lat, lng]) => { const gd = document.querySelector('#map .js-plotly-plot');
+    const m = gd._fullLayout.map._subplot.map; const p = m.project([lng, lat]);
+    const r = m.getCanvas().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }"""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="default")
     ap.add_argument("--db", type=Path)
@@ -163,12 +175,11 @@ def main(argv=None):
         help="serve with sign-in (as `python app.py serve` does) and sign in as an admin: the request "
         "guard, the session look-up and the scope checks are part of every timed callback",
     )
-    args = ap.parse_args(argv)
-    db = args.db or ensure_db(args.size)
+    return ap.parse_args(argv)
 
-    from playwright.sync_api import sync_playwright
-    from werkzeug.serving import make_server
 
+def build(args, db: Path):
+    """The store and the dashboard app, warmed up as the server does at start."""
     from pages.app import build_app
 
     # Sign-in keeps sessions in the store: it must be writable then.
@@ -196,88 +207,102 @@ def main(argv=None):
     print(
         f"prefetch {'off' if args.no_prefetch else 'on'}, think time {args.think:.1f} s between drill-down clicks"
     )
+    return store, settings, app
+
+
+def serve(app) -> tuple[object, Timer, str]:
+    """The app served in a thread behind a :class:`Timer`: (server, timer, URL)."""
+    from werkzeug.serving import make_server
+
     timer = Timer(app.server.wsgi_app)
     app.server.wsgi_app = timer
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    from views.model import Model
+    return server, timer, f"http://127.0.0.1:{server.server_port}"
 
-    day = Model(store, settings).dates()[-1]
-    print(f"store {db} ({db.stat().st_size / 1e6:.0f} MB), day {day}")
-    print(f"predicted-alerts panel {'left out' if args.without_outlook else 'on'}; load average {_load()}")
-    print(f"sign-in {'on (admin)' if args.auth else 'off (open app)'}")
-    count = lambda: len(timer.records)  # noqa: E731
-    busy = lambda: timer.active  # noqa: E731
-    results: dict[str, list] = {"hour": [], "drill": []}
-    loads = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        # The app's content security policy forbids evaluated strings; the benchmark's
-        # wait predicates are strings, so its page bypasses the policy.
-        page = browser.new_page(viewport={"width": 1500, "height": 900}, bypass_csp=True)
-        page.set_default_timeout(60_000)
-        if args.auth:
-            page.goto(f"{url}/login")
-            page.fill("#user", BENCH_USER)
-            page.fill("#password", BENCH_PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_selector("#map")
-            wait_idle(page, count, busy=busy)
-            timer.take()
-        hexes_drawn = (
-            "(() => { const gd = document.querySelector('#map .js-plotly-plot');"
-            " const h = gd && gd.data && gd.data.find(t => t.uid === 'hexes');"
-            " return h && h.locations && h.locations.length > 0"
-            " && document.querySelector('#kpi-pickups') !== null; })()"
-        )
-        for i in range(args.loads):
+
+class Session:
+    """One browser page on the served app, waiting for its callbacks as a user would."""
+
+    def __init__(self, page, url: str, timer: Timer, day):
+        self.page, self.url, self.timer, self.day = page, url, timer, day
+
+    def idle(self, quiet: float = 0.4) -> None:
+        wait_idle(self.page, lambda: len(self.timer.records), quiet=quiet, busy=lambda: self.timer.active)
+
+    def open(self, query: str) -> None:
+        """Go to the page of ``query`` and wait until its hexes are drawn and it is idle."""
+        self.page.goto(f"{self.url}/?{query}")
+        self.page.wait_for_function(HEXES_DRAWN)
+        self.idle()
+
+    def sign_in(self) -> None:
+        page = self.page
+        page.goto(f"{self.url}/login")
+        page.fill("#user", BENCH_USER)
+        page.fill("#password", BENCH_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_selector("#map")
+        self.idle()
+        self.timer.take()
+
+    def time_loads(self, n: int) -> list[float]:
+        """Seconds until the hexes and KPIs are drawn, for ``n`` page loads."""
+        loads = []
+        for i in range(n):
             t = time.monotonic()
-            page.goto(f"{url}/?date={day}&hour={9 + i}&layers=hexes,outlines,zones")
-            page.wait_for_function(hexes_drawn)
+            self.page.goto(f"{self.url}/?date={self.day}&hour={9 + i}&layers=hexes,outlines,zones")
+            self.page.wait_for_function(HEXES_DRAWN)
             loads.append(time.monotonic() - t)
-            wait_idle(page, count, busy=busy)
-            timer.take()
-        # hour changes at a region
-        page.goto(f"{url}/?node=r-440300&date={day}&hour=7")
-        page.wait_for_function(hexes_drawn)
-        wait_idle(page, count, busy=busy)
-        opened = [dt for out, dt, _ in timer.take() if _name(out) == "outlook"]
-        for _ in range(args.hours):
-            page.click("#hour-next")
-            wait_idle(page, count, busy=busy)
-            results["hour"] += timer.take()
-        # drill-downs by clicking, back with the breadcrumb
-        page.goto(f"{url}/?date={day}&hour=10&layers=hexes,outlines,zones")
-        page.wait_for_function(hexes_drawn)
-        wait_idle(page, count, busy=busy)
-        timer.take()
-        for lat, lng in TARGETS:
-            for _level in range(3):
-                before = page.url
-                time.sleep(args.think)
-                xy = page.evaluate(
-                    """([lat, lng]) => { const gd = document.querySelector('#map .js-plotly-plot');
-                    const m = gd._fullLayout.map._subplot.map; const p = m.project([lng, lat]);
-                    const r = m.getCanvas().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }""",
-                    [lat, lng],
-                )
-                page.mouse.move(*xy)
-                page.mouse.click(*xy)
-                try:
-                    page.wait_for_function("(u) => window.location.href !== u", arg=before, timeout=15_000)
-                except Exception:
-                    break  # nothing to drill into at this point
-                wait_idle(page, count, quiet=0.6, busy=busy)
-                results["drill"] += timer.take()
-            print(f"  drilled to {_node(page.url)} at {lat:.3f},{lng:.3f}", flush=True)
-            if page.locator("#breadcrumb button").count() > 1:
-                page.locator("#breadcrumb button").first.click()
-                wait_idle(page, count, busy=busy)
-                results["drill"] += timer.take()
-        browser.close()
-    server.shutdown()
+            self.idle()
+            self.timer.take()
+        return loads
 
+    def time_hours(self, n: int) -> tuple[list[float], list]:
+        """A region opened by its address, then ``n`` hour changes: (the panel's seconds
+        when opened, the hour changes' callbacks)."""
+        self.open(f"node=r-440300&date={self.day}&hour=7")
+        opened = [dt for out, dt, _ in self.timer.take() if _name(out) == "outlook"]
+        recs = []
+        for _ in range(n):
+            self.page.click("#hour-next")
+            self.idle()
+            recs += self.timer.take()
+        return opened, recs
+
+    def time_drills(self, think: float) -> list:
+        """Drill-downs by clicking at each of :data:`TARGETS`, back with the breadcrumb."""
+        self.open(f"date={self.day}&hour=10&layers=hexes,outlines,zones")
+        self.timer.take()
+        recs = []
+        for lat, lng in TARGETS:
+            recs += self.drill_at(lat, lng, think)
+            print(f"  drilled to {_node(self.page.url)} at {lat:.3f},{lng:.3f}", flush=True)
+            if self.page.locator("#breadcrumb button").count() > 1:
+                self.page.locator("#breadcrumb button").first.click()
+                self.idle()
+                recs += self.timer.take()
+        return recs
+
+    def drill_at(self, lat: float, lng: float, think: float) -> list:
+        """Up to three clicks at one place, each after ``think`` seconds: their callbacks."""
+        page, recs = self.page, []
+        for _level in range(3):
+            before = page.url
+            time.sleep(think)
+            xy = page.evaluate(MAP_XY, [lat, lng])
+            page.mouse.move(*xy)
+            page.mouse.click(*xy)
+            try:
+                page.wait_for_function("(u) => window.location.href !== u", arg=before, timeout=15_000)
+            except Exception:
+                break  # nothing to drill into at this point
+            self.idle(quiet=0.6)
+            recs += self.timer.take()
+        return recs
+
+
+def print_results(loads: list[float], opened: list[float], results: dict[str, list]) -> None:
     print(f"load average at the end {_load()}")
     print("page first load (hexes and KPIs drawn), s: " + ", ".join(f"{x:.2f}" for x in loads))
     print(
@@ -287,19 +312,55 @@ def main(argv=None):
     )
     for action, recs in results.items():
         print(f"\n{action}: {len(recs)} callbacks")
-        by: dict[str, list] = {}
-        for out, dt, size in recs:
-            by.setdefault(_name(out), []).append((dt, size))
-        for name, v in sorted(by.items()):
-            dts = np.array([x[0] for x in v]) * 1000
-            sizes = np.array([x[1] for x in v])
-            print(
-                f"  {name:18s} n={len(v):3d}  p50 {np.percentile(dts, 50):6.0f} ms  p95 {np.percentile(dts, 95):6.0f} ms"
-                f"  payload p50 {np.percentile(sizes, 50) / 1e3:7.1f} kB  max {sizes.max() / 1e3:7.1f} kB"
-            )
-        slow = sorted((dt for out, dt, _ in recs if _name(out) == "outlook"), reverse=True)[:5]
-        if slow:
-            print("  outlook, slowest: " + ", ".join(f"{x * 1000:.0f}" for x in slow) + " ms")
+        print_callbacks(recs)
+
+
+def print_callbacks(recs: list) -> None:
+    """p50 and p95 time and payload per callback, and the slowest predicted-alerts panels."""
+    by: dict[str, list] = {}
+    for out, dt, size in recs:
+        by.setdefault(_name(out), []).append((dt, size))
+    for name, v in sorted(by.items()):
+        dts = np.array([x[0] for x in v]) * 1000
+        sizes = np.array([x[1] for x in v])
+        print(
+            f"  {name:18s} n={len(v):3d}  p50 {np.percentile(dts, 50):6.0f} ms  p95 {np.percentile(dts, 95):6.0f} ms"
+            f"  payload p50 {np.percentile(sizes, 50) / 1e3:7.1f} kB  max {sizes.max() / 1e3:7.1f} kB"
+        )
+    slow = sorted((dt for out, dt, _ in recs if _name(out) == "outlook"), reverse=True)[:5]
+    if slow:
+        print("  outlook, slowest: " + ", ".join(f"{x * 1000:.0f}" for x in slow) + " ms")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    db = args.db or ensure_db(args.size)
+
+    from playwright.sync_api import sync_playwright
+
+    from views.model import Model
+
+    store, settings, app = build(args, db)
+    server, timer, url = serve(app)
+    day = Model(store, settings).dates()[-1]
+    print(f"store {db} ({db.stat().st_size / 1e6:.0f} MB), day {day}")
+    print(f"predicted-alerts panel {'left out' if args.without_outlook else 'on'}; load average {_load()}")
+    print(f"sign-in {'on (admin)' if args.auth else 'off (open app)'}")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        # The app's content security policy forbids evaluated strings; the benchmark's
+        # wait predicates are strings, so its page bypasses the policy.
+        page = browser.new_page(viewport={"width": 1500, "height": 900}, bypass_csp=True)
+        page.set_default_timeout(60_000)
+        session = Session(page, url, timer, day)
+        if args.auth:
+            session.sign_in()
+        loads = session.time_loads(args.loads)
+        opened, hours = session.time_hours(args.hours)
+        results = {"hour": hours, "drill": session.time_drills(args.think)}
+        browser.close()
+    server.shutdown()
+    print_results(loads, opened, results)
     sys.stdout.flush()
     # Background prefetch/warm threads may be inside DuckDB: leave without tearing down.
     os._exit(0)
