@@ -60,6 +60,28 @@ def ensure_table(store: Store) -> None:
     cur = store.cursor()
     cur.execute(_DDL)
     cur.execute(_MIGRATE)
+    _add_creator(cur)
+
+
+#: Who made a token from the dashboard (NULL: made on the command line, or before the
+#: column existed): a manager may revoke only the tokens they made.
+_CREATOR = "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS created_by VARCHAR"
+
+
+def _add_creator(cur) -> None:
+    cur.execute(_CREATOR)
+
+
+def record_creator(store: Store, token: str, user: str) -> None:
+    """Note who created ``token`` (the clear token just returned by :func:`create_token`)."""
+    ensure_table(store)
+    store.cursor().execute("UPDATE tokens SET created_by = ? WHERE token_hash = ?", [user, hash_token(token)])
+
+
+def forget_cached(store: Store) -> None:
+    """Tell every :class:`TokenCache` on ``store`` to read tokens again (a revocation made
+    in this process holds from the next request, not after :data:`CACHE_SECONDS`)."""
+    store.tokens_epoch = getattr(store, "tokens_epoch", 0) + 1
 
 
 def _now() -> datetime:
@@ -144,6 +166,7 @@ class TokenCache:
         self._ttl = ttl
         self._seen: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
+        self._epoch = getattr(store, "tokens_epoch", 0)
         ensure_table(store)
 
     def lookup(self, token: str | None) -> Principal | None:
@@ -152,7 +175,11 @@ class TokenCache:
             return None
         digest = hash_token(token)
         now = time.monotonic()
+        epoch = getattr(self._store, "tokens_epoch", 0)
         with self._lock:
+            if epoch != self._epoch:  # a token was revoked through this store: forget them all
+                self._seen.clear()
+                self._epoch = epoch
             hit = self._seen.get(digest)
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
