@@ -19,11 +19,20 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="the backup file to write (a new DuckDB file)")
 
 
+def check_here(args) -> str | None:
+    """What is wrong with the command, checked where it was typed (also before it goes to
+    a server: the file is written here)."""
+    if Path(args.out).exists():
+        return f"{args.out} exists: a backup never overwrites a file"
+    return None
+
+
 def run(args, settings: Settings) -> int:
-    out = Path(args.out)
-    if out.exists():
-        print(f"error: {out} exists: a backup never overwrites a file", file=sys.stderr)
+    problem = check_here(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
+    out = Path(args.out)
     t0 = time.perf_counter()
     store = open_store(settings)
     try:

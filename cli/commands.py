@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None, description: str = "") -> int:
                 file=sys.stderr,
             )
             return 2
+        check = getattr(importlib.import_module(COMMANDS[args.command][0]), "check_here", None)
+        problem = check(args) if check else None
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         return owner.run_remote(argv, settings, owner.plan(argv, args))
     try:
         return args.func(args, settings)

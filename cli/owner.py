@@ -203,10 +203,11 @@ class OwnerServer:
                     send(conn, b"X", b"2")
             except OSError as exc:
                 log.warning("owner channel: %s", exc)
-            except Exception:  # a command's failure must not take the server down
+            except Exception as exc:  # a command's failure must not take the server down
                 log.exception("owner channel: a command failed")
                 with contextlib.suppress(OSError):
-                    send(conn, b"R", b"error: the command failed in the server; see its log\n")
+                    said = f"error: the command failed in the server ({type(exc).__name__}: {exc}); see its log\n"
+                    send(conn, b"R", said.encode("utf-8", "replace"))
                     send(conn, b"X", b"1")
 
     @staticmethod

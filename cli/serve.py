@@ -39,6 +39,7 @@ def run(args, settings: Settings) -> int:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 2
     from pages.app import build_app
+    from reports import scheduler as report_scheduler
 
     if args.lake:
         settings = replace(settings, lake_dir=args.lake)
@@ -54,19 +55,20 @@ def run(args, settings: Settings) -> int:
             ensure_demo(store, settings)
     ensure_accounts(store, settings)
     channel = _owner_channel(store, settings)  # other processes reach the store through it
+    scheduler = report_scheduler.start(store, settings)  # scheduled reports, one at a time
     blueprints = _ingest(store, settings)
     try:
         app = build_app(store, settings, blueprints=blueprints, auth=True)
     except ValueError as exc:  # a setting that cannot be used (EMAP_TRUSTED_PROXIES...)
         log.error("cannot serve: %s", exc)
-        _close(store, blueprints, None, channel)
+        _close(store, blueprints, None, channel, scheduler)
         return 2
     host = args.host or settings.host
     port = args.port or settings.port
     try:
         phones = _phones(args, settings, blueprints, host, port)
     except OSError:
-        _close(store, blueprints, None, channel)
+        _close(store, blueprints, None, channel, scheduler)
         return 2
     log.info("EMAP dashboard on http://%s:%s/", host, port)
     # SIGTERM (systemd, docker, kill) stops as Ctrl-C does: queued records are committed,
@@ -77,7 +79,7 @@ def run(args, settings: Settings) -> int:
     except KeyboardInterrupt:
         log.info("stopping")
     finally:
-        _close(store, blueprints, phones, channel)
+        _close(store, blueprints, phones, channel, scheduler)
     return 0
 
 
@@ -193,7 +195,9 @@ def _owner_channel(store, settings: Settings):
         return None
 
 
-def _close(store, blueprints: list, phones, channel=None) -> None:
+def _close(store, blueprints: list, phones, channel=None, scheduler=None) -> None:
+    if scheduler is not None:
+        scheduler.close()  # before the store: a report being made finishes first
     if channel is not None:
         channel.close()
     if phones is not None:
