@@ -130,7 +130,8 @@ def register(app, model: Model) -> None:
                 ids.LANGUAGE: lang,
                 ids.BASEMAP: basemap,
             }
-            s = step(m, m.state(state), trig, values, drill=drill, click=click, live=live)
+            pressed = bool(ctx.triggered and ctx.triggered[0]["value"])
+            s = step(m, m.state(state), trig, values, drill=drill, click=click, live=live, pressed=pressed)
             if s is None:
                 return _UNCHANGED
         if state is None or s["node"] != state.get("node") or s["basemap"] != state.get("basemap"):
@@ -151,11 +152,16 @@ def register(app, model: Model) -> None:
         )
 
 
-def step(m: ViewerModel, s: dict, trig, values: dict, drill=None, click=None, live=None) -> dict | None:
+def step(
+    m: ViewerModel, s: dict, trig, values: dict, drill=None, click=None, live=None, pressed: bool = True
+) -> dict | None:
     """The view state ``s`` after the trigger ``trig`` (``values``: the controls that set
-    one field, by id); None when the trigger changes nothing (a click on no child, a
-    button drawn rather than clicked)."""
+    one field, by id; ``pressed``: a button's clicks are counted, it was not just drawn);
+    None when the trigger changes nothing (a click on no child, a button drawn rather
+    than clicked)."""
     s["zone"] = None
+    if isinstance(trig, dict):  # a pattern id (not hashable: tested first)
+        return _button(m, s, trig) if pressed else None
     if trig in _FIELDS:
         key, counts = _FIELDS[trig]
         if counts(values[trig]):
@@ -169,8 +175,6 @@ def step(m: ViewerModel, s: dict, trig, values: dict, drill=None, click=None, li
             if target is None:
                 return None
             s["node"] = target
-    elif isinstance(trig, dict):
-        return _button(m, s, trig)
     elif trig == ids.HOUR_PREV:
         s["hour"] = (int(s["hour"]) - 1) % 24
     elif trig in (ids.HOUR_NEXT, ids.PLAY_TICK):
@@ -183,10 +187,8 @@ def step(m: ViewerModel, s: dict, trig, values: dict, drill=None, click=None, li
     return s
 
 
-def _button(m: ViewerModel, s: dict, trig: dict) -> dict | None:
+def _button(m: ViewerModel, s: dict, trig: dict) -> dict:
     """A breadcrumb or alert button: to its node, or to its zone."""
-    if not ctx.triggered[0]["value"]:
-        return None  # the button was (re)drawn, not clicked
     if trig.get("type") == ids.CRUMB:
         s["node"] = m.viewer.require(trig.get("node"))
     elif trig.get("type") == ids.ALERT:

@@ -53,3 +53,32 @@ def test_a_finished_day_opens_on_its_busiest_hour_a_live_one_on_its_newest(small
     hi = model.data_hours("hq")[1]
     assert model.landing("hq", now=hi + timedelta(days=2)) == (day, busiest)
     assert model.landing("hq", now=hi + timedelta(minutes=30)) == (day, newest_hour)
+
+
+def test_the_reducer_steps_controls_buttons_and_pattern_triggers(small_model):
+    """One step of the view-state reducer per trigger; a breadcrumb's pattern id arrives
+    as Dash's (unhashable) AttributeDict."""
+    import pytest
+    from dash._utils import AttributeDict
+
+    from auth.viewer import OutsideScope, of_store
+    from pages import ids
+    from pages.view_state import step
+    from views.model import ViewerModel
+
+    m = ViewerModel(small_model, small_model.everyone())
+    base = st.default(node="r-440300", day="2026-11-20", hour=0)
+    s = step(m, dict(base), ids.HOUR, {ids.HOUR: 7})
+    assert s["hour"] == 7 and s["zone"] is None
+    assert step(m, dict(base), ids.HOUR, {ids.HOUR: None})["hour"] == 0  # no value: unchanged
+    assert step(m, dict(base), ids.HOUR_PREV, {})["hour"] == 23
+    crumb = AttributeDict(type=ids.CRUMB, node="hq")
+    assert step(m, dict(base), crumb, {})["node"] == "hq"
+    assert step(m, dict(base), crumb, {}, pressed=False) is None  # drawn, not clicked
+    assert step(m, dict(base), ids.DRILL, {}, drill="b-440305")["node"] == "b-440305"
+    assert step(m, dict(base), ids.MAP, {}, click={"points": [{"location": "nowhere"}]}) is None
+    branch = ViewerModel(
+        small_model, of_store(small_model.store, {"user_id": "u", "role": "manager", "node_id": "r-440300"})
+    )
+    with pytest.raises(OutsideScope):
+        step(branch, dict(base), AttributeDict(type=ids.CRUMB, node="hq"), {})
