@@ -22,8 +22,10 @@ import tempfile
 import time
 import uuid
 import zipfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script by spark-submit: the project is the parent
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -240,25 +242,11 @@ def locate_batches(branches: list[tuple[str, bytes]]):
 # -- the pipeline -------------------------------------------------------------------------------
 def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai", say=print) -> dict[str, int]:
     """Build and publish ``days`` of ``lake``; returns row counts per output."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     lake = lake.rstrip("/")
     days = sorted({str(d) for d in days})
     files = HadoopFiles(spark)
     ship_code(spark)
-    ref = f"{lake}/reference"
-    nodes = spark.read.parquet(f"{ref}/nodes.parquet")
-    divisions = F.broadcast(
-        nodes.filter("level = 'branch'").select(F.col("node_id").alias("branch_id"), "division_id")
-    )
-    branches = [
-        (r.node_id, bytes(r.territory))
-        for r in nodes.filter("level = 'branch'").select("node_id", "territory").collect()
-    ]
-    devices = F.broadcast(
-        spark.read.parquet(f"{ref}/devices.parquet").select("device_id", "courier_id", "vehicle_id")
-    )
+    ref = _Reference.read(spark, f"{lake}/reference")
     received = datetime.now(UTC).replace(tzinfo=None)
 
     outputs, refused, cube_parts, presence_parts = {}, [], [], []
@@ -266,100 +254,201 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai", say=
         checked = _validated(spark, lake, kind, days, local_tz)
         if checked is None:
             continue
-        t0 = time.perf_counter()
-        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
-        rows = checked.count()
-        say(f"{kind}: {rows:,} raw records read, validated and indexed ({time.perf_counter() - t0:.1f}s)")
-        good = checked.filter("reason IS NULL")
-        t0 = time.perf_counter()
-        cells = good.select("cell").distinct().repartition(2)
-        located = cells.mapInArrow(locate_batches(branches), "cell long, branch_id string").persist()
-        say(f"{kind}: {located.count():,} distinct cells located ({time.perf_counter() - t0:.1f}s)")
-        located = F.broadcast(located)
-        good = good.join(located, "cell", "left")
-        if kind == "pings":
-            good = good.join(devices, "device_id", "left")
-            reason = F.when(
-                F.col("courier_id").isNull() & F.col("vehicle_id").isNull(),
-                F.concat(F.lit("unknown device '"), F.col("device_id"), F.lit("'")),
-            ).when(F.col("branch_id").isNull(), F.lit("position outside every branch territory"))
-        else:
-            reason = F.when(F.col("branch_id").isNull(), F.lit("position outside every branch territory"))
-        day_of_ts = F.date_format(F.timestamp_micros("ts"), "yyyy-MM-dd")
-        reason = F.when(
-            day_of_ts != F.col("_date"),
-            F.concat(F.lit("ts on "), day_of_ts, F.lit(" is outside partition date="), F.col("_date")),
-        ).otherwise(reason)
-        # Not cached: two broadcast joins over the cached validation are cheaper to redo.
-        good = good.withColumn("reason", reason)
-        fields = PING_FIELDS if kind == "pings" else EVENT_FIELDS
-        # As the store's quarantine: the normalised record without what was derived.
-        derived = (
-            ("cell", "branch_id", "courier_id", "vehicle_id") if kind == "pings" else ("cell", "branch_id")
-        )
-        later = good.filter("reason IS NOT NULL").withColumn(
-            "raw",
-            F.to_json(
-                F.struct(
-                    *[
-                        _to_timestamp(c) if c in _TIME_FIELDS[kind] else F.col(c)
-                        for c in fields
-                        if c not in derived
-                    ]
-                )
-            ),
-        )
-        refused += [
-            _quarantine(checked.filter("reason IS NOT NULL"), kind, received),
-            _quarantine(later, kind, received),
-        ]
-        # Re-sent records are stored once. As in the store, which copy of a record id is
-        # kept is not defined (re-sent copies are the same record). The shuffle carries
-        # only what the record itself holds: what was derived from its device and cell
-        # (owner, branch, division, day) is joined back after it from broadcast tables.
-        looked_up = ("branch_id", "courier_id", "vehicle_id") if kind == "pings" else ("branch_id",)
-        accepted = good.filter("reason IS NULL").select(*[c for c in fields if c not in looked_up])
-        fresh = accepted.dropDuplicates(list(_KEYS[kind])).join(located, "cell", "left")
-        if kind == "pings":
-            fresh = fresh.join(devices, "device_id", "left")
-        t0 = time.perf_counter()
-        fresh = fresh.join(divisions, "branch_id", "left").persist(StorageLevel.MEMORY_AND_DISK)
-        say(f"{kind}: {fresh.count():,} records kept after re-sent copies ({time.perf_counter() - t0:.1f}s)")
-        outputs[f"clean_{kind}"] = fresh.select(
-            *[_to_timestamp(c) if c in _TIME_FIELDS[kind] else F.col(c) for c in fields],
-            day_of_ts.alias("date"),
-            "division_id",
-        )
-        hour = F.expr(f"ts div {_HOUR_US} * {_HOUR_US}").alias("hour")
-        if kind == "pings":
-            cube_parts.append(fresh.groupBy(hour, "cell", "branch_id").agg(F.count("*").alias("pings")))
-            presence_parts.append(
-                fresh.select(
-                    hour,
-                    "cell",
-                    "branch_id",
-                    F.coalesce("courier_id", "vehicle_id").alias("actor_id"),
-                    F.when(F.col("courier_id").isNotNull(), "courier")
-                    .otherwise("vehicle")
-                    .alias("actor_kind"),
-                ).distinct()
-            )
-        else:
-            delivered = F.col("kind") == "delivered"
-            cube_parts.append(
-                fresh.groupBy(hour, "cell", "branch_id").agg(
-                    _count_if(F.col("kind") == "pickup").alias("pickups"),
-                    _count_if(delivered).alias("deliveries"),
-                    _count_if(delivered & (F.col("ts") <= F.col("promised_at"))).alias("on_time"),
-                    _count_if(delivered & (F.col("ts") > F.col("promised_at"))).alias("late"),
-                    F.count("*").alias("scans"),
-                )
-            )
+        clean, quarantined, cube, presence = _build_kind(kind, checked, ref, received, say)
+        outputs[f"clean_{kind}"] = clean
+        refused += quarantined
+        cube_parts.append(cube)
+        if presence is not None:
+            presence_parts.append(presence)
 
     if not cube_parts:
         # Nothing to build from: leave the lake as it is rather than empty those days.
         say(f"no raw partitions for {', '.join(days)} under {lake}/raw: nothing changed")
         return {}
+    outputs.update(_cubes(spark, cube_parts, presence_parts, ref.divisions))
+    if refused:
+        outputs["quarantine"] = _union(refused)
+    counts = _write(spark, files, lake, days, outputs, say)
+    spark.catalog.clearCache()
+    return counts
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The reference tables the job joins with: branch -> division (broadcast), branch
+    territories (WKB, for :func:`locate_batches`) and device owners (broadcast)."""
+
+    divisions: Any
+    branches: list[tuple[str, bytes]]
+    devices: Any
+
+    @classmethod
+    def read(cls, spark, ref: str) -> _Reference:
+        from pyspark.sql import functions as F
+
+        nodes = spark.read.parquet(f"{ref}/nodes.parquet")
+        divisions = F.broadcast(
+            nodes.filter("level = 'branch'").select(F.col("node_id").alias("branch_id"), "division_id")
+        )
+        branches = [
+            (r.node_id, bytes(r.territory))
+            for r in nodes.filter("level = 'branch'").select("node_id", "territory").collect()
+        ]
+        devices = F.broadcast(
+            spark.read.parquet(f"{ref}/devices.parquet").select("device_id", "courier_id", "vehicle_id")
+        )
+        return cls(divisions, branches, devices)
+
+
+def _build_kind(kind: str, checked, ref: _Reference, received: datetime, say):
+    """Of one kind's validated records: (clean records, quarantine parts, cube part,
+    presence part or None)."""
+    from pyspark import StorageLevel
+
+    t0 = time.perf_counter()
+    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    rows = checked.count()
+    say(f"{kind}: {rows:,} raw records read, validated and indexed ({time.perf_counter() - t0:.1f}s)")
+    good = checked.filter("reason IS NULL")
+    located = _located(good, ref.branches, kind, say)
+    good = good.join(located, "cell", "left")
+    if kind == "pings":
+        good = good.join(ref.devices, "device_id", "left")
+    # Not cached: two broadcast joins over the cached validation are cheaper to redo.
+    good = good.withColumn("reason", _refusal(kind))
+    refused = [
+        _quarantine(checked.filter("reason IS NOT NULL"), kind, received),
+        _quarantine(_with_raw(good.filter("reason IS NOT NULL"), kind), kind, received),
+    ]
+    fresh = _fresh(good, located, ref, kind, say)
+    presence = _presence_part(fresh) if kind == "pings" else None
+    return _clean(fresh, kind), refused, _cube_part(fresh, kind), presence
+
+
+def _located(good, branches: list[tuple[str, bytes]], kind: str, say):
+    """Branch of each distinct cell of ``good`` (cached, broadcast)."""
+    from pyspark.sql import functions as F
+
+    t0 = time.perf_counter()
+    cells = good.select("cell").distinct().repartition(2)
+    located = cells.mapInArrow(locate_batches(branches), "cell long, branch_id string").persist()
+    say(f"{kind}: {located.count():,} distinct cells located ({time.perf_counter() - t0:.1f}s)")
+    return F.broadcast(located)
+
+
+def _day_of_ts():
+    """The UTC day of ``ts`` (Unix microseconds), as the lake's ``date`` partition."""
+    from pyspark.sql import functions as F
+
+    return F.date_format(F.timestamp_micros("ts"), "yyyy-MM-dd")
+
+
+def _refusal(kind: str):
+    """Why the store would refuse a valid record with its cell located (and, for pings,
+    its device's owner joined), or null: an unknown device, a position outside every
+    branch territory, a time outside the record's partition day."""
+    from pyspark.sql import functions as F
+
+    outside = F.lit("position outside every branch territory")
+    if kind == "pings":
+        reason = F.when(
+            F.col("courier_id").isNull() & F.col("vehicle_id").isNull(),
+            F.concat(F.lit("unknown device '"), F.col("device_id"), F.lit("'")),
+        ).when(F.col("branch_id").isNull(), outside)
+    else:
+        reason = F.when(F.col("branch_id").isNull(), outside)
+    day_of_ts = _day_of_ts()
+    return F.when(
+        day_of_ts != F.col("_date"),
+        F.concat(F.lit("ts on "), day_of_ts, F.lit(" is outside partition date="), F.col("_date")),
+    ).otherwise(reason)
+
+
+def _record_columns(kind: str, leave_out: tuple[str, ...] = ()) -> list:
+    """The record's fields as the lake writes them (times as timestamps), but ``leave_out``."""
+    from pyspark.sql import functions as F
+
+    fields = PING_FIELDS if kind == "pings" else EVENT_FIELDS
+    return [_to_timestamp(c) if c in _TIME_FIELDS[kind] else F.col(c) for c in fields if c not in leave_out]
+
+
+def _with_raw(refused, kind: str):
+    """``raw`` as the store's quarantine has it: the normalised record without what was
+    derived."""
+    from pyspark.sql import functions as F
+
+    derived = ("cell", "branch_id", "courier_id", "vehicle_id") if kind == "pings" else ("cell", "branch_id")
+    return refused.withColumn("raw", F.to_json(F.struct(*_record_columns(kind, derived))))
+
+
+def _fresh(good, located, ref: _Reference, kind: str, say):
+    """The accepted records, each record id once, with branch, owner and division (cached).
+
+    Re-sent records are stored once. As in the store, which copy of a record id is kept
+    is not defined (re-sent copies are the same record). The shuffle carries only what
+    the record itself holds: what was derived from its device and cell (owner, branch,
+    division, day) is joined back after it from broadcast tables.
+    """
+    from pyspark import StorageLevel
+
+    fields = PING_FIELDS if kind == "pings" else EVENT_FIELDS
+    looked_up = ("branch_id", "courier_id", "vehicle_id") if kind == "pings" else ("branch_id",)
+    accepted = good.filter("reason IS NULL").select(*[c for c in fields if c not in looked_up])
+    fresh = accepted.dropDuplicates(list(_KEYS[kind])).join(located, "cell", "left")
+    if kind == "pings":
+        fresh = fresh.join(ref.devices, "device_id", "left")
+    t0 = time.perf_counter()
+    fresh = fresh.join(ref.divisions, "branch_id", "left").persist(StorageLevel.MEMORY_AND_DISK)
+    say(f"{kind}: {fresh.count():,} records kept after re-sent copies ({time.perf_counter() - t0:.1f}s)")
+    return fresh
+
+
+def _clean(fresh, kind: str):
+    """The clean records as the lake keeps them."""
+    return fresh.select(*_record_columns(kind), _day_of_ts().alias("date"), "division_id")
+
+
+def _hour_of_ts():
+    from pyspark.sql import functions as F
+
+    return F.expr(f"ts div {_HOUR_US} * {_HOUR_US}").alias("hour")
+
+
+def _cube_part(fresh, kind: str):
+    """One kind's counts per (hour, cell, branch)."""
+    from pyspark.sql import functions as F
+
+    by = fresh.groupBy(_hour_of_ts(), "cell", "branch_id")
+    if kind == "pings":
+        return by.agg(F.count("*").alias("pings"))
+    delivered = F.col("kind") == "delivered"
+    return by.agg(
+        _count_if(F.col("kind") == "pickup").alias("pickups"),
+        _count_if(delivered).alias("deliveries"),
+        _count_if(delivered & (F.col("ts") <= F.col("promised_at"))).alias("on_time"),
+        _count_if(delivered & (F.col("ts") > F.col("promised_at"))).alias("late"),
+        F.count("*").alias("scans"),
+    )
+
+
+def _presence_part(fresh):
+    """Who was seen per (hour, cell, branch): a courier, else a vehicle, once."""
+    from pyspark.sql import functions as F
+
+    return fresh.select(
+        _hour_of_ts(),
+        "cell",
+        "branch_id",
+        F.coalesce("courier_id", "vehicle_id").alias("actor_id"),
+        F.when(F.col("courier_id").isNotNull(), "courier").otherwise("vehicle").alias("actor_kind"),
+    ).distinct()
+
+
+def _cubes(spark, cube_parts: list, presence_parts: list, divisions) -> dict:
+    """The fine (res 9) and coarse hourly cubes and presence tables, with division and day."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
     presence = (
         presence_parts[0]
         if presence_parts
@@ -380,16 +469,19 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai", say=
         ],
         coarse_presence,
     )
-    for name, frame in (
-        ("fine_hourly", fine_hourly),
-        ("fine_presence", presence),
-        ("coarse_hourly", coarse_hourly),
-        ("coarse_presence", coarse_presence),
-    ):
-        outputs[name] = _with_day(frame.join(divisions, "branch_id", "left"))
-    if refused:
-        outputs["quarantine"] = _union(refused)
+    return {
+        name: _with_day(frame.join(divisions, "branch_id", "left"))
+        for name, frame in (
+            ("fine_hourly", fine_hourly),
+            ("fine_presence", presence),
+            ("coarse_hourly", coarse_hourly),
+            ("coarse_presence", coarse_presence),
+        )
+    }
 
+
+def _write(spark, files: HadoopFiles, lake: str, days: list[str], outputs: dict, say) -> dict[str, int]:
+    """Write every output to a staging folder, then publish ``days`` of them; row counts."""
     staging = f"{lake}/_staging/{uuid.uuid4().hex}"
     counts = {}
     for name, frame in outputs.items():
@@ -401,7 +493,6 @@ def run(spark, lake: str, days: list[str], local_tz: str = "Asia/Shanghai", say=
         say(f"{name}: {counts[name]:,} rows ({time.perf_counter() - t0:.1f}s)")
     layout.publish_days(staging, lake, days, files)
     files.delete(staging)
-    spark.catalog.clearCache()
     return counts
 
 
