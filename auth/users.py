@@ -30,6 +30,7 @@ ACTIONS = (
     "token_change",
     "device_change",
     "import",
+    "schedule_change",
 )
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 #: Hash used when a login names no user, so that the answer takes as long as for one.

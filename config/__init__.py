@@ -126,6 +126,14 @@ class Settings:
     #: on every render. The renderer stays offline and time-limited either way.
     render_no_sandbox: bool = False
 
+    # -- scheduled reports (reports/scheduler.py; docs/reports.md) --------------------------
+    #: Seconds between two looks of the server's report scheduler for schedules that are
+    #: due; 0: the scheduler is off.
+    schedule_check_seconds: float = 30.0
+    #: Seconds before a schedule whose report failed (a render error, an empty period) is
+    #: tried again.
+    schedule_retry_seconds: float = 300.0
+
     # -- lake (lake/) ------------------------------------------------------------------------
     #: Serve the dashboard from a lake's partitions (written by the Spark job or by
     #: ``python app.py lake export``) instead of the embedded store; empty: off.

@@ -17,7 +17,7 @@ from dash.exceptions import DependencyException
 
 from auth import users, web
 from config import PROJECT_ROOT
-from pages import dashboard, ids, outlook, ranking
+from pages import dashboard, ids, outlook, ranking, schedules
 from views.cache import Cache
 from views.model import Model
 from views.prefetch import Activity, Prefetcher
@@ -137,6 +137,7 @@ def build_app(
     prefetcher = Prefetcher(model, activity) if prefetch else None
     dashboard.register(app, model, text, prefetcher)
     outlook.register(app, model, text, activity, step_aside, ahead=prefetch)
+    schedules.register(app, model, store, settings)  # /schedules: plain routes, no callbacks
     if warm:  # after the callbacks: the warm-up reads what the registered panels need
         threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
     web.security_headers(app)
