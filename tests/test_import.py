@@ -51,9 +51,10 @@ def test_outlets_and_couriers(network):
     outlets = network.sql("SELECT outlet_id, branch_id FROM outlets ORDER BY 1")
     assert outlets.rows() == [("o-1", "b-440305"), ("o-2", "b-440304")]
     q = network.sql("SELECT row_number, reason FROM quarantine ORDER BY record_kind, row_number").rows()
-    assert (3, "position 0,0 (no GPS fix)") in q
-    assert (4, "position outside every branch territory") in q
-    assert (3, "unknown outlet 'o-9'") in q
+    # a CSV row's number is its line in the file (1 is the header)
+    assert (4, "position 0,0 (no GPS fix)") in q
+    assert (5, "position outside every branch territory") in q
+    assert (4, "unknown outlet 'o-9'") in q
     assert network.sql("SELECT device_id, courier_id FROM devices ORDER BY 1").rows() == [
         ("dev-1", "c-1"), ("dev-2", "c-2")]
 
@@ -66,8 +67,8 @@ def test_pings_conservation_quarantine_and_reimport(network, tmp_path):
     assert first.accepted + first.rejected + first.duplicates == first.rows
     reasons = dict(network.sql(
         "SELECT row_number, reason FROM quarantine WHERE record_kind = 'pings' AND source = ?", [str(path)]).rows())
-    assert reasons == {5: "ts could not be read as a timestamp", 6: "lat out of range [-90, 90]",
-                       7: "unknown device 'dev-9'", 8: "position outside every branch territory"}
+    assert reasons == {6: "ts could not be read as a timestamp", 7: "lat out of range [-90, 90]",
+                       8: "unknown device 'dev-9'", 9: "position outside every branch territory"}
     stored = network.sql("SELECT device_id, ts, courier_id, branch_id FROM pings ORDER BY ts")
     assert stored["courier_id"].to_list() == ["c-1", "c-1", "c-2", "c-2"]
     assert stored["ts"][0].isoformat() == "2026-11-20T00:00:00"  # stored in UTC
@@ -130,7 +131,7 @@ def test_command_line_import_prints_counts(tmp_path):
                           str(tmp_path / "couriers.csv"), str(tmp_path / "pings.csv")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "pings: 9 rows read, 4 accepted, 4 rejected, 1 duplicates" in run.stdout
+    assert "pings: 9 rows read = 4 accepted + 4 rejected + 1 duplicates" in run.stdout
     bad = subprocess.run([sys.executable, "app.py", "import", str(tmp_path / "nope.parquet")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no such file" in bad.stderr
@@ -291,3 +292,73 @@ def test_cube_shares_folded_during_a_file_keep_the_cube_exact(network, tmp_path,
     report = import_file(network, path, batch_rows=50)
     assert (report.accepted, report.duplicates) == (n, 0)
     assert _stored_cube(network) == _expected_cube(walk)
+
+
+RAGGED = (
+    b"device_id,timestamp,lat,lon\n"                                  # 1
+    b"dev-1,2026-11-20T08:00:00+08:00,22.5331,113.9301\n"             # 2
+    b"dev-1,2026-11-20T08:01:00+08:00\n"                              # 3 short: cut off
+    b"dev-1,2026-11-20T08:02:00+08:00,22.5332,113.9302\n"             # 4
+    b"dev-2,2026-11-20T08:03:00+08:00,22.5412,114.0551,4.0,extra\n"   # 5 long
+    b"dev-2,\"2026-11-20T08:04:00+08:00,22.5413,114.0552\n"            # 6 quote never closed
+    b"dev-2,2026-11-20T08:05:00+08:00,22.5414,114.0553\n"             # 7
+    b"dev-2,2026-11-20T08:06:00+08:00,\"22.5415\"x,114.0554\n"         # 8 text after a quote
+    b"\n"                                                              # 9 blank: skipped
+    b"dev-1,2026-11-20T08:07:00+08:00,95,113.9301\n"                  # 10 lat out of range
+) + "dev-1,2026-11-20T08:08:00+08:00,22.53\xff,113.93\n".encode("latin-1") + (  # 11 not UTF-8
+    b"dev-1,2026-11-20T08:09:00+08:00,22.5335,113.9305\r\n"           # 12
+    b"dev-2,\"2026-11-20T08:10:00+08:00\",22.5416,114.0555\n"          # 13 quoted, fine
+)
+
+
+def test_ragged_csv_keeps_its_good_rows_and_quarantines_each_bad_line(network, tmp_path):
+    path = tmp_path / "pings-cut.csv"
+    path.write_bytes(RAGGED)
+    report = import_file(network, path)
+    assert (report.rows, report.accepted, report.rejected, report.duplicates) == (11, 5, 6, 0)
+    assert report.accepted + report.rejected + report.duplicates == report.rows
+    stored = network.sql("SELECT ts FROM pings ORDER BY ts")["ts"].to_list()
+    assert [t.minute for t in stored] == [0, 2, 5, 9, 10]  # UTC 00:mm
+    quarantined = network.sql("SELECT row_number, reason, raw FROM quarantine WHERE source = ? ORDER BY 1",
+                              [str(path)]).rows()
+    assert [(n, why) for n, why, _ in quarantined] == [
+        (3, "2 fields where the header has 4"),
+        (5, "6 fields where the header has 4"),
+        (6, "broken quotes: unexpected end of data"),
+        (8, "broken quotes: ',' expected after '\"'"),
+        (10, "lat out of range [-90, 90]"),
+        (11, "not UTF-8 text: byte 0xff at column 38"),
+    ]
+    raws = {n: raw for n, _, raw in quarantined}
+    assert raws[3] == '"dev-1,2026-11-20T08:01:00+08:00"'   # the line as read, as JSON text
+    assert raws[11] == '"dev-1,2026-11-20T08:08:00+08:00,22.53\\\\xff,113.93"'  # the byte escaped
+    assert report.samples[:2] == [(3, "2 fields where the header has 4"), (5, "6 fields where the header has 4")]
+
+    again = import_file(network, path)
+    assert (again.rows, again.accepted, again.rejected, again.duplicates) == (11, 0, 6, 5)
+    assert network.scalar("SELECT count(*) FROM quarantine WHERE source = ?", [str(path)]) == 6
+    assert network.scalar("SELECT count(*) FROM pings") == 5
+    assert network.scalar("SELECT sum(pings) FROM cube_hourly") == 5
+
+
+def test_a_clean_csv_keeps_line_numbers_on_the_fast_path(network, tmp_path):
+    text = "device_id,timestamp,lat,lon\n" + "".join(
+        f"dev-1,2026-11-20T08:{i:02d}:00+08:00,{95 if i in (3, 40) else 22.5331},113.9301\n" for i in range(50))
+    path = _write(tmp_path, "pings.csv", text)
+    report = import_file(network, path, batch_rows=16)
+    assert (report.rows, report.accepted, report.rejected) == (50, 48, 2)
+    rows = network.sql("SELECT row_number FROM quarantine WHERE source = ? ORDER BY 1", [str(path)])
+    assert rows["row_number"].to_list() == [5, 42]  # lines of the file, the header is line 1
+
+
+def test_files_that_are_not_csv_at_all_change_nothing(network, tmp_path):
+    before = network.counts()
+    binary = tmp_path / "pings.csv"
+    binary.write_bytes(b"PK\x03\x04\x00\x00binary zip\n\x00\x01")
+    with pytest.raises(ImportFileError, match="binary data"):
+        import_file(network, binary)
+    empty = tmp_path / "pings-empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(ImportFileError, match="header"):
+        import_file(network, empty)
+    assert network.counts() == before

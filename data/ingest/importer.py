@@ -3,15 +3,24 @@
 Files are streamed in batches (memory stays flat with file size); each row is validated,
 bad rows go to quarantine with file, row number and reason, good rows are stored next to
 them, and re-imported rows are recognised by their record ids and not stored twice.
+
+A CSV file is parsed by pyarrow. When pyarrow cannot parse it (a line with too few or
+too many fields, a broken quote, bytes that are not UTF-8), the file is read again line
+by line instead (:class:`LinePass`): each such line is quarantined with its line number
+and its text, and every other line is imported. Clean files never pay for this. For a
+CSV file a row's number is its line in the file (1 is the header); for Parquet, the
+1-based row.
 """
 
 from __future__ import annotations
 
+import csv
+import logging
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +32,19 @@ import pyarrow.parquet as pq
 
 from data.ingest import validate
 from data.ingest.quarantine import Quarantine
+from data.ingest.records import raw_json
+from data.store.branches import branch_ids
 from data.store.bulk_load import BulkLoad, Clash
 from data.store.database import Store
 from geo import cells as h3cells
 
+log = logging.getLogger(__name__)
+
 KINDS = ("pings", "parcel_events", "outlets", "couriers")
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+#: Rejected rows listed in a report (the first of the file).
+_SAMPLES = 100
 #: Batches prepared at once, ahead of the one being stored (one per core here).
 _PREPARE_AHEAD = 2
 _KIND_WORDS = {
@@ -43,6 +60,23 @@ class ImportFileError(Exception):
     """The file cannot be read at all; nothing was stored."""
 
 
+class _CsvTrouble(Exception):
+    """pyarrow cannot parse a CSV file: it is read again line by line."""
+
+
+@dataclass(frozen=True)
+class NodeScope:
+    """What an import may write when its token is bound to a node: records positioned in
+    the node's branches only, and no outlet, courier or device that is stored outside
+    them overwritten. Rows outside are quarantined with ``refusal`` as their reason."""
+
+    node_id: str
+    refusal: str = ""
+
+    def reason(self) -> str:
+        return self.refusal or f"outside node '{self.node_id}', which this import may write"
+
+
 @dataclass
 class ImportReport:
     path: str
@@ -54,6 +88,8 @@ class ImportReport:
     #: Seconds spent per stage, summed over threads (prepare runs in workers, overlapping
     #: each other and the store).
     seconds: dict = field(default_factory=dict)
+    #: ``(row, reason)`` of the first rejected rows (:data:`_SAMPLES`), in file order.
+    samples: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def timed(self, stage: str, t0: float) -> None:
@@ -63,8 +99,8 @@ class ImportReport:
 
     def line(self) -> str:
         return (
-            f"{self.path}: {self.kind}: {self.rows} rows read, {self.accepted} accepted, "
-            f"{self.rejected} rejected, {self.duplicates} duplicates"
+            f"{self.path}: {self.kind}: {self.rows} rows read = {self.accepted} accepted + "
+            f"{self.rejected} rejected + {self.duplicates} duplicates"
         )
 
 
@@ -101,7 +137,7 @@ def open_batches(
         raise ImportFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
+        if suffix in PARQUET_SUFFIXES:
             # No pre-buffering: it keeps every column chunk read so far until the file
             # is closed (about 1 GB over 30 M rows), and gains nothing on local disks.
             pf = pq.ParquetFile(path, pre_buffer=False)
@@ -117,27 +153,140 @@ def open_batches(
                 # as much as decoding every value (_frame_of decodes them in polars).
                 pf = pq.ParquetFile(path, pre_buffer=False, read_dictionary=text)
             return cols, pf.metadata.num_rows, _coalesce(pf.iter_batches(batch_size=batch_rows), batch_rows)
-        if suffix in (".csv", ".txt", ".tsv"):
-            with open(path, encoding="utf-8-sig") as fh:
-                header = fh.readline()
-            delim = "\t" if suffix == ".tsv" else ","
-            cols = [c.strip() for c in header.rstrip("\r\n").split(delim)]
-            if not header.strip() or len(set(cols)) != len(cols):
-                raise ImportFileError(f"{path}: the first line must be a header of unique column names")
-            reader = pacsv.open_csv(
-                path,
-                read_options=pacsv.ReadOptions(block_size=64 << 20, encoding="utf8"),
-                parse_options=pacsv.ParseOptions(delimiter=delim),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in cols}, strings_can_be_null=True
-                ),
-            )
-            return cols, None, _rebatch(reader, batch_rows)
+        if suffix in CSV_SUFFIXES:
+            cols = csv_header(path)
+            return cols, None, _csv_batches(path, _delimiter(path), cols, batch_rows)
     except ImportFileError:
         raise
     except (OSError, pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise ImportFileError(f"{path}: cannot be read: {exc}") from None
     raise ImportFileError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file's first line; :class:`ImportFileError` if the file
+    is not text or its first line is not a header of unique names."""
+    with open(path, "rb") as fh:
+        head = fh.read(64 << 10)
+    if b"\0" in head:
+        raise ImportFileError(f"{path}: binary data, not CSV text; nothing was stored")
+    try:
+        header = head.split(b"\n", 1)[0].decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportFileError(f"{path}: the first line is not UTF-8 text; nothing was stored") from None
+    cols = [c.strip() for c in header.rstrip("\r\n").split(_delimiter(path))]
+    if not header.strip() or len(set(cols)) != len(cols):
+        raise ImportFileError(f"{path}: the first line must be a header of unique column names")
+    return cols
+
+
+def _csv_batches(path: Path, delim: str, cols: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The CSV file parsed by pyarrow, text columns; :class:`_CsvTrouble` where it cannot."""
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=64 << 20, encoding="utf8"),
+            parse_options=pacsv.ParseOptions(delimiter=delim),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in cols}, strings_can_be_null=True
+            ),
+        )
+        yield from _rebatch(reader, batch_rows)
+    except pa.ArrowInvalid as exc:
+        raise _CsvTrouble(str(exc)) from None
+
+
+class LinePass:
+    r"""The data lines of a CSV file read one by one, for a file pyarrow cannot parse.
+
+    Iterating gives tables of the good lines (text columns, ``_line``: the line number);
+    :attr:`rejected` holds ``(line, reason, raw)`` of the others: a line with too few or
+    too many fields, a broken quote, bytes that are not UTF-8. A line is one record (as
+    for pyarrow's reader, values may not hold line breaks). Blank lines are skipped.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.csv"
+    >>> _ = p.write_bytes(b'a,b\n1,2\n3\n4,"5\n6,\xff\n7,8\n')
+    >>> lp = LinePass(p, ["a", "b"], 100)
+    >>> [t.to_pydict() for t in lp]
+    [{'a': ['1', '7'], 'b': ['2', '8'], '_line': [2, 6]}]
+    >>> [(n, why) for n, why, _ in lp.rejected]  # doctest: +NORMALIZE_WHITESPACE
+    [(3, '1 field where the header has 2'), (4, 'broken quotes: unexpected end of data'),
+     (5, 'not UTF-8 text: byte 0xff at column 3')]
+    """
+
+    def __init__(self, path: Path, columns: list[str], batch_rows: int):
+        self.path, self.columns, self.batch_rows = Path(path), columns, batch_rows
+        self.delim = _delimiter(self.path)
+        self.nulls = set(pacsv.ConvertOptions().null_values)  # as pyarrow reads them
+        self.rejected: list[tuple[int, str, str]] = []
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        self.rejected = []
+        width = len(self.columns)
+        values: list[list] = [[] for _ in range(width)]
+        lines: list[int] = []
+        with open(self.path, "rb") as fh:
+            fh.readline()  # the header, line 1
+            for number, raw in enumerate(fh, start=2):
+                line = raw.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                fields = self._fields(number, line, width)
+                if fields is None:
+                    continue
+                for column, value in zip(values, fields, strict=True):
+                    column.append(None if value in self.nulls else value)
+                lines.append(number)
+                if len(lines) >= self.batch_rows:
+                    yield self._table(values, lines)
+                    values, lines = [[] for _ in range(width)], []
+        if lines:
+            yield self._table(values, lines)
+
+    def _fields(self, number: int, line: bytes, width: int) -> list[str] | None:
+        """The line's fields, or None once it is rejected."""
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            why = f"not UTF-8 text: byte 0x{line[exc.start]:02x} at column {exc.start + 1}"
+            self.rejected.append((number, why, line.decode("utf-8", "backslashreplace")))
+            return None
+        if '"' in text:
+            try:
+                fields = next(csv.reader([text], delimiter=self.delim, strict=True))
+            except csv.Error as exc:
+                self.rejected.append((number, f"broken quotes: {exc}", text))
+                return None
+        else:
+            fields = text.split(self.delim)
+        if len(fields) != width:
+            n = len(fields)
+            why = f"{n} field{'s' if n != 1 else ''} where the header has {width}"
+            self.rejected.append((number, why, text))
+            return None
+        return fields
+
+    def _table(self, values: list[list], lines: list[int]) -> pa.Table:
+        arrays = [pa.array(v, pa.string()) for v in values]
+        return pa.table([*arrays, pa.array(lines, pa.uint32())], names=[*self.columns, "_line"])
+
+    def quarantined(self, raw_bytes: int) -> pl.DataFrame:
+        """The rejected lines in the quarantine's shape (``_row, reason, raw``)."""
+        return pl.DataFrame(
+            {
+                "_row": [n for n, _, _ in self.rejected],
+                "reason": [why for _, why, _ in self.rejected],
+                "raw": [raw_json(text, raw_bytes) for _, _, text in self.rejected],
+            },
+            schema={"_row": pl.UInt32, "reason": pl.String, "raw": pl.String},
+        )
 
 
 def _coalesce(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.Table]:
@@ -183,16 +332,26 @@ def import_file(
     progress: Callable[[int, int | None], None] | None = None,
     limits: validate.Limits | None = None,
     quarantine: Quarantine | None = None,
+    source: str | None = None,
+    scope: NodeScope | None = None,
+    each_batch: bool = False,
 ) -> ImportReport:
     """Import one file into the store. See the module docstring.
 
     ``limits`` (plausible times, speeds, accuracies) and ``quarantine`` (its caps) are
-    those of the ``EMAP_*`` settings unless given.
+    those of the ``EMAP_*`` settings unless given. ``source`` names the file in the
+    quarantine and the report (default: its path); a file imported again under the same
+    source adds none of its rejected rows to the quarantine a second time. ``scope``
+    limits what the file may write (a token bound to a node).
 
     Pings and parcel events are first stored optimistically (:mod:`data.store.bulk_load`):
     straight into their table in one transaction, as if no record id were already
     stored or repeated. If one is, that attempt is rolled back and the file is read
     again on the path that deduplicates every row. Either way the result is the same.
+    With ``each_batch`` every batch is committed on its own instead (deduplicated, with
+    its cube), so that other writers of the store get their turn between batches (an
+    import inside the server); a file that breaks half-way then keeps its first batches,
+    and importing it again adds the rest.
 
     Examples
     --------
@@ -211,57 +370,97 @@ def import_file(
     kind = kind or guess_kind(path, columns)
     if kind not in KINDS:
         raise ImportFileError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
-    if kind not in ("pings", "parcel_events"):
-        return _import(store, path, kind, total, batches, local_tz, progress, "upsert", limits, quarantine)
-    t0 = time.perf_counter()
+    job = _Job(store, path, kind, source or str(path), local_tz, progress, limits, quarantine, scope)
     try:
-        return _import(store, path, kind, total, batches, local_tz, progress, "bulk", limits, quarantine)
-    except Clash:
-        abandoned = time.perf_counter() - t0
+        return job.passes(total, batches, lambda: open_batches(path, batch_rows)[2], each_batch)
+    except _CsvTrouble as exc:
+        why = str(exc).splitlines()[0] if str(exc) else "unreadable"
+        log.info("%s: read line by line (%s)", job.source, why)
     if progress:
-        progress(0, total)  # the second pass starts from the top of the file
-    _, total, batches = open_batches(path, batch_rows)
-    report = _import(store, path, kind, total, batches, local_tz, progress, "stage", limits, quarantine)
-    report.seconds["first pass, abandoned (records already stored or repeated)"] = abandoned
-    return report
+        progress(0, total)  # read again from the top of the file
+    return job.passes(
+        total, LinePass(path, columns, batch_rows), lambda: LinePass(path, columns, batch_rows), each_batch
+    )
 
 
-def _import(
-    store: Store,
-    path: Path,
-    kind: str,
-    total: int | None,
-    batches: Iterator[pa.RecordBatch],
-    local_tz: str,
-    progress,
-    mode: str,
-    limits: validate.Limits,
-    quarantine: Quarantine,
-) -> ImportReport:
-    """One pass over the file. ``mode``: ``bulk`` (optimistic, raises :class:`Clash`),
-    ``stage`` (every row deduplicated) or ``upsert`` (outlets, couriers)."""
-    report = ImportReport(str(path), kind)
-    one = _Pass(store, kind, mode, local_tz, limits, report)
-    held = _Held(quarantine.per_source)
-    # Pings and parcel events are stored in one transaction for the whole file: a file
-    # that breaks half-way stores nothing.
-    try:
-        with ThreadPoolExecutor(max_workers=_PREPARE_AHEAD) as pool:
-            for n, ready, bad, parts in _prepared_in_order(pool, one.prepare, batches, path, report):
-                report.rows += n
-                bad = one.save(ready, bad, parts)
-                if not bad.is_empty():
-                    report.rejected += len(bad)
-                    held.add(bad)
-                if progress:
-                    progress(report.rows, total)
-        one.finish()
-    except BaseException:
-        one.abort()
-        raise
-    if held.frames:
-        quarantine.keep(pl.concat(held.frames), str(path), kind)
-    return report
+@dataclass
+class _Job:
+    """What stays the same over the passes of one import."""
+
+    store: Store
+    path: Path
+    kind: str
+    source: str
+    local_tz: str
+    progress: Callable[[int, int | None], None] | None
+    limits: validate.Limits
+    quarantine: Quarantine
+    scope: NodeScope | None
+
+    def passes(self, total, batches, reopen: Callable[[], Iterable], each_batch: bool) -> ImportReport:
+        """The file stored: optimistically (pings and events), again deduplicated if that
+        clashes; in one upsert pass (outlets, couriers); or batch by batch."""
+        if each_batch or self.kind not in ("pings", "parcel_events"):
+            mode = "upsert" if self.kind not in ("pings", "parcel_events") else "batches"
+            return self.one_pass(total, batches, mode)
+        t0 = time.perf_counter()
+        try:
+            return self.one_pass(total, batches, "bulk")
+        except Clash:
+            abandoned = time.perf_counter() - t0
+        if self.progress:
+            self.progress(0, total)  # the second pass starts from the top of the file
+        report = self.one_pass(total, reopen(), "stage")
+        report.seconds["first pass, abandoned (records already stored or repeated)"] = abandoned
+        return report
+
+    def one_pass(self, total: int | None, batches: Iterable, mode: str) -> ImportReport:
+        """One pass over the file. ``mode``: ``bulk`` (optimistic, raises :class:`Clash`),
+        ``stage`` (every row deduplicated), ``batches`` (each committed on its own) or
+        ``upsert`` (outlets, couriers)."""
+        report = ImportReport(self.source, self.kind)
+        first_row = 2 if self.path.suffix.lower() in CSV_SUFFIXES else 1
+        one = _Pass(self.store, self.kind, mode, self.local_tz, self.limits, report, first_row, self.scope)
+        held = _Held(self.quarantine.per_source)
+        # Pings and parcel events are stored in one transaction for the whole file (but
+        # in mode "batches"): a file that breaks half-way stores nothing.
+        try:
+            with ThreadPoolExecutor(max_workers=_PREPARE_AHEAD) as pool:
+                for n, ready, bad, parts in _prepared_in_order(pool, one.prepare, batches, self.path, report):
+                    report.rows += n
+                    bad = one.save(ready, bad, parts)
+                    if not bad.is_empty():
+                        report.rejected += len(bad)
+                        held.add(bad)
+                    if self.progress:
+                        self.progress(report.rows, total)
+                    if mode == "batches":
+                        time.sleep(0)  # let waiting threads (live ingest, the dashboard) run
+            one.finish()
+        except ImportFileError as exc:
+            one.abort()
+            if mode == "batches":  # its batches so far are committed
+                raise ImportFileError(
+                    str(exc).replace(
+                        "nothing from this file was stored",
+                        "the rows before it were stored: import the repaired file again for the rest",
+                    )
+                ) from None
+            raise
+        except BaseException:
+            one.abort()
+            raise
+        if isinstance(batches, LinePass) and batches.rejected:
+            report.rows += len(batches.rejected)
+            report.rejected += len(batches.rejected)
+            held.add(batches.quarantined(self.quarantine.raw_bytes))
+        if held.frames:
+            bad = pl.concat([f.cast({"_row": pl.Int64}) for f in held.frames]).sort("_row")
+            report.samples = list(
+                zip(bad["_row"].head(_SAMPLES).to_list(), bad["reason"].head(_SAMPLES).to_list(), strict=True)
+            )
+            self.quarantine.keep(bad, self.source, self.kind, once=True)
+        return report
 
 
 def _prepared_in_order(
@@ -309,18 +508,32 @@ class _Pass:
     """What one pass over a file does to a batch, by ``mode`` (see :func:`_import`)."""
 
     def __init__(
-        self, store: Store, kind: str, mode: str, local_tz: str, limits: validate.Limits, report: ImportReport
+        self,
+        store: Store,
+        kind: str,
+        mode: str,
+        local_tz: str,
+        limits: validate.Limits,
+        report: ImportReport,
+        first_row: int = 1,
+        scope: NodeScope | None = None,
     ):
         self.store, self.kind, self.mode = store, kind, mode
         self.local_tz, self.limits, self.report = local_tz, limits, report
+        self.first_row = first_row
         self.bulk = BulkLoad(store, kind) if mode == "bulk" else None
+        self.scope = _Territory(store, scope) if scope is not None else None
 
     def prepare(self, batch: pa.RecordBatch, offset: int):
         """Read, validate, index and locate one batch (no writes to the operations
         tables): (rows, ready rows, rejected rows, the bulk load's parts or None)."""
         report = self.report
         t0 = time.perf_counter()
-        frame = _frame_of(batch).with_row_index("_row", offset=offset + 1)
+        frame = _frame_of(batch)
+        if "_line" in frame.columns:  # read line by line: the rows' own line numbers
+            frame = frame.rename({"_line": "_row"}).select("_row", pl.exclude("_row"))
+        else:
+            frame = frame.with_row_index("_row", offset=offset + self.first_row)
         good, bad = validate.CHECKS[self.kind](frame, self.local_tz, self.limits)
         report.timed("validate", t0)
         t0 = time.perf_counter()
@@ -331,6 +544,9 @@ class _Pass:
         else:
             ready, refused = good, bad.clear()
         bad = _with_refused(bad, refused)
+        if self.scope is not None and self.kind in ("pings", "parcel_events"):
+            ready, outside = self.scope.split(ready)
+            bad = _with_refused(bad, outside)
         report.timed("index and locate", t0)
         parts = None
         if self.bulk is not None:
@@ -349,9 +565,14 @@ class _Pass:
         elif self.mode == "stage":
             self.store.stage(self.kind, ready)
             report.timed("stage", t0)
+        elif self.mode == "batches":
+            stored, dup = self.store.commit(self.kind, ready)
+            report.accepted += stored
+            report.duplicates += dup
+            report.timed("dedupe, store and cube", t0)
         else:
             store_rows = _store_outlets if self.kind == "outlets" else _store_couriers
-            stored, dup, refused = store_rows(self.store, ready)
+            stored, dup, refused = store_rows(self.store, ready, self.scope)
             report.accepted += stored
             report.duplicates += dup
             bad = _with_refused(bad, refused)
@@ -409,36 +630,92 @@ def _frame_of(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
     return frame.with_columns(pl.col(pl.Categorical).cast(pl.String)).rechunk()
 
 
-def _store_outlets(store: Store, good: pl.DataFrame):
+class _Territory:
+    """The branches a node-bound import may write in (the node's, from ``node_branches``,
+    as live ingest scopes a node-bound token), and the rows it refuses."""
+
+    def __init__(self, store: Store, scope: NodeScope):
+        self.store, self.reason = store, scope.reason()
+        self.branches = branch_ids(store, scope.node_id).to_list()
+
+    def inside(self, branch: pl.Expr) -> pl.Expr:
+        return branch.is_in(self.branches).fill_null(False)
+
+    def split(self, ready: pl.DataFrame, column: str = "branch_id") -> tuple[pl.DataFrame, pl.DataFrame]:
+        """``(rows inside, rows outside refused)`` by the branch in ``column``."""
+        inside = self.inside(pl.col(column))
+        return ready.filter(inside), _refuse(ready.filter(~inside), self.reason)
+
+    def foreign(self, table: str, key: str, ids: pl.Series) -> list[str]:
+        """Of ``ids``, those already stored in ``table`` with a branch outside (or none)."""
+        if table == "devices":
+            sql = (
+                "SELECT d.device_id AS id, coalesce(c.branch_id, v.branch_id) AS branch_id FROM devices d "
+                "LEFT JOIN couriers c USING (courier_id) LEFT JOIN vehicles v USING (vehicle_id) "
+                "WHERE list_contains($ids, d.device_id)"
+            )
+        else:
+            sql = f"SELECT {key} AS id, branch_id FROM {table} WHERE list_contains($ids, {key})"
+        stored = self.store.cursor().sql(sql, params={"ids": ids.drop_nulls().unique().to_list()}).pl()
+        return stored.filter(~self.inside(pl.col("branch_id")))["id"].to_list()
+
+    def keep_own(
+        self, rows: pl.DataFrame, checks: list[tuple[str, str]]
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """``rows`` inside the branches whose ids (``(table, column)`` of ``checks``)
+        name nothing stored outside them; and the others, refused."""
+        rows, outside = self.split(rows)
+        refused = [outside]
+        for table, key in checks:
+            taken = self.foreign(table, key, rows[key])
+            if taken:
+                hit = pl.col(key).is_in(taken).fill_null(False)
+                refused.append(
+                    _refuse(rows.filter(hit), f"{self.reason}: {key} '{{}}' is stored outside it", key)
+                )
+                rows = rows.filter(~hit)
+        return rows, pl.concat(refused)
+
+
+def _store_outlets(store: Store, good: pl.DataFrame, territory: _Territory | None = None):
     good = good.with_columns(h3cells.cells_of(good["lat"], good["lng"]))
     good = good.with_columns(store.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
     outside = good.filter(pl.col("branch_id").is_null())
     ok = good.filter(pl.col("branch_id").is_not_null()).unique("outlet_id", keep="last")
-    dup = len(good) - len(outside) - len(ok)
+    refused = _refuse(outside, "position outside every branch territory")
+    if territory is not None:
+        ok, foreign = territory.keep_own(ok, [("outlets", "outlet_id")])
+        refused = pl.concat([refused, foreign])
+    dup = len(good) - len(refused) - len(ok)
     store.upsert("outlets", ok.drop("_row"), "outlet_id")
-    return len(ok), dup, _refuse(outside, "position outside every branch territory")
+    return len(ok), dup, refused
 
 
-def _store_couriers(store: Store, good: pl.DataFrame):
+def _store_couriers(store: Store, good: pl.DataFrame, territory: _Territory | None = None):
     outlets = store.sql("SELECT outlet_id, branch_id FROM outlets")
     good = good.join(outlets, on="outlet_id", how="left")
     unknown = good.filter(pl.col("branch_id").is_null())
     ok = good.filter(pl.col("branch_id").is_not_null()).unique("courier_id", keep="last")
-    dup = len(good) - len(unknown) - len(ok)
+    foreign = None
+    if territory is not None:
+        ok, foreign = territory.keep_own(ok, [("couriers", "courier_id"), ("devices", "device_id")])
+    dup = len(good) - len(unknown) - len(ok) - (len(foreign) if foreign is not None else 0)
     store.upsert("couriers", ok.drop("_row", "device_id"), "courier_id")
     store.upsert(
         "devices",
         ok.select("device_id", "courier_id", pl.lit(None, dtype=pl.String).alias("vehicle_id")),
         "device_id",
     )
-    refused = unknown.with_columns(
-        pl.concat_str(pl.lit("unknown outlet '"), pl.col("outlet_id"), pl.lit("'")).alias("reason")
-    )
-    return len(ok), dup, _refuse_with_reason(refused)
+    refused = _refuse(unknown, "unknown outlet '{}'", "outlet_id")
+    if foreign is not None:
+        refused = pl.concat([refused, foreign])
+    return len(ok), dup, refused
 
 
-def _refuse(frame: pl.DataFrame, reason: str) -> pl.DataFrame:
-    return _refuse_with_reason(frame.with_columns(pl.lit(reason).alias("reason")))
+def _refuse(frame: pl.DataFrame, reason: str, column: str | None = None) -> pl.DataFrame:
+    """``frame``'s rows refused for ``reason`` (``{}`` in it: the row's ``column``)."""
+    why = pl.format(reason, pl.col(column)) if column else pl.lit(reason)
+    return _refuse_with_reason(frame.with_columns(why.alias("reason")))
 
 
 def _refuse_with_reason(frame: pl.DataFrame) -> pl.DataFrame:

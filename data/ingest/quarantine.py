@@ -82,16 +82,22 @@ class Quarantine:
             settings.quarantine_max_raw_bytes,
         )
 
-    def keep(self, bad: pl.DataFrame, source: str, kind: str) -> int:
+    def keep(self, bad: pl.DataFrame, source: str, kind: str, once: bool = False) -> int:
         """Quarantine ``bad`` (``_row, reason, raw``) from ``source``; returns the rows kept.
 
         When one call brings more than a source may keep, its first rows are kept (the
         first faults of a file are the ones to fix first); older rows of the source, then
-        of the whole table, are let go to make room for the new ones.
+        of the whole table, are let go to make room for the new ones. With ``once``, rows
+        the source already has in quarantine (same row number and raw text) are not kept
+        again: a file imported twice is quarantined once.
         """
         if bad.is_empty():
             return 0
         with self._lock:
+            if once:
+                bad = self._new_only(self._cut(bad), source)
+                if bad.is_empty():
+                    return 0
             counts = self._refresh()
             if len(bad) > self.per_source:
                 self._drop(len(bad) - self.per_source, source, "over the per-source ceiling")
@@ -105,17 +111,38 @@ class Quarantine:
                 self._trim(sum(counts.values()) - max(0, int(self.total * _SLACK) - n), None)
                 self._counts = None  # sources lost rows: count again from the table
                 self._refreshed = 0.0
-            raw = pl.col("raw").cast(pl.String)
-            bad = bad.with_columns(
-                pl.when(raw.str.len_chars() > self.raw_bytes)
-                .then(pl.concat_str(raw.str.slice(0, self.raw_bytes), pl.lit("... (cut)")))
-                .otherwise(raw)
-                .alias("raw")
-            )
-            kept = self.store.quarantine(bad, source, kind)
+            kept = self.store.quarantine(bad if once else self._cut(bad), source, kind)
             if self._counts is not None:
                 self._counts[source] = self._counts.get(source, 0) + kept
             return kept
+
+    def _cut(self, bad: pl.DataFrame) -> pl.DataFrame:
+        """Raw copies cut to :attr:`raw_bytes` characters."""
+        raw = pl.col("raw").cast(pl.String)
+        return bad.with_columns(
+            pl.when(raw.str.len_chars() > self.raw_bytes)
+            .then(pl.concat_str(raw.str.slice(0, self.raw_bytes), pl.lit("... (cut)")))
+            .otherwise(raw)
+            .alias("raw")
+        )
+
+    def _new_only(self, bad: pl.DataFrame, source: str) -> pl.DataFrame:
+        """Rows of ``bad`` that ``source`` does not have in quarantine yet."""
+        rows = bad["_row"].cast(pl.Int64)
+        held = (
+            self.store.cursor()
+            .sql(
+                "SELECT row_number AS _row, raw FROM quarantine WHERE source = $source "
+                "AND row_number BETWEEN $lo AND $hi",
+                params={"source": source, "lo": rows.min(), "hi": rows.max()},
+            )
+            .pl()
+        )
+        if held.is_empty():
+            return bad
+        probe = bad.with_columns(pl.col("_row").cast(pl.Int64), pl.col("raw").cast(pl.String))
+        fresh = probe.join(held, on=["_row", "raw"], how="anti", nulls_equal=True)
+        return fresh.cast(bad.schema)
 
     def _refresh(self) -> dict[str, int]:
         """Counts per source, read again (after the retention pass) once an hour."""
