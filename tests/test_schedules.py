@@ -18,7 +18,7 @@ from data.store import schedules as table
 from data.store.database import Store
 from reports import FORMATS
 from reports.scheduler import Scheduler, run_due
-from tests.auth_support import PASSWORD, login
+from tests.auth_support import PASSWORD, XSS_NAME, login
 from tests.conftest import served
 from views import schedules as sched
 
@@ -163,6 +163,25 @@ def test_who_may_create_and_see(env):
         sched.change(store, None, viewer_of(store, "nanshan"), theirs, "pause")
 
 
+def test_paused_schedules_wait_and_a_resumed_stop_checks_the_rights_again(env):
+    store, settings = env
+    sid = new(store, "futian", "b-440304", period="hour", at="00:05")
+    boss = viewer_of(store, "shenzhen")  # the region's manager may pause a branch's schedule
+    sched.change(store, settings, boss, sid, "pause")
+    assert run_due(store, settings, now=MORNING) == []
+    users.update_user(store, "futian", disabled=True, by="test")
+    sched.change(store, settings, boss, sid, "resume")
+    (r,) = run_due(store, settings, now=MORNING)
+    assert r["status"] == "stopped"
+    users.update_user(store, "futian", disabled=False, by="test")
+    sched.change(store, settings, boss, sid, "resume")
+    assert table.get(store, sid)["stopped"] is None
+    sched.change(store, settings, boss, sid, "delete")
+    assert table.get(store, sid) is None
+    log = users.audit_log(store, "schedule_change")["detail"].to_list()
+    assert any(f"schedule={sid} pause" in d for d in log) and any("stopped" in d for d in log)
+
+
 def test_the_runner_thread_starts_and_stops(env):
     store, settings = env
     s = Scheduler(store, settings, interval=0.05).start()
@@ -175,6 +194,7 @@ def test_the_download_route_checks_the_node_over_http(day_csv):
 
     store, settings, sid, (r,) = day_csv
     name = r["detail"]
+    store.cursor().execute("UPDATE nodes SET name = ? WHERE node_id = 'b-440305'", [XSS_NAME])
     app = build_app(store, settings, warm=False, prefetch=False, auth=True)
     with served(app) as url:
         own, _ = login(url, "nanshan")
@@ -183,6 +203,7 @@ def test_the_download_route_checks_the_node_over_http(day_csv):
         assert got.headers["Content-Disposition"] == f"attachment; filename={name}"
         page = own.get(f"{url}/schedules").text
         assert sid in page and name in page
+        assert "<img src=x" not in page and "&lt;img src=x" in page  # a name from data is text
         other, _ = login(url, "futian")
         refused = other.get(f"{url}/schedules/{sid}/files/{name}")
         assert refused.status_code == 403 and name.encode() not in refused.content
