@@ -182,11 +182,22 @@ def test_paused_schedules_wait_and_a_resumed_stop_checks_the_rights_again(env):
     assert any(f"schedule={sid} pause" in d for d in log) and any("stopped" in d for d in log)
 
 
-def test_the_runner_thread_starts_and_stops(env):
+def test_the_runner_thread_records_a_failure_and_keeps_looking(env):
+    """The thread looks at the real clock: the demo's days are long past, so the hour
+    before now holds no data; the failure is recorded and the thread lives on."""
     store, settings = env
-    s = Scheduler(store, settings, interval=0.05).start()
-    s.close()
-    assert not s.thread.is_alive()
+    sid = new(store, "nanshan", "b-440305", period="hour", at="00:00")
+    runner = Scheduler(store, settings, interval=0.05).start()
+    try:
+        for _ in range(600):
+            if table.get(store, sid)["last_error"]:
+                break
+            runner.thread.join(0.05)
+        assert "no data" in table.get(store, sid)["last_error"]
+        assert runner.thread.is_alive()
+    finally:
+        runner.close()
+    assert not runner.thread.is_alive()
 
 
 def test_the_download_route_checks_the_node_over_http(day_csv):
