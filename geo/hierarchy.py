@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from importlib.util import find_spec
 from pathlib import Path
+from typing import cast  # pandas and geopandas have no stubs: a row selection is typed loosely
 
 import geopandas as gpd
 import numpy as np
@@ -47,7 +48,7 @@ def read_boundaries(folder: Path | None = None) -> dict[str, gpd.GeoDataFrame]:
     out = {}
     for level in ("province", "city", "district"):
         g = gpd.read_file(folder / f"china_{level}.geojson")
-        g = g[g.geom_type.isin(["Polygon", "MultiPolygon"])].copy()
+        g = cast(gpd.GeoDataFrame, g[g.geom_type.isin(["Polygon", "MultiPolygon"])].copy())
         g["adcode"] = g["gb"].str[3:]
         g = g.set_crs("EPSG:4326", allow_override=True)  # EPSG:4490 and WGS-84 agree to < 1 m
         out[level] = g[["adcode", "name", "geometry"]].reset_index(drop=True)
@@ -90,7 +91,7 @@ def build_tree(boundaries: dict[str, gpd.GeoDataFrame], divisions: pd.DataFrame)
     div_of_prov = dict(zip(divisions["province"], divisions["division_id"]))
 
     dist = dist.copy()
-    dist["region_adcode"] = region_adcode_of(dist["adcode"], set(city["adcode"]))
+    dist["region_adcode"] = region_adcode_of(cast(pd.Series, dist["adcode"]), set(city["adcode"]))
     missing = dist[dist["region_adcode"].isna()]
     if len(missing):
         raise ValueError(f"districts with no city: {missing['adcode'].tolist()[:5]}")
@@ -146,7 +147,7 @@ def build_tree(boundaries: dict[str, gpd.GeoDataFrame], divisions: pd.DataFrame)
     label = shapely.point_on_surface(nodes.geometry.values)
     nodes["label_lat"] = shapely.get_y(label)
     nodes["label_lng"] = shapely.get_x(label)
-    return nodes[NODE_COLUMNS + ["geometry"]]
+    return cast(gpd.GeoDataFrame, nodes[NODE_COLUMNS + ["geometry"]])
 
 
 def load_tree(folder: Path | None = None) -> gpd.GeoDataFrame:
@@ -159,7 +160,7 @@ def branch_closure(nodes: pd.DataFrame) -> pd.DataFrame:
 
     The store joins on this to scope any query to a node's subtree.
     """
-    b = nodes[nodes["level"] == "branch"]
+    b = cast(pd.DataFrame, nodes[nodes["level"] == "branch"])
     parts = [
         pd.DataFrame({"ancestor_id": HQ_ID, "branch_id": b["node_id"].values}),
         pd.DataFrame({"ancestor_id": b["division_id"].values, "branch_id": b["node_id"].values}),
@@ -182,7 +183,7 @@ def ancestors(nodes: pd.DataFrame, node_id: str) -> list[str]:
 
 def children(nodes: pd.DataFrame, node_id: str) -> pd.DataFrame:
     """Direct children of a node."""
-    return nodes[nodes["parent_id"] == node_id]
+    return cast(pd.DataFrame, nodes[nodes["parent_id"] == node_id])
 
 
 class BranchLocator:
@@ -196,7 +197,7 @@ class BranchLocator:
     """
 
     def __init__(self, nodes: gpd.GeoDataFrame):
-        b = nodes[nodes["level"] == "branch"]
+        b = cast(gpd.GeoDataFrame, nodes[nodes["level"] == "branch"])
         self._ids = b["node_id"].to_numpy(dtype=object)
         geoms = b.geometry.values
         shapely.prepare(geoms)

@@ -50,7 +50,7 @@ class DrawContext:
     gcj02: bool = False
     text: dict = dc_field(default_factory=dict)
     metric: str = "scans"
-    selected: object = None
+    selected: int | str | None = None
 
     def t(self, key: str) -> str:
         return self.text.get(key, key)

@@ -127,4 +127,6 @@ LAYER = Layer("outlines", REQUIRED, STYLE, _traces, _folium, trace_depths=(("ter
 
 def bounds(frame) -> tuple[float, float, float, float]:
     """(lng_min, lat_min, lng_max, lat_max) of the territories."""
-    return tuple(float(v) for v in shapely.total_bounds(np.asarray(frame["geometry"])))
+    box = shapely.total_bounds(np.asarray(frame["geometry"]))
+    lng_min, lat_min, lng_max, lat_max = (float(v) for v in box)
+    return lng_min, lat_min, lng_max, lat_max

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from layers.base import DrawContext, Style, colour_at
@@ -35,15 +37,22 @@ def marker_trace(frame, ctx: DrawContext, name: str, style: Style, hover: str, c
     }
 
 
-def folium_points(frame, ctx: DrawContext, title: str, style: Style, tips: list, radius=4):
+def folium_points(
+    frame,
+    ctx: DrawContext,
+    title: str,
+    style: Style,
+    tips: list,
+    radius: float | Sequence[float] | np.ndarray = 4,
+):
+    """A folium group of circle markers; ``radius`` (px): one for all, or one per row."""
     import folium
 
     group = folium.FeatureGroup(name=title)
     la, ln = ctx.shift(frame["lat"].to_numpy(), frame["lng"].to_numpy())
-    radii = radius if np.isscalar(radius) else list(radius)
+    radii = list(radius) if isinstance(radius, Sequence | np.ndarray) else [radius] * len(la)
     for i, (a, b, c, tip) in enumerate(zip(la, ln, colours(frame, style), tips, strict=True)):
-        r = radii if np.isscalar(radii) else radii[i]
         folium.CircleMarker(
-            [float(a), float(b)], radius=r, color=c, fill=True, fill_opacity=0.9, tooltip=tip
+            [float(a), float(b)], radius=radii[i], color=c, fill=True, fill_opacity=0.9, tooltip=tip
         ).add_to(group)
     return group

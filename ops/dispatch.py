@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -457,7 +458,7 @@ def _flow(
         src["spare"].to_numpy(),
         demand,
         dist,
-        weight=1.0 + need["ratio"].to_numpy() / max(float(need["ratio"].max()), 1e-9),
+        weight=1.0 + need["ratio"].to_numpy() / max(float(cast(float, need["ratio"].max())), 1e-9),
         allowed=allowed,
     )
     added = x.sum(axis=0)

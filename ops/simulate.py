@@ -19,6 +19,8 @@ Before and after, per hour and in total:
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import polars as pl
 
@@ -231,8 +233,9 @@ def totals(per_hour: pl.DataFrame) -> dict:
         "overloaded_before": int(per_hour["overloaded_before"].sum()),
         "overloaded_after": int(per_hour["overloaded_after"].sum()),
         "newly_overloaded": int(per_hour["newly_overloaded"].sum()),
-        "peak_before": float(per_hour["peak_before"].max()),
-        "peak_after": float(per_hour["peak_after"].max()),
+        # (polars types a column's max as any literal; these columns are Float64)
+        "peak_before": float(cast(float, per_hour["peak_before"].max())),
+        "peak_after": float(cast(float, per_hour["peak_after"].max())),
         "late_before": round(float(per_hour["late_before"].sum()), 1),
         "late_after": round(float(per_hour["late_after"].sum()), 1),
         "couriers_moved": round(float(per_hour["couriers_moved"].sum()), 1),
