@@ -100,6 +100,9 @@ def run(args, settings: Settings) -> int:
                 channel_timeout=60,
                 backlog=2048,
                 ident="emap",
+                # bodies are buffered by waitress (on disk past 1 MB) before the app reads them;
+                # file imports are the largest (each route checks its own limit)
+                max_request_body_size=max(settings.ingest_max_body_bytes, settings.import_max_bytes) + 65536,
             )
         else:
             from werkzeug.serving import WSGIRequestHandler, run_simple

@@ -171,7 +171,9 @@ def _serve(app, args, settings: Settings, blueprints: list, host: str, port: int
         connection_limit=4000,
         asyncore_use_poll=True,
         ident="EMAP",
-        max_request_body_size=settings.ingest_max_body_bytes + 65536,
+        # file imports (POST /api/v1/import) may be larger than batches: each route
+        # checks its own limit, waitress refuses what passes both
+        max_request_body_size=max(settings.ingest_max_body_bytes, settings.import_max_bytes) + 65536,
     )
 
 

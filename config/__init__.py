@@ -72,6 +72,9 @@ class Settings:
     # -- live ingest (data/ingest/http_api.py) ---------------------------------------------------
     #: Largest request body the ingest API reads; larger ones get 413.
     ingest_max_body_bytes: int = 16 * 1024 * 1024
+    #: Largest file ``POST /api/v1/import`` takes (spooled to disk under ``data_dir``, not
+    #: held in memory); larger ones get 413.
+    import_max_bytes: int = 4 * 1024**3
     #: Milliseconds the ingest writer waits for concurrent requests to join one commit.
     ingest_linger_ms: float = 2.0
     #: Register a device the first time it reports (as a courier of the same id) instead

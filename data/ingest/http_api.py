@@ -12,6 +12,10 @@ Routes (a Flask blueprint; see ``docs/ingest.md``):
   (query/form or JSON). 200 once stored, or once refused for good and quarantined (the
   reason in the text); 400 malformed; 401/403 token or unknown device (the phone keeps
   the fix); 503 transient. See "The phone's answers" in the README.
+* ``POST /api/v1/import?kind=&name=``: a CSV or Parquet file as the body, streamed to a
+  spool file and imported (:mod:`data.ingest.uploads`); answers the counts and the first
+  rejected lines. 400 for an unreadable file or an unknown kind, 401 without a token, 403
+  for a device token, 409 while another import runs, 413 over ``import_max_bytes``.
 * ``GET /api/v1/openapi.json``: the machine-readable description of all of this.
 * ``GET /api/v1/health``: liveness and the ingest counters.
 
@@ -35,11 +39,13 @@ from auth import users
 from config import Settings
 from data.ingest import validate
 from data.ingest.group_commit import COMMIT_TIMEOUT, Busy, GroupCommitter, Scope
+from data.ingest.importer import ImportFileError
 from data.ingest.openapi import openapi_spec
 from data.ingest.phones import PhoneEndpoint, bearer_of, phone_wsgi
 from data.ingest.protocols import PROTOCOLS, osmand
 from data.ingest.quarantine import Quarantine
 from data.ingest.tokens import Principal, TokenCache
+from data.ingest.uploads import ImportBusy, TooLarge, Uploads
 from data.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -168,7 +174,9 @@ def make_ingest_blueprint(
     flask.Blueprint
         With a ``committer`` attribute: call ``bp.committer.close()`` at shutdown so that
         queued records are committed before the store closes; and an ``osmand``
-        attribute, the :class:`OsmAndEndpoint` a phone listener answers with.
+        attribute, the :class:`OsmAndEndpoint` a phone listener answers with; and an
+        ``uploads`` attribute, the :class:`data.ingest.uploads.Uploads` that imports files
+        (one at a time: the dashboard's import page shares it).
 
     Examples
     --------
@@ -192,6 +200,13 @@ def make_ingest_blueprint(
     @bp.post("/api/v1/events")
     def post_events():
         return _batch("parcel_events", "/api/v1/events", gc, tokens, phone, limit)
+
+    uploads = Uploads(store, settings, quarantine=gc.quarantine)
+    bp.uploads = uploads
+
+    @bp.post("/api/v1/import")
+    def post_import():
+        return _import_file(uploads, tokens)
 
     @bp.route("/osmand", methods=["GET", "POST"], strict_slashes=False)
     def osmand_position():
@@ -313,6 +328,37 @@ def _batch(
             "rejected": [{"index": i, "reason": why} for i, why in outcome.rejected],
         }
     )
+
+
+def _import_file(uploads: Uploads, tokens: TokenCache) -> Response:
+    """A file to import as the body: authenticate, check, spool and import, answer."""
+    principal = _authenticate(tokens)
+    if isinstance(principal, Response):
+        return principal
+    if principal.kind != "system":
+        return _error(403, "a device token cannot import files: use a system token")
+    kind = request.args.get("kind") or None
+    name = request.args.get("name") or "upload"
+    limit = uploads.max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _error(413, f"file larger than {limit} bytes (EMAP_IMPORT_MAX_BYTES); nothing was stored")
+    node = principal.node_id
+    try:
+        result = uploads.import_upload(
+            request.stream,
+            name,
+            kind,
+            scope_node=node,
+            source=f"POST /api/v1/import {name} ({principal.name})",
+            refusal=f"the token of system '{principal.system_name}' cannot write outside node '{node}'",
+        )
+    except ImportBusy as exc:
+        return _error(409, str(exc), {"Retry-After": "10"})
+    except TooLarge as exc:
+        return _error(413, f"{exc}; nothing was stored")
+    except ImportFileError as exc:
+        return _error(400, str(exc).replace(str(uploads.spool_dir), "upload"))
+    return _json(result.as_json())
 
 
 def _phone_position(phone: PhoneEndpoint, limit: int) -> Response:

@@ -521,7 +521,7 @@ class _Pass:
         self.store, self.kind, self.mode = store, kind, mode
         self.local_tz, self.limits, self.report = local_tz, limits, report
         self.first_row = first_row
-        self.bulk = BulkLoad(store, kind) if mode == "bulk" else None
+        self.bulk = BulkLoad(store, kind) if mode in ("bulk", "batches") else None
         self.scope = _Territory(store, scope) if scope is not None else None
 
     def prepare(self, batch: pa.RecordBatch, offset: int):
@@ -559,17 +559,17 @@ class _Pass:
         """Store one prepared batch; returns its rejected rows, with those the store refused."""
         report = self.report
         t0 = time.perf_counter()
-        if self.bulk is not None:
+        if self.mode == "batches":
+            stored, dup = self._commit_batch(ready, parts)
+            report.accepted += stored
+            report.duplicates += dup
+            report.timed("store, cube and commit", t0)
+        elif self.bulk is not None:
             self.bulk.add(ready, parts)
             report.timed("store", t0)
         elif self.mode == "stage":
             self.store.stage(self.kind, ready)
             report.timed("stage", t0)
-        elif self.mode == "batches":
-            stored, dup = self.store.commit(self.kind, ready)
-            report.accepted += stored
-            report.duplicates += dup
-            report.timed("dedupe, store and cube", t0)
         else:
             store_rows = _store_outlets if self.kind == "outlets" else _store_couriers
             stored, dup, refused = store_rows(self.store, ready, self.scope)
@@ -578,11 +578,28 @@ class _Pass:
             bad = _with_refused(bad, refused)
         return bad
 
+    def _commit_batch(self, ready: pl.DataFrame, parts) -> tuple[int, int]:
+        """One batch committed on its own: ``(stored, duplicates)``. Optimistically, as a
+        bulk load of its own (the write lock is held for this batch only); if one of its
+        record ids is stored already or repeated, deduplicated row by row instead."""
+        if parts is None:
+            return 0, 0
+        load = BulkLoad(self.store, self.kind)
+        try:
+            load.add(ready, parts)
+            return load.finish(), 0
+        except Clash:
+            load.abort()
+        except BaseException:
+            load.abort()
+            raise
+        return self.store.commit(self.kind, ready)
+
     def finish(self) -> None:
         """Commit what the pass stored (pings and parcel events: with their cube)."""
         report = self.report
         t0 = time.perf_counter()
-        if self.bulk is not None:
+        if self.bulk is not None and self.mode == "bulk":
             report.accepted = self.bulk.finish()
             report.timed("cube and commit", t0)
         elif self.mode == "stage":
@@ -590,8 +607,8 @@ class _Pass:
             report.timed("dedupe, store and cube", t0)
 
     def abort(self) -> None:
-        """Undo what the pass stored so far."""
-        if self.bulk is not None:
+        """Undo what the pass stored so far (in mode ``batches``: the batch being stored)."""
+        if self.bulk is not None and self.mode == "bulk":
             self.bulk.abort()
         elif self.mode == "stage":
             self.store.discard_staged(self.kind)

@@ -14,6 +14,54 @@ def _content(schema: dict, mime: str = "application/json") -> dict:
     return {"content": {mime: {"schema": schema}}}
 
 
+_KINDS = ("pings", "parcel_events", "outlets", "couriers")
+
+
+def _import_op(err) -> dict:
+    """``POST /api/v1/import``: a file as the body."""
+    return {
+        "summary": "Import a CSV or Parquet file (pings, parcel events, outlets or couriers)",
+        "description": "The body is the file itself, streamed to disk on the server (at most "
+        "EMAP_IMPORT_MAX_BYTES) and imported batch by batch, one import at a time. Bad rows "
+        "(CSV lines that cannot be parsed included) are quarantined and the others stored; "
+        "records already stored are not stored again. A token bound to a node imports only "
+        "records inside the node and overwrites no outlet, courier or device outside it.",
+        "security": [{"bearer": []}],
+        "parameters": [
+            {
+                "name": "kind",
+                "in": "query",
+                "required": False,
+                "schema": {"enum": list(_KINDS)},
+                "description": "What the file holds; default: told from its name or columns.",
+            },
+            {
+                "name": "name",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The file's name (its type .csv/.tsv/.parquet, and words such as "
+                "'pings'); also names it in the quarantine.",
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        "responses": {
+            "200": {"description": "Imported.", **_content(_ref("ImportResult"))},
+            "400": err("The file cannot be read at all, or an unknown kind; nothing was stored."),
+            "401": err("Missing, unknown or revoked token."),
+            "403": err("A device token: files are imported with a system token."),
+            "409": err("Another import is running on this server; try again when it is done."),
+            "413": err("File larger than EMAP_IMPORT_MAX_BYTES; nothing was stored."),
+        },
+    }
+
+
 def openapi_spec(server_url: str = "") -> dict:
     """The OpenAPI 3.1 description of the ingest API (served at ``/api/v1/openapi.json``)."""
     error = {"description": "", **_content(_ref("Error"))}
@@ -140,6 +188,7 @@ def openapi_spec(server_url: str = "") -> dict:
                     "responses": osmand_responses,
                 },
             },
+            "/api/v1/import": {"post": _import_op(err)},
             "/api/v1/openapi.json": {
                 "get": {
                     "summary": "This description",
@@ -165,6 +214,45 @@ def openapi_spec(server_url: str = "") -> dict:
                 "bearer": {"type": "http", "scheme": "bearer", "description": "A device or system token."}
             },
             "schemas": {
+                "ImportResult": {
+                    "type": "object",
+                    "required": [
+                        "kind",
+                        "rows",
+                        "accepted",
+                        "rejected",
+                        "duplicates",
+                        "quarantine_source",
+                        "rejected_lines",
+                    ],
+                    "description": "rows = accepted + rejected + duplicates.",
+                    "properties": {
+                        "kind": {"enum": list(_KINDS)},
+                        "rows": {"type": "integer", "description": "data rows read (lines, for CSV)"},
+                        "accepted": {"type": "integer", "description": "stored now"},
+                        "rejected": {"type": "integer", "description": "kept in quarantine"},
+                        "duplicates": {"type": "integer", "description": "record ids already stored"},
+                        "quarantine_source": {
+                            **text,
+                            "description": "the quarantine table's source of the rejected rows",
+                        },
+                        "rejected_lines": {
+                            "type": "array",
+                            "description": "the first rejected rows (at most 100), in file order",
+                            "items": {
+                                "type": "object",
+                                "required": ["line", "reason"],
+                                "properties": {
+                                    "line": {
+                                        "type": "integer",
+                                        "description": "CSV: line in the file (1 = the header); Parquet: row",
+                                    },
+                                    "reason": text,
+                                },
+                            },
+                        },
+                    },
+                },
                 "Ping": {
                     "type": "object",
                     "required": ["device_id", "ts", "lat", "lng"],
