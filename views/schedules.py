@@ -35,7 +35,7 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -236,7 +236,7 @@ def run_one(store, settings, schedule: dict, due: Due, make: Make, now: datetime
         f"schedule={sid} node={schedule['node_id']} period={due.slug()} metric={schedule['metric']} "
         f"format={schedule['format']} file={name}",
     )
-    prune(store, settings, {**schedule, "schedule_id": sid})
+    prune(store, settings, schedule)
     return {"schedule_id": sid, "status": "produced", "detail": name, "bytes": len(blob)}
 
 
@@ -343,8 +343,3 @@ def output_file(store, settings, viewer: Viewer, schedule_id, name) -> tuple[Pat
     if not path.is_file():
         raise LookupError("the output file is gone")
     return path, row["file_name"], s["format"]
-
-
-def today(settings) -> date:
-    """The local date now (for the page's notes)."""
-    return local_now(settings)[1].date()
