@@ -110,6 +110,14 @@ def icosahedron() -> Icosahedron:
     res-1 centre child (Class III) sit one lattice step away: their gnomonic positions
     give the axis directions (modulo 60 degrees) and the spacing. The face's corners are
     the three res-0 pentagons on it. Computed once, on first use.
+
+    Examples
+    --------
+    >>> ico = icosahedron()
+    >>> ico.centre.shape, ico.axes.shape, ico.normals.shape
+    ((20, 3), (2, 20, 2, 3), (2, 3, 2))
+    >>> round(ico.res0_unit, 6)  # tan of the angle between neighbouring res-0 centres
+    0.381966
     """
     home = {}
     for cell in h3.get_res0_cells():
@@ -161,6 +169,11 @@ def rho_min(res: int) -> float:
     ``scale**2 * 2**-53 / rho`` lattice units at ``rho = scale * r``. Points where that is
     more than 1% of :data:`MARGIN` are left to h3ronpy: at res 9 those within 0.03
     lattice units (12 m) of one of the 20 face centres, at res 15 within 3,600 (4 km).
+
+    Examples
+    --------
+    >>> round(rho_min(9), 3), round(rho_min(15))
+    (0.031, 3613)
     """
     scale = math.sqrt(7) ** res / icosahedron().res0_unit
     return scale * scale * 2.0**-53 * 100 / MARGIN
@@ -389,6 +402,12 @@ def keys(lat: np.ndarray, lng: np.ndarray, res: int) -> np.ndarray:
     """Lattice key of each point (int64), -1 for the points left to h3ronpy.
 
     ``lat`` and ``lng`` are float64 numpy arrays of degrees; ``res`` is 0..15.
+
+    Examples
+    --------
+    >>> k = keys(np.array([22.5431, 22.5431, np.nan]), np.array([114.0579, 114.0579, 0.0]), 9)
+    >>> bool(k[0] == k[1] >= 0), int(k[2])  # one point twice: one key; NaN: left to h3ronpy
+    (True, -1)
     """
     lattice = _lattice(res)
     n = len(lat)

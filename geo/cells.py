@@ -59,6 +59,11 @@ def cells_of(lat, lng, res: int = BASE_RES) -> pl.Series:
 
     ``lat`` and ``lng`` are numpy arrays or polars series of finite degrees; neither is
     copied when it is already float64.
+
+    Examples
+    --------
+    >>> cells_of(np.array([22.5431, 31.2304]), np.array([114.0579, 121.4737])).to_list()
+    [618138610828050431, 617848112076292095]
     """
     if isinstance(lat, pl.Series):
         lat, lng = lat.cast(pl.Float64).to_numpy(), lng.cast(pl.Float64).to_numpy()
@@ -69,12 +74,25 @@ def cells_of(lat, lng, res: int = BASE_RES) -> pl.Series:
 
 
 def cell_expr(lat: str = "lat", lng: str = "lng", res: int = BASE_RES) -> pl.Expr:
-    """A polars expression giving the cell of each row (for use inside ``with_columns``)."""
+    """A polars expression giving the cell of each row (for use inside ``with_columns``).
+
+    Examples
+    --------
+    >>> pl.DataFrame({"lat": [22.5431], "lng": [114.0579]}).select(cell=cell_expr())["cell"].to_list()
+    [618138610828050431]
+    """
     return plh3.latlng_to_cell(lat, lng, res)
 
 
 def resolution(cells) -> np.ndarray:
-    """Resolution of each cell, read from its bits."""
+    """Resolution of each cell, read from its bits.
+
+    Examples
+    --------
+    >>> c = latlng_to_cells([22.5431], [114.0579])
+    >>> resolution(c).tolist(), resolution(to_parent(c, 7)).tolist()
+    ([9], [7])
+    """
     c = np.asarray(cells, dtype=np.uint64)
     return ((c & _RES_MASK) >> _RES_SHIFT).astype(np.int64)
 
@@ -105,6 +123,11 @@ def parent_sql(column: str, res: int) -> str:
     """The same bit operation as :func:`to_parent`, as a DuckDB SQL expression.
 
     Lets the store roll up without moving cells into Python.
+
+    Examples
+    --------
+    >>> parent_sql("cell", 7)
+    '((cell & 18379190079298994175::UBIGINT) | (31525197391593472::UBIGINT) | (16777215::UBIGINT))'
     """
     if not 0 <= res <= 15:
         raise ValueError(f"resolution must be 0..15, got {res}")
@@ -130,17 +153,41 @@ def base_bits_expr(column: str = "cell") -> pl.Expr:
 
 
 def from_base_bits_expr(bits: pl.Expr) -> pl.Expr:
-    """Base-resolution cells (UInt64) back from :func:`base_bits_expr`."""
+    """Base-resolution cells (UInt64) back from :func:`base_bits_expr`.
+
+    Examples
+    --------
+    >>> f = pl.DataFrame({"cell": latlng_to_cells([22.5431], [114.0579])})
+    >>> bits = f.select(base_bits_expr())["cell"]
+    >>> bits.to_list(), bits.to_frame().select(from_base_bits_expr(pl.col("cell")))["cell"].to_list()
+    ([4369590294], [618138610828050431])
+    """
     return (bits.cast(pl.UInt64) * (1 << _BASE_LOW_BITS) + _BASE_FIXED).cast(pl.UInt64)
 
 
 def to_str(cells) -> list[str]:
-    """Hex strings for the UI and exports."""
+    """Hex strings for the UI and exports.
+
+    Examples
+    --------
+    >>> to_str(latlng_to_cells([22.5431], [114.0579]))
+    ['89411caa05bffff']
+    """
     return [format(int(c), "x") for c in np.asarray(cells, dtype=np.uint64)]
 
 
 def from_str(ids) -> np.ndarray:
-    """Cells from hex strings; raises ``ValueError`` naming the first bad id."""
+    """Cells from hex strings; raises ``ValueError`` naming the first bad id.
+
+    Examples
+    --------
+    >>> from_str(["89411caa05bffff"]).tolist()
+    [618138610828050431]
+    >>> from_str(["89411caa05bffff", "zz"])
+    Traceback (most recent call last):
+    ...
+    ValueError: not an H3 cell id: 'zz'
+    """
     out = np.empty(len(ids), dtype=np.uint64)
     for i, s in enumerate(ids):
         try:
@@ -154,7 +201,14 @@ def from_str(ids) -> np.ndarray:
 
 
 def centers(cells) -> tuple[np.ndarray, np.ndarray]:
-    """Centre latitude and longitude of each cell."""
+    """Centre latitude and longitude of each cell.
+
+    Examples
+    --------
+    >>> lat, lng = centers(from_str(["89411caa05bffff"]))
+    >>> round(float(lat[0]), 4), round(float(lng[0]), 4)
+    (22.5438, 114.0589)
+    """
     c = np.asarray(cells, dtype=np.uint64)
     if c.size == 0:
         return np.empty(0), np.empty(0)
@@ -166,7 +220,14 @@ def centers(cells) -> tuple[np.ndarray, np.ndarray]:
 
 
 def boundaries(cells) -> list[list[tuple[float, float]]]:
-    """Boundary of each cell as a closed ring of (lng, lat) pairs (GeoJSON order)."""
+    """Boundary of each cell as a closed ring of (lng, lat) pairs (GeoJSON order).
+
+    Examples
+    --------
+    >>> ring = boundaries(from_str(["89411caa05bffff"]))[0]
+    >>> len(ring), ring[0] == ring[-1]  # six corners, the first repeated
+    (7, True)
+    """
     c = np.asarray(cells, dtype=np.uint64)
     if c.size == 0:
         return []
@@ -189,6 +250,14 @@ def neighbours(cells) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i, j) of indices into ``cells`` whose cells touch (share an edge).
 
     Used to join over-threshold cells into connected zones.
+
+    Examples
+    --------
+    >>> c = from_str(["89411caa05bffff"])[0]
+    >>> ring = [h3.str_to_int(n) for n in h3.grid_ring("89411caa05bffff", 1)]
+    >>> i, j = neighbours([c, ring[0], ring[3]])  # a cell and two opposite neighbours
+    >>> list(zip(i.tolist(), j.tolist()))
+    [(0, 1), (0, 2), (1, 0), (2, 0)]
     """
     c = np.asarray(cells, dtype=np.uint64)
     if c.size == 0:
@@ -200,5 +269,11 @@ def neighbours(cells) -> tuple[np.ndarray, np.ndarray]:
 
 
 def area_km2(res: int) -> float:
-    """Average cell area at a resolution."""
+    """Average cell area at a resolution.
+
+    Examples
+    --------
+    >>> round(area_km2(9), 3), round(area_km2(7), 2)
+    (0.105, 5.16)
+    """
     return h3.average_hexagon_area(res, unit="km^2")

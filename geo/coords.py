@@ -15,7 +15,13 @@ _EE = 0.00669342162296594323  # its eccentricity squared
 
 
 def outside_china(lat, lng) -> np.ndarray:
-    """True where a point lies outside the rough bounding box the shift applies to."""
+    """True where a point lies outside the rough bounding box the shift applies to.
+
+    Examples
+    --------
+    >>> outside_china([22.5, 48.8584], [114.0, 2.2945]).tolist()  # Shenzhen, Paris
+    [False, True]
+    """
     lat = np.asarray(lat, dtype=np.float64)
     lng = np.asarray(lng, dtype=np.float64)
     return (lng < 72.004) | (lng > 137.8347) | (lat < 0.8293) | (lat > 55.8271)
@@ -71,7 +77,14 @@ def wgs84_to_gcj02(lat, lng) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gcj02_to_wgs84(lat, lng, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`wgs84_to_gcj02` by fixed-point iteration (error < 1 cm)."""
+    """Inverse of :func:`wgs84_to_gcj02` by fixed-point iteration (error < 1 cm).
+
+    Examples
+    --------
+    >>> lat, lng = gcj02_to_wgs84(*wgs84_to_gcj02([39.9087], [116.3975]))
+    >>> round(float(lat[0]), 7), round(float(lng[0]), 7)
+    (39.9087, 116.3975)
+    """
     glat = np.asarray(lat, dtype=np.float64)
     glng = np.asarray(lng, dtype=np.float64)
     wlat, wlng = glat.copy(), glng.copy()

@@ -68,7 +68,14 @@ def read_divisions(path: Path = DIVISIONS_FILE) -> pd.DataFrame:
 
 
 def region_adcode_of(district_adcodes: pd.Series, city_adcodes: set[str]) -> pd.Series:
-    """City adcode of each district: prefecture (XXXX00), municipality (XX0000) or itself."""
+    """City adcode of each district: prefecture (XXXX00), municipality (XX0000) or itself.
+
+    Examples
+    --------
+    >>> cities = {"440300", "110000", "429004"}  # Shenzhen, Beijing, Xiantao (a county-level city)
+    >>> region_adcode_of(pd.Series(["440305", "110105", "429004"]), cities).tolist()
+    ['440300', '110000', '429004']
+    """
 
     def pick(a: str) -> str | None:
         for k in (a[:4] + "00", a[:2] + "0000", a):
@@ -159,6 +166,15 @@ def branch_closure(nodes: pd.DataFrame) -> pd.DataFrame:
     """Every (ancestor, branch) pair, a branch being its own ancestor.
 
     The store joins on this to scope any query to a node's subtree.
+
+    Examples
+    --------
+    >>> nodes = pd.DataFrame({"node_id": ["hq", "div-south", "r-440300", "b-440305"],
+    ...                       "level": ["hq", "division", "region", "branch"],
+    ...                       "division_id": [None, "div-south", "div-south", "div-south"],
+    ...                       "region_id": [None, None, "r-440300", "r-440300"]})
+    >>> branch_closure(nodes)["ancestor_id"].tolist()
+    ['hq', 'div-south', 'r-440300', 'b-440305']
     """
     b = cast(pd.DataFrame, nodes[nodes["level"] == "branch"])
     parts = [
@@ -171,7 +187,19 @@ def branch_closure(nodes: pd.DataFrame) -> pd.DataFrame:
 
 
 def ancestors(nodes: pd.DataFrame, node_id: str) -> list[str]:
-    """Ids from the root down to ``node_id`` (for the breadcrumb)."""
+    """Ids from the root down to ``node_id`` (for the breadcrumb).
+
+    Examples
+    --------
+    >>> nodes = pd.DataFrame({"node_id": ["hq", "div-south", "r-440300", "b-440305"],
+    ...                       "parent_id": [None, "hq", "div-south", "r-440300"]})
+    >>> ancestors(nodes, "b-440305")
+    ['hq', 'div-south', 'r-440300', 'b-440305']
+    >>> ancestors(nodes, "b-999999")
+    Traceback (most recent call last):
+    ...
+    KeyError: "unknown node 'b-999999'"
+    """
     parent = dict(zip(nodes["node_id"], nodes["parent_id"]))
     if node_id not in parent:
         raise KeyError(f"unknown node {node_id!r}")
@@ -182,7 +210,15 @@ def ancestors(nodes: pd.DataFrame, node_id: str) -> list[str]:
 
 
 def children(nodes: pd.DataFrame, node_id: str) -> pd.DataFrame:
-    """Direct children of a node."""
+    """Direct children of a node.
+
+    Examples
+    --------
+    >>> nodes = pd.DataFrame({"node_id": ["hq", "r-440300", "b-440304", "b-440305"],
+    ...                       "parent_id": [None, "hq", "r-440300", "r-440300"]})
+    >>> children(nodes, "r-440300")["node_id"].tolist()
+    ['b-440304', 'b-440305']
+    """
     return cast(pd.DataFrame, nodes[nodes["parent_id"] == node_id])
 
 
@@ -191,9 +227,13 @@ class BranchLocator:
 
     Examples
     --------
-    >>> loc = BranchLocator(load_tree())  # doctest: +SKIP
-    >>> loc.locate([22.53], [113.93])     # doctest: +SKIP
-    array(['b-440305'], dtype=object)
+    Two square branches side by side (``load_tree()`` gives the real ones):
+
+    >>> nodes = gpd.GeoDataFrame({"node_id": ["b-440304", "b-440305"], "level": "branch"},
+    ...                          geometry=[shapely.box(114.0, 22.5, 114.1, 22.6),
+    ...                                    shapely.box(113.9, 22.5, 114.0, 22.6)])
+    >>> BranchLocator(nodes).locate([22.55, 22.55, 30.0], [114.05, 113.93, 114.0])
+    array(['b-440304', 'b-440305', None], dtype=object)
     """
 
     def __init__(self, nodes: gpd.GeoDataFrame):
