@@ -52,6 +52,14 @@ def flag_cells(
     polars.DataFrame
         ``frame`` plus ``over`` (bool), ``rule`` ("ratio", "baseline" or "both")
         and ``excess``: parcels beyond what the rules allow (0 when not over).
+
+    Examples
+    --------
+    >>> f = pl.DataFrame({"cell": [1, 2, 3], "workload": [30.0, 12.0, 12.0],
+    ...                   "load_ratio": [2.5, 0.5, 1.0], "capacity": [12.0, 24.0, 12.0],
+    ...                   "baseline": [None, 4.0, 11.0]})
+    >>> flag_cells(f, 1.5, 2.0, min_workload=5).select("over", "rule", "excess").rows()
+    [(True, 'ratio', 12.0), (True, 'baseline', 4.0), (False, None, 0.0)]
     """
     missing = {"cell", "workload", "load_ratio", "capacity"} - set(frame.columns)
     if missing:
@@ -80,7 +88,13 @@ def flag_cells(
 
 
 def components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Connected-component label of each of ``n`` items given edges (union-find)."""
+    """Connected-component label of each of ``n`` items given edges (union-find).
+
+    Examples
+    --------
+    >>> components(5, np.array([0, 3]), np.array([1, 4])).tolist()
+    [0, 0, 1, 2, 2]
+    """
     parent = np.arange(n)
 
     def find(i):
@@ -218,6 +232,23 @@ def detect(
     """Load ratio, flags and zones of one hour in one call.
 
     Returns ``(flagged cells, zones)``.
+
+    Examples
+    --------
+    Two neighbouring cells over load (30 and 20 parcels for one courier who handles 10
+    an hour) make one zone; a cell far away at its capacity makes none.
+
+    >>> import h3
+    >>> here = h3.str_to_int("89411caa05bffff")
+    >>> next_door = h3.str_to_int(h3.grid_ring("89411caa05bffff", 1)[0])
+    >>> far = h3.str_to_int(h3.latlng_to_cell(31.23, 121.47, 9))
+    >>> f = pl.DataFrame({"cell": [here, next_door, far], "pickups": [30, 20, 10],
+    ...                   "deliveries": [0, 0, 0], "couriers": [1, 1, 1]})
+    >>> flagged, found = detect(f, 10.0, ratio_threshold=1.5, baseline_factor=2.0)
+    >>> flagged["over"].to_list()
+    [True, True, False]
+    >>> found.select("zone_id", "n_cells", "workload", "excess", "rule").rows()
+    [(1, 2, 50.0, 20.0, 'ratio')]
     """
     from ops.kpis import load_ratio
 

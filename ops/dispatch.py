@@ -712,7 +712,13 @@ def reserve_forecast(roster: pl.DataFrame, seen: pl.DataFrame, days: pl.DataFram
 
 
 def ratios(cells: pl.DataFrame) -> np.ndarray:
-    """Load ratio of each cell from ``workload`` and ``capacity`` (0 without work)."""
+    """Load ratio of each cell from ``workload`` and ``capacity`` (0 without work).
+
+    Examples
+    --------
+    >>> ratios(pl.DataFrame({"workload": [24.0, 5.0, 0.0], "capacity": [12.0, 0.0, 0.0]})).tolist()
+    [2.0, inf, 0.0]
+    """
     w = cells["workload"].to_numpy().astype(np.float64)
     c = cells["capacity"].to_numpy().astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -79,13 +79,27 @@ def plan(issued: list[datetime], horizon: int = HORIZON) -> pl.DataFrame:
 
 
 def candidate_days(params: Params = PARAMS) -> list[int]:
-    """Days back that may serve a baseline: 1..lookback and whole weeks up to weekday_weeks."""
+    """Days back that may serve a baseline: 1..lookback and whole weeks up to weekday_weeks.
+
+    Examples
+    --------
+    >>> candidate_days()
+    [1, 2, 3, 4, 5, 6, 7, 14]
+    >>> candidate_days(Params(lookback_days=3, weekday_weeks=1))
+    [1, 2, 3, 7]
+    """
     weeks = [7 * w for w in range(1, max(params.weekday_weeks, 1) + 1)]
     return sorted(set(range(1, params.lookback_days + 1)) | set(weeks))
 
 
 def past_hours(targets, params: Params = PARAMS) -> list[datetime]:
-    """Every earlier hour a baseline of ``targets`` may read (to fetch them in one query)."""
+    """Every earlier hour a baseline of ``targets`` may read (to fetch them in one query).
+
+    Examples
+    --------
+    >>> [str(t) for t in past_hours([datetime(2026, 1, 15, 9)], Params(lookback_days=2, weekday_weeks=1))]
+    ['2026-01-08 09:00:00', '2026-01-13 09:00:00', '2026-01-14 09:00:00']
+    """
     ks = candidate_days(params)
     return sorted({t - k * DAY for t in targets for k in ks})
 
@@ -109,6 +123,16 @@ def choose_days(
     -------
     polars.DataFrame
         ``issued, horizon, hour, k, n_days``.
+
+    Examples
+    --------
+    With the same weekday of two earlier weeks in the data, those two days are the
+    baseline; without the weekday rule, every day of the last week that holds data:
+
+    >>> t = plan([datetime(2026, 1, 15, 9)], 1)
+    >>> present = {datetime(2026, 1, 15, 9) - k * DAY for k in (1, 2, 7, 14)}
+    >>> choose_days(t, present)["k"].to_list(), choose_days(t, present, weekday=False)["k"].to_list()
+    ([7, 14], [1, 2, 7])
     """
     rows = []
     for t0, h, t in targets.select("issued", "horizon", "hour").iter_rows():
@@ -225,6 +249,15 @@ def pickup_pipeline(
     -------
     polars.DataFrame
         ``issued, horizon, cell, branch_id, pickups`` (expected counts).
+
+    Examples
+    --------
+    Two new requests in one cell; earlier pickups took half an hour or an hour and a half:
+
+    >>> o = pl.DataFrame({"issued": [datetime(2026, 1, 15, 9)] * 2, "cell": [5, 5],
+    ...                   "branch_id": ["b", "b"], "age_s": [0.0, 0.0]})
+    >>> pickup_pipeline(o, np.array([1800.0, 5400.0]), 2).select("horizon", "pickups").rows()
+    [(1, 1.0), (2, 1.0)]
     """
     p = pickup_shares(open_requests["age_s"].to_numpy(), delays_s, horizon)
     n = len(open_requests)
@@ -272,6 +305,15 @@ def on_top(pipe: pl.Expr, usual: pl.Expr, base: pl.Expr) -> pl.Expr:
     more (parcels scanned for a branch but delivered across its border, plans that
     slip), the pipeline is scaled by how much of it usually lands in the hour. Both
     give the baseline back when the pipeline is as usual.
+
+    Examples
+    --------
+    10 parcels announced where 10 usually are and the baseline is 15: 10 + 5 on top;
+    where 20 usually are, half of the announced usually lands: 10 x 15/20.
+
+    >>> f = pl.DataFrame({"pipe": [10.0, 10.0], "usual": [10.0, 20.0], "base": [15.0, 15.0]})
+    >>> f.select(on_top(pl.col("pipe"), pl.col("usual"), pl.col("base")))["pipe"].to_list()
+    [15.0, 7.5]
     """
     scale = pl.when(usual > base).then(base / usual).otherwise(1.0)
     return pipe * scale + (base - usual).clip(lower_bound=0.0)

@@ -59,6 +59,16 @@ def load_ratio(
     ...                   "couriers": [2]})
     >>> load_ratio(f, 12.0)["load_ratio"].to_list()
     [1.0]
+
+    A cell with work and no courier seen in it borrows the mean of its 7-cell disc: two
+    of its neighbours have 7 couriers each, so it counts (0 + 7 + 7) / 7 = 2 couriers.
+
+    >>> import h3
+    >>> ring = [h3.str_to_int(n) for n in h3.grid_ring("89411caa05bffff", 1)]
+    >>> f = pl.DataFrame({"cell": [h3.str_to_int("89411caa05bffff")] + ring[:2],
+    ...                   "pickups": [14, 0, 0], "deliveries": [0, 0, 0], "couriers": [0, 7, 7]})
+    >>> load_ratio(f, 7.0)["load_ratio"].to_list()
+    [1.0, 0.0, 0.0]
     """
     missing = {"cell", "pickups", "deliveries", "couriers"} - set(frame.columns)
     if missing:
@@ -93,6 +103,13 @@ def indicators(figures: pl.DataFrame) -> pl.DataFrame:
 
     Adds ``volume``, ``on_time_rate`` (None when nothing was delivered) and
     ``parcels_per_courier_hour`` (None without couriers) for the figures of one hour.
+
+    Examples
+    --------
+    >>> f = pl.DataFrame({"pickups": [30, 5], "deliveries": [10, 0], "on_time": [8, 0],
+    ...                   "late": [2, 0], "couriers": [4, 0]})
+    >>> indicators(f).select("volume", "on_time_rate", "parcels_per_courier_hour").rows()
+    [(40, 0.8, 10.0), (5, None, None)]
     """
     return figures.with_columns(
         (pl.col("pickups") + pl.col("deliveries")).alias("volume"),
@@ -108,7 +125,13 @@ def indicators(figures: pl.DataFrame) -> pl.DataFrame:
 
 
 def change(now, before):
-    """Relative change ``now / before - 1``; None when it is undefined."""
+    """Relative change ``now / before - 1``; None when it is undefined.
+
+    Examples
+    --------
+    >>> round(change(120, 100), 6), change(5, 0), change(None, 3)
+    (0.2, None, None)
+    """
     if now is None or before is None or before == 0:
         return None
     return float(now) / float(before) - 1.0
@@ -127,6 +150,14 @@ def panel(now: dict, before: dict) -> list[dict]:
     -------
     list of dict
         ``{"key", "value", "before", "change"}`` in :data:`KPI_KEYS` order.
+
+    Examples
+    --------
+    >>> rows = panel({"pickups": 120, "zones": 2}, {"pickups": 100})
+    >>> [r["key"] for r in rows] == list(KPI_KEYS)
+    True
+    >>> rows[-1]
+    {'key': 'zones', 'value': 2, 'before': None, 'change': None}
     """
     out = []
     for key in KPI_KEYS:

@@ -54,7 +54,20 @@ def available(moves: pl.DataFrame, idle: pl.DataFrame | None) -> tuple[pl.DataFr
     """The moves as far as they could really be made: moves of idle couriers and vans of
     an outlet are scaled down to what it really had idle (``idle``: its
     ``outlet_id, kind, mode, spare`` in the hour). Returns the moves (``couriers`` and
-    ``vehicles`` as floats) and the units that were not there."""
+    ``vehicles`` as floats) and the units that were not there.
+
+    Examples
+    --------
+    Four couriers asked of outlet o1, which had two idle: each of its moves is halved;
+    the move from no outlet (couriers already on the road) stays.
+
+    >>> moves = pl.DataFrame({"source_outlet": ["o1", "o1", None], "kind": ["courier"] * 3,
+    ...                       "mode": ["ebike"] * 3, "couriers": [2, 2, 1], "vehicles": [0, 0, 0]})
+    >>> idle = pl.DataFrame({"outlet_id": ["o1"], "kind": ["courier"], "mode": ["ebike"], "spare": [2]})
+    >>> done, missing = available(moves, idle)
+    >>> done["couriers"].to_list(), missing
+    ([1.0, 1.0, 1.0], 2.0)
+    """
     if moves.is_empty() or "source_outlet" not in moves.columns:
         return moves, 0.0
     m = moves.with_columns(
@@ -247,7 +260,15 @@ def totals(per_hour: pl.DataFrame) -> dict:
 
 def distances(moves: pl.DataFrame) -> pl.DataFrame:
     """Typical distance of the suggested moves per kind and mode, each courier or van
-    counted once: ``kind, mode, units, median_km, p90_km, max_km``."""
+    counted once: ``kind, mode, units, median_km, p90_km, max_km``.
+
+    Examples
+    --------
+    >>> moves = pl.DataFrame({"kind": ["courier", "courier"], "mode": ["ebike", "ebike"],
+    ...                       "couriers": [2, 1], "vehicles": [0, 0], "distance_km": [1.0, 3.0]})
+    >>> distances(moves).rows()
+    [('courier', 'ebike', 3, 1.0, 2.6, 3.0)]
+    """
     schema = {
         "kind": pl.String,
         "mode": pl.String,
