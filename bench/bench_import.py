@@ -3,6 +3,11 @@
 Usage:
     python bench/bench_import.py --rows 10000000            # throughput at 10 M rows
     python bench/bench_import.py --rows 30000000 --memory-limit 1GB   # peak memory at 30 M rows
+    python bench/bench_import.py --rows 2000000 --via-server  # also POSTed to /api/v1/import
+
+With ``--via-server`` the same file is also sent to ``POST /api/v1/import`` of a real
+server (``python -m cli.ingest`` on a copy of the network store, 127.0.0.1) and its rate
+is printed beside the command line's.
 
 The pings come from the demo generator (realistic tracks of the default network, day
 after day until ``--rows`` is reached), written once to a Parquet file in --work. The
@@ -110,6 +115,74 @@ def run_import(net_db: Path, pings: Path, work: Path, memory_limit: str) -> dict
     }
 
 
+def via_server(net_db: Path, pings: Path, work: Path) -> dict:
+    """POST the file to /api/v1/import of a server on a copy of the network store."""
+    import shutil
+    import socket
+    import urllib.request
+
+    from data.ingest.tokens import create_token
+    from data.store.database import Store
+
+    db = work / "server-target.duckdb"
+    db.unlink(missing_ok=True)
+    Path(f"{db}.wal").unlink(missing_ok=True)
+    shutil.copy(net_db, db)
+    with Store(db) as store:
+        token = create_token(store, "system", "bench-import")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EMAP_DATA_DIR": str(work), "EMAP_ACCESS_LOG": "false"}
+    with open(work / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.ingest", "--db", str(db), "--port", str(port), "--osmand-port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/v1/health", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start; see {work / 'server.log'}") from None
+                time.sleep(0.2)
+        cpu0 = _cpu_of(proc.pid)
+        size = pings.stat().st_size
+        with open(pings, "rb") as body:
+            request = urllib.request.Request(
+                f"{url}/api/v1/import?kind=pings&name={pings.name}",
+                data=body,
+                method="POST",
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Length": str(size),
+                    "Content-Type": "application/octet-stream",
+                },
+            )
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=3600) as answer:
+                result = json.loads(answer.read())
+            seconds = time.perf_counter() - t0
+        cpu = _cpu_of(proc.pid) - cpu0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return {**result, "seconds": seconds, "cpu_seconds": cpu, "bytes": size}
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def plain_approach(pings: Path, sample: int) -> dict:
     """The approach EMAP replaces: h3 in a Python loop, pandas group-by, on ``sample`` rows."""
     import h3
@@ -134,6 +207,9 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/emap-bench"))
     ap.add_argument("--plain-sample", type=int, default=1_000_000)
     ap.add_argument("--memory-limit", default="1GB", help="DuckDB buffer pool of the importing store")
+    ap.add_argument(
+        "--via-server", action="store_true", help="also POST the file to a server's /api/v1/import"
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -186,6 +262,19 @@ def main() -> int:
         f"load average (1 min) {load_before:.2f} before, {load_after:.2f} after"
     )
     print(f"ratio: EMAP end to end is {emap_rate / plain_rate:.1f}x the plain approach's partial pipeline")
+    if args.via_server:
+        load_before = os.getloadavg()[0]
+        served = via_server(net_db, pings, args.work)
+        rate = served["rows"] / served["seconds"]
+        print(
+            f"through the server (POST /api/v1/import, {served['bytes'] / 1e6:,.0f} MB, batches committed one by "
+            f"one): {served['rows']:,} pings in {served['seconds']:.1f} s = {rate / 1e6:.2f} M pings/s "
+            f"(accepted {served['accepted']:,}, rejected {served['rejected']:,}, duplicates "
+            f"{served['duplicates']:,}); server CPU {served['cpu_seconds']:.1f} core-s = "
+            f"{served['cpu_seconds'] / served['rows'] * 1e6:.2f} core-s per M pings; "
+            f"{100 * rate / emap_rate:.0f}% of the command line's rate; load average (1 min) "
+            f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+        )
     return 0
 
 
