@@ -9,6 +9,20 @@ A layer is data plus two pure builders:
 * ``folium(frame, ctx) -> folium.FeatureGroup``: the same layer for HTML exports.
 
 Layers never touch the store: callers hand them frames.
+
+Examples
+--------
+>>> import polars as pl
+>>> from geo.cells import latlng_to_cells
+>>> from layers import registry
+>>> frame = pl.DataFrame({"cell": latlng_to_cells([22.5431], [114.0579]), "value": [12],
+...                       "load_ratio": [1.2], "node": ["Futian"]})
+>>> [trace["uid"] for trace in registry.get("hexes").build(frame)]
+['hexes']
+>>> registry.get("hexes").build(frame.drop("node"))
+Traceback (most recent call last):
+...
+ValueError: layer 'hexes' needs columns ['node']; got ['cell', 'value', 'load_ratio']
 """
 
 from __future__ import annotations
@@ -45,6 +59,11 @@ class DrawContext:
     ``gcj02``: shift every coordinate to GCJ-02 (Chinese tile providers).
     ``text``: translated strings (hover labels, legend titles) keyed by name.
     ``metric``: the hex layer's metric; ``selected``: a highlighted feature id.
+
+    Examples
+    --------
+    >>> DrawContext(text={"outlet": "网点"}).t("outlet"), DrawContext().t("outlet")
+    ('网点', 'outlet')
     """
 
     gcj02: bool = False
@@ -99,7 +118,14 @@ class Layer:
 
 
 def colour_at(colorscale: tuple, t: float) -> str:
-    """Colour of a scale at ``t`` in [0, 1] (nearest stop at or below; for exports)."""
+    """Colour of a scale at ``t`` in [0, 1] (nearest stop at or below; for exports).
+
+    Examples
+    --------
+    >>> scale = ((0.0, "#1a9850"), (0.5, "#ffffbf"), (1.0, "#d73027"))
+    >>> colour_at(scale, 0.7), colour_at(scale, 2.0)
+    ('#ffffbf', '#d73027')
+    """
     t = min(max(float(t), 0.0), 1.0)
     out = colorscale[0][1]
     for stop, colour in colorscale:
@@ -109,7 +135,16 @@ def colour_at(colorscale: tuple, t: float) -> str:
 
 
 def value_range(values: np.ndarray, style: Style) -> tuple[float, float]:
-    """Colour range: the style's, else 0 .. 95th percentile of the data (at least 1)."""
+    """Colour range: the style's, else 0 .. 95th percentile of the data (at least 1).
+
+    Examples
+    --------
+    >>> lo, hi = value_range(np.array([1.0, 2.0, np.nan, 40.0]), Style())
+    >>> lo, round(hi, 1)
+    (0.0, 36.2)
+    >>> value_range(np.array([]), Style(range=(0.0, 3.0)))
+    (0.0, 3.0)
+    """
     if style.range is not None:
         return style.range
     v = values[np.isfinite(values)] if values.size else values
@@ -118,7 +153,13 @@ def value_range(values: np.ndarray, style: Style) -> tuple[float, float]:
 
 
 def lines_from_rings(rings: list, ctx: DrawContext) -> tuple[list, list]:
-    """Lat and lng lists of closed rings separated by None (one Scattermap trace)."""
+    """Lat and lng lists of closed rings separated by None (one Scattermap trace).
+
+    Examples
+    --------
+    >>> lines_from_rings([[(114.0, 22.5), (114.1, 22.5), (114.0, 22.6), (114.0, 22.5)]], DrawContext())
+    ([22.5, 22.5, 22.6, 22.5, None], [114.0, 114.1, 114.0, 114.0, None])
+    """
     lats: list = []
     lngs: list = []
     for ring in rings:

@@ -68,7 +68,13 @@ def arrow_paths(frame, ctx: DrawContext) -> tuple[list, list]:
 
 
 def count_text(kind: str, n: int, ctx: DrawContext) -> str:
-    """The label of one arrow: "+3" for couriers, "+1 车" for vans."""
+    """The label of one arrow: "+3" for couriers, "+1 车" for vans.
+
+    Examples
+    --------
+    >>> count_text("courier", 3, DrawContext()), count_text("vehicle", 1, DrawContext(text={"van_short": "车"}))
+    ('+3', '+1 车')
+    """
     return f"+{int(n)}" if kind == "courier" else f"+{int(n)} {ctx.t('van_short')}"
 
 
@@ -91,7 +97,18 @@ def hover_lines(row: dict, ctx: DrawContext) -> list[str]:
 
 
 def hover_text(row: dict, ctx: DrawContext) -> str:
-    """:func:`hover_lines` as plotly hover text (escaped, one line per ``<br>``)."""
+    """:func:`hover_lines` as plotly hover text (escaped, one line per ``<br>``).
+
+    Examples
+    --------
+    Untranslated (no ``ctx.text``), so the labels show their keys:
+
+    >>> row = {"zone_id": 1, "kind": "courier", "couriers": 3, "vehicles": 0, "mode": "ebike",
+    ...        "source_kind": "outlet", "source_outlet": "<i>Futian 2</i>", "distance_km": 2.345,
+    ...        "on_site": 0.75}
+    >>> hover_text(row, DrawContext()).split("<br>")
+    ['zone #1', 'couriers_moved: 3 (mode_ebike)', 'from_outlet &lt;i&gt;Futian 2&lt;/i&gt; · 2.3 km, 15 min']
+    """
     return "<br>".join(escape.plotly(line) for line in hover_lines(row, ctx))
 
 

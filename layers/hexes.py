@@ -32,7 +32,14 @@ REQUIRED = ("cell", "value", "load_ratio", "node")
 
 
 def geojson(cells, ctx: DrawContext | None = None) -> dict:
-    """FeatureCollection of cell hexagons, feature ``id`` = hex string of the cell."""
+    """FeatureCollection of cell hexagons, feature ``id`` = hex string of the cell.
+
+    Examples
+    --------
+    >>> feature = geojson(h3cells.from_str(["89411caa05bffff"]))["features"][0]
+    >>> feature["id"], len(feature["geometry"]["coordinates"][0])
+    ('89411caa05bffff', 7)
+    """
     ctx = ctx or DrawContext()
     cells = np.asarray(cells, dtype=np.uint64)
     ids = h3cells.to_str(cells)
@@ -46,7 +53,17 @@ def geojson(cells, ctx: DrawContext | None = None) -> dict:
 
 
 def values(frame: pl.DataFrame, ctx: DrawContext | None = None) -> dict:
-    """The per-update part of the hex trace: locations, z, customdata, colour range."""
+    """The per-update part of the hex trace: locations, z, customdata, colour range.
+
+    Examples
+    --------
+    Names from data are escaped for plotly's hover text:
+
+    >>> f = pl.DataFrame({"cell": h3cells.from_str(["89411caa05bffff"]), "value": [12],
+    ...                   "load_ratio": [1.234], "node": ["<b>Futian</b>"]})
+    >>> values(f, DrawContext(metric="pickups"))
+    {'locations': ['89411caa05bffff'], 'z': [12.0], 'customdata': [['89411caa05bffff', '&lt;b&gt;Futian&lt;/b&gt;', 12.0, 1.23]], 'zmin': 0.0, 'zmax': 12.0}
+    """
     ctx = ctx or DrawContext()
     style = METRIC_STYLES.get(ctx.metric, METRIC_STYLES["scans"])
     z = frame["value"].cast(pl.Float64).fill_null(np.nan).to_numpy()

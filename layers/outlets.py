@@ -15,7 +15,13 @@ STYLE = Style(
 
 
 def sizes(capacity) -> list[float]:
-    """Marker size 8..24 px growing with the square root of the courier capacity."""
+    """Marker size 8..24 px growing with the square root of the courier capacity.
+
+    Examples
+    --------
+    >>> sizes([0, 16, 64])
+    [8.0, 16.0, 24.0]
+    """
     c = np.sqrt(np.clip(np.asarray(capacity, dtype=float), 0, None))
     return np.round(8 + 16 * c / max(float(c.max()) if c.size else 1.0, 1.0), 1).tolist()
 

@@ -126,7 +126,13 @@ LAYER = Layer("outlines", REQUIRED, STYLE, _traces, _folium, trace_depths=(("ter
 
 
 def bounds(frame) -> tuple[float, float, float, float]:
-    """(lng_min, lat_min, lng_max, lat_max) of the territories."""
+    """(lng_min, lat_min, lng_max, lat_max) of the territories.
+
+    Examples
+    --------
+    >>> bounds({"geometry": [shapely.box(114.0, 22.5, 114.1, 22.6), shapely.box(113.9, 22.4, 114.0, 22.6)]})
+    (113.9, 22.4, 114.1, 22.6)
+    """
     box = shapely.total_bounds(np.asarray(frame["geometry"]))
     lng_min, lat_min, lng_max, lat_max = (float(v) for v in box)
     return lng_min, lat_min, lng_max, lat_max

@@ -25,7 +25,17 @@ TRACE_ORDER = tuple(
 
 
 def get(key: str) -> Layer:
-    """The layer registered under ``key``."""
+    """The layer registered under ``key``.
+
+    Examples
+    --------
+    >>> get("hexes").required
+    ('cell', 'value', 'load_ratio', 'node')
+    >>> get("weather")
+    Traceback (most recent call last):
+    ...
+    KeyError: "no layer 'weather'; known: ['couriers', 'dispatch_arrows', 'hexes', 'outlets', 'outlines', 'vehicles', 'zones']"
+    """
     try:
         return BY_KEY[key]
     except KeyError:
@@ -33,4 +43,11 @@ def get(key: str) -> Layer:
 
 
 def default_keys() -> list[str]:
+    """Keys of the layers a new view shows.
+
+    Examples
+    --------
+    >>> default_keys()
+    ['hexes', 'outlines', 'zones', 'outlets']
+    """
     return [layer.key for layer in LAYERS if layer.default_on]

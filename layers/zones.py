@@ -18,7 +18,18 @@ STYLE = Style(
 
 
 def zone_polygon(cells):
-    """Union of a zone's hexagons (a shapely geometry)."""
+    """Union of a zone's hexagons (a shapely geometry).
+
+    Examples
+    --------
+    A cell and its six neighbours: one polygon with 18 corners (the first repeated).
+
+    >>> import h3
+    >>> from geo.cells import from_str
+    >>> outline = zone_polygon(from_str(h3.grid_disk("89411caa05bffff", 1)))
+    >>> outline.geom_type, len(outline.exterior.coords)
+    ('Polygon', 19)
+    """
     return zone_polygons([cells])[0]
 
 
