@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 KINDS = ("pings", "parcel_events", "outlets", "couriers")
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+#: Bytes of CSV parsed at a time by pyarrow.
+_CSV_BLOCK_BYTES = 64 << 20
 #: Rejected rows listed in a report (the first of the file).
 _SAMPLES = 100
 #: Batches prepared at once, ahead of the one being stored (one per core here).
@@ -62,6 +64,9 @@ class ImportFileError(Exception):
 
 class _CsvTrouble(Exception):
     """pyarrow cannot parse a CSV file: it is read again line by line."""
+
+    #: Rows committed before (importing batch by batch); 0 when the pass was rolled back.
+    committed = 0
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,7 @@ def _csv_batches(path: Path, delim: str, cols: list[str], batch_rows: int) -> It
     try:
         reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=64 << 20, encoding="utf8"),
+            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, encoding="utf8"),
             parse_options=pacsv.ParseOptions(delimiter=delim),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in cols}, strings_can_be_null=True
@@ -376,11 +381,16 @@ def import_file(
     except _CsvTrouble as exc:
         why = str(exc).splitlines()[0] if str(exc) else "unreadable"
         log.info("%s: read line by line (%s)", job.source, why)
+        committed = exc.committed
     if progress:
         progress(0, total)  # read again from the top of the file
-    return job.passes(
+    report = job.passes(
         total, LinePass(path, columns, batch_rows), lambda: LinePass(path, columns, batch_rows), each_batch
     )
+    if committed:  # batches committed before pyarrow stopped: found again, they are not duplicates
+        report.accepted += committed
+        report.duplicates -= committed
+    return report
 
 
 @dataclass
@@ -437,6 +447,11 @@ class _Job:
                     if mode == "batches":
                         time.sleep(0)  # let waiting threads (live ingest, the dashboard) run
             one.finish()
+        except _CsvTrouble as exc:
+            one.abort()
+            if mode == "batches":
+                exc.committed = report.accepted
+            raise
         except ImportFileError as exc:
             one.abort()
             if mode == "batches":  # its batches so far are committed
