@@ -115,8 +115,62 @@ def run_import(net_db: Path, pings: Path, work: Path, memory_limit: str) -> dict
     }
 
 
+class LiveBatches:
+    """Batches of live pings sent to the server while the import runs, with their
+    acknowledgement latencies (does the import starve live ingest?)."""
+
+    def __init__(self, url: str, token: str, device: str, lat: float, lng: float, size: int = 100):
+        import threading
+
+        self.url, self.token, self.size = url, token, size
+        self.device, self.lat, self.lng = device, lat, lng
+        self.latencies: list[float] = []
+        self.failed = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import urllib.request
+
+        ts = 1_796_083_200  # 2026-12-01, after the benchmark's days
+        while not self.stop.is_set():
+            batch = [
+                {"device_id": self.device, "ts": ts + k, "lat": self.lat, "lng": self.lng}
+                for k in range(self.size)
+            ]
+            ts += self.size
+            request = urllib.request.Request(
+                f"{self.url}/api/v1/pings",
+                data=json.dumps(batch).encode(),
+                method="POST",
+                headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            )
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(request, timeout=120) as answer:
+                    answer.read()
+                self.latencies.append(time.perf_counter() - t0)
+            except OSError:
+                self.failed += 1
+            self.stop.wait(0.1)
+
+    def summary(self) -> str:
+        lat = sorted(self.latencies)
+        if not lat:
+            return f"no live batch acknowledged ({self.failed} failed)"
+
+        def q(p: float) -> float:
+            return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+
+        return (
+            f"{len(lat)} live batches of {self.size} pings acknowledged during the import ({self.failed} failed): "
+            f"latency p50 {q(0.5):.0f} ms, p90 {q(0.9):.0f} ms, p99 {q(0.99):.0f} ms, max {lat[-1] * 1000:.0f} ms"
+        )
+
+
 def via_server(net_db: Path, pings: Path, work: Path) -> dict:
-    """POST the file to /api/v1/import of a server on a copy of the network store."""
+    """POST the file to /api/v1/import of a server on a copy of the network store, with
+    live batches of pings sent meanwhile."""
     import shutil
     import socket
     import urllib.request
@@ -130,6 +184,8 @@ def via_server(net_db: Path, pings: Path, work: Path) -> dict:
     shutil.copy(net_db, db)
     with Store(db) as store:
         token = create_token(store, "system", "bench-import")
+        device = store.scalar("SELECT min(device_id) FROM devices WHERE courier_id IS NOT NULL")
+        lat, lng = store.sql("SELECT lat, lng FROM outlets ORDER BY outlet_id LIMIT 1").row(0)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -153,6 +209,7 @@ def via_server(net_db: Path, pings: Path, work: Path) -> dict:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the server did not start; see {work / 'server.log'}") from None
                 time.sleep(0.2)
+        live = LiveBatches(url, token, device, lat, lng)
         cpu0 = _cpu_of(proc.pid)
         size = pings.stat().st_size
         with open(pings, "rb") as body:
@@ -167,14 +224,19 @@ def via_server(net_db: Path, pings: Path, work: Path) -> dict:
                 },
             )
             t0 = time.perf_counter()
-            with urllib.request.urlopen(request, timeout=3600) as answer:
-                result = json.loads(answer.read())
+            live.thread.start()
+            try:
+                with urllib.request.urlopen(request, timeout=3600) as answer:
+                    result = json.loads(answer.read())
+            finally:
+                live.stop.set()
             seconds = time.perf_counter() - t0
-        cpu = _cpu_of(proc.pid) - cpu0
+        cpu = _cpu_of(proc.pid) - cpu0  # the live batches' share included
+        live.thread.join()
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    return {**result, "seconds": seconds, "cpu_seconds": cpu, "bytes": size}
+    return {**result, "seconds": seconds, "cpu_seconds": cpu, "bytes": size, "live": live.summary()}
 
 
 def _cpu_of(pid: int) -> float:
@@ -275,6 +337,7 @@ def main() -> int:
             f"{100 * rate / emap_rate:.0f}% of the command line's rate; load average (1 min) "
             f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
         )
+        print(f"live ingest meanwhile: {served['live']}")
     return 0
 
 
