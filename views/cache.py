@@ -10,7 +10,18 @@ from collections import OrderedDict
 class Cache:
     """A small thread-safe LRU with an optional time-to-live per entry (the dashboard's
     one explicit cache object, created by ``build_app``). Concurrent callers of the same
-    missing key wait for one computation instead of repeating it."""
+    missing key wait for one computation instead of repeating it.
+
+    Examples
+    --------
+    >>> cache = Cache(size=2)
+    >>> cache.get("a", lambda: "computed"), cache.get("a", lambda: "not called")
+    ('computed', 'computed')
+    >>> cache.get("b", lambda: "B"), cache.get("c", lambda: "C")  # "a" is the least recently used
+    ('B', 'C')
+    >>> cache.peek("a"), cache.peek("c")
+    (None, 'C')
+    """
 
     def __init__(self, size: int = 64):
         self._size = size
@@ -60,7 +71,16 @@ class Cache:
     def get_current(self, key, version, make):
         """The value of ``key`` for ``version`` of its data (computed once, as :meth:`get`);
         the value of an older version is dropped, so data that keeps changing (live
-        ingest) replaces its entries instead of filling the cache with old ones."""
+        ingest) replaces its entries instead of filling the cache with old ones.
+
+        Examples
+        --------
+        >>> cache = Cache()
+        >>> cache.get_current("day", 1, lambda: "v1"), cache.get_current("day", 2, lambda: "v2")
+        ('v1', 'v2')
+        >>> cache.peek(("day", 1)), cache.peek(("day", 2))
+        (None, 'v2')
+        """
         value = self.get((key, version), make)
         with self._lock:
             old = self._current.get(key, version)

@@ -196,7 +196,14 @@ def alert_min(settings) -> float:
 
 
 def day_hours(day: date, local_tz: str) -> list[datetime]:
-    """UTC starts of the 24 local hours of ``day``."""
+    """UTC starts of the 24 local hours of ``day``.
+
+    Examples
+    --------
+    >>> hours = day_hours(date(2026, 1, 15), "Asia/Shanghai")
+    >>> len(hours), str(hours[0]), str(hours[-1])
+    (24, '2026-01-14 16:00:00', '2026-01-15 15:00:00')
+    """
     start = datetime.combine(day, datetime.min.time()).replace(tzinfo=ZoneInfo(local_tz))
     start = start.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
     return [start + timedelta(hours=i) for i in range(24)]

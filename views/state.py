@@ -17,6 +17,13 @@ KEYS = ("node", "date", "hour", "metric", "layers", "lang", "basemap", "zone")
 
 
 def default(node: str = "hq", day: str | None = None, hour: int = 10) -> dict:
+    """The view a new visitor of ``node`` sees: every :data:`KEYS` set.
+
+    Examples
+    --------
+    >>> default(day="2026-01-02")
+    {'node': 'hq', 'date': '2026-01-02', 'hour': 10, 'metric': 'scans', 'layers': ['hexes', 'outlines', 'zones', 'outlets'], 'lang': 'zh', 'basemap': 'none', 'zone': None}
+    """
     return {
         "node": node,
         "date": day,
@@ -200,7 +207,19 @@ def parse(search: str | None, base: dict, valid_nodes, dates) -> dict:
 
 
 def encode(state: dict) -> str:
-    """Query string of a state (``?node=...&date=...``)."""
+    """Query string of a state (``?node=...&date=...``).
+
+    Examples
+    --------
+    >>> encode(default(day="2026-01-02", hour=9))
+    '?node=hq&date=2026-01-02&hour=9&metric=scans&layers=hexes%2Coutlines%2Czones%2Coutlets&lang=zh&basemap=none'
+
+    :func:`parse` reads it back:
+
+    >>> s = {**default(day="2026-01-02"), "node": "r-440300", "metric": "load_ratio", "zone": 3}
+    >>> parse(encode(s), default(day="2026-01-02"), {"hq", "r-440300"}, ["2026-01-02"]) == s
+    True
+    """
     q = {k: state[k] for k in KEYS if state.get(k) is not None and k != "layers"}
     q["layers"] = ",".join(state.get("layers") or [])
     return "?" + urlencode({k: q[k] for k in KEYS if k in q})

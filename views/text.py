@@ -93,14 +93,30 @@ def _shared() -> dict:
 
 
 def strings(lang: str = "zh") -> dict:
-    """Every string of a language (``zh`` or ``en``): the dashboard's, then the reports'."""
+    """Every string of a language (``zh`` or ``en``): the dashboard's, then the reports'.
+
+    Examples
+    --------
+    >>> strings("en")["zone"], strings("zh")["zone"]
+    ('Zone', '区域')
+    >>> strings("fr")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown language 'fr'; known: zh, en
+    """
     if lang not in _OWN:
         raise ValueError(f"unknown language {lang!r}; known: {', '.join(_OWN)}")
     return {**_shared().get(lang, {}), **_OWN[lang]}
 
 
 def fmt(key: str, v) -> str:
-    """A KPI value as the dashboard prints it."""
+    """A KPI value as the dashboard prints it.
+
+    Examples
+    --------
+    >>> fmt("on_time_rate", 0.9234), fmt("pickups", 12345), fmt("parcels_per_courier_hour", 7.5), fmt("zones", None)
+    ('92.3%', '12,345', '7.5', '–')
+    """
     if v is None:
         return "–"
     if key == "on_time_rate":
@@ -111,4 +127,11 @@ def fmt(key: str, v) -> str:
 
 
 def fmt_change(ch) -> str:
+    """A relative change as the KPI panel prints it.
+
+    Examples
+    --------
+    >>> fmt_change(0.123), fmt_change(-0.05), fmt_change(None)
+    ('+12%', '-5%', '–')
+    """
     return "–" if ch is None else f"{'+' if ch >= 0 else ''}{100 * ch:.0f}%"
