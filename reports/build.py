@@ -57,6 +57,10 @@ class Period:
     '2026-11-20 09:00–10:00'
     >>> Period("2026-11-19", days=2).label()
     '2026-11-19 – 2026-11-20'
+    >>> Period("2026-11-20", hour=24)
+    Traceback (most recent call last):
+    ...
+    reports.build.ReportError: hour must be 0..23, got 24
     """
 
     day: str
@@ -76,14 +80,29 @@ class Period:
             raise ReportError(f"days must be at least 1, got {self.days}")
 
     def local_hours(self) -> list[tuple[str, int]]:
-        """Every local (date, hour) of the period, in order."""
+        """Every local (date, hour) of the period, in order.
+
+        Examples
+        --------
+        >>> Period("2026-11-20", hour=9).local_hours()
+        [('2026-11-20', 9)]
+        >>> hours = Period("2026-11-19", days=2).local_hours()
+        >>> len(hours), hours[0], hours[-1]
+        (48, ('2026-11-19', 0), ('2026-11-20', 23))
+        """
         if self.hour is not None:
             return [(self.day, int(self.hour))]
         d0 = date.fromisoformat(self.day)
         return [((d0 + timedelta(days=i)).isoformat(), h) for i in range(self.days) for h in range(24)]
 
     def previous(self) -> Period:
-        """The period compared with: the same hour of the day before, or the ``days`` days before."""
+        """The period compared with: the same hour of the day before, or the ``days`` days before.
+
+        Examples
+        --------
+        >>> Period("2026-11-20", hour=9).previous().label(), Period("2026-11-19", days=2).previous().label()
+        ('2026-11-19 09:00–10:00', '2026-11-17 – 2026-11-18')
+        """
         shift = 1 if self.hour is not None else self.days
         return Period(
             (date.fromisoformat(self.day) - timedelta(days=shift)).isoformat(), self.hour, self.days
@@ -98,7 +117,13 @@ class Period:
         return f"{self.day} – {last.isoformat()}"
 
     def slug(self) -> str:
-        """A file-name friendly label (``2026-11-20T09``, ``2026-11-20``, ``2026-11-19+2d``)."""
+        """A file-name friendly label (``2026-11-20T09``, ``2026-11-20``, ``2026-11-19+2d``).
+
+        Examples
+        --------
+        >>> Period("2026-11-20", hour=9).slug(), Period("2026-11-20").slug(), Period("2026-11-19", days=2).slug()
+        ('2026-11-20T09', '2026-11-20', '2026-11-19+2d')
+        """
         if self.hour is not None:
             return f"{self.day}T{int(self.hour):02d}"
         return self.day if self.days == 1 else f"{self.day}+{self.days}d"

@@ -9,6 +9,27 @@ no ``crs`` member.
 In the CSV, text cells that a spreadsheet would read as a formula (starting with
 ``= + - @``, a tab or a carriage return; a unit's name, say) are prefixed with a single
 quote (``layers.escape.csv_cell``); GeoJSON and GeoParquet keep the values as they are.
+
+Examples
+--------
+A report of one cell (built by hand here; :func:`reports.build.build` makes them from
+the store) whose unit's name reads as a formula:
+
+>>> from datetime import datetime
+>>> import geopandas as gpd
+>>> from reports.build import Period
+>>> report = Report(
+...     node={"node_id": "b-440304", "name": "Futian"}, path=[], period=Period("2026-11-20", hour=9),
+...     metric="pickups", res=9, generated_at=datetime(2026, 11, 20, 10),
+...     hexes=pl.DataFrame({"cell": h3cells.from_str(["89411caa05bffff"]),
+...                         "node": ['=HYPERLINK("http://x")'], "value": [12], "pickups": [12]}),
+...     outlines=gpd.GeoDataFrame(), outlets=pl.DataFrame(), zones=pl.DataFrame(), zone_hours=1,
+...     kpis=[], children=pl.DataFrame(), bounds=(114.0, 22.5, 114.1, 22.6))
+>>> render(report, "csv").decode().splitlines()
+['cell,lat,lng,node,value,pickups,metric', '89411caa05bffff,22.543835,114.058913,"\\'=HYPERLINK(""http://x"")",12.0,12,pickups']
+>>> feature = geojson(report)["features"][0]
+>>> feature["id"], feature["properties"]["node"], len(feature["geometry"]["coordinates"][0])
+('89411caa05bffff', '=HYPERLINK("http://x")', 7)
 """
 
 from __future__ import annotations

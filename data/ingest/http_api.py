@@ -120,6 +120,12 @@ def parse_records(body: bytes, mimetype: str = "application/json") -> list:
     --------
     >>> parse_records(b'{"a": 1}\\n{"a": 2}\\n', "application/x-ndjson")
     [{'a': 1}, {'a': 2}]
+    >>> parse_records(b'{"a": 1}\\n{"a": 2}')  # NDJSON sent as application/json
+    [{'a': 1}, {'a': 2}]
+    >>> parse_records(b'[{"a": 1},')
+    Traceback (most recent call last):
+    ...
+    data.ingest.http_api.BadBody: malformed JSON at line 1, column 11: unexpected end of data
     """
     if not body.strip():
         raise BadBody("empty body: send a JSON array of records or NDJSON (one record per line)")

@@ -110,7 +110,19 @@ class ImportReport:
 
 
 def guess_kind(path: Path, columns: list[str]) -> str:
-    """Record kind from the file name, else from its columns."""
+    """Record kind from the file name, else from its columns.
+
+    Examples
+    --------
+    >>> guess_kind(Path("scans-2026-11-20.csv"), ["a", "b"])
+    'parcel_events'
+    >>> guess_kind(Path("export.csv"), ["device_id", "lat", "lng", "ts"])
+    'pings'
+    >>> guess_kind(Path("export.csv"), ["a"])
+    Traceback (most recent call last):
+    ...
+    data.ingest.importer.ImportFileError: export.csv: cannot tell what the file holds from its name or columns ['a']; pass --kind (pings, parcel_events, outlets, couriers)
+    """
     name = path.name.lower()
     for word, kind in _KIND_WORDS.items():
         if word in name:

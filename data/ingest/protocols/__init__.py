@@ -1,4 +1,12 @@
-"""Phone protocols (see :mod:`data.ingest.protocols.contract`)."""
+"""Phone protocols (see :mod:`data.ingest.protocols.contract`).
+
+Examples
+--------
+>>> sorted(PROTOCOLS), PROTOCOLS["osmand"].PATHS
+(['osmand'], ('/osmand',))
+>>> [r["lng"] for r in PROTOCOLS["osmand"].decode("GET", {"id": "d1", "lat": "22.5", "lon": "114.0"}, "", b"", "kn")]
+['114.0']
+"""
 
 from __future__ import annotations
 
