@@ -17,7 +17,7 @@ from dash.exceptions import DependencyException
 
 from auth import users, web
 from config import PROJECT_ROOT
-from pages import dashboard, ids, outlook, ranking, schedules
+from pages import admin, dashboard, ids, outlook, ranking, schedules
 from views.cache import Cache
 from views.model import Model
 from views.prefetch import Activity, Prefetcher
@@ -92,7 +92,8 @@ def build_app(
     # The page of a viewer role has no ranking download; the guard and the callback
     # refuse the download to a viewer whatever the page holds.
     acting_page, viewing_page = dashboard.layout(text), dashboard.layout(text, may_act=False)
-    app.validation_layout = page(acting_page)
+    app.validation_layout = dash.html.Div([page(acting_page), admin.validation_layout()])
+    node_ids = store.nodes()["node_id"].to_list()  # the administration pages' node choices
     if auth:
         web.install(
             app,
@@ -103,17 +104,21 @@ def build_app(
                 ids.EXPORT_DOWNLOAD: "export",
                 ids.OUTLOOK_NOTE: "dispatch decision",
                 ids.RANKING_DOWNLOAD: ranking.ACTION,
+                **admin.ACTING,
             },
         )
 
         def serve_layout():
             user = web.viewer()  # None before the guard has run (Dash's own first look)
+            if user is not None and (shown := admin.layout_for(model, node_ids)) is not None:
+                return shown
             base = acting_page if user is not None and web.request_viewer(model).may_act else viewing_page
-            return dashboard.with_user_bar(page(base), user)
+            shown = dashboard.with_user_bar(page(base), user)
+            return admin.with_links(shown, web.request_viewer(model)) if user is not None else shown
 
         app.layout = serve_layout
     else:
-        app.layout = lambda: page(acting_page)
+        app.layout = lambda: admin.layout_for(model, node_ids) or page(acting_page)
     # Callbacks being served: background work (prefetch, the predicted-alerts panel's
     # forecasting) gives way to them.
     activity = Activity()
@@ -137,6 +142,8 @@ def build_app(
     prefetcher = Prefetcher(model, activity) if prefetch else None
     dashboard.register(app, model, text, prefetcher)
     outlook.register(app, model, text, activity, step_aside, ahead=prefetch)
+    admin.register(app, store, model, settings)
+    admin.install_page_guard(app, model)
     schedules.register(app, model, store, settings)  # /schedules: plain routes, no callbacks
     if warm:  # after the callbacks: the warm-up reads what the registered panels need
         threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()

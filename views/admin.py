@@ -318,7 +318,10 @@ def bulk_devices(store, viewer: Viewer, data: bytes) -> dev.BulkResult:
     numbers: list[int] | None = None
     early: list[tuple[int, str]] = []
     if not _is_admin(viewer):
-        lines, numbers, early = _bulk_lines(store, viewer, text)
+        try:
+            lines, numbers, early = _bulk_lines(store, viewer, text)
+        except csv.Error as exc:
+            raise AdminError(f"the file is not CSV: {str(exc)[:100]}") from None
         out = io.StringIO(newline="")
         csv.writer(out, lineterminator="\n").writerows(lines)
         text = out.getvalue()
@@ -327,8 +330,8 @@ def bulk_devices(store, viewer: Viewer, data: bytes) -> dev.BulkResult:
         path.write_text(text, encoding="utf-8")
         try:
             result = dev.bulk(store, path)
-        except dev.DeviceError as exc:
-            raise AdminError(str(exc)) from None
+        except (dev.DeviceError, csv.Error) as exc:
+            raise AdminError(str(exc)[:200]) from None
     if numbers is not None:  # line n of the filtered file is the (n - 1)th kept line
         result.refused = [
             (numbers[n - 2] if 2 <= n <= len(numbers) + 1 else n, why) for n, why in result.refused
@@ -345,7 +348,7 @@ def bulk_devices(store, viewer: Viewer, data: bytes) -> dev.BulkResult:
 
 # -- unknown devices ----------------------------------------------------------------------------
 def _unknown_rows(store) -> pl.DataFrame:
-    """``rowid, received_at, device_id, lat, lng, record`` of quarantined fixes of
+    """``rowid, received_at, device_id, lat, lng, raw, record`` of quarantined fixes of
     unregistered devices (the raw record read through the one canonical reading)."""
     rows = (
         store.cursor()
@@ -366,13 +369,14 @@ def _unknown_rows(store) -> pl.DataFrame:
         if not row:
             continue
         device = row.get("device_id") or _quoted(reason)
-        out.append((rowid, received, device, _num(row.get("lat")), _num(row.get("lng")), row))
+        out.append((rowid, received, device, _num(row.get("lat")), _num(row.get("lng")), raw, row))
     schema = {
         "rowid": pl.Int64,
         "received_at": pl.Datetime("us"),
         "device_id": pl.String,
         "lat": pl.Float64,
         "lng": pl.Float64,
+        "raw": pl.String,
         "record": pl.Object,
     }
     return pl.DataFrame(out, schema=schema, orient="row")
@@ -423,7 +427,7 @@ def unknown_devices(store, viewer: Viewer) -> pl.DataFrame:
     )
     if rows.is_empty():
         return empty
-    rows = _located(store, rows.drop("record"))
+    rows = _located(store, rows.drop("record", "raw"))
     held = sorted(viewer.nodes)
     frame = (
         rows.sort("received_at")
@@ -463,9 +467,15 @@ def reingest(store, device_id: str, local_tz: str, limits: validate.Limits | Non
     good, bad = validate.check_pings(frame, local_tz, limits)
     stored, dup, refused = store.ingest_pings(good)
     kept = set(bad["_row"].to_list()) | set(refused["_row"].to_list())
-    done = [rid for i, rid in enumerate(rows["rowid"].to_list(), start=1) if i not in kept]
+    # by their text, not their row ids (the quarantine may be trimmed meanwhile): a copy
+    # of a fix now stored goes too
+    done = sorted({raw for i, raw in enumerate(rows["raw"].to_list(), start=1) if i not in kept})
     if done:
-        store.cursor().execute("DELETE FROM quarantine WHERE rowid IN (SELECT unnest(?))", [done])
+        store.cursor().execute(
+            "DELETE FROM quarantine WHERE record_kind = 'pings' AND starts_with(reason, ?) "
+            "AND raw IN (SELECT unnest(?))",
+            [UNKNOWN_DEVICE, done],
+        )
     return Reingested(stored, dup, len(kept))
 
 

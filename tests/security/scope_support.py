@@ -157,6 +157,19 @@ def _next_option(page, dropdown: str) -> None:
     page.keyboard.press("Enter")
 
 
+def _admin_pages(page, url: str, rec: Recorder) -> None:
+    """Open each administration page: its callback runs once as the page opens."""
+    for name, shown in (
+        ("users", ids.ADMIN_USERS_TABLE),
+        ("devices", ids.ADMIN_DEVICES_TABLE),
+        ("tokens", ids.ADMIN_TOKENS_TABLE),
+        ("audit", ids.ADMIN_AUDIT_TABLE),
+    ):
+        page.goto(f"{url}/admin/{name}")
+        page.wait_for_selector(f"#{shown} > *", timeout=60_000)
+        rec.settle(page)
+
+
 def record_dashboard(browser, url: str, store, user: str = "admin", password: str | None = None) -> dict:
     """Use the dashboard as ``user`` in a real Chromium and return the callback request
     bodies it sent, per output: sign in through the form, drill down with the drill
@@ -258,6 +271,7 @@ def record_dashboard(browser, url: str, store, user: str = "admin", password: st
         step("layers", layers)
         step("export", export)
         step("crumb", crumb)
+        step("administration pages", lambda: _admin_pages(page, url, rec))
     finally:
         context.close()
     return {"bodies": rec.bodies, "steps": done}
