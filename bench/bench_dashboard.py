@@ -87,7 +87,9 @@ def _name(output: str) -> str:
     if output.startswith("..map.figure"):
         return "map"
     if output.startswith("..kpis.children"):
-        return "kpis+trend+table"
+        return "kpis+trend"
+    if output.startswith("..children.rowData"):
+        return "ranking"
     if output.startswith("alerts.children"):
         return "alerts"
     if output.startswith("..state.data"):

@@ -30,7 +30,8 @@ from data.store.database import Store  # noqa: E402
 PASSWORD = "bench password 42"
 #: Callbacks timed: output id -> extra state items (besides the view state input).
 CALLBACKS = {
-    "..kpis.children...trend.figure...children.data...children.columns...status.children..": [],
+    "..kpis.children...trend.figure...status.children..": [],
+    "..children.rowData...children.columnDefs..": [],
     "alerts.children": [],
     "..breadcrumb.children...drill.options..": [],
     "map-legend.children": [],

@@ -263,7 +263,7 @@ def test_crafted_callbacks_naming_another_node_are_refused_and_logged(auth_url, 
         s,
         auth_url,
         other,
-        output="..kpis.children...trend.figure...children.data...children.columns...status.children..",
+        output="..kpis.children...trend.figure...status.children..",
     )
     assert r.status_code == 403 and r.text == '{"error":"forbidden"}'
     # the URL search of the state reducer

@@ -170,11 +170,105 @@ def _admin_pages(page, url: str, rec: Recorder) -> None:
         rec.settle(page)
 
 
+class _Walk:
+    """The steps of :func:`record_dashboard`, each a method using one signed-in page."""
+
+    def __init__(self, page, rec, url: str, names: dict, user: str, password: str):
+        self.page, self.rec, self.url, self.names = page, rec, url, names
+        self.user, self.password = user, password
+
+    def sign_in(self):
+        page = self.page
+        page.goto(f"{self.url}/login")
+        page.fill("#user", self.user)
+        page.fill("#password", self.password)
+        page.click("button[type=submit]")
+        page.wait_for_selector(f"#{ids.KPIS} .kpi")
+
+    def drill(self, node):
+        return lambda: (
+            _choose(self.page, ids.DRILL, self.names[node]),
+            self.page.wait_for_selector(f"#{ids.BREADCRUMB} button:has-text('{self.names[node][:3]}')"),
+        )
+
+    def hour(self):
+        page = self.page
+        page.click(f"#{ids.HOUR_NEXT}")
+        self.rec.settle(page)
+        page.click(f"#{ids.HOUR_PREV}")
+        self.rec.settle(page)
+        page.focus(f"#{ids.HOUR} [role=slider]")
+        page.keyboard.press("ArrowLeft")
+
+    def play(self):
+        self.page.click(f"#{ids.PLAY}")
+        self.page.wait_for_timeout(2500)  # one tick of the player
+        self.page.click(f"#{ids.PLAY}")
+
+    def _twice(self, first: str, second: str):
+        self.page.click(first)
+        self.rec.settle(self.page)
+        self.page.click(second)
+
+    def live(self):
+        self._twice(f"#{ids.LIVE} input", f"#{ids.LIVE} input")
+
+    def language(self):
+        self._twice(f"#{ids.LANGUAGE} input[value=en]", f"#{ids.LANGUAGE} input[value=zh]")
+
+    def layers(self):
+        self._twice(f"#{ids.LAYERS} input[value=couriers]", f"#{ids.LAYERS} input[value=vehicles]")
+
+    def decide(self):
+        page = self.page
+        page.wait_for_selector(f"#{ids.OUTLOOK} .suggestion button", timeout=90_000)
+        page.locator(f"#{ids.OUTLOOK} .suggestion button").first.click()
+        page.wait_for_selector(f"#{ids.OUTLOOK_NOTE}:not(:empty)")
+
+    def alert(self):
+        self.page.locator(f"#{ids.ALERTS} button").first.click(timeout=15_000)
+
+    def export(self):
+        _choose(self.page, ids.EXPORT_FORMAT, "CSV")
+        self.rec.settle(self.page)
+        self.page.click(f"#{ids.EXPORT_BUTTON}")
+        self.page.wait_for_selector(f"#{ids.EXPORT_STATUS}:not(:empty)", timeout=60_000)
+
+    def ranking_download(self):
+        with self.page.expect_download():
+            self.page.click(f"#{ids.RANKING_BUTTON}")
+
+    def crumb(self):
+        self.page.locator(f"#{ids.BREADCRUMB} button:not([disabled])").first.click()
+
+    def steps(self) -> list:
+        return [
+            ("sign in", self.sign_in),
+            ("drill div-south", self.drill("div-south")),
+            ("drill r-440300", self.drill("r-440300")),
+            ("hour", self.hour),
+            ("alert", self.alert),
+            ("decide", self.decide),
+            ("play", self.play),
+            ("live", self.live),
+            ("language", self.language),
+            ("metric", lambda: _next_option(self.page, ids.METRIC)),
+            ("basemap", lambda: _next_option(self.page, ids.BASEMAP)),
+            ("drill b-440305", self.drill(OWN)),
+            ("layers", self.layers),
+            ("export", self.export),
+            ("ranking download", self.ranking_download),
+            ("crumb", self.crumb),
+            ("administration pages", lambda: _admin_pages(self.page, self.url, self.rec)),
+        ]
+
+
 def record_dashboard(browser, url: str, store, user: str = "admin", password: str | None = None) -> dict:
     """Use the dashboard as ``user`` in a real Chromium and return the callback request
     bodies it sent, per output: sign in through the form, drill down with the drill
     dropdown, change the hour, play, live, language, layers (couriers too) and basemap,
-    accept a dispatch suggestion, click an alert, export, go back by the breadcrumb.
+    accept a dispatch suggestion, click an alert, export, download the ranking, open the
+    administration pages, go back by the breadcrumb.
 
     Each step is tried on its own; a step that cannot be done leaves its callbacks
     unrecorded, which the suite's coverage test reports.
@@ -182,96 +276,21 @@ def record_dashboard(browser, url: str, store, user: str = "admin", password: st
     from tests.auth_support import PASSWORD
 
     names = dict(store.sql("SELECT node_id, name FROM nodes").iter_rows())
-    context = browser.new_context(viewport={"width": 1500, "height": 900})
+    context = browser.new_context(viewport={"width": 1500, "height": 900}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(20_000)
     rec = Recorder(page)
+    walk = _Walk(page, rec, url, names, user, password or PASSWORD)
     done: list[str] = []
-
-    def step(name, fn):
-        start = time.monotonic()
-        try:
-            fn()
-            rec.settle(page)
-            done.append(f"{name} ({time.monotonic() - start:.1f} s)")
-        except Exception as exc:  # noqa: BLE001 - reported through the coverage test
-            done.append(f"{name}: FAILED {type(exc).__name__}: {str(exc)[:200]}")
-
-    def sign_in():
-        page.goto(f"{url}/login")
-        page.fill("#user", user)
-        page.fill("#password", password or PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_selector(f"#{ids.KPIS} .kpi")
-
-    def drill(node):
-        return lambda: (
-            _choose(page, ids.DRILL, names[node]),
-            page.wait_for_selector(f"#{ids.BREADCRUMB} button:has-text('{names[node][:3]}')"),
-        )
-
-    def hour_steps():
-        page.click(f"#{ids.HOUR_NEXT}")
-        rec.settle(page)
-        page.click(f"#{ids.HOUR_PREV}")
-        rec.settle(page)
-        page.focus(f"#{ids.HOUR} [role=slider]")
-        page.keyboard.press("ArrowLeft")
-
-    def play():
-        page.click(f"#{ids.PLAY}")
-        page.wait_for_timeout(2500)  # one tick of the player
-        page.click(f"#{ids.PLAY}")
-
-    def live():
-        page.click(f"#{ids.LIVE} input")
-        rec.settle(page)
-        page.click(f"#{ids.LIVE} input")
-
-    def language():
-        page.click(f"#{ids.LANGUAGE} input[value=en]")
-        rec.settle(page)
-        page.click(f"#{ids.LANGUAGE} input[value=zh]")
-
-    def decide():
-        page.wait_for_selector(f"#{ids.OUTLOOK} .suggestion button", timeout=90_000)
-        page.locator(f"#{ids.OUTLOOK} .suggestion button").first.click()
-        page.wait_for_selector(f"#{ids.OUTLOOK_NOTE}:not(:empty)")
-
-    def layers():
-        page.click(f"#{ids.LAYERS} input[value=couriers]")
-        rec.settle(page)
-        page.click(f"#{ids.LAYERS} input[value=vehicles]")
-
-    def alert():
-        page.locator(f"#{ids.ALERTS} button").first.click(timeout=15_000)
-
-    def export():
-        _choose(page, ids.EXPORT_FORMAT, "CSV")
-        rec.settle(page)
-        page.click(f"#{ids.EXPORT_BUTTON}")
-        page.wait_for_selector(f"#{ids.EXPORT_STATUS}:not(:empty)", timeout=60_000)
-
-    def crumb():
-        page.locator(f"#{ids.BREADCRUMB} button:not([disabled])").first.click()
-
     try:
-        step("sign in", sign_in)
-        step("drill div-south", drill("div-south"))
-        step("drill r-440300", drill("r-440300"))
-        step("hour", hour_steps)
-        step("alert", alert)
-        step("decide", decide)
-        step("play", play)
-        step("live", live)
-        step("language", language)
-        step("metric", lambda: _next_option(page, ids.METRIC))
-        step("basemap", lambda: _next_option(page, ids.BASEMAP))
-        step("drill b-440305", drill(OWN))
-        step("layers", layers)
-        step("export", export)
-        step("crumb", crumb)
-        step("administration pages", lambda: _admin_pages(page, url, rec))
+        for name, fn in walk.steps():
+            start = time.monotonic()
+            try:
+                fn()
+                rec.settle(page)
+                done.append(f"{name} ({time.monotonic() - start:.1f} s)")
+            except Exception as exc:  # noqa: BLE001 - reported through the coverage test
+                done.append(f"{name}: FAILED {type(exc).__name__}: {str(exc)[:200]}")
     finally:
         context.close()
     return {"bodies": rec.bodies, "steps": done}
@@ -326,6 +345,14 @@ def shapes(recorded: dict, nodes: frozenset, target: str) -> Iterator[tuple[str,
     sent = retarget(recorded, nodes, target)
     own = retarget(recorded, nodes, OWN)
     yield "as sent", sent
+    yield from _renamed_ids(recorded, sent, nodes)
+    yield from _pattern_strings(sent)
+    yield from _changed_only(recorded, own, nodes, target)
+    yield from _nested(sent, nodes)
+    yield from _own_values_moved(own, target)
+
+
+def _renamed_ids(recorded: dict, sent: dict, nodes: frozenset) -> Iterator[tuple[str, dict]]:
     renamed_all = copy.deepcopy(sent)
     any_named = False
     for section, i, it in _items(recorded):
@@ -338,33 +365,42 @@ def shapes(recorded: dict, nodes: frozenset, target: str) -> Iterator[tuple[str,
     if any_named:
         yield "every node-naming id renamed", renamed_all
 
-    def stringify(x):
-        if isinstance(x, list):
-            return [stringify(v) for v in x]
-        if isinstance(x, dict) and isinstance(x.get("id"), dict):
-            return {**x, "id": _pattern_key(x["id"])}
-        return x
 
+def _stringified(x):
+    if isinstance(x, list):
+        return [_stringified(v) for v in x]
+    if isinstance(x, dict) and isinstance(x.get("id"), dict):
+        return {**x, "id": _pattern_key(x["id"])}
+    return x
+
+
+def _pattern_strings(sent: dict) -> Iterator[tuple[str, dict]]:
     if any(isinstance(it, list) for _, _, it in _items(sent)):
         yield (
             "pattern ids as JSON strings",
             {
                 **sent,
-                "inputs": stringify(sent.get("inputs") or []),
-                "state": stringify(sent.get("state") or []),
+                "inputs": _stringified(sent.get("inputs") or []),
+                "state": _stringified(sent.get("state") or []),
             },
         )
+
+
+def _changed_only(recorded: dict, own: dict, nodes: frozenset, target: str) -> Iterator[tuple[str, dict]]:
     changed = recorded.get("changedPropIds") or []
     if names_node(changed, nodes):
         yield "target only in changedPropIds", {**own, "changedPropIds": retarget(changed, nodes, target)}
-    elif any(isinstance(it, list) and it and names_node(it, nodes) for _, _, it in _items(recorded)):
-        # a pattern input's button named in changedPropIds only, the inputs being the user's own
-        for _, _, it in _items(recorded):
-            if isinstance(it, list) and it and names_node(it, nodes):
-                pid = it[0]["id"]
-                key = f"{_pattern_key(retarget(pid, nodes, target))}.{it[0]['property']}"
-                yield "target only in changedPropIds", {**own, "changedPropIds": [key]}
-                break
+        return
+    # a pattern input's button named in changedPropIds only, the inputs being the user's own
+    for _, _, it in _items(recorded):
+        if isinstance(it, list) and it and names_node(it, nodes):
+            pid = it[0]["id"]
+            key = f"{_pattern_key(retarget(pid, nodes, target))}.{it[0]['property']}"
+            yield "target only in changedPropIds", {**own, "changedPropIds": [key]}
+            return
+
+
+def _nested(sent: dict, nodes: frozenset) -> Iterator[tuple[str, dict]]:
     yield (
         "nested lists",
         {
@@ -375,6 +411,9 @@ def shapes(recorded: dict, nodes: frozenset, target: str) -> Iterator[tuple[str,
         },
     )
     yield "inputs nested in a list", {**sent, "inputs": [sent.get("inputs") or []]}
+
+
+def _own_values_moved(own: dict, target: str) -> Iterator[tuple[str, dict]]:
     for section, i, it in _items(own):
         if not isinstance(it, dict):
             continue
