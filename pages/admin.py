@@ -212,7 +212,7 @@ def install_page_guard(app, model) -> None:
     @app.server.before_request
     def _admin_page():
         name = page_of(flask.request.path)
-        if name is None or flask.request.method != "GET":
+        if name is None or flask.request.method not in ("GET", "HEAD"):
             return None
         if name not in rules.PAGES:
             return web.error_response(404, "no such page")
