@@ -34,6 +34,16 @@ def small_demo_path(tmp_path_factory, tree):
 
 
 @pytest.fixture(scope="session")
+def ingest_template(tmp_path_factory, tree):
+    """``(path, tokens by name)`` of a store with the tree and the ingest tests' devices
+    (tests/ingest_support.py), built once: tests copy it and never write it."""
+    from tests.ingest_support import build_store
+
+    path = tmp_path_factory.mktemp("ingest-template") / "emap.duckdb"
+    return path, build_store(path, tree)
+
+
+@pytest.fixture(scope="session")
 def small_store(small_demo_path):
     """A read-only store on the small demo, shared by tests that only read."""
     store = Store(small_demo_path, read_only=True)

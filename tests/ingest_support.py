@@ -30,10 +30,12 @@ VEHICLE_DEVICES = [f"van-{i}" for i in range(5)]
 SHENZHEN = (22.5431, 114.0579)
 
 
-def build_store(path: Path) -> dict[str, str]:
-    """Create a store with the tree and the test devices; returns tokens by name."""
+def build_store(path: Path, tree=None) -> dict[str, str]:
+    """Create a store with the tree (``tree``, or loaded) and the test devices; returns
+    tokens by name. Tests copy the session's ``ingest_template`` (tests/conftest.py)
+    rather than build one each: building takes seconds, a copy a fraction of one."""
     with Store(path) as store:
-        store.save_tree(load_tree())
+        store.save_tree(tree if tree is not None else load_tree())
         now = datetime.now(UTC).replace(tzinfo=None)
         ids = COURIER_DEVICES + VEHICLE_DEVICES
         store.upsert("devices", pl.DataFrame({
@@ -55,15 +57,15 @@ def copy_store(template: Path, target: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    """A store built once per test module: ``(path, tokens by name)``."""
-    path = tmp_path_factory.mktemp("template") / "emap.duckdb"
-    return path, build_store(path)
+def template(ingest_template):
+    """The store every test of the module copies: ``(path, tokens by name)``; the
+    session's ``ingest_template``, never written."""
+    return ingest_template
 
 
 @pytest.fixture
 def store(template, tmp_path):
-    """A fresh copy of the module's template store."""
+    """A fresh copy of the template store."""
     path, _ = template
     with Store(copy_store(path, tmp_path / "emap.duckdb")) as s:
         yield s

@@ -113,6 +113,7 @@ def _refusals(store, user: str) -> int:
 # -- scope, pure --------------------------------------------------------------------------
 def test_each_level_sees_exactly_its_subtree(auth_store, parents):
     """The subtree of each demo user's node equals the tree's own closure (by SQL)."""
+    level = dict(auth_store.sql("SELECT node_id, level FROM nodes").iter_rows())
     for uid, root in ROOTS.items():
         user = users.get_user(auth_store, uid)
         got = sc.subtree(sc.user_root(user, parents), parents)
@@ -124,11 +125,7 @@ def test_each_level_sees_exactly_its_subtree(auth_store, parents):
         )
         assert got == expected, uid
         # branches seen = the store's own node_branches closure of that node
-        branches = {
-            n
-            for n in got
-            if auth_store.sql("SELECT level FROM nodes WHERE node_id = ?", [n])["level"][0] == "branch"
-        }
+        branches = {n for n in got if level[n] == "branch"}
         closure = set(
             auth_store.sql("SELECT branch_id FROM node_branches WHERE ancestor_id = ?", [root])[
                 "branch_id"

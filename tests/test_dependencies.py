@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Top-level folders whose code only tests, benchmarks and tools run: they may import the
-#: dev extra too. Every other module (app.py, config.py, dashapp.py, the packages) is
+#: dev extra too. Every other module (app.py and the packages) is
 #: runtime code and may import only the runtime dependencies and the optional extras
 #: below.
 DEV_FOLDERS = {"tests", "bench", "tools"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 import requests
@@ -20,7 +21,7 @@ from tests.ingest_support import (
     COURIER_DEVICES,
     SHENZHEN,
     VEHICLE_DEVICES,
-    build_store,
+    copy_store,
     free_port,
     start_subprocess_server,
 )
@@ -62,9 +63,10 @@ def send(url: str, token: str, k: int, session: requests.Session) -> bool:
     return r.status_code == 200 and r.json()["accepted"] == PER_BATCH
 
 
-def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
-    db = tmp_path / "emap.duckdb"
-    token = build_store(db)["system"]
+def test_sigkill_mid_stream_loses_nothing_acknowledged(ingest_template, tmp_path):
+    template, tokens = ingest_template
+    db = copy_store(template, tmp_path / "emap.duckdb")
+    token = tokens["system"]
     port, phone_port = free_port(), free_port()
     url, phone_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{phone_port}"
     server = start_subprocess_server(db, port, osmand_port=phone_port)
@@ -115,14 +117,26 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
         assert fixes_before_kill and len(fixes_before_kill) < FIXES
 
         # restart on the same file; the client retries everything not acknowledged,
-        # and re-sends a few acknowledged batches too (an answer lost on the way)
+        # and re-sends a few acknowledged batches too (an answer lost on the way). The
+        # retries go over as many connections as the stream had: one at a time, each
+        # would wait for a commit of its own.
         server = start_subprocess_server(db, port, osmand_port=phone_port)
-        session = requests.Session()
         retries = sorted(set(range(BATCHES)) - acked_before_kill) + sorted(acked_before_kill)[:5]
-        for k in retries:
-            assert send(url, token, k, session), f"batch {k} not acknowledged after restart"
-        for j in sorted(set(range(FIXES)) - fixes_before_kill) + sorted(fixes_before_kill)[:5]:
-            assert send_fix(phone_url, j, session), f"fix {j} not acknowledged after restart"
+        fix_retries = sorted(set(range(FIXES)) - fixes_before_kill) + sorted(fixes_before_kill)[:5]
+        local = threading.local()
+
+        def client() -> requests.Session:
+            if not hasattr(local, "session"):
+                local.session = requests.Session()
+            return local.session
+
+        with ThreadPoolExecutor(SENDERS + PHONES) as pool:
+            sent = pool.map(lambda k: send(url, token, k, client()), retries)
+            fixed = pool.map(lambda j: send_fix(phone_url, j, client()), fix_retries)
+            unsent = [k for k, ok in zip(retries, sent, strict=True) if not ok]
+            unfixed = [j for j, ok in zip(fix_retries, fixed, strict=True) if not ok]
+        assert not unsent, f"batches not acknowledged after restart: {unsent}"
+        assert not unfixed, f"fixes not acknowledged after restart: {unfixed}"
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     finally:

@@ -9,15 +9,15 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from data.store.database import Store
-from tests.ingest_support import SHENZHEN, ThreadedServer, build_store
+from tests.ingest_support import SHENZHEN, ThreadedServer, copy_store
 
 LAT, LNG = SHENZHEN
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    path = tmp_path_factory.mktemp("openapi") / "emap.duckdb"
-    tokens = build_store(path)
+def served(ingest_template, tmp_path_factory):
+    template, tokens = ingest_template
+    path = copy_store(template, tmp_path_factory.mktemp("openapi") / "emap.duckdb")
     with Store(path) as store, ThreadedServer(store, phones=True) as srv:
         spec = requests.get(f"{srv.url}/api/v1/openapi.json").json()
         yield srv, spec, tokens

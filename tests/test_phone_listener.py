@@ -19,7 +19,7 @@ import requests
 
 from config import Settings
 from data.store.database import Store
-from tests.ingest_support import SHENZHEN, ThreadedServer, build_store, store, template, tokens  # noqa: F401
+from tests.ingest_support import SHENZHEN, ThreadedServer, copy_store, store, template, tokens  # noqa: F401
 from tests.test_osmand import CAPTURED, TRACCAR_CLIENT_JSON
 
 LAT, LNG = SHENZHEN
@@ -469,7 +469,7 @@ def test_a_fix_the_writer_cannot_take_gets_503_as_on_the_main_port(store):
     assert store.scalar("SELECT count(*) FROM pings") == 0
 
 
-def test_main_port_serves_while_more_than_a_thousand_phones_are_connected(tmp_path):
+def test_main_port_serves_while_more_than_a_thousand_phones_are_connected(template, tmp_path):
     """The standalone server (waitress on the main port) shares its process's file
     descriptors with the phone listener: past 1,023 of them select() would fail."""
     import resource
@@ -483,8 +483,7 @@ def test_main_port_serves_while_more_than_a_thousand_phones_are_connected(tmp_pa
         if hard != resource.RLIM_INFINITY and hard < want:
             pytest.skip(f"the open-file limit ({hard}) is below {want}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # this test process and its server
-    db = tmp_path / "emap.duckdb"
-    build_store(db)
+    db = copy_store(template[0], tmp_path / "emap.duckdb")
     port, phone_port = free_port(), free_port()
     server = start_subprocess_server(db, port, osmand_port=phone_port)
     phones = []

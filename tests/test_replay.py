@@ -9,14 +9,13 @@ import polars as pl
 from data.demo.replay import replay
 from data.ingest.validate import check_events, check_pings
 from data.store.database import Store
-from tests.ingest_support import COURIER_DEVICES, SHENZHEN, ThreadedServer, build_store, copy_store
+from tests.ingest_support import COURIER_DEVICES, SHENZHEN, ThreadedServer, copy_store
 
 LAT, LNG = SHENZHEN
 
 
-def test_replay_sends_a_day_through_batches_and_osmand(tmp_path):
-    template = tmp_path / "template.duckdb"
-    tokens = build_store(template)
+def test_replay_sends_a_day_through_batches_and_osmand(ingest_template, tmp_path):
+    template, tokens = ingest_template
     source = copy_store(template, tmp_path / "source.duckdb")
     start = datetime(2025, 11, 23, 1, 0)  # 09:00 in Shenzhen
     n = 1200

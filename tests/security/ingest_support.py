@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.ingest_support import build_store, free_port, start_subprocess_server
+from tests.ingest_support import copy_store, free_port, start_subprocess_server
 
 #: Inside branch b-440305 (Shenzhen Nanshan).
 NANSHAN = (22.5333, 113.9300)
@@ -79,9 +79,9 @@ class ProductionServer:
     """``python -m cli.ingest`` (waitress, as served in production) on a store of its
     own, with the phone listener on a port of its own; ``env`` sets ``EMAP_*``."""
 
-    def __init__(self, tmp: Path, env: dict | None = None):
-        self.db = tmp / "served.duckdb"
-        self.tokens = build_store(self.db)
+    def __init__(self, template: tuple[Path, dict], tmp: Path, env: dict | None = None):
+        self.db = copy_store(template[0], tmp / "served.duckdb")
+        self.tokens = template[1]
         self.port, self.phone_port = free_port(), free_port()
         self.env = env or {}
         self.proc = None
@@ -105,9 +105,9 @@ class ProductionServer:
 
 
 @pytest.fixture
-def production(tmp_path):
+def production(ingest_template, tmp_path):
     """A production-like ingest server with a 2,000-byte body limit."""
-    with ProductionServer(tmp_path, {"EMAP_INGEST_MAX_BODY_BYTES": "2000"}) as srv:
+    with ProductionServer(ingest_template, tmp_path, {"EMAP_INGEST_MAX_BODY_BYTES": "2000"}) as srv:
         yield srv
 
 
