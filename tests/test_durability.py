@@ -70,6 +70,24 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(ingest_template, tmp_path
     port, phone_port = free_port(), free_port()
     url, phone_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{phone_port}"
     server = start_subprocess_server(db, port, osmand_port=phone_port)
+    try:
+        acked_before_kill, fixes_before_kill = _stream_until_killed(server, url, phone_url, token)
+        # restart on the same file; the client retries everything not acknowledged,
+        # and re-sends a few acknowledged batches too (an answer lost on the way)
+        server = start_subprocess_server(db, port, osmand_port=phone_port)
+        _retry(url, phone_url, token, acked_before_kill, fixes_before_kill)
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+    _check_stored(db, acked_before_kill, fixes_before_kill)
+
+
+def _stream_until_killed(server, url: str, phone_url: str, token: str) -> tuple[set, set]:
+    """Stream batches and phone fixes; SIGKILL the server after KILL_AFTER_ACKS batches
+    are acknowledged. The batches and fixes acknowledged before the kill."""
     acked: set[int] = set()
     lock = threading.Lock()
     todo = list(range(BATCHES))
@@ -104,46 +122,40 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(ingest_template, tmp_path
 
     threads = [threading.Thread(target=sender) for _ in range(SENDERS)]
     threads += [threading.Thread(target=phone) for _ in range(PHONES)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        server.wait(30)
-        assert killed.is_set() and server.returncode == -signal.SIGKILL
-        acked_before_kill = set(acked)
-        fixes_before_kill = set(fixes_acked)
-        assert KILL_AFTER_ACKS <= len(acked_before_kill) < BATCHES
-        assert fixes_before_kill and len(fixes_before_kill) < FIXES
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    server.wait(30)
+    assert killed.is_set() and server.returncode == -signal.SIGKILL
+    acked_before_kill, fixes_before_kill = set(acked), set(fixes_acked)
+    assert KILL_AFTER_ACKS <= len(acked_before_kill) < BATCHES
+    assert fixes_before_kill and len(fixes_before_kill) < FIXES
+    return acked_before_kill, fixes_before_kill
 
-        # restart on the same file; the client retries everything not acknowledged,
-        # and re-sends a few acknowledged batches too (an answer lost on the way). The
-        # retries go over as many connections as the stream had: one at a time, each
-        # would wait for a commit of its own.
-        server = start_subprocess_server(db, port, osmand_port=phone_port)
-        retries = sorted(set(range(BATCHES)) - acked_before_kill) + sorted(acked_before_kill)[:5]
-        fix_retries = sorted(set(range(FIXES)) - fixes_before_kill) + sorted(fixes_before_kill)[:5]
-        local = threading.local()
 
-        def client() -> requests.Session:
-            if not hasattr(local, "session"):
-                local.session = requests.Session()
-            return local.session
+def _retry(url: str, phone_url: str, token: str, acked_before_kill: set, fixes_before_kill: set) -> None:
+    """Send again what was not acknowledged (and a few that were), over as many
+    connections as the stream had: one at a time, each would wait for a commit of its own."""
+    retries = sorted(set(range(BATCHES)) - acked_before_kill) + sorted(acked_before_kill)[:5]
+    fix_retries = sorted(set(range(FIXES)) - fixes_before_kill) + sorted(fixes_before_kill)[:5]
+    local = threading.local()
 
-        with ThreadPoolExecutor(SENDERS + PHONES) as pool:
-            sent = pool.map(lambda k: send(url, token, k, client()), retries)
-            fixed = pool.map(lambda j: send_fix(phone_url, j, client()), fix_retries)
-            unsent = [k for k, ok in zip(retries, sent, strict=True) if not ok]
-            unfixed = [j for j, ok in zip(fix_retries, fixed, strict=True) if not ok]
-        assert not unsent, f"batches not acknowledged after restart: {unsent}"
-        assert not unfixed, f"fixes not acknowledged after restart: {unfixed}"
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(10)
+    def client() -> requests.Session:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        return local.session
 
+    with ThreadPoolExecutor(SENDERS + PHONES) as pool:
+        sent = pool.map(lambda k: send(url, token, k, client()), retries)
+        fixed = pool.map(lambda j: send_fix(phone_url, j, client()), fix_retries)
+        unsent = [k for k, ok in zip(retries, sent, strict=True) if not ok]
+        unfixed = [j for j, ok in zip(fix_retries, fixed, strict=True) if not ok]
+    assert not unsent, f"batches not acknowledged after restart: {unsent}"
+    assert not unfixed, f"fixes not acknowledged after restart: {unfixed}"
+
+
+def _check_stored(db, acked_before_kill: set, fixes_before_kill: set) -> None:
     expected = pl.concat([pl.DataFrame(batch(k)) for k in range(BATCHES)])
     with Store(db, read_only=True) as store:
         everything = store.sql("SELECT device_id, epoch(ts)::BIGINT AS ts FROM pings")
