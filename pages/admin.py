@@ -85,6 +85,8 @@ def nav(viewer) -> html.Nav | None:
     if not pages:
         return None
     links = [html.A("Map · 地图", href="/")] + [html.A(TITLES[p], href=PREFIX + p) for p in pages]
+    if viewer.may_act:  # managers and admins schedule reports (pages/schedules.py)
+        links.append(html.A("Scheduled reports · 定时报表", href="/schedules"))
     return html.Nav(links, id=ids.ADMIN_NAV, className="admin-nav")
 
 
