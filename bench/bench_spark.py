@@ -50,16 +50,29 @@ def raw_lake(net_db: Path, pings: Path, lake: Path) -> list[str]:
                 TO '{lake}/raw/pings' (FORMAT parquet, PARTITION_BY (date, division_id),
                                        ROW_GROUP_SIZE 1000000)""")
             marker.touch()
-        days = con.execute(f"SELECT DISTINCT strftime(ts, '%Y-%m-%d') FROM read_parquet('{pings}') "
-                           "ORDER BY 1").fetchall()
+        days = con.execute(
+            f"SELECT DISTINCT strftime(ts, '%Y-%m-%d') FROM read_parquet('{pings}') ORDER BY 1"
+        ).fetchall()
     finally:
         con.close()
     return [d[0] for d in days]
 
 
 def run_spark(lake: Path, days: list[str], master: str, memory: str) -> dict:
-    cmd = [sys.executable, str(ROOT / "app.py"), "lake", "spark", "--lake", str(lake),
-           "--master", master, "--shuffle-partitions", "8", "--driver-memory", memory]
+    cmd = [
+        sys.executable,
+        str(ROOT / "app.py"),
+        "lake",
+        "spark",
+        "--lake",
+        str(lake),
+        "--master",
+        master,
+        "--shuffle-partitions",
+        "8",
+        "--driver-memory",
+        memory,
+    ]
     for d in days:
         cmd += ["--date", d]
     import os
@@ -77,9 +90,23 @@ def run_spark(lake: Path, days: list[str], master: str, memory: str) -> dict:
 
 def run_embedded(rows: int, size: str, work: Path, memory_limit: str) -> dict:
     child = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_import.py"), "--child", "--rows", str(rows),
-         "--size", size, "--work", str(work), "--memory-limit", memory_limit],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_import.py"),
+            "--child",
+            "--rows",
+            str(rows),
+            "--size",
+            size,
+            "--work",
+            str(work),
+            "--memory-limit",
+            memory_limit,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
@@ -109,25 +136,35 @@ def main() -> int:
     for line in spark["log"]:
         print("  spark " + line)
     rate = args.rows / spark["job_seconds"]
-    print(f"Spark {args.master}: job {spark['job_seconds']:.1f} s ({spark['wall_seconds']:.1f} s with JVM "
-          f"start) = {rate / 1e6:.2f} M pings/s")
+    print(
+        f"Spark {args.master}: job {spark['job_seconds']:.1f} s ({spark['wall_seconds']:.1f} s with JVM "
+        f"start) = {rate / 1e6:.2f} M pings/s"
+    )
     if not args.skip_embedded:
         emb = run_embedded(args.rows, args.size, args.work, args.memory_limit)
         emb_rate = emb["rows"] / emb["seconds"]
-        print(f"embedded import: {emb['seconds']:.1f} s = {emb_rate / 1e6:.2f} M pings/s "
-              f"(peak RSS {emb['peak_rss_mb']:,.0f} MB)")
-        print(f"ratio: Spark {args.master} takes {spark['job_seconds'] / emb['seconds']:.1f}x the "
-              f"embedded import's time on the same machine")
+        print(
+            f"embedded import: {emb['seconds']:.1f} s = {emb_rate / 1e6:.2f} M pings/s "
+            f"(peak RSS {emb['peak_rss_mb']:,.0f} MB)"
+        )
+        print(
+            f"ratio: Spark {args.master} takes {spark['job_seconds'] / emb['seconds']:.1f}x the "
+            f"embedded import's time on the same machine"
+        )
     if cores:
         per_core = rate / cores
         core_hours = NATIONAL_PINGS_PER_DAY / per_core / 3600
-        print(f"per core: {per_core / 1e3:,.0f} k pings/s -> 3.5 B pings/day = {core_hours:,.0f} "
-              f"core-hours a day; on 64 cores {core_hours / 64 * 60:,.0f} min, "
-              f"on 256 cores {core_hours / 256 * 60:,.0f} min per day")
-        print("assumptions: throughput scales linearly with cores (validation, indexing and "
-              "location are per batch; the shuffles for dedupe and the cube grow with rows, "
-              "not with cores); cluster cores as fast as these; input already in the lake "
-              "(no transfer); the reference tables broadcast once per executor.")
+        print(
+            f"per core: {per_core / 1e3:,.0f} k pings/s -> 3.5 B pings/day = {core_hours:,.0f} "
+            f"core-hours a day; on 64 cores {core_hours / 64 * 60:,.0f} min, "
+            f"on 256 cores {core_hours / 256 * 60:,.0f} min per day"
+        )
+        print(
+            "assumptions: throughput scales linearly with cores (validation, indexing and "
+            "location are per batch; the shuffles for dedupe and the cube grow with rows, "
+            "not with cores); cluster cores as fast as these; input already in the lake "
+            "(no transfer); the reference tables broadcast once per executor."
+        )
     return 0
 
 

@@ -39,5 +39,7 @@ def run(args, settings: Settings) -> int:
         store.backup_to(out)
     finally:
         store.close()
-    print(f"backed up {settings.db_path} to {out} ({out.stat().st_size:,} bytes) in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"backed up {settings.db_path} to {out} ({out.stat().st_size:,} bytes) in {time.perf_counter() - t0:.1f}s"
+    )
     return 0

@@ -41,14 +41,22 @@ def run(args, settings: Settings) -> int:
             result = devices.bulk(store, args.file)
             for line, why in result.refused:
                 print(f"line {line}: {why}", file=sys.stderr)
-            users.audit(store, by, "device_change",
-                        f"bulk: {result.registered} written, {len(result.refused)} lines refused")
+            users.audit(
+                store,
+                by,
+                "device_change",
+                f"bulk: {result.registered} written, {len(result.refused)} lines refused",
+            )
             print(f"{result.registered} devices written, {len(result.refused)} lines refused")
             return 0 if not result.refused else 1
         change = devices.register if args.devices_action == "register" else devices.attach
         change(store, args.device_id, courier_id=args.courier, vehicle_id=args.vehicle)
-        users.audit(store, by, "device_change",
-                    f"{args.devices_action} {args.device_id} courier={args.courier} vehicle={args.vehicle}")
+        users.audit(
+            store,
+            by,
+            "device_change",
+            f"{args.devices_action} {args.device_id} courier={args.courier} vehicle={args.vehicle}",
+        )
         print(f"{args.devices_action}: {args.device_id} -> {args.courier or args.vehicle}")
         return 0
     except devices.DeviceError as exc:

@@ -12,13 +12,22 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="lake_action", required=True)
-    e = sub.add_parser("export", help="write the store's days (raw, clean, cubes) and reference tables to a lake")
+    e = sub.add_parser(
+        "export", help="write the store's days (raw, clean, cubes) and reference tables to a lake"
+    )
     e.add_argument("--lake", required=True, help="lake folder")
-    e.add_argument("--date", dest="dates", action="append",
-                   help="UTC day, YYYY-MM-DD (repeat; default: every day in the store)")
+    e.add_argument(
+        "--date",
+        dest="dates",
+        action="append",
+        help="UTC day, YYYY-MM-DD (repeat; default: every day in the store)",
+    )
     e.add_argument("--no-raw", action="store_true", help="skip the raw records")
-    e.add_argument("--reference-only", action="store_true",
-                   help="write only the tree and rosters (what the Spark job needs)")
+    e.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="write only the tree and rosters (what the Spark job needs)",
+    )
     s = sub.add_parser("spark", help="build days of a lake from its raw partitions with Apache Spark")
     from lake.spark_job import add_arguments as spark_arguments
 
@@ -37,8 +46,11 @@ def run(args, settings) -> int:
         try:
             from lake.spark_job import submit
         except ImportError as exc:
-            print(f"Spark is not installed ({exc}): pip install -r requirements-spark.txt, "
-                  "and a Java runtime (Debian: default-jre-headless)", file=sys.stderr)
+            print(
+                f"Spark is not installed ({exc}): pip install -r requirements-spark.txt, "
+                "and a Java runtime (Debian: default-jre-headless)",
+                file=sys.stderr,
+            )
             return 2
         return submit(args)
     if args.lake_action == "copy":
@@ -76,6 +88,8 @@ def run(args, settings) -> int:
             print(f"wrote the reference tables to {args.lake}")
             return 0
         written = export_store(store, args.lake, args.dates, raw=not args.no_raw)
-    print(f"exported to {args.lake} in {time.perf_counter() - t0:.1f}s: "
-          + ", ".join(f"{k} {v:,}" for k, v in written.items()))
+    print(
+        f"exported to {args.lake} in {time.perf_counter() - t0:.1f}s: "
+        + ", ".join(f"{k} {v:,}" for k, v in written.items())
+    )
     return 0

@@ -192,7 +192,11 @@ class OwnerServer:
             try:
                 user = self._peer_user(conn)
                 if user is None:
-                    send(conn, b"R", b"refused: the owner channel takes only the account that runs the server\n")
+                    send(
+                        conn,
+                        b"R",
+                        b"refused: the owner channel takes only the account that runs the server\n",
+                    )
                     send(conn, b"X", b"2")
                     return
                 self._run(conn, user)
@@ -234,7 +238,9 @@ class OwnerServer:
             send(conn, b"R", f"error: {argv[0]!r} does not run through the owner channel\n".encode())
             send(conn, b"X", b"2")
             return
-        env = {k: v for k, v in (request.get("env") or {}).items() if isinstance(k, str) and isinstance(v, str)}
+        env = {
+            k: v for k, v in (request.get("env") or {}).items() if isinstance(k, str) and isinstance(v, str)
+        }
         spool = Path(tempfile.mkdtemp(prefix="owner-", dir=self._spool_root()))
         try:
             spooled, downloads = self._receive_files(conn, argv, spool)
@@ -290,7 +296,7 @@ class OwnerServer:
                         fh.write(payload)
                 out.append(str(path))
             elif arg.startswith(_DOWNLOAD):
-                name = Path(arg[len(_DOWNLOAD):].split(":", 1)[-1]).name or "download"
+                name = Path(arg[len(_DOWNLOAD) :].split(":", 1)[-1]).name or "download"
                 path = spool / f"{len(out)}-{name}"
                 downloads[arg] = path
                 out.append(str(path))

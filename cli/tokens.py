@@ -37,7 +37,9 @@ def run(args, settings: Settings) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         bound = f" (records inside {args.node} only)" if args.node else ""
-        users.audit(store, context.operator_label(), "token_change", f"create {kind} token for {subject}{bound}")
+        users.audit(
+            store, context.operator_label(), "token_change", f"create {kind} token for {subject}{bound}"
+        )
         print(f"{kind} token for {subject}{bound}: {secret}")
         print("It is shown once; the store keeps only its hash.")
     elif args.action == "list":

@@ -112,7 +112,9 @@ def run(args, settings) -> int:
                 raise users.UserError(f"no user {args.user!r}")
             users.update_user(store, args.user, password=_password(args), by=context.operator_label())
         else:
-            users.update_user(store, args.user, disabled=args.action == "disable", by=context.operator_label())
+            users.update_user(
+                store, args.user, disabled=args.action == "disable", by=context.operator_label()
+            )
         print(f"{args.action}: {args.user} done")
         return 0
     except users.UserError as exc:

@@ -177,9 +177,7 @@ class Settings:
                 continue
             if f.name == "resolutions":
                 # "hq=4,division=6,region=7,branch=8"
-                values[f.name] = {
-                    k.strip(): int(v) for k, v in (p.split("=") for p in raw.split(",") if p)
-                }
+                values[f.name] = {k.strip(): int(v) for k, v in (p.split("=") for p in raw.split(",") if p)}
             elif f.name == "data_dir":
                 values[f.name] = Path(raw)
             elif isinstance(getattr(cls, f.name, None), bool):

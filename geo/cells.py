@@ -133,9 +133,7 @@ def parent_sql(column: str, res: int) -> str:
         raise ValueError(f"resolution must be 0..15, got {res}")
     unused = (1 << (3 * (15 - res))) - 1
     clear = (1 << 64) - 1 - (0xF << 52)
-    return (
-        f"(({column} & {clear}::UBIGINT) | ({res << 52}::UBIGINT) | ({unused}::UBIGINT))"
-    )
+    return f"(({column} & {clear}::UBIGINT) | ({res << 52}::UBIGINT) | ({unused}::UBIGINT))"
 
 
 #: A base-resolution cell's variable part: base cell (7 bits) and nine digits (27 bits),
@@ -213,9 +211,7 @@ def centers(cells) -> tuple[np.ndarray, np.ndarray]:
     if c.size == 0:
         return np.empty(0), np.empty(0)
     s = pl.Series("c", c)
-    f = pl.DataFrame({"c": s}).select(
-        plh3.cell_to_lat("c").alias("lat"), plh3.cell_to_lng("c").alias("lng")
-    )
+    f = pl.DataFrame({"c": s}).select(plh3.cell_to_lat("c").alias("lat"), plh3.cell_to_lng("c").alias("lng"))
     return f["lat"].to_numpy(), f["lng"].to_numpy()
 
 

@@ -26,8 +26,16 @@ DIVISIONS_FILE = PROJECT_ROOT / "geo" / "divisions.csv"
 
 #: Columns of the node frame (plus ``geometry``).
 NODE_COLUMNS = [
-    "node_id", "level", "name", "name_en", "parent_id", "adcode",
-    "division_id", "region_id", "label_lat", "label_lng",
+    "node_id",
+    "level",
+    "name",
+    "name_en",
+    "parent_id",
+    "adcode",
+    "division_id",
+    "region_id",
+    "label_lat",
+    "label_lng",
 ]
 
 
@@ -62,8 +70,14 @@ def read_divisions(path: Path = DIVISIONS_FILE) -> pd.DataFrame:
         lines = [ln for ln in fh if not ln.startswith("#")]
     for r in csv.DictReader(lines):
         for prov in r["provinces"].split():
-            rows.append({"division_id": r["division_id"], "name": r["name"],
-                         "name_en": r["name_en"], "province": prov})
+            rows.append(
+                {
+                    "division_id": r["division_id"],
+                    "name": r["name"],
+                    "name_en": r["name_en"],
+                    "province": prov,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -106,27 +120,35 @@ def build_tree(boundaries: dict[str, gpd.GeoDataFrame], divisions: pd.DataFrame)
     if unknown:
         raise ValueError(f"provinces {unknown} are in no division of {DIVISIONS_FILE.name}")
 
-    branches = gpd.GeoDataFrame({
-        "node_id": "b-" + dist["adcode"],
-        "level": "branch",
-        "name": dist["name"],
-        "name_en": None,
-        "parent_id": "r-" + dist["region_adcode"],
-        "adcode": dist["adcode"],
-        "division_id": dist["adcode"].str[:2].map(div_of_prov),
-        "region_id": "r-" + dist["region_adcode"],
-    }, geometry=dist.geometry.values, crs="EPSG:4326")
+    branches = gpd.GeoDataFrame(
+        {
+            "node_id": "b-" + dist["adcode"],
+            "level": "branch",
+            "name": dist["name"],
+            "name_en": None,
+            "parent_id": "r-" + dist["region_adcode"],
+            "adcode": dist["adcode"],
+            "division_id": dist["adcode"].str[:2].map(div_of_prov),
+            "region_id": "r-" + dist["region_adcode"],
+        },
+        geometry=dist.geometry.values,
+        crs="EPSG:4326",
+    )
 
-    regions = gpd.GeoDataFrame({
-        "node_id": "r-" + city["adcode"],
-        "level": "region",
-        "name": city["name"],
-        "name_en": None,
-        "parent_id": city["adcode"].str[:2].map(div_of_prov),
-        "adcode": city["adcode"],
-        "division_id": city["adcode"].str[:2].map(div_of_prov),
-        "region_id": "r-" + city["adcode"],
-    }, geometry=city.geometry.values, crs="EPSG:4326")
+    regions = gpd.GeoDataFrame(
+        {
+            "node_id": "r-" + city["adcode"],
+            "level": "region",
+            "name": city["name"],
+            "name_en": None,
+            "parent_id": city["adcode"].str[:2].map(div_of_prov),
+            "adcode": city["adcode"],
+            "division_id": city["adcode"].str[:2].map(div_of_prov),
+            "region_id": "r-" + city["adcode"],
+        },
+        geometry=city.geometry.values,
+        crs="EPSG:4326",
+    )
 
     # Division and country outlines are unions of lightly simplified provinces: exact
     # borders come from the branch polygons, the outline is for drawing.
@@ -138,16 +160,37 @@ def build_tree(boundaries: dict[str, gpd.GeoDataFrame], divisions: pd.DataFrame)
         geoms = prov_simple[prov_div == div_id]
         if len(geoms) == 0:
             continue
-        div_rows.append({"node_id": div_id, "level": "division", "name": meta["name"],
-                         "name_en": meta["name_en"], "parent_id": HQ_ID, "adcode": None,
-                         "division_id": div_id, "region_id": None})
+        div_rows.append(
+            {
+                "node_id": div_id,
+                "level": "division",
+                "name": meta["name"],
+                "name_en": meta["name_en"],
+                "parent_id": HQ_ID,
+                "adcode": None,
+                "division_id": div_id,
+                "region_id": None,
+            }
+        )
         div_geoms.append(shapely.make_valid(shapely.union_all(geoms)))
     divisions_gdf = gpd.GeoDataFrame(div_rows, geometry=div_geoms, crs="EPSG:4326")
 
-    hq = gpd.GeoDataFrame([{"node_id": HQ_ID, "level": "hq", "name": "总部",
-                            "name_en": "Headquarters", "parent_id": None, "adcode": None,
-                            "division_id": None, "region_id": None}],
-                          geometry=[shapely.union_all(div_geoms)], crs="EPSG:4326")
+    hq = gpd.GeoDataFrame(
+        [
+            {
+                "node_id": HQ_ID,
+                "level": "hq",
+                "name": "总部",
+                "name_en": "Headquarters",
+                "parent_id": None,
+                "adcode": None,
+                "division_id": None,
+                "region_id": None,
+            }
+        ],
+        geometry=[shapely.union_all(div_geoms)],
+        crs="EPSG:4326",
+    )
 
     nodes = pd.concat([hq, divisions_gdf, regions, branches], ignore_index=True)
     nodes = gpd.GeoDataFrame(nodes, geometry="geometry", crs="EPSG:4326")

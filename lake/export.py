@@ -18,15 +18,29 @@ from lake import layout
 
 #: Raw columns: what a collector receives (the store's columns before indexing).
 RAW_PING_COLUMNS = ["device_id", "ts", "lat", "lng", "speed", "heading", "accuracy"]
-RAW_EVENT_COLUMNS = ["event_id", "parcel_id", "kind", "ts", "lat", "lng", "outlet_id", "courier_id",
-                     "promised_at", "dest_branch_id", "expected_at"]
+RAW_EVENT_COLUMNS = [
+    "event_id",
+    "parcel_id",
+    "kind",
+    "ts",
+    "lat",
+    "lng",
+    "outlet_id",
+    "courier_id",
+    "promised_at",
+    "dest_branch_id",
+    "expected_at",
+]
 _TIMES = ("ts", "promised_at", "expected_at")
 
 
 def store_days(store: Store) -> list[str]:
     """UTC dates holding cube data, oldest first."""
-    rows = store.cursor().execute(
-        "SELECT DISTINCT strftime(hour, '%Y-%m-%d') FROM cube_hourly ORDER BY 1").fetchall()
+    rows = (
+        store.cursor()
+        .execute("SELECT DISTINCT strftime(hour, '%Y-%m-%d') FROM cube_hourly ORDER BY 1")
+        .fetchall()
+    )
     return [r[0] for r in rows]
 
 
@@ -35,8 +49,7 @@ def coarse_sql(hourly: str, presence: str, res: int = layout.COARSE_RES) -> tupl
     summed, distinct couriers and vehicles recounted from presence."""
     cell = h3cells.parent_sql("cell", res)
     sums = ", ".join(f"sum({c})::BIGINT AS {c}" for c in CUBE_COUNTS)
-    coarse_presence = (f"SELECT DISTINCT hour, {cell} AS cell, branch_id, actor_id, actor_kind "
-                       f"FROM {presence}")
+    coarse_presence = f"SELECT DISTINCT hour, {cell} AS cell, branch_id, actor_id, actor_kind FROM {presence}"
     coarse_hourly = f"""
         WITH c AS (SELECT hour, {cell} AS cell, branch_id, {sums} FROM {hourly} GROUP BY ALL),
         p AS (SELECT hour, cell, branch_id,
@@ -50,8 +63,9 @@ def coarse_sql(hourly: str, presence: str, res: int = layout.COARSE_RES) -> tupl
     return coarse_hourly, coarse_presence
 
 
-def export_store(store: Store, lake: Path | str, days: list[str] | None = None,
-                 raw: bool = True) -> dict[str, int]:
+def export_store(
+    store: Store, lake: Path | str, days: list[str] | None = None, raw: bool = True
+) -> dict[str, int]:
     """Write the reference tables and, for each day, every day dataset (and the raw
     records unless ``raw`` is false) from ``store`` into ``lake``. Re-exporting a day
     replaces it. Returns rows written per dataset."""
@@ -65,16 +79,16 @@ def export_store(store: Store, lake: Path | str, days: list[str] | None = None,
         staging = Path(tmp)
         for day in days:
             lo = date.fromisoformat(day)
-            window = (f"BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{lo + timedelta(days=1)}' "
-                      f"- INTERVAL 1 MICROSECOND")
+            window = (
+                f"BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{lo + timedelta(days=1)}' - INTERVAL 1 MICROSECOND"
+            )
             for name, select in _day_selects(window).items():
                 written[name] = written.get(name, 0) + _copy(con, select, staging, name)
         layout.publish_days(str(staging), str(lake), days)
         if raw:
             for name, select in _raw_selects(days).items():
                 written[name] = _copy(con, select, staging, name)
-                layout.swap_in_days(layout.DATASETS[name].root(staging),
-                                    layout.DATASETS[name].root(lake))
+                layout.swap_in_days(layout.DATASETS[name].root(staging), layout.DATASETS[name].root(lake))
     return written
 
 
@@ -97,45 +111,47 @@ def _stored(fields: list[str]) -> str:
 
 
 def _day_selects(window: str) -> dict[str, str]:
-    hourly_cols = ", ".join(f"{c}::BIGINT AS {c}" if c == "cell" else c
-                            for c, _ in layout.table_columns("cube_hourly"))
+    hourly_cols = ", ".join(
+        f"{c}::BIGINT AS {c}" if c == "cell" else c for c, _ in layout.table_columns("cube_hourly")
+    )
     fine_h = f"SELECT * FROM cube_hourly WHERE hour {window}"
     fine_p = f"SELECT * FROM cube_presence WHERE hour {window}"
     coarse_h, coarse_p = coarse_sql(f"({fine_h})", f"({fine_p})")
     day = "strftime({t}, '%Y-%m-%d') AS date"
     return {
         "clean_pings": f"SELECT {_stored(PING_FIELDS)}, {day.format(t='ts')}, "
-                       f"{_division('branch_id')} AS division_id FROM pings WHERE ts {window}",
+        f"{_division('branch_id')} AS division_id FROM pings WHERE ts {window}",
         "clean_parcel_events": f"SELECT {_stored(EVENT_FIELDS)}, {day.format(t='ts')}, "
-                               f"{_division('branch_id')} AS division_id FROM parcel_events "
-                               f"WHERE ts {window}",
-        "quarantine": f"SELECT *, {day.format(t='received_at')} FROM quarantine "
-                      f"WHERE received_at {window}",
+        f"{_division('branch_id')} AS division_id FROM parcel_events "
+        f"WHERE ts {window}",
+        "quarantine": f"SELECT *, {day.format(t='received_at')} FROM quarantine WHERE received_at {window}",
         "fine_hourly": f"SELECT {hourly_cols}, {day.format(t='hour')}, "
-                       f"{_division('branch_id')} AS division_id FROM ({fine_h})",
+        f"{_division('branch_id')} AS division_id FROM ({fine_h})",
         "fine_presence": f"SELECT hour, cell::BIGINT AS cell, branch_id, actor_id, actor_kind, "
-                         f"{day.format(t='hour')}, {_division('branch_id')} AS division_id "
-                         f"FROM ({fine_p})",
+        f"{day.format(t='hour')}, {_division('branch_id')} AS division_id "
+        f"FROM ({fine_p})",
         "coarse_hourly": f"SELECT * REPLACE (cell::BIGINT AS cell), {day.format(t='hour')}, "
-                         f"{_division('branch_id')} AS division_id FROM ({coarse_h})",
+        f"{_division('branch_id')} AS division_id FROM ({coarse_h})",
         "coarse_presence": f"SELECT * REPLACE (cell::BIGINT AS cell), {day.format(t='hour')}, "
-                           f"{_division('branch_id')} AS division_id FROM ({coarse_p})",
+        f"{_division('branch_id')} AS division_id FROM ({coarse_p})",
     }
 
 
 def _raw_selects(days: list[str]) -> dict[str, str]:
     """Stored records as a collector would have received them: no cell, no branch, times
     as UTC instants (so no reader mistakes them for local time)."""
+
     def cols(names):
         return ", ".join(f"timezone('UTC', {c}) AS {c}" if c in _TIMES else c for c in names)
+
     picked = ", ".join(f"'{d}'" for d in days)
     return {
         "raw_pings": f"SELECT {cols(RAW_PING_COLUMNS)}, strftime(ts, '%Y-%m-%d') AS date, "
-                     f"{_division('branch_id')} AS division_id FROM pings "
-                     f"WHERE strftime(ts, '%Y-%m-%d') IN ({picked})",
+        f"{_division('branch_id')} AS division_id FROM pings "
+        f"WHERE strftime(ts, '%Y-%m-%d') IN ({picked})",
         "raw_parcel_events": f"SELECT {cols(RAW_EVENT_COLUMNS)}, strftime(ts, '%Y-%m-%d') AS date, "
-                             f"{_division('branch_id')} AS division_id FROM parcel_events "
-                             f"WHERE strftime(ts, '%Y-%m-%d') IN ({picked})",
+        f"{_division('branch_id')} AS division_id FROM parcel_events "
+        f"WHERE strftime(ts, '%Y-%m-%d') IN ({picked})",
     }
 
 
@@ -145,9 +161,11 @@ def _copy(con, select: str, staging: Path, dataset: str) -> int:
     target.mkdir(parents=True, exist_ok=True)
     count = con.execute(f"SELECT count(*) FROM ({select})").fetchone()[0]
     if count:
-        con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, "
-                    f"PARTITION_BY ({', '.join(ds.partitions)}), OVERWRITE_OR_IGNORE, "
-                    f"FILENAME_PATTERN 'part-{{uuid}}')")
+        con.execute(
+            f"COPY ({select}) TO '{target}' (FORMAT parquet, "
+            f"PARTITION_BY ({', '.join(ds.partitions)}), OVERWRITE_OR_IGNORE, "
+            f"FILENAME_PATTERN 'part-{{uuid}}')"
+        )
     else:
         shutil.rmtree(target, ignore_errors=True)
     return count

@@ -40,17 +40,16 @@ from data.store.schema import ddl
 #: Resolution of the coarse cube tier (headquarters and division views roll up from it).
 COARSE_RES = 6
 #: Reference tables copied whole (small: the tree and the rosters).
-REFERENCE_TABLES = ("nodes", "node_branches", "outlets", "couriers", "vehicles", "devices",
-                    "demo_surges")
+REFERENCE_TABLES = ("nodes", "node_branches", "outlets", "couriers", "vehicles", "devices", "demo_surges")
 
 
 @dataclass(frozen=True)
 class Dataset:
     """One partitioned dataset of the lake."""
 
-    path: str                   # relative to the lake root
+    path: str  # relative to the lake root
     partitions: tuple[str, ...]  # hive partition columns, outermost first
-    table: str | None           # the store table whose columns it holds (None: as received)
+    table: str | None  # the store table whose columns it holds (None: as received)
 
     def root(self, lake: Path | str) -> str:
         return f"{str(lake).rstrip('/')}/{self.path}"
@@ -71,8 +70,15 @@ DATASETS = {
     "coarse_presence": Dataset("cube/coarse/presence", ("date", "division_id"), "cube_presence"),
 }
 #: What the job and the export write for each day, by dataset name.
-DAY_OUTPUTS = ("clean_pings", "clean_parcel_events", "quarantine", "fine_hourly", "fine_presence",
-               "coarse_hourly", "coarse_presence")
+DAY_OUTPUTS = (
+    "clean_pings",
+    "clean_parcel_events",
+    "quarantine",
+    "fine_hourly",
+    "fine_presence",
+    "coarse_hourly",
+    "coarse_presence",
+)
 
 
 @cache
@@ -105,8 +111,10 @@ def read_sql(lake: Path | str, dataset: str) -> str:
     types (partition columns come back from the folder names)."""
     ds = DATASETS[dataset]
     hive_types = ", ".join(f"'{p}': {'DATE' if p == 'date' else 'VARCHAR'}" for p in ds.partitions)
-    source = (f"read_parquet('{ds.glob(lake)}', hive_partitioning = true, "
-              f"hive_types = {{{hive_types}}}, union_by_name = true)")
+    source = (
+        f"read_parquet('{ds.glob(lake)}', hive_partitioning = true, "
+        f"hive_types = {{{hive_types}}}, union_by_name = true)"
+    )
     if ds.table is None:
         return f"SELECT * FROM {source}"
     cols = ", ".join(f"{name}::{kind} AS {name}" for name, kind in table_columns(ds.table))

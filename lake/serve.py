@@ -41,8 +41,10 @@ class LakeStore(Store):
     def __init__(self, path: str | Path, lake: str | Path, memory_limit: str = "1GB"):
         self.lake = Path(lake)
         if not (self.lake / "reference" / "nodes.parquet").is_file():
-            raise LakeError(f"{self.lake} is not an EMAP lake: reference/nodes.parquet is missing "
-                            "(write one with 'python app.py lake export' or the Spark job)")
+            raise LakeError(
+                f"{self.lake} is not an EMAP lake: reference/nodes.parquet is missing "
+                "(write one with 'python app.py lake export' or the Spark job)"
+            )
         super().__init__(path, memory_limit=memory_limit)
         self._coarse = False
         self.refresh()
@@ -63,8 +65,9 @@ class LakeStore(Store):
                     if layout.has_files(self.lake, dataset):
                         con.execute(f"CREATE VIEW {name} AS {layout.read_sql(self.lake, dataset)}")
                     else:
-                        cols = ", ".join(f"{c} {t}" for c, t in layout.table_columns(
-                            layout.DATASETS[dataset].table))
+                        cols = ", ".join(
+                            f"{c} {t}" for c, t in layout.table_columns(layout.DATASETS[dataset].table)
+                        )
                         con.execute(f"CREATE TABLE {name} ({cols})")
                 # Cell -> branch, for naming the child node under a hex: the fine tier's
                 # cells, else the coarse tier's (res 6, enough for HQ and division views).
@@ -85,7 +88,8 @@ class LakeStore(Store):
         kind = self._con.execute(
             "SELECT 'VIEW' FROM duckdb_views() WHERE view_name = $n AND NOT internal "
             "UNION ALL SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = $n",
-            {"n": name}).fetchone()
+            {"n": name},
+        ).fetchone()
         if kind:
             self._con.execute(f"DROP {kind[0]} {name}")
 
@@ -95,7 +99,9 @@ class LakeStore(Store):
         return "cube_hourly", "cube_presence"
 
     def commit(self, table: str, ready) -> tuple[int, int]:
-        raise LakeError("this store reads its records from a lake; load them into the lake "
-                        "('python app.py lake spark') instead")
+        raise LakeError(
+            "this store reads its records from a lake; load them into the lake "
+            "('python app.py lake spark') instead"
+        )
 
     stage = commit

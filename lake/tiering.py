@@ -29,15 +29,16 @@ def branch_partitions(lake: Path | str, branch_id: str, days: list[str] | None =
     return found
 
 
-def copy_branch(source: Path | str, target: Path | str, branch_id: str,
-                days: list[str] | None = None) -> int:
+def copy_branch(source: Path | str, target: Path | str, branch_id: str, days: list[str] | None = None) -> int:
     """Copy ``branch_id``'s fine cubes from ``source`` to ``target``; returns the number
     of partitions copied. Idempotent: each target partition is replaced whole."""
     source, target = Path(source), Path(target)
     parts = branch_partitions(source, branch_id, days)
     if not parts:
-        raise LookupError(f"{source} holds no fine cube of branch {branch_id!r}"
-                          + (f" on {', '.join(days)}" if days else ""))
+        raise LookupError(
+            f"{source} holds no fine cube of branch {branch_id!r}"
+            + (f" on {', '.join(days)}" if days else "")
+        )
     for part in parts:
         dest = target / part.relative_to(source)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -49,4 +50,3 @@ def copy_branch(source: Path | str, target: Path | str, branch_id: str,
         fresh.rename(dest)
         shutil.rmtree(old, ignore_errors=True)
     return len(parts)
-

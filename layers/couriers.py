@@ -29,4 +29,6 @@ def _folium(frame, ctx: DrawContext):
     return folium_points(frame, ctx, ctx.t("layer_couriers"), STYLE, tips, radius=3)
 
 
-LAYER = Layer("couriers", REQUIRED, STYLE, _traces, _folium, trace_depths=(("couriers", 60),), default_on=False)
+LAYER = Layer(
+    "couriers", REQUIRED, STYLE, _traces, _folium, trace_depths=(("couriers", 60),), default_on=False
+)

@@ -192,4 +192,17 @@ def _folium(frame, ctx: DrawContext):
     return group
 
 
-LAYER = Layer("dispatch_arrows", REQUIRED, STYLE, _traces, _folium, trace_depths=(("dispatch_arrows", 70), ("dispatch_labels", 71), ("dispatch_van_arrows", 72), ("dispatch_van_labels", 73)), default_on=False)
+LAYER = Layer(
+    "dispatch_arrows",
+    REQUIRED,
+    STYLE,
+    _traces,
+    _folium,
+    trace_depths=(
+        ("dispatch_arrows", 70),
+        ("dispatch_labels", 71),
+        ("dispatch_van_arrows", 72),
+        ("dispatch_van_labels", 73),
+    ),
+    default_on=False,
+)

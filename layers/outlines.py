@@ -122,7 +122,14 @@ def _folium(frame, ctx: DrawContext):
     return group
 
 
-LAYER = Layer("outlines", REQUIRED, STYLE, _traces, _folium, trace_depths=(("territories", 0), ("outlines", 20), ("labels", 21)))
+LAYER = Layer(
+    "outlines",
+    REQUIRED,
+    STYLE,
+    _traces,
+    _folium,
+    trace_depths=(("territories", 0), ("outlines", 20), ("labels", 21)),
+)
 
 
 def bounds(frame) -> tuple[float, float, float, float]:

@@ -59,4 +59,12 @@ def _folium(frame, ctx: DrawContext):
     return folium_points(frame, ctx, ctx.t("layer_vehicles"), STYLE, tips, radius=5)
 
 
-LAYER = Layer("vehicles", REQUIRED, STYLE, _traces, _folium, trace_depths=(("vehicle_heading", 50), ("vehicles", 51)), default_on=False)
+LAYER = Layer(
+    "vehicles",
+    REQUIRED,
+    STYLE,
+    _traces,
+    _folium,
+    trace_depths=(("vehicle_heading", 50), ("vehicles", 51)),
+    default_on=False,
+)

@@ -38,14 +38,23 @@ def build_store(path: Path, tree=None) -> dict[str, str]:
         store.save_tree(tree if tree is not None else load_tree())
         now = datetime.now(UTC).replace(tzinfo=None)
         ids = COURIER_DEVICES + VEHICLE_DEVICES
-        store.upsert("devices", pl.DataFrame({
-            "device_id": ids,
-            "courier_id": [f"c-{d}" for d in COURIER_DEVICES] + [None] * len(VEHICLE_DEVICES),
-            "vehicle_id": [None] * len(COURIER_DEVICES) + [f"v-{d}" for d in VEHICLE_DEVICES],
-            "registered_at": [now] * len(ids),
-        }, schema_overrides={"courier_id": pl.String, "vehicle_id": pl.String}), "device_id")
-        return {"system": create_token(store, "system", "test-ops"),
-                "device": create_token(store, "device", "dev-000")}
+        store.upsert(
+            "devices",
+            pl.DataFrame(
+                {
+                    "device_id": ids,
+                    "courier_id": [f"c-{d}" for d in COURIER_DEVICES] + [None] * len(VEHICLE_DEVICES),
+                    "vehicle_id": [None] * len(COURIER_DEVICES) + [f"v-{d}" for d in VEHICLE_DEVICES],
+                    "registered_at": [now] * len(ids),
+                },
+                schema_overrides={"courier_id": pl.String, "vehicle_id": pl.String},
+            ),
+            "device_id",
+        )
+        return {
+            "system": create_token(store, "system", "test-ops"),
+            "device": create_token(store, "device", "dev-000"),
+        }
 
 
 def copy_store(template: Path, target: Path) -> Path:
@@ -90,23 +99,29 @@ class ThreadedServer:
     ``listener_options`` go to :class:`data.ingest.phone_listener.PhoneListener` (time-outs, limits).
     """
 
-    def __init__(self, store: Store, settings: Settings | None = None, phones: bool = False,
-                 **listener_options):
+    def __init__(
+        self, store: Store, settings: Settings | None = None, phones: bool = False, **listener_options
+    ):
         from werkzeug.serving import make_server
 
         from data.ingest.http_api import ingest_front, make_app
+
         self.settings = settings or Settings.from_env({})
         self.app = make_app(store, self.settings)
         # served as in production: /osmand answered in front of Flask, the rest by Flask
-        self.server = make_server("127.0.0.1", 0, ingest_front(self.app, self.app.blueprints["ingest"]),
-                                  threaded=True)
+        self.server = make_server(
+            "127.0.0.1", 0, ingest_front(self.app, self.app.blueprints["ingest"]), threaded=True
+        )
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.phones = None
         self.phone_url = None
         if phones:
             from data.ingest.phone_listener import PhoneListener
-            self.phones = PhoneListener(self.app.blueprints["ingest"].osmand, "127.0.0.1", 0, **listener_options)
+
+            self.phones = PhoneListener(
+                self.app.blueprints["ingest"].osmand, "127.0.0.1", 0, **listener_options
+            )
 
     def __enter__(self):
         self.thread.start()
@@ -122,16 +137,30 @@ class ThreadedServer:
         self.app.blueprints["ingest"].committer.close()
 
 
-def start_subprocess_server(db: Path, port: int, env: dict | None = None, osmand_port: int = 0) -> subprocess.Popen:
+def start_subprocess_server(
+    db: Path, port: int, env: dict | None = None, osmand_port: int = 0
+) -> subprocess.Popen:
     """``python -m cli.ingest`` on ``db``, with the phone listener on ``osmand_port`` (0:
     none, so that tests never take the default 5055); returns once it answers."""
     log = Path(f"{db}.{port}.log")
     with open(log, "ab") as err:  # a file, not a pipe: a full pipe would stall the server
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.ingest", "--db", str(db), "--port", str(port),
-             "--osmand-port", str(osmand_port)],
-            cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
-            stdout=subprocess.DEVNULL, stderr=err)
+            [
+                sys.executable,
+                "-m",
+                "cli.ingest",
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+                "--osmand-port",
+                str(osmand_port),
+            ],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

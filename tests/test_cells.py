@@ -18,8 +18,15 @@ def _random_points(n, seed=0):
 
 
 EDGE_POINTS = [
-    (90.0, 0.0), (-90.0, 0.0), (0.0, 180.0), (0.0, -180.0), (89.999, 179.999),
-    (0.0, 0.0), (22.5431, 114.0579), (53.56, 123.26), (3.84, 112.0),  # China's north and south tips
+    (90.0, 0.0),
+    (-90.0, 0.0),
+    (0.0, 180.0),
+    (0.0, -180.0),
+    (89.999, 179.999),
+    (0.0, 0.0),
+    (22.5431, 114.0579),
+    (53.56, 123.26),
+    (3.84, 112.0),  # China's north and south tips
     (64.7, 10.536),  # near a pentagon centre (res 0 base cell 4 region)
 ]
 
@@ -42,7 +49,9 @@ def test_cells_equal_h3_on_edge_points():
 def test_pentagon_cells_and_parents():
     pentagons = np.array([h3i.cell_to_center_child(p, 9) for p in h3i.get_pentagons(4)], dtype=np.uint64)
     for res in range(0, 10):
-        assert cells.to_parent(pentagons, res).tolist() == [h3i.cell_to_parent(int(c), res) for c in pentagons]
+        assert cells.to_parent(pentagons, res).tolist() == [
+            h3i.cell_to_parent(int(c), res) for c in pentagons
+        ]
 
 
 @pytest.mark.parametrize("res", range(0, 10))
@@ -85,7 +94,9 @@ def test_centers_and_neighbours():
     c = cells.latlng_to_cells([22.54], [114.05], 9)
     lat, lng = cells.centers(c)
     assert (lat[0], lng[0]) == pytest.approx(h3i.cell_to_latlng(int(c[0])))
-    ring = np.array([int(c[0]), *h3i.grid_ring(int(c[0]), 1), *h3i.grid_ring(int(c[0]), 3)[:2]], dtype=np.uint64)
+    ring = np.array(
+        [int(c[0]), *h3i.grid_ring(int(c[0]), 1), *h3i.grid_ring(int(c[0]), 3)[:2]], dtype=np.uint64
+    )
     i, j = cells.neighbours(ring)
     pairs = set(zip(i.tolist(), j.tolist()))
     assert all((0, k) in pairs for k in range(1, 7))  # the centre touches its ring
@@ -304,7 +315,9 @@ def test_spread_out_points_go_to_h3ronpy_whole(monkeypatch):
     # are not keyed at all
     keyed = []
     monkeypatch.setattr(_h3_points, "BLOCK", 8192)
-    monkeypatch.setattr(_h3_points, "keys", lambda lat, lng, res: keyed.append(len(lat)) or _keys(lat, lng, res))
+    monkeypatch.setattr(
+        _h3_points, "keys", lambda lat, lng, res: keyed.append(len(lat)) or _keys(lat, lng, res)
+    )
     lat, lng = _china(100_000, seed=4)
     _assert_equal_h3(lat, lng, 9)
     assert keyed == [8192, 8192]  # blocks 0 and 8 of 13

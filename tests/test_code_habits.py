@@ -102,10 +102,6 @@ def test_ruff_check():
     assert run.returncode == 0, f"ruff check:\n{_output(run)}"
 
 
-@pytest.mark.skip(
-    reason="the tree is not ruff-formatted yet (45 files): one `ruff format .` over the whole tree "
-    "is due at the end of issue #18; drop this mark with it"
-)
 def test_ruff_format():
     run = _tool("ruff", "format", "--check", ".")
     assert run.returncode == 0, f"ruff format --check (run `ruff format .`):\n{_output(run)}"

@@ -24,16 +24,20 @@ def raw(small_store):
 
 
 def _expected(pings, events, keys):
-    p = pings.groupby(keys).agg(pings=("ts", "size"),
-                                couriers=("courier_id", "nunique"),
-                                vehicles=("vehicle_id", "nunique"))
-    e = events.assign(
-        pickups=events["kind"].eq("pickup"),
-        deliveries=events["kind"].eq("delivered"),
-        on_time=events["kind"].eq("delivered") & (events["ts"] <= events["promised_at"]),
-        late=events["kind"].eq("delivered") & (events["ts"] > events["promised_at"]),
-        scans=1,
-    ).groupby(keys)[["pickups", "deliveries", "on_time", "late", "scans"]].sum()
+    p = pings.groupby(keys).agg(
+        pings=("ts", "size"), couriers=("courier_id", "nunique"), vehicles=("vehicle_id", "nunique")
+    )
+    e = (
+        events.assign(
+            pickups=events["kind"].eq("pickup"),
+            deliveries=events["kind"].eq("delivered"),
+            on_time=events["kind"].eq("delivered") & (events["ts"] <= events["promised_at"]),
+            late=events["kind"].eq("delivered") & (events["ts"] > events["promised_at"]),
+            scans=1,
+        )
+        .groupby(keys)[["pickups", "deliveries", "on_time", "late", "scans"]]
+        .sum()
+    )
     out = p.join(e, how="outer").fillna(0).astype("int64").sort_index()
     return out[["pings", "couriers", "vehicles", "pickups", "deliveries", "on_time", "late", "scans"]]
 
@@ -117,7 +121,9 @@ def test_pings_and_events_carry_cells_and_branches(small_store):
     want = [h3i.latlng_to_cell(a, b, 9) for a, b in zip(sample["lat"], sample["lng"])]
     assert sample["cell"].astype("uint64").tolist() == want
     assert sample["branch_id"].str.startswith("b-").all()
-    assert small_store.scalar("SELECT count(*) FROM parcel_events WHERE cell IS NULL OR branch_id IS NULL") == 0
+    assert (
+        small_store.scalar("SELECT count(*) FROM parcel_events WHERE cell IS NULL OR branch_id IS NULL") == 0
+    )
 
 
 def _actor_rows(rng, ts, corner, size, branch, couriers, vans, prefix):
@@ -130,11 +136,15 @@ def _actor_rows(rng, ts, corner, size, branch, couriers, vans, prefix):
     n = len(ts)
     lat, lng = corner[0] + rng.uniform(0, size, n), corner[1] + rng.uniform(0, size, n)
     actor = rng.integers(0, couriers + vans, n)
-    return pl.DataFrame({
-        "ts": ts, "cell": latlng_to_cells(lat, lng), "branch_id": branch,
-        "courier_id": [f"{prefix}c-{a}" if a < couriers else None for a in actor],
-        "vehicle_id": [f"{prefix}v-{a}" if a >= couriers else None for a in actor],
-    })
+    return pl.DataFrame(
+        {
+            "ts": ts,
+            "cell": latlng_to_cells(lat, lng),
+            "branch_id": branch,
+            "courier_id": [f"{prefix}c-{a}" if a < couriers else None for a in actor],
+            "vehicle_id": [f"{prefix}v-{a}" if a >= couriers else None for a in actor],
+        }
+    )
 
 
 @pytest.mark.parametrize("years", [0, 40])  # one day: packed pairs; 40 years: the pair fallback
@@ -163,14 +173,18 @@ def test_cube_share_of_a_batch_equals_pandas(years):
     frame["hour"] = (frame["ts"].astype("int64") // 3_600_000_000).astype("int32")
     want = frame.groupby(["hour", "cell"]).size().rename("pings").reset_index()
     got = delta.to_pandas()[["hour", "cell", "pings"]]
-    pd.testing.assert_frame_equal(got.sort_values(["hour", "cell"]).reset_index(drop=True), want,
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got.sort_values(["hour", "cell"]).reset_index(drop=True), want, check_dtype=False
+    )
     frame["actor_id"] = frame["courier_id"].fillna(frame["vehicle_id"])
     want_p = frame[["hour", "cell", "actor_id"]].drop_duplicates().sort_values(["hour", "cell", "actor_id"])
     got_p = presence.with_columns(pl.col("actor_id").cast(pl.String)).to_pandas()
     assert (got_p["is_vehicle"] == got_p["actor_id"].str.startswith("v-")).all()
-    pd.testing.assert_frame_equal(got_p[["hour", "cell", "actor_id"]].sort_values(["hour", "cell", "actor_id"])
-                                  .reset_index(drop=True), want_p.reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got_p[["hour", "cell", "actor_id"]].sort_values(["hour", "cell", "actor_id"]).reset_index(drop=True),
+        want_p.reset_index(drop=True),
+        check_dtype=False,
+    )
     assert len(held) == 100_000
 
 
@@ -194,9 +208,11 @@ def test_cube_shares_of_batches_fold_to_the_share_of_all_rows():
     def frames(share):
         delta, presence = share.unpacked()
         counts = share.actor_counts().sort("key")
-        return (delta.sort("hour", "cell"),
-                presence.with_columns(pl.col("actor_id").cast(pl.String)).sort("hour", "cell", "actor_id"),
-                counts)
+        return (
+            delta.sort("hour", "cell"),
+            presence.with_columns(pl.col("actor_id").cast(pl.String)).sort("hour", "cell", "actor_id"),
+            counts,
+        )
 
     for got, want in zip(frames(folded), frames(whole), strict=True):
         assert_frame_equal(got, want)

@@ -11,8 +11,13 @@ from tests.conftest import DEMO_END
 @pytest.fixture(scope="module")
 def network(small_demo_path):
     with Store(small_demo_path, read_only=True) as store:
-        yield {name: store.sql(f"SELECT * FROM {name} ORDER BY 1") for name in
-               ("outlets", "couriers", "vehicles", "devices")}, store.sql("SELECT * FROM demo_surges")
+        yield (
+            {
+                name: store.sql(f"SELECT * FROM {name} ORDER BY 1")
+                for name in ("outlets", "couriers", "vehicles", "devices")
+            },
+            store.sql("SELECT * FROM demo_surges"),
+        )
 
 
 def test_same_seed_same_day_same_data(network):
@@ -68,22 +73,30 @@ def test_demand_has_morning_and_afternoon_peaks():
 
 def test_surges_raise_the_workload_where_and_when_they_happen(small_store):
     day_surges = small_store.sql(
-        "SELECT * FROM demo_surges WHERE start_hour >= ?", [demo._local_midnight_utc(DEMO_END).astype(object)])
+        "SELECT * FROM demo_surges WHERE start_hour >= ?", [demo._local_midnight_utc(DEMO_END).astype(object)]
+    )
     assert len(day_surges) >= 1
     compared = 0
     for s in day_surges.iter_rows(named=True):
-        inside = small_store.scalar("""
+        inside = small_store.scalar(
+            """
             SELECT sum(pickups + deliveries) / sum(couriers) FROM cube_hourly
-            WHERE branch_id = ? AND hour >= ? AND hour < ?""", [s["branch_id"], s["start_hour"], s["end_hour"]])
-        before = small_store.scalar("""
+            WHERE branch_id = ? AND hour >= ? AND hour < ?""",
+            [s["branch_id"], s["start_hour"], s["end_hour"]],
+        )
+        before = small_store.scalar(
+            """
             SELECT sum(pickups + deliveries) / sum(couriers) FROM cube_hourly
             WHERE branch_id = ? AND hour >= ? - INTERVAL 24 HOUR AND hour < ? - INTERVAL 24 HOUR""",
-                                    [s["branch_id"], s["start_hour"], s["end_hour"]])
+            [s["branch_id"], s["start_hour"], s["end_hour"]],
+        )
         if before is None:
             continue
         surged_yesterday = small_store.scalar(
             "SELECT count(*) FROM demo_surges WHERE branch_id = ? AND start_hour < ? - INTERVAL 12 HOUR "
-            "AND end_hour > ? - INTERVAL 24 HOUR", [s["branch_id"], s["start_hour"], s["start_hour"]])
+            "AND end_hour > ? - INTERVAL 24 HOUR",
+            [s["branch_id"], s["start_hour"], s["start_hour"]],
+        )
         if surged_yesterday == 0:
             assert inside > 1.6 * before, s
             compared += 1

@@ -37,13 +37,20 @@ def batch(k: int) -> list[dict]:
     # batch k: one device, consecutive seconds -> unique (device_id, ts) keys across batches
     device = COURIER_DEVICES[k % len(COURIER_DEVICES)]
     start = T0 + (k // len(COURIER_DEVICES)) * PER_BATCH
-    return [{"device_id": device, "ts": start + i, "lat": LAT + (k % 7) * 1e-3, "lng": LNG + i * 1e-5}
-            for i in range(PER_BATCH)]
+    return [
+        {"device_id": device, "ts": start + i, "lat": LAT + (k % 7) * 1e-3, "lng": LNG + i * 1e-5}
+        for i in range(PER_BATCH)
+    ]
 
 
 def fix(j: int) -> dict:
     # fix j: a van's phone (the batches use couriers' devices), one second apart
-    return {"id": VEHICLE_DEVICES[j % len(VEHICLE_DEVICES)], "timestamp": T0 + j, "lat": LAT, "lon": LNG + j * 1e-5}
+    return {
+        "id": VEHICLE_DEVICES[j % len(VEHICLE_DEVICES)],
+        "timestamp": T0 + j,
+        "lat": LAT,
+        "lon": LNG + j * 1e-5,
+    }
 
 
 def send_fix(phone_url: str, j: int, session: requests.Session) -> bool:
@@ -56,8 +63,9 @@ def send_fix(phone_url: str, j: int, session: requests.Session) -> bool:
 
 def send(url: str, token: str, k: int, session: requests.Session) -> bool:
     try:
-        r = session.post(f"{url}/api/v1/pings", json=batch(k),
-                         headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        r = session.post(
+            f"{url}/api/v1/pings", json=batch(k), headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
     except requests.RequestException:
         return False
     return r.status_code == 200 and r.json()["accepted"] == PER_BATCH

@@ -232,9 +232,7 @@ def test_scoped_forecast_stays_in_scope(forecast_store, forecast_settings):
 
 def test_backtest_beats_the_baseline_at_the_next_hour(forecast_store, forecast_settings):
     day = bt.newest_day(forecast_store, "hq", forecast_settings.local_tz)
-    r = bt.backtest(
-        forecast_store, "hq", day, forecast_settings, horizon=3, local_hours=range(6, 20)
-    )
+    r = bt.backtest(forecast_store, "hq", day, forecast_settings, horizon=3, local_hours=range(6, 20))
     h = r["horizons"].sort("horizon")
     assert h["horizon"].to_list() == [1, 2, 3]
     assert h["wape"][0] < h["wape_baseline"][0]

@@ -56,7 +56,9 @@ def test_outlets_and_couriers(network):
     assert (5, "position outside every branch territory") in q
     assert (4, "unknown outlet 'o-9'") in q
     assert network.sql("SELECT device_id, courier_id FROM devices ORDER BY 1").rows() == [
-        ("dev-1", "c-1"), ("dev-2", "c-2")]
+        ("dev-1", "c-1"),
+        ("dev-2", "c-2"),
+    ]
 
 
 def test_pings_conservation_quarantine_and_reimport(network, tmp_path):
@@ -65,10 +67,18 @@ def test_pings_conservation_quarantine_and_reimport(network, tmp_path):
     assert first.kind == "pings"
     assert (first.rows, first.accepted, first.rejected, first.duplicates) == (9, 4, 4, 1)
     assert first.accepted + first.rejected + first.duplicates == first.rows
-    reasons = dict(network.sql(
-        "SELECT row_number, reason FROM quarantine WHERE record_kind = 'pings' AND source = ?", [str(path)]).rows())
-    assert reasons == {6: "ts could not be read as a timestamp", 7: "lat out of range [-90, 90]",
-                       8: "unknown device 'dev-9'", 9: "position outside every branch territory"}
+    reasons = dict(
+        network.sql(
+            "SELECT row_number, reason FROM quarantine WHERE record_kind = 'pings' AND source = ?",
+            [str(path)],
+        ).rows()
+    )
+    assert reasons == {
+        6: "ts could not be read as a timestamp",
+        7: "lat out of range [-90, 90]",
+        8: "unknown device 'dev-9'",
+        9: "position outside every branch territory",
+    }
     stored = network.sql("SELECT device_id, ts, courier_id, branch_id FROM pings ORDER BY ts")
     assert stored["courier_id"].to_list() == ["c-1", "c-1", "c-2", "c-2"]
     assert stored["ts"][0].isoformat() == "2026-11-20T00:00:00"  # stored in UTC
@@ -83,23 +93,30 @@ def test_pings_conservation_quarantine_and_reimport(network, tmp_path):
 
 def test_parquet_events_in_small_batches(network, tmp_path):
     n = 2500
-    frame = pl.DataFrame({
-        "event_id": [f"e{i}" for i in range(n)], "parcel_id": [f"p{i // 2}" for i in range(n)],
-        "kind": ["delivered" if i % 2 else "out_for_delivery" for i in range(n)],
-        "ts": [datetime(2026, 11, 20, 1) + timedelta(seconds=i) for i in range(n)],
-        "lat": [22.533] * n, "lng": [113.93] * n,
-        "promised_at": [datetime(2026, 11, 20, 1, 30)] * n,
-    })
+    frame = pl.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "parcel_id": [f"p{i // 2}" for i in range(n)],
+            "kind": ["delivered" if i % 2 else "out_for_delivery" for i in range(n)],
+            "ts": [datetime(2026, 11, 20, 1) + timedelta(seconds=i) for i in range(n)],
+            "lat": [22.533] * n,
+            "lng": [113.93] * n,
+            "promised_at": [datetime(2026, 11, 20, 1, 30)] * n,
+        }
+    )
     frame = frame.with_columns(pl.col("ts", "promised_at").dt.replace_time_zone("UTC"))
     path = tmp_path / "scans.parquet"
     frame.write_parquet(path)
     seen = []
-    report = import_file(network, path, batch_rows=1000, progress=lambda done, total: seen.append((done, total)))
+    report = import_file(
+        network, path, batch_rows=1000, progress=lambda done, total: seen.append((done, total))
+    )
     # the first batch is stored in quarters (the store starts early), the others whole
     assert report.accepted == n
     assert seen == [(250, n), (500, n), (750, n), (1000, n), (2000, n), (2500, n)]
-    cube = network.sql("SELECT sum(deliveries)::INT, sum(on_time)::INT, sum(late)::INT, sum(scans)::INT "
-                       "FROM cube_hourly").row(0)
+    cube = network.sql(
+        "SELECT sum(deliveries)::INT, sum(on_time)::INT, sum(late)::INT, sum(scans)::INT FROM cube_hourly"
+    ).row(0)
     delivered = frame.filter(pl.col("kind") == "delivered")
     expected_on_time = delivered.filter(pl.col("ts") <= pl.col("promised_at")).height
     assert 0 < expected_on_time < n // 2
@@ -127,13 +144,31 @@ def test_command_line_import_prints_counts(tmp_path):
     env = {"EMAP_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     for name, text in (("outlets.csv", OUTLETS), ("couriers.csv", COURIERS), ("pings.csv", PINGS)):
         _write(tmp_path, name, text)
-    run = subprocess.run([sys.executable, "app.py", "import", str(tmp_path / "outlets.csv"),
-                          str(tmp_path / "couriers.csv"), str(tmp_path / "pings.csv")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "app.py",
+            "import",
+            str(tmp_path / "outlets.csv"),
+            str(tmp_path / "couriers.csv"),
+            str(tmp_path / "pings.csv"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "pings: 9 rows read = 4 accepted + 4 rejected + 1 duplicates" in run.stdout
-    bad = subprocess.run([sys.executable, "app.py", "import", str(tmp_path / "nope.parquet")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "app.py", "import", str(tmp_path / "nope.parquet")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "no such file" in bad.stderr
 
 
@@ -159,12 +194,14 @@ def _stored_cube(store) -> dict:
 
 def _two_device_walk(n: int, start: datetime, seconds: int, steps: tuple[int, int]) -> pl.DataFrame:
     """``n`` fixes of two devices every ``seconds``, walking a grid of ``steps`` cells."""
-    return pl.DataFrame({
-        "device_id": ["dev-1" if i % 3 else "dev-2" for i in range(n)],
-        "ts": [start + timedelta(seconds=seconds * i) for i in range(n)],
-        "lat": [22.5330 + 0.0004 * (i % steps[0]) for i in range(n)],
-        "lng": [113.9300 + 0.0004 * (i % steps[1]) for i in range(n)],
-    })
+    return pl.DataFrame(
+        {
+            "device_id": ["dev-1" if i % 3 else "dev-2" for i in range(n)],
+            "ts": [start + timedelta(seconds=seconds * i) for i in range(n)],
+            "lat": [22.5330 + 0.0004 * (i % steps[0]) for i in range(n)],
+            "lng": [113.9300 + 0.0004 * (i % steps[1]) for i in range(n)],
+        }
+    )
 
 
 def test_pings_in_many_batches_store_each_record_once_and_keep_the_cube_exact(network, tmp_path):
@@ -179,7 +216,8 @@ def test_pings_in_many_batches_store_each_record_once_and_keep_the_cube_exact(ne
 
     # A shuffled file: rows already stored, rows repeated in other batches, new rows.
     second = pl.concat([walk.slice(300, 600), walk.slice(350, 80), walk.slice(700, 30)]).sample(
-        fraction=1.0, shuffle=True, seed=3)
+        fraction=1.0, shuffle=True, seed=3
+    )
     p2 = tmp_path / "pings-shuffled.parquet"
     second.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(p2)
     report = import_file(network, p2, batch_rows=64)
@@ -202,12 +240,14 @@ def test_clean_files_are_stored_in_one_pass_and_repeats_in_a_second(network, tmp
     also into hours the cube already holds; one that repeats ids is read again and
     deduplicated row by row. Both leave the cube exact."""
     start = datetime(2026, 11, 21, 8, 0)
-    walk = pl.DataFrame({
-        "device_id": [f"dev-{1 + i % 2}" for i in range(600)],
-        "ts": [start + timedelta(seconds=15 * i) for i in range(600)],
-        "lat": [22.5330 + 0.0003 * (i % 30) for i in range(600)],
-        "lng": [113.9300 + 0.0003 * (i % 20) for i in range(600)],
-    })
+    walk = pl.DataFrame(
+        {
+            "device_id": [f"dev-{1 + i % 2}" for i in range(600)],
+            "ts": [start + timedelta(seconds=15 * i) for i in range(600)],
+            "lat": [22.5330 + 0.0003 * (i % 30) for i in range(600)],
+            "lng": [113.9300 + 0.0003 * (i % 20) for i in range(600)],
+        }
+    )
     one, two = walk.filter(pl.col("device_id") == "dev-1"), walk.filter(pl.col("device_id") == "dev-2")
     paths = []
     for name, frame in (("pings-1.parquet", one), ("pings-2.parquet", two)):
@@ -223,7 +263,8 @@ def test_clean_files_are_stored_in_one_pass_and_repeats_in_a_second(network, tmp
 
     mixed = tmp_path / "pings-mixed.parquet"
     pl.concat([two.head(10), walk.tail(5)]).with_columns(
-        pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(mixed)
+        pl.col("ts").dt.replace_time_zone("UTC")
+    ).write_parquet(mixed)
     again = import_file(network, mixed, batch_rows=4)
     assert (again.accepted, again.duplicates) == (0, 15)
     assert any(stage.startswith("first pass") for stage in again.seconds)
@@ -235,19 +276,25 @@ def test_a_file_that_breaks_half_way_stores_nothing(network, tmp_path):
     import pyarrow.parquet as pq
 
     n = 5000
-    frame = pl.DataFrame({"device_id": ["dev-1"] * n,
-                          "ts": [datetime(2026, 11, 20) + timedelta(seconds=i) for i in range(n)],
-                          "lat": [22.5331] * n, "lng": [113.9301] * n})
+    frame = pl.DataFrame(
+        {
+            "device_id": ["dev-1"] * n,
+            "ts": [datetime(2026, 11, 20) + timedelta(seconds=i) for i in range(n)],
+            "lat": [22.5331] * n,
+            "lng": [113.9301] * n,
+        }
+    )
     path = tmp_path / "pings.parquet"
     frame.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(
-        path, row_group_size=1000, compression="zstd", statistics=False)
+        path, row_group_size=1000, compression="zstd", statistics=False
+    )
     good = path.read_bytes()
     # spoil the data of the fourth row group: the reader fails (reading ahead of the
     # store) once the first batch went into the INSERT
     chunk = pq.ParquetFile(path).metadata.row_group(3).column(1)
     raw = bytearray(good)
     start = chunk.data_page_offset + 20
-    raw[start:start + 40] = b"\xff" * 40
+    raw[start : start + 40] = b"\xff" * 40
     path.write_bytes(bytes(raw))
     before = network.counts()
     with pytest.raises(ImportFileError, match="after data row 3000.*nothing from this file"):
@@ -263,12 +310,14 @@ def test_bad_rows_in_later_batches_keep_their_row_numbers(network, tmp_path):
     # batches are prepared two at a time, ahead of the store: each bad row must still be
     # quarantined under its own data row number, and the good rows stored once
     n, bad_rows = 2500, {7, 301, 777, 1501, 2499}  # 1-based, across several batches
-    frame = pl.DataFrame({
-        "device_id": ["dev-1"] * n,
-        "ts": [datetime(2026, 11, 20) + timedelta(seconds=10 * i) for i in range(n)],
-        "lat": [95.0 if i + 1 in bad_rows else 22.5331 for i in range(n)],
-        "lng": [113.9301] * n,
-    }).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+    frame = pl.DataFrame(
+        {
+            "device_id": ["dev-1"] * n,
+            "ts": [datetime(2026, 11, 20) + timedelta(seconds=10 * i) for i in range(n)],
+            "lat": [95.0 if i + 1 in bad_rows else 22.5331 for i in range(n)],
+            "lng": [113.9301] * n,
+        }
+    ).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
     path = tmp_path / "pings-bad-here-and-there.parquet"
     frame.write_parquet(path)
     report = import_file(network, path, batch_rows=300)
@@ -286,7 +335,9 @@ def test_cube_shares_folded_during_a_file_keep_the_cube_exact(network, tmp_path,
     monkeypatch.setattr(bulk_load, "_PRESENCE_SLICE", 7)  # presence rows inserted in many slices
     n = 600
     # shuffled: an actor's fixes in one cell-hour fall in many batches
-    walk = _two_device_walk(n, datetime(2026, 11, 21), 37, (30, 20)).sample(fraction=1.0, shuffle=True, seed=3)
+    walk = _two_device_walk(n, datetime(2026, 11, 21), 37, (30, 20)).sample(
+        fraction=1.0, shuffle=True, seed=3
+    )
     path = tmp_path / "pings-folded.parquet"
     walk.with_columns(pl.col("ts").dt.replace_time_zone("UTC")).write_parquet(path)
     report = import_file(network, path, batch_rows=50)
@@ -295,19 +346,23 @@ def test_cube_shares_folded_during_a_file_keep_the_cube_exact(network, tmp_path,
 
 
 RAGGED = (
-    b"device_id,timestamp,lat,lon\n"                                  # 1
-    b"dev-1,2026-11-20T08:00:00+08:00,22.5331,113.9301\n"             # 2
-    b"dev-1,2026-11-20T08:01:00+08:00\n"                              # 3 short: cut off
-    b"dev-1,2026-11-20T08:02:00+08:00,22.5332,113.9302\n"             # 4
-    b"dev-2,2026-11-20T08:03:00+08:00,22.5412,114.0551,4.0,extra\n"   # 5 long
-    b"dev-2,\"2026-11-20T08:04:00+08:00,22.5413,114.0552\n"            # 6 quote never closed
-    b"dev-2,2026-11-20T08:05:00+08:00,22.5414,114.0553\n"             # 7
-    b"dev-2,2026-11-20T08:06:00+08:00,\"22.5415\"x,114.0554\n"         # 8 text after a quote
-    b"\n"                                                              # 9 blank: skipped
-    b"dev-1,2026-11-20T08:07:00+08:00,95,113.9301\n"                  # 10 lat out of range
-) + "dev-1,2026-11-20T08:08:00+08:00,22.53\xff,113.93\n".encode("latin-1") + (  # 11 not UTF-8
-    b"dev-1,2026-11-20T08:09:00+08:00,22.5335,113.9305\r\n"           # 12
-    b"dev-2,\"2026-11-20T08:10:00+08:00\",22.5416,114.0555\n"          # 13 quoted, fine
+    (
+        b"device_id,timestamp,lat,lon\n"  # 1
+        b"dev-1,2026-11-20T08:00:00+08:00,22.5331,113.9301\n"  # 2
+        b"dev-1,2026-11-20T08:01:00+08:00\n"  # 3 short: cut off
+        b"dev-1,2026-11-20T08:02:00+08:00,22.5332,113.9302\n"  # 4
+        b"dev-2,2026-11-20T08:03:00+08:00,22.5412,114.0551,4.0,extra\n"  # 5 long
+        b'dev-2,"2026-11-20T08:04:00+08:00,22.5413,114.0552\n'  # 6 quote never closed
+        b"dev-2,2026-11-20T08:05:00+08:00,22.5414,114.0553\n"  # 7
+        b'dev-2,2026-11-20T08:06:00+08:00,"22.5415"x,114.0554\n'  # 8 text after a quote
+        b"\n"  # 9 blank: skipped
+        b"dev-1,2026-11-20T08:07:00+08:00,95,113.9301\n"  # 10 lat out of range
+    )
+    + "dev-1,2026-11-20T08:08:00+08:00,22.53\xff,113.93\n".encode("latin-1")
+    + (  # 11 not UTF-8
+        b"dev-1,2026-11-20T08:09:00+08:00,22.5335,113.9305\r\n"  # 12
+        b'dev-2,"2026-11-20T08:10:00+08:00",22.5416,114.0555\n'  # 13 quoted, fine
+    )
 )
 
 
@@ -319,8 +374,9 @@ def test_ragged_csv_keeps_its_good_rows_and_quarantines_each_bad_line(network, t
     assert report.accepted + report.rejected + report.duplicates == report.rows
     stored = network.sql("SELECT ts FROM pings ORDER BY ts")["ts"].to_list()
     assert [t.minute for t in stored] == [0, 2, 5, 9, 10]  # UTC 00:mm
-    quarantined = network.sql("SELECT row_number, reason, raw FROM quarantine WHERE source = ? ORDER BY 1",
-                              [str(path)]).rows()
+    quarantined = network.sql(
+        "SELECT row_number, reason, raw FROM quarantine WHERE source = ? ORDER BY 1", [str(path)]
+    ).rows()
     assert [(n, why) for n, why, _ in quarantined] == [
         (3, "2 fields where the header has 4"),
         (5, "6 fields where the header has 4"),
@@ -330,9 +386,12 @@ def test_ragged_csv_keeps_its_good_rows_and_quarantines_each_bad_line(network, t
         (11, "not UTF-8 text: byte 0xff at column 38"),
     ]
     raws = {n: raw for n, _, raw in quarantined}
-    assert raws[3] == '"dev-1,2026-11-20T08:01:00+08:00"'   # the line as read, as JSON text
+    assert raws[3] == '"dev-1,2026-11-20T08:01:00+08:00"'  # the line as read, as JSON text
     assert raws[11] == '"dev-1,2026-11-20T08:08:00+08:00,22.53\\\\xff,113.93"'  # the byte escaped
-    assert report.samples[:2] == [(3, "2 fields where the header has 4"), (5, "6 fields where the header has 4")]
+    assert report.samples[:2] == [
+        (3, "2 fields where the header has 4"),
+        (5, "6 fields where the header has 4"),
+    ]
 
     again = import_file(network, path)
     assert (again.rows, again.accepted, again.rejected, again.duplicates) == (11, 0, 6, 5)
@@ -343,7 +402,9 @@ def test_ragged_csv_keeps_its_good_rows_and_quarantines_each_bad_line(network, t
 
 def test_a_clean_csv_keeps_line_numbers_on_the_fast_path(network, tmp_path):
     text = "device_id,timestamp,lat,lon\n" + "".join(
-        f"dev-1,2026-11-20T08:{i:02d}:00+08:00,{95 if i in (3, 40) else 22.5331},113.9301\n" for i in range(50))
+        f"dev-1,2026-11-20T08:{i:02d}:00+08:00,{95 if i in (3, 40) else 22.5331},113.9301\n"
+        for i in range(50)
+    )
     path = _write(tmp_path, "pings.csv", text)
     report = import_file(network, path, batch_rows=16)
     assert (report.rows, report.accepted, report.rejected) == (50, 48, 2)
@@ -370,11 +431,16 @@ def test_a_bad_line_far_into_a_file_imported_batch_by_batch(network, tmp_path, m
     from data.ingest import importer
 
     monkeypatch.setattr(importer, "_CSV_BLOCK_BYTES", 4096)
-    lines = [f"dev-1,2026-11-20T08:{i // 60:02d}:{i % 60:02d}+08:00,{22.5331 + i // 60 * 1e-4:.4f},113.9301" for i in range(600)]
+    lines = [
+        f"dev-1,2026-11-20T08:{i // 60:02d}:{i % 60:02d}+08:00,{22.5331 + i // 60 * 1e-4:.4f},113.9301"
+        for i in range(600)
+    ]
     lines[550] = "dev-1,2026-11-20T09:00:00+08:00"
     path = _write(tmp_path, "pings.csv", "device_id,timestamp,lat,lon\n" + "\n".join(lines) + "\n")
     seen = []
-    report = import_file(network, path, batch_rows=50, each_batch=True, progress=lambda done, total: seen.append(done))
+    report = import_file(
+        network, path, batch_rows=50, each_batch=True, progress=lambda done, total: seen.append(done)
+    )
     assert 0 in seen[1:]  # read again from the top
     assert (report.rows, report.accepted, report.rejected, report.duplicates) == (600, 599, 1, 0)
     assert report.samples == [(552, "2 fields where the header has 4")]

@@ -95,7 +95,8 @@ def test_headquarters_reads_only_the_coarse_tier(small_store, lake, tmp_path):
         for res in (6, 5, 4):
             assert store.cube("hq", *WINDOW, res=res).equals(small_store.cube("hq", *WINDOW, res=res))
         assert store.node_figures("hq", *WINDOW, level="region").equals(
-            small_store.node_figures("hq", *WINDOW, level="region"))
+            small_store.node_figures("hq", *WINDOW, level="region")
+        )
         assert store.cube("hq", *WINDOW, res=9).is_empty()  # no fine tier here
         # The dashboard's headquarters view works from the coarse tier alone.
         from config import Settings
@@ -160,16 +161,41 @@ def test_lake_command_line(small_demo_path, tmp_path):
 
     root = Path(__file__).resolve().parent.parent
     env = {"EMAP_DATA_DIR": str(small_demo_path.parent), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "app.py", "lake", "export", "--lake", str(tmp_path / "l"),
-                          "--date", DAY, "--no-raw"], cwd=root, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "app.py",
+            "lake",
+            "export",
+            "--lake",
+            str(tmp_path / "l"),
+            "--date",
+            DAY,
+            "--no-raw",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert "fine_hourly" in out.stdout
-    listing = subprocess.run([sys.executable, "app.py", "lake", "list", "--lake", str(tmp_path / "l")],
-                             cwd=root, env=env, capture_output=True, text=True)
+    listing = subprocess.run(
+        [sys.executable, "app.py", "lake", "list", "--lake", str(tmp_path / "l")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert f"fine_hourly              1 days  {DAY} .. {DAY}" in listing.stdout
     assert "raw_pings                0 days" in listing.stdout
-    bad = subprocess.run([sys.executable, "app.py", "lake", "export", "--lake", str(tmp_path / "l"),
-                          "--date", "20-11-2026"], cwd=root, env=env, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "app.py", "lake", "export", "--lake", str(tmp_path / "l"), "--date", "20-11-2026"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "20-11-2026" in bad.stderr
 
 
@@ -182,15 +208,40 @@ def test_reports_and_users_over_the_lake(lake, tmp_path):
     import polars as pl
 
     root = Path(__file__).resolve().parent.parent
-    env = {"EMAP_DATA_DIR": str(tmp_path), "EMAP_LAKE_DIR": str(lake), "PATH": "/usr/bin:/bin",
-           "EMAP_NEW_PASSWORD": "a-long-password-1"}
-    made = subprocess.run([sys.executable, "app.py", "users", "create", "li.wei", "--role", "manager",
-                           "--node", "r-440300"], cwd=root, env=env, capture_output=True, text=True)
+    env = {
+        "EMAP_DATA_DIR": str(tmp_path),
+        "EMAP_LAKE_DIR": str(lake),
+        "PATH": "/usr/bin:/bin",
+        "EMAP_NEW_PASSWORD": "a-long-password-1",
+    }
+    made = subprocess.run(
+        [sys.executable, "app.py", "users", "create", "li.wei", "--role", "manager", "--node", "r-440300"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert made.returncode == 0, made.stderr
     out = tmp_path / "shenzhen.csv"
-    report = subprocess.run([sys.executable, "app.py", "export", "--node", "r-440300", "--date", DAY,
-                             "--format", "csv", "--out", str(out)], cwd=root, env=env,
-                            capture_output=True, text=True)
+    report = subprocess.run(
+        [
+            sys.executable,
+            "app.py",
+            "export",
+            "--node",
+            "r-440300",
+            "--date",
+            DAY,
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert report.returncode == 0, report.stderr
     cells = pl.read_csv(out)
     assert len(cells) > 10 and cells["scans"].sum() > 0
@@ -214,12 +265,19 @@ def test_a_branch_user_over_the_lake_sees_only_its_branch(lake_store):
     day = Model(lake_store, Settings.from_env()).dates()[-1]
     app = build_app(lake_store, Settings.from_env(), warm=False, prefetch=False, auth=True)
     out = "..kpis.children...trend.figure...status.children.."
-    outputs = [{"id": o.rsplit(".", 1)[0], "property": o.rsplit(".", 1)[1]} for o in out.strip(".").split("...")]
+    outputs = [
+        {"id": o.rsplit(".", 1)[0], "property": o.rsplit(".", 1)[1]} for o in out.strip(".").split("...")
+    ]
 
     def kpis(session, url, node):
         view = st.default(node=node, day=day)
-        body = {"output": out, "outputs": outputs, "changedPropIds": ["state.data"],
-                "inputs": [{"id": "state", "property": "data", "value": view}], "state": []}
+        body = {
+            "output": out,
+            "outputs": outputs,
+            "changedPropIds": ["state.data"],
+            "inputs": [{"id": "state", "property": "data", "value": view}],
+            "state": [],
+        }
         return session.post(f"{url}/_dash-update-component", json=body)
 
     with served(app) as url:
@@ -228,8 +286,10 @@ def test_a_branch_user_over_the_lake_sees_only_its_branch(lake_store):
         assert kpis(s, url, "b-440305").status_code == 200
         refused = kpis(s, url, "hq")
         assert refused.status_code == 403 and "kpi-" not in refused.text
-        assert requests.get(f"{url}/?node=hq", cookies=s.cookies, allow_redirects=False).headers[
-            "Location"
-        ].endswith("node=b-440305")
+        assert (
+            requests.get(f"{url}/?node=hq", cookies=s.cookies, allow_redirects=False)
+            .headers["Location"]
+            .endswith("node=b-440305")
+        )
     log = users.audit_log(lake_store, "refusal")
     assert (log["user_id"] == "lake-nanshan").sum() >= 1

@@ -81,8 +81,14 @@ SAMPLES = {
         {"vehicle_id": ["v1"], "lat": [22.54], "lng": [114.05], "heading": [90.0], "state": ["moving"]}
     ),
     "dispatch_arrows": lambda: pl.DataFrame(
-        {"zone_id": [1, 1], "couriers": [2, 3], "src_lat": [22.50, 22.58], "src_lng": [114.00, 114.10],
-         "dst_lat": [22.54, 22.54], "dst_lng": [114.05, 114.05]}
+        {
+            "zone_id": [1, 1],
+            "couriers": [2, 3],
+            "src_lat": [22.50, 22.58],
+            "src_lng": [114.00, 114.10],
+            "dst_lat": [22.54, 22.54],
+            "dst_lng": [114.05, 114.05],
+        }
     ),
 }
 

@@ -69,13 +69,30 @@ def test_batch_responses_match_the_spec(served):
     good = [{"device_id": "dev-001", "ts": 1_763_856_000 + i, "lat": LAT, "lng": LNG} for i in range(5)]
     cases = [
         ("/api/v1/pings", requests.post(f"{srv.url}/api/v1/pings", json=good, headers=h), 200),
-        ("/api/v1/pings", requests.post(f"{srv.url}/api/v1/pings", json=[*good, {"lat": 1}, 7], headers=h), 200),
+        (
+            "/api/v1/pings",
+            requests.post(f"{srv.url}/api/v1/pings", json=[*good, {"lat": 1}, 7], headers=h),
+            200,
+        ),
         ("/api/v1/pings", requests.post(f"{srv.url}/api/v1/pings", data=b"[{", headers=h), 400),
         ("/api/v1/pings", requests.post(f"{srv.url}/api/v1/pings", json=good), 401),
-        ("/api/v1/pings", requests.post(f"{srv.url}/api/v1/pings", data=b" " * (17 * 1024 * 1024), headers=h), 413),
-        ("/api/v1/events", requests.post(f"{srv.url}/api/v1/events", json=[
-            {"parcel_id": "p", "kind": "pickup", "ts": 1_763_856_000, "lat": LAT, "lng": LNG},
-            {"parcel_id": "p", "kind": "lost", "ts": 1_763_856_000, "lat": LAT, "lng": LNG}], headers=h), 200),
+        (
+            "/api/v1/pings",
+            requests.post(f"{srv.url}/api/v1/pings", data=b" " * (17 * 1024 * 1024), headers=h),
+            413,
+        ),
+        (
+            "/api/v1/events",
+            requests.post(
+                f"{srv.url}/api/v1/events",
+                json=[
+                    {"parcel_id": "p", "kind": "pickup", "ts": 1_763_856_000, "lat": LAT, "lng": LNG},
+                    {"parcel_id": "p", "kind": "lost", "ts": 1_763_856_000, "lat": LAT, "lng": LNG},
+                ],
+                headers=h,
+            ),
+            200,
+        ),
         ("/api/v1/events", requests.post(f"{srv.url}/api/v1/events", json=[], headers=h), 200),
     ]
     for path, response, status in cases:
@@ -93,8 +110,21 @@ def test_osmand_and_service_responses_match_the_spec(served):
         ("/osmand", "get", requests.get(f"{srv.url}/osmand", params={**q, "lat": 0, "lon": 0}), 200),
         ("/osmand", "get", requests.get(f"{srv.url}/osmand", params={**q, "token": "wrong"}), 401),
         ("/osmand", "get", requests.get(f"{srv.url}/osmand", params={**q, "token": tokens["device"]}), 403),
-        ("/osmand", "post", requests.post(f"{srv.url}/osmand", json={"device_id": "dev-002", "location": {
-            "timestamp": "2025-11-23T00:00:09Z", "coords": {"latitude": LAT, "longitude": LNG}}}), 200),
+        (
+            "/osmand",
+            "post",
+            requests.post(
+                f"{srv.url}/osmand",
+                json={
+                    "device_id": "dev-002",
+                    "location": {
+                        "timestamp": "2025-11-23T00:00:09Z",
+                        "coords": {"latitude": LAT, "longitude": LNG},
+                    },
+                },
+            ),
+            200,
+        ),
         ("/osmand", "post", requests.post(f"{srv.url}/osmand", data=q), 200),
         ("/api/v1/health", "get", requests.get(f"{srv.url}/api/v1/health"), 200),
         ("/api/v1/openapi.json", "get", requests.get(f"{srv.url}/api/v1/openapi.json"), 200),
@@ -116,8 +146,20 @@ def test_phone_listener_answers_match_the_osmand_spec(served):
         ("get", requests.get(url, params={**q, "lat": 0, "lon": 0}), 200),
         ("get", requests.get(url, params={**q, "token": "wrong"}), 401),
         ("get", requests.get(url, params={**q, "token": tokens["device"]}), 403),
-        ("post", requests.post(url, json={"device_id": "dev-003", "location": {
-            "timestamp": "2025-11-23T00:00:09Z", "coords": {"latitude": LAT, "longitude": LNG}}}), 200),
+        (
+            "post",
+            requests.post(
+                url,
+                json={
+                    "device_id": "dev-003",
+                    "location": {
+                        "timestamp": "2025-11-23T00:00:09Z",
+                        "coords": {"latitude": LAT, "longitude": LNG},
+                    },
+                },
+            ),
+            200,
+        ),
         ("post", requests.post(url, data={**q, "timestamp": 1_763_856_001}), 200),
     ]
     for method, response, status in cases:

@@ -37,7 +37,9 @@ def test_rows_list_predicted_alerts_before_the_surge_with_their_moves(forecast_s
     assert vo.rows(model, model.everyone(), region, local.date().isoformat(), local.hour) == rows
 
 
-def _post(client, output: str, prop: str, inputs: list, state: dict | None = None, triggered=None, states=None):
+def _post(
+    client, output: str, prop: str, inputs: list, state: dict | None = None, triggered=None, states=None
+):
     body = {
         "output": f"{output}.{prop}",
         "outputs": {"id": output, "property": prop},
@@ -117,8 +119,15 @@ def test_map_draws_the_suggested_moves_as_arrows(forecast_store, forecast_settin
     model = Model(forecast_store, forecast_settings)
     local = model.local(s["start_hour"] - timedelta(hours=1))
     region = model.node(s["branch_id"])["region_id"]
-    state = {"node": region, "date": local.date().isoformat(), "hour": local.hour, "metric": "scans",
-             "layers": ["dispatch_arrows"], "basemap": "none", "zone": None}
+    state = {
+        "node": region,
+        "date": local.date().isoformat(),
+        "hour": local.hour,
+        "metric": "scans",
+        "layers": ["dispatch_arrows"],
+        "basemap": "none",
+        "zone": None,
+    }
     moves = model.next_hour_moves(region, state["date"], local.hour)
     assert len(moves) > 0 and moves["hour"].n_unique() == 1
     traces = model.traces(state, {}, None)
@@ -305,7 +314,8 @@ def test_a_scope_with_rerouted_parcels_is_read_not_sliced(forecast_demo_path, fo
         branch = s["branch_id"]
         region = model.node(branch)["region_id"]
         other = store.sql(
-            "SELECT node_id FROM nodes WHERE level = 'branch' AND region_id <> ? ORDER BY node_id LIMIT 1", [region]
+            "SELECT node_id FROM nodes WHERE level = 'branch' AND region_id <> ? ORDER BY node_id LIMIT 1",
+            [region],
         )["node_id"][0]
         lat, lng = store.sql(
             "SELECT lat, lng FROM outlets WHERE branch_id = ? ORDER BY outlet_id LIMIT 1", [branch]

@@ -36,7 +36,10 @@ def served(small_demo_path, tmp_path_factory):
     log = open(folder / "serve.log", "w+b")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [sys.executable, "app.py", "serve", "--host", "127.0.0.1", "--port", str(_free_port())],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     socket_path = folder / "emap.duckdb.owner"
     deadline = time.monotonic() + 120
@@ -53,8 +56,13 @@ def served(small_demo_path, tmp_path_factory):
 
 def emap(served, *argv, stdin=None, extra_env=None):
     done = subprocess.run(
-        [sys.executable, "app.py", *argv], cwd=PROJECT_ROOT, env={**served["env"], **(extra_env or {})},
-        capture_output=True, text=True, timeout=300, input=stdin,
+        [sys.executable, "app.py", *argv],
+        cwd=PROJECT_ROOT,
+        env={**served["env"], **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=stdin,
     )
     assert "Traceback" not in done.stderr, done.stderr
     return done
@@ -71,12 +79,30 @@ def test_status_users_tokens_and_devices_run_through_the_server(served):
     assert status.returncode == 0, status.stderr
     assert "pings" in status.stdout and str(served["folder"]) in status.stdout
 
-    made = emap(served, "users", "create", "ops-anna", "--role", "viewer", "--node", "r-440300",
-                extra_env={"EMAP_NEW_PASSWORD": "a long enough password"})
+    made = emap(
+        served,
+        "users",
+        "create",
+        "ops-anna",
+        "--role",
+        "viewer",
+        "--node",
+        "r-440300",
+        extra_env={"EMAP_NEW_PASSWORD": "a long enough password"},
+    )
     assert made.returncode == 0, made.stderr
     assert "ops-anna" in emap(served, "users", "list").stdout
-    again = emap(served, "users", "create", "ops-anna", "--role", "viewer", "--node", "hq",
-                 extra_env={"EMAP_NEW_PASSWORD": "a long enough password"})
+    again = emap(
+        served,
+        "users",
+        "create",
+        "ops-anna",
+        "--role",
+        "viewer",
+        "--node",
+        "hq",
+        extra_env={"EMAP_NEW_PASSWORD": "a long enough password"},
+    )
     assert again.returncode == 2 and "exists" in again.stderr
 
     token = emap(served, "tokens", "create", "--system", "erp", "--node", "r-440300")
@@ -106,8 +132,10 @@ def _a_courier(served) -> str:
 
 def test_import_streams_the_file_and_its_result_back(served, tmp_path):
     rows = tmp_path / "pings.csv"
-    rows.write_text("device_id,ts,lat,lng\n" + "".join(
-        f"owner-import-dev,{DAY} 10:{m:02d}:00,22.54,113.93\n" for m in range(5)))
+    rows.write_text(
+        "device_id,ts,lat,lng\n"
+        + "".join(f"owner-import-dev,{DAY} 10:{m:02d}:00,22.54,113.93\n" for m in range(5))
+    )
     done = emap(served, "import", str(rows), "--kind", "pings")
     assert done.returncode == 0, done.stderr
     assert "pings.csv" in done.stdout and "owner-spool" not in done.stdout
@@ -176,16 +204,25 @@ def test_garbage_on_the_channel_harms_nobody(served):
 def test_changes_are_audited_as_the_os_user_and_the_socket_goes_with_the_server(served):
     """Last of the module: stops the server, then reads its store."""
     assert emap(served, "tokens", "create", "--device", "phone-audit").returncode == 0
-    assert emap(served, "users", "create", "ops-audit", "--role", "viewer", "--node", "hq", "--generate").returncode == 0
+    assert (
+        emap(
+            served, "users", "create", "ops-audit", "--role", "viewer", "--node", "hq", "--generate"
+        ).returncode
+        == 0
+    )
     assert emap(served, "devices", "register", "phone-audit", "--courier", _a_courier(served)).returncode == 0
     served["proc"].terminate()
     served["proc"].wait(60)
     assert not (served["folder"] / "emap.duckdb.owner").exists()
     with Store(served["folder"] / "emap.duckdb", read_only=True) as store:
-        rows = store.cursor().execute(
-            "SELECT DISTINCT user_id, action FROM audit_log "
-            "WHERE action IN ('user_change', 'token_change', 'device_change')"
-        ).fetchall()
+        rows = (
+            store.cursor()
+            .execute(
+                "SELECT DISTINCT user_id, action FROM audit_log "
+                "WHERE action IN ('user_change', 'token_change', 'device_change')"
+            )
+            .fetchall()
+        )
     me = f"cli:{getpass.getuser()}"
     assert {(me, "user_change"), (me, "token_change"), (me, "device_change")} <= set(rows)
 
@@ -194,13 +231,24 @@ def test_a_store_held_without_a_channel_gets_a_sentence(small_demo_path, tmp_pat
     held = tmp_path / "emap.duckdb"
     shutil.copy(small_demo_path, held)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
-         "time.sleep(120)", str(held)], stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
+            "time.sleep(120)",
+            str(held),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ok"
         done = subprocess.run(
-            [sys.executable, "app.py", "status"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+            [sys.executable, "app.py", "status"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
             env={**os.environ, "EMAP_DATA_DIR": str(tmp_path)},
         )
     finally:

@@ -20,26 +20,45 @@ def test_replay_sends_a_day_through_batches_and_osmand(ingest_template, tmp_path
     start = datetime(2025, 11, 23, 1, 0)  # 09:00 in Shenzhen
     n = 1200
     with Store(source) as store:
-        pings = pl.DataFrame({
-            "device_id": [COURIER_DEVICES[i % 50] for i in range(n)],
-            "ts": [start + timedelta(seconds=i * 2) for i in range(n)],
-            "lat": [LAT + (i % 13) * 1e-4 for i in range(n)], "lng": [LNG] * n,
-            "speed": [4.0] * n, "heading": [90.0] * n, "accuracy": [5.0] * n,
-        }).with_row_index("_row", offset=1)
-        events = pl.DataFrame({
-            "event_id": [f"e{i}" for i in range(200)], "parcel_id": [f"p{i}" for i in range(200)],
-            "kind": ["pickup"] * 200, "ts": [start + timedelta(seconds=i * 30) for i in range(200)],
-            "lat": [LAT] * 200, "lng": [LNG] * 200,
-        }).with_row_index("_row", offset=1)
+        pings = pl.DataFrame(
+            {
+                "device_id": [COURIER_DEVICES[i % 50] for i in range(n)],
+                "ts": [start + timedelta(seconds=i * 2) for i in range(n)],
+                "lat": [LAT + (i % 13) * 1e-4 for i in range(n)],
+                "lng": [LNG] * n,
+                "speed": [4.0] * n,
+                "heading": [90.0] * n,
+                "accuracy": [5.0] * n,
+            }
+        ).with_row_index("_row", offset=1)
+        events = pl.DataFrame(
+            {
+                "event_id": [f"e{i}" for i in range(200)],
+                "parcel_id": [f"p{i}" for i in range(200)],
+                "kind": ["pickup"] * 200,
+                "ts": [start + timedelta(seconds=i * 30) for i in range(200)],
+                "lat": [LAT] * 200,
+                "lng": [LNG] * 200,
+            }
+        ).with_row_index("_row", offset=1)
         assert store.ingest_pings(check_pings(pings)[0])[0] == n
         assert store.ingest_events(check_events(events)[0])[0] == 200
         expected = store.sql("SELECT ts FROM pings ORDER BY ts, device_id")["ts"].to_list()
 
     with Store(copy_store(template, tmp_path / "server.duckdb")) as target:
         with ThreadedServer(target, phones=True) as srv:
-            report = replay(srv.url, tokens["system"], speedup=3600.0, max_seconds=60, source=source,
-                            batch_size=300, osmand_share=0.3, clients=8, to_today=False,
-                            osmand_url=srv.phone_url)
+            report = replay(
+                srv.url,
+                tokens["system"],
+                speedup=3600.0,
+                max_seconds=60,
+                source=source,
+                batch_size=300,
+                osmand_share=0.3,
+                clients=8,
+                to_today=False,
+                osmand_url=srv.phone_url,
+            )
             # single fixes went to the phone port, as phones send them
             assert srv.phones.requests > n * 0.2
         assert report.pings_sent == n and report.events_sent == 200

@@ -70,12 +70,18 @@ def test_a_taken_default_phone_port_leaves_the_dashboard_serving(tmp_path, netwo
     with open(log, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "app.py", "serve", "--no-demo", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=err, env=_env(tmp_path, network_file))
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=_env(tmp_path, network_file),
+        )
     try:
         _wait_until_serving(proc, port, log)
         assert "phone listener is off" in log.read_text() and f":{default}" in log.read_text()
         # phones still reach EMAP, on the main port's /osmand
-        answer = requests.get(f"http://127.0.0.1:{port}/osmand", params={"id": "x", "lat": "91", "lon": "0"}, timeout=5)
+        answer = requests.get(
+            f"http://127.0.0.1:{port}/osmand", params={"id": "x", "lat": "91", "lon": "0"}, timeout=5
+        )
         # a fix refused for good is answered 200 (the phone moves on) with its reason
         assert answer.status_code == 200 and "lat out of range" in answer.text
     finally:
@@ -95,8 +101,14 @@ def test_a_taken_chosen_phone_port_is_an_error(tmp_path, network_file, how):
     else:
         env["EMAP_OSMAND_PORT"] = str(taken)
     try:
-        done = subprocess.run([sys.executable, "app.py", "serve", "--no-demo", "--host", "127.0.0.1", *args],
-                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, env=env)
+        done = subprocess.run(
+            [sys.executable, "app.py", "serve", "--no-demo", "--host", "127.0.0.1", *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
     finally:
         holder.close()
     assert done.returncode == 2, done.stderr[-2000:]
@@ -112,8 +124,23 @@ def test_serving_an_empty_data_folder_without_the_demo_builds_the_network(tmp_pa
     log = tmp_path / "serve.err"
     with open(log, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "app.py", "serve", "--no-demo", "--host", "127.0.0.1", "--port", str(port),
-             "--osmand-port", "0"], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env)
+            [
+                sys.executable,
+                "app.py",
+                "serve",
+                "--no-demo",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--osmand-port",
+                "0",
+            ],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
     try:
         _wait_until_serving(proc, port, log)
         assert "building the organisation tree" in log.read_text()

@@ -36,12 +36,20 @@ def _as_received(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
         if frame.schema[c] == pl.Datetime("us"):
             iso = col.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
             millis = (col.dt.epoch("ms")).cast(pl.String)
-            local = col.dt.replace_time_zone("UTC").dt.convert_time_zone("Asia/Shanghai").dt.strftime(
-                "%Y-%m-%d %H:%M:%S%.6f")
+            local = (
+                col.dt.replace_time_zone("UTC")
+                .dt.convert_time_zone("Asia/Shanghai")
+                .dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
+            )
             form = pl.int_range(pl.len()) % 3
             # Milliseconds drop the microseconds: keep them for ISO and local forms only.
-            text = pl.when(form == 0).then(iso).when(form == 1).then(local).otherwise(
-                pl.when(col.dt.microsecond() % 1000 == 0).then(millis).otherwise(iso))
+            text = (
+                pl.when(form == 0)
+                .then(iso)
+                .when(form == 1)
+                .then(local)
+                .otherwise(pl.when(col.dt.microsecond() % 1000 == 0).then(millis).otherwise(iso))
+            )
             out.append(text.alias(c))
         else:
             out.append(col.cast(pl.String).alias(c))
@@ -51,16 +59,17 @@ def _as_received(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
 def _bad_pings(good: pl.DataFrame) -> pl.DataFrame:
     device = good["device_id"][0]
     rows = [
-        (device, "2026-11-20T02:10:00Z", "abc", "114.05"),            # unreadable lat
-        (device, "2026-11-20T02:11:00Z", "95", "114.05"),             # lat out of range
-        (device, "yesterday", "22.55", "114.05"),                     # unreadable ts
-        (device, "2026-11-20T02:12:00Z", "0", "0"),                   # no fix
-        ("dev-ghost", "2026-11-20T02:13:00Z", "22.55", "114.05"),     # unknown device
-        (device, "2026-11-20T02:14:00Z", "10.0", "150.0"),            # outside the network
-        (device, "2026-11-19T23:30:00Z", "22.55", "114.05"),          # not this partition's day
+        (device, "2026-11-20T02:10:00Z", "abc", "114.05"),  # unreadable lat
+        (device, "2026-11-20T02:11:00Z", "95", "114.05"),  # lat out of range
+        (device, "yesterday", "22.55", "114.05"),  # unreadable ts
+        (device, "2026-11-20T02:12:00Z", "0", "0"),  # no fix
+        ("dev-ghost", "2026-11-20T02:13:00Z", "22.55", "114.05"),  # unknown device
+        (device, "2026-11-20T02:14:00Z", "10.0", "150.0"),  # outside the network
+        (device, "2026-11-19T23:30:00Z", "22.55", "114.05"),  # not this partition's day
     ]
-    return pl.DataFrame([dict(zip(["device_id", "ts", "lat", "lng"], r, strict=True)) for r in rows]
-                        ).with_columns(speed=pl.lit("1.5"), heading=pl.lit("90"), accuracy=pl.lit("5"))
+    return pl.DataFrame(
+        [dict(zip(["device_id", "ts", "lat", "lng"], r, strict=True)) for r in rows]
+    ).with_columns(speed=pl.lit("1.5"), heading=pl.lit("90"), accuracy=pl.lit("5"))
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +78,15 @@ def setup(small_demo_path, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("spark")
     shutil.copy(small_demo_path, tmp / "emap.duckdb")
     store = Store(tmp / "emap.duckdb")
-    pings = store.sql(f"SELECT {', '.join(RAW_PING_COLUMNS)} FROM pings WHERE ts >= ? AND ts < ? "
-                      "ORDER BY device_id, ts", list(SAMPLE))
-    events = store.sql(f"SELECT {', '.join(RAW_EVENT_COLUMNS)} FROM parcel_events "
-                       "WHERE ts >= ? AND ts < ? ORDER BY event_id", list(SAMPLE))
+    pings = store.sql(
+        f"SELECT {', '.join(RAW_PING_COLUMNS)} FROM pings WHERE ts >= ? AND ts < ? ORDER BY device_id, ts",
+        list(SAMPLE),
+    )
+    events = store.sql(
+        f"SELECT {', '.join(RAW_EVENT_COLUMNS)} FROM parcel_events "
+        "WHERE ts >= ? AND ts < ? ORDER BY event_id",
+        list(SAMPLE),
+    )
     for table in ("ping_rows", "parcel_events", "cube_hourly", "cube_presence", "quarantine"):
         store.cursor().execute(f"DELETE FROM {table}")
     lake = tmp / "lake"
@@ -81,14 +95,15 @@ def setup(small_demo_path, tmp_path_factory):
     raw_pings = _as_received(pings, RAW_PING_COLUMNS)
     half = len(raw_pings) // 2
     resent = raw_pings.slice(half - 40, 40)
-    ping_files = [raw_pings.slice(0, half),
-                  pl.concat([_bad_pings(pings), raw_pings.slice(half), resent])]
+    ping_files = [raw_pings.slice(0, half), pl.concat([_bad_pings(pings), raw_pings.slice(half), resent])]
     raw_events = _as_received(events, RAW_EVENT_COLUMNS)
     bad_events = raw_events.head(3).with_columns(
         pl.Series("kind", ["teleported", "pickup", "delivered"]),
-        pl.Series("lat", ["22.5", "10.0", "22.5"]), pl.Series("lng", ["114.0", "150.0", "114.0"]),
+        pl.Series("lat", ["22.5", "10.0", "22.5"]),
+        pl.Series("lng", ["114.0", "150.0", "114.0"]),
         pl.Series("event_id", ["e-bad-1", "e-bad-2", None]),
-        pl.Series("parcel_id", ["p-x", "p-y", None]))
+        pl.Series("parcel_id", ["p-x", "p-y", None]),
+    )
     event_files = [pl.concat([raw_events, bad_events, raw_events.slice(10, 25)])]
     files = {}
     for kind, frames in (("pings", ping_files), ("parcel_events", event_files)):
@@ -110,8 +125,9 @@ def built(setup):
     from lake.spark_job import run, session
 
     store, lake = setup
-    spark = session("local[2]", shuffle_partitions=4,
-                    extra={"spark.ui.enabled": "false", "spark.driver.memory": "1g"})
+    spark = session(
+        "local[2]", shuffle_partitions=4, extra={"spark.ui.enabled": "false", "spark.driver.memory": "1g"}
+    )
     try:
         first = run(spark, str(lake), [DAY], say=lambda m: None)
         files = sorted(p.relative_to(lake) for p in (lake / "cube").rglob("*.parquet"))
@@ -127,7 +143,9 @@ def built(setup):
 def _scopes(store) -> list[str]:
     busiest = store.node_figures("hq", START, END, level="branch").sort("pings", descending=True)
     branch = busiest["node_id"][0]
-    region, division = store.sql("SELECT region_id, division_id FROM nodes WHERE node_id = ?", [branch]).row(0)
+    region, division = store.sql("SELECT region_id, division_id FROM nodes WHERE node_id = ?", [branch]).row(
+        0
+    )
     return ["hq", division, region, branch]
 
 
@@ -140,7 +158,8 @@ def test_spark_cube_equals_the_embedded_cube_at_every_level(built, tmp_path):
                 assert len(want) > 0 and want["couriers"].sum() > 0
                 assert on_lake.cube(scope, START, END, res=res).equals(want), (scope, res)
                 assert on_lake.cube(scope, START, END, res=res, per_hour=False).equals(
-                    store.cube(scope, START, END, res=res, per_hour=False)), (scope, res)
+                    store.cube(scope, START, END, res=res, per_hour=False)
+                ), (scope, res)
         for level in ("division", "region", "branch"):
             want = store.node_figures("hq", START, END, level=level)
             assert on_lake.node_figures("hq", START, END, level=level).equals(want), level
@@ -149,8 +168,12 @@ def test_spark_cube_equals_the_embedded_cube_at_every_level(built, tmp_path):
 def test_spark_fine_tables_equal_the_store_row_for_row(built):
     store, lake, *_ = built
     con = store.cursor()
-    pairs = {"fine_hourly": "cube_hourly", "fine_presence": "cube_presence",
-             "clean_pings": "pings", "clean_parcel_events": "parcel_events"}
+    pairs = {
+        "fine_hourly": "cube_hourly",
+        "fine_presence": "cube_presence",
+        "clean_pings": "pings",
+        "clean_parcel_events": "parcel_events",
+    }
     for dataset, table in pairs.items():
         t = "hour" if table.startswith("cube") else "ts"
         ours = f"SELECT * FROM {table} WHERE {t} >= TIMESTAMP '{START}' AND {t} < TIMESTAMP '{END}'"
@@ -165,7 +188,9 @@ def test_spark_refuses_what_import_refuses_with_the_same_reasons(built):
     store, lake, *_ = built
     ours = store.sql("SELECT source, row_number, reason FROM quarantine")
     ours = {(Path(s).name, r, why) for s, r, why in ours.iter_rows()}
-    theirs = duckdb.sql(f"SELECT source, row_number, reason FROM ({layout.read_sql(lake, 'quarantine')})").fetchall()
+    theirs = duckdb.sql(
+        f"SELECT source, row_number, reason FROM ({layout.read_sql(lake, 'quarantine')})"
+    ).fetchall()
     theirs = {(Path(s.removeprefix("file:")).name, r, why) for s, r, why in theirs}
     # The only difference: the raw lake's partition rule (a record belongs to its day).
     extra = theirs - ours
@@ -189,11 +214,21 @@ def test_rerunning_a_day_replaces_it(built):
 
 def test_spark_command_refuses_bad_input_before_starting(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "EMAP_DATA_DIR": str(tmp_path)}
-    bad_day = subprocess.run([sys.executable, "app.py", "lake", "spark", "--lake", str(tmp_path),
-                              "--date", "2026-13-01"], cwd=ROOT, env=env, capture_output=True, text=True)
+    bad_day = subprocess.run(
+        [sys.executable, "app.py", "lake", "spark", "--lake", str(tmp_path), "--date", "2026-13-01"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad_day.returncode == 2 and "'2026-13-01': not a date" in bad_day.stderr
-    no_lake = subprocess.run([sys.executable, "app.py", "lake", "spark", "--lake", str(tmp_path / "none"),
-                              "--date", DAY], cwd=ROOT, env=env, capture_output=True, text=True)
+    no_lake = subprocess.run(
+        [sys.executable, "app.py", "lake", "spark", "--lake", str(tmp_path / "none"), "--date", DAY],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert no_lake.returncode == 2 and "reference/nodes.parquet" in no_lake.stderr
 
 

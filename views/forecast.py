@@ -55,8 +55,6 @@ def _fresh(_key, make):
     return make()
 
 
-
-
 def forecast_inputs(store: Store, scope: str, issued, res: int, params=None, memo=None, pause=None) -> dict:
     """Frames for ``ops.forecast.forecast`` for one or more issue times (hour starts).
 

@@ -114,18 +114,35 @@ def build_network(store: Store, size: DemoSize, seed: int) -> dict[str, pl.DataF
             caps[-2] += caps.pop()
         lat, lng = _sample_in_region(rng, loc, region_of, region, clat, clng, spread, len(caps))
         for i, (la, ln, cap) in enumerate(zip(lat, lng, caps)):
-            outlets.append({"outlet_id": f"o-{adcode}-{i + 1:03d}", "name": f"{cname}{i + 1:03d}网点",
-                            "kind": "outlet", "lat": la, "lng": ln, "capacity_couriers": cap,
-                            "capacity_parcels_per_hour": cap * 12})
+            outlets.append(
+                {
+                    "outlet_id": f"o-{adcode}-{i + 1:03d}",
+                    "name": f"{cname}{i + 1:03d}网点",
+                    "kind": "outlet",
+                    "lat": la,
+                    "lng": ln,
+                    "capacity_couriers": cap,
+                    "capacity_parcels_per_hour": cap * 12,
+                }
+            )
         hlat, hlng = _sample_in_region(rng, loc, region_of, region, clat, clng, spread * 0.5, 2)
         for j in range(2):
-            outlets.append({"outlet_id": f"h-{adcode}-{j + 1}", "name": f"{cname}转运中心{j + 1}",
-                            "kind": "hub", "lat": hlat[j], "lng": hlng[j], "capacity_couriers": 0,
-                            "capacity_parcels_per_hour": 4000})
+            outlets.append(
+                {
+                    "outlet_id": f"h-{adcode}-{j + 1}",
+                    "name": f"{cname}转运中心{j + 1}",
+                    "kind": "hub",
+                    "lat": hlat[j],
+                    "lng": hlng[j],
+                    "capacity_couriers": 0,
+                    "capacity_parcels_per_hour": 4000,
+                }
+            )
     outlets_df = pl.DataFrame(outlets)
     cells = latlng_to_cells(outlets_df["lat"], outlets_df["lng"])
-    outlets_df = outlets_df.with_columns(pl.Series("cell", cells),
-                                         store.branches_of_cells(cells).alias("branch_id"))
+    outlets_df = outlets_df.with_columns(
+        pl.Series("cell", cells), store.branches_of_cells(cells).alias("branch_id")
+    )
 
     surname = np.array(list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"))
     given = np.array(list("伟芳娜敏静丽强磊军洋勇艳杰涛明超秀霞平刚"))
@@ -134,24 +151,50 @@ def build_network(store: Store, size: DemoSize, seed: int) -> dict[str, pl.DataF
         for _ in range(o["capacity_couriers"]):
             k += 1
             mode = "walk" if rng.random() < MODES["walk"][2] else "ebike"
-            couriers.append({"courier_id": f"c-{k:06d}",
-                             "name": f"{rng.choice(surname)}{rng.choice(given)}{rng.choice(given)}",
-                             "outlet_id": o["outlet_id"], "branch_id": o["branch_id"], "mode": mode})
+            couriers.append(
+                {
+                    "courier_id": f"c-{k:06d}",
+                    "name": f"{rng.choice(surname)}{rng.choice(given)}{rng.choice(given)}",
+                    "outlet_id": o["outlet_id"],
+                    "branch_id": o["branch_id"],
+                    "mode": mode,
+                }
+            )
     v = 0
     for h in outlets_df.filter(pl.col("kind") == "hub").iter_rows(named=True):
         for _ in range(max(3, len(outlets_df) // (2 * len(cities) * 3))):
             v += 1
-            vehicles.append({"vehicle_id": f"v-{v:04d}", "plate": f"粤B{rng.integers(10000, 99999)}",
-                             "kind": "van", "outlet_id": h["outlet_id"], "branch_id": h["branch_id"]})
+            vehicles.append(
+                {
+                    "vehicle_id": f"v-{v:04d}",
+                    "plate": f"粤B{rng.integers(10000, 99999)}",
+                    "kind": "van",
+                    "outlet_id": h["outlet_id"],
+                    "branch_id": h["branch_id"],
+                }
+            )
     couriers_df = pl.DataFrame(couriers)
     vehicles_df = pl.DataFrame(vehicles)
     registered = datetime(2026, 1, 1)
-    devices = pl.concat([
-        pl.DataFrame({"device_id": [f"86{int(c[2:]):013d}" for c in couriers_df["courier_id"]],
-                      "courier_id": couriers_df["courier_id"], "vehicle_id": None}),
-        pl.DataFrame({"device_id": [f"T{int(x[2:]):07d}" for x in vehicles_df["vehicle_id"]],
-                      "courier_id": None, "vehicle_id": vehicles_df["vehicle_id"]}),
-    ], how="vertical_relaxed").with_columns(pl.lit(registered).alias("registered_at"))
+    devices = pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    "device_id": [f"86{int(c[2:]):013d}" for c in couriers_df["courier_id"]],
+                    "courier_id": couriers_df["courier_id"],
+                    "vehicle_id": None,
+                }
+            ),
+            pl.DataFrame(
+                {
+                    "device_id": [f"T{int(x[2:]):07d}" for x in vehicles_df["vehicle_id"]],
+                    "courier_id": None,
+                    "vehicle_id": vehicles_df["vehicle_id"],
+                }
+            ),
+        ],
+        how="vertical_relaxed",
+    ).with_columns(pl.lit(registered).alias("registered_at"))
     return {"outlets": outlets_df, "couriers": couriers_df, "vehicles": vehicles_df, "devices": devices}
 
 
@@ -186,8 +229,9 @@ class Segments:
     lng1: np.ndarray
 
 
-def sample_fixes(seg: Segments, start: np.ndarray, end: np.ndarray, every_s: int, rng,
-                 noise_m: float = 6.0) -> dict[str, np.ndarray]:
+def sample_fixes(
+    seg: Segments, start: np.ndarray, end: np.ndarray, every_s: int, rng, noise_m: float = 6.0
+) -> dict[str, np.ndarray]:
     """GPS fixes of every actor from ``start`` to ``end`` (seconds), one every ``every_s``.
 
     Positions are interpolated along the segments (no jumps); each fix gets Gaussian
@@ -200,7 +244,7 @@ def sample_fixes(seg: Segments, start: np.ndarray, end: np.ndarray, every_s: int
     # Clock jitter, kept inside [start, end) so a fix never falls before the actor's
     # first segment (it would be looked up in another actor's timeline).
     t = np.clip(t + rng.uniform(-2, 2, t.size), np.repeat(start, n), np.repeat(end, n) - 1e-3)
-    big = 10.0 ** 6  # > seconds in two days: keys of different actors never overlap
+    big = 10.0**6  # > seconds in two days: keys of different actors never overlap
     seg_key = seg.actor * big + seg.t_dep
     idx = np.searchsorted(seg_key, actor * big + t, side="right") - 1
     idx = np.clip(idx, 0, len(seg_key) - 1)
@@ -211,18 +255,43 @@ def sample_fixes(seg: Segments, start: np.ndarray, end: np.ndarray, every_s: int
     moving = (frac > 0) & (frac < 1)
     seg_km = _dist_km(seg.lat0[idx], seg.lng0[idx], seg.lat1[idx], seg.lng1[idx])
     speed = np.where(moving, seg_km * 1000 / dur, 0.0)
-    heading = np.degrees(np.arctan2(
-        (seg.lng1[idx] - seg.lng0[idx]) * np.cos(np.radians(lat)), seg.lat1[idx] - seg.lat0[idx])) % 360
+    heading = (
+        np.degrees(
+            np.arctan2(
+                (seg.lng1[idx] - seg.lng0[idx]) * np.cos(np.radians(lat)), seg.lat1[idx] - seg.lat0[idx]
+            )
+        )
+        % 360
+    )
     accuracy = rng.uniform(3, 15, t.size)
     dn, de = rng.normal(0, noise_m / 1000, t.size), rng.normal(0, noise_m / 1000, t.size)
     nlat, nlng = _offset(lat, lng, dn, de)
-    return {"actor": actor, "t": t, "lat": nlat, "lng": nlng, "true_lat": lat, "true_lng": lng,
-            "speed": speed.astype(np.float32), "heading": np.where(moving, heading, np.nan).astype(np.float32),
-            "accuracy": accuracy.astype(np.float32)}
+    return {
+        "actor": actor,
+        "t": t,
+        "lat": nlat,
+        "lng": nlng,
+        "true_lat": lat,
+        "true_lng": lng,
+        "speed": speed.astype(np.float32),
+        "heading": np.where(moving, heading, np.nan).astype(np.float32),
+        "accuracy": accuracy.astype(np.float32),
+    }
 
 
-def tours(rng, home_lat, home_lng, zone_lat, zone_lng, spread_km, speed_ms, wave_start, wave_end,
-          demand_at, max_stops: int = 48):
+def tours(
+    rng,
+    home_lat,
+    home_lng,
+    zone_lat,
+    zone_lng,
+    spread_km,
+    speed_ms,
+    wave_start,
+    wave_end,
+    demand_at,
+    max_stops: int = 48,
+):
     """Tours of one wave for many couriers: out from home, stops in a zone, back home.
 
     ``demand_at(actor, t)`` gives the expected parcels per stop at time ``t`` (seconds);
@@ -230,9 +299,12 @@ def tours(rng, home_lat, home_lng, zone_lat, zone_lng, spread_km, speed_ms, wave
     parcels) and the segments of the moves.
     """
     a = len(home_lat)
-    slat, slng = _offset(zone_lat[:, None], zone_lng[:, None],
-                         rng.normal(0, 1, (a, max_stops)) * spread_km[:, None],
-                         rng.normal(0, 1, (a, max_stops)) * spread_km[:, None])
+    slat, slng = _offset(
+        zone_lat[:, None],
+        zone_lng[:, None],
+        rng.normal(0, 1, (a, max_stops)) * spread_km[:, None],
+        rng.normal(0, 1, (a, max_stops)) * spread_km[:, None],
+    )
     plat = np.concatenate([home_lat[:, None], slat[:, :-1]], axis=1)
     plng = np.concatenate([home_lng[:, None], slng[:, :-1]], axis=1)
     travel = _dist_km(plat, plng, slat, slng) * 1000 * DETOUR / speed_ms[:, None]
@@ -249,14 +321,33 @@ def tours(rng, home_lat, home_lng, zone_lat, zone_lng, spread_km, speed_ms, wave
 
     # segments: home->s1, s1->s2, ..., s_last->home (departing at dep of s_last)
     rows, cols = np.nonzero(valid)
-    outbound = [rows, arr[rows, cols] - travel[rows, cols], arr[rows, cols],
-                plat[rows, cols], plng[rows, cols], slat[rows, cols], slng[rows, cols]]
+    outbound = [
+        rows,
+        arr[rows, cols] - travel[rows, cols],
+        arr[rows, cols],
+        plat[rows, cols],
+        plng[rows, cols],
+        slat[rows, cols],
+        slng[rows, cols],
+    ]
     r = np.nonzero(nstops > 0)[0]
     last = nstops[r] - 1
-    home = [r, dep[r, last], dep[r, last] + back[r, last],
-            slat[r, last], slng[r, last], home_lat[r], home_lng[r]]
-    stops = {"actor": rows, "t": arr[rows, cols], "lat": slat[rows, cols], "lng": slng[rows, cols],
-             "parcels": parcels[rows, cols]}
+    home = [
+        r,
+        dep[r, last],
+        dep[r, last] + back[r, last],
+        slat[r, last],
+        slng[r, last],
+        home_lat[r],
+        home_lng[r],
+    ]
+    stops = {
+        "actor": rows,
+        "t": arr[rows, cols],
+        "lat": slat[rows, cols],
+        "lng": slng[rows, cols],
+        "parcels": parcels[rows, cols],
+    }
     seg = [np.concatenate([o, h]) for o, h in zip(outbound, home)]
     return stops, seg
 
@@ -268,8 +359,9 @@ def _merge_segments(parts: list[list[np.ndarray]]) -> Segments:
 
 
 # -- one day --------------------------------------------------------------------------------
-def generate_day(network: dict[str, pl.DataFrame], day: date, size: DemoSize, seed: int,
-                 surges: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def generate_day(
+    network: dict[str, pl.DataFrame], day: date, size: DemoSize, seed: int, surges: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Pings and parcel events of one local day. Returns ``(pings, events)`` frames in the
     import schema (naive UTC timestamps)."""
     rng = np.random.default_rng([seed, day.toordinal()])
@@ -281,8 +373,11 @@ def generate_day(network: dict[str, pl.DataFrame], day: date, size: DemoSize, se
     olat, olng = cour["lat"].to_numpy(), cour["lng"].to_numpy()
     mode = cour["mode"].to_numpy()
     walk = mode == "walk"
-    speed = np.where(walk, rng.normal(MODES["walk"][0], MODES["walk"][1], n).clip(0.8, MODE_MAX_SPEED["walk"]),
-                     rng.normal(MODES["ebike"][0], MODES["ebike"][1], n).clip(2.5, MODE_MAX_SPEED["ebike"]))
+    speed = np.where(
+        walk,
+        rng.normal(MODES["walk"][0], MODES["walk"][1], n).clip(0.8, MODE_MAX_SPEED["walk"]),
+        rng.normal(MODES["ebike"][0], MODES["ebike"][1], n).clip(2.5, MODE_MAX_SPEED["ebike"]),
+    )
     spread = np.where(walk, MODES["walk"][3], MODES["ebike"][3])
     zr, za = rng.uniform(0.2, 1.6, n) * np.where(walk, 0.6, 1.0), rng.uniform(0, 2 * np.pi, n)
     zlat, zlng = _offset(olat, olng, zr * np.cos(za), zr * np.sin(za))
@@ -295,7 +390,7 @@ def generate_day(network: dict[str, pl.DataFrame], day: date, size: DemoSize, se
         h1 = int((np.datetime64(s["end_hour"], "us") - midnight) // np.timedelta64(1, "h"))
         if h1 <= 0 or h0 >= 24:
             continue
-        factor[branch == s["branch_id"], max(h0, 0):min(h1, 24)] *= s["factor"]
+        factor[branch == s["branch_id"], max(h0, 0) : min(h1, 24)] *= s["factor"]
 
     def demand_at(actor, t):
         hour = np.clip((t // 3600).astype(int), 0, 23)
@@ -322,16 +417,22 @@ def generate_day(network: dict[str, pl.DataFrame], day: date, size: DemoSize, se
     def ts(seconds):
         return midnight + (seconds * 1e6).astype("timedelta64[us]")
 
-    pings = pl.DataFrame({
-        "device_id": np.concatenate([courier_dev[fixes["actor"]],
-                                     np.array([vdev_of[v] for v in vans["vehicle_id"]])[v_pings["actor"]]]),
-        "ts": ts(np.concatenate([fixes["t"], v_pings["t"]])),
-        "lat": np.concatenate([fixes["lat"], v_pings["lat"]]),
-        "lng": np.concatenate([fixes["lng"], v_pings["lng"]]),
-        "speed": np.concatenate([fixes["speed"], v_pings["speed"]]),
-        "heading": np.concatenate([fixes["heading"], v_pings["heading"]]),
-        "accuracy": np.concatenate([fixes["accuracy"], v_pings["accuracy"]]),
-    }).with_columns(pl.col("heading").fill_nan(None))  # no heading while standing still
+    pings = pl.DataFrame(
+        {
+            "device_id": np.concatenate(
+                [
+                    courier_dev[fixes["actor"]],
+                    np.array([vdev_of[v] for v in vans["vehicle_id"]])[v_pings["actor"]],
+                ]
+            ),
+            "ts": ts(np.concatenate([fixes["t"], v_pings["t"]])),
+            "lat": np.concatenate([fixes["lat"], v_pings["lat"]]),
+            "lng": np.concatenate([fixes["lng"], v_pings["lng"]]),
+            "speed": np.concatenate([fixes["speed"], v_pings["speed"]]),
+            "heading": np.concatenate([fixes["heading"], v_pings["heading"]]),
+            "accuracy": np.concatenate([fixes["accuracy"], v_pings["accuracy"]]),
+        }
+    ).with_columns(pl.col("heading").fill_nan(None))  # no heading while standing still
 
     events = _parcel_events(rng, day, cour, np.concatenate, w1, w2, shift_start, lunch, ts, factor)
     return pings, events
@@ -340,7 +441,9 @@ def generate_day(network: dict[str, pl.DataFrame], day: date, size: DemoSize, se
 def _van_pings(rng, vans, outlets, size, day):
     if len(vans) == 0:
         return {k: np.empty(0) for k in ("actor", "t", "lat", "lng", "speed", "heading", "accuracy")}
-    ol = outlets.filter(pl.col("kind") == "outlet").with_columns(pl.col("outlet_id").str.slice(2, 6).alias("city"))
+    ol = outlets.filter(pl.col("kind") == "outlet").with_columns(
+        pl.col("outlet_id").str.slice(2, 6).alias("city")
+    )
     v = len(vans)
     legs = 8
     hub_lat, hub_lng = vans["lat"].to_numpy(), vans["lng"].to_numpy()
@@ -357,15 +460,23 @@ def _van_pings(rng, vans, outlets, size, day):
     t = rng.normal(6 * 3600, 900, v)
     parts = []
     for k in range(legs):
-        for (la0, ln0, la1, ln1) in ((hub_lat, hub_lng, dest_lat[:, k], dest_lng[:, k]),
-                                     (dest_lat[:, k], dest_lng[:, k], hub_lat, hub_lng)):
+        for la0, ln0, la1, ln1 in (
+            (hub_lat, hub_lng, dest_lat[:, k], dest_lng[:, k]),
+            (dest_lat[:, k], dest_lng[:, k], hub_lat, hub_lng),
+        ):
             dur = _dist_km(la0, ln0, la1, ln1) * 1000 * DETOUR / speed
             parts.append([np.arange(v), t.copy(), t + dur, la0, ln0, la1, ln1])
             t = t + dur + rng.uniform(600, 1200, v)
     seg = _merge_segments(parts)
     end = np.minimum(t, 22 * 3600)
-    fx = sample_fixes(seg, seg.t_dep[np.searchsorted(seg.actor, np.arange(v))], end, max(30, size.ping_seconds), rng,
-                      noise_m=8.0)
+    fx = sample_fixes(
+        seg,
+        seg.t_dep[np.searchsorted(seg.actor, np.arange(v))],
+        end,
+        max(30, size.ping_seconds),
+        rng,
+        noise_m=8.0,
+    )
     return fx
 
 
@@ -381,8 +492,9 @@ def _parcel_events(rng, day, cour, cat, w1, w2, shift_start, lunch, ts, factor):
     p_stop = np.repeat(np.arange(stop_actor.size), parcels)
     p_rank = np.arange(p_stop.size) - np.repeat(np.cumsum(parcels) - parcels, parcels)
     p_t = stop_t[p_stop] + 40.0 * p_rank + rng.uniform(5, 30, p_stop.size)
-    p_lat, p_lng = _offset(stop_lat[p_stop], stop_lng[p_stop], rng.normal(0, 0.01, p_stop.size),
-                           rng.normal(0, 0.01, p_stop.size))
+    p_lat, p_lng = _offset(
+        stop_lat[p_stop], stop_lng[p_stop], rng.normal(0, 0.01, p_stop.size), rng.normal(0, 0.01, p_stop.size)
+    )
     actor = stop_actor[p_stop]
     courier_id = cour["courier_id"].to_numpy()[actor]
     outlet_id = cour["outlet_id"].to_numpy()[actor]
@@ -402,22 +514,64 @@ def _parcel_events(rng, day, cour, cat, w1, w2, shift_start, lunch, ts, factor):
     n_d = d.sum()
     frames = []
     common = {"courier_id": courier_id[d], "outlet_id": outlet_id[d], "promised_at": ts(promised)}
-    frames.append({"parcel_id": pid[d], "kind": "arrival", "ts": ts(arrival_t), "lat": olat[d], "lng": olng[d],
-                   **common, "courier_id": np.full(n_d, None)})
-    frames.append({"parcel_id": pid[d], "kind": "out_for_delivery", "ts": ts(wave_start[p_stop][d]),
-                   "lat": olat[d], "lng": olng[d], **common})
-    frames.append({"parcel_id": pid[d], "kind": "delivered", "ts": ts(p_t[d]), "lat": p_lat[d], "lng": p_lng[d],
-                   **common})
+    frames.append(
+        {
+            "parcel_id": pid[d],
+            "kind": "arrival",
+            "ts": ts(arrival_t),
+            "lat": olat[d],
+            "lng": olng[d],
+            **common,
+            "courier_id": np.full(n_d, None),
+        }
+    )
+    frames.append(
+        {
+            "parcel_id": pid[d],
+            "kind": "out_for_delivery",
+            "ts": ts(wave_start[p_stop][d]),
+            "lat": olat[d],
+            "lng": olng[d],
+            **common,
+        }
+    )
+    frames.append(
+        {
+            "parcel_id": pid[d],
+            "kind": "delivered",
+            "ts": ts(p_t[d]),
+            "lat": p_lat[d],
+            "lng": p_lng[d],
+            **common,
+        }
+    )
     p = is_pickup
     req_t = p_t[p] - rng.uniform(0.3, 3.0, p.sum()) * 3600
     branches = np.unique(cour["branch_id"].to_numpy())
     dest = branches[rng.integers(0, len(branches), p.sum())]
     expected = p_t[p] + rng.uniform(14, 30, p.sum()) * 3600
     pcommon = {"outlet_id": outlet_id[p], "dest_branch_id": dest, "expected_at": ts(expected)}
-    frames.append({"parcel_id": pid[p], "kind": "pickup_request", "ts": ts(req_t), "lat": p_lat[p],
-                   "lng": p_lng[p], **pcommon})
-    frames.append({"parcel_id": pid[p], "kind": "pickup", "ts": ts(p_t[p]), "lat": p_lat[p], "lng": p_lng[p],
-                   "courier_id": courier_id[p], **pcommon})
+    frames.append(
+        {
+            "parcel_id": pid[p],
+            "kind": "pickup_request",
+            "ts": ts(req_t),
+            "lat": p_lat[p],
+            "lng": p_lng[p],
+            **pcommon,
+        }
+    )
+    frames.append(
+        {
+            "parcel_id": pid[p],
+            "kind": "pickup",
+            "ts": ts(p_t[p]),
+            "lat": p_lat[p],
+            "lng": p_lng[p],
+            "courier_id": courier_id[p],
+            **pcommon,
+        }
+    )
     # Information leads physical flow: the scan-in at the destination outlet says which
     # branch the parcel is for and when its delivery is planned (the stop on a courier's
     # tour, known to the minute only roughly). Drawn last so earlier draws are unchanged.
@@ -426,14 +580,20 @@ def _parcel_events(rng, day, cour, cat, w1, w2, shift_start, lunch, ts, factor):
     frames[0]["expected_at"] = ts(planned)
     out = pl.concat([pl.DataFrame(f) for f in frames], how="diagonal_relaxed")
     return out.with_columns(
-        pl.concat_str([pl.col("parcel_id"), pl.col("kind")], separator=":").alias("event_id"))
+        pl.concat_str([pl.col("parcel_id"), pl.col("kind")], separator=":").alias("event_id")
+    )
 
 
 def pick_surges(rng, network, days: list[date], per_day: int) -> pl.DataFrame:
     """Which branches surge when: a promotion or a rainstorm, 2-4 hours, x2.5-x3.5."""
     outlets = network["outlets"].filter(pl.col("kind") == "outlet")
-    busy = outlets.group_by("branch_id").agg(pl.col("capacity_couriers").sum()).filter(
-        pl.col("capacity_couriers") >= 30).sort("branch_id")["branch_id"].to_numpy()
+    busy = (
+        outlets.group_by("branch_id")
+        .agg(pl.col("capacity_couriers").sum())
+        .filter(pl.col("capacity_couriers") >= 30)
+        .sort("branch_id")["branch_id"]
+        .to_numpy()
+    )
     rows = []
     for day in days:
         chosen = rng.choice(busy, size=min(per_day, len(busy)), replace=False)
@@ -441,17 +601,27 @@ def pick_surges(rng, network, days: list[date], per_day: int) -> pl.DataFrame:
             start = int(rng.choice([9, 10, 14, 15]))
             length = int(rng.integers(2, 5))
             midnight = _local_midnight_utc(day).astype(datetime)
-            rows.append({"branch_id": str(b), "start_hour": midnight + timedelta(hours=start),
-                         "end_hour": midnight + timedelta(hours=start + length),
-                         "factor": float(np.round(rng.uniform(2.5, 3.5), 2)),
-                         "cause": str(rng.choice(["promotion", "rainstorm"]))})
+            rows.append(
+                {
+                    "branch_id": str(b),
+                    "start_hour": midnight + timedelta(hours=start),
+                    "end_hour": midnight + timedelta(hours=start + length),
+                    "factor": float(np.round(rng.uniform(2.5, 3.5), 2)),
+                    "cause": str(rng.choice(["promotion", "rainstorm"])),
+                }
+            )
     return pl.DataFrame(rows)
 
 
 # -- the whole demo -----------------------------------------------------------------------------
-def generate(store: Store, size: str = "default", seed: int = 7, days: int = 2,
-             end_date: date | None = None,
-             progress: Callable[[str], None] | None = None) -> dict[str, int]:
+def generate(
+    store: Store,
+    size: str = "default",
+    seed: int = 7,
+    days: int = 2,
+    end_date: date | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, int]:
     """Create the tree (if missing) and the demo network and days in ``store``.
 
     Returns counts of what was stored. Re-running with the same arguments adds nothing
@@ -467,8 +637,12 @@ def generate(store: Store, size: str = "default", seed: int = 7, days: int = 2,
         store.save_tree(load_tree())
     say(f"placing outlets and {spec.couriers:,} couriers in {spec.cities} cities")
     net = build_network(store, spec, seed)
-    for name, key in (("outlets", "outlet_id"), ("couriers", "courier_id"), ("vehicles", "vehicle_id"),
-                      ("devices", "device_id")):
+    for name, key in (
+        ("outlets", "outlet_id"),
+        ("couriers", "courier_id"),
+        ("vehicles", "vehicle_id"),
+        ("devices", "device_id"),
+    ):
         store.upsert(name, net[name], key)
     day_list = [end_date - timedelta(days=i) for i in range(days - 1, -1, -1)]
     surges = pick_surges(np.random.default_rng([seed, 1]), net, day_list, spec.surges_per_day)
@@ -483,7 +657,7 @@ def generate(store: Store, size: str = "default", seed: int = 7, days: int = 2,
         for frame, kind in ((pings, "pings"), (events, "parcel_events")):
             for start in range(0, len(frame), 2_000_000):
                 part = frame.slice(start, 2_000_000).with_row_index("_row", offset=start + 1)
-                stored, _dup, bad = (store.ingest_pings(part) if kind == "pings" else store.ingest_events(part))
+                stored, _dup, bad = store.ingest_pings(part) if kind == "pings" else store.ingest_events(part)
                 totals[kind] += stored
                 totals["refused"] += len(bad)
     store.set_meta("demo_size", size)

@@ -71,17 +71,6 @@ def _error(status: int, message: str, headers: dict | None = None) -> Response:
     return _json({"error": message}, status, headers)
 
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    503: "Service Unavailable",
-}
-
-
 def ingest_front(app, blueprint: Blueprint):
     """A WSGI app answering ``/osmand`` itself and handing every other path to ``app``.
 

@@ -80,9 +80,32 @@ class _Slot:
 class _Connection(asyncio.Protocol):
     """One phone connection: parses requests, answers them in order."""
 
-    __slots__ = ("lst", "ep", "transport", "parser", "pending", "closing", "eof", "lingering", "write_paused",
-                 "read_paused", "in_head", "head_bytes", "started", "last", "remote", "url", "ctype", "auth",
-                 "length", "expect", "body", "body_len", "header_size", "wrong_method")
+    __slots__ = (
+        "lst",
+        "ep",
+        "transport",
+        "parser",
+        "pending",
+        "closing",
+        "eof",
+        "lingering",
+        "write_paused",
+        "read_paused",
+        "in_head",
+        "head_bytes",
+        "started",
+        "last",
+        "remote",
+        "url",
+        "ctype",
+        "auth",
+        "length",
+        "expect",
+        "body",
+        "body_len",
+        "header_size",
+        "wrong_method",
+    )
 
     def __init__(self, listener: PhoneListener):
         self.lst = listener
@@ -90,14 +113,14 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.pending: deque[_Slot] = deque()
-        self.closing = False       # the last request has been read: parse nothing more
-        self.eof = False           # the client has half-closed its side
-        self.lingering = 0.0       # loop time the refusal was sent (input is dropped until close)
+        self.closing = False  # the last request has been read: parse nothing more
+        self.eof = False  # the client has half-closed its side
+        self.lingering = 0.0  # loop time the refusal was sent (input is dropped until close)
         self.write_paused = False
         self.read_paused = False
-        self.in_head = True        # between requests or inside a request line / headers
-        self.head_bytes = 0        # bytes received since the current head began (incomplete heads)
-        self.started = 0.0         # loop time the current request began; 0 between requests
+        self.in_head = True  # between requests or inside a request line / headers
+        self.head_bytes = 0  # bytes received since the current head began (incomplete heads)
+        self.started = 0.0  # loop time the current request began; 0 between requests
         self.last = listener.now
         self.remote: str | None = None
         self._reset()
@@ -224,8 +247,9 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         parser = self.parser
         keep = parser.should_keep_alive()
-        slot = _Slot(close=not keep, http10=parser.get_http_version() == "1.0",
-                     head=parser.get_method() == b"HEAD")
+        slot = _Slot(
+            close=not keep, http10=parser.get_http_version() == "1.0", head=parser.get_method() == b"HEAD"
+        )
         self.pending.append(slot)
         self.lst.requests += 1
         self.in_head = True
@@ -237,13 +261,19 @@ class _Connection(asyncio.Protocol):
             return
         url = self.url
         q = url.find(b"?")
-        path, query = (url[:q], url[q + 1:]) if q >= 0 else (url, b"")
+        path, query = (url[:q], url[q + 1 :]) if q >= 0 else (url, b"")
         h = query.find(b"#")
         if h >= 0:
             query = query[:h]
-        args = (parser.get_method().decode(), path.decode("utf-8", "replace"), query.decode("utf-8", "replace"),
-                self.ctype.decode("latin-1").split(";", 1)[0].strip().lower(),
-                b"".join(self.body) if self.body else b"", self.auth.decode("latin-1"), self.remote)
+        args = (
+            parser.get_method().decode(),
+            path.decode("utf-8", "replace"),
+            query.decode("utf-8", "replace"),
+            self.ctype.decode("latin-1").split(";", 1)[0].strip().lower(),
+            b"".join(self.body) if self.body else b"",
+            self.auth.decode("latin-1"),
+            self.remote,
+        )
         if self.ep.uses_store(args[2], args[5]):
             # a token: its lookup (and an audited refusal) touch the store, off the loop
             done = self.lst.loop.run_in_executor(self.lst.executor, self.ep.prepare, *args)
@@ -386,9 +416,19 @@ class PhoneListener:
     40311
     """
 
-    def __init__(self, endpoint, host: str = "127.0.0.1", port: int = 5055, *, max_connections: int | None = None,
-                 idle_timeout: float = 60.0, request_timeout: float = 30.0, commit_timeout: float = 60.0,
-                 max_header_bytes: int = 16_384, backlog: int = 2048):
+    def __init__(
+        self,
+        endpoint,
+        host: str = "127.0.0.1",
+        port: int = 5055,
+        *,
+        max_connections: int | None = None,
+        idle_timeout: float = 60.0,
+        request_timeout: float = 30.0,
+        commit_timeout: float = 60.0,
+        max_header_bytes: int = 16_384,
+        backlog: int = 2048,
+    ):
         self.endpoint = endpoint
         self.host, self.port = host, port
         if max_connections is None:
@@ -442,8 +482,11 @@ class PhoneListener:
         asyncio.set_event_loop(loop)
         self._tick()
         try:
-            self._server = loop.run_until_complete(loop.create_server(
-                lambda: _Connection(self), self.host, self.port, backlog=self.backlog, reuse_address=True))
+            self._server = loop.run_until_complete(
+                loop.create_server(
+                    lambda: _Connection(self), self.host, self.port, backlog=self.backlog, reuse_address=True
+                )
+            )
         except BaseException as exc:
             self._error = exc
             self._ready.set()
@@ -489,9 +532,11 @@ class PhoneListener:
             extra += b"Connection: close\r\n"
         elif http10:
             extra += b"Connection: keep-alive\r\n"
-        return b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" \
-               b"X-Content-Type-Options: nosniff\r\nDate: %s\r\n%s\r\n%s" % (
-                   status, REASONS.get(status, "").encode(), len(body), self._date, extra, b"" if head else body)
+        return (
+            b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"X-Content-Type-Options: nosniff\r\nDate: %s\r\n%s\r\n%s"
+            % (status, REASONS.get(status, "").encode(), len(body), self._date, extra, b"" if head else body)
+        )
 
     def committed(self, conn: _Connection, slot: _Slot, fut: Future) -> None:
         """Done-callback of a fix's commit future, on the writer's thread: queue the answer and

@@ -31,4 +31,8 @@ def in_scope(node: str = "$scope") -> str:
 def branch_ids(store, scope: str) -> pl.Series:
     """The branch ids below ``scope`` (checked: ``ScopeError`` for an unknown node)."""
     store.check_scope(scope)
-    return store.cursor().sql(f"SELECT branch_id FROM {branches_of()} b", params={"scope": scope}).pl()["branch_id"]
+    return (
+        store.cursor()
+        .sql(f"SELECT branch_id FROM {branches_of()} b", params={"scope": scope})
+        .pl()["branch_id"]
+    )

@@ -63,8 +63,10 @@ def _new_hour_rows(share: CubeShare) -> pl.DataFrame:
     rows = share.delta
     if share.pairs is not None:
         rows = rows.join(share.actor_counts(), on="key", how="left")
-    distinct = [pl.col(c).fill_null(0) if c in rows.columns else pl.lit(0, dtype=pl.Int32).alias(c)
-                for c in ("couriers", "vehicles")]
+    distinct = [
+        pl.col(c).fill_null(0) if c in rows.columns else pl.lit(0, dtype=pl.Int32).alias(c)
+        for c in ("couriers", "vehicles")
+    ]
     counts = [pl.col(c) if c in rows.columns else pl.lit(0, dtype=pl.Int64).alias(c) for c in CUBE_COUNTS]
     return cube_tables(rows.select(*unpack_hour_cell(), "branch_id", *counts, *distinct), None)[0]
 
@@ -135,7 +137,8 @@ class BulkLoad:
             con = self.store._con
             span = "min(ts), max(ts)" if self.table == "pings" else "NULL, NULL"
             self._lo, self._hi, self._end = con.execute(
-                f"SELECT {span}, coalesce(max(rowid) + 1, 0) FROM {self.stored_table}").fetchall()[0]
+                f"SELECT {span}, coalesce(max(rowid) + 1, 0) FROM {self.stored_table}"
+            ).fetchall()[0]
             con.execute("BEGIN")
         except BaseException:
             self.store._write_lock.release()
@@ -164,7 +167,9 @@ class BulkLoad:
         batch_keys = ready.select(self.key).to_arrow()  # noqa: F841 (read by name in the query)
         found = self.store._con.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM {self.stored_table} t SEMI JOIN batch_keys "
-            f"USING ({keys}) WHERE {where} LIMIT 1)", params).fetchall()[0][0]
+            f"USING ({keys}) WHERE {where} LIMIT 1)",
+            params,
+        ).fetchall()[0][0]
         if found:
             raise Clash(f"a record id of this file is already in {self.table}")
 
@@ -227,7 +232,8 @@ class BulkLoad:
         taken = con.execute(
             "SELECT count(*) FROM (SELECT 1 FROM cube_hourly WHERE hour BETWEEN "
             "make_timestamp($lo * 3600000000) AND make_timestamp($hi * 3600000000) LIMIT 1)",
-            {"lo": int(lo), "hi": int(hi)}).fetchall()[0][0]
+            {"lo": int(lo), "hi": int(hi)},
+        ).fetchall()[0][0]
         if taken:
             self.store._merge_cube(con, delta, presence)
             return
@@ -239,7 +245,9 @@ class BulkLoad:
             # in slices: the rows as text (ids, kinds, timestamps) are much larger than
             # the packed pairs they come from
             for start in range(0, presence.height, _PRESENCE_SLICE):
-                _insert_by_name(con, "cube_presence", cube_tables(delta, presence.slice(start, _PRESENCE_SLICE))[1])
+                _insert_by_name(
+                    con, "cube_presence", cube_tables(delta, presence.slice(start, _PRESENCE_SLICE))[1]
+                )
         _insert_by_name(con, "cube_hourly", hourly.result())
 
     def abort(self) -> None:

@@ -25,34 +25,77 @@ from geo import cells as h3cells
 from geo.hierarchy import BranchLocator, branch_closure
 
 #: Columns of the pings view in order.
-PING_FIELDS = ["device_id", "ts", "lat", "lng", "speed", "heading", "accuracy",
-               "courier_id", "vehicle_id", "cell", "branch_id"]
+PING_FIELDS = [
+    "device_id",
+    "ts",
+    "lat",
+    "lng",
+    "speed",
+    "heading",
+    "accuracy",
+    "courier_id",
+    "vehicle_id",
+    "cell",
+    "branch_id",
+]
 #: Columns of ping_rows, where pings are stored, in order (ids as keys of id_keys).
-PING_ROW_FIELDS = ["device_key", "ts", "lat", "lng", "speed", "heading", "accuracy",
-                   "courier_key", "vehicle_key", "cell", "branch_key"]
-EVENT_FIELDS = ["event_id", "parcel_id", "kind", "ts", "lat", "lng", "outlet_id", "courier_id",
-                "promised_at", "dest_branch_id", "expected_at", "cell", "branch_id"]
+PING_ROW_FIELDS = [
+    "device_key",
+    "ts",
+    "lat",
+    "lng",
+    "speed",
+    "heading",
+    "accuracy",
+    "courier_key",
+    "vehicle_key",
+    "cell",
+    "branch_key",
+]
+EVENT_FIELDS = [
+    "event_id",
+    "parcel_id",
+    "kind",
+    "ts",
+    "lat",
+    "lng",
+    "outlet_id",
+    "courier_id",
+    "promised_at",
+    "dest_branch_id",
+    "expected_at",
+    "cell",
+    "branch_id",
+]
 
 
 @dataclass(frozen=True)
 class Record:
     """How one kind of operations record is stored."""
 
-    table: str             # where its rows are stored
-    ready: list[str]       # columns of its prepared rows (prepare_pings / prepare_events)
-    stored: list[str]      # columns of ``table`` in order
-    key: list[str]         # record id (dedupe key), columns of both
+    table: str  # where its rows are stored
+    ready: list[str]  # columns of its prepared rows (prepare_pings / prepare_events)
+    stored: list[str]  # columns of ``table`` in order
+    key: list[str]  # record id (dedupe key), columns of both
 
 
 _RECORDS = {
     # prepared pings carry text ids (for the cube) and their keys (for ping_rows)
-    "pings": Record("ping_rows", PING_FIELDS + ["device_key", "courier_key", "vehicle_key", "branch_key"],
-                    PING_ROW_FIELDS, ["device_key", "ts"]),
+    "pings": Record(
+        "ping_rows",
+        PING_FIELDS + ["device_key", "courier_key", "vehicle_key", "branch_key"],
+        PING_ROW_FIELDS,
+        ["device_key", "ts"],
+    ),
     "parcel_events": Record("parcel_events", EVENT_FIELDS, EVENT_FIELDS, ["event_id"]),
 }
 #: Reference tables and their id columns that ping_rows refers to by key.
-_KEYED_IDS = {"devices": ("device_id", "courier_id", "vehicle_id"), "couriers": ("courier_id",),
-              "vehicles": ("vehicle_id",), "nodes": ("node_id",)}
+_KEYED_IDS = {
+    "devices": ("device_id", "courier_id", "vehicle_id"),
+    "couriers": ("courier_id",),
+    "vehicles": ("vehicle_id",),
+    "nodes": ("node_id",),
+}
 _OUTLINE_TOLERANCE = {"hq": 0.05, "division": 0.02, "region": 0.005, "branch": 0.001}
 
 
@@ -80,8 +123,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # A bounded buffer pool: DuckDB would otherwise cache up to 80% of the machine's
         # memory, and the store shares the machine with the web server.
-        self._con = duckdb.connect(str(self.path), read_only=read_only,
-                                   config={"memory_limit": memory_limit})
+        self._con = duckdb.connect(str(self.path), read_only=read_only, config={"memory_limit": memory_limit})
         self._write_lock = threading.Lock()
         self._locator: BranchLocator | None = None
         self._cells = _CellBranchCache()
@@ -134,9 +176,15 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Row count of each table (pings counted in their view, not as ``ping_rows``)."""
-        names = [r[0] for r in self.cursor().execute(
-            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND table_name <> 'ping_rows' "
-            "UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary").fetchall()]
+        names = [
+            r[0]
+            for r in self.cursor()
+            .execute(
+                "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND table_name <> 'ping_rows' "
+                "UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary"
+            )
+            .fetchall()
+        ]
         return {n: self.scalar(f"SELECT count(*) FROM {n}") for n in sorted(names)}
 
     def backup_to(self, path: str | Path) -> None:
@@ -189,9 +237,15 @@ class Store:
     def territories(self, node_ids: list[str], detail: str = "outline") -> gpd.GeoDataFrame:
         """Polygons of some nodes: ``outline`` (simplified, for drawing) or ``territory``."""
         col = "outline" if detail == "outline" else "territory"
-        rows = self.cursor().execute(
-            f"SELECT node_id, level, name, name_en, label_lat, label_lng, {col} AS wkb "
-            "FROM nodes WHERE list_contains(?, node_id)", [list(node_ids)]).fetchdf()
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT node_id, level, name, name_en, label_lat, label_lng, {col} AS wkb "
+                "FROM nodes WHERE list_contains(?, node_id)",
+                [list(node_ids)],
+            )
+            .fetchdf()
+        )
         geoms = shapely.from_wkb(rows.pop("wkb").map(bytes).to_numpy())
         return gpd.GeoDataFrame(rows, geometry=geoms, crs="EPSG:4326")
 
@@ -211,10 +265,14 @@ class Store:
 
     def locator(self) -> BranchLocator:
         if self._locator is None:
-            b = self.cursor().execute(
-                "SELECT node_id, level, territory FROM nodes WHERE level = 'branch'").fetchdf()
-            gdf = gpd.GeoDataFrame(b[["node_id", "level"]],
-                                   geometry=shapely.from_wkb(b["territory"].map(bytes).to_numpy()))
+            b = (
+                self.cursor()
+                .execute("SELECT node_id, level, territory FROM nodes WHERE level = 'branch'")
+                .fetchdf()
+            )
+            gdf = gpd.GeoDataFrame(
+                b[["node_id", "level"]], geometry=shapely.from_wkb(b["territory"].map(bytes).to_numpy())
+            )
             self._locator = BranchLocator(gdf)
         return self._locator
 
@@ -263,8 +321,11 @@ class Store:
         """Key (``id_keys``) of every node id, kept in memory until the tree is saved again."""
         keys = self._node_keys
         if keys is None:
-            keys = self._node_keys = dict(self.cursor().execute(
-                "SELECT n.node_id, k.key FROM nodes n JOIN id_keys k ON k.id = n.node_id").fetchall())
+            keys = self._node_keys = dict(
+                self.cursor()
+                .execute("SELECT n.node_id, k.key FROM nodes n JOIN id_keys k ON k.id = n.node_id")
+                .fetchall()
+            )
         return keys
 
     def _flush_cells(self, con) -> list[pl.DataFrame]:
@@ -340,12 +401,15 @@ class Store:
         good = pl.concat([good, self._owners_of(good["device_id"])], how="horizontal")
         codes, names = self._branch_codes(good["cell"].to_numpy())
         key_of_code = self._branch_keys(names.to_list())
-        good = good.with_columns(names.gather(codes).alias("branch_id"),
-                                 pl.Series("branch_key", key_of_code[codes]))
-        reason = (pl.when(pl.col("courier_id").is_null() & pl.col("vehicle_id").is_null())
-                  .then(pl.concat_str(pl.lit("unknown device '"), pl.col("device_id"), pl.lit("'")))
-                  .when(pl.col("branch_id").is_null())
-                  .then(pl.lit("position outside every branch territory")))
+        good = good.with_columns(
+            names.gather(codes).alias("branch_id"), pl.Series("branch_key", key_of_code[codes])
+        )
+        reason = (
+            pl.when(pl.col("courier_id").is_null() & pl.col("vehicle_id").is_null())
+            .then(pl.concat_str(pl.lit("unknown device '"), pl.col("device_id"), pl.lit("'")))
+            .when(pl.col("branch_id").is_null())
+            .then(pl.lit("position outside every branch territory"))
+        )
         good = good.with_columns(reason.alias("reason"))
         bad = _bad_rows(good.filter(pl.col("reason").is_not_null()))
         ok = good.filter(pl.col("reason").is_null()).select(["_row", *_RECORDS["pings"].ready])
@@ -360,10 +424,17 @@ class Store:
         owners = self.device_owners()
         starts = _run_starts(devices)
         if len(starts) > len(devices) // 4:
-            return (devices.to_frame("device_id").join(owners, on="device_id", how="left", maintain_order="left")
-                    .drop("device_id"))
-        heads = (devices.gather(starts).to_frame("device_id")
-                 .join(owners, on="device_id", how="left", maintain_order="left").drop("device_id"))
+            return (
+                devices.to_frame("device_id")
+                .join(owners, on="device_id", how="left", maintain_order="left")
+                .drop("device_id")
+            )
+        heads = (
+            devices.gather(starts)
+            .to_frame("device_id")
+            .join(owners, on="device_id", how="left", maintain_order="left")
+            .drop("device_id")
+        )
         return heads[_per_row(np.arange(len(heads)), starts, len(devices))]
 
     def device_owners(self) -> pl.DataFrame:
@@ -387,7 +458,9 @@ class Store:
         good = good.with_columns(self.branches_of_cells(good["cell"].to_numpy()).alias("branch_id"))
         good = good.with_columns(
             pl.when(pl.col("branch_id").is_null())
-            .then(pl.lit("position outside every branch territory")).alias("reason"))
+            .then(pl.lit("position outside every branch territory"))
+            .alias("reason")
+        )
         bad = _bad_rows(good.filter(pl.col("reason").is_not_null()))
         ok = good.filter(pl.col("reason").is_null()).select(["_row", *EVENT_FIELDS])
         return ok, bad
@@ -432,8 +505,9 @@ class Store:
         with self._write_lock:
             self._con.register("incoming_batch", ready.select(fields))
             try:
-                self._con.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} AS "
-                                  "SELECT * FROM incoming_batch LIMIT 0")
+                self._con.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} AS SELECT * FROM incoming_batch LIMIT 0"
+                )
                 self._con.execute(f"INSERT INTO stage_{table} SELECT * FROM incoming_batch")
             finally:
                 self._con.unregister("incoming_batch")
@@ -444,8 +518,8 @@ class Store:
             raise ValueError(f"not an operations table: {table}")
         with self._write_lock:
             exists = self._con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
-                [f"stage_{table}"]).fetchone()[0]
+                "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [f"stage_{table}"]
+            ).fetchone()[0]
             if not exists:
                 return 0, 0
             staged = self._con.execute(f"SELECT count(*) FROM stage_{table}").fetchone()[0]
@@ -478,11 +552,12 @@ class Store:
         # Most batches hold no repeated record: check that cheaply (a count of distinct
         # keys and a semi join) and only then pay for DISTINCT ON and an anti join.
         total, distinct = con.execute(
-            f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {source})) "
-            f"FROM {source}").fetchone()
+            f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {source})) FROM {source}"
+        ).fetchone()
         clash = con.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM {source} b WHERE EXISTS "
-            f"(SELECT 1 FROM {record.table} t WHERE {on}{window}) LIMIT 1)").fetchone()[0]
+            f"(SELECT 1 FROM {record.table} t WHERE {on}{window}) LIMIT 1)"
+        ).fetchone()[0]
         con.execute("BEGIN")
         flushed: list[pl.DataFrame] = []
         try:
@@ -493,7 +568,8 @@ class Store:
                 con.execute(
                     f"CREATE OR REPLACE TEMP TABLE fresh AS "
                     f"SELECT * FROM (SELECT DISTINCT ON ({keys}) * FROM {source}) b "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM {record.table} t WHERE {on}{window})")
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {record.table} t WHERE {on}{window})"
+                )
                 fresh = "fresh"
                 stored = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
             con.execute(f"INSERT INTO {record.table} SELECT {', '.join(record.stored)} FROM {fresh}")
@@ -516,17 +592,22 @@ class Store:
         sets = ", ".join(f"{c} = cube_hourly.{c} + d.{c}" for c in CUBE_COUNTS)
         con.execute(
             f"UPDATE cube_hourly SET {sets} FROM delta d WHERE cube_hourly.hour = d.hour "
-            "AND cube_hourly.cell = d.cell AND cube_hourly.branch_id = d.branch_id")
+            "AND cube_hourly.cell = d.cell AND cube_hourly.branch_id = d.branch_id"
+        )
         con.execute(
             "INSERT INTO cube_hourly BY NAME SELECT d.*, 0 AS couriers, 0 AS vehicles "
-            "FROM delta d ANTI JOIN cube_hourly c USING (hour, cell, branch_id)")
+            "FROM delta d ANTI JOIN cube_hourly c USING (hour, cell, branch_id)"
+        )
         con.execute("DROP TABLE delta")
 
     def _cube_add_pings(self, con, fresh: str) -> None:
-        self._cube_merge(con, f"""
+        self._cube_merge(
+            con,
+            f"""
             SELECT date_trunc('hour', ts) AS hour, cell, branch_id, count(*) AS pings,
                    0 AS pickups, 0 AS deliveries, 0 AS on_time, 0 AS late, 0 AS scans
-            FROM {fresh} GROUP BY ALL""")
+            FROM {fresh} GROUP BY ALL""",
+        )
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE new_presence AS
             SELECT DISTINCT date_trunc('hour', ts) AS hour, cell, branch_id,
@@ -551,14 +632,17 @@ class Store:
         con.execute("DROP TABLE new_presence")
 
     def _cube_add_events(self, con, fresh: str) -> None:
-        self._cube_merge(con, f"""
+        self._cube_merge(
+            con,
+            f"""
             SELECT date_trunc('hour', ts) AS hour, cell, branch_id, 0 AS pings,
                    count(*) FILTER (WHERE kind = 'pickup') AS pickups,
                    count(*) FILTER (WHERE kind = 'delivered') AS deliveries,
                    count(*) FILTER (WHERE kind = 'delivered' AND ts <= promised_at) AS on_time,
                    count(*) FILTER (WHERE kind = 'delivered' AND ts > promised_at) AS late,
                    count(*) AS scans
-            FROM {fresh} GROUP BY ALL""")
+            FROM {fresh} GROUP BY ALL""",
+        )
 
     @staticmethod
     def _drop_stored(con, table: str, rows: pl.DataFrame) -> pl.DataFrame:
@@ -576,8 +660,9 @@ class Store:
             where, params = "WHERE t.ts BETWEEN $lo AND $hi", {"lo": lo, "hi": hi}
         con.register("new_keys", rows.select(key))
         try:
-            found = con.execute(f"SELECT {keys} FROM {record.table} t SEMI JOIN new_keys USING ({keys}) {where}",
-                                params).fetchall()
+            found = con.execute(
+                f"SELECT {keys} FROM {record.table} t SEMI JOIN new_keys USING ({keys}) {where}", params
+            ).fetchall()
         finally:
             con.unregister("new_keys")
         if not found:
@@ -614,12 +699,14 @@ class Store:
             if presence is not None:
                 con.register("new_presence", presence)
                 try:
-                    con.execute("""
+                    con.execute(
+                        """
                         INSERT INTO cube_presence
                         SELECT n.hour, n.cell, n.branch_id, n.actor_id, n.actor_kind FROM new_presence n
                         ANTI JOIN (SELECT hour, cell, branch_id, actor_id FROM cube_presence
                                    WHERE hour BETWEEN $lo AND $hi) p USING (hour, cell, branch_id, actor_id)""",
-                                window)
+                        window,
+                    )
                 finally:
                     con.unregister("new_presence")
                 source = """(
@@ -630,19 +717,30 @@ class Store:
                                count(*) FILTER (WHERE actor_kind = 'vehicle') AS vehicles
                         FROM cube_presence SEMI JOIN cube_delta USING (hour, cell, branch_id)
                         WHERE hour BETWEEN $lo AND $hi GROUP BY ALL) r USING (hour, cell, branch_id))"""
-                recount, distinct, params = ", couriers = d.couriers, vehicles = d.vehicles", \
-                    ["d.couriers", "d.vehicles"], window
+                recount, distinct, params = (
+                    ", couriers = d.couriers, vehicles = d.vehicles",
+                    ["d.couriers", "d.vehicles"],
+                    window,
+                )
             else:
                 source, recount, distinct, params = "cube_delta", "", ["0", "0"], None
             adds = ", ".join(f"{c} = c.{c} + d.{c}" for c in counts)
             names = ["hour", "cell", "branch_id", *CUBE_COUNTS, "couriers", "vehicles"]
-            values = ["d.hour", "d.cell", "d.branch_id", *(f"d.{c}" if c in counts else "0" for c in CUBE_COUNTS),
-                      *distinct]
-            con.execute(f"""
+            values = [
+                "d.hour",
+                "d.cell",
+                "d.branch_id",
+                *(f"d.{c}" if c in counts else "0" for c in CUBE_COUNTS),
+                *distinct,
+            ]
+            con.execute(
+                f"""
                 MERGE INTO cube_hourly c USING {source} AS d
                 ON c.hour = d.hour AND c.cell = d.cell AND c.branch_id = d.branch_id
                 WHEN MATCHED THEN UPDATE SET {adds}{recount}
-                WHEN NOT MATCHED THEN INSERT ({", ".join(names)}) VALUES ({", ".join(values)})""", params)
+                WHEN NOT MATCHED THEN INSERT ({", ".join(names)}) VALUES ({", ".join(values)})""",
+                params,
+            )
         finally:
             con.unregister("cube_delta")
 
@@ -653,8 +751,9 @@ class Store:
         store over a lake also has coarse tables and overrides this."""
         return "cube_hourly", "cube_presence"
 
-    def cube(self, scope: str, start: datetime, end: datetime, res: int = h3cells.BASE_RES,
-             per_hour: bool = True) -> pl.DataFrame:
+    def cube(
+        self, scope: str, start: datetime, end: datetime, res: int = h3cells.BASE_RES, per_hour: bool = True
+    ) -> pl.DataFrame:
         """Cube figures within ``scope`` for ``start <= hour < end`` at resolution ``res``.
 
         Counts are summed; distinct couriers and vehicles are recounted from the
@@ -669,7 +768,7 @@ class Store:
         self.check_scope(scope)
         hourly, presence = self.cube_sources(res)
         cell = h3cells.parent_sql("cell", res) if res < h3cells.BASE_RES else "cell"
-        grain = ("hour, " if per_hour else "")
+        grain = "hour, " if per_hour else ""
         counts = ", ".join(f"sum({c})::BIGINT AS {c}" for c in CUBE_COUNTS)
         scoped = in_scope()
         q = f"""
@@ -689,8 +788,9 @@ class Store:
             ORDER BY {grain}c.cell"""
         return self.cursor().sql(q, params={"scope": scope, "start": start, "end": end}).pl()
 
-    def node_figures(self, scope: str, start: datetime, end: datetime,
-                     level: str | None = None) -> pl.DataFrame:
+    def node_figures(
+        self, scope: str, start: datetime, end: datetime, level: str | None = None
+    ) -> pl.DataFrame:
         """Cube figures per node: the children of ``scope`` (or, with ``level``, every
         node of that level inside ``scope``), distinct counts recounted per node."""
         self.check_scope(scope)
@@ -699,8 +799,10 @@ class Store:
         if level is None:
             pick = "n.parent_id = $scope"
         else:
-            pick = ("n.level = $level AND n.node_id IN (SELECT ancestor_id FROM node_branches "
-                    f"WHERE branch_id IN {branches_of()})")
+            pick = (
+                "n.level = $level AND n.node_id IN (SELECT ancestor_id FROM node_branches "
+                f"WHERE branch_id IN {branches_of()})"
+            )
         q = f"""
             WITH targets AS (SELECT node_id, name FROM nodes n WHERE {pick}),
             nb AS (SELECT nb.ancestor_id AS node_id, nb.branch_id FROM node_branches nb
@@ -721,37 +823,59 @@ class Store:
             params["level"] = level
         return self.cursor().sql(q, params=params).pl()
 
-    def data_hours(self, scope: str, start: datetime | None = None,
-                   end: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+    def data_hours(
+        self, scope: str, start: datetime | None = None, end: datetime | None = None
+    ) -> tuple[datetime | None, datetime | None]:
         """First and last hour with cube data inside ``scope`` (within ``[start, end)``
         when given: a store may hold a stray hour centuries away, and readers keep to
         the plausible window)."""
         self.check_scope(scope)
-        return self.cursor().execute(
-            f"SELECT min(hour), max(hour) FROM {self.cube_sources(None)[0]} {in_scope('?')} "
-            "WHERE hour >= coalesce(?, hour) AND hour < coalesce(?, hour + INTERVAL 1 HOUR)",
-            [scope, start, end]).fetchone()
+        return (
+            self.cursor()
+            .execute(
+                f"SELECT min(hour), max(hour) FROM {self.cube_sources(None)[0]} {in_scope('?')} "
+                "WHERE hour >= coalesce(?, hour) AND hour < coalesce(?, hour + INTERVAL 1 HOUR)",
+                [scope, start, end],
+            )
+            .fetchone()
+        )
 
     def recent_hours(self, scope: str, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """The newest ``limit`` distinct hours with cube data inside ``scope`` within
         ``[start, end)``, newest first."""
         self.check_scope(scope)
-        rows = self.cursor().execute(
-            f"SELECT DISTINCT hour FROM {self.cube_sources(None)[0]} {in_scope('?')} WHERE hour >= ? AND hour < ? "
-            "ORDER BY hour DESC LIMIT ?", [scope, start, end, int(limit)]).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT DISTINCT hour FROM {self.cube_sources(None)[0]} {in_scope('?')} WHERE hour >= ? AND hour < ? "
+                "ORDER BY hour DESC LIMIT ?",
+                [scope, start, end, int(limit)],
+            )
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
 
 def _bad_rows(frame: pl.DataFrame) -> pl.DataFrame:
     """Rows refused after validation, in the validator's bad-row shape."""
-    added = ("_row", "reason", "cell", "branch_id", "courier_id", "vehicle_id",
-             "device_key", "courier_key", "vehicle_key", "branch_key")
+    added = (
+        "_row",
+        "reason",
+        "cell",
+        "branch_id",
+        "courier_id",
+        "vehicle_id",
+        "device_key",
+        "courier_key",
+        "vehicle_key",
+        "branch_key",
+    )
     raw_cols = [c for c in frame.columns if c not in added]
     if frame.is_empty():
         return _empty_bad()
     return frame.select(
-        pl.col("_row"), pl.col("reason"),
-        pl.struct(raw_cols).struct.json_encode().alias("raw"))
+        pl.col("_row"), pl.col("reason"), pl.struct(raw_cols).struct.json_encode().alias("raw")
+    )
 
 
 def _empty_bad() -> pl.DataFrame:
@@ -788,16 +912,26 @@ def distinct_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     the rows span years. A distinct over one integer column costs about half as much as
     over the pair.
     """
-    lo, span, top = pairs.select(pl.col("key").min(), (pl.col("key").max() - pl.col("key").min()).alias("span"),
-                                 pl.col("a").max().alias("top")).row(0)
+    lo, span, top = pairs.select(
+        pl.col("key").min(),
+        (pl.col("key").max() - pl.col("key").min()).alias("span"),
+        pl.col("a").max().alias("top"),
+    ).row(0)
     if lo is None:
         return pairs.select("key", "a")
     shift = max(int(top or 0), 1).bit_length()
     if span >= 1 << (62 - shift):
         return pairs.select("key", "a").unique()
     packed = pairs.select(((pl.col("key") - lo) * (1 << shift) + pl.col("a").cast(pl.Int64)).alias("p"))
-    return packed["p"].unique().to_frame().select(
-        (pl.col("p") // (1 << shift) + lo).alias("key"), (pl.col("p") % (1 << shift)).cast(pl.UInt32).alias("a"))
+    return (
+        packed["p"]
+        .unique()
+        .to_frame()
+        .select(
+            (pl.col("p") // (1 << shift) + lo).alias("key"),
+            (pl.col("p") % (1 << shift)).cast(pl.UInt32).alias("a"),
+        )
+    )
 
 
 @dataclass
@@ -839,17 +973,24 @@ class CubeShare:
         delta = self.delta.select(*unpack_hour_cell(), pl.exclude("key"))
         if self.pairs is None:
             return delta, None
-        presence = (self.pairs.join(self.actors, on="a", how="left")
-                    .join(self.delta.select("key", "branch_id"), on="key", how="left")
-                    .select(*unpack_hour_cell(), "branch_id", "actor_id", "is_vehicle"))
+        presence = (
+            self.pairs.join(self.actors, on="a", how="left")
+            .join(self.delta.select("key", "branch_id"), on="key", how="left")
+            .select(*unpack_hour_cell(), "branch_id", "actor_id", "is_vehicle")
+        )
         return delta, presence
 
     def actor_counts(self) -> pl.DataFrame:
         """``key, couriers, vehicles``: distinct couriers and vans per cell-hour of the
         pairs (the whole count only when the pairs are all there is in those hours)."""
-        return (self.pairs.join(self.actors.select("a", "is_vehicle"), on="a", how="left")
-                .group_by("key").agg((~pl.col("is_vehicle")).sum().cast(pl.Int32).alias("couriers"),
-                                     pl.col("is_vehicle").sum().cast(pl.Int32).alias("vehicles")))
+        return (
+            self.pairs.join(self.actors.select("a", "is_vehicle"), on="a", how="left")
+            .group_by("key")
+            .agg(
+                (~pl.col("is_vehicle")).sum().cast(pl.Int32).alias("couriers"),
+                pl.col("is_vehicle").sum().cast(pl.Int32).alias("vehicles"),
+            )
+        )
 
 
 def cube_share(table: str, rows: pl.DataFrame) -> CubeShare:
@@ -862,9 +1003,12 @@ def cube_share(table: str, rows: pl.DataFrame) -> CubeShare:
     """
     branch = pl.col("branch_id").first()
     if table == "pings":
-        keyed = rows.select(_hour_cell_key(), "branch_id",
-                            pl.coalesce("courier_id", "vehicle_id").cast(pl.Categorical).alias("actor_id"),
-                            pl.col("courier_id").is_null().alias("is_vehicle"))
+        keyed = rows.select(
+            _hour_cell_key(),
+            "branch_id",
+            pl.coalesce("courier_id", "vehicle_id").cast(pl.Categorical).alias("actor_id"),
+            pl.col("courier_id").is_null().alias("is_vehicle"),
+        )
         keyed = keyed.with_columns(pl.col("actor_id").to_physical().cast(pl.UInt32).alias("a"))
         delta = keyed.group_by("key").agg(branch, pl.len().cast(pl.Int64).alias("pings"))
         actors = keyed.select("a", "actor_id", "is_vehicle").unique("a")
@@ -876,7 +1020,8 @@ def cube_share(table: str, rows: pl.DataFrame) -> CubeShare:
         delivered.sum().cast(pl.Int64).alias("deliveries"),
         (delivered & (pl.col("ts") <= pl.col("promised_at"))).sum().cast(pl.Int64).alias("on_time"),
         (delivered & (pl.col("ts") > pl.col("promised_at"))).sum().cast(pl.Int64).alias("late"),
-        pl.len().cast(pl.Int64).alias("scans"))
+        pl.len().cast(pl.Int64).alias("scans"),
+    )
     return CubeShare(delta)
 
 
@@ -898,8 +1043,15 @@ def cube_tables(delta: pl.DataFrame, presence: pl.DataFrame | None):
     if presence is None:
         return rows, None
     presence = presence.select(
-        hour, "cell", "branch_id", pl.col("actor_id").cast(pl.String),
-        pl.when(pl.col("is_vehicle")).then(pl.lit("vehicle")).otherwise(pl.lit("courier")).alias("actor_kind"))
+        hour,
+        "cell",
+        "branch_id",
+        pl.col("actor_id").cast(pl.String),
+        pl.when(pl.col("is_vehicle"))
+        .then(pl.lit("vehicle"))
+        .otherwise(pl.lit("courier"))
+        .alias("actor_kind"),
+    )
     return rows, presence
 
 
@@ -931,8 +1083,10 @@ def _add_keys(con, table: str, columns: tuple[str, ...]) -> None:
 def _migrate_pings(con) -> None:
     """Move the pings of a store made before ``ping_rows`` (a table with text ids in
     every row) into ping_rows; the ``pings`` view then takes the table's place."""
-    old = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pings' "
-                      "AND schema_name = 'main' AND NOT temporary").fetchone()[0]
+    old = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pings' "
+        "AND schema_name = 'main' AND NOT temporary"
+    ).fetchone()[0]
     if not old:
         return
     _add_keys(con, "pings", ("device_id", "courier_id", "vehicle_id", "branch_id"))
@@ -970,10 +1124,16 @@ class _CellBranchCache:
         for name in branches.unique().drop_nulls().to_list():
             if name not in self._names:
                 self._names.append(name)
-        mapping = pl.DataFrame({"b": self._names[1:], "code": np.arange(1, len(self._names), dtype=np.int32)},
-                               schema={"b": pl.String, "code": pl.Int32})
-        codes = (pl.DataFrame({"b": branches.cast(pl.String)})
-                 .join(mapping, on="b", how="left", maintain_order="left")["code"].fill_null(0).to_numpy())
+        mapping = pl.DataFrame(
+            {"b": self._names[1:], "code": np.arange(1, len(self._names), dtype=np.int32)},
+            schema={"b": pl.String, "code": pl.Int32},
+        )
+        codes = (
+            pl.DataFrame({"b": branches.cast(pl.String)})
+            .join(mapping, on="b", how="left", maintain_order="left")["code"]
+            .fill_null(0)
+            .to_numpy()
+        )
         old_cells, old_codes, _ = self._state
         all_cells = np.concatenate([old_cells, cells])
         all_codes = np.concatenate([old_codes, codes.astype(np.int32)])
@@ -994,8 +1154,13 @@ class _CellBranchCache:
         """Newly located cells (another thread may have located some of them too)."""
         with self._lock:
             _, found, _ = self.lookup(cells)
-            frame = pl.DataFrame({"cell": cells[~found], "branch_id": pl.Series(branches, dtype=pl.String)
-                                  .filter(pl.Series(~found))}, schema={"cell": pl.UInt64, "branch_id": pl.String})
+            frame = pl.DataFrame(
+                {
+                    "cell": cells[~found],
+                    "branch_id": pl.Series(branches, dtype=pl.String).filter(pl.Series(~found)),
+                },
+                schema={"cell": pl.UInt64, "branch_id": pl.String},
+            )
             if frame.is_empty():
                 return
             self._merge(frame["cell"].to_numpy(), frame["branch_id"])
@@ -1011,4 +1176,3 @@ class _CellBranchCache:
         if frames:
             with self._lock:
                 self._pending = frames + self._pending
-

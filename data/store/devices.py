@@ -23,7 +23,12 @@ from data.store.database import Store
 
 #: A device id: 1 to 64 characters, no control characters or spaces at either end.
 _DEVICE_ID = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,62}[^\x00-\x1f\x7f\s])?$")
-_SCHEMA = {"device_id": pl.String, "courier_id": pl.String, "vehicle_id": pl.String, "registered_at": pl.Datetime("us")}
+_SCHEMA = {
+    "device_id": pl.String,
+    "courier_id": pl.String,
+    "vehicle_id": pl.String,
+    "registered_at": pl.Datetime("us"),
+}
 #: Lines of a bulk file read at most (a fleet, not a data set).
 MAX_BULK_LINES = 1_000_000
 
@@ -51,7 +56,9 @@ def check_device_id(device_id: str) -> str:
     data.store.devices.DeviceError: a device id is 1-64 characters, without control characters or spaces at either end
     """
     if not isinstance(device_id, str) or not _DEVICE_ID.match(device_id):
-        raise DeviceError("a device id is 1-64 characters, without control characters or spaces at either end")
+        raise DeviceError(
+            "a device id is 1-64 characters, without control characters or spaces at either end"
+        )
     return device_id
 
 
@@ -60,7 +67,9 @@ def _owner(store: Store, courier_id: str | None, vehicle_id: str | None) -> tupl
     vehicle_id = (vehicle_id or "").strip() or None
     if (courier_id is None) == (vehicle_id is None):
         raise DeviceError("give exactly one of a courier or a vehicle")
-    table, key, value = ("couriers", "courier_id", courier_id) if courier_id else ("vehicles", "vehicle_id", vehicle_id)
+    table, key, value = (
+        ("couriers", "courier_id", courier_id) if courier_id else ("vehicles", "vehicle_id", vehicle_id)
+    )
     if not store.cursor().execute(f"SELECT 1 FROM {table} WHERE {key} = ?", [value]).fetchone():
         raise DeviceError(f"no {key[:-3]} {value!r}")
     return courier_id, vehicle_id
@@ -72,13 +81,13 @@ def _exists(store: Store, device_id: str) -> bool:
 
 def _write(store: Store, rows: list[tuple[str, str | None, str | None]]) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
-    frame = pl.DataFrame(
-        [(d, c, v, now) for d, c, v in rows], schema=_SCHEMA, orient="row"
-    )
+    frame = pl.DataFrame([(d, c, v, now) for d, c, v in rows], schema=_SCHEMA, orient="row")
     store.upsert("devices", frame, "device_id")
 
 
-def register(store: Store, device_id: str, courier_id: str | None = None, vehicle_id: str | None = None) -> None:
+def register(
+    store: Store, device_id: str, courier_id: str | None = None, vehicle_id: str | None = None
+) -> None:
     """Register a new device for a courier or a vehicle (:class:`DeviceError` if it exists)."""
     check_device_id(device_id)
     courier_id, vehicle_id = _owner(store, courier_id, vehicle_id)
@@ -87,7 +96,9 @@ def register(store: Store, device_id: str, courier_id: str | None = None, vehicl
     _write(store, [(device_id, courier_id, vehicle_id)])
 
 
-def attach(store: Store, device_id: str, courier_id: str | None = None, vehicle_id: str | None = None) -> None:
+def attach(
+    store: Store, device_id: str, courier_id: str | None = None, vehicle_id: str | None = None
+) -> None:
     """Attach a registered device to another courier or vehicle."""
     if not _exists(store, device_id):
         raise DeviceError(f"no device {device_id!r}; register it first")

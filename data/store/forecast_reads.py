@@ -22,7 +22,6 @@ _SCOPED = in_scope()
 PIPELINE_LOOKBACK = timedelta(hours=48)
 
 
-
 def _cell(col: str, res: int) -> str:
     return h3cells.parent_sql(col, res) if res < h3cells.BASE_RES else col
 
@@ -567,8 +566,6 @@ def scope_frames(net: dict, branches: pl.Series) -> dict:
     give the same answer from them as from ``net``, and filter fewer rows for each hour."""
     keep = branches.implode()
     return {name: frame.filter(pl.col(SCOPE_COLUMN[name]).is_in(keep)) for name, frame in net.items()}
-
-
 
 
 def _nothing() -> None:

@@ -211,7 +211,9 @@ def decode_json(body, now: str | None = None) -> list[dict]:
     return out
 
 
-def decode(method: str, args: Mapping[str, str], mimetype: str, body: bytes, speed_unit: str = "kn") -> list[dict]:
+def decode(
+    method: str, args: Mapping[str, str], mimetype: str, body: bytes, speed_unit: str = "kn"
+) -> list[dict]:
     """The raw ping records of one request (the protocol contract's ``decode``).
 
     A POST whose body is JSON (by type, or starting with ``{`` or ``[``) is the JSON form;
