@@ -1,19 +1,6 @@
 """``python app.py backtest`` and ``python app.py simulate``: how good the forecast is, and
-what the dispatch suggestions would have changed, over one day of the store.
-
-backtest
-    Replays a local day hour by hour: at the start of each hour, forecasts the next
-    ``--horizon`` hours from what was known then, and compares with what happened. Per
-    horizon: WAPE of the forecast and of the baseline-only forecast, and for peak cells
-    (cells really over load) the hit rate of predicted overloads, with the share of
-    predicted overloads that came true. Predicted alerts are counted confirmed or missed.
-simulate
-    Applies, hour by hour, the dispatch suggestions made from the forecast to what
-    happened, and reports overloaded cell-hours, the peak load ratio and late parcels
-    before and after.
-
-Both run on a read-only store; the figures come from :mod:`views.backtest`.
-"""
+what the dispatch suggestions would have changed, over one day of the store, printed as
+tables. What each measures, and the figures themselves: :mod:`views.backtest`."""
 
 from __future__ import annotations
 
