@@ -49,6 +49,7 @@ def run(args, settings: Settings) -> int:
             print("error: tokens revoke needs --id TOKEN_ID (see tokens list)", file=sys.stderr)
             return 2
         n = tokens.revoke_token(store, args.token_id)
+        tokens.forget_cached(store)  # through a running server: refused from its next request
         users.audit(store, context.operator_label(), "token_change", f"revoke {args.token_id}: {n} revoked")
         print(f"revoked {n} token(s)")
         return 0 if n else 1
