@@ -68,7 +68,7 @@ def test_a_branch_manager_registers_a_device_of_their_branch_only(browser, auth_
     context, page = _signed_in(browser, auth_url, "nanshan")
     try:
         links = page.eval_on_selector_all(f"#{ids.ADMIN_NAV} a", "as => as.map(a => a.getAttribute('href'))")
-        assert links == ["/", "/admin/devices", "/admin/tokens", "/admin/audit"]
+        assert links == ["/", "/admin/devices", "/admin/tokens", "/admin/audit", "/schedules"]
         assert page.goto(f"{auth_url}/admin/users").status == 403
 
         page.goto(f"{auth_url}/admin/devices")
