@@ -13,7 +13,7 @@ from dash import Input, Output, dcc, html
 from auth import scope as access
 from layers.hexes import METRICS
 from layers.registry import LAYERS
-from pages import export, ids
+from pages import export, ids, live
 from pages.view_state import viewer_model
 from views import state as st
 from views.model import Model
@@ -48,6 +48,7 @@ def layout(t: dict) -> html.Div:
             ctl("label-date", dcc.Dropdown(id=ids.DATE, clearable=False, style={"width": "150px"})),
             ctl("label-hour", hour_row, cls="ctl hour"),
             dcc.Checklist(id=ids.LIVE, options=[{"label": t["live"], "value": "live"}], value=[]),
+            live.indicator(),
             ctl("label-metric", dcc.Dropdown(id=ids.METRIC, clearable=False, style={"width": "170px"})),
             ctl("label-layers", dcc.Checklist(id=ids.LAYERS, inline=True)),
             ctl("label-basemap", dcc.Dropdown(id=ids.BASEMAP, clearable=False, style={"width": "170px"})),
@@ -72,10 +73,6 @@ def register(app, model: Model, text: dict) -> None:
         t = text[viewer_model(model).state(state)["lang"]] if state is not None else text["zh"]
         playing = st.clicks(n) % 2 == 1
         return not playing, t["pause"] if playing else t["play"]
-
-    @app.callback(Output(ids.LIVE_TICK, "disabled"), Input(ids.LIVE, "value"))
-    def toggle_live(live):
-        return not live
 
     @app.callback(
         [Output(k, "children") for k in ids.LABELS]

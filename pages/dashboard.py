@@ -3,8 +3,9 @@
 One module per panel, each with its ``layout`` part and a ``register`` attaching its
 callbacks:
 
-- ``pages/view_state.py``: the URL, the view state and the timers; the reducer that turns
-  every control, click and tick into the view state;
+- ``pages/view_state.py``: the URL, the view state and the play timer; the reducer that
+  turns every control, click and tick into the view state;
+- ``pages/live.py``: live mode's poll of the viewer's data, and its indicator;
 - ``pages/header.py``: title, breadcrumb, language switch, the signed-in user's bar;
 - ``pages/controls.py``: the control bar, the timers' switches, the translated labels;
 - ``pages/export.py``: the export control (in the control bar);
@@ -25,7 +26,18 @@ from __future__ import annotations
 
 from dash import html
 
-from pages import alerts_panel, controls, export, header, kpi_panel, map_panel, outlook, ranking, view_state
+from pages import (
+    alerts_panel,
+    controls,
+    export,
+    header,
+    kpi_panel,
+    live,
+    map_panel,
+    outlook,
+    ranking,
+    view_state,
+)
 from views.model import Model
 
 with_user_bar = header.with_user_bar
@@ -42,6 +54,7 @@ def layout(text: dict, may_act: bool = True) -> html.Div:
     return html.Div(
         [
             *view_state.layout(),
+            *live.layout(),
             header.layout(t),
             controls.layout(t),
             html.Div([map_panel.layout(), side], className="emap-main"),
@@ -54,6 +67,7 @@ def register(app, model: Model, text: dict, prefetcher=None) -> None:
     ``prefetcher`` (optional) prepares the likely next views after each map update."""
     view_state.register(app, model)
     controls.register(app, model, text)
+    live.register(app, model, text)
     header.register(app, model)
     map_panel.register(app, model, text, prefetcher)
     kpi_panel.register(app, model, text)

@@ -16,8 +16,7 @@ from pages import ids
 from views import state as st
 from views.model import Model, ViewerModel
 
-#: Seconds between refreshes in live mode, and between steps of the play button.
-LIVE_SECONDS = 30
+#: Seconds between steps of the play button (live mode polls: pages/live.py).
 PLAY_SECONDS = 2
 _NODE_PREFIXES = ("hq", "div-", "r-", "b-")
 #: Controls that set one field of the view state: id -> (field, does the value count?).
@@ -34,13 +33,12 @@ _UNCHANGED = (no_update,) * 10
 
 
 def layout() -> list:
-    """The invisible parts: the URL, the state and geometry stores, the two timers."""
+    """The invisible parts: the URL, the state and geometry stores, the play timer."""
     return [
         dcc.Location(id=ids.URL, refresh=False),
         dcc.Store(id=ids.STATE),
         dcc.Store(id=ids.GEOMETRY),
         dcc.Interval(id=ids.PLAY_TICK, interval=PLAY_SECONDS * 1000, disabled=True),
-        dcc.Interval(id=ids.LIVE_TICK, interval=LIVE_SECONDS * 1000, disabled=True),
     ]
 
 
@@ -88,7 +86,7 @@ def register(app, model: Model) -> None:
         Input(ids.HOUR_PREV, "n_clicks"),
         Input(ids.HOUR_NEXT, "n_clicks"),
         Input(ids.PLAY_TICK, "n_intervals"),
-        Input(ids.LIVE_TICK, "n_intervals"),
+        Input(ids.LIVE_VERSION, "data"),  # live mode: the data shown changed
         Input(ids.LIVE, "value"),
         State(ids.STATE, "data"),
     )
@@ -179,7 +177,7 @@ def step(
         s["hour"] = (int(s["hour"]) - 1) % 24
     elif trig in (ids.HOUR_NEXT, ids.PLAY_TICK):
         s["hour"] = (int(s["hour"]) + 1) % 24
-    elif trig in (ids.LIVE_TICK, ids.LIVE) and live:
+    elif trig in (ids.LIVE_VERSION, ids.LIVE) and live:
         newest = m.newest(m.root())
         if newest:
             s["date"], s["hour"] = newest

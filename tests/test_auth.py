@@ -93,7 +93,7 @@ def _reduce_body(search: str, state: dict | None) -> dict:
         ("hour-prev", "n_clicks", 0),
         ("hour-next", "n_clicks", 0),
         ("play-tick", "n_intervals", None),
-        ("live-tick", "n_intervals", None),
+        ("live-version", "data", None),
         ("live", "value", []),
     ]
     item = lambda i, p, v: {"id": i, "property": p, "value": v}  # noqa: E731

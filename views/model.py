@@ -33,7 +33,7 @@ from views.forecast import alert_min, alert_res
 
 #: Seconds a day's data fingerprint is trusted before it is read again: new data shows
 #: within this time, and unchanged days are never recomputed.
-FRESHNESS_SECONDS = 5.0
+FRESHNESS_SECONDS = 1.0
 #: Days the date list offers at most (the newest holding data).
 MAX_DAYS = 90
 #: Hours looked back to find when a zone started.
@@ -141,17 +141,19 @@ class Model:
         (live), else the busiest hour of the newest day (a finished day's newest hour is
         the quiet night)."""
         newest = self.newest(scope)
-        hi = self.data_hours(scope)[1]
-        if newest is None or hi is None:
-            return newest
-        now = now or datetime.now(ZoneInfo("UTC")).replace(tzinfo=None)
-        if now - hi <= timedelta(hours=2):
+        if newest is None or self.receiving(scope, now):
             return newest
         trend = self.trend(scope, newest[0])
         if trend.is_empty() or "scans" not in trend.columns:
             return newest
         busiest = trend.sort(["scans", "local_hour"], descending=[True, False]).row(0, named=True)
         return newest[0], int(busiest["local_hour"])
+
+    def receiving(self, scope: str = "hq", now: datetime | None = None) -> bool:
+        """Is data arriving in ``scope`` now (its newest hour at most two hours old)?"""
+        hi = self.data_hours(scope)[1]
+        now = now or datetime.now(ZoneInfo("UTC")).replace(tzinfo=None)
+        return hi is not None and now - hi <= timedelta(hours=2)
 
     def dates(self, scope: str = "hq") -> list[str]:
         """The local days holding data in ``scope``, oldest first: at most the
@@ -185,7 +187,7 @@ class Model:
 
     def data_hours(self, scope: str):
         return self.cache.get(
-            ("hours", scope), lambda: self.store.data_hours(scope, *self.plausible()), ttl=5.0
+            ("hours", scope), lambda: self.store.data_hours(scope, *self.plausible()), ttl=FRESHNESS_SECONDS
         )
 
     def newest_hour(self):
