@@ -3,7 +3,7 @@
 Usage:
     python bench/bench_import.py --rows 10000000            # throughput at 10 M rows
     python bench/bench_import.py --rows 30000000 --memory-limit 1GB   # peak memory at 30 M rows
-    python bench/bench_import.py --rows 2000000 --via-server  # also POSTed to /api/v1/import
+    python bench/bench_import.py --rows 10000000 --via-server  # also POSTed to /api/v1/import
 
 With ``--via-server`` the same file is also sent to ``POST /api/v1/import`` of a real
 server (``python -m cli.ingest`` on a copy of the network store, 127.0.0.1) and its rate
@@ -119,10 +119,12 @@ class LiveBatches:
     """Batches of live pings sent to the server while the import runs, with their
     acknowledgement latencies (does the import starve live ingest?)."""
 
-    def __init__(self, url: str, token: str, device: str, lat: float, lng: float, size: int = 100):
+    def __init__(
+        self, url: str, token: str, device: str, lat: float, lng: float, size: int = 100, start: int = 0
+    ):
         import threading
 
-        self.url, self.token, self.size = url, token, size
+        self.url, self.token, self.size, self.start = url, token, size, start
         self.device, self.lat, self.lng = device, lat, lng
         self.latencies: list[float] = []
         self.failed = 0
@@ -132,7 +134,7 @@ class LiveBatches:
     def _run(self) -> None:
         import urllib.request
 
-        ts = 1_796_083_200  # 2026-12-01, after the benchmark's days
+        ts = 1_796_083_200 + self.start  # 2026-12-01, after the benchmark's days
         while not self.stop.is_set():
             batch = [
                 {"device_id": self.device, "ts": ts + k, "lat": self.lat, "lng": self.lng}
@@ -209,6 +211,12 @@ def via_server(net_db: Path, pings: Path, work: Path) -> dict:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the server did not start; see {work / 'server.log'}") from None
                 time.sleep(0.2)
+        # the same live batches for 10 s before the import: the idle figures to compare with
+        idle = LiveBatches(url, token, device, lat, lng, start=20_000_000)
+        idle.thread.start()
+        time.sleep(10)
+        idle.stop.set()
+        idle.thread.join()
         live = LiveBatches(url, token, device, lat, lng)
         cpu0 = _cpu_of(proc.pid)
         size = pings.stat().st_size
@@ -233,10 +241,27 @@ def via_server(net_db: Path, pings: Path, work: Path) -> dict:
             seconds = time.perf_counter() - t0
         cpu = _cpu_of(proc.pid) - cpu0  # the live batches' share included
         live.thread.join()
+        peak_mb = _peak_rss_mb(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    return {**result, "seconds": seconds, "cpu_seconds": cpu, "bytes": size, "live": live.summary()}
+    return {
+        **result,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "bytes": size,
+        "live": live.summary(),
+        "idle": idle.summary(),
+        "peak_rss_mb": peak_mb,
+    }
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of process ``pid`` so far, in MB (Linux: VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _cpu_of(pid: int) -> float:
@@ -337,6 +362,8 @@ def main() -> int:
             f"{100 * rate / emap_rate:.0f}% of the command line's rate; load average (1 min) "
             f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
         )
+        print(f"server peak RSS {served['peak_rss_mb']:,.0f} MB (the whole server, file spooled to disk)")
+        print(f"live ingest before the import (idle): {served['idle']}")
         print(f"live ingest meanwhile: {served['live']}")
     return 0
 

@@ -11,6 +11,7 @@ being answered says so by itself (a client-side check, no server needed).
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
@@ -75,7 +76,7 @@ def register(app, model: Model, text: dict) -> None:
             return None, "", "", no_update
         clock = model.local(datetime.now(UTC).replace(tzinfo=None)).strftime("%H:%M:%S")
         send, key, at = live_view.advance(live_view.known(have), live_view.fingerprint(m, m.root()), clock)
-        return (send if send is not None else no_update), t[key].format(t=at), t["live_lost"], _n
+        return (send if send is not None else no_update), t[key].format(t=at), t["live_lost"], time.time()
 
     # The watchdog runs in the page (assets/live.js): when polls stop being answered (the
     # server is down, the network gone), the indicator turns to "the server does not answer".

@@ -105,12 +105,14 @@ def register(app, model: Model) -> None:
         _prev,
         _next,
         _play,
-        _tick,
+        version,
         live,
         state,
     ):
         m = viewer_model(model)
         trig = ctx.triggered_id
+        if trig == ids.LIVE_VERSION and (not isinstance(version, dict) or version.get("first")):
+            return _UNCHANGED  # live mode's first look: the view is already on the newest hour
         root = m.root()
         dates = m.dates(root)
         if state is None or trig == ids.URL or trig is None:

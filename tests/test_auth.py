@@ -277,6 +277,25 @@ def test_crafted_callbacks_naming_another_node_are_refused_and_logged(auth_url, 
     assert "outside r-440300" in last
 
 
+def test_a_client_side_callback_sent_to_the_server_is_refused(auth_url, sessions):
+    """The live indicator's watchdog runs in the page; a request naming it gets 400."""
+    r = sessions["shenzhen"].post(
+        f"{auth_url}/_dash-update-component",
+        json={
+            "output": "live-badge.className",
+            "outputs": {"id": "live-badge", "property": "className"},
+            "inputs": [
+                {"id": "live-beat", "property": "data", "value": 1},
+                {"id": "live-poll", "property": "n_intervals", "value": 1},
+                {"id": "live", "property": "value", "value": ["live"]},
+            ],
+            "state": [{"id": "live-poll", "property": "interval", "value": 2000}],
+            "changedPropIds": ["live-beat.data"],
+        },
+    )
+    assert r.status_code == 400
+
+
 def test_courier_positions_above_branch_level_need_the_grant(auth_url, auth_store, sessions, day):
     region = {**st.default(node="r-440300", day=day), "layers": ["hexes", "couriers"]}
     branch = {**region, "node": "b-440305"}

@@ -69,4 +69,6 @@ def advance(previous: dict | None, current: dict | None, clock: str, now: float 
     if previous is not None and previous["v"] == current["v"]:
         key = "live_stale" if now - previous["since"] > STALE_SECONDS else "live_at"
         return None, key, previous["at"]
-    return {**current, "at": clock, "since": now}, "live_at", clock
+    # "first": the page's first version, taken when live mode starts (the view was just
+    # drawn on the newest hour): nothing to redraw
+    return {**current, "at": clock, "since": now, "first": previous is None}, "live_at", clock

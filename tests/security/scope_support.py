@@ -93,8 +93,9 @@ def wait_for_audit(store, action: str, before: int, user: str = USER, patience: 
 
 # -- enumeration ----------------------------------------------------------------------------
 def callback_outputs(app) -> list[str]:
-    """Every callback of the app, by its output key (what the browser sends as ``output``)."""
-    return sorted(app.callback_map)
+    """Every server-side callback of the app, by its output key (what the browser sends
+    as ``output``); client-side ones run in the page and are never sent."""
+    return sorted(o for o, spec in app.callback_map.items() if "callback" in spec)
 
 
 def flask_rules(app) -> list:
