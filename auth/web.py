@@ -39,6 +39,10 @@ SESSION_RECHECK_SECONDS = 2.0
 CALLBACK_PATH = "/_dash-update-component"
 #: Paths reachable without a session: the login page and the token-authenticated ingest API.
 PUBLIC_PREFIXES = ("/login", "/api/v1/", "/osmand")
+#: Exact paths reachable without a session: ``/metrics`` has its own bearer token
+#: (``EMAP_METRICS_TOKEN``; observe/routes.py), and a scraper cannot sign in. Exact, not a
+#: prefix: any other path under it is a page of the dashboard, which needs a session.
+PUBLIC_PATHS = frozenset({"/metrics"})
 
 
 class LoginLimiter:
@@ -315,7 +319,7 @@ class Access:
     # -- the guard ------------------------------------------------------------------------
     def guard(self):
         path = request.path
-        if path.startswith(PUBLIC_PREFIXES):
+        if path.startswith(PUBLIC_PREFIXES) or path in PUBLIC_PATHS:
             return None
         user = self.current()
         if user is None:

@@ -38,6 +38,7 @@ def run(args, settings: Settings) -> int:
     except ValueError as exc:  # a log setting that cannot be used: said before any log
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 2
+    from observe.routes import make_observe_blueprint
     from pages.app import build_app
     from reports import scheduler as report_scheduler
 
@@ -56,9 +57,16 @@ def run(args, settings: Settings) -> int:
     ensure_accounts(store, settings)
     channel = _owner_channel(store, settings)  # other processes reach the store through it
     scheduler = report_scheduler.start(store, settings)  # scheduled reports, one at a time
-    blueprints = _ingest(store, settings)
+    metrics, health = observed(store)
+    blueprints = _ingest(store, settings, metrics, health)
     try:
-        app = build_app(store, settings, blueprints=blueprints, auth=True)
+        app = build_app(
+            store,
+            settings,
+            blueprints=[*blueprints, make_observe_blueprint(metrics, health, settings.metrics_token)],
+            auth=True,
+            metrics=metrics,
+        )
     except ValueError as exc:  # a setting that cannot be used (EMAP_TRUSTED_PROXIES...)
         log.error("cannot serve: %s", exc)
         _close(store, blueprints, None, channel, scheduler)
@@ -87,7 +95,18 @@ def _interrupt(*_signal) -> None:
     raise KeyboardInterrupt
 
 
-def _ingest(store, settings: Settings) -> list:
+def observed(store):
+    """The metrics and health checks of this server, watching its store (embedded or lake)."""
+    from data.store.watch import watch_store
+    from observe.health import Health
+    from observe.metrics import Metrics
+
+    metrics, health = Metrics(), Health()
+    watch_store(store, metrics, health)
+    return metrics, health
+
+
+def _ingest(store, settings: Settings, metrics, health) -> list:
     """The ingest API's blueprint, unless the store is a lake (written by its own pipeline)."""
     if settings.lake_dir:
         log.info(
@@ -97,7 +116,7 @@ def _ingest(store, settings: Settings) -> list:
         return []
     from data.ingest.http_api import make_ingest_blueprint
 
-    return [make_ingest_blueprint(store, settings)]
+    return [make_ingest_blueprint(store, settings, metrics=metrics, health=health)]
 
 
 def _phones(args, settings: Settings, blueprints: list, host: str, port: int):

@@ -117,6 +117,12 @@ class Settings:
     #: never logged, nor request headers.
     access_log: bool = True
 
+    # -- metrics (observe/; docs/operations.md "Metrics") -------------------------------------
+    #: Bearer token a Prometheus scraper sends to read ``GET /metrics``
+    #: (``Authorization: Bearer <token>``). A secret: set it in the environment only.
+    #: Empty (the default): ``/metrics`` answers 404, so it is never public.
+    metrics_token: str = ""
+
     # -- report renders (reports/chromium.py) ------------------------------------------------
     #: Chromium binary that renders PNG and PDF reports.
     chromium: str = "/usr/bin/chromium"

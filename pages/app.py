@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -17,6 +18,7 @@ from dash.exceptions import DependencyException
 
 from auth import users, web
 from config import PROJECT_ROOT
+from observe.metrics import OTHER, Metrics
 from pages import admin, dashboard, ids, outlook, ranking, schedules
 from views.cache import Cache
 from views.model import Model
@@ -45,6 +47,7 @@ def build_app(
     warm: bool = True,
     prefetch: bool = True,
     auth: bool | None = None,
+    metrics: Metrics | None = None,
 ) -> dash.Dash:
     """The dashboard for one store.
 
@@ -66,6 +69,10 @@ def build_app(
         user's subtree (``auth/web.py``; users in the store's ``users`` table). None or
         False: an open app, for tests and benchmarks on loopback. ``python app.py serve``
         always signs users in.
+    metrics : observe.metrics.Metrics, optional
+        Where callback latency is counted (``emap_callback_duration_seconds``); default:
+        metrics of its own (``app.metrics``). Serving them is up to the caller
+        (:func:`observe.routes.make_observe_blueprint` among ``blueprints``).
 
     Returns
     -------
@@ -73,6 +80,7 @@ def build_app(
     """
     text = translations()
     app = dash.Dash(__name__, title="EMAP", assets_folder=str(ASSETS), update_title=None, serve_locally=True)
+    app.metrics = metrics = metrics or Metrics()
     # dcc.Graph uses window.Plotly when a script has defined it and only otherwise fetches
     # plotly.py's full plotly.min.js (4.8 MB, every trace type). Dash adds every .js file of
     # assets/ to the page as a plain script tag, so assets/plotly-emap-<version>.min.js
@@ -127,12 +135,16 @@ def build_app(
     def _callback_started():
         if flask.request.path.endswith("/_dash-update-component"):
             flask.g.emap_callback = True
+            flask.g.emap_callback_t0 = time.perf_counter()
             activity.enter()
 
     @app.server.teardown_request
     def _callback_ended(_exc):
         if flask.g.pop("emap_callback", False):
             activity.leave()
+        t0 = flask.g.pop("emap_callback_t0", None)
+        if t0 is not None:
+            metrics.callback(_output_of(app), time.perf_counter() - t0)
 
     def step_aside():
         """The current callback no longer counts as one being served (it is background work)."""
@@ -149,3 +161,13 @@ def build_app(
         threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
     web.security_headers(app)
     return app
+
+
+def _output_of(app: dash.Dash) -> str:
+    """The output of the callback request being served, as a metric label: one of the
+    app's callbacks (a fixed set of component ids), else "other" (the body is the
+    client's word and could name anything)."""
+    # Dash has parsed the body already; Flask keeps the parsed JSON, so this reads no bytes.
+    body = flask.request.get_json(silent=True)
+    output = body.get("output") if isinstance(body, dict) else None
+    return output if isinstance(output, str) and output in app.callback_map else OTHER

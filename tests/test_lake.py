@@ -293,3 +293,63 @@ def test_a_branch_user_over_the_lake_sees_only_its_branch(lake_store):
         )
     log = users.audit_log(lake_store, "refusal")
     assert (log["user_id"] == "lake-nanshan").sum() >= 1
+
+
+def test_a_served_lake_has_health_and_metrics(lake_store):
+    """Composed as ``serve --lake`` composes it: the store's check and size, callback
+    latency, no writer (a lake has none); /metrics behind its token, not the sign-in."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from auth import users
+    from cli.serve import observed
+    from config import Settings
+    from observe.routes import make_observe_blueprint
+    from pages.app import build_app
+    from tests.auth_support import PASSWORD, login
+    from tests.conftest import served
+    from views import state as st
+    from views.model import Model
+
+    token = "lake-scrape-token"
+    metrics, health = observed(lake_store)
+    settings = Settings.from_env({})
+    app = build_app(
+        lake_store,
+        settings,
+        blueprints=[make_observe_blueprint(metrics, health, token)],
+        warm=False,
+        prefetch=False,
+        auth=True,
+        metrics=metrics,
+    )
+    users.create_user(lake_store, "lake-metrics", PASSWORD, "manager", "b-440305", by="test")
+    out = "..kpis.children...trend.figure...status.children.."
+    view = st.default(node="b-440305", day=Model(lake_store, settings).dates()[-1])
+    body = {
+        "output": out,
+        "outputs": [
+            {"id": o.rsplit(".", 1)[0], "property": o.rsplit(".", 1)[1]} for o in out.strip(".").split("...")
+        ],
+        "changedPropIds": ["state.data"],
+        "inputs": [{"id": "state", "property": "data", "value": view}],
+        "state": [],
+    }
+    with served(app) as url:
+        health_answer = requests.get(f"{url}/api/v1/health")
+        assert health_answer.status_code == 200
+        assert set(health_answer.json()["checks"]) == {"store"}
+        anonymous = requests.get(f"{url}/metrics", allow_redirects=False)
+        assert anonymous.status_code == 401  # its token, never the sign-in redirect
+        assert requests.get(f"{url}/metrics/x", allow_redirects=False).status_code == 302
+        s, _ = login(url, "lake-metrics")
+        assert s.post(f"{url}/_dash-update-component", json=body).status_code == 200
+        text = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    samples = {
+        (x.name, tuple(sorted(x.labels.items()))): x.value
+        for family in text_string_to_metric_families(text)
+        for x in family.samples
+    }
+    assert samples[("emap_store_bytes", ())] > 0
+    assert samples[("emap_callback_duration_seconds_count", (("output", out),))] == 1
+    assert not any(name.startswith("emap_writer_") for name, _ in samples)

@@ -28,6 +28,8 @@ from data.ingest import records as canon
 from data.ingest import validate
 from data.ingest.quarantine import Quarantine
 from data.store.database import Store
+from observe.health import Unhealthy
+from observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,11 @@ _CHECK = {"pings": validate.check_pings, "parcel_events": validate.check_events}
 #: Extra commits tried to find the records of a failing request that cannot be stored,
 #: before the request is answered "not stored" as a whole.
 _SALVAGE_BUDGET = 64
+
+
+#: The kind of a health probe's job: it carries no records and resolves once the writer
+#: has taken it, proving the writer's loop turns.
+_PROBE = "probe"
 
 
 class Busy(RuntimeError):
@@ -114,6 +121,8 @@ class GroupCommitter:
         Records allowed to wait; beyond this :meth:`submit` raises :class:`Busy`.
     auto_register : bool
         Register unknown devices (as couriers of the same id) instead of rejecting them.
+    metrics : observe.metrics.Metrics, optional
+        Where commit latency and batch sizes are counted (default: metrics of its own).
 
     Examples
     --------
@@ -133,8 +142,10 @@ class GroupCommitter:
         auto_register: bool = False,
         limits: validate.Limits | None = None,
         quarantine: Quarantine | None = None,
+        metrics: Metrics | None = None,
     ):
         self.store = store
+        self.metrics = metrics or Metrics()
         self.local_tz = local_tz
         self.linger = linger
         self.max_group_rows = max_group_rows
@@ -147,6 +158,10 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
+        # perf_counter() of the newest group commit that succeeded and of the newest that
+        # failed (the health check: is the writer storing?)
+        self._last_ok: float | None = None
+        self._last_failed: float | None = None
         self.stats = {
             "groups": 0,
             "requests": 0,
@@ -208,6 +223,52 @@ class GroupCommitter:
             self._cond.notify()
         return fut
 
+    @property
+    def pending_rows(self) -> int:
+        """Records queued and not yet taken by the writer."""
+        return self._pending_rows
+
+    def alive(self) -> bool:
+        """Whether the writer's thread runs and takes requests."""
+        return self._thread is not None and self._thread.is_alive() and not self._closing
+
+    def probe(self, timeout: float = 5.0) -> dict:
+        """Pass an empty job through the writer and say how it went (the health check).
+
+        Returns
+        -------
+        dict
+            ``round_trip_ms`` (queue to writer and back: one commit ahead of it at most,
+            under load), ``queued_records``, and ``last_commit_s_ago`` once anything was
+            committed.
+
+        Raises
+        ------
+        observe.health.Unhealthy
+            The writer has stopped, did not take the probe within ``timeout`` seconds, or
+            its newest commit failed.
+        """
+        if not self.alive():
+            raise Unhealthy("ingest writer stopped")
+        t0 = time.perf_counter()
+        fut: Future = Future()
+        with self._cond:
+            if self._closing:
+                raise Unhealthy("ingest writer stopping")
+            self._queue.append(_Job(_PROBE, [], [], [], "health", [], fut))
+            self._cond.notify()
+        try:
+            fut.result(timeout)
+        except Exception:
+            raise Unhealthy(f"ingest writer did not answer within {timeout:g} s") from None
+        now = time.perf_counter()
+        if self._last_failed is not None and (self._last_ok is None or self._last_failed > self._last_ok):
+            raise Unhealthy("the ingest writer's newest commit failed")
+        details = {"round_trip_ms": round((now - t0) * 1000, 1), "queued_records": self._pending_rows}
+        if self._last_ok is not None:
+            details["last_commit_s_ago"] = round(now - self._last_ok, 1)
+        return details
+
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued, then stop the writer."""
         with self._cond:
@@ -243,6 +304,9 @@ class GroupCommitter:
                 group = [j for j in jobs if j.kind == kind]
                 if group:
                     self._commit_group(kind, group)
+            for job in jobs:
+                if job.kind == _PROBE:
+                    job.future.set_result(None)
 
     def _commit_group(self, kind: str, group: list[_Job]) -> None:
         t0 = time.perf_counter()
@@ -257,8 +321,15 @@ class GroupCommitter:
             )
             self.stats["isolated"] += 1
             outcomes = [self._commit_alone(kind, job) for job in group]
-        took = time.perf_counter() - t0
+        done = time.perf_counter()
+        took = done - t0
         self.stats["commit_ms"] += int(took * 1000)
+        failed = sum(isinstance(o, BaseException) for o in outcomes)
+        if failed == len(outcomes):
+            self._last_failed = done
+        else:
+            self._last_ok = done
+        self.metrics.commit(kind, took, sum(len(j.rows) + len(j.early) for j in group), failed)
         if took > 1.0:  # every waiting client waits this long: worth knowing why
             log.warning(
                 "commit of %d %s requests (%d records) took %.1f s",

@@ -17,7 +17,9 @@ Routes (a Flask blueprint; see ``docs/ingest.md``):
   rejected lines. 400 for an unreadable file or an unknown kind, 401 without a token, 403
   for a device token, 409 while another import runs, 413 over ``import_max_bytes``.
 * ``GET /api/v1/openapi.json``: the machine-readable description of all of this.
-* ``GET /api/v1/health``: liveness and the ingest counters.
+* ``GET /api/v1/health`` and ``GET /metrics`` (:mod:`observe.routes`, registered beside this
+  blueprint): the health answer checks that this blueprint's writer commits
+  (:meth:`GroupCommitter.probe`), and the metrics count this blueprint's requests and records.
 
 Run standalone (tests, benchmarks, a dedicated ingest port)::
 
@@ -37,7 +39,7 @@ from flask import Blueprint, Flask, Response, request
 
 from auth import users
 from config import Settings
-from data.ingest import validate
+from data.ingest import reasons, validate
 from data.ingest.group_commit import COMMIT_TIMEOUT, Busy, GroupCommitter, Scope
 from data.ingest.importer import ImportFileError
 from data.ingest.openapi import openapi_spec
@@ -46,7 +48,11 @@ from data.ingest.protocols import PROTOCOLS, osmand
 from data.ingest.quarantine import Quarantine
 from data.ingest.tokens import Principal, TokenCache
 from data.ingest.uploads import ImportBusy, TooLarge, Uploads
+from data.store import watch
 from data.store.database import Store
+from observe.health import Health
+from observe.metrics import Metrics
+from observe.routes import make_observe_blueprint
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +156,11 @@ def _line_ok(line: bytes) -> bool:
 
 
 def make_ingest_blueprint(
-    store: Store, settings: Settings, committer: GroupCommitter | None = None
+    store: Store,
+    settings: Settings,
+    committer: GroupCommitter | None = None,
+    metrics: Metrics | None = None,
+    health: Health | None = None,
 ) -> Blueprint:
     """The ingest API as a Flask blueprint, with its group-commit writer started.
 
@@ -163,6 +173,11 @@ def make_ingest_blueprint(
         ``auto_register_devices``, ``osmand_speed_unit``, ``osmand_require_token``.
     committer : GroupCommitter, optional
         Share a writer between blueprints; by default one is made and started.
+    metrics : observe.metrics.Metrics, optional
+        Where requests, records and the writer's commits are counted (default: the given
+        committer's, else new ones); the writer's queue depth is watched there.
+    health : observe.health.Health, optional
+        Where the check "writer" (and the writer's counters) are registered (default: new).
 
     Returns
     -------
@@ -171,7 +186,8 @@ def make_ingest_blueprint(
         queued records are committed before the store closes; and an ``osmand``
         attribute, the :class:`OsmAndEndpoint` a phone listener answers with; and an
         ``uploads`` attribute, the :class:`data.ingest.uploads.Uploads` that imports files
-        (one at a time: the dashboard's import page shares it).
+        (one at a time: the dashboard's import page shares it); and ``metrics`` and
+        ``health``, to serve with :func:`observe.routes.make_observe_blueprint`.
 
     Examples
     --------
@@ -179,8 +195,16 @@ def make_ingest_blueprint(
     >>> app.register_blueprint(make_ingest_blueprint(store, settings))  # doctest: +SKIP
     """
     bp = Blueprint("ingest", __name__)
-    gc = committer or _start_committer(store, settings)
+    if metrics is None:
+        metrics = committer.metrics if committer is not None else Metrics()
+    gc = committer or _start_committer(store, settings, metrics)
     bp.committer = gc
+    bp.metrics = metrics
+    bp.health = health = health or Health()
+    metrics.watch_writer(lambda: gc.pending_rows, gc.alive)
+    health.check("writer", gc.probe)
+    # the counters this answer always had, kept at its top level for existing monitors
+    health.counters(lambda: {k: int(v) for k, v in gc.stats.items()})
     tokens = TokenCache(store)
     users.ensure_tables(store)
 
@@ -190,22 +214,25 @@ def make_ingest_blueprint(
 
     @bp.post("/api/v1/pings")
     def post_pings():
-        return _batch("pings", "/api/v1/pings", gc, tokens, phone, limit)
+        return _counted(metrics, "pings", _batch("pings", "/api/v1/pings", gc, tokens, phone, limit))
 
     @bp.post("/api/v1/events")
     def post_events():
-        return _batch("parcel_events", "/api/v1/events", gc, tokens, phone, limit)
+        answer = _batch("parcel_events", "/api/v1/events", gc, tokens, phone, limit)
+        return _counted(metrics, "events", answer)
 
     uploads = Uploads(store, settings, quarantine=gc.quarantine)
     bp.uploads = uploads
 
     @bp.post("/api/v1/import")
     def post_import():
-        return _import_file(uploads, tokens)
+        return _counted(metrics, "import", _import_file(uploads, tokens, metrics))
 
     @bp.route("/osmand", methods=["GET", "POST"], strict_slashes=False)
     def osmand_position():
-        return _phone_position(phone, limit)
+        answer = _phone_position(phone, limit)
+        phone.count(answer.status_code)
+        return answer
 
     #: The bare WSGI app of each phone path (served by :func:`ingest_front`).
     bp.phone_wsgi = {path: phone_wsgi(ep, limit) for ep in endpoints.values() for path in ep.protocol.PATHS}
@@ -215,14 +242,15 @@ def make_ingest_blueprint(
     def openapi_json():
         return _json(openapi_spec(request.host_url.rstrip("/")))
 
-    @bp.get("/api/v1/health")
-    def health():
-        return _json({"status": "ok", **{k: int(v) for k, v in gc.stats.items()}})
-
     return bp
 
 
-def _start_committer(store: Store, settings: Settings) -> GroupCommitter:
+def _counted(metrics: Metrics, endpoint: str, answer: Response) -> Response:
+    metrics.request(endpoint, answer.status_code)
+    return answer
+
+
+def _start_committer(store: Store, settings: Settings, metrics: Metrics) -> GroupCommitter:
     """The group-commit writer of the settings, started."""
     return GroupCommitter(
         store,
@@ -231,6 +259,7 @@ def _start_committer(store: Store, settings: Settings) -> GroupCommitter:
         auto_register=settings.auto_register_devices,
         limits=validate.Limits.from_settings(settings),
         quarantine=Quarantine.from_settings(store, settings),
+        metrics=metrics,
     ).start()
 
 
@@ -316,6 +345,8 @@ def _batch(
     outcome = _commit(gc, kind, items, f"POST {route} ({principal.name})", scope)
     if isinstance(outcome, Response):
         return outcome
+    endpoint = "pings" if kind == "pings" else "events"
+    gc.metrics.records(endpoint, kind, outcome.accepted, reasons.count(outcome.rejected))
     return _json(
         {
             "received": outcome.received,
@@ -325,7 +356,7 @@ def _batch(
     )
 
 
-def _import_file(uploads: Uploads, tokens: TokenCache) -> Response:
+def _import_file(uploads: Uploads, tokens: TokenCache, metrics: Metrics) -> Response:
     """A file to import as the body: authenticate, check, spool and import, answer."""
     principal = _authenticate(tokens)
     if isinstance(principal, Response):
@@ -353,6 +384,9 @@ def _import_file(uploads: Uploads, tokens: TokenCache) -> Response:
         return _error(413, f"{exc}; nothing was stored")
     except ImportFileError as exc:
         return _error(400, str(exc).replace(str(uploads.spool_dir), "upload"))
+    # The reasons of an import's rejected rows are in the quarantine table, not in its
+    # result (which lists only the first lines): they are counted as "other".
+    metrics.records("import", result.kind, result.accepted, {"other": result.rejected})
     return _json(result.as_json())
 
 
@@ -376,7 +410,10 @@ def _phone_position(phone: PhoneEndpoint, limit: int) -> Response:
 
 # -- standalone server --------------------------------------------------------------------
 def make_app(store: Store, settings: Settings) -> Flask:
-    """A plain Flask app serving only the ingest API."""
+    """A plain Flask app serving only the ingest API, its health answer and its metrics."""
     app = Flask("emap-ingest")
-    app.register_blueprint(make_ingest_blueprint(store, settings))
+    bp = make_ingest_blueprint(store, settings)
+    app.register_blueprint(bp)
+    watch.watch_store(store, bp.metrics, bp.health)
+    app.register_blueprint(make_observe_blueprint(bp.metrics, bp.health, settings.metrics_token))
     return app

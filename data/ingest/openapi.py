@@ -199,19 +199,56 @@ def openapi_spec(server_url: str = "") -> dict:
             },
             "/api/v1/health": {
                 "get": {
-                    "summary": "Liveness and ingest counters",
+                    "summary": "Health: the ingest writer commits and the store answers",
+                    "description": "Each check runs on request: 'writer' passes an empty job "
+                    "through the ingest writer (it must answer within 5 s and its newest commit "
+                    "must have succeeded), 'store' runs a trivial query. A lake has no writer "
+                    "and only the 'store' check. Needs no token.",
                     "responses": {
                         "200": {
-                            "description": "Counters since the server started",
+                            "description": "Every check passed; the writer's counters since the "
+                            "server started",
                             **_content(_ref("Health")),
-                        }
+                        },
+                        "503": {
+                            "description": "A check failed (status 'failing'; the check's error says what)",
+                            **_content(_ref("Health")),
+                        },
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format) for a scraper",
+                    "description": "Answered only with 'Authorization: Bearer <EMAP_METRICS_TOKEN>'; "
+                    "with no EMAP_METRICS_TOKEN set, 404. Metric names start with emap_ "
+                    "(docs/operations.md, 'Metrics').",
+                    "security": [{"metrics": []}],
+                    "responses": {
+                        "200": {
+                            "description": "The Prometheus text exposition format",
+                            **_content({"type": "string"}, "text/plain"),
+                        },
+                        "401": {
+                            "description": "Missing or wrong token (with WWW-Authenticate)",
+                            **_content({"type": "string"}, "text/plain"),
+                        },
+                        "404": {
+                            "description": "No EMAP_METRICS_TOKEN is set: metrics are not served",
+                            **_content({"type": "string"}, "text/plain"),
+                        },
                     },
                 }
             },
         },
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "A device or system token."}
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A device or system token."},
+                "metrics": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The scraper's token: the value of EMAP_METRICS_TOKEN.",
+                },
             },
             "schemas": {
                 "ImportResult": {
@@ -350,9 +387,26 @@ def openapi_spec(server_url: str = "") -> dict:
                 },
                 "Health": {
                     "type": "object",
-                    "required": ["status"],
+                    "required": ["status", "checks"],
                     "properties": {
-                        "status": {"const": "ok"},
+                        "status": {"enum": ["ok", "failing"]},
+                        "checks": {
+                            "type": "object",
+                            "description": "Per check ('writer', 'store'): whether it passed, "
+                            "its figures, or the error saying what failed.",
+                            "additionalProperties": {
+                                "type": "object",
+                                "required": ["ok"],
+                                "properties": {
+                                    "ok": {"type": "boolean"},
+                                    "error": text,
+                                    "round_trip_ms": {"type": "number"},
+                                    "queued_records": {"type": "integer"},
+                                    "last_commit_s_ago": {"type": "number"},
+                                    "answered_ms": {"type": "number"},
+                                },
+                            },
+                        },
                         **{
                             k: {"type": "integer"}
                             for k in (

@@ -310,6 +310,7 @@ class _Connection(asyncio.Protocol):
     def _fill(self, slot: _Slot, status: int, text: str) -> None:
         if slot.data is not None:
             return  # answered already (timed out)
+        self.ep.count(status)  # every answer of this port passes here once
         slot.since = 0.0
         slot.data = self.lst.response(status, text, slot.close, slot.http10, slot.head)
         self._flush()

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from auth import users
 from config import Settings
+from data.ingest import reasons
 from data.ingest.group_commit import COMMIT_TIMEOUT, Busy, GroupCommitter, Outcome, Scope
 from data.ingest.protocols import PhoneProtocol, ProtocolError, osmand
 from data.ingest.tokens import Principal, TokenCache
@@ -112,6 +113,8 @@ class PhoneEndpoint:
         self.settings = settings
         self.committer = committer
         self.tokens = tokens
+        #: Requests and records are counted in the writer's metrics, under the protocol's name.
+        self.metrics = committer.metrics
         self.limit = settings.ingest_max_body_bytes
         #: ``(413, text)`` for a body over the limit (the phone listener closes the connection after it).
         self.too_large = (413, f"body larger than {self.limit} bytes: send smaller batches\n")
@@ -192,8 +195,11 @@ class PhoneEndpoint:
         """
         return self.committer.submit("pings", fixes.records, self.protocol.NAME, scope=fixes.scope)
 
-    @staticmethod
-    def answer_of(outcome: Outcome) -> tuple[int, str]:
+    def count(self, status: int) -> None:
+        """Count one request answered with ``status`` (by whoever sends the answer)."""
+        self.metrics.request(self.protocol.NAME, status)
+
+    def answer_of(self, outcome: Outcome) -> tuple[int, str]:
         """``(status, text)`` once committed (see "the phone's answers" in the README).
 
         200 when every fix is stored or refused for good (quarantined with its reason,
@@ -201,6 +207,7 @@ class PhoneEndpoint:
         is not registered: the phone keeps it and sends it again, and it is stored once
         an administrator has put that right.
         """
+        self.metrics.records(self.protocol.NAME, "pings", outcome.accepted, reasons.count(outcome.rejected))
         held = [
             why for i, why in outcome.rejected if i in outcome.unauthorised or why.startswith(UNKNOWN_DEVICE)
         ]
@@ -250,17 +257,20 @@ def phone_wsgi(endpoint: PhoneEndpoint, limit: int):
     def answer(environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "POST"):
+            endpoint.count(405)
             return plain_response(start_response, *METHOD_NOT_ALLOWED, [("Allow", "GET, POST")])
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
         if length > limit:
+            endpoint.count(413)
             return plain_response(start_response, *endpoint.too_large, [])
         body = b""
         if method == "POST":
             body = environ["wsgi.input"].read(length if length else limit + 1)
             if len(body) > limit:
+                endpoint.count(413)
                 return plain_response(start_response, *endpoint.too_large, [])
         mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         query = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "replace")
@@ -273,6 +283,7 @@ def phone_wsgi(endpoint: PhoneEndpoint, limit: int):
             environ.get("HTTP_AUTHORIZATION", ""),
             environ.get("REMOTE_ADDR"),
         )
+        endpoint.count(status)
         return plain_response(start_response, status, text, [("Retry-After", "1")] if status == 503 else [])
 
     return answer
