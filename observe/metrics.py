@@ -85,9 +85,8 @@ class Metrics:
     Attributes
     ----------
     live_subscribers : prometheus_client.Gauge
-        Viewers subscribed to the live channel now: its code calls
-        ``metrics.live_subscribers.inc()`` when a viewer subscribes and ``.dec()`` when it
-        leaves (or uses :meth:`subscribed`).
+        Open live pages now: the live view (``pages/live.py``) points it at its count of
+        pages that polled lately (``set_function``).
     """
 
     def __init__(self) -> None:
@@ -170,20 +169,6 @@ class Metrics:
         """One Dash callback request; ``output`` already one of the app's outputs or "other"."""
         self._callback_seconds.labels(output).observe(seconds)
 
-    def subscribed(self):
-        """A context manager counting one live subscriber while it is open.
-
-        Examples
-        --------
-        >>> m = Metrics()
-        >>> with m.subscribed():
-        ...     m.value("emap_live_subscribers")
-        1.0
-        >>> m.value("emap_live_subscribers")
-        0.0
-        """
-        return _Subscribed(self.live_subscribers)
-
     # -- read at scrape time -------------------------------------------------------------
     def watch_writer(self, queued: Callable[[], float], alive: Callable[[], bool]) -> None:
         """Expose the writer's queue depth (records waiting) and whether its thread runs."""
@@ -217,17 +202,3 @@ class Metrics:
     def value(self, name: str, **labels) -> float | None:
         """The current value of one sample (``None`` when there is none)."""
         return self.registry.get_sample_value(name, labels)
-
-
-class _Subscribed:
-    __slots__ = ("gauge",)
-
-    def __init__(self, gauge: Gauge):
-        self.gauge = gauge
-
-    def __enter__(self):
-        self.gauge.inc()
-        return self
-
-    def __exit__(self, *exc):
-        self.gauge.dec()

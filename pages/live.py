@@ -56,6 +56,11 @@ def register(app, model: Model, text: dict) -> None:
     def toggle_live(live):
         return not live
 
+    pages = live_view.Subscribers()
+    metrics = getattr(app, "metrics", None)
+    if metrics is not None:
+        metrics.live_subscribers.set_function(pages.count)  # emap_live_subscribers
+
     @app.callback(
         Output(ids.LIVE_VERSION, "data"),
         Output(ids.LIVE_TEXT, "children"),
@@ -65,8 +70,9 @@ def register(app, model: Model, text: dict) -> None:
         Input(ids.LIVE, "value"),
         State(ids.STATE, "data"),
         State(ids.LIVE_VERSION, "data"),
+        State(ids.OUTLOOK_CLIENT, "data"),  # the page's id, given at its load
     )
-    def poll(_n, live, state, have):
+    def poll(_n, live, state, have, page):
         if state is None:
             raise PreventUpdate
         m = viewer_model(model)
@@ -74,6 +80,7 @@ def register(app, model: Model, text: dict) -> None:
         t = text[state["lang"]]
         if not live:
             return None, "", "", no_update
+        pages.seen(page)
         clock = model.local(datetime.now(UTC).replace(tzinfo=None)).strftime("%H:%M:%S")
         send, key, at = live_view.advance(live_view.known(have), live_view.fingerprint(m, m.root()), clock)
         return (send if send is not None else no_update), t[key].format(t=at), t["live_lost"], time.time()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 
 #: Seconds between two polls of an open live page. With the data fingerprint trusted for
@@ -72,3 +73,39 @@ def advance(previous: dict | None, current: dict | None, clock: str, now: float 
     # "first": the page's first version, taken when live mode starts (the view was just
     # drawn on the newest hour): nothing to redraw
     return {**current, "at": clock, "since": now, "first": previous is None}, "live_at", clock
+
+
+class Subscribers:
+    """Open live pages: a page counts while it polled within the last three polls.
+
+    A poll names its page by an id the page was given at load (sent back by the client,
+    so hostile: the table is capped, and the oldest entries go first).
+
+    Examples
+    --------
+    >>> pages = Subscribers()
+    >>> pages.seen("a", now=0.0); pages.seen("b", now=1.0); pages.seen("a", now=5.0)
+    >>> pages.count(now=6.0), pages.count(now=8.0)
+    (2, 1)
+    """
+
+    def __init__(self, window: float = 3 * POLL_SECONDS, cap: int = 100_000):
+        self.window, self.cap = window, cap
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, page, now: float | None = None) -> None:
+        key = page if isinstance(page, str) and len(page) <= 64 else "?"
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._last.pop(key, None)
+            self._last[key] = now  # newest last: the dict stays ordered by time
+            while len(self._last) > self.cap:
+                del self._last[next(iter(self._last))]
+
+    def count(self, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for key in [k for k, t in self._last.items() if now - t > self.window]:
+                del self._last[key]
+            return len(self._last)

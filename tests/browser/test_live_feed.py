@@ -50,7 +50,7 @@ def live_server(ingest_template, tmp_path):
         bp = make_ingest_blueprint(store, settings)
         app = build_app(store, settings, blueprints=[bp], warm=False, prefetch=False)
         with served(app) as url:
-            yield url, {"Authorization": f"Bearer {tokens['system']}"}
+            yield url, {"Authorization": f"Bearer {tokens['system']}"}, app
         bp.committer.close()
         _after_requests(store)
 
@@ -78,7 +78,7 @@ def _post(url: str, headers: dict, fixes: list[dict]) -> None:
 
 
 def test_fixes_reach_an_open_live_page_without_a_reload(live_server, page):
-    url, headers = live_server
+    url, headers, app = live_server
     _post(url, headers, _fixes(COURIER_DEVICES[:2]))
     # no hour in the link, data arriving: the page starts live on the newest hour
     page.goto(f"{url}/?node=r-440300&layers=hexes,couriers&lang=en")
@@ -98,10 +98,11 @@ def test_fixes_reach_an_open_live_page_without_a_reload(live_server, page):
     assert "7" in page.locator("#kpi-couriers").inner_text()
     assert page.evaluate("() => window.emapSamePage === true"), "the page was reloaded"
     assert "live-lost" not in (page.locator("#live-badge").get_attribute("class") or "")
+    assert app.metrics.value("emap_live_subscribers") == 1  # this page, polling
 
 
 def test_a_link_to_an_hour_does_not_start_live(live_server, page):
-    url, headers = live_server
+    url, headers, _app = live_server
     _post(url, headers, _fixes(COURIER_DEVICES[:1]))
     today = datetime.now(UTC).date().isoformat()
     page.goto(f"{url}/?node=r-440300&date={today}&hour=3")
@@ -112,7 +113,7 @@ def test_a_link_to_an_hour_does_not_start_live(live_server, page):
 
 
 def test_unanswered_polls_turn_the_indicator_to_lost(live_server, page):
-    url, headers = live_server
+    url, headers, _app = live_server
     _post(url, headers, _fixes(COURIER_DEVICES[:1]))
     page.goto(f"{url}/?node=r-440300&lang=en")
     page.wait_for_function("document.querySelector('#live-text').textContent.startsWith('live')")
