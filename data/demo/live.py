@@ -48,6 +48,9 @@ SURGE_WITHIN = timedelta(minutes=30)
 SIZES = ("small", "default")
 #: Seconds between the player's summary log lines.
 LOG_EVERY = 300.0
+#: Wall-clock seconds of the day sent at a time: a phone's fix every minute or so needs no
+#: finer grain, and fewer, larger batches cost the server less (and the access log less).
+TICK = 5.0
 
 
 @dataclass(frozen=True)
@@ -302,8 +305,13 @@ class LivePlayer:
         token = tokens.create_token(self.store, "system", "live-demo")  # never shown anywhere
         try:
             while not self.stopping.is_set():
-                sent = self._play_one(token)
-                if self.span is not None:
+                try:
+                    sent = self._play_one(token)
+                except Exception:  # e.g. the store busy with a long write: the next day may go
+                    log.exception("live demo day failed; trying a new one in a minute")
+                    self.stopping.wait(60)
+                    continue
+                if self.span is not None or self.stopping.is_set():
                     return
                 if self.speedup != 1:
                     # faster than the clock, the day ran ahead of it; a next one would run
@@ -323,24 +331,28 @@ class LivePlayer:
         from data.demo import replay
 
         size, seed = self.store.meta("demo_size"), int(self.store.meta("demo_seed") or 7)
-        now = self.now()
-        t0 = time.monotonic()
+        now, t0 = self.now(), time.monotonic()
         day = live_day(read_network(self.store), size, seed, now, self.local_tz)
         self.days.append(day)
         surge = day.surge.row(0, named=True)
+        tz = ZoneInfo(self.local_tz)
+
+        def local(t: datetime) -> str:
+            return f"{t.replace(tzinfo=UTC).astimezone(tz):%H:%M}"
+
         log.info(
-            "live demo day (%s demo) from %s UTC at %gx: %s pings, %s scans, %s in-transit scans first; "
-            "surge x%g in %s from %s to %s UTC (prepared in %.1f s)",
+            "live demo day (%s demo) from %s local time at %gx: %s pings, %s scans, %s in-transit "
+            "scans first; surge x%g in %s from %s to %s (prepared in %.1f s)",
             size,
-            f"{now:%Y-%m-%d %H:%M}",
+            f"{now.replace(tzinfo=UTC).astimezone(tz):%Y-%m-%d %H:%M}",
             self.speedup,
             f"{len(day.pings):,}",
             f"{len(day.events):,}",
             f"{len(day.backlog):,}",
             surge["factor"],
             surge["branch_id"],
-            f"{surge['start_hour']:%H:%M}",
-            f"{surge['end_hour']:%H:%M}",
+            local(surge["start_hour"]),
+            local(surge["end_hour"]),
             time.monotonic() - t0,
         )
         send = dict(
@@ -353,8 +365,12 @@ class LivePlayer:
             seed=seed,
             osmand_share=self.osmand_share,
         )
-        backlog = replay.stream(day.pings.head(0), day.backlog, speedup=float("inf"), **send)
+        # at once but two batches at a time: the dashboard keeps its share of the server
+        backlog = replay.stream(
+            day.pings.head(0), day.backlog, speedup=float("inf"), **{**send, "clients": 2}
+        )
         self.reports.append(backlog)
+        log.info("live demo day, in-transit scans: %s", "; ".join(backlog.lines()[:2]))
         if self.after_backlog is not None:
             self.after_backlog()
         pings, events = day.pings, day.events
@@ -368,9 +384,21 @@ class LivePlayer:
                 last_log[0] = time.monotonic()
                 log.info("live demo day: %s", "; ".join(report.lines()[:2]))
 
-        report = replay.stream(pings, events, speedup=self.speedup, first=now, on_tick=tick, **send)
+        report = replay.stream(
+            # what fell due while the day was prepared and the scans sent goes at once
+            pings,
+            events,
+            speedup=self.speedup,
+            first=now,
+            on_tick=tick,
+            tick=TICK,
+            due_from=t0,
+            **send,
+        )
         self.reports.append(report)
-        log.info("live demo day: %s", "; ".join(report.lines()[:2]))
+        log.info(
+            "live demo day%s: %s", " stopped" if self.stopping.is_set() else "", "; ".join(report.lines()[:2])
+        )
         return report.pings_sent + report.events_sent
 
     def _wait_listening(self) -> bool:

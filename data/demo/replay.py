@@ -239,6 +239,8 @@ def stream(
     stop: threading.Event | None = None,
     retry: bool = False,
     on_tick: Callable[[ReplayReport], None] | None = None,
+    tick: float = 1.0,
+    due_from: float | None = None,
 ) -> ReplayReport:
     """Send records to a running server on the clock, as its clients would: the
     sending part of :func:`replay`, shared with the live demo day (:mod:`data.demo.live`).
@@ -261,6 +263,11 @@ def stream(
         a request counts as failed at once.
     on_tick : callable, optional
         Called with the report after each slice of data is queued.
+    tick : float
+        Wall-clock seconds of data queued at a time (fewer, larger batches when longer).
+    due_from : float, optional
+        ``time.monotonic()`` when data time ``first`` was due (default: now); what fell
+        due since is sent at once, to catch up.
     """
     pings = pings.sort("ts")
     events = events.sort("ts")
@@ -270,11 +277,11 @@ def stream(
     base = url.rstrip("/")
     phones = phone_url.rstrip("/") + "/" if phone_url else f"{base}/osmand"
     sender = _Sender(base, phones, token, clients, stop=stop, retry=retry)
-    t_start = time.monotonic()
+    t_start = time.monotonic() if due_from is None else due_from
     if not (pings.is_empty() and events.is_empty()):
         sender.start()
         first = first or _first_ts(pings, events)
-        _play(pings, events, first, speedup, max_seconds, batch_size, sender, t_start, stop, on_tick)
+        _play(pings, events, first, speedup, max_seconds, batch_size, sender, t_start, stop, on_tick, tick)
         sender.stop()
     sender.report.elapsed_s = time.monotonic() - t_start
     return sender.report
@@ -326,11 +333,11 @@ def _play(
     t_start: float,
     stop: threading.Event | None = None,
     on_tick: Callable[[ReplayReport], None] | None = None,
+    tick: float = 1.0,
 ) -> None:
-    """Hand the records (sorted by ``ts``) to ``sender`` slice by slice of data time, on
-    the clock."""
+    """Hand the records (sorted by ``ts``) to ``sender`` slice by slice of data time (``tick``
+    wall seconds of it at a time), on the clock."""
     report = sender.report
-    tick = 1.0  # wall seconds per slice of data
     data_t = first
     last = _last_ts(pings, events)
     # positions in the sorted frames: a slice is found by bisection, not by a filter
