@@ -39,11 +39,12 @@ log = logging.getLogger("emap.live")
 #: Local time of day (hours) from which, and until which, a live day keeps real hours.
 BUSY_FROM = 8.75
 BUSY_UNTIL = 16.5
-#: The surge: demand of the couriers of one branch x this, for this many hours, starting
-#: at the model hour under way half an hour after the start (so within the first half hour).
+#: The surge: demand of the couriers of one branch x this, for this many hours, from the
+#: model hour under way at the start. Alerts count whole hours: a surge on from the first
+#: minute opens its alert in about 20 minutes at the normal speed (30 when started late in
+#: an hour, whose few minutes left cannot fill a cell), so within the first half hour.
 SURGE_FACTOR = 3.5
 SURGE_HOURS = 3
-SURGE_WITHIN = timedelta(minutes=30)
 #: Demo sizes a live day is played on (``large`` is for benchmarks: too heavy beside users).
 SIZES = ("small", "default")
 #: Seconds between the player's summary log lines.
@@ -108,15 +109,15 @@ def busiest_branch(network: dict[str, pl.DataFrame]) -> str:
 
 def surge_at(start_local: datetime, branch: str, tz: ZoneInfo) -> pl.DataFrame:
     """The live day's one surge (``demo_surges`` columns, naive UTC): whole model hours,
-    from the hour under way :data:`SURGE_WITHIN` after ``start_local`` (local, naive).
+    from the hour under way at ``start_local`` (local, naive).
 
     Examples
     --------
     >>> s = surge_at(datetime(2026, 12, 5, 14, 40), "b-440305", ZoneInfo("Asia/Shanghai"))
     >>> s.select("start_hour", "end_hour").row(0)
-    (datetime.datetime(2026, 12, 5, 7, 0), datetime.datetime(2026, 12, 5, 10, 0))
+    (datetime.datetime(2026, 12, 5, 6, 0), datetime.datetime(2026, 12, 5, 9, 0))
     """
-    first = (start_local + SURGE_WITHIN).replace(minute=0, second=0, microsecond=0)
+    first = start_local.replace(minute=0, second=0, microsecond=0)
     start = first.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
     return pl.DataFrame(
         {
