@@ -41,8 +41,8 @@ BUSY_FROM = 8.75
 BUSY_UNTIL = 16.5
 #: The surge: demand of the couriers of one branch x this, for this many hours, from the
 #: model hour under way at the start. Alerts count whole hours: a surge on from the first
-#: minute opens its alert in about 20 minutes at the normal speed (30 when started late in
-#: an hour, whose few minutes left cannot fill a cell), so within the first half hour.
+#: minute opens its alert in about 20 minutes at the normal speed (started in the last
+#: minutes of an hour, which cannot fill a cell, about half an hour into the next).
 SURGE_FACTOR = 3.5
 SURGE_HOURS = 3
 #: Demo sizes a live day is played on (``large`` is for benchmarks: too heavy beside users).
