@@ -29,6 +29,16 @@ def add_arguments(s) -> None:
     s.add_argument(
         "--dev-server", action="store_true", help="use Flask's development server instead of waitress"
     )
+    s.add_argument(
+        "--no-live-demo",
+        action="store_true",
+        help="do not play a live demo day on a demo store (EMAP_LIVE_DEMO=0)",
+    )
+    s.add_argument(
+        "--live-speedup",
+        type=float,
+        help="data seconds of the live demo day per second (default EMAP_LIVE_SPEEDUP or 1)",
+    )
     s.add_argument("--lake", help="serve a lake's partitions instead of the embedded store (EMAP_LAKE_DIR)")
 
 
@@ -79,6 +89,7 @@ def run(args, settings: Settings) -> int:
         _close(store, blueprints, None, channel, scheduler)
         return 2
     log.info("EMAP dashboard on http://%s:%s/", host, port)
+    live = _live_demo(args, settings, store, blueprints, host, port, phones)  # waits for the port
     # SIGTERM (systemd, docker, kill) stops as Ctrl-C does: queued records are committed,
     # the store is closed and the owner socket removed.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -87,7 +98,7 @@ def run(args, settings: Settings) -> int:
     except KeyboardInterrupt:
         log.info("stopping")
     finally:
-        _close(store, blueprints, phones, channel, scheduler)
+        _close(store, blueprints, phones, channel, scheduler, live)
     return 0
 
 
@@ -216,7 +227,25 @@ def _owner_channel(store, settings: Settings):
         return None
 
 
-def _close(store, blueprints: list, phones, channel=None, scheduler=None) -> None:
+def _live_demo(args, settings: Settings, store, blueprints: list, host: str, port: int, phones):
+    """The live demo day (:mod:`data.demo.live`) playing through this server's ingest
+    paths from a thread, or None (turned off, no ingest, or not a demo store: said in
+    the log). The thread waits until the server listens."""
+    if args.no_live_demo or not settings.live_demo or not blueprints:
+        return None
+    from data.demo.live import LivePlayer
+
+    speedup = settings.live_speedup if args.live_speedup is None else args.live_speedup
+    local = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # a wildcard is reached on loopback
+    phone_url = f"http://{local}:{phones.port}" if phones is not None else None
+    return LivePlayer(
+        store, f"http://{local}:{port}", phone_url, speedup=speedup, local_tz=settings.local_tz
+    ).start()
+
+
+def _close(store, blueprints: list, phones, channel=None, scheduler=None, live=None) -> None:
+    if live is not None:
+        live.stop()  # first: its requests need the server and the writer
     if scheduler is not None:
         scheduler.close()  # before the store: a report being made finishes first
     if channel is not None:

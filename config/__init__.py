@@ -69,6 +69,12 @@ class Settings:
     demo_size: str = "default"
     #: Days of demo generated on first run (earlier days are the forecast's baseline).
     demo_days: int = 3
+    #: Play a live demo day while serving a demo store (``data/demo/live.py``; never on a
+    #: store holding real data). ``serve --no-live-demo`` also turns it off.
+    live_demo: bool = True
+    #: Data seconds of the live demo day per wall-clock second. 1: its records are
+    #: stamped with the time they are sent, so "live" means now and the day rolls on.
+    live_speedup: float = 1.0
     # -- live ingest (data/ingest/http_api.py) ---------------------------------------------------
     #: Largest request body the ingest API reads; larger ones get 413.
     ingest_max_body_bytes: int = 16 * 1024 * 1024

@@ -15,6 +15,7 @@ server's demo, so the device ids match its registered devices.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import tempfile
 import threading
@@ -48,6 +49,7 @@ class ReplayReport:
     reasons: Counter = field(default_factory=Counter)
     elapsed_s: float = 0.0
     lag_s: float = 0.0  # how far behind schedule the last tick was
+    retried: int = 0  # requests sent again after a passing failure (with retry)
 
     def lines(self) -> list[str]:
         out = [
@@ -55,7 +57,8 @@ class ReplayReport:
             f"{self.requests:,} requests over {self.elapsed_s:.1f} s "
             f"({(self.pings_sent + self.events_sent) / max(self.elapsed_s, 1e-9):,.0f} records/s)",
             f"accepted {self.accepted:,}, rejected {self.rejected:,}, "
-            f"requests failed {self.failed_requests:,}, behind schedule {self.lag_s:.1f} s",
+            f"requests failed {self.failed_requests:,}, behind schedule {self.lag_s:.1f} s"
+            + (f", retried {self.retried:,}" if self.retried else ""),
         ]
         out += [f"  rejected {n:,}: {why}" for why, n in self.reasons.most_common(10)]
         return out
@@ -196,24 +199,91 @@ def replay(
         first = _local_hour(first, start_hour, tz)
         pings = pings.filter(pl.col("ts") >= first)
         events = events.filter(pl.col("ts") >= first)
-    # devices reporting one fix per request, chosen stably by their id
-    single = pings["device_id"].hash(seed) % 1000 < int(osmand_share * 1000)
-    pings = pings.with_columns(single.alias("_single"))
-
     base = url.rstrip("/")
-    phone_url = osmand_url.rstrip("/") + "/" if osmand_url else f"{base}/osmand"
-    sender = _Sender(base, phone_url, token, clients)
-    sender.start()
     say(
         f"replaying {len(pings):,} pings and {len(events):,} parcel events at {speedup:g}x "
         f"to {base} (max {max_seconds} s)"
     )
-    t_start = time.monotonic()
-    _play(pings, events, first, speedup, max_seconds, batch_size, sender, t_start)
-    sender.stop()
-    sender.report.elapsed_s = time.monotonic() - t_start
-    for line in sender.report.lines():
+    report = stream(
+        pings,
+        events,
+        base,
+        token,
+        speedup,
+        phone_url=osmand_url,
+        first=first,
+        max_seconds=max_seconds,
+        batch_size=batch_size,
+        osmand_share=osmand_share,
+        clients=clients,
+        seed=seed,
+    )
+    for line in report.lines():
         say(line)
+    return report
+
+
+def stream(
+    pings: pl.DataFrame,
+    events: pl.DataFrame,
+    url: str,
+    token: str,
+    speedup: float,
+    phone_url: str | None = None,
+    first: datetime | None = None,
+    max_seconds: float | None = None,
+    batch_size: int = 1000,
+    osmand_share: float = 0.2,
+    clients: int = 8,
+    seed: int = 7,
+    stop: threading.Event | None = None,
+    retry: bool = False,
+    on_tick: Callable[[ReplayReport], None] | None = None,
+    tick: float = 1.0,
+    due_from: float | None = None,
+) -> ReplayReport:
+    """Send records to a running server on the clock, as its clients would: the
+    sending part of :func:`replay`, shared with the live demo day (:mod:`data.demo.live`).
+
+    Parameters
+    ----------
+    pings, events : polars.DataFrame
+        Records in the ingest schema (naive UTC ``ts``).
+    speedup : float
+        Data seconds per wall-clock second; ``inf`` sends everything at once.
+    phone_url : str, optional
+        The phone port for single fixes (default: ``/osmand`` on ``url``).
+    first : datetime, optional
+        Data time at the start (default: the first record).
+    stop : threading.Event, optional
+        Set to stop early: what is queued is dropped, what is in flight finishes.
+    retry : bool
+        Retry a request that failed for a passing reason (no connection, 429, 5xx)
+        with a growing pause, until it goes through or ``stop`` is set; without it such
+        a request counts as failed at once.
+    on_tick : callable, optional
+        Called with the report after each slice of data is queued.
+    tick : float
+        Wall-clock seconds of data queued at a time (fewer, larger batches when longer).
+    due_from : float, optional
+        ``time.monotonic()`` when data time ``first`` was due (default: now); what fell
+        due since is sent at once, to catch up.
+    """
+    pings = pings.sort("ts")
+    events = events.sort("ts")
+    # devices reporting one fix per request, chosen stably by their id
+    single = pings["device_id"].hash(seed) % 1000 < int(osmand_share * 1000)
+    pings = pings.with_columns(single.alias("_single"))
+    base = url.rstrip("/")
+    phones = phone_url.rstrip("/") + "/" if phone_url else f"{base}/osmand"
+    sender = _Sender(base, phones, token, clients, stop=stop, retry=retry)
+    t_start = time.monotonic() if due_from is None else due_from
+    if not (pings.is_empty() and events.is_empty()):
+        sender.start()
+        first = first or _first_ts(pings, events)
+        _play(pings, events, first, speedup, max_seconds, batch_size, sender, t_start, stop, on_tick, tick)
+        sender.stop()
+    sender.report.elapsed_s = time.monotonic() - t_start
     return sender.report
 
 
@@ -261,28 +331,47 @@ def _play(
     batch_size: int,
     sender: _Sender,
     t_start: float,
+    stop: threading.Event | None = None,
+    on_tick: Callable[[ReplayReport], None] | None = None,
+    tick: float = 1.0,
 ) -> None:
-    """Hand the records to ``sender`` slice by slice of data time, on the clock."""
+    """Hand the records (sorted by ``ts``) to ``sender`` slice by slice of data time (``tick``
+    wall seconds of it at a time), on the clock."""
     report = sender.report
-    tick = 1.0  # wall seconds per slice of data
     data_t = first
     last = _last_ts(pings, events)
+    # positions in the sorted frames: a slice is found by bisection, not by a filter
+    # over the whole day each second
+    at = {id(f): int(f["ts"].search_sorted(first, side="left")) for f in (pings, events)}
     while data_t <= last:
         wall = time.monotonic() - t_start
-        if max_seconds is not None and wall >= max_seconds:
+        if (max_seconds is not None and wall >= max_seconds) or (stop is not None and stop.is_set()):
             break
-        slice_end = data_t + timedelta(seconds=tick * speedup)
-        p = pings.filter((pl.col("ts") >= data_t) & (pl.col("ts") < slice_end))
-        e = events.filter((pl.col("ts") >= data_t) & (pl.col("ts") < slice_end))
+        slice_end = (
+            last + timedelta(microseconds=1)
+            if math.isinf(speedup)
+            else data_t + timedelta(seconds=tick * speedup)
+        )
+        parts = []
+        for f in (pings, events):
+            end = int(f["ts"].search_sorted(slice_end, side="left"))
+            parts.append(f.slice(at[id(f)], end - at[id(f)]))
+            at[id(f)] = end
+        p, e = parts
         sender.send_slice(p, e, batch_size)
         report.pings_sent += len(p)
         report.events_sent += len(e)
+        if on_tick is not None:
+            on_tick(report)
         data_t = slice_end
-        due = (data_t - first).total_seconds() / speedup
+        due = 0.0 if math.isinf(speedup) else (data_t - first).total_seconds() / speedup
         now = time.monotonic() - t_start
         report.lag_s = max(0.0, now - due)
         if due > now:
-            time.sleep(due - now)
+            if stop is not None:
+                stop.wait(due - now)
+            else:
+                time.sleep(due - now)
 
 
 def _osmand_query(rec: dict) -> dict:
@@ -327,7 +416,15 @@ _REFUSED = "refused for good, kept in quarantine: "
 class _Sender:
     """Client threads sending what is queued, counting the server's answers in ``report``."""
 
-    def __init__(self, base: str, phone_url: str, token: str, clients: int):
+    def __init__(
+        self,
+        base: str,
+        phone_url: str,
+        token: str,
+        clients: int,
+        stop: threading.Event | None = None,
+        retry: bool = False,
+    ):
         self.base, self.phone_url = base, phone_url
         self.auth = {"Authorization": f"Bearer {token}"}
         self.report = ReplayReport()
@@ -335,13 +432,15 @@ class _Sender:
         self.work: queue.Queue = queue.Queue(maxsize=clients * 64)
         self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
         self.n_single = 0  # single fixes queued so far: odd ones go in the query form
+        self.stopping = stop or threading.Event()
+        self.retry = retry
 
     def start(self) -> None:
         for t in self.threads:
             t.start()
 
     def stop(self) -> None:
-        """Wait for everything queued to be sent."""
+        """Wait for everything queued to be sent (or dropped, once stopping)."""
         for _ in self.threads:
             self.work.put(None)
         for t in self.threads:
@@ -365,27 +464,63 @@ class _Sender:
             item = self.work.get()
             if item is None:
                 return
-            try:
-                if item[0] == "osmand":
-                    self._osmand(session, item[1])
-                else:
-                    self._post(session, *item[1:])
-            except requests.RequestException as exc:
-                log.warning("request failed: %s", exc)
-                with self.lock:
-                    self.report.requests += 1
-                    self.report.failed_requests += 1
+            if self.stopping.is_set():
+                continue  # stopping: what is still queued is dropped
+            r = self._with_retries(session, item)
+            if r is not None:
+                self._count(item, r)
 
-    def _post(self, session, path, records, kind) -> None:
-        r = session.post(
+    def _with_retries(self, session, item) -> requests.Response | None:
+        """The answer to ``item``, retried while it fails for a passing reason (with
+        ``retry``); None when no answer came."""
+        pause = 0.5
+        while True:
+            try:
+                r, error = self._request(session, item), None
+            except requests.RequestException as exc:
+                r, error = None, exc
+            passing = r is None or r.status_code == 429 or r.status_code >= 500
+            if not (self.retry and passing) or self.stopping.is_set():
+                break
+            with self.lock:
+                self.report.retried += 1
+            # a busy or restarting server gets room to recover, not a stream of retries
+            self.stopping.wait(pause)
+            pause = min(pause * 2, 30.0)
+        if r is None:
+            log.warning("request failed: %s", error)
+            with self.lock:
+                self.report.requests += 1
+                self.report.failed_requests += 1
+        return r
+
+    def _request(self, session, item) -> requests.Response:
+        if item[0] == "osmand":
+            return self._osmand(session, item[1])
+        _, path, records, _kind = item
+        return session.post(
             f"{self.base}{path}",
             data=orjson.dumps(records),
             headers={**self.auth, "Content-Type": "application/json"},
             timeout=120,
         )
+
+    def _count(self, item, r: requests.Response) -> None:
         report = self.report
         with self.lock:
             report.requests += 1
+            if item[0] == "osmand":
+                if r.status_code == 200 and r.text.startswith(_REFUSED):
+                    report.rejected += 1  # answered 200 so that the phone goes on; not stored
+                    report.reasons.update([r.text.strip()[len(_REFUSED) :]])
+                elif r.status_code == 200:
+                    report.accepted += 1
+                elif r.status_code in (400, 403):
+                    report.rejected += 1
+                    report.reasons.update([r.text.strip()])
+                else:
+                    report.failed_requests += 1
+                return
             if r.status_code != 200:
                 report.failed_requests += 1
                 return
@@ -394,30 +529,16 @@ class _Sender:
             report.rejected += len(res["rejected"])
             report.reasons.update(x["reason"] for x in res["rejected"])
 
-    def _osmand(self, session, rec) -> None:
+    def _osmand(self, session, rec) -> requests.Response:
         """One fix as a phone sends it: half in the query form, half in the JSON form."""
         if int(rec["_n"]) % 2:
-            r = session.get(self.phone_url, params=_osmand_query(rec), headers=self.auth, timeout=120)
-        else:
-            r = session.post(
-                self.phone_url,
-                timeout=120,
-                data=orjson.dumps(_traccar_json(rec)),
-                headers={**self.auth, "Content-Type": "application/json"},
-            )
-        report = self.report
-        with self.lock:
-            report.requests += 1
-            if r.status_code == 200 and r.text.startswith(_REFUSED):
-                report.rejected += 1  # answered 200 so that the phone goes on; not stored
-                report.reasons.update([r.text.strip()[len(_REFUSED) :]])
-            elif r.status_code == 200:
-                report.accepted += 1
-            elif r.status_code in (400, 403):
-                report.rejected += 1
-                report.reasons.update([r.text.strip()])
-            else:
-                report.failed_requests += 1
+            return session.get(self.phone_url, params=_osmand_query(rec), headers=self.auth, timeout=120)
+        return session.post(
+            self.phone_url,
+            timeout=120,
+            data=orjson.dumps(_traccar_json(rec)),
+            headers={**self.auth, "Content-Type": "application/json"},
+        )
 
 
 def add_arguments(parser) -> None:

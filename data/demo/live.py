@@ -1,0 +1,418 @@
+"""The live demo day: a network day of the demo, generated for today from the current time
+of day and played through the real ingest paths while the server runs.
+
+Two parts, kept apart:
+
+* :func:`live_day` (pure, no server): the records of the day. The demo's models
+  (:func:`data.demo.generator.generate_day`) make today's day with one surge, scheduled so
+  that it is under way within the first half hour; the day is moved so that it starts
+  now, and split into the **backlog** (scans made before now of parcels still on their
+  way: the in-transit scans the forecast reads, sent at once) and the **stream** (every
+  fix and scan from now on, sent on the clock).
+* :class:`LivePlayer` (a background thread of ``python app.py serve``): checks that the
+  store holds only the demo, gets a system token in-process, waits for the server to
+  listen, and sends the backlog and then the stream with :func:`data.demo.replay.stream`
+  (batches to the HTTP API, a share of devices as single OsmAnd requests to the phone
+  port), retrying while the server is busy.
+
+Couriers work from about 08:00 to 19:45 in the demo's model. Started inside the busy part
+of the day (:data:`BUSY_FROM` to :data:`BUSY_UNTIL`, local time) the live day keeps the
+real hours, so the earlier demo days are a true baseline for the forecast; started
+earlier or later (03:00, 22:00) it is shifted by the smallest amount that puts its start
+in the busy part, so that something moves whatever the hour.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+log = logging.getLogger("emap.live")
+
+#: Local time of day (hours) from which, and until which, a live day keeps real hours.
+BUSY_FROM = 8.75
+BUSY_UNTIL = 16.5
+#: The surge: demand of the couriers of one branch x this, for this many hours, from the
+#: model hour under way at the start. Alerts count whole hours: a surge on from the first
+#: minute opens its alert in about 20 minutes at the normal speed (started in the last
+#: minutes of an hour, which cannot fill a cell, about half an hour into the next).
+SURGE_FACTOR = 3.5
+SURGE_HOURS = 3
+#: Demo sizes a live day is played on (``large`` is for benchmarks: too heavy beside users).
+SIZES = ("small", "default")
+#: Seconds between the player's summary log lines.
+LOG_EVERY = 300.0
+#: Wall-clock seconds of the day sent at a time: a phone's fix every minute or so needs no
+#: finer grain, and fewer, larger batches cost the server less (and the access log less).
+TICK = 5.0
+
+
+@dataclass(frozen=True)
+class LiveDay:
+    """Records of a live day (naive UTC times, sorted), in the ingest schema.
+
+    ``backlog``: scans before ``start`` of parcels still on their way at ``start``;
+    ``pings`` and ``events``: everything from ``start`` on; ``surge``: the scheduled surge
+    (``demo_surges`` columns, in the shifted times); ``shift``: how far the model's day was
+    moved (zero inside the busy hours).
+    """
+
+    start: datetime
+    shift: timedelta
+    backlog: pl.DataFrame
+    pings: pl.DataFrame
+    events: pl.DataFrame
+    surge: pl.DataFrame
+
+    @property
+    def end(self) -> datetime:
+        """Time of the day's last record."""
+        return max(f["ts"].max() for f in (self.pings, self.events) if not f.is_empty())
+
+
+def model_start(now_local: datetime) -> datetime:
+    """The moment of the model's day (local, naive) that a live day started at
+    ``now_local`` begins with: the same time inside the busy hours, else the nearest edge
+    of them.
+
+    Examples
+    --------
+    >>> model_start(datetime(2026, 12, 5, 14, 6))
+    datetime.datetime(2026, 12, 5, 14, 6)
+    >>> model_start(datetime(2026, 12, 5, 3, 0)), model_start(datetime(2026, 12, 5, 22, 0))
+    (datetime.datetime(2026, 12, 5, 8, 45), datetime.datetime(2026, 12, 5, 16, 30))
+    """
+    midnight = datetime.combine(now_local.date(), datetime.min.time())
+    hours = (now_local - midnight) / timedelta(hours=1)
+    if BUSY_FROM <= hours <= BUSY_UNTIL:
+        return now_local
+    return midnight + timedelta(hours=min(max(hours, BUSY_FROM), BUSY_UNTIL))
+
+
+def busiest_branch(network: dict[str, pl.DataFrame]) -> str:
+    """The branch with the most couriers (ties: the first id): the surge's zone, the
+    largest there is, so that it shows on any map."""
+    return (
+        network["couriers"]
+        .group_by("branch_id")
+        .len()
+        .sort(["len", "branch_id"], descending=[True, False])["branch_id"][0]
+    )
+
+
+def surge_at(start_local: datetime, branch: str, tz: ZoneInfo) -> pl.DataFrame:
+    """The live day's one surge (``demo_surges`` columns, naive UTC): whole model hours,
+    from the hour under way at ``start_local`` (local, naive).
+
+    Examples
+    --------
+    >>> s = surge_at(datetime(2026, 12, 5, 14, 40), "b-440305", ZoneInfo("Asia/Shanghai"))
+    >>> s.select("start_hour", "end_hour").row(0)
+    (datetime.datetime(2026, 12, 5, 6, 0), datetime.datetime(2026, 12, 5, 9, 0))
+    """
+    first = start_local.replace(minute=0, second=0, microsecond=0)
+    start = first.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
+    return pl.DataFrame(
+        {
+            "branch_id": [branch],
+            "start_hour": [start],
+            "end_hour": [start + timedelta(hours=SURGE_HOURS)],
+            "factor": [SURGE_FACTOR],
+            "cause": ["promotion"],
+        }
+    )
+
+
+def live_day(
+    network: dict[str, pl.DataFrame], size: str, seed: int, now: datetime, local_tz: str = "Asia/Shanghai"
+) -> LiveDay:
+    """The records of a live day starting at ``now`` (naive UTC).
+
+    Parameters
+    ----------
+    network : dict of polars.DataFrame
+        ``outlets``, ``couriers``, ``vehicles``, ``devices`` of the demo (as stored).
+    size, seed : str, int
+        The demo's size and seed.
+    now : datetime
+        Naive UTC start of the live day.
+
+    Returns
+    -------
+    LiveDay
+        Parcel ids carry the start time (``L<yymmdd><HHMM>...``), so that a later live day
+        of the same date (a restart) makes new parcels rather than duplicates.
+    """
+    from data.demo import generator as demo
+
+    tz = ZoneInfo(local_tz)
+    now_local = now.replace(tzinfo=UTC).astimezone(tz).replace(tzinfo=None)
+    begin = model_start(now_local)
+    shift = now_local - begin
+    day: date = begin.date()
+    surge = surge_at(begin, busiest_branch(network), tz)
+    pings, events = demo.generate_day(network, day, demo.SIZES[size], seed, surge)
+    tag = f"L{now_local:%y%m%d%H%M}"
+    pings = pings.with_columns(pl.col("ts") + shift).sort("ts", "device_id")
+    events = (
+        events.with_columns(
+            *[pl.col(c) + shift for c in ("ts", "promised_at", "expected_at")],
+            pl.col("parcel_id").str.replace(r"^P\d{6}", tag),
+        )
+        .with_columns(pl.concat_str([pl.col("parcel_id"), pl.col("kind")], separator=":").alias("event_id"))
+        .sort("ts", "event_id")
+    )
+    later = events.filter(pl.col("ts") >= now)
+    # Information leads physical flow: what the upstream network scanned before now about
+    # parcels not yet delivered (or picked up) is already known when the day starts.
+    backlog = events.filter((pl.col("ts") < now) & pl.col("parcel_id").is_in(later["parcel_id"].implode()))
+    surge = surge.with_columns(pl.col("start_hour", "end_hour") + shift)
+    return LiveDay(now, shift, backlog, pings.filter(pl.col("ts") >= now), later, surge)
+
+
+# -- the store -------------------------------------------------------------------------------
+#: Ids the demo generator gives (``data.demo.generator.build_network``): anything else in
+#: the network tables was registered or imported by someone.
+_DEMO_IDS = {
+    "devices": ("device_id", r"^(86\d{13}|T\d{7})$"),
+    "outlets": ("outlet_id", r"^[oh]-\d{6}-\d+$"),
+    "couriers": ("courier_id", r"^c-\d{6}$"),
+}
+
+
+def refusal(store) -> str | None:
+    """Why a live day must not be played on ``store``, or None when it holds only the demo.
+
+    A store is a demo when the demo generator marked it (``meta.demo_size``, written by
+    every version that made a demo), of a size a live day is played on, and its network
+    holds only the generator's outlets, couriers and devices (a device registered or an
+    outlet imported means real data arrives there).
+    """
+    size = store.meta("demo_size")
+    if size is None:
+        return "the store is not a demo store (no demo marker): it may hold real data"
+    if size not in SIZES:
+        return f"the demo is '{size}'; a live day plays on the {' and '.join(SIZES)} demos only"
+    for table, (column, pattern) in _DEMO_IDS.items():
+        n = store.scalar(f"SELECT count(*) FROM {table} WHERE NOT regexp_matches({column}, ?)", [pattern])
+        if n:
+            return f"the store holds {n:,} {table} that are not the demo's: it holds real data"
+    return None
+
+
+def read_network(store) -> dict[str, pl.DataFrame]:
+    """The demo network as stored (the generator's frames, ordered by id)."""
+    return {
+        name: store.sql(f"SELECT * FROM {name} ORDER BY 1")
+        for name in ("outlets", "couriers", "vehicles", "devices")
+    }
+
+
+# -- the player ------------------------------------------------------------------------------
+class LivePlayer:
+    """Plays live days through a running server's ingest API from a daemon thread.
+
+    Parameters
+    ----------
+    store : Store
+        The served store (read for the network; the records go through HTTP, as a
+        client's would).
+    url : str
+        Base URL of the server, e.g. ``http://127.0.0.1:8050``.
+    phone_url : str, optional
+        The phone listener (``http://127.0.0.1:5055``); None: ``/osmand`` on ``url``.
+    speedup : float
+        Data seconds per wall-clock second.
+    local_tz : str
+        The network's clock.
+    span : timedelta, optional
+        Play only this much of each live day (data time; None: all of it).
+    osmand_share : float
+        Share of devices sending each fix as a single OsmAnd request to the phone port.
+    now : callable, optional
+        The clock (naive UTC); tests pass a fixed start.
+    after_backlog : callable, optional
+        Called once the in-transit scans are in, before the day streams (a test looks at
+        the outlook there).
+    """
+
+    def __init__(
+        self,
+        store,
+        url: str,
+        phone_url: str | None = None,
+        speedup: float = 1.0,
+        local_tz: str = "Asia/Shanghai",
+        clients: int = 8,
+        span: timedelta | None = None,
+        osmand_share: float = 0.2,
+        now=None,
+        after_backlog=None,
+    ):
+        self.store = store
+        self.url = url.rstrip("/")
+        self.phone_url = phone_url
+        self.speedup = float(speedup)
+        self.local_tz = local_tz
+        self.clients = clients
+        self.span = span
+        self.osmand_share = osmand_share
+        self.after_backlog = after_backlog
+        self.now = now or (lambda: datetime.now(UTC).replace(tzinfo=None))
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="emap-live-demo", daemon=True)
+        self.days: list[LiveDay] = []  # played so far (the newest last)
+        self.reports: list = []
+
+    def start(self) -> LivePlayer | None:
+        """Start playing, or say in the log why not and return None."""
+        why = refusal(self.store)
+        if why is not None:
+            log.info("live demo day off: %s", why)
+            return None
+        if self.speedup <= 0:
+            log.warning("live demo day off: the speed-up must be positive (got %g)", self.speedup)
+            return None
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop sending (what is in flight finishes) and wait for the thread."""
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self._play_days()
+        except Exception:  # the dashboard goes on without it
+            log.exception("live demo day stopped by an error")
+
+    def _play_days(self) -> None:
+        from data.ingest import tokens
+
+        if not self._wait_listening():
+            return
+        token = tokens.create_token(self.store, "system", "live-demo")  # never shown anywhere
+        try:
+            while not self.stopping.is_set():
+                try:
+                    sent = self._play_one(token)
+                except Exception:  # e.g. the store busy with a long write: the next day may go
+                    log.exception("live demo day failed; trying a new one in a minute")
+                    self.stopping.wait(60)
+                    continue
+                if self.span is not None or self.stopping.is_set():
+                    return
+                if self.speedup != 1:
+                    # faster than the clock, the day ran ahead of it; a next one would run
+                    # further ahead, past what ingest accepts
+                    log.info("live demo day ended (played at %gx); not rolling into another", self.speedup)
+                    return
+                if not self.stopping.is_set():
+                    log.info("live demo day ended; rolling into a new one from now")
+                    if not sent:  # nothing was left to play: do not spin
+                        self.stopping.wait(60)
+        finally:
+            tokens.revoke_token(self.store, tokens.hash_token(token)[:16])
+            tokens.forget_cached(self.store)
+
+    def _play_one(self, token: str) -> int:
+        """Play one live day; returns the records streamed."""
+        from data.demo import replay
+
+        size, seed = self.store.meta("demo_size"), int(self.store.meta("demo_seed") or 7)
+        now, t0 = self.now(), time.monotonic()
+        day = live_day(read_network(self.store), size, seed, now, self.local_tz)
+        self.days.append(day)
+        surge = day.surge.row(0, named=True)
+        tz = ZoneInfo(self.local_tz)
+
+        def local(t: datetime) -> str:
+            return f"{t.replace(tzinfo=UTC).astimezone(tz):%H:%M}"
+
+        log.info(
+            "live demo day (%s demo) from %s local time at %gx: %s pings, %s scans, %s in-transit "
+            "scans first; surge x%g in %s from %s to %s (prepared in %.1f s)",
+            size,
+            f"{now.replace(tzinfo=UTC).astimezone(tz):%Y-%m-%d %H:%M}",
+            self.speedup,
+            f"{len(day.pings):,}",
+            f"{len(day.events):,}",
+            f"{len(day.backlog):,}",
+            surge["factor"],
+            surge["branch_id"],
+            local(surge["start_hour"]),
+            local(surge["end_hour"]),
+            time.monotonic() - t0,
+        )
+        send = dict(
+            url=self.url,
+            phone_url=self.phone_url,
+            token=token,
+            clients=self.clients,
+            stop=self.stopping,
+            retry=True,
+            seed=seed,
+            osmand_share=self.osmand_share,
+        )
+        # at once but two batches at a time: the dashboard keeps its share of the server
+        backlog = replay.stream(
+            day.pings.head(0), day.backlog, speedup=float("inf"), **{**send, "clients": 2}
+        )
+        self.reports.append(backlog)
+        log.info("live demo day, in-transit scans: %s", "; ".join(backlog.lines()[:2]))
+        if self.after_backlog is not None:
+            self.after_backlog()
+        pings, events = day.pings, day.events
+        if self.span is not None:
+            pings = pings.filter(pl.col("ts") < now + self.span)
+            events = events.filter(pl.col("ts") < now + self.span)
+        last_log = [time.monotonic()]
+
+        def tick(report) -> None:
+            if time.monotonic() - last_log[0] >= LOG_EVERY:
+                last_log[0] = time.monotonic()
+                log.info("live demo day: %s", "; ".join(report.lines()[:2]))
+
+        report = replay.stream(
+            # what fell due while the day was prepared and the scans sent goes at once
+            pings,
+            events,
+            speedup=self.speedup,
+            first=now,
+            on_tick=tick,
+            tick=TICK,
+            due_from=t0,
+            **send,
+        )
+        self.reports.append(report)
+        log.info(
+            "live demo day%s: %s", " stopped" if self.stopping.is_set() else "", "; ".join(report.lines()[:2])
+        )
+        return report.pings_sent + report.events_sent
+
+    def _wait_listening(self) -> bool:
+        """Wait until the server accepts connections (it starts after this thread)."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        delay = 0.1
+        while not self.stopping.is_set():
+            try:
+                with socket.create_connection((parts.hostname, parts.port or 80), timeout=2):
+                    return True
+            except OSError:
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+        return False
