@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from datetime import date
@@ -10,6 +11,10 @@ import pytest
 
 from data.store.database import Store
 from geo.hierarchy import load_tree
+
+# Servers the tests start (python app.py serve) play no live demo day: it would add its
+# records to what a test counts. tests/browser/test_live_demo_page.py turns it on.
+os.environ["EMAP_LIVE_DEMO"] = "0"
 
 #: The fixed newest demo day used by tests (so figures do not depend on today's date).
 DEMO_END = date(2026, 11, 20)

@@ -261,7 +261,9 @@ class LivePlayer:
         self.phone_url = phone_url
         self.speedup = float(speedup)
         self.local_tz = local_tz
-        self.clients = clients
+        # A single fix waits for its commit: played faster, more of them must be in flight
+        # (8 at the normal speed, 64 at 64x and above).
+        self.clients = max(clients, min(64, int(clients * self.speedup**0.5)))
         self.span = span
         self.osmand_share = osmand_share
         self.after_backlog = after_backlog

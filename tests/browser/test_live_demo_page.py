@@ -1,0 +1,94 @@
+"""Live by default: ``python app.py serve`` on a demo store plays a live day, and a page
+opened on it in headless Chromium sees a courier marker move, the KPI panel change and
+the day's scheduled surge open a peak-load alert, without a reload."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from config import PROJECT_ROOT
+from tests.auth_support import PASSWORD
+from tests.ingest_support import free_port
+
+pytestmark = pytest.mark.browser
+
+#: Data seconds per second: the surge's first hour in twelve seconds.
+SPEEDUP = 300
+COURIERS = """() => {
+  const gd = document.querySelector('#map .js-plotly-plot');
+  const t = gd && gd.data && gd.data.find(t => t.uid === 'couriers');
+  return t && t.lat && t.lat.length ? JSON.stringify([t.lat, t.lon]) : null;
+}"""
+
+
+@pytest.fixture(scope="module")
+def live_demo(small_demo_path, tmp_path_factory):
+    """A real server on a copy of the small demo, playing its live day; yields its URL and
+    the surge's branch (from the server's log)."""
+    folder = tmp_path_factory.mktemp("live-demo")
+    shutil.copy(small_demo_path, folder / "emap.duckdb")
+    port = free_port()
+    env = {
+        **os.environ,
+        "EMAP_DATA_DIR": str(folder),
+        "EMAP_LIVE_DEMO": "1",
+        "EMAP_DEMO_PASSWORD": PASSWORD,
+        "EMAP_OSMAND_PORT": "0",
+        "EMAP_LOG_FORMAT": "text",
+        "EMAP_ACCESS_LOG": "false",
+    }
+    env.pop("EMAP_LAKE_DIR", None)
+    log_path = folder / "serve.log"
+    log = open(log_path, "w+b")  # noqa: SIM115 (closed below)
+    argv = ["app.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--live-speedup", str(SPEEDUP)]
+    proc = subprocess.Popen(
+        [sys.executable, *argv], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 180
+        # the in-transit scans are sent first: then data is arriving and the day is under way
+        while "live demo day, in-transit scans" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"no live day started: {log_path.read_text()[-3000:]}"
+            time.sleep(0.3)
+        surge = re.search(r"surge x[\d.]+ in (b-[\w-]+) from", log_path.read_text())
+        assert surge, log_path.read_text()
+        yield f"http://127.0.0.1:{port}", surge.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+
+
+def test_a_page_opened_on_the_demo_sees_the_day_move_and_the_surge_alert(live_demo, page):
+    url, branch = live_demo
+    page.goto(f"{url}/?node={branch}&layers=hexes,zones,couriers")
+    page.wait_for_selector("#user")
+    page.fill("#user", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    # no hour in the link and data arriving: the page starts live
+    page.wait_for_function(
+        "document.querySelector('#live input') && document.querySelector('#live input').checked"
+    )
+    page.wait_for_function(f"({COURIERS})() !== null")
+    page.evaluate("() => { window.emapSamePage = true; }")
+    markers = page.evaluate(COURIERS)
+    kpis = page.locator("#kpis").inner_text()
+
+    # within 60 s: a courier marker moves and the KPIs change
+    page.wait_for_function(f"m => ({COURIERS})() !== m", arg=markers, timeout=60_000)
+    page.wait_for_function("k => document.querySelector('#kpis').innerText !== k", arg=kpis, timeout=60_000)
+    # the surge opens a peak-load alert in its branch (within its first hour: 12 s at 300x)
+    page.wait_for_function("document.querySelectorAll('#alerts button').length > 0", timeout=120_000)
+    assert page.evaluate("() => window.emapSamePage === true"), "the page was reloaded"
+    assert (
+        "live" in page.locator("#live-text").inner_text() or "实时" in page.locator("#live-text").inner_text()
+    )
