@@ -1,7 +1,8 @@
 """The administration pages: users, devices, ingest tokens and the audit log.
 
 Each page is a plain route of the dashboard app (``/admin/users``, ``/admin/devices``,
-``/admin/tokens``, ``/admin/audit``) with one callback beside its layout. The rules live
+``/admin/tokens``, ``/admin/audit``) with one callback beside its layout; the imports
+page (``/admin/imports``) is a server-rendered page of its own (``pages/imports.py``). The rules live
 in :mod:`views.admin`; the callbacks only read the form, call them with the request's
 viewer (``auth.web.request_viewer``, from the server-side session) and show the result.
 Names from data are shown as text of Dash components.
@@ -29,12 +30,17 @@ TITLES = {
     "users": "Users · 用户",
     "devices": "Devices · 设备",
     "tokens": "Ingest tokens · 令牌",
+    "imports": "Imports · 导入",
     "audit": "Audit log · 审计",
 }
+#: Pages served by plain routes of their own (``pages/imports.py``), sub-paths included,
+#: rather than by a Dash layout.
+PLAIN = ("imports",)
 #: The result outputs that change something: refused to a viewer role by the request guard.
 ACTING = {
     ids.ADMIN_USERS_RESULT: "user administration",
     ids.ADMIN_DEVICES_RESULT: "device administration",
+    ids.ADMIN_UNKNOWN_RESULT: "device administration",
     ids.ADMIN_TOKENS_RESULT: "token administration",
     ids.ADMIN_AUDIT_TABLE: "audit log",
 }
@@ -201,7 +207,7 @@ def layout_for(model, node_ids: list[str]):
     page. Dash asks for the layout with a request of its own: the page is the path of
     its ``Referer`` (sent by the browser under the ``same-origin`` referrer policy)."""
     name = page_of(flask.request.referrer) if flask.has_request_context() else None
-    if name is None:
+    if name is None or name.split("/", 1)[0] in PLAIN:
         return None
     viewer = web.request_viewer(model)
     return page_layout(name, viewer, web.viewer(), node_ids)
@@ -216,6 +222,8 @@ def install_page_guard(app, model) -> None:
         name = page_of(flask.request.path)
         if name is None or flask.request.method not in ("GET", "HEAD"):
             return None
+        if name.split("/", 1)[0] in PLAIN:  # its routes check the right again themselves
+            name = name.split("/", 1)[0]
         if name not in rules.PAGES:
             return web.error_response(404, "no such page")
         rules.require_page(web.request_viewer(model), name)
