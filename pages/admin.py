@@ -15,11 +15,13 @@ request guard refuses a viewer role before any callback runs.
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import urlsplit
 
 import dash
 import flask
-from dash import Input, Output, State, dcc, html
+from dash import ALL, Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
 
 from auth import users, web
 from pages import ids
@@ -106,6 +108,38 @@ def _field(label: str, component) -> html.Label:
     return html.Label([html.Span(label), component], className="admin-field")
 
 
+def unknown_table(frame, owners) -> html.Div | html.P:
+    """The unknown devices, each row with a choice of the couriers and vehicles of the
+    branch it was seen in and its own register button. The device id in the button's id
+    is the one this server listed; the callback checks it again against the viewer's list."""
+    if frame is None or frame.is_empty():
+        return html.P("(none · 无)", className="admin-empty")
+    by_branch: dict = {}
+    for kind, owner_id, name, branch in owners.iter_rows():
+        by_branch.setdefault(branch, []).append({"label": f"{owner_id} · {name or kind}", "value": owner_id})
+    head = html.Thead(html.Tr([html.Th(c) for c in (*frame.columns, "courier or vehicle", "")]))
+    rows = []
+    for device, fixes, last_seen, branch in frame.head(TABLE_ROWS).iter_rows():
+        key = {"type": ids.ADMIN_UNKNOWN_OWNER, "device": device}
+        rows.append(
+            html.Tr(
+                [html.Td(str(v) if v is not None else "") for v in (device, fixes, last_seen, branch)]
+                + [
+                    html.Td(dcc.Dropdown(id=key, options=by_branch.get(branch, []), style={"minWidth": 220})),
+                    html.Td(
+                        html.Button(
+                            "Register and re-ingest · 注册并重新导入",
+                            id={"type": ids.ADMIN_UNKNOWN_REGISTER, "device": device},
+                            className="admin-unknown-register",
+                        )
+                    ),
+                ],
+                **{"data-device": device},
+            )
+        )
+    return html.Table([head, html.Tbody(rows)], className="admin-table")
+
+
 def users_layout(node_ids: list[str]) -> list:
     roles = [{"label": r, "value": r} for r in users.ROLES]
     nodes = [{"label": n, "value": n} for n in node_ids]
@@ -147,6 +181,8 @@ def devices_layout() -> list:
         ),
         html.Div(id=ids.ADMIN_DEVICES_RESULT, className="admin-result", role="status"),
         html.H3("Unknown devices seen · 未注册设备"),
+        html.Div(id=ids.ADMIN_UNKNOWN_RESULT, className="admin-result", role="status"),
+        dcc.Store(id=ids.ADMIN_DEVICES_REFRESH),
         html.Div(id=ids.ADMIN_UNKNOWN_TABLE),
         html.H3("Devices · 设备"),
         html.Div(id=ids.ADMIN_DEVICES_TABLE),
@@ -296,10 +332,11 @@ def _register_devices(app, store, model, settings) -> None:
         Input(ids.ADMIN_DEVICE_ATTACH, "n_clicks"),
         Input(ids.ADMIN_DEVICE_UNKNOWN, "n_clicks"),
         Input(ids.ADMIN_DEVICE_BULK, "contents"),
+        Input(ids.ADMIN_DEVICES_REFRESH, "data"),
         State(ids.ADMIN_DEVICE_ID, "value"),
         State(ids.ADMIN_DEVICE_OWNER, "value"),
     )
-    def devices_page(_r, _a, _u, contents, device, owner):
+    def devices_page(_r, _a, _u, contents, _refresh, device, owner):
         viewer = web.request_viewer(model)
         rules.require_page(viewer, "devices")
         said, clicked = None, _clicked()
@@ -334,8 +371,36 @@ def _register_devices(app, store, model, settings) -> None:
         except rules.AdminError as exc:
             said = _said(str(exc), ok=False)
         devices = table(rules.list_devices(store, viewer))
-        unknown = table(rules.unknown_devices(store, viewer))
+        unknown = unknown_table(rules.unknown_devices(store, viewer), rules.owners(store, viewer))
         return said, devices, unknown
+
+    @app.callback(
+        Output(ids.ADMIN_UNKNOWN_RESULT, "children"),
+        Output(ids.ADMIN_DEVICES_REFRESH, "data"),
+        Input({"type": ids.ADMIN_UNKNOWN_REGISTER, "device": ALL}, "n_clicks"),
+        State({"type": ids.ADMIN_UNKNOWN_OWNER, "device": ALL}, "value"),
+        prevent_initial_call=True,
+    )
+    def register_seen(_clicks, _owners):
+        viewer = web.request_viewer(model)
+        rules.require_page(viewer, "devices")
+        clicked = dash.ctx.triggered_id
+        # Dash also calls this when the table is drawn again (its buttons go): no click
+        if not isinstance(clicked, dict) or not dash.ctx.triggered[0].get("value"):
+            raise PreventUpdate
+        device = clicked.get("device")
+        owner = next(
+            (s.get("value") for s in dash.ctx.states_list[0] if s.get("id", {}).get("device") == device), None
+        )
+        try:
+            done = rules.register_seen(store, viewer, device, owner, local_tz=settings.local_tz)
+        except rules.AdminError as exc:
+            return _said(str(exc), ok=False), dash.no_update
+        said = _said(
+            f"Registered {device} for {owner}: {done.stored} fixes stored, "
+            f"{done.duplicates} already stored, {done.still_refused} still refused."
+        )
+        return said, uuid.uuid4().hex
 
 
 def _upload_bytes(contents) -> bytes:
