@@ -105,8 +105,7 @@ def _result(store, viewer, done: str | None) -> Markup:
     """The counts and first rejected rows of the import just made (``?done=<id>``)."""
     if not done:
         return Markup("")
-    row = imp.get(store, viewer, done)
-    rejected = imp.history.quarantined(store, row["quarantine_source"], SHOWN_REJECTED)
+    row, rejected = imp.rejected(store, viewer, done, SHOWN_REJECTED)
     lines = Markup("").join(
         Markup('<tr><td class="n">{}</td><td>{}</td><td><code>{}</code></td></tr>').format(n, why, raw)
         for n, why, raw in rejected.iter_rows()

@@ -21,9 +21,11 @@ from data.store import imports as history
 from layers.escape import csv_frame
 from views.admin import AdminError, is_admin, require_page
 
+#: ``ImportBusy`` and ``TooLarge`` (raised by :func:`import_file`, answered by the page)
+#: and ``Uploads`` are re-exported for the page, which reaches ingest only through here.
+__all__ = ["ImportBusy", "TooLarge", "Uploads", "get", "import_file", "quarantine_csv", "rejected", "visible"]
+
 PAGE = "imports"
-#: Raised by :func:`import_file` (the page answers them): re-exported for it.
-__all__ = ["ImportBusy", "TooLarge", "Uploads", "import_file", "visible", "get", "quarantine_csv"]
 #: Imports listed on the page at most.
 HISTORY_ROWS = 500
 
@@ -117,6 +119,13 @@ def get(store, viewer: Viewer, import_id) -> dict:
     if row is None or not _visible(viewer, row):
         raise OutsideScope(f"import {str(import_id)[:20]!r} is not one of {viewer.root}")
     return row
+
+
+def rejected(store, viewer: Viewer, import_id, limit: int = 20) -> tuple[dict, pl.DataFrame]:
+    """One import the viewer may see (:func:`get`) and the first ``limit`` of its rejected
+    rows (``row_number, reason, raw``), to show on the page."""
+    row = get(store, viewer, import_id)
+    return row, history.quarantined(store, row["quarantine_source"], limit)
 
 
 def quarantine_csv(store, viewer: Viewer, import_id) -> tuple[str, str]:
