@@ -28,10 +28,23 @@ def _device_of(store, courier: str) -> str:
     return store.scalar("SELECT min(device_id) FROM devices WHERE courier_id = ?", [courier])
 
 
-def _import(page, url: str, name: str, body: bytes) -> dict:
-    """Choose a file on the imports page, send it, and read the counts shown."""
+_DROP = """([name, text]) => {
+    const moved = new DataTransfer();
+    moved.items.add(new File([text], name, {type: "text/csv"}));
+    const zone = document.getElementById("import-drop");
+    zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: moved, bubbles: true, cancelable: true}));
+    zone.dispatchEvent(new DragEvent("drop", {dataTransfer: moved, bubbles: true, cancelable: true}));
+    return document.getElementById("import-file").files[0].name;
+}"""
+
+
+def _import(page, url: str, name: str, body: bytes, drop: bool = False) -> dict:
+    """Choose (or drop) a file on the imports page, send it, and read the counts shown."""
     page.goto(f"{url}/admin/imports")
-    page.set_input_files("#import-file", files=[{"name": name, "mimeType": "text/csv", "buffer": body}])
+    if drop:
+        assert page.evaluate(_DROP, [name, body.decode()]) == name
+    else:
+        page.set_input_files("#import-file", files=[{"name": name, "mimeType": "text/csv", "buffer": body}])
     page.click("#import-submit")
     page.wait_for_selector("#import-result")
     return {
@@ -99,7 +112,7 @@ def test_an_admin_imports_a_file_and_downloads_its_rejected_rows(admin_import, a
 
 @pytest.fixture(scope="module")
 def manager_import(browser, auth_url, auth_store):
-    """The Nanshan manager imports a file with one row in Futian, outside their branch."""
+    """The Nanshan manager drops a file with one row in Futian, outside their branch."""
     device = _device_of(auth_store, OWN_COURIER)
     body = (
         "device_id,ts,lat,lng\n"
@@ -108,7 +121,7 @@ def manager_import(browser, auth_url, auth_store):
     ).encode()
     context, page = _signed_in(browser, auth_url, "nanshan")
     try:
-        shown = _import(page, auth_url, "nanshan <b>pings</b>.csv", body)
+        shown = _import(page, auth_url, "nanshan <b>pings</b>.csv", body, drop=True)
         reasons = page.eval_on_selector_all(
             "#import-rejected tbody tr td:nth-child(2)", "tds => tds.map(t => t.textContent)"
         )
@@ -154,18 +167,19 @@ def test_the_history_shows_an_admin_every_import_and_a_manager_their_subtrees(
 
 
 def test_a_viewer_cannot_open_the_imports_page(browser, auth_url, auth_store):
-    before = auth_store.scalar(
-        "SELECT count(*) FROM audit_log WHERE user_id = 'sz-viewer' AND action = 'refusal'"
+    lines = (
+        "SELECT count(*) FROM audit_log WHERE user_id = 'sz-viewer' AND action = 'refusal' "
+        "AND contains(detail, 'GET /admin/imports')"
     )
+    before = auth_store.scalar(lines)
     context, page = _signed_in(browser, auth_url, "sz-viewer")
     try:
+        assert page.locator("a[href='/admin/imports']").count() == 0
         assert page.goto(f"{auth_url}/admin/imports").status == 403
+        assert "Import" not in page.content()
     finally:
         context.close()
-    after = auth_store.scalar(
-        "SELECT count(*) FROM audit_log WHERE user_id = 'sz-viewer' AND action = 'refusal'"
-    )
-    assert after == before + 1
+    assert auth_store.scalar(lines) == before + 1
 
 
 def _quarantine_fixes(store, device: str, place, n: int) -> None:
