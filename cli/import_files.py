@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
+from cli import context
 from cli.store import ensure_tree, open_store
 from config import Settings
 
@@ -22,6 +24,7 @@ def add_arguments(i) -> None:
 
 def run(args, settings: Settings) -> int:
     from data.ingest.importer import ImportFileError, import_file, print_progress
+    from data.store import imports as history
 
     store = open_store(settings)
     ensure_tree(store)
@@ -41,7 +44,24 @@ def run(args, settings: Settings) -> int:
             print(f"\nerror: {exc}", file=sys.stderr)
             status = 2
             continue
-        rate = report.rows / max(time.perf_counter() - t0, 1e-9)
+        seconds = time.perf_counter() - t0
+        # the imports history lists files imported on the command line too
+        history.record(
+            store,
+            user_id=context.operator_label(),
+            channel="cli",
+            file_name=Path(path).name,
+            kind=report.kind,
+            scope_node=None,
+            rows=report.rows,
+            accepted=report.accepted,
+            rejected=report.rejected,
+            duplicates=report.duplicates,
+            quarantine_source=str(report.path),
+            bytes=Path(path).stat().st_size,
+            seconds=seconds,
+        )
+        rate = report.rows / max(seconds, 1e-9)
         print(f"\n{report.line()} ({rate:,.0f} rows/s)")
         if report.rejected:
             print(f"  rejected rows are in the quarantine table (source = '{report.path}')")

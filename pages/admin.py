@@ -1,7 +1,8 @@
 """The administration pages: users, devices, ingest tokens and the audit log.
 
 Each page is a plain route of the dashboard app (``/admin/users``, ``/admin/devices``,
-``/admin/tokens``, ``/admin/audit``) with one callback beside its layout. The rules live
+``/admin/tokens``, ``/admin/audit``) with one callback beside its layout; the imports
+page (``/admin/imports``) is a server-rendered page of its own (``pages/imports.py``). The rules live
 in :mod:`views.admin`; the callbacks only read the form, call them with the request's
 viewer (``auth.web.request_viewer``, from the server-side session) and show the result.
 Names from data are shown as text of Dash components.
@@ -14,11 +15,13 @@ request guard refuses a viewer role before any callback runs.
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import urlsplit
 
 import dash
 import flask
-from dash import Input, Output, State, dcc, html
+from dash import ALL, Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
 
 from auth import users, web
 from pages import ids
@@ -29,12 +32,17 @@ TITLES = {
     "users": "Users · 用户",
     "devices": "Devices · 设备",
     "tokens": "Ingest tokens · 令牌",
+    "imports": "Imports · 导入",
     "audit": "Audit log · 审计",
 }
+#: Pages served by plain routes of their own (``pages/imports.py``), sub-paths included,
+#: rather than by a Dash layout.
+PLAIN = ("imports",)
 #: The result outputs that change something: refused to a viewer role by the request guard.
 ACTING = {
     ids.ADMIN_USERS_RESULT: "user administration",
     ids.ADMIN_DEVICES_RESULT: "device administration",
+    ids.ADMIN_UNKNOWN_RESULT: "device administration",
     ids.ADMIN_TOKENS_RESULT: "token administration",
     ids.ADMIN_AUDIT_TABLE: "audit log",
 }
@@ -100,6 +108,38 @@ def _field(label: str, component) -> html.Label:
     return html.Label([html.Span(label), component], className="admin-field")
 
 
+def unknown_table(frame, owners) -> html.Div | html.P:
+    """The unknown devices, each row with a choice of the couriers and vehicles of the
+    branch it was seen in and its own register button. The device id in the button's id
+    is the one this server listed; the callback checks it again against the viewer's list."""
+    if frame is None or frame.is_empty():
+        return html.P("(none · 无)", className="admin-empty")
+    by_branch: dict = {}
+    for kind, owner_id, name, branch in owners.iter_rows():
+        by_branch.setdefault(branch, []).append({"label": f"{owner_id} · {name or kind}", "value": owner_id})
+    head = html.Thead(html.Tr([html.Th(c) for c in (*frame.columns, "courier or vehicle", "")]))
+    rows = []
+    for device, fixes, last_seen, branch in frame.head(TABLE_ROWS).iter_rows():
+        key = {"type": ids.ADMIN_UNKNOWN_OWNER, "device": device}
+        rows.append(
+            html.Tr(
+                [html.Td(str(v) if v is not None else "") for v in (device, fixes, last_seen, branch)]
+                + [
+                    html.Td(dcc.Dropdown(id=key, options=by_branch.get(branch, []), style={"minWidth": 220})),
+                    html.Td(
+                        html.Button(
+                            "Register and re-ingest · 注册并重新导入",
+                            id={"type": ids.ADMIN_UNKNOWN_REGISTER, "device": device},
+                            className="admin-unknown-register",
+                        )
+                    ),
+                ],
+                **{"data-device": device},
+            )
+        )
+    return html.Table([head, html.Tbody(rows)], className="admin-table")
+
+
 def users_layout(node_ids: list[str]) -> list:
     roles = [{"label": r, "value": r} for r in users.ROLES]
     nodes = [{"label": n, "value": n} for n in node_ids]
@@ -141,6 +181,8 @@ def devices_layout() -> list:
         ),
         html.Div(id=ids.ADMIN_DEVICES_RESULT, className="admin-result", role="status"),
         html.H3("Unknown devices seen · 未注册设备"),
+        html.Div(id=ids.ADMIN_UNKNOWN_RESULT, className="admin-result", role="status"),
+        dcc.Store(id=ids.ADMIN_DEVICES_REFRESH),
         html.Div(id=ids.ADMIN_UNKNOWN_TABLE),
         html.H3("Devices · 设备"),
         html.Div(id=ids.ADMIN_DEVICES_TABLE),
@@ -201,7 +243,7 @@ def layout_for(model, node_ids: list[str]):
     page. Dash asks for the layout with a request of its own: the page is the path of
     its ``Referer`` (sent by the browser under the ``same-origin`` referrer policy)."""
     name = page_of(flask.request.referrer) if flask.has_request_context() else None
-    if name is None:
+    if name is None or name.split("/", 1)[0] in PLAIN:
         return None
     viewer = web.request_viewer(model)
     return page_layout(name, viewer, web.viewer(), node_ids)
@@ -216,6 +258,8 @@ def install_page_guard(app, model) -> None:
         name = page_of(flask.request.path)
         if name is None or flask.request.method not in ("GET", "HEAD"):
             return None
+        if name.split("/", 1)[0] in PLAIN:  # its routes check the right again themselves
+            name = name.split("/", 1)[0]
         if name not in rules.PAGES:
             return web.error_response(404, "no such page")
         rules.require_page(web.request_viewer(model), name)
@@ -288,10 +332,11 @@ def _register_devices(app, store, model, settings) -> None:
         Input(ids.ADMIN_DEVICE_ATTACH, "n_clicks"),
         Input(ids.ADMIN_DEVICE_UNKNOWN, "n_clicks"),
         Input(ids.ADMIN_DEVICE_BULK, "contents"),
+        Input(ids.ADMIN_DEVICES_REFRESH, "data"),
         State(ids.ADMIN_DEVICE_ID, "value"),
         State(ids.ADMIN_DEVICE_OWNER, "value"),
     )
-    def devices_page(_r, _a, _u, contents, device, owner):
+    def devices_page(_r, _a, _u, contents, _refresh, device, owner):
         viewer = web.request_viewer(model)
         rules.require_page(viewer, "devices")
         said, clicked = None, _clicked()
@@ -326,8 +371,36 @@ def _register_devices(app, store, model, settings) -> None:
         except rules.AdminError as exc:
             said = _said(str(exc), ok=False)
         devices = table(rules.list_devices(store, viewer))
-        unknown = table(rules.unknown_devices(store, viewer))
+        unknown = unknown_table(rules.unknown_devices(store, viewer), rules.owners(store, viewer))
         return said, devices, unknown
+
+    @app.callback(
+        Output(ids.ADMIN_UNKNOWN_RESULT, "children"),
+        Output(ids.ADMIN_DEVICES_REFRESH, "data"),
+        Input({"type": ids.ADMIN_UNKNOWN_REGISTER, "device": ALL}, "n_clicks"),
+        State({"type": ids.ADMIN_UNKNOWN_OWNER, "device": ALL}, "value"),
+        prevent_initial_call=True,
+    )
+    def register_seen(_clicks, _owners):
+        viewer = web.request_viewer(model)
+        rules.require_page(viewer, "devices")
+        clicked = dash.ctx.triggered_id
+        # Dash also calls this when the table is drawn again (its buttons go): no click
+        if not isinstance(clicked, dict) or not dash.ctx.triggered[0].get("value"):
+            raise PreventUpdate
+        device = clicked.get("device")
+        owner = next(
+            (s.get("value") for s in dash.ctx.states_list[0] if s.get("id", {}).get("device") == device), None
+        )
+        try:
+            done = rules.register_seen(store, viewer, device, owner, local_tz=settings.local_tz)
+        except rules.AdminError as exc:
+            return _said(str(exc), ok=False), dash.no_update
+        said = _said(
+            f"Registered {device} for {owner}: {done.stored} fixes stored, "
+            f"{done.duplicates} already stored, {done.still_refused} still refused."
+        )
+        return said, uuid.uuid4().hex
 
 
 def _upload_bytes(contents) -> bytes:

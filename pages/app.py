@@ -19,7 +19,7 @@ from dash.exceptions import DependencyException
 from auth import users, web
 from config import PROJECT_ROOT
 from observe.metrics import OTHER, Metrics
-from pages import admin, dashboard, ids, outlook, ranking, schedules
+from pages import admin, dashboard, ids, imports, outlook, ranking, schedules
 from views.cache import Cache
 from views.model import Model
 from views.prefetch import Activity, Prefetcher
@@ -87,6 +87,7 @@ def build_app(
     # (2.9 MB: the core and the map and bar traces; tools/plotly_bundle) defines it before
     # the renderer starts and the full bundle is never fetched. Being a tag of the page, it
     # is downloaded from the start without a <link rel=preload>.
+    blueprints = list(blueprints)
     for bp in blueprints:
         app.server.register_blueprint(bp)
     model = Model(store, settings, Cache(size=1024))
@@ -157,6 +158,10 @@ def build_app(
     admin.register(app, store, model, settings)
     admin.install_page_guard(app, model)
     schedules.register(app, model, store, settings)  # /schedules: plain routes, no callbacks
+    # /admin/imports: plain routes too; the ingest API's uploads, so that one import runs
+    # at a time whichever way it comes
+    uploads = next((bp.uploads for bp in blueprints if hasattr(bp, "uploads")), None)
+    imports.register(app, model, store, settings, uploads)
     if warm:  # after the callbacks: the warm-up reads what the registered panels need
         threading.Thread(target=model.warm, name="emap-warm", daemon=True).start()
     web.security_headers(app)

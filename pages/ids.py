@@ -87,6 +87,13 @@ ADMIN_USER_RESET = "admin-user-reset"
 ADMIN_DEVICES_RESULT = "admin-devices-result"
 ADMIN_DEVICES_TABLE = "admin-devices-table"
 ADMIN_UNKNOWN_TABLE = "admin-unknown-table"
+#: One-click registration of a device seen in quarantine: the button and owner choice of
+#: each row (pattern ids carrying the device id) and the message; the store tells the
+#: devices callback to draw its tables again.
+ADMIN_UNKNOWN_REGISTER = "admin-unknown-register"
+ADMIN_UNKNOWN_OWNER = "admin-unknown-owner"
+ADMIN_UNKNOWN_RESULT = "admin-unknown-result"
+ADMIN_DEVICES_REFRESH = "admin-devices-refresh"
 ADMIN_DEVICE_ID = "admin-device-id"
 ADMIN_DEVICE_OWNER = "admin-device-owner"
 ADMIN_DEVICE_REGISTER = "admin-device-register"

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from data.ingest.importer import ImportFileError, import_file
+from data.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,6 +162,10 @@ def test_command_line_import_prints_counts(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "pings: 9 rows read = 4 accepted + 4 rejected + 1 duplicates" in run.stdout
+    with Store(tmp_path / "emap.duckdb", read_only=True) as store:  # the imports history
+        done = store.sql("SELECT channel, file_name, rows, accepted, rejected, duplicates FROM imports")
+    assert ("cli", "pings.csv", 9, 4, 4, 1) in done.rows()
+    assert len(done) == 3
     bad = subprocess.run(
         [sys.executable, "app.py", "import", str(tmp_path / "nope.parquet")],
         cwd=ROOT,

@@ -54,7 +54,14 @@ def test_a_good_file_is_imported_once(server, store, tokens):
     body = pings_csv(300)
     r = post_file(server, body.encode(), tokens["system"], name="pings-monday.csv")
     assert r.status_code == 200, r.text
-    assert r.json() == {
+    answer = r.json()
+    # the import is in the history, under the id the answer gives
+    row = store.sql(
+        "SELECT user_id, channel, file_name, accepted FROM imports WHERE import_id = ?",
+        [answer.pop("import_id")],
+    )
+    assert row.rows() == [("system:test-ops", "api", "pings-monday.csv", 300)]
+    assert answer == {
         "kind": "pings",
         "rows": 300,
         "accepted": 300,

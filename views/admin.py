@@ -19,6 +19,9 @@ devices       everything                  devices of couriers / vehicles of thei
 tokens        everything                  device tokens of their devices, system
                                           tokens bound to a node of their subtree;
                                           revoke the tokens they created
+imports       every file, every import    files held to their subtree; the
+                                          imports held to a node of it
+                                          (``views/imports.py``)
 audit log     every line                  lines of users bound inside their subtree
 ============  ==========================  =======================================
 
@@ -48,9 +51,9 @@ from data.store import devices as dev
 from geo import cells as h3cells
 from layers.escape import csv_frame
 
-PAGES = ("users", "devices", "tokens", "audit")
+PAGES = ("users", "devices", "tokens", "imports", "audit")
 #: Pages of each role (a viewer has none).
-_PAGES_OF = {"admin": PAGES, "operator": PAGES, "manager": ("devices", "tokens", "audit")}
+_PAGES_OF = {"admin": PAGES, "operator": PAGES, "manager": ("devices", "tokens", "imports", "audit")}
 #: Rows of the audit log shown or downloaded at most.
 AUDIT_ROWS = 5000
 #: Bytes of a bulk device file taken from the browser at most.
@@ -69,7 +72,7 @@ def pages_for(viewer: Viewer) -> tuple[str, ...]:
     --------
     >>> v = Viewer("nanshan", "manager", "b-1", False, frozenset({"b-1"}), {}, "nanshan")
     >>> pages_for(v)
-    ('devices', 'tokens', 'audit')
+    ('devices', 'tokens', 'imports', 'audit')
     >>> pages_for(Viewer("x", "viewer", "b-1", False, frozenset({"b-1"}), {}, "x"))
     ()
     """
@@ -82,7 +85,8 @@ def require_page(viewer: Viewer, page: str) -> None:
         raise OutsideScope(f"the {str(page)[:20]} page by a {viewer.role}")
 
 
-def _is_admin(viewer: Viewer) -> bool:
+def is_admin(viewer: Viewer) -> bool:
+    """Admins (and operators) hold every administrative right over the whole tree."""
     return viewer.role in ("admin", "operator")
 
 
@@ -207,7 +211,7 @@ def _owner(store, viewer: Viewer, courier_id, vehicle_id) -> tuple[str | None, s
     branch = _branch_of(store, courier_id, vehicle_id)
     if branch is None:
         raise AdminError(f"no {'courier' if courier_id else 'vehicle'} {(courier_id or vehicle_id)[:64]!r}")
-    if not _is_admin(viewer) and not viewer.holds(branch):
+    if not is_admin(viewer) and not viewer.holds(branch):
         raise OutsideScope(
             f"{'courier' if courier_id else 'vehicle'} of {branch} is outside {viewer.root}", branch
         )
@@ -230,7 +234,7 @@ def list_devices(store, viewer: Viewer) -> pl.DataFrame:
     """The devices the viewer may manage (a manager: those of their subtree's branches)."""
     require_page(viewer, "devices")
     frame = dev.list_devices(store)
-    if _is_admin(viewer):
+    if is_admin(viewer):
         return frame
     return frame.filter(pl.col("branch_id").is_in(sorted(viewer.nodes)))
 
@@ -242,7 +246,7 @@ def owners(store, viewer: Viewer) -> pl.DataFrame:
         "SELECT 'courier' AS kind, courier_id AS owner_id, name, branch_id FROM couriers "
         "UNION ALL SELECT 'vehicle', vehicle_id, plate, branch_id FROM vehicles ORDER BY kind, owner_id"
     )
-    if _is_admin(viewer):
+    if is_admin(viewer):
         return frame
     return frame.filter(pl.col("branch_id").is_in(sorted(viewer.nodes)))
 
@@ -265,7 +269,7 @@ def attach_device(store, viewer: Viewer, device_id, courier_id=None, vehicle_id=
     device_id = _text(device_id, "a device id")
     courier_id, vehicle_id = _owner(store, viewer, courier_id, vehicle_id)
     known, branch = _device_branch(store, device_id)
-    if known and not _is_admin(viewer) and not viewer.holds(branch):
+    if known and not is_admin(viewer) and not viewer.holds(branch):
         raise OutsideScope(f"device {device_id[:64]!r} belongs outside {viewer.root}", branch)
     try:
         dev.attach(store, device_id, courier_id, vehicle_id)
@@ -317,7 +321,7 @@ def bulk_devices(store, viewer: Viewer, data: bytes) -> dev.BulkResult:
     text = data.decode("utf-8-sig", errors="replace")
     numbers: list[int] | None = None
     early: list[tuple[int, str]] = []
-    if not _is_admin(viewer):
+    if not is_admin(viewer):
         try:
             lines, numbers, early = _bulk_lines(store, viewer, text)
         except csv.Error as exc:
@@ -440,7 +444,7 @@ def unknown_devices(store, viewer: Viewer) -> pl.DataFrame:
         )
         .sort("last_seen", descending=True)
     )
-    if not _is_admin(viewer):
+    if not is_admin(viewer):
         frame = frame.filter(pl.col("inside") & pl.col("branch_id").is_not_null())
     return frame.select("device_id", "fixes", "last_seen", "branch_id")
 
@@ -500,6 +504,20 @@ def register_unknown(
     return done
 
 
+def register_seen(store, viewer: Viewer, device_id, owner_id, *, local_tz: str, limits=None) -> Reingested:
+    """One click on a row of the unknown devices: the device must be one the viewer sees
+    in :func:`unknown_devices` (checked first, whatever the owner: a forged id is refused
+    as outside the viewer's subtree), then it is registered for the courier or vehicle
+    chosen and its fixes re-ingested (:func:`register_unknown`)."""
+    device_id = _text(device_id, "a device id")
+    if device_id not in set(unknown_devices(store, viewer)["device_id"].to_list()):
+        raise OutsideScope(f"unknown device {device_id[:64]!r} is not one of {viewer.root}")
+    courier_id, vehicle_id = owner_of(store, owner_id)
+    return register_unknown(
+        store, viewer, device_id, courier_id, vehicle_id, local_tz=local_tz, limits=limits
+    )
+
+
 # -- tokens -----------------------------------------------------------------------------------
 def list_tokens(store, viewer: Viewer) -> pl.DataFrame:
     """``token_id, kind, subject, node_id, created_by, created_at, revoked_at, mine``: the
@@ -515,7 +533,7 @@ def list_tokens(store, viewer: Viewer) -> pl.DataFrame:
         "LEFT JOIN couriers c ON c.courier_id = d.courier_id LEFT JOIN vehicles v ON v.vehicle_id = d.vehicle_id "
         "ORDER BY t.created_at"
     )
-    if _is_admin(viewer):
+    if is_admin(viewer):
         frame = frame.with_columns(pl.lit(True).alias("mine"))
     else:
         held = sorted(viewer.nodes)
@@ -538,9 +556,9 @@ def create_token(store, viewer: Viewer, kind, subject, node_id=None) -> str:
         known, branch = _device_branch(store, subject)
         if not known:
             raise AdminError(f"no device {subject!r}; register it first")
-        if not _is_admin(viewer) and not viewer.holds(branch):
+        if not is_admin(viewer) and not viewer.holds(branch):
             raise OutsideScope(f"device {subject!r} belongs outside {viewer.root}", branch)
-    elif not _is_admin(viewer):
+    elif not is_admin(viewer):
         if node_id is None:
             raise AdminError("a system token of a manager is bound to a node of their subtree")
         viewer.require(node_id)
@@ -567,7 +585,7 @@ def revoke_token(store, viewer: Viewer, token_id) -> None:
         raise AdminError("a token id is the 12 hex digits shown in the list")
     rows = list_tokens(store, viewer).filter(pl.col("token_id") == token_id)
     if rows.is_empty():
-        if _is_admin(viewer):
+        if is_admin(viewer):
             raise AdminError(f"no token {token_id}")
         raise OutsideScope(f"token {token_id} is not one of {viewer.label}")
     if not rows["mine"][0]:
@@ -591,7 +609,7 @@ def audit_lines(store, viewer: Viewer, action=None, text=None, limit: int = AUDI
     if isinstance(text, str) and text.strip():
         where.append("(contains(lower(a.user_id), ?) OR contains(lower(a.detail), ?))")
         params += [text.strip().lower()[:100]] * 2
-    if not _is_admin(viewer):
+    if not is_admin(viewer):
         where.append("a.user_id IN (SELECT user_id FROM users WHERE node_id IN (SELECT unnest(?)))")
         params.append(sorted(viewer.nodes))
     sql = "SELECT a.ts, a.user_id, a.action, a.detail FROM audit_log a"

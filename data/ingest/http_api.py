@@ -377,6 +377,8 @@ def _import_file(uploads: Uploads, tokens: TokenCache, metrics: Metrics) -> Resp
             scope_node=node,
             source=f"POST /api/v1/import {name} ({principal.name})",
             refusal=f"the token of system '{principal.system_name}' cannot write outside node '{node}'",
+            who=principal.name,
+            channel="api",
         )
     except ImportBusy as exc:
         return _error(409, str(exc), {"Retry-After": "10"})

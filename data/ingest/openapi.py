@@ -273,6 +273,10 @@ def openapi_spec(server_url: str = "") -> dict:
                             **text,
                             "description": "the quarantine table's source of the rejected rows",
                         },
+                        "import_id": {
+                            **text,
+                            "description": "its row in the imports history (the dashboard's imports page)",
+                        },
                         "rejected_lines": {
                             "type": "array",
                             "description": "the first rejected rows (at most 100), in file order",

@@ -39,6 +39,7 @@ from data.ingest.importer import (
     import_file,
 )
 from data.ingest.quarantine import Quarantine
+from data.store import imports as history
 from data.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class UploadResult:
     rejected_lines: list[tuple[int, str]] = field(default_factory=list)
     bytes: int = 0
     seconds: float = 0.0
+    #: Its row in the ``imports`` table (None: not recorded, no ``who`` was given).
+    import_id: str | None = None
 
     def as_json(self) -> dict:
         """The answer of ``POST /api/v1/import``."""
@@ -84,6 +87,7 @@ class UploadResult:
             "rejected": self.rejected,
             "duplicates": self.duplicates,
             "quarantine_source": self.quarantine_source,
+            "import_id": self.import_id,
             "rejected_lines": [{"line": n, "reason": why} for n, why in self.rejected_lines],
         }
 
@@ -132,6 +136,8 @@ class Uploads:
         progress: Callable[[int, int | None], None] | None = None,
         source: str | None = None,
         refusal: str = "",
+        who: str | None = None,
+        channel: str = "api",
     ) -> UploadResult:
         """Spool ``stream`` (anything with ``read(n)``) and import it.
 
@@ -155,6 +161,11 @@ class Uploads:
             keep it the same for the same file so that a re-import quarantines nothing twice.
         refusal : str, optional
             The reason given to rows outside ``scope_node``.
+        who : str, optional
+            Who imports (a user, a token's name): the import is written to the
+            ``imports`` table (:mod:`data.store.imports`) with ``channel``.
+        channel : str
+            ``api`` or ``page``: where the file came from.
 
         Raises
         ------
@@ -193,7 +204,7 @@ class Uploads:
         else:
             seconds = time.perf_counter() - t0
             log.info("import of %s: %s (%.1f s)", source, report.line(), seconds)
-            return UploadResult(
+            result = UploadResult(
                 report.kind,
                 report.rows,
                 report.accepted,
@@ -204,6 +215,23 @@ class Uploads:
                 size,
                 seconds,
             )
+            if who is not None:
+                result.import_id = history.record(
+                    self.store,
+                    user_id=who,
+                    channel=channel,
+                    file_name=name,
+                    kind=report.kind,
+                    scope_node=scope_node,
+                    rows=report.rows,
+                    accepted=report.accepted,
+                    rejected=report.rejected,
+                    duplicates=report.duplicates,
+                    quarantine_source=source,
+                    bytes=size,
+                    seconds=seconds,
+                )
+            return result
         finally:
             if spool is not None:
                 spool.unlink(missing_ok=True)

@@ -109,6 +109,21 @@ TABLES = {
         actor_kind VARCHAR NOT NULL   -- courier | vehicle
         -- one row per distinct actor in a cell-hour: distinct counts at any roll-up
         -- are recounted from here, never summed""",
+    "imports": """
+        import_id VARCHAR PRIMARY KEY,  -- short random id (the page's links name it)
+        started_at TIMESTAMP NOT NULL,  -- UTC
+        user_id VARCHAR NOT NULL,       -- who: a user, a token's name, cli:<os user>
+        channel VARCHAR NOT NULL,       -- page | api | cli
+        file_name VARCHAR NOT NULL,     -- as sent (shown as text, never a path used)
+        kind VARCHAR,                   -- pings | parcel_events | outlets | couriers
+        scope_node VARCHAR,             -- rows outside it were refused; NULL: any node
+        rows BIGINT NOT NULL,
+        accepted BIGINT NOT NULL,
+        rejected BIGINT NOT NULL,
+        duplicates BIGINT NOT NULL,
+        bytes BIGINT,
+        seconds DOUBLE,
+        quarantine_source VARCHAR NOT NULL  -- quarantine.source of its rejected rows""",
     "demo_surges": """
         branch_id VARCHAR, start_hour TIMESTAMP, end_hour TIMESTAMP,
         factor DOUBLE, cause VARCHAR  -- the surges the demo injected (the truth for alerts)""",

@@ -68,7 +68,14 @@ def test_a_branch_manager_registers_a_device_of_their_branch_only(browser, auth_
     context, page = _signed_in(browser, auth_url, "nanshan")
     try:
         links = page.eval_on_selector_all(f"#{ids.ADMIN_NAV} a", "as => as.map(a => a.getAttribute('href'))")
-        assert links == ["/", "/admin/devices", "/admin/tokens", "/admin/audit", "/schedules"]
+        assert links == [
+            "/",
+            "/admin/devices",
+            "/admin/tokens",
+            "/admin/imports",
+            "/admin/audit",
+            "/schedules",
+        ]
         assert page.goto(f"{auth_url}/admin/users").status == 403
 
         page.goto(f"{auth_url}/admin/devices")
@@ -112,7 +119,7 @@ def test_a_viewer_has_no_administration_page(browser, auth_url):
     context, page = _signed_in(browser, auth_url, "sz-viewer")
     try:
         assert page.locator(f"#{ids.ADMIN_NAV}").count() == 0
-        for name in ("users", "devices", "tokens", "audit"):
+        for name in ("users", "devices", "tokens", "imports", "audit"):
             assert page.goto(f"{auth_url}/admin/{name}").status == 403
     finally:
         context.close()

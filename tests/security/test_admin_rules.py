@@ -62,7 +62,7 @@ def _lines(store, who, action):
 
 def test_pages_by_role(boss, nanshan, reader):
     assert admin.pages_for(boss) == admin.PAGES
-    assert admin.pages_for(nanshan) == ("devices", "tokens", "audit")
+    assert admin.pages_for(nanshan) == ("devices", "tokens", "imports", "audit")
     assert admin.pages_for(reader) == ()
     for page in admin.PAGES:
         with pytest.raises(OutsideScope):
