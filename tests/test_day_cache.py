@@ -93,6 +93,9 @@ def test_new_data_for_a_cached_day_is_seen(small_demo_path, tmp_path, settings):
             }
         ).with_row_index("_row", offset=1)
         assert store.ingest_pings(check_pings(pings)[0])[0] == n
+        reads = []
+        whole_read = model.days._read
+        model.days._read = lambda lo, hi, res: reads.append((lo, hi, res)) or whole_read(lo, hi, res)
 
         after_totals = model.trend(SHENZHEN, DAY).filter(pl.col("hour") == start)
         old = before_totals["pings"].sum() if len(before_totals) else 0
@@ -110,6 +113,9 @@ def test_new_data_for_a_cached_day_is_seen(small_demo_path, tmp_path, settings):
             gz.drop("local_hour"), queries.hourly_totals(store, GUANGZHOU, start, start + timedelta(hours=1))
         )
         assert courier is not None
+        # only the hour that changed was read again, once per resolution
+        assert reads and {(lo, hi) for lo, hi, _ in reads} == {(start, start + timedelta(hours=1))}
+        assert len(reads) == len({res for *_, res in reads})
 
 
 def test_a_newer_version_replaces_the_older_entry():

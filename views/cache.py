@@ -68,6 +68,13 @@ class Cache:
         with self._lock:
             self._data.pop(key, None)
 
+    def current_version(self, key):
+        """The newest version of ``key`` asked for so far (None: never asked); inside a
+        ``make`` of :meth:`get_current` it is the version being replaced, whose value
+        :meth:`peek` still has."""
+        with self._lock:
+            return self._current.get(key)
+
     def get_current(self, key, version, make):
         """The value of ``key`` for ``version`` of its data (computed once, as :meth:`get`);
         the value of an older version is dropped, so data that keeps changing (live

@@ -46,9 +46,11 @@ log = logging.getLogger(__name__)
 
 #: Bytes read from the request at a time.
 CHUNK_BYTES = 1 << 20
-#: Rows per batch, each committed on its own: small enough that a live commit waits at
-#: most a fraction of a second for the import's, large enough to keep the import's rate.
-BATCH_ROWS = 500_000
+#: Rows per batch, each committed on its own: live commits wait for the import's batch
+#: under way. Measured on 10 M rows (bench_import.py --via-server, 2 cores, loaded): 500 k
+#: rows kept 107 % of the command line's rate with live acks at p99 9.2 s, 100 k rows 61 %
+#: and 5.2 s, 250 k rows 72 % and 4.1 s (0.13 s idle).
+BATCH_ROWS = 250_000
 
 
 class ImportBusy(RuntimeError):

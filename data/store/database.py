@@ -9,6 +9,7 @@ access control is a property of the data layer.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,8 +151,18 @@ class Store:
         """A cursor for one thread's reads."""
         return self._con.cursor()
 
-    def close(self) -> None:
-        self._con.close()
+    def close(self, patience: float = 15.0) -> None:
+        """Close the store; a read still running on another thread (a request being
+        answered while the server stops) is waited for, up to ``patience`` seconds."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self._con.close()
+                return
+            except duckdb.Error as exc:
+                if "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def __enter__(self):
         return self

@@ -12,10 +12,10 @@ answers equal the store's scoped queries (``Store.cube``, ``queries.hourly_total
 Scope is enforced on every call, cached frames included: the scope is checked against
 the tree and only the rows of its branches are ever returned.
 
-Freshness: entries are keyed on a fingerprint of the window in the cube (rows, pings,
-scans, newest hour). Every stored ping or scan changes it, so data arriving for a day
+Freshness: entries are keyed on a fingerprint of the window in the cube (rows, pings and
+scans of each hour). Every stored ping or scan changes it, so data arriving for a day
 (live ingest, a late import) is seen; the fingerprint is re-read at most every
-``check_every`` seconds.
+``check_every`` seconds, and only the hours whose fingerprint changed are read again.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class DayFigures:
     Parameters
     ----------
     store : data.store.database.Store
-    cache : object with ``get(key, make, ttl=None)`` and ``get_current(key, version, make)``
+    cache : object with ``get(key, make, ttl=None)``, ``get_current(key, version, make)``,
+        ``current_version(key)`` and ``peek(key)``
         Where frames live (``views.model.Cache``: an LRU created by ``build_app``); a
         day's frames of an older fingerprint are dropped when newer ones are read.
     check_every : float
@@ -77,20 +78,27 @@ class DayFigures:
 
     # -- freshness --------------------------------------------------------------------
     def version(self, start: datetime, end: datetime) -> tuple:
-        """Fingerprint of the cube in ``start <= hour < end``: any stored record changes it."""
-        return self.cache.get(
-            ("day-version", start, end),
-            lambda: tuple(
+        """Fingerprint of the cube in ``start <= hour < end``: any stored record changes it.
+        It is made of the fingerprints of the window's hours (:meth:`hour_versions`)."""
+        return tuple(sorted(self.hour_versions(start, end).items()))
+
+    def hour_versions(self, start: datetime, end: datetime) -> dict:
+        """Fingerprint (rows, pings, scans) of each hour of ``start <= hour < end`` holding
+        cube data, from one grouped read trusted for ``check_every`` seconds."""
+
+        def make():
+            rows = (
                 self.store.cursor()
                 .execute(
-                    "SELECT count(*), coalesce(sum(pings), 0), coalesce(sum(scans), 0), max(hour) "
-                    f"FROM {self.store.cube_sources(None)[0]} WHERE hour >= ? AND hour < ?",
+                    "SELECT hour, count(*), coalesce(sum(pings), 0), coalesce(sum(scans), 0) "
+                    f"FROM {self.store.cube_sources(None)[0]} WHERE hour >= ? AND hour < ? GROUP BY hour",
                     [start, end],
                 )
-                .fetchone()
-            ),
-            ttl=self.check_every,
-        )
+                .fetchall()
+            )
+            return {hour: tuple(rest) for hour, *rest in rows}
+
+        return self.cache.get(("hour-versions", start, end), make, ttl=self.check_every)
 
     # -- scope ------------------------------------------------------------------------
     def _branches(self, scope: str) -> pl.Series:
@@ -111,43 +119,67 @@ class DayFigures:
     # -- network-wide frames ----------------------------------------------------------
     def _frames(self, start: datetime, end: datetime, res: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Sums per (hour, [cell,] branch) and distinct presence rows per (hour, [cell,]
-        branch, actor) of the whole network; ``res`` None leaves cells out."""
+        branch, actor) of the whole network; ``res`` None leaves cells out.
+
+        While data arrives (live ingest) only the hours whose fingerprint changed are
+        read again and spliced into the frames read before: a new fix costs a read of its
+        hour, not of the whole day."""
+        key = ("day-frames", start, end, res)
+        hours = self.hour_versions(start, end)
+        version = tuple(sorted(hours.items()))
 
         def make():
-            if res is None:
-                cell = ""
-            elif res < h3cells.BASE_RES:
-                cell = h3cells.parent_sql("cell", res) + " AS cell, "
-            else:
-                cell = "cell, "
-            counts = ", ".join(f"sum({c})::BIGINT AS {c}" for c in CUBE_COUNTS)
-            params = {"start": start, "end": end}
-            # A store over a lake answers coarse reads from its coarse tier.
-            hourly, presence_table = self.store.cube_sources(res)
-            sums = (
-                self.store.cursor()
-                .sql(
-                    f"SELECT hour, {cell}branch_id, {counts} FROM {hourly} "
-                    "WHERE hour >= $start AND hour < $end GROUP BY ALL",
-                    params=params,
+            before = self.cache.current_version(key)
+            kept = self.cache.peek((key, before)) if before is not None else None
+            if kept is None:
+                return self._read(start, end, res)
+            changed = {h for h, v in hours.items() if dict(before).get(h) != v}
+            changed |= {h for h, _ in before if h not in hours}
+            if not changed:
+                return kept
+            lo, hi = min(changed), max(changed) + timedelta(hours=1)
+            fresh = self._read(lo, hi, res)
+            return tuple(
+                pl.concat(
+                    [old.filter((pl.col("hour") < lo) | (pl.col("hour") >= hi)), new], how="vertical_relaxed"
                 )
-                .pl()
+                for old, new in zip(kept, fresh, strict=True)
             )
-            # Actors as small integers: the recount is a distinct count of them.
-            presence = (
-                self.store.cursor()
-                .sql(
-                    f"SELECT DISTINCT hour, {cell}branch_id, actor_kind = 'courier' AS courier, actor_id "
-                    f"FROM {presence_table} WHERE hour >= $start AND hour < $end",
-                    params=params,
-                )
-                .pl()
-                .with_columns(pl.col("actor_id").rank("dense").cast(pl.UInt32).alias("actor"))
-                .drop("actor_id")
-            )
-            return sums, presence
 
-        return self.cache.get_current(("day-frames", start, end, res), self.version(start, end), make)
+        return self.cache.get_current(key, version, make)
+
+    def _read(self, start: datetime, end: datetime, res: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+        if res is None:
+            cell = ""
+        elif res < h3cells.BASE_RES:
+            cell = h3cells.parent_sql("cell", res) + " AS cell, "
+        else:
+            cell = "cell, "
+        counts = ", ".join(f"sum({c})::BIGINT AS {c}" for c in CUBE_COUNTS)
+        params = {"start": start, "end": end}
+        # A store over a lake answers coarse reads from its coarse tier.
+        hourly, presence_table = self.store.cube_sources(res)
+        sums = (
+            self.store.cursor()
+            .sql(
+                f"SELECT hour, {cell}branch_id, {counts} FROM {hourly} "
+                "WHERE hour >= $start AND hour < $end GROUP BY ALL",
+                params=params,
+            )
+            .pl()
+        )
+        # Actors as 64-bit hashes of their ids: the recount is a distinct count of them,
+        # and the same actor has the same number in hours read at different times.
+        presence = (
+            self.store.cursor()
+            .sql(
+                f"SELECT DISTINCT hour, {cell}branch_id, actor_kind = 'courier' AS courier, hash(actor_id) AS actor "
+                f"FROM {presence_table} WHERE hour >= $start AND hour < $end",
+                params=params,
+            )
+            .pl()
+        )
+        return sums, presence
 
     def load(self, start: datetime, end: datetime, resolutions) -> None:
         """Read the frames of a window ahead of its first request (a start-up warm-up)."""

@@ -52,23 +52,6 @@ def live_server(ingest_template, tmp_path):
         with served(app) as url:
             yield url, {"Authorization": f"Bearer {tokens['system']}"}, app
         bp.committer.close()
-        _after_requests(store)
-
-
-def _after_requests(store, patience: float = 10.0) -> None:
-    """Wait until the requests the page sent last have ended (the server stopped
-    accepting, but a request thread may still be reading): the store closes after them."""
-    import duckdb
-
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            store.close()
-            return
-        except duckdb.Error:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def _post(url: str, headers: dict, fixes: list[dict]) -> None:
