@@ -44,8 +44,10 @@ def indicator() -> html.Span:
 def register(app, model: Model, text: dict) -> None:
     """Attach the poll, the switch of its timer and the client-side watchdog."""
 
-    @app.callback(Output(ids.LIVE, "value"), Input(ids.URL, "search"), prevent_initial_call=False)
-    def start_live(search):
+    # Triggered once, by the page's id being set at its load (not by the URL: the reducer
+    # writes the URL and reads this switch, and a cycle would upset Dash's first round).
+    @app.callback(Output(ids.LIVE, "value"), Input(ids.OUTLOOK_CLIENT, "data"), State(ids.URL, "search"))
+    def start_live(_page, search):
         # A page opened on no particular hour while data is arriving starts live: the
         # newest hour, following the data. A link to a given hour stays on it.
         pinned = isinstance(search, str) and ("date=" in search or "hour=" in search)

@@ -75,9 +75,7 @@ def test_a_page_opened_on_the_demo_sees_the_day_move_and_the_surge_alert(live_de
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     # no hour in the link and data arriving: the page starts live
-    page.wait_for_function(
-        "document.querySelector('#live input') && document.querySelector('#live input').checked"
-    )
+    page.wait_for_function("document.querySelector('#live input')?.checked === true")
     page.wait_for_function(f"({COURIERS})() !== null")
     page.evaluate("() => { window.emapSamePage = true; }")
     markers = page.evaluate(COURIERS)

@@ -65,7 +65,7 @@ def test_fixes_reach_an_open_live_page_without_a_reload(live_server, page):
     _post(url, headers, _fixes(COURIER_DEVICES[:2]))
     # no hour in the link, data arriving: the page starts live on the newest hour
     page.goto(f"{url}/?node=r-440300&layers=hexes,couriers&lang=en")
-    page.wait_for_function("document.querySelector('#live input').checked")
+    page.wait_for_function("document.querySelector('#live input')?.checked === true")
     page.wait_for_function(
         "document.querySelector('#live-text').textContent.startsWith('live · last update')"
     )
@@ -99,7 +99,7 @@ def test_unanswered_polls_turn_the_indicator_to_lost(live_server, page):
     url, headers, _app = live_server
     _post(url, headers, _fixes(COURIER_DEVICES[:1]))
     page.goto(f"{url}/?node=r-440300&lang=en")
-    page.wait_for_function("document.querySelector('#live-text').textContent.startsWith('live')")
+    page.wait_for_function("document.querySelector('#live-text')?.textContent.startsWith('live')")
     assert "live-lost" not in page.locator("#live-badge").get_attribute("class")
     # the server stops answering the page's requests
     page.route(_is_callback, lambda route: route.abort())
