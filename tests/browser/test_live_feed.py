@@ -67,7 +67,7 @@ def test_fixes_reach_an_open_live_page_without_a_reload(live_server, page):
     page.goto(f"{url}/?node=r-440300&layers=hexes,couriers&lang=en")
     page.wait_for_function("document.querySelector('#live input')?.checked === true")
     page.wait_for_function(
-        "document.querySelector('#live-text').textContent.startsWith('live · last update')"
+        "document.querySelector('#live-text')?.textContent.startsWith('live · last update')"
     )
     page.wait_for_function(f"({COURIERS_SHOWN})() === 2")
     before = page.locator("#kpi-couriers").inner_text()
