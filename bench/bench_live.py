@@ -54,6 +54,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dashboard import HEXES_DRAWN, MAP_XY  # noqa: E402  (the dashboard bench's page probes)
 
 #: The demo admin (data/demo/accounts.py) signs in with this password: the server is
 #: started with it as EMAP_DEMO_PASSWORD, and it is set on the copy when the account exists.
@@ -68,15 +70,6 @@ LAT, LNG = 22.5431, 114.0579
 LATENCY_DEVICES = 3
 CALLBACK = "/_dash-update-component"
 
-HEXES_DRAWN = (
-    "(() => { const gd = document.querySelector('#map .js-plotly-plot');"
-    " const h = gd && gd.data && gd.data.find(t => t.uid === 'hexes');"
-    " return h && h.locations && h.locations.length > 0"
-    " && document.querySelector('#kpi-pickups') !== null; })()"
-)
-MAP_XY = """([lat, lng]) => { const gd = document.querySelector('#map .js-plotly-plot');
-    const m = gd._fullLayout.map._subplot.map; const p = m.project([lng, lat]);
-    const r = m.getCanvas().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }"""
 COURIERS = (
     "(() => { const v = document.querySelector('#kpi-couriers .value'); return v ? v.textContent : null; })()"
 )

@@ -102,6 +102,16 @@ class ImportReport:
         with self._lock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
 
+    def counts(self) -> dict:
+        """Kind and counts, as the imports history records them."""
+        return {
+            "kind": self.kind,
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+        }
+
     def line(self) -> str:
         return (
             f"{self.path}: {self.kind}: {self.rows} rows read = {self.accepted} accepted + "
