@@ -145,7 +145,7 @@ def ensure_db(size: str) -> Path:
     return path
 
 
-def prepare(source: Path, run_dir: Path, latency_ids: list[str]) -> dict:
+def prepare(source: Path, run_dir: Path, latency_ids: list[str], import_rows: int = 0) -> dict:
     """Copy ``source`` into ``run_dir`` and give the copy what the benchmark needs: a
     system token, the demo admin's password, the devices of the latency run."""
     sys.path.insert(0, str(ROOT))
@@ -189,7 +189,46 @@ def prepare(source: Path, run_dir: Path, latency_ids: list[str]) -> dict:
             ),
             "device_id",
         )
-    return {"db": db, "token": token, "devices": devices, "newest": newest or 0, "day": str(end_date)}
+        upload = None
+        if import_rows:
+            # A file of the store's own pings moved a week back: new records (not duplicates),
+            # of registered devices, on days nobody looks at during the runs.
+            upload = run_dir / f"import-{import_rows}.parquet"
+            store.cursor().execute(
+                "COPY (SELECT device_id, timezone('UTC', ts - INTERVAL 7 DAY) AS ts, lat, lng, speed, heading, accuracy "
+                f"FROM pings ORDER BY ts LIMIT {int(import_rows)}) TO '{upload}' (FORMAT parquet)"
+            )
+    return {
+        "db": db,
+        "token": token,
+        "devices": devices,
+        "newest": newest or 0,
+        "day": str(end_date),
+        "upload": upload,
+    }
+
+
+def import_worker(port: int, token: str, path: str, start_at: float):
+    """POST the file ``path`` to ``/api/v1/import`` from ``start_at``: (HTTP status, the
+    answer, seconds, CPU seconds of this process)."""
+    time.sleep(max(0.0, start_at - time.time()))
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+    with open(path, "rb") as body:
+        conn.request(
+            "POST",
+            f"/api/v1/import?kind=pings&name={Path(path).name}",
+            body=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Length": str(os.path.getsize(path)),
+                "Content-Type": "application/octet-stream",
+            },
+        )
+        answer = conn.getresponse()
+        text = answer.read().decode(errors="replace")
+    seconds = time.perf_counter() - t0
+    return answer.status, text[:300], seconds, time.process_time()
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -640,8 +679,18 @@ def settle(server: Server, idle: float = 0.25, window: float = 3.0, limit: float
     return f"server settled in {time.monotonic() - t0:.0f} s"
 
 
-def run(label: str, args, server: Server, plan: Plan, views: dict, cookies: list[dict], ingest: bool) -> dict:
-    """One run of ``--seconds``: users (``cookies``: one per user) and/or ingest."""
+def run(
+    label: str,
+    args,
+    server: Server,
+    plan: Plan,
+    views: dict,
+    cookies: list[dict],
+    ingest: bool,
+    upload: Path | None = None,
+) -> dict:
+    """One run of ``--seconds``: users (``cookies``: one per user) and/or ingest, and a
+    file import started with them (``upload``)."""
     n = len(cookies)
     settled = settle(server)
     print(
@@ -655,7 +704,11 @@ def run(label: str, args, server: Server, plan: Plan, views: dict, cookies: list
     before = server.stats()
     cpu_server = server.cpu()
     futures = {}
-    with ProcessPoolExecutor(max_workers=procs + (2 if ingest else 0), mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=procs + (2 if ingest else 0) + (1 if upload else 0), mp_context=ctx
+    ) as pool:
+        if upload is not None:
+            futures["import"] = pool.submit(import_worker, server.port, args.token, str(upload), start_at)
         if ingest:
             first, base = plan.next_run()
             futures["batch"] = pool.submit(
@@ -696,6 +749,10 @@ def run(label: str, args, server: Server, plan: Plan, views: dict, cookies: list
             phone_lat=plat,
             phone_fail=pfail,
         )
+    if upload is not None:
+        status, answer, seconds, _ = results["import"]
+        out["import"] = f"import of {upload.name}: HTTP {status} in {seconds:.1f} s: {answer}"
+        print(out["import"], flush=True)
     commits = after.get("groups", 0) - before.get("groups", 0)
     out["commits"] = commits
     print_run(out, args)
@@ -871,6 +928,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     ap.add_argument("--server-threads", type=int, default=256)
     ap.add_argument("--latency-samples", type=int, default=20)
+    ap.add_argument(
+        "--import-rows",
+        type=int,
+        default=0,
+        help="also a run of the largest --users with ingest while a file of this many pings is "
+        "imported through POST /api/v1/import (0: none)",
+    )
     args = ap.parse_args(argv)
     args.users = [int(x) for x in str(args.users).split(",") if x.strip()]
     return args
@@ -919,7 +983,7 @@ def main(argv=None) -> int:
     source = args.db or ensure_db(args.size)
     run_dir = ROOT / "var" / "bench-live-run"
     latency_ids = [f"lt-{i:03d}-{d}" for i in range(args.latency_samples) for d in range(LATENCY_DEVICES)]
-    prep = prepare(source, run_dir, latency_ids)
+    prep = prepare(source, run_dir, latency_ids, args.import_rows)
     args.token = prep["token"]
     plan = Plan(args, prep["devices"], prep["newest"])
     print(
@@ -939,6 +1003,12 @@ def main(argv=None) -> int:
         for n in args.users:
             runs.append(run(f"{n} users, no ingest", args, server, plan, views, cookies[:n], ingest=False))
             runs.append(run(f"{n} users + ingest", args, server, plan, views, cookies[:n], ingest=True))
+        if prep["upload"] is not None and args.users:
+            n = max(args.users)
+            label = f"{n} users + ingest + import"
+            runs.append(
+                run(label, args, server, plan, views, cookies[:n], ingest=True, upload=prep["upload"])
+            )
         print(
             f"\nacknowledgement -> browser ({args.latency_samples} samples, {LATENCY_DEVICES} new devices each, "
             f"no other load; {settle(server)}; load average {loadavg()}):",
