@@ -94,6 +94,19 @@ def cpu_of(pid: int) -> float:
         return float("nan")
 
 
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
 def quantiles(values: list[float]) -> tuple[float, float, float]:
     """p50, p95, p99 (nearest rank) of ``values``; NaNs when empty."""
     if not values:
@@ -235,8 +248,8 @@ def import_worker(port: int, token: str, path: str, start_at: float):
 class Server:
     """``python app.py serve`` on a store of ``run_dir``, as a subprocess of this script."""
 
-    def __init__(self, run_dir: Path, threads: int):
-        self.run_dir, self.threads = run_dir, threads
+    def __init__(self, run_dir: Path, threads: int, web_processes: int = 0):
+        self.run_dir, self.threads, self.web_processes = run_dir, threads, web_processes
         self.port, self.phone_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -250,6 +263,8 @@ class Server:
         ).stdout
         if "--no-live-demo" in helptext:  # the store must hold only the benchmark's traffic
             cmd.append("--no-live-demo")
+        if self.web_processes:
+            cmd += ["--web-processes", str(self.web_processes)]
         return cmd
 
     def start(self) -> None:
@@ -286,7 +301,10 @@ class Server:
         return json.loads(c.getresponse().read())
 
     def cpu(self) -> float:
-        return cpu_of(self.proc.pid) if self.proc else float("nan")
+        """CPU seconds of the server and of its web workers (processes it started)."""
+        if not self.proc:
+            return float("nan")
+        return cpu_of(self.proc.pid) + sum(cpu_of(c) for c in children_of(self.proc.pid))
 
     def stop(self) -> None:
         """SIGTERM (queued records are committed), then SIGKILL after a minute."""
@@ -927,6 +945,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="paced to the target together; each waits for its answer (rate x ack time are busy)",
     )
     ap.add_argument("--server-threads", type=int, default=256)
+    ap.add_argument(
+        "--web-processes", type=int, default=0, help="serve --web-processes: callbacks in worker processes"
+    )
     ap.add_argument("--latency-samples", type=int, default=20)
     ap.add_argument(
         "--import-rows",
@@ -991,7 +1012,7 @@ def main(argv=None) -> int:
         f"{len(plan.batch_devices):,} demo devices for batches, {len(plan.phone_devices):,} for phones; "
         f"fixes from {clock(plan.t0)} UTC on"
     )
-    server = Server(run_dir, args.server_threads)
+    server = Server(run_dir, args.server_threads, args.web_processes)
     # Ctrl-C and SIGTERM end the runs through the finally clauses, which stop the server.
     signal.signal(signal.SIGTERM, _interrupt)
     runs: list[dict] = []

@@ -39,6 +39,12 @@ def add_arguments(s) -> None:
         type=float,
         help="data seconds of the live demo day per second (default EMAP_LIVE_SPEEDUP or 1)",
     )
+    s.add_argument(
+        "--web-processes",
+        type=int,
+        help="worker processes answering the dashboard's callbacks, apart from ingest "
+        "(default EMAP_WEB_PROCESSES or 0: this process answers them)",
+    )
     s.add_argument("--lake", help="serve a lake's partitions instead of the embedded store (EMAP_LAKE_DIR)")
 
 
@@ -69,24 +75,30 @@ def run(args, settings: Settings) -> int:
     scheduler = report_scheduler.start(store, settings)  # scheduled reports, one at a time
     metrics, health = observed(store)
     blueprints = _ingest(store, settings, metrics, health)
+    pool = _web_pool(args, settings, store)  # before the app: it sets the shared session key
     try:
         app = build_app(
             store,
             settings,
             blueprints=[*blueprints, make_observe_blueprint(metrics, health, settings.metrics_token)],
             auth=True,
+            warm=pool is None,  # with workers, they warm what their callbacks read
             metrics=metrics,
         )
     except ValueError as exc:  # a setting that cannot be used (EMAP_TRUSTED_PROXIES...)
         log.error("cannot serve: %s", exc)
-        _close(store, blueprints, None, channel, scheduler)
+        _close(store, blueprints, None, channel, scheduler, pool=pool)
         return 2
+    if pool is not None:
+        from cli.web_pool import install
+
+        install(app, pool)
     host = args.host or settings.host
     port = args.port or settings.port
     try:
         phones = _phones(args, settings, blueprints, host, port)
     except OSError:
-        _close(store, blueprints, None, channel, scheduler)
+        _close(store, blueprints, None, channel, scheduler, pool=pool)
         return 2
     log.info("EMAP dashboard on http://%s:%s/", host, port)
     live = _live_demo(args, settings, store, blueprints, host, port, phones)  # waits for the port
@@ -98,7 +110,7 @@ def run(args, settings: Settings) -> int:
     except KeyboardInterrupt:
         log.info("stopping")
     finally:
-        _close(store, blueprints, phones, channel, scheduler, live)
+        _close(store, blueprints, phones, channel, scheduler, live, pool)
     return 0
 
 
@@ -243,9 +255,26 @@ def _live_demo(args, settings: Settings, store, blueprints: list, host: str, por
     ).start()
 
 
-def _close(store, blueprints: list, phones, channel=None, scheduler=None, live=None) -> None:
+def _web_pool(args, settings: Settings, store):
+    """The web workers (:mod:`cli.web_pool`), started, or None (none asked for, or a lake:
+    its partitions are read where they are served)."""
+    n = settings.web_processes if args.web_processes is None else args.web_processes
+    if n <= 0:
+        return None
+    if settings.lake_dir:
+        log.info("Serving a lake: the dashboard's callbacks are answered by this process.")
+        return None
+    from cli.web_pool import WebPool
+
+    log.info("starting %d web worker(s) for the dashboard's callbacks", n)
+    return WebPool(store, n).start()
+
+
+def _close(store, blueprints: list, phones, channel=None, scheduler=None, live=None, pool=None) -> None:
     if live is not None:
         live.stop()  # first: its requests need the server and the writer
+    if pool is not None:
+        pool.close()  # the workers' reads go through this store
     if scheduler is not None:
         scheduler.close()  # before the store: a report being made finishes first
     if channel is not None:

@@ -75,6 +75,13 @@ class Settings:
     #: Data seconds of the live demo day per wall-clock second. 1: its records are
     #: stamped with the time they are sent, so "live" means now and the day rolls on.
     live_speedup: float = 1.0
+    #: Web worker processes answering the dashboard's callbacks (``cli/web_pool.py``). 0:
+    #: the serving process answers them itself. With workers, figures are built beside
+    #: the ingest API and the writer instead of on their interpreter.
+    web_processes: int = 0
+    #: How much lower than the serving process the workers are scheduled (``nice``): when
+    #: the machine's cores are all busy, ingest goes first and the dashboard waits.
+    web_nice: int = 10
     # -- live ingest (data/ingest/http_api.py) ---------------------------------------------------
     #: Largest request body the ingest API reads; larger ones get 413.
     ingest_max_body_bytes: int = 16 * 1024 * 1024

@@ -137,6 +137,13 @@ class Metrics:
             buckets=_CALLBACK_SECONDS,
             registry=r,
         )
+        self._web_callbacks = Counter(
+            "emap_web_callbacks",
+            "Dashboard callbacks by who answered them: a web worker, or the serving process "
+            "(no worker could: each one is a sign of a worker down or too slow).",
+            ["answered_by"],
+            registry=r,
+        )
         self.live_subscribers = Gauge(
             "emap_live_subscribers", "Viewers subscribed to the live channel now.", registry=r
         )
@@ -169,6 +176,11 @@ class Metrics:
         """One Dash callback request; ``output`` already one of the app's outputs or "other"."""
         self._callback_seconds.labels(output).observe(seconds)
 
+    def web_callback(self, answered_by: str) -> None:
+        """A dashboard callback answered by a web worker ("worker") or by the serving process
+        itself because no worker could ("server")."""
+        self._web_callbacks.labels(fixed(answered_by, ("worker", "server"))).inc()
+
     # -- read at scrape time -------------------------------------------------------------
     def watch_writer(self, queued: Callable[[], float], alive: Callable[[], bool]) -> None:
         """Expose the writer's queue depth (records waiting) and whether its thread runs."""
@@ -176,6 +188,10 @@ class Metrics:
         self._watch(
             "emap_writer_up", "1 while the ingest writer's thread runs, 0 once it has stopped.", alive
         )
+
+    def watch_web_workers(self, ready: Callable[[], float]) -> None:
+        """Expose how many web workers answer now (``serve --web-processes``)."""
+        self._watch("emap_web_workers_ready", "Web worker processes answering callbacks now.", ready)
 
     def watch_store(self, size: Callable[[], float]) -> None:
         """Expose the store's size on disk (bytes)."""

@@ -155,6 +155,9 @@ def build_app(
     prefetcher = Prefetcher(model, activity) if prefetch else None
     dashboard.register(app, model, text, prefetcher)
     outlook.register(app, model, text, activity, step_aside, ahead=prefetch)
+    # The dashboard's own callbacks: the ones web workers may answer (cli/web_pool.py);
+    # the administration's, registered below, stay beside the writer.
+    app.panel_outputs = frozenset(app.callback_map)
     admin.register(app, store, model, settings)
     admin.install_page_guard(app, model)
     schedules.register(app, model, store, settings)  # /schedules: plain routes, no callbacks
