@@ -61,6 +61,10 @@ class TooLarge(ValueError):
     """The upload is larger than ``import_max_bytes``; nothing was stored."""
 
 
+#: The counts of an import, in the order its answer gives them (``ImportReport.counts``).
+COUNTS = ("kind", "rows", "accepted", "rejected", "duplicates")
+
+
 @dataclass
 class UploadResult:
     """What became of an uploaded file: ``rows = accepted + rejected + duplicates``."""
@@ -83,11 +87,7 @@ class UploadResult:
     def as_json(self) -> dict:
         """The answer of ``POST /api/v1/import``."""
         return {
-            "kind": self.kind,
-            "rows": self.rows,
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "duplicates": self.duplicates,
+            **{k: getattr(self, k) for k in COUNTS},
             "quarantine_source": self.quarantine_source,
             "import_id": self.import_id,
             "rejected_lines": [{"line": n, "reason": why} for n, why in self.rejected_lines],
@@ -207,15 +207,11 @@ class Uploads:
             seconds = time.perf_counter() - t0
             log.info("import of %s: %s (%.1f s)", source, report.line(), seconds)
             result = UploadResult(
-                report.kind,
-                report.rows,
-                report.accepted,
-                report.rejected,
-                report.duplicates,
-                source,
-                report.samples,
-                size,
-                seconds,
+                **report.counts(),
+                quarantine_source=source,
+                rejected_lines=report.samples,
+                bytes=size,
+                seconds=seconds,
             )
             if who is not None:
                 result.import_id = history.record(
