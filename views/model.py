@@ -34,6 +34,9 @@ from views.forecast import alert_min, alert_res
 #: Seconds a day's data fingerprint is trusted before it is read again: new data shows
 #: within this time, and unchanged days are never recomputed.
 FRESHNESS_SECONDS = 1.0
+#: Seconds the first hour of a scope's data is trusted (the newest is read every
+#: FRESHNESS_SECONDS, from the newest known hour on).
+SPAN_SECONDS = 30.0
 #: Days the date list offers at most (the newest holding data).
 MAX_DAYS = 90
 #: Hours looked back to find when a zone started.
@@ -186,9 +189,21 @@ class Model:
         return earliest.replace(tzinfo=None), now + ahead
 
     def data_hours(self, scope: str):
-        return self.cache.get(
-            ("hours", scope), lambda: self.store.data_hours(scope, *self.plausible()), ttl=FRESHNESS_SECONDS
+        """First and last hour with data in ``scope``. The whole span is read every
+        :data:`SPAN_SECONDS` (a late import may add older hours); in between, only hours
+        from the newest known one on, which the store finds without reading older data."""
+        first, last = self.cache.get(
+            ("hours-span", scope), lambda: self.store.data_hours(scope, *self.plausible()), ttl=SPAN_SECONDS
         )
+
+        def newer():
+            if last is None:  # no data yet: the whole (empty) span, until data comes
+                return self.store.data_hours(scope, *self.plausible())
+            start, end = self.plausible()
+            newest = self.store.data_hours(scope, max(last, start), end)[1]
+            return first, max(last, newest) if newest is not None else last
+
+        return self.cache.get(("hours", scope), newer, ttl=FRESHNESS_SECONDS)
 
     def newest_hour(self):
         return self.data_hours(self.root())[1]
