@@ -184,6 +184,10 @@ def test_a_predicted_alert_comes_true_through_the_real_ingest_paths(
     assert backlog.accepted >= 0.99 * len(player.days[0].backlog) and backlog.failed_requests == 0
     assert report.accepted > 5_000 and report.failed_requests == 0
     assert tokens_left == 0  # the player's own token is revoked when it stops
+    moved = player.days[0].shift != timedelta(0)
+    assert moved == (clock != (14, 10))
+    # a moved day: the earlier demo days got its hours first (as the generator stores)
+    assert len(player.history) == moved and all(h["pings"] > 100_000 for h in player.history)
     start, in_transit, after = seen["start"], seen["in transit"], seen["after"]
     # information leads: the in-transit scans alone predict a peak-load alert in the
     # surge's branch, while no zone is over load there yet ...

@@ -19,7 +19,12 @@ Couriers work from about 08:00 to 19:45 in the demo's model. Started inside the 
 of the day (:data:`BUSY_FROM` to :data:`BUSY_UNTIL`, local time) the live day keeps the
 real hours, so the earlier demo days are a true baseline for the forecast; started
 earlier or later (03:00, 22:00) it is shifted by the smallest amount that puts its start
-in the busy part, so that something moves whatever the hour.
+in the busy part, so that something moves whatever the hour. The times stay real; what
+moves is the schedule. The forecast's baseline of an hour being that hour on earlier
+days, a shifted day also gives the earlier demo days the same shifted hours
+(:func:`moved_history`, stored as the generator stores its days, from a thread of its own
+so that the couriers move meanwhile), so that its surge is predicted before it shows, as
+inside the busy part.
 """
 
 from __future__ import annotations
@@ -181,15 +186,14 @@ def _moved(pings: pl.DataFrame, events: pl.DataFrame, shift: timedelta, tag: str
     """A generated day's records moved by ``shift``, its parcel ids tagged ``tag`` instead
     of ``P<yymmdd>`` (new ids: nothing collides with the stored demo day), sorted."""
     pings = pings.with_columns(pl.col("ts") + shift).sort("ts", "device_id")
-    events = (
-        events.with_columns(
-            *[pl.col(c) + shift for c in ("ts", "promised_at", "expected_at")],
-            pl.col("parcel_id").str.replace(r"^P\d{6}", tag),
-        )
-        .with_columns(pl.concat_str([pl.col("parcel_id"), pl.col("kind")], separator=":").alias("event_id"))
-        .sort("ts", "event_id")
-    )
-    return pings, events
+    return pings, _moved_events(events, shift, tag).sort("ts", "event_id")
+
+
+def _moved_events(events: pl.DataFrame, shift: timedelta, tag: str) -> pl.DataFrame:
+    return events.with_columns(
+        *[pl.col(c) + shift for c in ("ts", "promised_at", "expected_at")],
+        pl.col("parcel_id").str.replace(r"^P\d{6}", tag),
+    ).with_columns(pl.concat_str([pl.col("parcel_id"), pl.col("kind")], separator=":").alias("event_id"))
 
 
 # -- the earlier days' moved hours ------------------------------------------------------------
@@ -250,34 +254,35 @@ def moved_history(
     Returns
     -------
     tuple of polars.DataFrame
-        ``(pings, events)`` in the ingest schema, sorted.
+        ``(pings, events)`` in the ingest schema.
     """
     from data.demo import generator as demo
 
     no_surge = pl.DataFrame(schema=SURGE_SCHEMA)
     pings, events = demo.generate_day(network, day, demo.SIZES[size], seed, no_surge)
-    start_local = live.start.replace(tzinfo=UTC).astimezone(ZoneInfo(local_tz))
-    pings, events = _moved(pings, events, live.shift, f"H{day:%y%m%d}{start_local:%H%M}")
+    shift, start = live.shift, live.start
+    moved_hour = (pl.col("ts") + shift).dt.truncate("1h").alias("hour")
     busy = busy.select("actor_id", pl.col("hour").cast(pl.Datetime("us")))
-    hour = pl.col("ts").dt.truncate("1h").alias("hour")
-    actors = network["devices"].select("device_id", pl.coalesce("courier_id", "vehicle_id").alias("actor_id"))
+    # a device's hours rather than its courier's or van's: the pings are joined on their own ids
+    devices = network["devices"].select(
+        "device_id", pl.coalesce("courier_id", "vehicle_id").alias("actor_id")
+    )
+    busy_devices = busy.join(devices, on="actor_id").select("device_id", "hour")
     pings = (
-        pings.filter(pl.col("ts") < live.start)
-        .join(actors, on="device_id", how="left")
-        .with_columns(hour)
-        .join(busy, on=["actor_id", "hour"], how="anti")
-        .drop("actor_id", "hour")
-        .sort("ts", "device_id")
+        pings.filter(pl.col("ts") + shift < start)
+        .with_columns(moved_hour)
+        .join(busy_devices, on=["device_id", "hour"], how="anti")
+        .drop("hour")
+        .with_columns(pl.col("ts") + shift)
     )
     work = events.filter(pl.col("kind").is_in(["pickup", "delivered"])).select(
-        "parcel_id", pl.col("courier_id").alias("actor_id"), hour
+        "parcel_id", pl.col("courier_id").alias("actor_id"), moved_hour
     )
-    kept = work.join(busy, on=["actor_id", "hour"], how="anti")["parcel_id"]
-    later = events.filter(pl.col("ts") >= live.start)["parcel_id"]
-    events = events.filter(
-        pl.col("parcel_id").is_in(kept.implode()) & ~pl.col("parcel_id").is_in(later.implode())
-    )
-    return pings, events
+    kept = work.join(busy, on=["actor_id", "hour"], how="anti").select("parcel_id")
+    later = events.filter(pl.col("ts") + shift >= start).select("parcel_id").unique()
+    events = events.join(kept, on="parcel_id", how="semi").join(later, on="parcel_id", how="anti")
+    start_local = start.replace(tzinfo=UTC).astimezone(ZoneInfo(local_tz))
+    return pings, _moved_events(events, shift, f"H{day:%y%m%d}{start_local:%H%M}")
 
 
 def _signed(delta: timedelta) -> str:
@@ -343,12 +348,17 @@ def busy_hours(store, start: datetime, end: datetime) -> pl.DataFrame:
     )
 
 
-def store_records(store, pings: pl.DataFrame, events: pl.DataFrame, batch: int = 1_000_000) -> dict[str, int]:
+def store_records(
+    store, pings: pl.DataFrame, events: pl.DataFrame, batch: int = 500_000, stop=None
+) -> dict[str, int]:
     """Store generated records as the demo generator does (``Store.ingest_pings`` and
-    ``ingest_events``: cells, branches, dedupe and the cube in one commit per batch)."""
+    ``ingest_events``: cells, branches, dedupe and the cube in one commit per batch);
+    ``stop`` (an Event) set: no further batch."""
     totals = {"pings": 0, "parcel_events": 0, "refused": 0}
     for frame, kind in ((pings, "pings"), (events, "parcel_events")):
         for start in range(0, len(frame), batch):
+            if stop is not None and stop.is_set():
+                return totals
             part = frame.slice(start, batch).with_row_index("_row", offset=start + 1)
             stored, _dup, bad = store.ingest_pings(part) if kind == "pings" else store.ingest_events(part)
             totals[kind] += stored
@@ -412,7 +422,8 @@ class LivePlayer:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="emap-live-demo", daemon=True)
         self.days: list[LiveDay] = []  # played so far (the newest last)
-        self.history: list[dict] = []  # what the earlier days got before a moved day
+        self.history: list[dict] = []  # what the earlier days got for a moved day
+        self.earlier: threading.Thread | None = None  # giving them (moved days only)
         self.reports: list = []
 
     def start(self) -> LivePlayer | None:
@@ -428,10 +439,11 @@ class LivePlayer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop sending (what is in flight finishes) and wait for the thread."""
+        """Stop sending (what is in flight finishes) and wait for the threads."""
         self.stopping.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout)
+        for thread in (self.thread, self.earlier):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout)
 
     def join(self, timeout: float | None = None) -> None:
         self.thread.join(timeout)
@@ -511,13 +523,22 @@ class LivePlayer:
             osmand_share=self.osmand_share,
         )
         if day.shift:
-            self._give_history(day, size, seed)
+            # its own thread: at the normal speed, couriers start moving meanwhile
+            self.earlier = threading.Thread(
+                target=self._give_history, args=(day, size, seed), name="emap-live-earlier", daemon=True
+            )
+            self.earlier.start()
         # at once but two batches at a time: the dashboard keeps its share of the server
         backlog = replay.stream(
             day.pings.head(0), day.backlog, speedup=float("inf"), **{**send, "clients": 2}
         )
         self.reports.append(backlog)
         log.info("live demo day, in-transit scans: %s", "; ".join(backlog.lines()[:2]))
+        if self.earlier is not None and self.speedup > 1:
+            # Played faster than the clock, the surge would show before the earlier days
+            # hold its hours. At the normal speed they do within a minute or two, and its
+            # alert opens about 20 minutes in.
+            self.earlier.join()
         if self.after_backlog is not None:
             self.after_backlog()
         pings, events = day.pings, day.events
@@ -551,6 +572,12 @@ class LivePlayer:
     def _give_history(self, day: LiveDay, size: str, seed: int) -> None:
         """Give the earlier demo days the hours the moved live ``day`` plays
         (:func:`moved_history`), so that the forecast has a baseline for them."""
+        try:
+            self._give_earlier_days(day, size, seed)
+        except Exception:  # the live day goes on; only its predictions lack a baseline
+            log.exception("live demo day: the earlier days could not be given its hours")
+
+    def _give_earlier_days(self, day: LiveDay, size: str, seed: int) -> None:
         from ops import forecast as fc
 
         why = refusal(self.store)  # checked again: only ever written into a demo store
@@ -568,7 +595,7 @@ class LivePlayer:
             if self.stopping.is_set():
                 return
             pings, events = moved_history(network, size, seed, day, d, busy, self.local_tz)
-            for key, n in store_records(self.store, pings, events).items():
+            for key, n in store_records(self.store, pings, events, stop=self.stopping).items():
                 totals[key] += n
         log.info(
             "live demo day moved by %s: the earlier demo days (%s) got the same hours, %s pings and "
