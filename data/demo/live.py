@@ -536,7 +536,7 @@ class LivePlayer:
         log.info("live demo day, in-transit scans: %s", "; ".join(backlog.lines()[:2]))
         if self.earlier is not None and self.speedup > 1:
             # Played faster than the clock, the surge would show before the earlier days
-            # hold its hours. At the normal speed they do within a minute or two, and its
+            # hold its hours. At the normal speed they do within a few minutes, and its
             # alert opens about 20 minutes in.
             self.earlier.join()
         if self.after_backlog is not None:
@@ -591,6 +591,13 @@ class LivePlayer:
         network = read_network(self.store)
         totals = {"pings": 0, "parcel_events": 0, "refused": 0}
         days = earlier_days(today, held_days(busy, self.local_tz))
+        if not days:
+            log.info(
+                "live demo day moved by %s: no earlier day within the forecast's reach holds data "
+                "(the demo is older), so nothing is predicted for its hours",
+                _signed(day.shift),
+            )
+            return
         for d in days:
             if self.stopping.is_set():
                 return
@@ -601,7 +608,7 @@ class LivePlayer:
             "live demo day moved by %s: the earlier demo days (%s) got the same hours, %s pings and "
             "%s scans, for the forecast's baseline (%.1f s)",
             _signed(day.shift),
-            ", ".join(f"{d:%m-%d}" for d in days) or "none",
+            ", ".join(f"{d:%m-%d}" for d in days),
             f"{totals['pings']:,}",
             f"{totals['parcel_events']:,}",
             time.monotonic() - t0,
