@@ -70,6 +70,34 @@ def test_a_live_day_started_at_night_moves_at_once(network, hour):
     assert surge["start_hour"] <= start < surge["end_hour"]
 
 
+@pytest.mark.parametrize("hour", [3, 22])
+def test_a_moved_day_gives_the_earlier_days_its_hours_where_they_hold_nothing(network, small_store, hour):
+    start = _utc(datetime(LIVE_DAY.year, LIVE_DAY.month, LIVE_DAY.day, hour, 0))
+    day = live.live_day(network, "small", 7, start)
+    busy = live.busy_hours(small_store, start - timedelta(days=16), start)
+    days = live.earlier_days(LIVE_DAY, live.held_days(busy))
+    assert days == [LIVE_DAY - timedelta(days=2), LIVE_DAY - timedelta(days=1)]  # the demo's two
+    pings, events = live.moved_history(network, "small", 7, day, days[-1], busy)
+    assert pings["ts"].max() < start and events["ts"].max() < start
+    assert events["parcel_id"].str.starts_with(f"H{days[-1]:%y%m%d}{hour:02d}00").all()
+    # only where the courier or van has no record of its own in that hour ...
+    actors = network["devices"].select("device_id", pl.coalesce("courier_id", "vehicle_id").alias("actor_id"))
+    mine = pings.join(actors, on="device_id").select("actor_id", pl.col("ts").dt.truncate("1h").alias("hour"))
+    assert mine.join(busy, on=["actor_id", "hour"], how="semi").is_empty()
+    # ... each parcel whole: a delivery with its arrival scan, a pickup with its request
+    kinds = events.group_by("parcel_id").agg(pl.col("kind"))["kind"].to_list()
+    assert all(
+        ("delivered" in k) == ("arrival" in k) and ("pickup" in k) == ("pickup_request" in k) for k in kinds
+    )
+    # ... and the day before has couriers at work in the hours the live day starts with
+    branch = day.surge["branch_id"][0]
+    couriers = set(network["couriers"].filter(pl.col("branch_id") == branch)["courier_id"])
+    for h in range(3):
+        t = start.replace(minute=0) + timedelta(hours=h) - timedelta(days=1)
+        at_work = mine.filter((pl.col("hour") == t) & pl.col("actor_id").is_in(list(couriers)))
+        assert at_work["actor_id"].n_unique() > 0.8 * len(couriers)
+
+
 def test_it_never_plays_on_a_store_holding_real_data(small_demo_path, tmp_path, empty_store, caplog):
     assert "no demo marker" in live.refusal(empty_store)
     caplog.set_level(logging.INFO, logger="emap.live")
@@ -114,10 +142,16 @@ def _looks(model, viewer, branch: str, day: str, hour: int, outlook: bool = True
     }
 
 
-def test_a_predicted_alert_comes_true_through_the_real_ingest_paths(small_demo_path, tmp_path, settings):
+@pytest.mark.parametrize("clock", [(14, 10), (3, 0), (22, 0)], ids=["14:10", "03:00", "22:00"])
+def test_a_predicted_alert_comes_true_through_the_real_ingest_paths(
+    small_demo_path, tmp_path, settings, clock
+):
+    """Inside the busy hours the earlier demo days are the history as they are; started at
+    night, the day is moved and the player first gives the earlier days the moved hours."""
     from views.model import Model
 
-    day, hour = LIVE_DAY.isoformat(), 14
+    day, hour = LIVE_DAY.isoformat(), clock[0]
+    start_at = _utc(datetime(LIVE_DAY.year, LIVE_DAY.month, LIVE_DAY.day, *clock))
     with Store(copy_store(small_demo_path, tmp_path / "emap.duckdb")) as store:
         with ThreadedServer(store, settings, phones=True) as srv:
             model = Model(store, settings)
@@ -135,7 +169,7 @@ def test_a_predicted_alert_comes_true_through_the_real_ingest_paths(small_demo_p
                 speedup=1800,
                 span=timedelta(minutes=30),
                 osmand_share=0.01,
-                now=lambda: START,
+                now=lambda: start_at,
                 after_backlog=after_backlog,
             ).start()
             assert player is not None
@@ -150,6 +184,10 @@ def test_a_predicted_alert_comes_true_through_the_real_ingest_paths(small_demo_p
     assert backlog.accepted >= 0.99 * len(player.days[0].backlog) and backlog.failed_requests == 0
     assert report.accepted > 5_000 and report.failed_requests == 0
     assert tokens_left == 0  # the player's own token is revoked when it stops
+    moved = player.days[0].shift != timedelta(0)
+    assert moved == (clock != (14, 10))
+    # a moved day: the earlier demo days got its hours first (as the generator stores)
+    assert len(player.history) == moved and all(h["pings"] > 100_000 for h in player.history)
     start, in_transit, after = seen["start"], seen["in transit"], seen["after"]
     # information leads: the in-transit scans alone predict a peak-load alert in the
     # surge's branch, while no zone is over load there yet ...

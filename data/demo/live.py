@@ -19,7 +19,12 @@ Couriers work from about 08:00 to 19:45 in the demo's model. Started inside the 
 of the day (:data:`BUSY_FROM` to :data:`BUSY_UNTIL`, local time) the live day keeps the
 real hours, so the earlier demo days are a true baseline for the forecast; started
 earlier or later (03:00, 22:00) it is shifted by the smallest amount that puts its start
-in the busy part, so that something moves whatever the hour.
+in the busy part, so that something moves whatever the hour. The times stay real; what
+moves is the schedule. The forecast's baseline of an hour being that hour on earlier
+days, a shifted day also gives the earlier demo days the same shifted hours
+(:func:`moved_history`, stored as the generator stores its days, from a thread of its own
+so that the couriers move meanwhile), so that its surge is predicted before it shows, as
+inside the busy part.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ SURGE_FACTOR = 3.5
 SURGE_HOURS = 3
 #: Demo sizes a live day is played on (``large`` is for benchmarks: too heavy beside users).
 SIZES = ("small", "default")
+#: Columns of a surge (``demo_surges``; naive UTC hours).
+SURGE_SCHEMA = {
+    "branch_id": pl.String,
+    "start_hour": pl.Datetime("us"),
+    "end_hour": pl.Datetime("us"),
+    "factor": pl.Float64,
+    "cause": pl.String,
+}
 #: Seconds between the player's summary log lines.
 LOG_EVERY = 300.0
 #: Wall-clock seconds of the day sent at a time: a phone's fix every minute or so needs no
@@ -126,7 +139,8 @@ def surge_at(start_local: datetime, branch: str, tz: ZoneInfo) -> pl.DataFrame:
             "end_hour": [start + timedelta(hours=SURGE_HOURS)],
             "factor": [SURGE_FACTOR],
             "cause": ["promotion"],
-        }
+        },
+        schema=SURGE_SCHEMA,
     )
 
 
@@ -159,22 +173,128 @@ def live_day(
     day: date = begin.date()
     surge = surge_at(begin, busiest_branch(network), tz)
     pings, events = demo.generate_day(network, day, demo.SIZES[size], seed, surge)
-    tag = f"L{now_local:%y%m%d%H%M}"
-    pings = pings.with_columns(pl.col("ts") + shift).sort("ts", "device_id")
-    events = (
-        events.with_columns(
-            *[pl.col(c) + shift for c in ("ts", "promised_at", "expected_at")],
-            pl.col("parcel_id").str.replace(r"^P\d{6}", tag),
-        )
-        .with_columns(pl.concat_str([pl.col("parcel_id"), pl.col("kind")], separator=":").alias("event_id"))
-        .sort("ts", "event_id")
-    )
+    pings, events = _moved(pings, events, shift, f"L{now_local:%y%m%d%H%M}")
     later = events.filter(pl.col("ts") >= now)
     # Information leads physical flow: what the upstream network scanned before now about
     # parcels not yet delivered (or picked up) is already known when the day starts.
     backlog = events.filter((pl.col("ts") < now) & pl.col("parcel_id").is_in(later["parcel_id"].implode()))
     surge = surge.with_columns(pl.col("start_hour", "end_hour") + shift)
     return LiveDay(now, shift, backlog, pings.filter(pl.col("ts") >= now), later, surge)
+
+
+def _moved(pings: pl.DataFrame, events: pl.DataFrame, shift: timedelta, tag: str):
+    """A generated day's records moved by ``shift``, its parcel ids tagged ``tag`` instead
+    of ``P<yymmdd>`` (new ids: nothing collides with the stored demo day), sorted."""
+    pings = pings.with_columns(pl.col("ts") + shift).sort("ts", "device_id")
+    return pings, _moved_events(events, shift, tag).sort("ts", "event_id")
+
+
+def _moved_events(events: pl.DataFrame, shift: timedelta, tag: str) -> pl.DataFrame:
+    return events.with_columns(
+        *[pl.col(c) + shift for c in ("ts", "promised_at", "expected_at")],
+        pl.col("parcel_id").str.replace(r"^P\d{6}", tag),
+    ).with_columns(pl.concat_str([pl.col("parcel_id"), pl.col("kind")], separator=":").alias("event_id"))
+
+
+# -- the earlier days' moved hours ------------------------------------------------------------
+# The forecast's baseline of an hour is the same hour of earlier days (ops.forecast): a live
+# day moved to the night needs earlier days that worked at night too. Before such a day is
+# played, each earlier demo day gets, for every courier and van, the records of the same
+# day moved by the same amount, in the hours in which that courier or van has no record.
+
+
+def earlier_days(day: date, held) -> list[date]:
+    """The days before ``day`` that the forecast of ``day`` may average over
+    (``ops.forecast.candidate_days``) and that hold data (``held``), oldest first.
+
+    Examples
+    --------
+    >>> held = {date(2026, 11, 19), date(2026, 11, 20), date(2026, 11, 1), date(2026, 11, 21)}
+    >>> earlier_days(date(2026, 11, 21), held)
+    [datetime.date(2026, 11, 19), datetime.date(2026, 11, 20)]
+    """
+    from ops import forecast as fc
+
+    back = sorted(fc.candidate_days(fc.PARAMS), reverse=True)
+    return [day - timedelta(days=k) for k in back if day - timedelta(days=k) in held]
+
+
+def held_days(busy: pl.DataFrame, local_tz: str = "Asia/Shanghai") -> set[date]:
+    """Local days of the hours in ``busy`` (``actor_id, hour``, naive UTC hour starts).
+
+    Examples
+    --------
+    >>> busy = pl.DataFrame({"actor_id": ["c-000001"], "hour": [datetime(2026, 11, 19, 17)]})
+    >>> held_days(busy)
+    {datetime.date(2026, 11, 20)}
+    """
+    local = pl.col("hour").dt.replace_time_zone("UTC").dt.convert_time_zone(local_tz).dt.date()
+    return set(busy.select(local.unique())["hour"].to_list())
+
+
+def moved_history(
+    network: dict[str, pl.DataFrame],
+    size: str,
+    seed: int,
+    live: LiveDay,
+    day: date,
+    busy: pl.DataFrame,
+    local_tz: str = "Asia/Shanghai",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The records the earlier demo day ``day`` gets before the moved live day ``live``.
+
+    The demo's ordinary day ``day`` (no surge) is generated and moved by ``live.shift``,
+    as the live day is; of it are kept the fixes of each courier and van in the hours in
+    which ``busy`` (``actor_id, hour``: who already has records in which hour, naive UTC
+    hour starts) holds nothing of it, and the parcels whose pickup or delivery falls in
+    such an hour of its courier (with all their scans, so each parcel stays whole).
+    Nothing at or after ``live.start``. Parcel ids are ``H<yymmdd><HHMM>...``: the day and
+    the live day's local start, new ids whatever the stored day holds.
+
+    Returns
+    -------
+    tuple of polars.DataFrame
+        ``(pings, events)`` in the ingest schema.
+    """
+    from data.demo import generator as demo
+
+    no_surge = pl.DataFrame(schema=SURGE_SCHEMA)
+    pings, events = demo.generate_day(network, day, demo.SIZES[size], seed, no_surge)
+    shift, start = live.shift, live.start
+    moved_hour = (pl.col("ts") + shift).dt.truncate("1h").alias("hour")
+    busy = busy.select("actor_id", pl.col("hour").cast(pl.Datetime("us")))
+    # a device's hours rather than its courier's or van's: the pings are joined on their own ids
+    devices = network["devices"].select(
+        "device_id", pl.coalesce("courier_id", "vehicle_id").alias("actor_id")
+    )
+    busy_devices = busy.join(devices, on="actor_id").select("device_id", "hour")
+    pings = (
+        pings.filter(pl.col("ts") + shift < start)
+        .with_columns(moved_hour)
+        .join(busy_devices, on=["device_id", "hour"], how="anti")
+        .drop("hour")
+        .with_columns(pl.col("ts") + shift)
+    )
+    work = events.filter(pl.col("kind").is_in(["pickup", "delivered"])).select(
+        "parcel_id", pl.col("courier_id").alias("actor_id"), moved_hour
+    )
+    kept = work.join(busy, on=["actor_id", "hour"], how="anti").select("parcel_id")
+    later = events.filter(pl.col("ts") + shift >= start).select("parcel_id").unique()
+    events = events.join(kept, on="parcel_id", how="semi").join(later, on="parcel_id", how="anti")
+    start_local = start.replace(tzinfo=UTC).astimezone(ZoneInfo(local_tz))
+    return pings, _moved_events(events, shift, f"H{day:%y%m%d}{start_local:%H%M}")
+
+
+def _signed(delta: timedelta) -> str:
+    """``+5:30`` / ``-5:45`` (hours:minutes).
+
+    Examples
+    --------
+    >>> _signed(timedelta(hours=-5, minutes=-45)), _signed(timedelta(hours=5, minutes=30))
+    ('-5:45', '+5:30')
+    """
+    minutes = round(delta / timedelta(minutes=1))
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60}:{abs(minutes) % 60:02d}"
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -213,6 +333,37 @@ def read_network(store) -> dict[str, pl.DataFrame]:
         name: store.sql(f"SELECT * FROM {name} ORDER BY 1")
         for name in ("outlets", "couriers", "vehicles", "devices")
     }
+
+
+def busy_hours(store, start: datetime, end: datetime) -> pl.DataFrame:
+    """Who already has records in which hour of ``[start, end)``: ``actor_id, hour``
+    (couriers and vans, from ``cube_presence``; naive UTC hour starts)."""
+    return (
+        store.cursor()
+        .sql(
+            "SELECT DISTINCT actor_id, hour FROM cube_presence WHERE hour >= $start AND hour < $end",
+            params={"start": start, "end": end},
+        )
+        .pl()
+    )
+
+
+def store_records(
+    store, pings: pl.DataFrame, events: pl.DataFrame, batch: int = 500_000, stop=None
+) -> dict[str, int]:
+    """Store generated records as the demo generator does (``Store.ingest_pings`` and
+    ``ingest_events``: cells, branches, dedupe and the cube in one commit per batch);
+    ``stop`` (an Event) set: no further batch."""
+    totals = {"pings": 0, "parcel_events": 0, "refused": 0}
+    for frame, kind in ((pings, "pings"), (events, "parcel_events")):
+        for start in range(0, len(frame), batch):
+            if stop is not None and stop.is_set():
+                return totals
+            part = frame.slice(start, batch).with_row_index("_row", offset=start + 1)
+            stored, _dup, bad = store.ingest_pings(part) if kind == "pings" else store.ingest_events(part)
+            totals[kind] += stored
+            totals["refused"] += len(bad)
+    return totals
 
 
 # -- the player ------------------------------------------------------------------------------
@@ -271,6 +422,8 @@ class LivePlayer:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="emap-live-demo", daemon=True)
         self.days: list[LiveDay] = []  # played so far (the newest last)
+        self.history: list[dict] = []  # what the earlier days got for a moved day
+        self.earlier: threading.Thread | None = None  # giving them (moved days only)
         self.reports: list = []
 
     def start(self) -> LivePlayer | None:
@@ -286,10 +439,11 @@ class LivePlayer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop sending (what is in flight finishes) and wait for the thread."""
+        """Stop sending (what is in flight finishes) and wait for the threads."""
         self.stopping.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout)
+        for thread in (self.thread, self.earlier):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout)
 
     def join(self, timeout: float | None = None) -> None:
         self.thread.join(timeout)
@@ -368,12 +522,23 @@ class LivePlayer:
             seed=seed,
             osmand_share=self.osmand_share,
         )
+        if day.shift:
+            # its own thread: at the normal speed, couriers start moving meanwhile
+            self.earlier = threading.Thread(
+                target=self._give_history, args=(day, size, seed), name="emap-live-earlier", daemon=True
+            )
+            self.earlier.start()
         # at once but two batches at a time: the dashboard keeps its share of the server
         backlog = replay.stream(
             day.pings.head(0), day.backlog, speedup=float("inf"), **{**send, "clients": 2}
         )
         self.reports.append(backlog)
         log.info("live demo day, in-transit scans: %s", "; ".join(backlog.lines()[:2]))
+        if self.earlier is not None and self.speedup > 1:
+            # Played faster than the clock, the surge would show before the earlier days
+            # hold its hours. At the normal speed they do within a few minutes, and its
+            # alert opens about 20 minutes in.
+            self.earlier.join()
         if self.after_backlog is not None:
             self.after_backlog()
         pings, events = day.pings, day.events
@@ -403,6 +568,52 @@ class LivePlayer:
             "live demo day%s: %s", " stopped" if self.stopping.is_set() else "", "; ".join(report.lines()[:2])
         )
         return report.pings_sent + report.events_sent
+
+    def _give_history(self, day: LiveDay, size: str, seed: int) -> None:
+        """Give the earlier demo days the hours the moved live ``day`` plays
+        (:func:`moved_history`), so that the forecast has a baseline for them."""
+        try:
+            self._give_earlier_days(day, size, seed)
+        except Exception:  # the live day goes on; only its predictions lack a baseline
+            log.exception("live demo day: the earlier days could not be given its hours")
+
+    def _give_earlier_days(self, day: LiveDay, size: str, seed: int) -> None:
+        from ops import forecast as fc
+
+        why = refusal(self.store)  # checked again: only ever written into a demo store
+        if why is not None:
+            log.info("live demo day: the earlier days are left as they are: %s", why)
+            return
+        t0 = time.monotonic()
+        back = (max(fc.candidate_days(fc.PARAMS)) + 2) * fc.DAY
+        busy = busy_hours(self.store, day.start - back, day.start)
+        today = day.start.replace(tzinfo=UTC).astimezone(ZoneInfo(self.local_tz)).date()
+        network = read_network(self.store)
+        totals = {"pings": 0, "parcel_events": 0, "refused": 0}
+        days = earlier_days(today, held_days(busy, self.local_tz))
+        if not days:
+            log.info(
+                "live demo day moved by %s: no earlier day within the forecast's reach holds data "
+                "(the demo is older), so nothing is predicted for its hours",
+                _signed(day.shift),
+            )
+            return
+        for d in days:
+            if self.stopping.is_set():
+                return
+            pings, events = moved_history(network, size, seed, day, d, busy, self.local_tz)
+            for key, n in store_records(self.store, pings, events, stop=self.stopping).items():
+                totals[key] += n
+        log.info(
+            "live demo day moved by %s: the earlier demo days (%s) got the same hours, %s pings and "
+            "%s scans, for the forecast's baseline (%.1f s)",
+            _signed(day.shift),
+            ", ".join(f"{d:%m-%d}" for d in days),
+            f"{totals['pings']:,}",
+            f"{totals['parcel_events']:,}",
+            time.monotonic() - t0,
+        )
+        self.history.append(totals)
 
     def _wait_listening(self) -> bool:
         """Wait until the server accepts connections (it starts after this thread)."""
