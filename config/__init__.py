@@ -75,6 +75,10 @@ class Settings:
     #: Data seconds of the live demo day per wall-clock second. 1: its records are
     #: stamped with the time they are sent, so "live" means now and the day rolls on.
     live_speedup: float = 1.0
+    #: How an open live page learns that its data changed: ``push`` (a server-sent event
+    #: stream, ``GET /live/events``) or ``poll`` (a request every 2 s). See
+    #: docs/operations.md, "The live view and ingest under load", for the figures.
+    live_channel: str = "push"
     # -- live ingest (data/ingest/http_api.py) ---------------------------------------------------
     #: Largest request body the ingest API reads; larger ones get 413.
     ingest_max_body_bytes: int = 16 * 1024 * 1024

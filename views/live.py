@@ -261,7 +261,7 @@ class Hub:
 
     # -- the checker --------------------------------------------------------------------------
     def _run(self) -> None:
-        sessions_checked = time.monotonic()
+        sessions_checked, failing = time.monotonic(), False
         while True:
             with self._cond:
                 if not self._streams or self._stopped:
@@ -274,8 +274,11 @@ class Hub:
                 # no read for a stream that ends: when the server stops, the store closes
                 found = self._changes([s for s in streams if s not in ends])
             except Exception:  # the checker must outlive a bad moment (a store being closed)
-                log.exception("live streams: the check failed")
-                ends, found = {}, {}
+                if not failing:  # once per spell of failures, not every half second
+                    log.exception("live streams: the check failed")
+                failing, ends, found = True, {}, {}
+            else:
+                failing = False
             if check_sessions:
                 sessions_checked = time.monotonic()
             with self._cond:
