@@ -52,7 +52,9 @@
     const source = new EventSource(config.url);
     push.source = source;
     push.downSince = Date.now();  // down until the first open
+    let opening = true;  // the next event is a (re)opened stream's first
     source.onopen = () => {
+      opening = true;
       push.downSince = null;
       clearTimeout(push.lostTimer);
       push.polling = false;
@@ -61,10 +63,11 @@
       badge(false);
     };
     source.addEventListener("version", () => {
-      // the data changed (or the stream just opened): the page asks for it as a poll
-      // would; what the event says is not used
+      // the data changed (or the stream just opened: its first event): the page asks for
+      // it as a poll would; what the event says is not used
       push.events += 1;
-      setProps("live-push", { data: push.events });
+      setProps("live-push", { data: { n: push.events, open: opening } });
+      opening = false;
     });
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) {

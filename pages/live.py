@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from pages import ids, live_events
@@ -123,9 +123,11 @@ def register(app, model: Model, text: dict) -> None:
         State(ids.LIVE_VERSION, "data"),
         State(ids.OUTLOOK_CLIENT, "data"),  # the page's id, given at its load
     )
-    def poll(_n, _pushed, live, state, have, page):
+    def poll(_n, pushed, live, state, have, page):
         # What the stream said is not used: the fingerprint is read here, for this
-        # request's viewer, as for a poll.
+        # request's viewer, as for a poll. Only whether the event was the stream's opening
+        # one matters: any later event means the data changed, so a page that has no
+        # version yet (its opening event came before its view state) redraws.
         if state is None:
             raise PreventUpdate
         m = viewer_model(model)
@@ -135,7 +137,11 @@ def register(app, model: Model, text: dict) -> None:
             return None, "", "", no_update
         pages.seen(page)
         clock = model.local(datetime.now(UTC).replace(tzinfo=None)).strftime("%H:%M:%S")
-        send, key, at = live_view.advance(live_view.known(have), live_view.fingerprint(m, m.root()), clock)
+        changed = ctx.triggered_id == ids.LIVE_PUSH and not (
+            isinstance(pushed, dict) and pushed.get("open") is True
+        )
+        current = live_view.fingerprint(m, m.root())
+        send, key, at = live_view.advance(live_view.known(have), current, clock, first=not changed)
         return (send if send is not None else no_update), t[key].format(t=at), t["live_lost"], time.time()
 
     # The push channel's stream is opened and closed in the page (assets/live.js), with

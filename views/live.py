@@ -50,11 +50,15 @@ def known(data) -> dict | None:
     return {"v": v, "at": at, "since": float(seen)}
 
 
-def advance(previous: dict | None, current: dict | None, clock: str, now: float | None = None):
+def advance(
+    previous: dict | None, current: dict | None, clock: str, now: float | None = None, first: bool = True
+):
     """``(version to send or None when unchanged, indicator key, time shown)`` after a poll.
 
     ``previous``: what the page has (:func:`known`); ``current``: :func:`fingerprint`;
-    ``clock``: the network's local time now, ``hh:mm:ss``; ``now``: seconds (epoch).
+    ``clock``: the network's local time now, ``hh:mm:ss``; ``now``: seconds (epoch);
+    ``first``: a page without a version takes this one as its first, with nothing to
+    redraw (False: the page may have missed a change since it was drawn, so it redraws).
 
     Examples
     --------
@@ -65,6 +69,8 @@ def advance(previous: dict | None, current: dict | None, clock: str, now: float 
     (None, 'live_at', '09:00:01')
     >>> advance(first, {"v": "a1", "newest": ["2026-12-05", 9]}, "09:05:00", now=400)[1:]
     ('live_stale', '09:00:01')
+    >>> advance(None, {"v": "a2", "newest": ["2026-12-05", 9]}, "09:05:01", now=401, first=False)[0]["first"]
+    False
     """
     now = time.time() if now is None else now
     if current is None:
@@ -74,7 +80,7 @@ def advance(previous: dict | None, current: dict | None, clock: str, now: float 
         return None, key, previous["at"]
     # "first": the page's first version, taken when live mode starts (the view was just
     # drawn on the newest hour): nothing to redraw
-    return {**current, "at": clock, "since": now, "first": previous is None}, "live_at", clock
+    return {**current, "at": clock, "since": now, "first": previous is None and first}, "live_at", clock
 
 
 class Subscribers:
