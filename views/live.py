@@ -1,10 +1,11 @@
-"""What an open live view polls: a fingerprint of the data its viewer sees, and the words
-of the live indicator.
+"""What an open live view learns of its data: a fingerprint of the data its viewer sees,
+the words of the live indicator, and the hub of the push channel's streams.
 
-A live page asks every :data:`POLL_SECONDS` whether its data changed; the answer is a
-digest of the viewer's own node's hourly figures on the newest day, so a page redraws
-only when something it shows changed, and a branch manager's page learns nothing of
-another branch's traffic (the digest is of their subtree's figures only).
+A live page learns whether its data changed, by a poll every :data:`POLL_SECONDS` or by
+an event of its stream (:class:`Hub`, ``EMAP_LIVE_CHANNEL=push``); either way the answer
+is a digest of the viewer's own node's hourly figures on the newest day, so a page
+redraws only when something it shows changed, and a branch manager's page learns
+nothing of another branch's traffic (the digest is of their subtree's figures only).
 """
 
 from __future__ import annotations
