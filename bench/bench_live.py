@@ -17,7 +17,9 @@ After the runs the server is stopped and its store opened: every acknowledged pi
 looked for by (device, time). Last, with the server running again and no load, one
 Chromium page in live mode sees fixes of new devices arrive: the seconds from the
 server's acknowledgement to the changed KPI courier count in the page, both read from
-``time.time()`` on this machine.
+``time.time()`` on this machine, for each live channel of ``--live-channel`` (``poll``,
+``push`` or ``both``: the server is started with ``EMAP_LIVE_CHANNEL`` set to each in
+turn). ``--latency-only`` skips the user and ingest runs.
 
 The load comes from this machine too (processes of this script, sharing the cores with
 the server): their CPU is printed beside the server's, with the load average.
@@ -25,6 +27,7 @@ the server): their CPU is printed beside the server's, with the load average.
     .venv/bin/python bench/bench_live.py                          # 8, 32, 64 users, 60 s
     .venv/bin/python bench/bench_live.py --users 8 --seconds 20 --latency-samples 5
     .venv/bin/python bench/bench_live.py --db var/bench-live-default.duckdb
+    .venv/bin/python bench/bench_live.py --latency-only --latency-samples 20 --live-channel both
 
 Without ``--db`` the demo of ``--size`` is generated once into
 ``var/bench-live-<size>.duckdb``; every run works on a copy of it in ``var/bench-live-run/``.
@@ -248,8 +251,9 @@ def import_worker(port: int, token: str, path: str, start_at: float):
 class Server:
     """``python app.py serve`` on a store of ``run_dir``, as a subprocess of this script."""
 
-    def __init__(self, run_dir: Path, threads: int, web_processes: int = 0):
+    def __init__(self, run_dir: Path, threads: int, channel: str | None = None, web_processes: int = 0):
         self.run_dir, self.threads, self.web_processes = run_dir, threads, web_processes
+        self.channel = channel  # EMAP_LIVE_CHANNEL (None: the server's default)
         self.port, self.phone_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -276,10 +280,13 @@ class Server:
             "EMAP_DEMO_PASSWORD": PASSWORD,
             "EMAP_SECRET_KEY": SECRET_KEY,
         }
+        if self.channel:
+            env["EMAP_LIVE_CHANNEL"] = self.channel
         cmd = self.command()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
-        print(f"server: pid {self.proc.pid}: {' '.join(cmd[1:])}", flush=True)
+        channel = f" (EMAP_LIVE_CHANNEL={self.channel})" if self.channel else ""
+        print(f"server: pid {self.proc.pid}: {' '.join(cmd[1:])}{channel}", flush=True)
         t0, deadline = time.monotonic(), time.monotonic() + 600
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -842,8 +849,9 @@ def check_lost(db: Path, plan: Plan, args) -> tuple[int, int]:
 
 
 # -- acknowledgement -> browser ------------------------------------------------------------------
-def latency(server: Server, token: str, samples: int) -> list[tuple[float, float]]:
-    """(ack time, time the page showed the new courier count) of each sample."""
+def latency(server: Server, token: str, samples: int, prefix: str = "lt") -> list[tuple[float, float]]:
+    """(ack time, time the page showed the new courier count) of each sample; the new
+    devices are ``<prefix>-<sample>-<n>`` (registered by :func:`prepare`)."""
     from playwright.sync_api import sync_playwright
 
     from reports.chromium import DEFAULT_CHROMIUM, PLAYWRIGHT_ARGS
@@ -868,7 +876,7 @@ def latency(server: Server, token: str, samples: int) -> list[tuple[float, float
                 before = stable(page)
                 fixes = [
                     {
-                        "device_id": f"lt-{i:03d}-{d}",
+                        "device_id": f"{prefix}-{i:03d}-{d}",
                         "ts": int(time.time()),
                         "lat": LAT + d * 2e-3,
                         "lng": LNG + i * 2e-3,
@@ -903,7 +911,7 @@ def latency(server: Server, token: str, samples: int) -> list[tuple[float, float
                     f"{seen - acked:5.2f} s  couriers {before} -> {page.evaluate(COURIERS)}",
                     flush=True,
                 )
-                time.sleep((i * 0.37) % 2.0)  # samples fall at different points of the 2 s poll
+                time.sleep((i * 0.37) % 2.0)  # samples fall at different points of the 2 s poll (and check)
         finally:
             browser.close()
     return out
@@ -950,6 +958,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     ap.add_argument("--latency-samples", type=int, default=20)
     ap.add_argument(
+        "--live-channel",
+        choices=["poll", "push", "both"],
+        default="both",
+        help="the live channel(s) whose acknowledgement -> browser latency is measured (both: poll, then push)",
+    )
+    ap.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the acknowledgement -> browser latency: no user or ingest runs",
+    )
+    ap.add_argument(
         "--import-rows",
         type=int,
         default=0,
@@ -987,6 +1006,21 @@ def summary(runs: list[dict], args) -> None:
         )
 
 
+def user_and_ingest_runs(args, server: Server, plan: Plan, prep: dict) -> list[dict]:
+    """The recorded views replayed by ``--users`` users, with and without ingest."""
+    views = record(server.url, prep["day"])
+    cookies = user_cookies(server.url, max(args.users, default=0))
+    runs = [run("ingest alone", args, server, plan, views, [], ingest=True)]
+    for n in args.users:
+        runs.append(run(f"{n} users, no ingest", args, server, plan, views, cookies[:n], ingest=False))
+        runs.append(run(f"{n} users + ingest", args, server, plan, views, cookies[:n], ingest=True))
+    if prep["upload"] is not None and args.users:
+        n = max(args.users)
+        label = f"{n} users + ingest + import"
+        runs.append(run(label, args, server, plan, views, cookies[:n], ingest=True, upload=prep["upload"]))
+    return runs
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -1003,7 +1037,14 @@ def main(argv=None) -> int:
     )
     source = args.db or ensure_db(args.size)
     run_dir = ROOT / "var" / "bench-live-run"
-    latency_ids = [f"lt-{i:03d}-{d}" for i in range(args.latency_samples) for d in range(LATENCY_DEVICES)]
+    channels = ["poll", "push"] if args.live_channel == "both" else [args.live_channel]
+    prefixes = {ch: f"lt{c}" for c, ch in enumerate(channels)}  # new devices of their own
+    latency_ids = [
+        f"{prefixes[ch]}-{i:03d}-{d}"
+        for ch in channels
+        for i in range(args.latency_samples)
+        for d in range(LATENCY_DEVICES)
+    ]
     prep = prepare(source, run_dir, latency_ids, args.import_rows)
     args.token = prep["token"]
     plan = Plan(args, prep["devices"], prep["newest"])
@@ -1012,45 +1053,47 @@ def main(argv=None) -> int:
         f"{len(plan.batch_devices):,} demo devices for batches, {len(plan.phone_devices):,} for phones; "
         f"fixes from {clock(plan.t0)} UTC on"
     )
-    server = Server(run_dir, args.server_threads, args.web_processes)
+    server = Server(run_dir, args.server_threads, channels[0], args.web_processes)
     # Ctrl-C and SIGTERM end the runs through the finally clauses, which stop the server.
     signal.signal(signal.SIGTERM, _interrupt)
     runs: list[dict] = []
+    got: dict[str, list[tuple[float, float]]] = {}
+    loads: dict[str, str] = {}
     try:
         server.start()
-        views = record(server.url, prep["day"])
-        cookies = user_cookies(server.url, max(args.users, default=0))
-        runs.append(run("ingest alone", args, server, plan, views, [], ingest=True))
-        for n in args.users:
-            runs.append(run(f"{n} users, no ingest", args, server, plan, views, cookies[:n], ingest=False))
-            runs.append(run(f"{n} users + ingest", args, server, plan, views, cookies[:n], ingest=True))
-        if prep["upload"] is not None and args.users:
-            n = max(args.users)
-            label = f"{n} users + ingest + import"
-            runs.append(
-                run(label, args, server, plan, views, cookies[:n], ingest=True, upload=prep["upload"])
+        if not args.latency_only:
+            runs = user_and_ingest_runs(args, server, plan, prep)
+        for channel in channels:
+            if server.channel != channel:  # the channel is a setting: a server started with it
+                server.stop()
+                server.channel = channel
+                server.start()
+            loads[channel] = loadavg()
+            print(
+                f"\nacknowledgement -> browser, live channel {channel} ({args.latency_samples} samples, "
+                f"{LATENCY_DEVICES} new devices each, no other load; {settle(server)}; load average {loads[channel]}):",
+                flush=True,
             )
-        print(
-            f"\nacknowledgement -> browser ({args.latency_samples} samples, {LATENCY_DEVICES} new devices each, "
-            f"no other load; {settle(server)}; load average {loadavg()}):",
-            flush=True,
-        )
-        got = latency(server, args.token, args.latency_samples)
+            got[channel] = latency(server, args.token, args.latency_samples, prefixes[channel])
     finally:
         server.stop()
-    acked, stored = check_lost(prep["db"], plan, args)
-    summary(runs, args)
-    print(
-        f"\nacknowledged {acked:,}, stored {stored:,}, lost {acked - stored:,} (batches and phone fixes of all runs)"
-    )
-    secs = [seen - acked for acked, seen in got]
-    if secs:
-        p50, p95, _ = quantiles(secs)
-        late = sum(x >= 60.0 for x in secs)
+    if not args.latency_only:
+        acked, stored = check_lost(prep["db"], plan, args)
+        summary(runs, args)
         print(
-            f"acknowledgement -> browser: {len(secs)} samples, p50 {p50:.2f} s, p95 {p95:.2f} s, max {max(secs):.2f} s"
-            + (f" ({late} not seen within 60 s, counted as 60 s)" if late else "")
+            f"\nacknowledged {acked:,}, stored {stored:,}, lost {acked - stored:,} (batches and phone fixes of all runs)"
         )
+    print()
+    for channel, samples in got.items():
+        secs = [seen - acked for acked, seen in samples]
+        if secs:
+            p50, p95, _ = quantiles(secs)
+            late = sum(x >= 60.0 for x in secs)
+            print(
+                f"acknowledgement -> browser, {channel}: {len(secs)} samples, p50 {p50:.2f} s, p95 {p95:.2f} s, "
+                f"max {max(secs):.2f} s (load average before: {loads[channel]})"
+                + (f" ({late} not seen within 60 s, counted as 60 s)" if late else "")
+            )
     print(f"load average at the end {loadavg()}")
     return 0
 

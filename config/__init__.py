@@ -82,6 +82,10 @@ class Settings:
     #: How much lower than the serving process the workers are scheduled (``nice``): when
     #: the machine's cores are all busy, ingest goes first and the dashboard waits.
     web_nice: int = 10
+    #: How an open live page learns that its data changed: ``push`` (a server-sent event
+    #: stream, ``GET /live/events``) or ``poll`` (a request every 2 s). See
+    #: docs/operations.md, "The live view and ingest under load", for the figures.
+    live_channel: str = "push"
     # -- live ingest (data/ingest/http_api.py) ---------------------------------------------------
     #: Largest request body the ingest API reads; larger ones get 413.
     ingest_max_body_bytes: int = 16 * 1024 * 1024
