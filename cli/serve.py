@@ -103,8 +103,11 @@ def run(args, settings: Settings) -> int:
     log.info("EMAP dashboard on http://%s:%s/", host, port)
     live = _live_demo(args, settings, store, blueprints, host, port, phones)  # waits for the port
     # SIGTERM (systemd, docker, kill) stops as Ctrl-C does: queued records are committed,
-    # the store is closed and the owner socket removed.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # the store is closed and the owner socket removed. Open live streams end first: each
+    # holds a request thread that waitress would otherwise wait for.
+    stop = _stopper(getattr(app, "live_events", None))
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         _serve(app, args, settings, blueprints, host, port)
     except KeyboardInterrupt:
@@ -114,8 +117,16 @@ def run(args, settings: Settings) -> int:
     return 0
 
 
-def _interrupt(*_signal) -> None:
-    raise KeyboardInterrupt
+def _stopper(streams):
+    """The signal handler that stops the server: ends ``streams`` (a live hub), then
+    interrupts the serving loop."""
+
+    def stop(*_signal) -> None:
+        if streams is not None:
+            streams.stop()
+        raise KeyboardInterrupt
+
+    return stop
 
 
 def observed(store):

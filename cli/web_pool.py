@@ -37,6 +37,7 @@ import flask
 from auth.web import CALLBACK_PATH, SECRET_ENV
 from cli.web_worker import PEER_HEADER, SCHEME_HEADER
 from data.store.remote import QueryServer
+from pages import ids
 
 log = logging.getLogger("emap.web_pool")
 
@@ -261,6 +262,7 @@ def install(app, pool: WebPool) -> None:
     panel_outputs = frozenset(app.panel_outputs)
     metrics = app.metrics
     metrics.watch_web_workers(lambda: len(pool.ready()))
+    live_pages = getattr(app, "live_pages", None)
 
     def hand_over():
         req = flask.request
@@ -277,6 +279,23 @@ def install(app, pool: WebPool) -> None:
             return None  # answered here, by the hooks and the callback of this process
         metrics.web_callback("worker")
         metrics.callback(output, time.perf_counter() - t0)
+        if live_pages is not None and answer.status_code == 200 and output.startswith(LIVE_OUTPUT):
+            page = _live_page(body)
+            if page is not None:
+                live_pages.seen(page)  # emap_live_subscribers is this process's gauge
         return answer
 
     app.server.before_request_funcs.setdefault(None, []).insert(0, hand_over)
+
+
+#: The start of the live view's version callback's output (``pages/live.py``).
+LIVE_OUTPUT = f"..{ids.LIVE_VERSION}.data"
+
+
+def _live_page(body: dict):
+    """The page id a live page's callback carries when live mode is on, else None."""
+    items = [*(body.get("inputs") or []), *(body.get("state") or [])]
+    by_id = {
+        i.get("id"): i.get("value") for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)
+    }
+    return by_id.get(ids.OUTLOOK_CLIENT) if by_id.get(ids.LIVE) else None

@@ -110,6 +110,7 @@ def register(app, model: Model, text: dict) -> None:
     metrics = getattr(app, "metrics", None)
     if metrics is not None:
         metrics.live_subscribers.set_function(pages.count)  # emap_live_subscribers
+    app.live_pages = pages  # counted here too when a web worker answers the poll (cli/web_pool.py)
 
     @app.callback(
         Output(ids.LIVE_VERSION, "data"),

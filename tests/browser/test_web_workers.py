@@ -91,13 +91,15 @@ def _answered_by(url: str) -> dict[str, float]:
     text = requests.get(
         f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30
     ).text
-    out = {"worker": 0.0, "server": 0.0, "ready": 0.0}
+    out = {"worker": 0.0, "server": 0.0, "ready": 0.0, "live": 0.0}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == "emap_web_callbacks_total":
                 out[s.labels["answered_by"]] = s.value
             elif s.name == "emap_web_workers_ready":
                 out["ready"] = s.value
+            elif s.name == "emap_live_subscribers":
+                out["live"] = s.value
     return out
 
 
@@ -127,8 +129,12 @@ def recorded(split, browser):
     page.wait_for_function("k => document.querySelector('#kpis').innerText !== k", arg=kpis)
     page.wait_for_timeout(1500)
     crumbs = page.locator("#breadcrumb").inner_text()
+    page.click("#live input")  # live mode: its callback, answered by the worker, counts the page
+    deadline = time.monotonic() + 60
+    while (live := _answered_by(url)["live"]) < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
     context.close()
-    return {"bodies": bodies, "kpis": kpis, "crumbs": crumbs}
+    return {"bodies": bodies, "kpis": kpis, "crumbs": crumbs, "live": live}
 
 
 def test_a_manager_uses_the_dashboard_answered_by_the_worker(split, recorded):
@@ -140,6 +146,7 @@ def test_a_manager_uses_the_dashboard_answered_by_the_worker(split, recorded):
     assert counts["ready"] == 1
     assert counts["worker"] >= len([b for b in recorded["bodies"] if "." in b.get("output", "")]) // 2
     assert counts["server"] == 0, counts
+    assert recorded["live"] == 1  # the live page, counted by the serving process
     assert len(_worker_pids(proc.pid)) == 1
 
 
