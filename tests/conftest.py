@@ -11,6 +11,7 @@ import pytest
 
 from data.store.database import Store
 from geo.hierarchy import load_tree
+from tests.scheduling import pytest_xdist_make_scheduler  # noqa: F401 (work units of ./dev test)
 
 # Servers the tests start (python app.py serve) play no live demo day: it would add its
 # records to what a test counts. tests/browser/test_live_demo_page.py turns it on.
