@@ -11,6 +11,7 @@ import pytest
 
 from data.store.database import Store
 from geo.hierarchy import load_tree
+from tests.scheduling import pytest_xdist_make_scheduler  # noqa: F401 (work units of ./dev test)
 
 # Servers the tests start (python app.py serve) play no live demo day: it would add its
 # records to what a test counts. tests/browser/test_live_demo_page.py turns it on.
@@ -28,14 +29,18 @@ def tree():
 
 @pytest.fixture(scope="session")
 def small_demo_path(tmp_path_factory, tree):
-    """Path of a DuckDB file holding the 'small' demo (2 cities, 2 days), built once."""
+    """Path of a DuckDB file holding the 'small' demo (2 cities, 2 days), built once
+    (per run: xdist's workers each get a copy, tests/built_once.py)."""
     from data.demo import generator as demo
+    from tests.built_once import built_once
 
-    path = tmp_path_factory.mktemp("demo") / "emap.duckdb"
-    with Store(path) as store:
-        store.save_tree(tree)
-        demo.generate(store, size="small", seed=7, days=2, end_date=DEMO_END)
-    return path
+    def build(path):
+        with Store(path) as store:
+            store.save_tree(tree)
+            demo.generate(store, size="small", seed=7, days=2, end_date=DEMO_END)
+
+    dest = tmp_path_factory.mktemp("demo") / "emap.duckdb"
+    return built_once("small-demo", tmp_path_factory.getbasetemp(), dest, build)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@
 ``tests/conftest.py`` builds two days; the forecast needs earlier days at the same hour.
 The fixture lives here (imported by the forecast, dispatch and simulate tests) and keeps
 its file under the session's base temporary folder, so however many test modules
-import it the demo is generated once.
+import it the demo is generated once (and once per run: xdist's workers each get a copy,
+tests/built_once.py).
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ FORECAST_DAYS = 4
 def forecast_demo_path(tmp_path_factory, tree):
     from data.demo import generator as demo
     from data.store.database import Store
+    from tests.built_once import built_once
 
-    path = tmp_path_factory.getbasetemp() / "forecast-demo" / "emap.duckdb"
-    done = path.with_suffix(".done")
-    if not done.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def build(path):
         with Store(path) as store:
             store.save_tree(tree)
             demo.generate(store, size="small", seed=7, days=FORECAST_DAYS, end_date=DEMO_END)
+
+    base = tmp_path_factory.getbasetemp()
+    path = base / "forecast-demo" / "emap.duckdb"
+    done = path.with_suffix(".done")
+    if not done.exists():
+        built_once("forecast-demo", base, path, build)
         done.touch()
     return path
 
