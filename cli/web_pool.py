@@ -22,6 +22,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import queue
 import secrets
 import shutil
 import socket
@@ -46,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FORWARD_TIMEOUT = 120.0
 #: Seconds a worker has to answer its first request after it started.
 START_TIMEOUT = 180.0
+#: Connections kept open to each worker between requests.
+IDLE_CONNECTIONS = 64
 #: Seconds between two starts of one worker.
 RESTART_PAUSE = 10.0
 #: Headers that belong to one connection (RFC 9110 7.6.1), never passed on; and the ones
@@ -89,6 +92,29 @@ class _Worker:
         self.proc: subprocess.Popen | None = None
         self.ready = False
         self.started = 0.0
+        #: Kept-alive connections to it, shared by the request threads (a thread's own
+        #: would hold one per thread: far more than the worker takes).
+        self.idle: queue.LifoQueue[_UnixConnection] = queue.LifoQueue()
+
+    def take(self) -> tuple[_UnixConnection, bool]:
+        """A connection to the worker, and whether it was used before."""
+        try:
+            return self.idle.get_nowait(), True
+        except queue.Empty:
+            return _UnixConnection(str(self.http_socket), FORWARD_TIMEOUT), False
+
+    def give(self, conn: _UnixConnection) -> None:
+        if self.idle.qsize() < IDLE_CONNECTIONS:
+            self.idle.put(conn)
+        else:
+            conn.close()
+
+    def drop_idle(self) -> None:
+        while True:
+            try:
+                self.idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 class WebPool:
@@ -108,7 +134,6 @@ class WebPool:
         self.query = QueryServer(store, self.dir / "query.sock")
         self.workers = [_Worker(i, self.dir / f"web-{i}.sock") for i in range(processes)]
         self._next = 0
-        self._local = threading.local()
         self._closing = threading.Event()
         self._lock = threading.Lock()
 
@@ -123,6 +148,7 @@ class WebPool:
         return self
 
     def _spawn(self, w: _Worker) -> None:
+        w.drop_idle()  # connections to the process before, if any
         w.http_socket.unlink(missing_ok=True)
         w.ready, w.started = False, time.monotonic()
         env = {**os.environ, "EMAP_LIVE_DEMO": "0"}  # the serving process plays it
@@ -182,45 +208,33 @@ class WebPool:
                 # A worker that is slow, not gone: answering again here would only do
                 # the work twice on a machine already short of time.
                 log.warning("web worker %d took over %.0f s for a callback", w.index, FORWARD_TIMEOUT)
-                self._drop_connection(w)
                 return flask.Response("the dashboard is too busy to answer now; try again", 504)
             except (OSError, http.client.HTTPException) as exc:
                 log.warning("web worker %d did not answer (%s): answering here", w.index, exc)
-                self._drop_connection(w)
+                w.drop_idle()
                 w.ready = _answers(w.http_socket)
         return None
 
     def _ask(self, w: _Worker, path: str, body: bytes, headers: dict) -> flask.Response:
-        conns = self._connections()
-        reused = w.index in conns
-        if not reused:
-            conns[w.index] = _UnixConnection(str(w.http_socket), FORWARD_TIMEOUT)
-        conn = conns[w.index]
+        conn, reused = w.take()
         try:
             conn.request("POST", path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
         except TimeoutError:
+            conn.close()
             raise
         except (OSError, http.client.HTTPException):
             conn.close()
-            conns.pop(w.index, None)
             if reused:  # a kept-alive connection the worker had closed meanwhile: once more
                 return self._ask(w, path, body, headers)
             raise
         kept = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
-        return flask.Response(data, status=resp.status, headers=kept)
-
-    def _connections(self) -> dict:
-        conns = getattr(self._local, "conns", None)
-        if conns is None:
-            conns = self._local.conns = {}
-        return conns
-
-    def _drop_connection(self, w: _Worker) -> None:
-        conn = self._connections().pop(w.index, None)
-        if conn is not None:
+        if resp.will_close:
             conn.close()
+        else:
+            w.give(conn)
+        return flask.Response(data, status=resp.status, headers=kept)
 
     def close(self) -> None:
         """Stop the workers (SIGTERM, then SIGKILL after 10 s) and the query socket."""

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             unix_socket=http_socket,
             unix_socket_perms="600",
             threads=THREADS,
+            # the serving process holds a connection per request it hands over at once
+            connection_limit=1024,
+            asyncore_use_poll=True,
             ident="EMAP",
             _quiet=True,
         )
