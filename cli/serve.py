@@ -278,7 +278,7 @@ def _web_pool(args, settings: Settings, store):
     from cli.web_pool import WebPool
 
     log.info("starting %d web worker(s) for the dashboard's callbacks", n)
-    return WebPool(store, n).start()
+    return WebPool(store, n, nice=settings.web_nice).start()
 
 
 def _close(store, blueprints: list, phones, channel=None, scheduler=None, live=None, pool=None) -> None:

@@ -126,12 +126,16 @@ class WebPool:
         The store this process owns.
     processes : int
         Workers to run.
+    nice : int
+        How much lower the threads running the workers' statements here are scheduled
+        (the workers lower themselves by ``EMAP_WEB_NICE``).
     """
 
-    def __init__(self, store, processes: int):
+    def __init__(self, store, processes: int, nice: int = 0):
         self.store = store
         self.dir = Path(tempfile.mkdtemp(prefix="emap-web-"))  # 0700: this account only
-        self.query = QueryServer(store, self.dir / "query.sock")
+        # the workers' statements run here, scheduled as low as the workers themselves
+        self.query = QueryServer(store, self.dir / "query.sock", nice=nice)
         self.workers = [_Worker(i, self.dir / f"web-{i}.sock") for i in range(processes)]
         self._next = 0
         self._closing = threading.Event()

@@ -4,9 +4,11 @@ the same statements run locally."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -124,3 +126,20 @@ def test_a_gone_owner_is_a_clear_error(pair, tmp_path):
     server.close()
     with pytest.raises(duckdb.ConnectionException, match="owner"):
         remote.scalar("SELECT 1")
+
+
+def test_the_threads_answering_workers_can_be_scheduled_lower(pair, tmp_path):
+    store, _ = pair
+    server = QueryServer(store, tmp_path / "nice.sock", nice=7).start()
+    remote = RemoteStore(server.path, store.path)
+    try:
+        assert remote.scalar("SELECT 41 + 1") == 42
+        nice = {
+            int(task.name): int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+            for task in Path("/proc/self/task").iterdir()
+        }
+        assert 7 in nice.values(), nice  # the thread that answered
+        assert nice[threading.get_native_id()] == 0  # this process's other threads are not lowered
+    finally:
+        remote.close()
+        server.close()

@@ -90,10 +90,14 @@ class QueryServer:
         The store this process owns.
     path : str or Path
         The Unix socket to listen on (its directory should be private to this account).
+    nice : int
+        How much lower than the rest of this process the threads answering remote
+        cursors are scheduled (Linux schedules threads one by one): a statement of a web
+        worker runs on them, and this process's own work (ingest) goes first.
     """
 
-    def __init__(self, store: Store, path: str | Path):
-        self.store, self.path = store, Path(path)
+    def __init__(self, store: Store, path: str | Path, nice: int = 0):
+        self.store, self.path, self.nice = store, Path(path), nice
         self._sock: socket.socket | None = None
         self._closing = False
         self._conns: set[socket.socket] = set()
@@ -143,6 +147,11 @@ class QueryServer:
             threading.Thread(target=self._serve, args=(conn,), name="emap-query", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        if self.nice > 0:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)  # this thread only
+            except OSError:
+                pass
         cursor = None
         try:
             while True:
