@@ -145,6 +145,11 @@ class WebPool:
         # The workers must read the same session cookies: one key for all processes.
         if not os.environ.get(SECRET_ENV):
             os.environ[SECRET_ENV] = secrets.token_hex(32)
+        if self.query.nice > 0:
+            # DuckDB would run a statement on threads of its own pool too, which nothing
+            # lowers: with one thread, each statement runs on the thread that asked, so a
+            # worker's runs as low as the worker and the writer's commit goes first.
+            self.store.cursor().execute("SET threads = 1")
         self.query.start()
         for w in self.workers:
             self._spawn(w)

@@ -16,6 +16,8 @@ from tests.scheduling import pytest_xdist_make_scheduler  # noqa: F401 (work uni
 # Servers the tests start (python app.py serve) play no live demo day: it would add its
 # records to what a test counts. tests/browser/test_live_demo_page.py turns it on.
 os.environ["EMAP_LIVE_DEMO"] = "0"
+# ... and no web workers: tests/browser/test_web_workers.py starts them itself.
+os.environ["EMAP_WEB_PROCESSES"] = "0"
 
 #: The fixed newest demo day used by tests (so figures do not depend on today's date).
 DEMO_END = date(2026, 11, 20)
