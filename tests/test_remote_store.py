@@ -4,7 +4,6 @@ the same statements run locally."""
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
