@@ -165,6 +165,7 @@ class WebPool:
             [sys.executable, "-m", "cli.web_worker", str(self.query.path), str(w.http_socket)],
             cwd=ROOT,
             env=env,
+            start_new_session=True,  # a terminal's Ctrl-C is for the serving process: it stops them
         )
         log.info("web worker %d started (pid %d)", w.index, w.proc.pid)
 

@@ -21,6 +21,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 
 from cli import logs
 from config import Settings
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from data.store.remote import RemoteStore
     from pages.app import build_app
 
+    threading.Thread(target=_end_with, args=(os.getppid(),), name="emap-parent", daemon=True).start()
     store = RemoteStore(query_socket, settings.db_path)
     app = build_app(store, settings, auth=True)  # warmed here: the serving process does not
     signal.signal(signal.SIGTERM, _interrupt)
@@ -83,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         store.close()
     return 0
+
+
+def _end_with(parent: int) -> None:
+    """Exit when the serving process is gone (killed without stopping its workers): a
+    worker without it has no store and no one to answer."""
+    while os.getppid() == parent:
+        time.sleep(2)
+    os._exit(0)
 
 
 def _interrupt(*_signal) -> None:

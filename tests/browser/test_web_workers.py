@@ -204,3 +204,26 @@ def test_a_killed_worker_is_replaced_and_the_dashboard_keeps_answering(split, re
         time.sleep(0.5)
     assert new, log_path.read_text()[-2000:]
     assert "web worker 0 exited" in log_path.read_text()
+
+
+def test_workers_end_when_the_serving_process_is_killed(split):
+    """Last in this module: it ends the server."""
+    url, proc, log_path = split
+    deadline = time.monotonic() + 60
+    while not (workers := _worker_pids(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert workers, log_path.read_text()[-2000:]
+    proc.kill()  # no stop signal: the workers are not told
+    proc.wait(30)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    alive = [p for p in workers if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+    assert not alive, f"workers {alive} outlived the serving process"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
