@@ -43,7 +43,7 @@ def add_arguments(s) -> None:
         "--web-processes",
         type=int,
         help="worker processes answering the dashboard's callbacks, apart from ingest "
-        "(default EMAP_WEB_PROCESSES or 0: this process answers them)",
+        "(default EMAP_WEB_PROCESSES or 1; 0: this process answers them)",
     )
     s.add_argument("--lake", help="serve a lake's partitions instead of the embedded store (EMAP_LAKE_DIR)")
 

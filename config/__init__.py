@@ -77,8 +77,9 @@ class Settings:
     live_speedup: float = 1.0
     #: Web worker processes answering the dashboard's callbacks (``cli/web_pool.py``). 0:
     #: the serving process answers them itself. With workers, figures are built beside
-    #: the ingest API and the writer instead of on their interpreter.
-    web_processes: int = 0
+    #: the ingest API and the writer instead of on their interpreter (ingest under
+    #: dashboard load: 2.5 times the pings, docs/operations.md "Web workers").
+    web_processes: int = 1
     #: How much lower than the serving process the workers are scheduled (``nice``): when
     #: the machine's cores are all busy, ingest goes first and the dashboard waits.
     web_nice: int = 10
