@@ -251,7 +251,9 @@ def import_worker(port: int, token: str, path: str, start_at: float):
 class Server:
     """``python app.py serve`` on a store of ``run_dir``, as a subprocess of this script."""
 
-    def __init__(self, run_dir: Path, threads: int, channel: str | None = None, web_processes: int = 0):
+    def __init__(
+        self, run_dir: Path, threads: int, channel: str | None = None, web_processes: int | None = None
+    ):
         self.run_dir, self.threads, self.web_processes = run_dir, threads, web_processes
         self.channel = channel  # EMAP_LIVE_CHANNEL (None: the server's default)
         self.port, self.phone_port = free_port(), free_port()
@@ -267,7 +269,7 @@ class Server:
         ).stdout
         if "--no-live-demo" in helptext:  # the store must hold only the benchmark's traffic
             cmd.append("--no-live-demo")
-        if self.web_processes:
+        if self.web_processes is not None:
             cmd += ["--web-processes", str(self.web_processes)]
         return cmd
 
@@ -954,7 +956,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     ap.add_argument("--server-threads", type=int, default=256)
     ap.add_argument(
-        "--web-processes", type=int, default=0, help="serve --web-processes: callbacks in worker processes"
+        "--web-processes",
+        type=int,
+        help="serve --web-processes N: callbacks in N worker processes (default: the server's own default)",
     )
     ap.add_argument("--latency-samples", type=int, default=20)
     ap.add_argument(
