@@ -67,6 +67,8 @@ PASSWORD = "bench live password 42"
 #: A fixed session key, so that the browser's and the simulated users' cookies stay valid
 #: when the server is restarted for the latency run.
 SECRET_KEY = "bench-live-session-key-0123456789abcdef"
+#: The bearer token the benchmark reads the server's ``/metrics`` with.
+METRICS_TOKEN = "bench-live-metrics-token-0123456789"
 #: Where the new devices of the latency run report (Shenzhen, Futian: inside the network).
 LAT, LNG = 22.5431, 114.0579
 #: Fixes of new devices per latency sample.
@@ -252,9 +254,15 @@ class Server:
     """``python app.py serve`` on a store of ``run_dir``, as a subprocess of this script."""
 
     def __init__(
-        self, run_dir: Path, threads: int, channel: str | None = None, web_processes: int | None = None
+        self,
+        run_dir: Path,
+        threads: int,
+        channel: str | None = None,
+        web_processes: int | None = None,
+        answer_cache_mb: int | None = None,
     ):
         self.run_dir, self.threads, self.web_processes = run_dir, threads, web_processes
+        self.answer_cache_mb = answer_cache_mb  # EMAP_ANSWER_CACHE_MB (None: the server's default)
         self.channel = channel  # EMAP_LIVE_CHANNEL (None: the server's default)
         self.port, self.phone_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -281,7 +289,10 @@ class Server:
             "EMAP_HOST": "127.0.0.1",
             "EMAP_DEMO_PASSWORD": PASSWORD,
             "EMAP_SECRET_KEY": SECRET_KEY,
+            "EMAP_METRICS_TOKEN": METRICS_TOKEN,
         }
+        if self.answer_cache_mb is not None:
+            env["EMAP_ANSWER_CACHE_MB"] = str(self.answer_cache_mb)
         if self.channel:
             env["EMAP_LIVE_CHANNEL"] = self.channel
         cmd = self.command()
@@ -308,6 +319,21 @@ class Server:
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         c.request("GET", "/api/v1/health")
         return json.loads(c.getresponse().read())
+
+    def answers(self) -> dict[str, float]:
+        """``emap_answers_total`` by outcome, from ``GET /metrics``."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        text = c.getresponse().read().decode()
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name == "emap_answers":
+                for sample in family.samples:
+                    if sample.name == "emap_answers_total":
+                        out[sample.labels["outcome"]] = sample.value
+        return out
 
     def cpu(self) -> float:
         """CPU seconds of the server and of its web workers (processes it started)."""
@@ -729,6 +755,7 @@ def run(
     ctx = get_context("spawn")  # a clean interpreter: nothing of Playwright or the store
     start_at = time.time() + 8.0  # the workers' interpreters are ready by then
     before = server.stats()
+    answers_before = server.answers()
     cpu_server = server.cpu()
     futures = {}
     with ProcessPoolExecutor(
@@ -782,6 +809,8 @@ def run(
         print(out["import"], flush=True)
     commits = after.get("groups", 0) - before.get("groups", 0)
     out["commits"] = commits
+    answers_after = server.answers()
+    out["answers"] = {k: v - answers_before.get(k, 0.0) for k, v in answers_after.items()}
     print_run(out, args)
     return out
 
@@ -800,6 +829,13 @@ def print_run(r: dict, args) -> None:
             f"    {'all':9s} n={len(everything):5d}  {ms(everything)}  errors {sum(errors.values())} {errors or ''}"
             f"  = {len(everything) / args.seconds:.1f} callbacks/s"
         )
+        a = r.get("answers") or {}
+        total = sum(a.values())
+        if total:
+            print(
+                f"  panel answers: {a.get('kept', 0):,.0f} served kept ({a.get('kept', 0) / total:.0%}), "
+                f"{a.get('made', 0):,.0f} made and kept, {a.get('not_kept', 0):,.0f} made, not keepable"
+            )
     if r["ingest"]:
         print(
             f"  batches: {r['pings']:,.0f} pings/s acknowledged (target {args.ingest_rate:,.0f}), ack {ms(r['batch_lat'])},"
@@ -960,6 +996,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         help="serve --web-processes N: callbacks in N worker processes (default: the server's own default)",
     )
+    ap.add_argument(
+        "--answer-cache-mb",
+        type=int,
+        help="EMAP_ANSWER_CACHE_MB of the server (0: every panel answer built anew; default: the server's)",
+    )
     ap.add_argument("--latency-samples", type=int, default=20)
     ap.add_argument(
         "--live-channel",
@@ -1057,7 +1098,7 @@ def main(argv=None) -> int:
         f"{len(plan.batch_devices):,} demo devices for batches, {len(plan.phone_devices):,} for phones; "
         f"fixes from {clock(plan.t0)} UTC on"
     )
-    server = Server(run_dir, args.server_threads, channels[0], args.web_processes)
+    server = Server(run_dir, args.server_threads, channels[0], args.web_processes, args.answer_cache_mb)
     # Ctrl-C and SIGTERM end the runs through the finally clauses, which stop the server.
     signal.signal(signal.SIGTERM, _interrupt)
     runs: list[dict] = []

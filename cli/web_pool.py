@@ -39,6 +39,7 @@ from auth.web import CALLBACK_PATH, SECRET_ENV
 from cli.web_worker import PEER_HEADER, SCHEME_HEADER
 from data.store.remote import QueryServer
 from pages import ids
+from pages.answers import OUTCOME_HEADER
 
 log = logging.getLogger("emap.web_pool")
 
@@ -303,6 +304,9 @@ def install(app, pool: WebPool) -> None:
             return None  # answered here, by the hooks and the callback of this process
         metrics.web_callback("worker")
         metrics.callback(output, time.perf_counter() - t0)
+        outcome = answer.headers.pop(OUTCOME_HEADER, None)
+        if outcome is not None:  # counted here: a worker's own metrics are not served
+            metrics.answer(outcome)
         if live_pages is not None and answer.status_code == 200 and output.startswith(LIVE_OUTPUT):
             page = _live_page(body)
             if page is not None:

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     threading.Thread(target=_end_with, args=(os.getppid(),), name="emap-parent", daemon=True).start()
     store = RemoteStore(query_socket, settings.db_path)
-    app = build_app(store, settings, auth=True)  # warmed here: the serving process does not
+    app = build_app(
+        store, settings, auth=True, report_answers=True
+    )  # warmed here: the serving process does not
     signal.signal(signal.SIGTERM, _interrupt)
     log.info("web worker %s answering on %s", os.getpid(), http_socket)
     try:

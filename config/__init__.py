@@ -87,6 +87,10 @@ class Settings:
     #: stream, ``GET /live/events``) or ``poll`` (a request every 2 s). See
     #: docs/operations.md, "The live view and ingest under load", for the figures.
     live_channel: str = "push"
+    #: Megabytes of panel answers kept for every viewer of the same scope until the data
+    #: they were built from changes (``views/answers.py``), in each process answering
+    #: callbacks. 0: every request is built anew.
+    answer_cache_mb: int = 64
     # -- live ingest (data/ingest/http_api.py) ---------------------------------------------------
     #: Largest request body the ingest API reads; larger ones get 413.
     ingest_max_body_bytes: int = 16 * 1024 * 1024

@@ -144,6 +144,13 @@ class Metrics:
             ["answered_by"],
             registry=r,
         )
+        self._answers = Counter(
+            "emap_answers",
+            "Panel callbacks by what the answer cache did: served a kept answer (kept), made "
+            "and kept one (made), made one it could not keep (not_kept).",
+            ["outcome"],
+            registry=r,
+        )
         self.live_subscribers = Gauge(
             "emap_live_subscribers", "Viewers subscribed to the live channel now.", registry=r
         )
@@ -180,6 +187,10 @@ class Metrics:
         """A dashboard callback answered by a web worker ("worker") or by the serving process
         itself because no worker could ("server")."""
         self._web_callbacks.labels(fixed(answered_by, ("worker", "server"))).inc()
+
+    def answer(self, outcome: str) -> None:
+        """One panel callback, by what the answer cache did (``pages/answers.py``)."""
+        self._answers.labels(fixed(outcome, ("kept", "made", "not_kept"))).inc()
 
     # -- read at scrape time -------------------------------------------------------------
     def watch_writer(self, queued: Callable[[], float], alive: Callable[[], bool]) -> None:

@@ -19,7 +19,7 @@ from dash.exceptions import DependencyException
 from auth import users, web
 from config import PROJECT_ROOT
 from observe.metrics import OTHER, Metrics
-from pages import admin, dashboard, ids, imports, outlook, ranking, schedules
+from pages import admin, answers, dashboard, ids, imports, outlook, ranking, schedules
 from views.cache import Cache
 from views.model import Model
 from views.prefetch import Activity, Prefetcher
@@ -48,6 +48,7 @@ def build_app(
     prefetch: bool = True,
     auth: bool | None = None,
     metrics: Metrics | None = None,
+    report_answers: bool = False,
 ) -> dash.Dash:
     """The dashboard for one store.
 
@@ -73,6 +74,9 @@ def build_app(
         Where callback latency is counted (``emap_callback_duration_seconds``); default:
         metrics of its own (``app.metrics``). Serving them is up to the caller
         (:func:`observe.routes.make_observe_blueprint` among ``blueprints``).
+    report_answers : bool
+        A web worker's app: what the answer cache did with each panel callback is told in
+        a header for the serving process to count (``pages/answers.py``), not counted here.
 
     Returns
     -------
@@ -158,6 +162,8 @@ def build_app(
     # The dashboard's own callbacks: the ones web workers may answer (cli/web_pool.py);
     # the administration's, registered below, stay beside the writer.
     app.panel_outputs = frozenset(app.callback_map)
+    # after the guard: only a request it let through may be given a kept answer
+    answers.install(app, model, settings.answer_cache_mb * 1024 * 1024, report_header=report_answers)
     admin.register(app, store, model, settings)
     admin.install_page_guard(app, model)
     schedules.register(app, model, store, settings)  # /schedules: plain routes, no callbacks

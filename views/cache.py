@@ -6,6 +6,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from data.store import tracking
+
 
 class Cache:
     """A small thread-safe LRU with an optional time-to-live per entry (the dashboard's
@@ -37,6 +39,8 @@ class Cache:
                 hit = self._data.get(key)
                 if hit is not None and (hit[1] is None or hit[1] > now):
                     self._data.move_to_end(key)
+                    if hit[1] is not None:
+                        tracking.expires_at(hit[1])
                     return hit[0]
                 busy = self._computing.get(key)
                 if busy is None:
@@ -44,9 +48,13 @@ class Cache:
                     break
             busy.wait()
         try:
-            value = make()
+            with tracking.covered():  # the entry's key or lifetime stands for its reads
+                value = make()
+            expires = None if ttl is None else time.monotonic() + ttl
+            if expires is not None:
+                tracking.expires_at(expires)
             with self._lock:
-                self._data[key] = (value, None if ttl is None else time.monotonic() + ttl)
+                self._data[key] = (value, expires)
                 self._data.move_to_end(key)
                 while len(self._data) > self._size:
                     self._data.popitem(last=False)
@@ -60,9 +68,14 @@ class Cache:
         with self._lock:
             hit = self._data.get(key)
             if hit is None or (hit[1] is not None and hit[1] <= time.monotonic()):
+                # An answer made without the value changes when someone else makes it,
+                # which no version tells: as an uncached read of the store.
+                tracking.store_read()
                 return None
             self._data.move_to_end(key)
-            return hit[0]
+        if hit[1] is not None:
+            tracking.expires_at(hit[1])
+        return hit[0]
 
     def drop(self, key) -> None:
         with self._lock:

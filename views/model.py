@@ -21,6 +21,7 @@ import shapely
 
 from auth.viewer import OutsideScope, Viewer
 from data.store import reads as queries
+from data.store import tracking
 from data.store.day_cache import DayFigures, ForecastDays
 from geo import cells as h3cells
 from layers import hexes, registry
@@ -192,18 +193,33 @@ class Model:
         """First and last hour with data in ``scope``. The whole span is read every
         :data:`SPAN_SECONDS` (a late import may add older hours); in between, only hours
         from the newest known one on, which the store finds without reading older data."""
-        first, last = self.cache.get(
-            ("hours-span", scope), lambda: self.store.data_hours(scope, *self.plausible()), ttl=SPAN_SECONDS
-        )
+        with tracking.covered():  # an answer depends on the span, not on when it was read
+            first, last = self.cache.get(
+                ("hours-span", scope),
+                lambda: self.store.data_hours(scope, *self.plausible()),
+                ttl=SPAN_SECONDS,
+            )
 
-        def newer():
-            if last is None:  # no data yet: the whole (empty) span, until data comes
-                return self.store.data_hours(scope, *self.plausible())
-            start, end = self.plausible()
-            newest = self.store.data_hours(scope, max(last, start), end)[1]
-            return first, max(last, newest) if newest is not None else last
+            def newer():
+                if last is None:  # no data yet: the whole (empty) span, until data comes
+                    return self.store.data_hours(scope, *self.plausible())
+                start, end = self.plausible()
+                newest = self.store.data_hours(scope, max(last, start), end)[1]
+                return first, max(last, newest) if newest is not None else last
 
-        return self.cache.get(("hours", scope), newer, ttl=FRESHNESS_SECONDS)
+            span = self.cache.get(("hours", scope), newer, ttl=FRESHNESS_SECONDS)
+        tracking.depends(("hours", scope), span)
+        return span
+
+    def version_of(self, key) -> object:
+        """The version now of what ``key`` names, as a computation recorded it
+        (``data.store.tracking.depends``): a day window of the cube or a scope's span of
+        hours. The answer cache (``views/answers.py``) checks its answers with it."""
+        if key[0] == "cube":
+            return self.days.version(key[1], key[2])
+        if key[0] == "hours":
+            return self.data_hours(key[1])
+        raise KeyError(key)
 
     def newest_hour(self):
         return self.data_hours(self.root())[1]

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import shapely
 
+from data.store import tracking
 from data.store.branches import branches_of, in_scope
 from data.store.schema import CUBE_COUNTS, table_ddl, view_ddl
 from geo import cells as h3cells
@@ -149,6 +150,7 @@ class Store:
     # -- plumbing ---------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for one thread's reads."""
+        tracking.store_read()  # an answer read from it uncached is not kept (views/answers.py)
         return self._con.cursor()
 
     def close(self, patience: float = 15.0) -> None:

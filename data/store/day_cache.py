@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from data.store import tracking
 from data.store.branches import branch_ids
 from data.store.schema import CUBE_COUNTS
 from geo import cells as h3cells
@@ -79,8 +80,13 @@ class DayFigures:
     # -- freshness --------------------------------------------------------------------
     def version(self, start: datetime, end: datetime) -> tuple:
         """Fingerprint of the cube in ``start <= hour < end``: any stored record changes it.
-        It is made of the fingerprints of the window's hours (:meth:`hour_versions`)."""
-        return tuple(sorted(self.hour_versions(start, end).items()))
+        It is made of the fingerprints of the window's hours (:meth:`hour_versions`).
+        A recorded computation (``data.store.tracking``) notes the window and its version,
+        which is what an answer built on the window depends on."""
+        with tracking.covered():
+            version = tuple(sorted(self.hour_versions(start, end).items()))
+        tracking.depends(("cube", start, end), version)
+        return version
 
     def hour_versions(self, start: datetime, end: datetime) -> dict:
         """Fingerprint (rows, pings, scans) of each hour of ``start <= hour < end`` holding

@@ -35,6 +35,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from data.store import tracking
 from data.store.database import Store, _CellBranchCache
 
 log = logging.getLogger(__name__)
@@ -436,6 +437,7 @@ class RemoteStore(Store):
         self._node_keys = None
 
     def cursor(self) -> RemoteCursor:  # type: ignore[override]
+        tracking.store_read()  # as Store.cursor
         return RemoteCursor(self._pool)
 
     def close(self, patience: float = 15.0) -> None:
