@@ -320,19 +320,24 @@ class Server:
         c.request("GET", "/api/v1/health")
         return json.loads(c.getresponse().read())
 
-    def answers(self) -> dict[str, float]:
-        """``emap_answers_total`` by outcome, from ``GET /metrics``."""
+    def scrape(self) -> dict[tuple, float]:
+        """The samples of ``emap_answers_total`` and of the callback duration's sum and count
+        by output, from ``GET /metrics``: {(sample name, label value): value}."""
         from prometheus_client.parser import text_string_to_metric_families
 
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         c.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
         text = c.getresponse().read().decode()
-        out: dict[str, float] = {}
+        out: dict[tuple, float] = {}
         for family in text_string_to_metric_families(text):
-            if family.name == "emap_answers":
-                for sample in family.samples:
-                    if sample.name == "emap_answers_total":
-                        out[sample.labels["outcome"]] = sample.value
+            for sample in family.samples:
+                if sample.name == "emap_answers_total":
+                    out[(sample.name, sample.labels["outcome"])] = sample.value
+                elif sample.name in (
+                    "emap_callback_duration_seconds_sum",
+                    "emap_callback_duration_seconds_count",
+                ):
+                    out[(sample.name, sample.labels["output"])] = sample.value
         return out
 
     def cpu(self) -> float:
@@ -755,7 +760,7 @@ def run(
     ctx = get_context("spawn")  # a clean interpreter: nothing of Playwright or the store
     start_at = time.time() + 8.0  # the workers' interpreters are ready by then
     before = server.stats()
-    answers_before = server.answers()
+    scraped = server.scrape()
     cpu_server = server.cpu()
     futures = {}
     with ProcessPoolExecutor(
@@ -809,8 +814,13 @@ def run(
         print(out["import"], flush=True)
     commits = after.get("groups", 0) - before.get("groups", 0)
     out["commits"] = commits
-    answers_after = server.answers()
-    out["answers"] = {k: v - answers_before.get(k, 0.0) for k, v in answers_after.items()}
+    delta = {k: v - scraped.get(k, 0.0) for k, v in server.scrape().items()}
+    out["answers"] = {label: v for (name, label), v in delta.items() if name == "emap_answers_total"}
+    out["outputs"] = {
+        label: (v, delta.get(("emap_callback_duration_seconds_count", label), 0.0))
+        for (name, label), v in delta.items()
+        if name == "emap_callback_duration_seconds_sum" and v > 0
+    }
     print_run(out, args)
     return out
 
@@ -836,6 +846,13 @@ def print_run(r: dict, args) -> None:
                 f"  panel answers: {a.get('kept', 0):,.0f} served kept ({a.get('kept', 0) / total:.0%}), "
                 f"{a.get('made', 0):,.0f} made and kept, {a.get('not_kept', 0):,.0f} made, not keepable"
             )
+        busiest = sorted(r.get("outputs", {}).items(), key=lambda kv: -kv[1][0])[:8]
+        if busiest:
+            print("  server-side seconds by callback output (the largest sums):")
+            for output, (seconds, count) in busiest:
+                print(
+                    f"    {seconds:7.1f} s  n={count:5.0f}  mean {1000 * seconds / max(count, 1):6.0f} ms  {output[:70]}"
+                )
     if r["ingest"]:
         print(
             f"  batches: {r['pings']:,.0f} pings/s acknowledged (target {args.ingest_rate:,.0f}), ack {ms(r['batch_lat'])},"

@@ -13,8 +13,6 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-import polars as pl
-
 from data.store import forecast_reads as fq
 from views import forecast as vf
 
@@ -211,10 +209,15 @@ def rows(model, viewer, scope: str, day: str, hour: int, pause=None, wanted=None
     alerts = o["alerts"].sort("excess", descending=True).head(MAX_ALERTS).sort("start", "alert_id")
     names = dict(model.nodes().select("node_id", "name").iter_rows())
     outlet_names = _outlet_names(model)
+    # the moves of each hour in their order: one pass instead of a filter of the whole
+    # frame per alert (the panel is asked for on every view)
+    moves_in: dict = {}
+    for r in o["moves"].iter_rows(named=True):
+        moves_in.setdefault(r["hour"], []).append(r)
     out = []
     for a in alerts.iter_rows(named=True):
         cells = set(int(c) for c in a["cells"])
-        m = o["moves"].filter((pl.col("hour") == a["start"]) & pl.col("zone_cell").is_in(list(cells)))
+        m = [r for r in moves_in.get(a["start"], ()) if r["zone_cell"] in cells]
         out.append(
             {
                 **a,
@@ -227,7 +230,7 @@ def rows(model, viewer, scope: str, day: str, hour: int, pause=None, wanted=None
                         "source": names.get(r["source_branch_id"], r["source_branch_id"]),
                         "outlet_name": outlet_names.get(r["source_outlet"]) if r["source_outlet"] else None,
                     }
-                    for r in m.iter_rows(named=True)
+                    for r in m
                 ],
             }
         )

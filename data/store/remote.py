@@ -161,12 +161,11 @@ class QueryServer:
                 except (RemoteError, OSError, EOFError):
                     return
                 op = request[0]
-                if op == "open":  # a new remote cursor: a fresh DuckDB cursor
+                if op == "fresh":  # the first operation of a new remote cursor: a fresh DuckDB cursor
                     if cursor is not None:
                         cursor.close()
                     cursor = self.store.cursor()
-                    _send(conn, ("ok", None))
-                    continue
+                    request = request[1]
                 if cursor is None:
                     _send(conn, ("error", "RemoteError", "no cursor open"))
                     continue
@@ -280,17 +279,16 @@ class RemoteCursor:
         self._sock: socket.socket | None = pool.take()
         self._lock = threading.Lock()
         self.description = None
-        try:
-            self._call(("open",))
-        except BaseException:
-            self._drop()
-            raise
+        # The owner opens the DuckDB cursor with the first operation: one round trip less.
+        self._fresh = True
 
     # -- the conversation
     def _call(self, request):
         with self._lock:
             if self._sock is None:
                 raise duckdb.ConnectionException("Connection already closed!")
+            if self._fresh:
+                request, self._fresh = ("fresh", request), False
             try:
                 _send(self._sock, request)
                 status, *rest = _receive(self._sock)
@@ -360,7 +358,7 @@ class RemoteCursor:
         with self._lock:
             sock, self._sock = self._sock, None
         if sock is not None:
-            self._pool.give(sock)  # the owner's cursor is replaced at the next "open"
+            self._pool.give(sock)  # the owner's cursor is replaced at the next cursor's first operation
 
     def __enter__(self):
         return self
