@@ -69,6 +69,8 @@ PASSWORD = "bench live password 42"
 SECRET_KEY = "bench-live-session-key-0123456789abcdef"
 #: The bearer token the benchmark reads the server's ``/metrics`` with.
 METRICS_TOKEN = "bench-live-metrics-token-0123456789"
+#: The id of the store holding a page's own id (``pages/ids.py`` OUTLOOK_CLIENT).
+OUTLOOK_CLIENT = "outlook-client"
 #: Where the new devices of the latency run report (Shenzhen, Futian: inside the network).
 LAT, LNG = 22.5431, 114.0579
 #: Fixes of new devices per latency sample.
@@ -502,6 +504,31 @@ def user_cookies(url: str, n: int) -> list[dict]:
 
 
 # -- load workers (run in processes of their own, so the load is not held by one GIL) ----------
+def own_page(views: dict, u: int) -> dict:
+    """The recorded requests as user ``u``'s own page sends them: the page's id (which the
+    predicted-alerts panel uses to drop a page's superseded requests) made the user's own,
+    as each real page load has its own."""
+    found = set()
+    for requests_ in views.values():
+        for _path, body in requests_:
+            parsed = json.loads(body)
+            for item in [*(parsed.get("inputs") or []), *(parsed.get("state") or [])]:
+                if (
+                    isinstance(item, dict)
+                    and item.get("id") == OUTLOOK_CLIENT
+                    and isinstance(item.get("value"), str)
+                ):
+                    found.add(item["value"])
+    out = {}
+    for view, requests_ in views.items():
+        out[view] = []
+        for path, body in requests_:
+            for client in found:
+                body = body.replace(json.dumps(client), json.dumps(f"{client}-u{u}"))
+            out[view].append((path, body))
+    return out
+
+
 def users_worker(
     url: str, cookies: list[dict], first: int, views: dict, start_at: float, seconds: float, think: float
 ):
@@ -519,13 +546,14 @@ def users_worker(
     def user(u: int, cookie: dict) -> None:
         s = requests.Session()
         s.cookies.update(cookie)
+        mine = own_page(views, u)
         k = u  # users start at different views
         time.sleep(max(0.0, start_at - time.time()) + (u % 10) * think / 10)
         end = start_at + seconds
         while time.time() < end:
             view = names[k % len(names)]
             k += 1
-            for path, body in views[view]:
+            for path, body in mine[view]:
                 if time.time() >= end:
                     break
                 t = time.perf_counter()

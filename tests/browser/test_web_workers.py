@@ -91,10 +91,12 @@ def _answered_by(url: str) -> dict[str, float]:
     text = requests.get(
         f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30
     ).text
-    out = {"worker": 0.0, "server": 0.0, "ready": 0.0, "live": 0.0}
+    out = {"worker": 0.0, "server": 0.0, "ready": 0.0, "live": 0.0, "kept": 0.0, "made": 0.0}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "emap_web_callbacks_total":
+            if s.name == "emap_answers_total" and s.labels["outcome"] in out:
+                out[s.labels["outcome"]] = s.value
+            elif s.name == "emap_web_callbacks_total":
                 out[s.labels["answered_by"]] = s.value
             elif s.name == "emap_web_workers_ready":
                 out["ready"] = s.value
@@ -160,15 +162,22 @@ def test_replayed_callbacks_are_held_to_the_managers_branch_by_the_worker(split,
     session, _ = login(url, USER)
     bodies = _panel_bodies(recorded)
     assert bodies, "no recorded request names the branch"
-    before = _answered_by(url)["worker"]
+    before = _answered_by(url)
     nodes = frozenset({OWN, *OUTSIDE})
     for body in bodies[:6]:
         own = post(session, url, body)
         assert own.status_code in (200, 204), (own.status_code, own.text[:300])
+        again = post(session, url, body)  # a panel's answer: kept by the worker this time
+        assert again.status_code == own.status_code and again.content == own.content
+        for answer in (own, again):  # the worker's word to the serving process stays inside
+            assert "X-EMAP-Answer" not in answer.headers
         for target in OUTSIDE[:3]:
             forged = post(session, url, retarget(body, nodes, target))
             assert forged.status_code == 403, (target, forged.status_code, forged.text[:300])
-    assert _answered_by(url)["worker"] > before
+    after = _answered_by(url)
+    assert after["worker"] > before["worker"]
+    # what the worker's answer cache did is counted by the serving process
+    assert after["kept"] > before["kept"] and after["made"] + after["kept"] > before["made"] + before["kept"]
 
 
 def test_a_signed_out_session_is_refused_by_the_worker(split, recorded):
