@@ -643,6 +643,10 @@ def install(app, store, settings, state_id: str = "", acting=None) -> Access:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=bool(settings.cookie_secure),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
+        # The session ends at a fixed time on the server (users.start_session), so the
+        # cookie set at sign-in already lasts as long: re-signing it on every answer (each
+        # callback) would only cost time and a Set-Cookie header.
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
     access = Access(store, settings, app.callback_map, state_id, acting)
     server.before_request(access.guard)

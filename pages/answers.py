@@ -25,8 +25,21 @@ from pages import ids
 from views.answers import Answers
 
 #: The panels whose answers are kept: the map, its legend, the KPI cards and trend, the
-#: alert list, the ranking grid and the breadcrumb.
-PANELS = frozenset({ids.MAP, ids.MAP_LEGEND, ids.KPIS, ids.ALERTS, ids.CHILDREN, ids.BREADCRUMB})
+#: alert list, the ranking grid, the breadcrumb, and the labels of the controls, of the
+#: export and of the play button (by the first output of each callback).
+PANELS = frozenset(
+    {
+        ids.MAP,
+        ids.MAP_LEGEND,
+        ids.KPIS,
+        ids.ALERTS,
+        ids.CHILDREN,
+        ids.BREADCRUMB,
+        next(iter(ids.LABELS)),
+        ids.EXPORT_LABEL,
+        ids.PLAY_TICK,
+    }
+)
 #: What a worker tells the serving process it did with an answer (``cli/web_pool.py``).
 OUTCOME_HEADER = "X-EMAP-Answer"
 #: kept: served a kept answer; made: made and kept one; not_kept: made one it cannot keep.

@@ -339,11 +339,8 @@ class GroupCommitter:
                 took,
             )
         for job, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                self.stats["errors"] += 1
-                job.future.set_exception(outcome)
-            else:
-                job.future.set_result(outcome)
+            # A refusal is in the audit log before its request is answered: whoever reads
+            # the answer finds the line.
             scope = job.scope
             if (
                 scope is not None
@@ -355,6 +352,11 @@ class GroupCommitter:
                     scope.on_refused(len(outcome.unauthorised))
                 except Exception:  # the answer stands; the audit line is what is lost
                     log.exception("recording a refusal failed")
+            if isinstance(outcome, BaseException):
+                self.stats["errors"] += 1
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
 
     def _commit_alone(self, kind: str, job: _Job) -> Outcome | BaseException:
         """One request committed on its own; records that cannot be stored are refused."""
