@@ -207,6 +207,11 @@ def test_new_data_for_a_live_day_changes_the_cached_outlook(forecast_demo_path, 
         latest, expected = start - timedelta(minutes=30), start + timedelta(hours=2, minutes=10)
         events = arrivals("late", n, latest, s["branch_id"], expected, lat, lng)
         assert store.ingest_events(check_events(events)[0])[0] == n
+        # made less than outlook_refresh seconds ago, the outlook is reused ...
+        model.outlook_refresh = 600.0
+        assert vo.outlook(model, region, day, hour) is old
+        # ... and made again from the new data after it
+        model.outlook_refresh = 0.0
         new = vo.outlook(model, region, day, hour)
         assert new is not old
         _assert_same_outlook(new, vf.outlook(store, region, start, forecast_settings))

@@ -77,6 +77,11 @@ class Model:
         self.outlook_foreground: dict = {}
         #: Network-wide forecast frames per day, sliced per scope (``views.outlook``).
         self.forecast = ForecastDays(store, self.cache, self.days, alert_res(settings))
+        #: When each outlook was last made, and for which data: (scope, issued) ->
+        #: (fingerprint, time.monotonic()). An outlook of a day still receiving data is
+        #: reused for ``outlook_refresh`` seconds (``views.outlook.recent``).
+        self.outlook_made: dict = {}
+        self.outlook_refresh = outlook_of.REFRESH_SECONDS
         #: Whether the predicted-alerts panel is served (its frames are then read at start-up).
         self.outlook_on = False
         #: How its background computations give way to the callbacks being served.

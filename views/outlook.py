@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timedelta
 
 from data.store import forecast_reads as fq
+from data.store import tracking
 from views import forecast as vf
 
 #: Predicted alerts listed at most (most severe first).
@@ -27,6 +28,12 @@ HORIZON = 6
 #: Seconds the tree, rosters and travel modes read for outlooks are kept (they change
 #: only when couriers, vehicles or outlets are registered).
 STATIC_TTL = 60.0
+
+
+#: Seconds an outlook is reused after the data it was made from changed (a live day
+#: changes with every commit, about every second): a forecast of the next hours made half
+#: a minute ago still holds, and making one takes seconds of a core that ingest needs.
+REFRESH_SECONDS = 30.0
 
 
 #: Seconds an outlook computation waits, at each of its steps, for the callbacks being
@@ -166,22 +173,18 @@ def outlook(
     def make():
         with model.outlook_lock:
             check()
-            memo = lambda k, read: model.cache.get(k, read, ttl=STATIC_TTL)  # noqa: E731
-            net = network(model, start)
-            if _direct(model, scope, net):
-                return vf.outlook(model.store, scope, start, model.settings, memo=memo, pause=step)
-            return vf.outlook(
-                model.store,
-                scope,
-                start,
-                model.settings,
-                memo=memo,
-                pause=step,
-                net=_scoped(model, scope, net),
-                newest=model.data_hours(scope)[1],
-            )
+            made = time.monotonic()
+            made_now = _forecast(model, scope, start, step)
+            with model.outlook_wanted_lock:
+                if len(model.outlook_made) > 4096:  # bounded: views of many scopes and hours
+                    model.outlook_made.clear()
+                model.outlook_made[key] = (version, made)
+            return made_now
 
     version = fingerprint(model, scope, start)
+    kept = recent(model, key, version)
+    if kept is not None:
+        return kept
     if background:
         return model.cache.get_current(key, version, make)
     with model.outlook_wanted_lock:
@@ -198,6 +201,41 @@ def outlook(
                 model.outlook_foreground[key] = n
             if pause is None and wanted is None:
                 model.outlook_wanted -= 1
+
+
+def _forecast(model, scope: str, start: datetime, step) -> dict:
+    """The outlook of ``scope`` issued at ``start``, computed now (``step`` between steps)."""
+    memo = lambda k, read: model.cache.get(k, read, ttl=STATIC_TTL)  # noqa: E731
+    net = network(model, start)
+    if _direct(model, scope, net):
+        return vf.outlook(model.store, scope, start, model.settings, memo=memo, pause=step)
+    return vf.outlook(
+        model.store,
+        scope,
+        start,
+        model.settings,
+        memo=memo,
+        pause=step,
+        net=_scoped(model, scope, net),
+        newest=model.data_hours(scope)[1],
+    )
+
+
+def recent(model, key, version):
+    """The outlook of ``key`` made for other data less than ``model.outlook_refresh``
+    seconds ago (it still holds: :data:`REFRESH_SECONDS`), else None. An answer built on
+    it ends when it would be made again (``data.store.tracking``)."""
+    with model.outlook_wanted_lock:
+        made = model.outlook_made.get(key)
+    if made is None or made[0] == version:
+        return None
+    until = made[1] + model.outlook_refresh
+    if time.monotonic() >= until:
+        return None
+    kept = model.cache.peek((key, made[0]))
+    if kept is not None:
+        tracking.expires_at(until)
+    return kept
 
 
 def rows(model, viewer, scope: str, day: str, hour: int, pause=None, wanted=None) -> list[dict]:
