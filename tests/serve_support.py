@@ -39,12 +39,14 @@ def serve_process(
     env: dict[str, str] | None = None,
     drop_env: tuple[str, ...] = (),
     patience: float = 180,
+    graceful: bool = True,
 ) -> Iterator[Served]:
     """Serve a copy of ``store_path`` in ``folder`` (its data folder) on a free loopback
     port, with the demo accounts' password, no phone listener and text logs; ``args`` and
     ``env`` are added, ``drop_env`` removed from the environment. Yields once ``ready``
     appears in the log (within ``patience`` seconds, else the test fails with the log's
-    end); the server is stopped after."""
+    end); the server is stopped after: asked to (SIGTERM), or with ``graceful=False``
+    killed, for tests that check nothing of its stop and would only wait for it."""
     shutil.copy(store_path, folder / "emap.duckdb")
     port = free_port()
     full_env = {
@@ -72,5 +74,8 @@ def serve_process(
             yield Served(f"http://127.0.0.1:{port}", proc, log_path)
         finally:
             if proc.poll() is None:
-                proc.terminate()
+                if graceful:
+                    proc.terminate()
+                else:
+                    proc.kill()
             proc.wait(60)
