@@ -29,13 +29,13 @@ GROUPS = {
 #: ``./dev test --durations=0`` when a module grows). The others follow in xdist's order.
 LONGEST = (
     "security-recorded",
-    "tests/test_spark.py",
     "tests/browser/test_live_demo_page.py",
     "tests/browser/test_dashboard.py",
+    "tests/browser/test_live_feed.py",
+    "tests/test_spark.py",
     "tests/test_outlook.py",
     "tests/browser/test_admin_imports.py",
     "tests/test_owner.py",
-    "tests/browser/test_live_feed.py",
     "tests/browser/test_admin_pages.py",
     "tests/security/test_names_dashboard.py",
     "tests/browser/test_access.py",

@@ -45,20 +45,34 @@ def make_store(src, dest) -> Store:
     return store
 
 
+@pytest.fixture(scope="module")
+def people_store(small_demo_path, tmp_path_factory):
+    """Path of :func:`make_store`'s store, made once for the module (its accounts take a
+    second or more to create): each test writes a copy of its own."""
+    path = tmp_path_factory.mktemp("schedules-people") / "emap.duckdb"
+    make_store(small_demo_path, path).close()
+    return path
+
+
+def copy_of(people_store, folder) -> Store:
+    shutil.copy(people_store, folder / "emap.duckdb")
+    return Store(folder / "emap.duckdb")
+
+
 @pytest.fixture
-def env(small_demo_path, tmp_path):
-    store = make_store(small_demo_path, tmp_path / "emap.duckdb")
+def env(people_store, tmp_path):
+    store = copy_of(people_store, tmp_path)
     settings = Settings.from_env({}, data_dir=tmp_path)
     yield store, settings
     store.close()
 
 
 @pytest.fixture(scope="module")
-def day_csv(small_demo_path, tmp_path_factory):
+def day_csv(people_store, tmp_path_factory):
     """A store whose branch manager's day schedule produced its CSV (a day's report
     costs seconds: made once for the tests that read it)."""
     folder = tmp_path_factory.mktemp("schedules")
-    store = make_store(small_demo_path, folder / "emap.duckdb")
+    store = copy_of(people_store, folder)
     settings = Settings.from_env({}, data_dir=folder)
     sid = new(store, "nanshan", "b-440305")
     done = run_due(store, settings, now=MORNING)

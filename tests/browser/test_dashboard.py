@@ -8,6 +8,7 @@ import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from config import Settings
 from tests.browser.conftest import ARTIFACTS
@@ -26,25 +27,74 @@ MAP_STATE = """() => {
 }"""
 
 
+HOVERED = """() => {
+  const gd = document.querySelector('#map .js-plotly-plot');
+  return !!(gd && gd._hoverdata && gd._hoverdata.length);
+}"""
+
+
+class _Activity:
+    """When the page last had a request in flight (callbacks, scripts, data): on a loaded
+    machine the server is slow to answer and the page stays busy; a page with nothing in
+    flight has nothing more coming. Event streams, open for good, are not counted."""
+
+    def __init__(self, page):
+        self._pending = 0
+        self._last = time.monotonic()
+        page.on("request", lambda r: self._seen(r, 1))
+        page.on("requestfinished", lambda r: self._seen(r, -1))
+        page.on("requestfailed", lambda r: self._seen(r, -1))
+
+    def _seen(self, request, step: int) -> None:
+        if request.resource_type not in ("eventsource", "websocket"):
+            self._pending += step
+            self._last = time.monotonic()
+
+    def idle_for(self) -> float:
+        """Seconds since a request was last in flight (0 while one is)."""
+        return 0.0 if self._pending > 0 else time.monotonic() - self._last
+
+
+def _wait(page, activity: _Activity | None, predicate: str, arg=None, idle: float = 20.0) -> None:
+    """Wait until ``predicate`` holds in the page: for as long as the page has requests
+    in flight or had one in the last ``idle`` seconds; then it fails. Without
+    ``activity``, the page's default time-out."""
+    if activity is None:
+        page.wait_for_function(predicate, arg=arg)
+        return
+    deadline = time.monotonic() + 300  # a bound on a page that never settles
+    while True:
+        try:
+            page.wait_for_function(predicate, arg=arg, timeout=2_000)
+            return
+        except PlaywrightTimeoutError:
+            if activity.idle_for() >= idle or time.monotonic() >= deadline:
+                raise
+
+
 def _query(page) -> dict:
     return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
 
 
-def _wait_hexes(page):
-    page.wait_for_function(f"(() => {{ const s = ({MAP_STATE})(); return s && s.hexes > 0; }})()")
+def _wait_hexes(page, activity: _Activity | None = None):
+    _wait(page, activity, f"(() => {{ const s = ({MAP_STATE})(); return s && s.hexes > 0; }})()")
 
 
-def _wait_node(page, node: str):
-    page.wait_for_function(f"window.location.search.includes('node={node}&')")
-    page.wait_for_function(
+def _wait_node(page, node: str, activity: _Activity | None = None):
+    _wait(page, activity, f"window.location.search.includes('node={node}&')")
+    _wait(
+        page,
+        activity,
         f"document.querySelector('#breadcrumb button.current') && "
-        f"document.querySelector('#breadcrumb button.current').id.includes('{node}')"
+        f"document.querySelector('#breadcrumb button.current').id.includes('{node}')",
     )
-    _wait_hexes(page)
+    _wait_hexes(page, activity)
     time.sleep(0.8)  # let MapLibre finish moving to the new view before the next click
 
 
 def _click_at(page, lat: float, lng: float):
+    """Click the map at a point, once the map has taken the pointer there as over a
+    territory (its click carries what the pointer is over)."""
     xy = page.evaluate(
         """([lat, lng]) => {
       const gd = document.querySelector('#map .js-plotly-plot');
@@ -56,7 +106,7 @@ def _click_at(page, lat: float, lng: float):
         [lat, lng],
     )
     page.mouse.move(xy[0], xy[1])
-    time.sleep(0.3)
+    page.wait_for_function(HOVERED)
     page.mouse.click(xy[0], xy[1])
 
 
@@ -66,10 +116,13 @@ def demo_day(small_store):
 
 
 def test_load_drill_down_and_back(page, dashboard_url, demo_day):
+    # The first test on the module's server: the first views are computed, not cached,
+    # and on a loaded machine take long. Each wait lasts while the page is being answered.
+    activity = _Activity(page)
     t0 = time.monotonic()
     page.goto(f"{dashboard_url}/?date={demo_day}&hour=10&layers=hexes,outlines,zones")
-    _wait_hexes(page)
-    page.wait_for_selector("#kpis .kpi")
+    _wait_hexes(page, activity)
+    _wait(page, activity, "document.querySelector('#kpis .kpi') !== null")
     print(f"first load with hexes and KPIs: {time.monotonic() - t0:.2f} s")
     assert _query(page)["node"] == "hq"
     page.screenshot(path=str(ARTIFACTS / "dashboard-hq.png"))
@@ -77,10 +130,10 @@ def test_load_drill_down_and_back(page, dashboard_url, demo_day):
     path = ["hq"]
     for expected_level in ("division", "region", "branch"):
         _click_at(page, *FUTIAN)
-        page.wait_for_function(f"!window.location.search.includes('node={path[-1]}&')")
+        _wait(page, activity, f"!window.location.search.includes('node={path[-1]}&')")
         node = _query(page)["node"]
         path.append(node)
-        _wait_node(page, node)
+        _wait_node(page, node, activity)
         assert re.match({"division": r"div-", "region": r"r-", "branch": r"b-"}[expected_level], node)
     assert path[1:] == [path[1], "r-440300", "b-440304"]
     assert page.locator("#breadcrumb button").count() == 4
@@ -88,9 +141,9 @@ def test_load_drill_down_and_back(page, dashboard_url, demo_day):
 
     # back up with the breadcrumb to the region, then to headquarters
     page.locator("#breadcrumb button").nth(2).click()
-    _wait_node(page, "r-440300")
+    _wait_node(page, "r-440300", activity)
     page.locator("#breadcrumb button").first.click()
-    _wait_node(page, "hq")
+    _wait_node(page, "hq", activity)
     assert page.locator("#breadcrumb button").count() == 1
 
 

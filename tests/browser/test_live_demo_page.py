@@ -4,18 +4,12 @@ the day's scheduled surge open a peak-load alert, without a reload."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-import time
 
 import pytest
 
-from config import PROJECT_ROOT
 from tests.auth_support import PASSWORD
-from tests.ingest_support import free_port
+from tests.serve_support import serve_process
 
 pytestmark = pytest.mark.browser
 
@@ -33,39 +27,20 @@ COURIERS = """() => {
 def live_demo(small_demo_path, tmp_path_factory):
     """A real server on a copy of the small demo, playing its live day; yields its URL and
     the surge's branch (from the server's log)."""
-    folder = tmp_path_factory.mktemp("live-demo")
-    shutil.copy(small_demo_path, folder / "emap.duckdb")
-    port = free_port()
-    env = {
-        **os.environ,
-        "EMAP_DATA_DIR": str(folder),
-        "EMAP_LIVE_DEMO": "1",
-        "EMAP_DEMO_PASSWORD": PASSWORD,
-        "EMAP_OSMAND_PORT": "0",
-        "EMAP_LOG_FORMAT": "text",
-        "EMAP_ACCESS_LOG": "false",
-    }
-    env.pop("EMAP_LAKE_DIR", None)
-    log_path = folder / "serve.log"
-    log = open(log_path, "w+b")  # noqa: SIM115 (closed below)
-    argv = ["app.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--live-speedup", str(SPEEDUP)]
-    proc = subprocess.Popen(
-        [sys.executable, *argv], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 180
+    with serve_process(
+        small_demo_path,
+        tmp_path_factory.mktemp("live-demo"),
         # the in-transit scans are sent first: then data is arriving and the day is under way
-        while "live demo day, in-transit scans" not in log_path.read_text():
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, f"no live day started: {log_path.read_text()[-3000:]}"
-            time.sleep(0.3)
-        surge = re.search(r"surge x[\d.]+ in (b-[\w-]+) from", log_path.read_text())
-        assert surge, log_path.read_text()
-        yield f"http://127.0.0.1:{port}", surge.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(60)
-        log.close()
+        ready="live demo day, in-transit scans",
+        args=("--live-speedup", str(SPEEDUP)),
+        env={"EMAP_LIVE_DEMO": "1", "EMAP_ACCESS_LOG": "false"},
+        # a stopping server waits up to 10 s for each of the live day's threads to finish
+        # what they are sending; this test checks nothing of the stop
+        graceful=False,
+    ) as served:
+        surge = re.search(r"surge x[\d.]+ in (b-[\w-]+) from", served.log())
+        assert surge, served.log()
+        yield served.url, surge.group(1)
 
 
 def test_a_page_opened_on_the_demo_sees_the_day_move_and_the_surge_alert(live_demo, page):

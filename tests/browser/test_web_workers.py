@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +20,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from config import PROJECT_ROOT
 from tests.auth_support import PASSWORD, csrf_of, login
-from tests.ingest_support import free_port
 from tests.security.scope_support import OUTSIDE, OWN, USER, post, retarget
+from tests.serve_support import serve_process
 
 pytestmark = pytest.mark.browser
 
@@ -55,36 +51,16 @@ def _worker_pids(server_pid: int) -> list[int]:
 @pytest.fixture(scope="module")
 def split(small_demo_path, tmp_path_factory):
     """A real server with one web worker; yields (url, server process, log path)."""
-    folder = tmp_path_factory.mktemp("web-workers")
-    shutil.copy(small_demo_path, folder / "emap.duckdb")
-    port = free_port()
-    env = {
-        **os.environ,
-        "EMAP_DATA_DIR": str(folder),
-        "EMAP_DEMO_PASSWORD": PASSWORD,
-        "EMAP_OSMAND_PORT": "0",
-        "EMAP_LOG_FORMAT": "text",
-        "EMAP_METRICS_TOKEN": METRICS_TOKEN,
-    }
-    env.pop("EMAP_LAKE_DIR", None)
-    env.pop("EMAP_SECRET_KEY", None)  # the server makes one and gives it to its worker
-    log_path = folder / "serve.log"
-    log = open(log_path, "w+b")  # noqa: SIM115 (closed below)
-    argv = ["app.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--web-processes", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, *argv], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while "web worker 0 answering" not in log_path.read_text():
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, f"the worker did not start: {log_path.read_text()[-3000:]}"
-            time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}", proc, log_path
-    finally:
-        proc.terminate()
-        proc.wait(60)
-        log.close()
+    with serve_process(
+        small_demo_path,
+        tmp_path_factory.mktemp("web-workers"),
+        ready="web worker 0 answering",
+        args=("--web-processes", "1"),
+        env={"EMAP_METRICS_TOKEN": METRICS_TOKEN},
+        drop_env=("EMAP_SECRET_KEY",),  # the server makes one and gives it to its worker
+        patience=300,
+    ) as served:
+        yield served.url, served.proc, served.log_path
 
 
 def _answered_by(url: str) -> dict[str, float]:
