@@ -40,10 +40,9 @@ PANELS = frozenset(
         ids.PLAY_TICK,
     }
 )
-#: What a worker tells the serving process it did with an answer (``cli/web_pool.py``).
+#: What a worker tells the serving process it did with an answer (``cli/web_pool.py``):
+#: ``kept`` (served a kept answer), ``made`` (made and kept one), ``not_kept``.
 OUTCOME_HEADER = "X-EMAP-Answer"
-#: kept: served a kept answer; made: made and kept one; not_kept: made one it cannot keep.
-OUTCOMES = ("kept", "made", "not_kept")
 
 
 def first_output(output: str) -> str:

@@ -82,6 +82,10 @@ class Model:
         #: reused for ``outlook_refresh`` seconds (``views.outlook.recent``).
         self.outlook_made: dict = {}
         self.outlook_refresh = outlook_of.REFRESH_SECONDS
+        #: An older outlook is shown for ``outlook_stale`` seconds while the views of
+        #: ``outlook_refreshing`` (scope, day, hour) are made again in the background.
+        self.outlook_stale = outlook_of.STALE_SECONDS
+        self.outlook_refreshing: set = set()
         #: Whether the predicted-alerts panel is served (its frames are then read at start-up).
         self.outlook_on = False
         #: How its background computations give way to the callbacks being served.

@@ -8,6 +8,7 @@ shows them is ``pages/outlook.py``.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -16,6 +17,8 @@ from datetime import datetime, timedelta
 from data.store import forecast_reads as fq
 from data.store import tracking
 from views import forecast as vf
+
+log = logging.getLogger(__name__)
 
 #: Predicted alerts listed at most (most severe first).
 MAX_ALERTS = 8
@@ -34,6 +37,12 @@ STATIC_TTL = 60.0
 #: changes with every commit, about every second): a forecast of the next hours made half
 #: a minute ago still holds, and making one takes seconds of a core that ingest needs.
 REFRESH_SECONDS = 30.0
+
+
+#: Seconds an outlook made for older data is still shown while a new one is made in the
+#: background: a person sees the panel at once instead of waiting for a forecast that a
+#: machine busy with ingest makes slowly.
+STALE_SECONDS = 300.0
 
 
 #: Seconds an outlook computation waits, at each of its steps, for the callbacks being
@@ -182,7 +191,7 @@ def outlook(
             return made_now
 
     version = fingerprint(model, scope, start)
-    kept = recent(model, key, version)
+    kept = recent(model, key, version, (scope, day, hour) if not background else None)
     if kept is not None:
         return kept
     if background:
@@ -221,21 +230,56 @@ def _forecast(model, scope: str, start: datetime, step) -> dict:
     )
 
 
-def recent(model, key, version):
-    """The outlook of ``key`` made for other data less than ``model.outlook_refresh``
-    seconds ago (it still holds: :data:`REFRESH_SECONDS`), else None. An answer built on
-    it ends when it would be made again (``data.store.tracking``)."""
+def recent(model, key, version, view=None):
+    """An outlook of ``key`` made for other data that may stand for the one of ``version``,
+    else None.
+
+    * Made less than ``model.outlook_refresh`` seconds ago (:data:`REFRESH_SECONDS`): it
+      still holds. An answer built on it ends when it would be made again.
+    * Made less than ``model.outlook_stale`` seconds ago (:data:`STALE_SECONDS`) and asked
+      for a ``view`` (scope, day, hour) a person waits for: it is given at once while a
+      new one is made in the background (:func:`_refresh_later`); making one can take many
+      seconds on a machine busy with ingest. An answer built on it is not kept.
+    """
     with model.outlook_wanted_lock:
         made = model.outlook_made.get(key)
     if made is None or made[0] == version:
         return None
-    until = made[1] + model.outlook_refresh
-    if time.monotonic() >= until:
+    age = time.monotonic() - made[1]
+    if age >= max(model.outlook_refresh, model.outlook_stale if view is not None else 0.0):
         return None
     kept = model.cache.peek((key, made[0]))
-    if kept is not None:
-        tracking.expires_at(until)
+    if kept is None:
+        return None
+    if age < model.outlook_refresh:
+        tracking.expires_at(made[1] + model.outlook_refresh)
+    else:
+        tracking.store_read()  # its successor is being made: nothing says when it lands
+        _refresh_later(model, *view)
     return kept
+
+
+def _refresh_later(model, scope: str, day: str, hour: int) -> None:
+    """Make the outlook of a view again in a background thread (one per view at a time),
+    giving way to the callbacks being served as the panel's other work does."""
+    view = (scope, day, hour)
+    with model.outlook_wanted_lock:
+        if view in model.outlook_refreshing:
+            return
+        model.outlook_refreshing.add(view)
+
+    def run() -> None:
+        try:
+            outlook(model, scope, day, hour, model.outlook_pause, background=True)
+        except Superseded:
+            pass  # a user waits for another outlook: the next request starts it again
+        except Exception:  # noqa: BLE001 - the kept outlook stands; the next request retries
+            log.exception("making the outlook of %s again failed", view)
+        finally:
+            with model.outlook_wanted_lock:
+                model.outlook_refreshing.discard(view)
+
+    threading.Thread(target=run, name="emap-outlook-refresh", daemon=True).start()
 
 
 def rows(model, viewer, scope: str, day: str, hour: int, pause=None, wanted=None) -> list[dict]:
