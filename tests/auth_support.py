@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -70,3 +71,30 @@ def login(url: str, user: str, password: str = PASSWORD) -> tuple[requests.Sessi
         f"{url}/login", data={"user": user, "password": password, "csrf": token}, allow_redirects=False
     )
     return s, r
+
+
+@contextmanager
+def signed_in_server(demo_path, folder, accounts, settings: Settings, token_name: str):
+    """A dashboard with sign-in and the ingest API on a copy of a demo store in ``folder``,
+    with ``accounts`` ((user, role, node), password :data:`PASSWORD`) and a system token:
+    yields ``(url, app, store, ingest headers, a courier's device)``."""
+    from data.ingest.http_api import make_ingest_blueprint
+    from data.ingest.tokens import create_token
+    from pages.app import build_app
+
+    path = folder / "emap.duckdb"
+    shutil.copy(demo_path, path)
+    store = Store(path)
+    users.ensure_tables(store)
+    for uid, role, node in accounts:
+        users.create_user(store, uid, PASSWORD, role, node, by="test")
+    token = create_token(store, "system", token_name)
+    device = store.scalar("SELECT min(device_id) FROM devices WHERE courier_id IS NOT NULL")
+    bp = make_ingest_blueprint(store, settings)
+    app = build_app(store, settings, blueprints=[bp], warm=False, prefetch=False, auth=True)
+    try:
+        with serve_app(app) as url:
+            yield url, app, store, {"Authorization": f"Bearer {token}"}, device
+    finally:
+        bp.committer.close()
+        store.close()

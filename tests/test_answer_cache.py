@@ -5,7 +5,6 @@ built from a read nothing versions is not kept."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import UTC
 
@@ -13,17 +12,12 @@ import orjson
 import pytest
 import requests
 
-from auth import users
 from config import Settings
-from data.ingest.tokens import create_token
 from data.store import tracking
-from data.store.database import Store
-from tests.auth_support import csrf_of, login
-from tests.conftest import served
+from tests.auth_support import PASSWORD, csrf_of, login, signed_in_server
 from views import state as st
 from views.model import Model
 
-PASSWORD = "correct horse 42"
 NANSHAN = (22.5329, 113.9305)  # inside branch b-440305 of the small demo
 KPI_OUT = "..kpis.children...trend.figure...status.children.."
 MAP_OUT = "..map.figure...geometry-key.data.."
@@ -33,29 +27,15 @@ MAP_OUT = "..map.figure...geometry-key.data.."
 def server(small_demo_path, tmp_path_factory):
     """(url, app, store, ingest headers, a courier device) of a dashboard with sign-in and
     the ingest API on a copy of the small demo."""
-    from data.ingest.http_api import make_ingest_blueprint
-    from pages.app import build_app
-
-    path = tmp_path_factory.mktemp("answers") / "emap.duckdb"
-    shutil.copy(small_demo_path, path)
-    store = Store(path)
-    users.ensure_tables(store)
-    for uid, role, node in (
+    accounts = (
         ("hq-a", "admin", "hq"),
         ("hq-b", "admin", "hq"),
         ("shenzhen", "manager", "r-440300"),
         ("nanshan", "manager", "b-440305"),
-    ):
-        users.create_user(store, uid, PASSWORD, role, node, by="test")
-    token = create_token(store, "system", "test-answers")
-    device = store.scalar("SELECT min(device_id) FROM devices WHERE courier_id IS NOT NULL")
-    settings = Settings.from_env({})
-    bp = make_ingest_blueprint(store, settings)
-    app = build_app(store, settings, blueprints=[bp], warm=False, prefetch=False, auth=True)
-    with served(app) as url:
-        yield url, app, store, {"Authorization": f"Bearer {token}"}, device
-    bp.committer.close()
-    store.close()
+    )
+    folder = tmp_path_factory.mktemp("answers")
+    with signed_in_server(small_demo_path, folder, accounts, Settings.from_env({}), "test-answers") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,8 @@ import requests
 from auth import users
 from auth.viewer import Viewer
 from config import PROJECT_ROOT, Settings
-from data.ingest.tokens import create_token
 from data.store.database import Store
-from tests.auth_support import PASSWORD, csrf_of, login
-from tests.conftest import served
+from tests.auth_support import PASSWORD, csrf_of, login, signed_in_server
 from tests.ingest_support import free_port
 from views import live
 from views.model import Model, ViewerModel
@@ -90,28 +88,11 @@ class Events:
 def push_server(small_demo_path, tmp_path_factory):
     """A dashboard with sign-in, the ingest API and the push channel on a copy of the small
     demo: ``(url, app, store, ingest headers, a courier device)``."""
-    from data.ingest.http_api import make_ingest_blueprint
-    from pages.app import build_app
-
-    path = tmp_path_factory.mktemp("push") / "emap.duckdb"
-    shutil.copy(small_demo_path, path)
-    store = Store(path)
-    users.ensure_tables(store)
-    for uid, role, node in (
-        ("hq-admin", "admin", "hq"),
-        ("nanshan", "manager", "b-440305"),
-        ("other", "manager", "hq"),
-    ):
-        users.create_user(store, uid, PASSWORD, role, node, by="test")
-    token = create_token(store, "system", "test-push")
-    device = store.scalar("SELECT min(device_id) FROM devices WHERE courier_id IS NOT NULL")
+    accounts = (("hq-admin", "admin", "hq"), ("nanshan", "manager", "b-440305"), ("other", "manager", "hq"))
     settings = Settings.from_env({}, live_channel="push")
-    bp = make_ingest_blueprint(store, settings)
-    app = build_app(store, settings, blueprints=[bp], warm=False, prefetch=False, auth=True)
-    with served(app) as url:
-        yield url, app, store, {"Authorization": f"Bearer {token}"}, device
-    bp.committer.close()
-    store.close()
+    folder = tmp_path_factory.mktemp("push")
+    with signed_in_server(small_demo_path, folder, accounts, settings, "test-push") as server:
+        yield server
 
 
 def _post(server, where: tuple[float, float], second: int) -> None:
