@@ -323,8 +323,9 @@ class Server:
         return json.loads(c.getresponse().read())
 
     def scrape(self) -> dict[tuple, float]:
-        """The samples of ``emap_answers_total`` and of the callback duration's sum and count
-        by output, from ``GET /metrics``: {(sample name, label value): value}."""
+        """The samples of ``emap_answers_total``, of the callback duration's sum and count
+        by output, and of the writer's time (commits, their phases, the queue wait) of
+        pings, from ``GET /metrics``: {(sample name, label value): value}."""
         from prometheus_client.parser import text_string_to_metric_families
 
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -340,6 +341,14 @@ class Server:
                     "emap_callback_duration_seconds_count",
                 ):
                     out[(sample.name, sample.labels["output"])] = sample.value
+                elif sample.labels.get("kind") == "pings" and sample.name in (
+                    "emap_commit_duration_seconds_sum",
+                    "emap_commit_duration_seconds_count",
+                    "emap_writer_wait_seconds_sum",
+                    "emap_writer_wait_seconds_count",
+                    "emap_commit_phase_seconds_total",
+                ):
+                    out[(sample.name, sample.labels.get("phase", ""))] = sample.value
         return out
 
     def cpu(self) -> float:
@@ -849,6 +858,11 @@ def run(
         for (name, label), v in delta.items()
         if name == "emap_callback_duration_seconds_sum" and v > 0
     }
+    out["writer"] = {
+        (name.removeprefix("emap_"), label): v
+        for (name, label), v in delta.items()
+        if name.startswith(("emap_commit", "emap_writer"))
+    }
     print_run(out, args)
     return out
 
@@ -891,6 +905,21 @@ def print_run(r: dict, args) -> None:
             f" failed {sum(r['phone_fail'].values())} {r['phone_fail'] or ''}"
         )
         print(f"  writer: {r['commits']:,} commits in the run")
+        w = r.get("writer") or {}
+        commits = w.get(("commit_duration_seconds_count", ""), 0.0)
+        if commits:
+            spent = w.get(("commit_duration_seconds_sum", ""), 0.0)
+            phases = "  ".join(
+                f"{phase} {w.get(('commit_phase_seconds_total', phase), 0.0) / spent:.0%}"
+                for phase in ("validate", "prepare", "store", "quarantine")
+            )
+            waits = w.get(("writer_wait_seconds_count", ""), 0.0)
+            print(
+                f"  pings commits: {commits:,.0f}, mean {1000 * spent / commits:,.0f} ms, "
+                f"writer busy {spent / args.seconds:.0%} of the run; of it {phases}; "
+                f"a request waited {1000 * w.get(('writer_wait_seconds_sum', ''), 0.0) / max(waits, 1):,.0f} ms "
+                "(mean) for the writer"
+            )
     print(
         f"  CPU over {args.seconds:.0f} s: server {r['server_cpu']:.1f} s ({r['server_cpu'] / args.seconds:.2f} cores), "
         f"load generator {r['client_cpu']:.1f} s ({r['client_cpu'] / args.seconds:.2f} cores); "

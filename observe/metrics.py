@@ -57,6 +57,11 @@ REASONS = (
     "not_stored",
 )
 
+#: Parts of one group commit timed apart (``emap_commit_phase_seconds``): reading the
+#: records (validate), finding their cell, owner and branch (prepare), the store's
+#: transaction (store), and keeping the refused ones (quarantine).
+COMMIT_PHASES = ("validate", "prepare", "store", "quarantine")
+
 _COMMIT_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BATCH_RECORDS = (1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 200_000)
 _CALLBACK_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -124,6 +129,21 @@ class Metrics:
             buckets=_BATCH_RECORDS,
             registry=r,
         )
+        self._commit_phase_seconds = Counter(
+            "emap_commit_phase_seconds",
+            "Seconds the ingest writer spent in each part of its group commits (a slow commit "
+            "says which part grew: the store's transaction, or the work around it).",
+            ["kind", "phase"],
+            registry=r,
+        )
+        self._writer_wait_seconds = Histogram(
+            "emap_writer_wait_seconds",
+            "Seconds an ingest request's records waited in the queue before the writer took "
+            "them (with the commit's own time, what a client waits for its answer).",
+            ["kind"],
+            buckets=_COMMIT_SECONDS,
+            registry=r,
+        )
         self._commit_errors = Counter(
             "emap_commit_errors",
             "Ingest requests the writer could not store (answered 503: nothing acknowledged).",
@@ -178,6 +198,16 @@ class Metrics:
         self._commit_records.labels(kind).observe(records)
         if errors:
             self._commit_errors.labels(kind).inc(errors)
+
+    def commit_phases(self, kind: str, seconds: Mapping[str, float]) -> None:
+        """Seconds one group commit spent in each of :data:`COMMIT_PHASES`."""
+        kind = fixed(kind, KINDS)
+        for phase, took in seconds.items():
+            self._commit_phase_seconds.labels(kind, fixed(phase, COMMIT_PHASES)).inc(took)
+
+    def writer_wait(self, kind: str, seconds: float) -> None:
+        """One request's records taken by the writer ``seconds`` after they were queued."""
+        self._writer_wait_seconds.labels(fixed(kind, KINDS)).observe(seconds)
 
     def callback(self, output: str, seconds: float) -> None:
         """One Dash callback request; ``output`` already one of the app's outputs or "other"."""

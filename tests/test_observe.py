@@ -23,6 +23,7 @@ ALLOWED = {
     "kind": {*om.KINDS, om.OTHER},
     "status": {*om.STATUSES, om.OTHER},
     "reason": {*om.REASONS, om.OTHER},
+    "phase": {*om.COMMIT_PHASES, om.OTHER},
 }
 
 
@@ -106,6 +107,10 @@ def test_counters_move_with_batches_and_phones(server, tokens):
     assert sample(s, "emap_commit_duration_seconds_count", kind="pings") >= 3
     assert sample(s, "emap_commit_duration_seconds_sum", kind="pings") > 0
     assert sample(s, "emap_commit_batch_records_sum", kind="pings") >= 6 + 3
+    # where the commits' time went, and how long requests waited for the writer
+    for phase in ("validate", "prepare", "store", "quarantine"):
+        assert sample(s, "emap_commit_phase_seconds_total", kind="pings", phase=phase) > 0, phase
+    assert sample(s, "emap_writer_wait_seconds_count", kind="pings") >= 3
     assert sample(s, "emap_writer_queue_records") == 0
     assert sample(s, "emap_writer_up") == 1
     assert sample(s, "emap_store_bytes") > 0

@@ -29,7 +29,7 @@ from data.ingest import validate
 from data.ingest.quarantine import Quarantine
 from data.store.database import Store
 from observe.health import Unhealthy
-from observe.metrics import Metrics
+from observe.metrics import COMMIT_PHASES, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class _Job:
     early: list[tuple[int, str, object]]  # rejected before validation: (index, reason, raw)
     future: Future | None
     scope: Scope | None = None
+    queued: float = field(default_factory=time.perf_counter)  # when submitted
 
 
 class GroupCommitter:
@@ -162,6 +163,8 @@ class GroupCommitter:
         # failed (the health check: is the writer storing?)
         self._last_ok: float | None = None
         self._last_failed: float | None = None
+        # seconds of each part of the group being committed (writer thread only)
+        self._phases: dict[str, float] = {}
         self.stats = {
             "groups": 0,
             "requests": 0,
@@ -293,6 +296,10 @@ class GroupCommitter:
                 rows += len(job.rows)
                 jobs.append(job)
             self._pending_rows -= rows
+        taken = time.perf_counter()
+        for job in jobs:
+            if job.kind != _PROBE:
+                self.metrics.writer_wait(job.kind, taken - job.queued)
         return jobs
 
     def _run(self) -> None:
@@ -310,6 +317,7 @@ class GroupCommitter:
 
     def _commit_group(self, kind: str, group: list[_Job]) -> None:
         t0 = time.perf_counter()
+        self._phases = dict.fromkeys(COMMIT_PHASES, 0.0)
         try:
             outcomes: list[Outcome | BaseException] = list(self._commit(kind, group))
         except Exception:
@@ -330,6 +338,7 @@ class GroupCommitter:
         else:
             self._last_ok = done
         self.metrics.commit(kind, took, sum(len(j.rows) + len(j.early) for j in group), failed)
+        self.metrics.commit_phases(kind, self._phases)
         if took > 1.0:  # every waiting client waits this long: worth knowing why
             log.warning(
                 "commit of %d %s requests (%d records) took %.1f s",
@@ -410,6 +419,7 @@ class GroupCommitter:
         rows = [r for job in group for r in job.rows]
         rejected: dict[int, str] = {}  # global 1-based row -> reason
         unauthorised: set[int] = set()
+        t = time.perf_counter()
         if rows:
             cols = canon.columns(kind, rows)
             frame = pl.DataFrame(
@@ -421,6 +431,7 @@ class GroupCommitter:
             scoped = [(job, n) for job, n in zip(group, _starts(group), strict=True) if job.scope is not None]
             if scoped and kind == "pings":
                 good = self._check_devices(good, scoped, rejected, unauthorised)
+            t = self._lap("validate", t)
             if kind == "pings":
                 if self.auto_register and not good.is_empty():
                     self._register(good["device_id"].unique().to_list())
@@ -430,7 +441,9 @@ class GroupCommitter:
             rejected.update(zip(refused["_row"].to_list(), refused["reason"].to_list(), strict=False))
             if scoped:
                 ready = self._check_nodes(ready, scoped, rejected, unauthorised)
+            t = self._lap("prepare", t)
             stored, dup = self.store.commit(kind, ready)
+            t = self._lap("store", t)
             self.stats["stored"] += stored
             self.stats["duplicates"] += dup
         outcomes, quarantine = [], {}
@@ -470,12 +483,19 @@ class GroupCommitter:
                 source,
                 kind,
             )
+        self._lap("quarantine", t)
         self.stats["groups"] += 1
         self.stats["requests"] += len(group)
         self.stats["received"] += sum(o.received for o in outcomes)
         self.stats["accepted"] += sum(o.accepted for o in outcomes)
         self.stats["rejected"] += sum(len(o.rejected) for o in outcomes)
         return outcomes
+
+    def _lap(self, phase: str, since: float) -> float:
+        """Add the seconds since ``since`` to ``phase`` of the group being committed."""
+        now = time.perf_counter()
+        self._phases[phase] = self._phases.get(phase, 0.0) + (now - since)
+        return now
 
     @staticmethod
     def _scope_column(frame: pl.DataFrame, scoped: list[tuple[_Job, int]], attr: str) -> pl.Series:
