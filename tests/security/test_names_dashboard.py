@@ -48,10 +48,22 @@ TRACES = """() => {
   return out;
 }"""
 
-#: Centres the map on a point at a zoom where outlets 44 m apart are ~30 px apart.
-ZOOM_TO = """([lat, lon]) => {
+#: Centres the map on a point at a zoom where outlets 44 m apart are ~30 px apart. A relayout while the map's style is still loading
+#: (the figure was just drawn or redrawn) fails inside plotly, reading the layers of a
+#: style not loaded yet: it is tried once the style is loaded, again for up to 10 s.
+ZOOM_TO = """async ([lat, lon]) => {
   const gd = document.querySelector('#map .js-plotly-plot');
-  return window.Plotly.relayout(gd, {'map.center': {lat: lat, lon: lon}, 'map.zoom': 16.5}).then(() => true);
+  for (let i = 0; i < 100; i++) {
+    const sub = gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot;
+    if (sub && sub.map && sub.map.isStyleLoaded()) {
+      try {
+        await window.Plotly.relayout(gd, {'map.center': {lat: lat, lon: lon}, 'map.zoom': 16.5});
+        return true;
+      } catch (e) { /* the style went away again: next round */ }
+    }
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  return false;
 }"""
 
 #: Page coordinates of a point on the map.
