@@ -48,9 +48,10 @@ TRACES = """() => {
   return out;
 }"""
 
-#: Centres the map on a point at a zoom where outlets 44 m apart are ~30 px apart. A relayout while the map's style is still loading
-#: (the figure was just drawn or redrawn) fails inside plotly, reading the layers of a
-#: style not loaded yet: it is tried once the style is loaded, again for up to 10 s.
+#: Centres the map on a point at a zoom where outlets 44 m apart are ~30 px apart. A
+#: relayout while the map's style is still loading (the figure was just drawn or redrawn)
+#: fails inside plotly, reading the layers of a style not loaded yet: it is tried once the
+#: style is loaded, again for up to 10 s.
 ZOOM_TO = """async ([lat, lon]) => {
   const gd = document.querySelector('#map .js-plotly-plot');
   for (let i = 0; i < 100; i++) {
