@@ -9,11 +9,21 @@ pass, stores it in one :meth:`data.store.database.Store.ingest_pings` / ``ingest
 and only then resolves the futures. A request is therefore answered 2xx only once its
 records are committed: acknowledged means stored. Under load the groups simply grow,
 so throughput rises with concurrency while latency stays about one commit.
+
+The writer is two threads in a pipeline: the *preparer* reads, validates and locates a
+group (polars, the cell and owner lookups) while the *committer* stores the group before
+it (the DuckDB transaction, the quarantine, the answers). Measured on 2 cores with 22,000
+pings/s and 2,200 phone fixes/s: one thread doing both was busy 95% of the time, a third
+of it preparing; with dashboard users on the same cores it fell behind the clients. Two
+stages overlap that third with the store's work. The preparer takes the next group only
+once the committer has taken the one before, so a request waits for at most the commit
+in progress, and groups stay as large as the arrivals between two commits.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -92,6 +102,20 @@ class Outcome:
 
 
 @dataclass
+class _Prepared:
+    """A group read, validated and located by the preparer, waiting for the committer."""
+
+    kind: str
+    group: list[_Job]
+    #: Seconds of each of :data:`observe.metrics.COMMIT_PHASES` spent on the group so far.
+    phases: dict[str, float]
+    ready: pl.DataFrame | None = None  # rows to store; None: no record to store
+    rejected: dict[int, str] = field(default_factory=dict)  # global 1-based row -> reason
+    unauthorised: set[int] = field(default_factory=set)  # rows refused for the token's scope
+    error: Exception | None = None  # preparing the group failed
+
+
+@dataclass
 class _Job:
     kind: str
     rows: list[dict]  # canonical records (data.ingest.records.canonical), values as text
@@ -158,13 +182,13 @@ class GroupCommitter:
         self._pending_rows = 0
         self._cond = threading.Condition()
         self._closing = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        # the preparer's hand-over to the committer: one prepared group at a time
+        self._prepared: queue.Queue[_Prepared | None] = queue.Queue(maxsize=1)
         # perf_counter() of the newest group commit that succeeded and of the newest that
         # failed (the health check: is the writer storing?)
         self._last_ok: float | None = None
         self._last_failed: float | None = None
-        # seconds of each part of the group being committed (writer thread only)
-        self._phases: dict[str, float] = {}
         self.stats = {
             "groups": 0,
             "requests": 0,
@@ -180,9 +204,13 @@ class GroupCommitter:
 
     # -- client side ----------------------------------------------------------------
     def start(self) -> GroupCommitter:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="emap-group-commit", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._prepare_loop, name="emap-ingest-prepare", daemon=True),
+                threading.Thread(target=self._commit_loop, name="emap-group-commit", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
         return self
 
     def submit(
@@ -232,8 +260,8 @@ class GroupCommitter:
         return self._pending_rows
 
     def alive(self) -> bool:
-        """Whether the writer's thread runs and takes requests."""
-        return self._thread is not None and self._thread.is_alive() and not self._closing
+        """Whether the writer's threads run and take requests."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads) and not self._closing
 
     def probe(self, timeout: float = 5.0) -> dict:
         """Pass an empty job through the writer and say how it went (the health check).
@@ -277,8 +305,9 @@ class GroupCommitter:
         with self._cond:
             self._closing = True
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:  # the preparer first: it tells the committer to stop
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- writer side ----------------------------------------------------------------
     def _take(self) -> list[_Job] | None:
@@ -302,24 +331,64 @@ class GroupCommitter:
                 self.metrics.writer_wait(job.kind, taken - job.queued)
         return jobs
 
-    def _run(self) -> None:
-        while True:
-            jobs = self._take()
-            if jobs is None:
-                return
-            for kind in KINDS:
-                group = [j for j in jobs if j.kind == kind]
-                if group:
-                    self._commit_group(kind, group)
-            for job in jobs:
-                if job.kind == _PROBE:
-                    job.future.set_result(None)
-
-    def _commit_group(self, kind: str, group: list[_Job]) -> None:
-        t0 = time.perf_counter()
-        self._phases = dict.fromkeys(COMMIT_PHASES, 0.0)
+    def _prepare_loop(self) -> None:
+        """The preparer: take what is queued, prepare each kind's group, hand it over."""
         try:
-            outcomes: list[Outcome | BaseException] = list(self._commit(kind, group))
+            while True:
+                # Take the next group only once the committer has taken the one before:
+                # what arrives meanwhile joins it, and nothing waits behind two commits.
+                self._prepared.join()
+                jobs = self._take()
+                if jobs is None:
+                    return
+                for kind in KINDS:
+                    group = [j for j in jobs if j.kind == kind]
+                    if group:
+                        self._hand_over(self._prepare_group(kind, group))
+                probes = [j for j in jobs if j.kind == _PROBE]
+                if probes:  # answered by the committer: the health check sees both turn
+                    self._hand_over(_Prepared(_PROBE, probes, {}))
+        finally:
+            self._prepared.put(None)
+
+    def _hand_over(self, prepared: _Prepared) -> None:
+        self._prepared.join()
+        self._prepared.put(prepared)
+
+    def _commit_loop(self) -> None:
+        """The committer: store each prepared group in turn and answer its requests."""
+        while True:
+            prepared = self._prepared.get()
+            self._prepared.task_done()  # the preparer may take the next group now
+            if prepared is None:
+                return
+            try:
+                if prepared.kind == _PROBE:
+                    for job in prepared.group:
+                        job.future.set_result(None)
+                else:
+                    self._commit_group(prepared)
+            except Exception as exc:  # a fault here must not stop the writer
+                log.exception("the ingest writer failed on a group of %s requests", prepared.kind)
+                for job in prepared.group:
+                    if job.future is not None and not job.future.done():
+                        job.future.set_exception(exc)
+
+    def _prepare_group(self, kind: str, group: list[_Job]) -> _Prepared:
+        prepared = _Prepared(kind, group, dict.fromkeys(COMMIT_PHASES, 0.0))
+        try:
+            self._prepare(prepared)
+        except Exception as exc:  # the committer isolates the requests of this group
+            prepared.error = exc
+        return prepared
+
+    def _commit_group(self, prepared: _Prepared) -> None:
+        kind, group = prepared.kind, prepared.group
+        t0 = time.perf_counter()
+        try:
+            if prepared.error is not None:
+                raise prepared.error
+            outcomes: list[Outcome | BaseException] = list(self._finish(prepared))
         except Exception:
             # Something in this group cannot be stored. It must not cost the other
             # clients their answers: each request is committed alone, and in a request
@@ -330,7 +399,8 @@ class GroupCommitter:
             self.stats["isolated"] += 1
             outcomes = [self._commit_alone(kind, job) for job in group]
         done = time.perf_counter()
-        took = done - t0
+        # the group's own time in both stages, not its wait between them
+        took = done - t0 + prepared.phases["validate"] + prepared.phases["prepare"]
         self.stats["commit_ms"] += int(took * 1000)
         failed = sum(isinstance(o, BaseException) for o in outcomes)
         if failed == len(outcomes):
@@ -338,7 +408,7 @@ class GroupCommitter:
         else:
             self._last_ok = done
         self.metrics.commit(kind, took, sum(len(j.rows) + len(j.early) for j in group), failed)
-        self.metrics.commit_phases(kind, self._phases)
+        self.metrics.commit_phases(kind, prepared.phases)
         if took > 1.0:  # every waiting client waits this long: worth knowing why
             log.warning(
                 "commit of %d %s requests (%d records) took %.1f s",
@@ -416,9 +486,18 @@ class GroupCommitter:
             )
 
     def _commit(self, kind: str, group: list[_Job]) -> list[Outcome]:
+        """Prepare and store one group at once (a request committed alone)."""
+        prepared = _Prepared(kind, group, dict.fromkeys(COMMIT_PHASES, 0.0))
+        self._prepare(prepared)
+        return self._finish(prepared)
+
+    def _prepare(self, prepared: _Prepared) -> None:
+        """Read, validate and locate the group's records: what the store will take, and
+        the rows refused with their reasons. Nothing is stored here, except the devices
+        ``auto_register`` registers."""
+        kind, group, phases = prepared.kind, prepared.group, prepared.phases
         rows = [r for job in group for r in job.rows]
-        rejected: dict[int, str] = {}  # global 1-based row -> reason
-        unauthorised: set[int] = set()
+        rejected, unauthorised = prepared.rejected, prepared.unauthorised
         t = time.perf_counter()
         if rows:
             cols = canon.columns(kind, rows)
@@ -431,7 +510,7 @@ class GroupCommitter:
             scoped = [(job, n) for job, n in zip(group, _starts(group), strict=True) if job.scope is not None]
             if scoped and kind == "pings":
                 good = self._check_devices(good, scoped, rejected, unauthorised)
-            t = self._lap("validate", t)
+            t = _lap(phases, "validate", t)
             if kind == "pings":
                 if self.auto_register and not good.is_empty():
                     self._register(good["device_id"].unique().to_list())
@@ -441,9 +520,18 @@ class GroupCommitter:
             rejected.update(zip(refused["_row"].to_list(), refused["reason"].to_list(), strict=False))
             if scoped:
                 ready = self._check_nodes(ready, scoped, rejected, unauthorised)
-            t = self._lap("prepare", t)
-            stored, dup = self.store.commit(kind, ready)
-            t = self._lap("store", t)
+            prepared.ready = ready
+            _lap(phases, "prepare", t)
+
+    def _finish(self, prepared: _Prepared) -> list[Outcome]:
+        """Store a prepared group, keep its refused records, and say what became of each
+        request's records."""
+        kind, group, phases = prepared.kind, prepared.group, prepared.phases
+        rejected, unauthorised = prepared.rejected, prepared.unauthorised
+        t = time.perf_counter()
+        if prepared.ready is not None:
+            stored, dup = self.store.commit(kind, prepared.ready)
+            t = _lap(phases, "store", t)
             self.stats["stored"] += stored
             self.stats["duplicates"] += dup
         outcomes, quarantine = [], {}
@@ -483,19 +571,13 @@ class GroupCommitter:
                 source,
                 kind,
             )
-        self._lap("quarantine", t)
+        _lap(phases, "quarantine", t)
         self.stats["groups"] += 1
         self.stats["requests"] += len(group)
         self.stats["received"] += sum(o.received for o in outcomes)
         self.stats["accepted"] += sum(o.accepted for o in outcomes)
         self.stats["rejected"] += sum(len(o.rejected) for o in outcomes)
         return outcomes
-
-    def _lap(self, phase: str, since: float) -> float:
-        """Add the seconds since ``since`` to ``phase`` of the group being committed."""
-        now = time.perf_counter()
-        self._phases[phase] = self._phases.get(phase, 0.0) + (now - since)
-        return now
 
     @staticmethod
     def _scope_column(frame: pl.DataFrame, scoped: list[tuple[_Job, int]], attr: str) -> pl.Series:
@@ -561,7 +643,7 @@ class GroupCommitter:
         )
         probe = pl.DataFrame({"node": node, "branch": ready["branch_id"]}).with_row_index("_i")
         ok = probe.join(inside, on=["node", "branch"], how="semi")["_i"]
-        bad = node.is_not_null() & ~pl.Series(range(len(ready))).is_in(ok.cast(pl.Int64))
+        bad = node.is_not_null() & ~pl.Series(range(len(ready))).is_in(ok.cast(pl.Int64).implode())
         return self._refuse(ready, bad, scoped, rejected, unauthorised)
 
     def _register(self, device_ids: list[str]) -> None:
@@ -609,3 +691,10 @@ def _starts(group: list[_Job]) -> list[int]:
         out.append(n)
         n += len(job.rows)
     return out
+
+
+def _lap(phases: dict[str, float], phase: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``phases[phase]``; returns now."""
+    now = time.perf_counter()
+    phases[phase] = phases.get(phase, 0.0) + (now - since)
+    return now
