@@ -908,17 +908,18 @@ def print_run(r: dict, args) -> None:
         w = r.get("writer") or {}
         commits = w.get(("commit_duration_seconds_count", ""), 0.0)
         if commits:
-            spent = w.get(("commit_duration_seconds_sum", ""), 0.0)
-            phases = "  ".join(
-                f"{phase} {w.get(('commit_phase_seconds_total', phase), 0.0) / spent:.0%}"
-                for phase in ("validate", "prepare", "store", "quarantine")
-            )
+            phase = {
+                p: w.get(("commit_phase_seconds_total", p), 0.0)
+                for p in ("validate", "prepare", "store", "quarantine")
+            }
             waits = w.get(("writer_wait_seconds_count", ""), 0.0)
             print(
-                f"  pings commits: {commits:,.0f}, mean {1000 * spent / commits:,.0f} ms, "
-                f"writer busy {spent / args.seconds:.0%} of the run; of it {phases}; "
-                f"a request waited {1000 * w.get(('writer_wait_seconds_sum', ''), 0.0) / max(waits, 1):,.0f} ms "
-                "(mean) for the writer"
+                f"  pings commits: {commits:,.0f}, mean {1000 * w.get(('commit_duration_seconds_sum', ''), 0.0) / commits:,.0f} ms;"
+                f" busy: preparer {(phase['validate'] + phase['prepare']) / args.seconds:.0%}"
+                f" (validate {phase['validate'] / args.seconds:.0%}), committer"
+                f" {(phase['store'] + phase['quarantine']) / args.seconds:.0%} (store {phase['store'] / args.seconds:.0%})"
+                f" of the run; a request waited {1000 * w.get(('writer_wait_seconds_sum', ''), 0.0) / max(waits, 1):,.0f} ms"
+                " (mean) for the writer"
             )
     print(
         f"  CPU over {args.seconds:.0f} s: server {r['server_cpu']:.1f} s ({r['server_cpu'] / args.seconds:.2f} cores), "

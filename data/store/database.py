@@ -130,6 +130,7 @@ class Store:
         self._locator: BranchLocator | None = None
         self._cells = _CellBranchCache()
         self._devices: pl.DataFrame | None = None  # device -> courier / vehicle, dropped on upsert
+        self._newest: _NewestFixes | None = None  # newest stored fix of each device (the writer's)
         self._node_ids: frozenset[str] | None = None  # every node id, dropped by save_tree
         self._node_keys: dict[str, int] | None = None  # node id -> key, dropped by save_tree
         if not read_only:
@@ -496,9 +497,14 @@ class Store:
             con = self._con
             flushed: list[pl.DataFrame] = []
             con.execute("BEGIN")
+            newest = None
             try:
                 flushed = self._flush_cells(con)
-                fresh = self._drop_stored(con, table, rows)
+                if table == "pings":
+                    newest = self._newest_fixes(con)
+                    fresh = self._drop_stored(con, table, rows, maybe=newest.maybe_stored(rows))
+                else:
+                    fresh = self._drop_stored(con, table, rows)
                 self._append(con, record, fresh)
                 self._merge_cube(con, *cube_parts(table, fresh))
                 con.execute("COMMIT")
@@ -506,7 +512,20 @@ class Store:
                 con.execute("ROLLBACK")
                 self._cells.unflush(flushed)
                 raise
+            if newest is not None:
+                self._newest = newest.after(fresh)
         return len(fresh), len(ready) - len(fresh)
+
+    def _newest_fixes(self, con) -> _NewestFixes:
+        """The newest stored fix of each device, as of the caller's transaction (which
+        holds the write lock). Kept from the commit before while ``ping_rows`` holds the
+        rows it knew of; read again when anything else stored pings (a file import)."""
+        rows = con.execute("SELECT count(*) FROM ping_rows").fetchall()[0][0]
+        known = self._newest
+        if known is None or known.rows != rows:
+            newest = con.sql("SELECT device_key, max(ts) AS newest FROM ping_rows GROUP BY ALL").pl()
+            known = _NewestFixes(rows, newest.cast({"device_key": pl.Int32, "newest": pl.Datetime("us")}))
+        return known
 
     def stage(self, table: str, ready: pl.DataFrame) -> None:
         """Append prepared rows to a staging table; nothing is visible until
@@ -658,20 +677,27 @@ class Store:
         )
 
     @staticmethod
-    def _drop_stored(con, table: str, rows: pl.DataFrame) -> pl.DataFrame:
-        """``rows`` without those whose record id ``table`` already holds, as ``con`` sees it."""
+    def _drop_stored(con, table: str, rows: pl.DataFrame, maybe: pl.DataFrame | None = None) -> pl.DataFrame:
+        """``rows`` without those whose record id ``table`` already holds, as ``con`` sees it.
+
+        ``maybe``: the record ids among ``rows`` that may be stored (the others are known
+        to be new); only those are looked for (default: all of them).
+        """
         if rows.is_empty():
             return rows
         record = _RECORDS[table]
         key = record.key
         keys = ", ".join(key)
+        look_for = rows.select(key) if maybe is None else maybe
+        if look_for.is_empty():
+            return rows
         where, params = "", None
         if table == "pings":
             # A ping's key includes its time, so only rows in the batch's time window can
             # match; the window lets DuckDB skip row groups of other days (zone maps).
-            lo, hi = rows.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
+            lo, hi = look_for.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
             where, params = "WHERE t.ts BETWEEN $lo AND $hi", {"lo": lo, "hi": hi}
-        con.register("new_keys", rows.select(key))
+        con.register("new_keys", look_for)
         try:
             found = con.execute(
                 f"SELECT {keys} FROM {record.table} t SEMI JOIN new_keys USING ({keys}) {where}", params
@@ -1036,6 +1062,42 @@ def cube_share(table: str, rows: pl.DataFrame) -> CubeShare:
         pl.len().cast(pl.Int64).alias("scans"),
     )
     return CubeShare(delta)
+
+
+@dataclass(frozen=True)
+class _NewestFixes:
+    """The newest stored fix of each device (``device_key``, ``newest``), as of a
+    ``ping_rows`` of ``rows`` rows.
+
+    A fix newer than its device's newest stored one (or of a device with none) cannot be
+    a repeat: live fixes almost all are, so a commit looks for repeats in ``ping_rows``
+    only among the few others. Without it, the look spans the time window of the whole
+    group: one phone's fix buffered for an hour makes a commit scan an hour of every
+    device's fixes. In ``bench/bench_live.py`` (batches and phones a few minutes apart)
+    that look was the largest part of a commit while people used the dashboard.
+    """
+
+    rows: int
+    newest: pl.DataFrame
+
+    def maybe_stored(self, fixes: pl.DataFrame) -> pl.DataFrame:
+        """``device_key, ts`` of the ``fixes`` not newer than their device's newest."""
+        return (
+            fixes.select(pl.col("device_key").cast(pl.Int32), pl.col("ts").cast(pl.Datetime("us")))
+            .join(self.newest, on="device_key", how="inner")
+            .filter(pl.col("ts") <= pl.col("newest"))
+            .select("device_key", "ts")
+        )
+
+    def after(self, stored: pl.DataFrame) -> _NewestFixes:
+        """As it is once ``stored`` (new rows of ``ping_rows``) are committed."""
+        if stored.is_empty():
+            return self
+        added = stored.group_by(pl.col("device_key").cast(pl.Int32)).agg(
+            pl.col("ts").cast(pl.Datetime("us")).max().alias("newest")
+        )
+        newest = pl.concat([self.newest, added]).group_by("device_key").agg(pl.col("newest").max())
+        return _NewestFixes(self.rows + len(stored), newest)
 
 
 def cube_parts(table: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
