@@ -29,12 +29,12 @@ class _SlowStore(Store):
             self.prepared_during_commit += good["device_id"].unique().to_list()
         return super().prepare_pings(good)
 
-    def commit(self, table, ready):
+    def commit_batch(self, batch):
         self._commits += 1
         if self._commits == 1:
             self.committing.set()
             assert self.go_on.wait(30)
-        return super().commit(table, ready)
+        return super().commit_batch(batch)
 
 
 class _UnpreparableStore(Store):

@@ -37,7 +37,7 @@ import polars as pl
 from data.ingest import records as canon
 from data.ingest import validate
 from data.ingest.quarantine import Quarantine
-from data.store.database import Store
+from data.store.database import Batch, Store
 from observe.health import Unhealthy
 from observe.metrics import COMMIT_PHASES, Metrics
 
@@ -109,7 +109,7 @@ class _Prepared:
     group: list[_Job]
     #: Seconds of each of :data:`observe.metrics.COMMIT_PHASES` spent on the group so far.
     phases: dict[str, float]
-    ready: pl.DataFrame | None = None  # rows to store; None: no record to store
+    ready: Batch | None = None  # rows to store, their cube rows made; None: nothing to store
     rejected: dict[int, str] = field(default_factory=dict)  # global 1-based row -> reason
     unauthorised: set[int] = field(default_factory=set)  # rows refused for the token's scope
     error: Exception | None = None  # preparing the group failed
@@ -520,7 +520,7 @@ class GroupCommitter:
             rejected.update(zip(refused["_row"].to_list(), refused["reason"].to_list(), strict=False))
             if scoped:
                 ready = self._check_nodes(ready, scoped, rejected, unauthorised)
-            prepared.ready = ready
+            prepared.ready = Batch.of(kind, ready)  # the polars work of the commit, done here
             _lap(phases, "prepare", t)
 
     def _finish(self, prepared: _Prepared) -> list[Outcome]:
@@ -530,7 +530,7 @@ class GroupCommitter:
         rejected, unauthorised = prepared.rejected, prepared.unauthorised
         t = time.perf_counter()
         if prepared.ready is not None:
-            stored, dup = self.store.commit(kind, prepared.ready)
+            stored, dup = self.store.commit_batch(prepared.ready)
             t = _lap(phases, "store", t)
             self.stats["stored"] += stored
             self.stats["duplicates"] += dup

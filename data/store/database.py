@@ -487,12 +487,15 @@ class Store:
         out in polars, so a call costs a handful of statements however many requests a
         group commit holds.
         """
-        if table not in _RECORDS:
-            raise ValueError(f"not an operations table: {table}")
-        if ready.is_empty():
-            return 0, 0
+        return self.commit_batch(Batch.of(table, ready))
+
+    def commit_batch(self, batch: Batch) -> tuple[int, int]:
+        """:meth:`commit` of rows whose polars work was done before (:meth:`Batch.of`),
+        outside the write lock: by the ingest writer's preparer, beside a commit."""
+        table, rows = batch.table, batch.rows
+        if rows.is_empty():
+            return 0, batch.received
         record = _RECORDS[table]
-        rows = _unique_keys(ready.select(record.ready), record.key)
         with self._write_lock:
             con = self._con
             flushed: list[pl.DataFrame] = []
@@ -506,7 +509,9 @@ class Store:
                 else:
                     fresh = self._drop_stored(con, table, rows)
                 self._append(con, record, fresh)
-                self._merge_cube(con, *cube_parts(table, fresh))
+                # the cube rows of the batch hold for the fresh rows unless some were repeats
+                cube = batch.cube if len(fresh) == len(rows) else cube_tables(*cube_parts(table, fresh))
+                self._merge_cube_rows(con, *cube)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -514,7 +519,7 @@ class Store:
                 raise
             if newest is not None:
                 self._newest = newest.after(fresh)
-        return len(fresh), len(ready) - len(fresh)
+        return len(fresh), batch.received - len(fresh)
 
     def _newest_fixes(self, con) -> _NewestFixes:
         """The newest stored fix of each device, as of the caller's transaction (which
@@ -727,9 +732,14 @@ class Store:
         couriers and vehicles of every touched cell-hour are recounted from there, never
         added up. The caller holds the write lock inside a transaction.
         """
+        if not delta.is_empty():
+            Store._merge_cube_rows(con, *cube_tables(delta, presence))
+
+    @staticmethod
+    def _merge_cube_rows(con, delta: pl.DataFrame, presence: pl.DataFrame | None) -> None:
+        """:meth:`_merge_cube` of parts already made rows of the tables (:func:`cube_tables`)."""
         if delta.is_empty():
             return
-        delta, presence = cube_tables(delta, presence)
         lo, hi = delta.select(pl.col("hour").min().alias("lo"), pl.col("hour").max().alias("hi")).row(0)
         window = {"lo": lo, "hi": hi}
         counts = [c for c in CUBE_COUNTS if c in delta.columns]
@@ -1062,6 +1072,28 @@ def cube_share(table: str, rows: pl.DataFrame) -> CubeShare:
         pl.len().cast(pl.Int64).alias("scans"),
     )
     return CubeShare(delta)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Prepared rows of ``pings`` or ``parcel_events`` for :meth:`Store.commit_batch`: one
+    row per record id, and the cube rows they add (:func:`cube_tables`). Pure polars work,
+    made outside the write lock."""
+
+    table: str
+    rows: pl.DataFrame
+    cube: tuple[pl.DataFrame, pl.DataFrame | None]
+    received: int  # rows prepared, repeats within them included
+
+    @staticmethod
+    def of(table: str, ready: pl.DataFrame) -> Batch:
+        """The batch of ``ready`` (:meth:`Store.prepare_pings` / ``prepare_events`` rows)."""
+        if table not in _RECORDS:
+            raise ValueError(f"not an operations table: {table}")
+        record = _RECORDS[table]
+        rows = _unique_keys(ready.select(record.ready), record.key) if not ready.is_empty() else ready
+        cube = cube_tables(*cube_parts(table, rows)) if not rows.is_empty() else (pl.DataFrame(), None)
+        return Batch(table, rows, cube, len(ready))
 
 
 @dataclass(frozen=True)

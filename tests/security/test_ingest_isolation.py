@@ -72,10 +72,10 @@ class _StoreWithOneBadRecord(Store):
     """A real store that fails any commit holding the pings of ``dev-049``: a stand-in
     for a record the store cannot take, whatever the cause."""
 
-    def commit(self, table, ready):
-        if table == "pings" and "dev-049" in ready["device_id"].to_list():
+    def commit_batch(self, batch):
+        if batch.table == "pings" and "dev-049" in batch.rows["device_id"].to_list():
             raise RuntimeError("cannot store this record")
-        return super().commit(table, ready)
+        return super().commit_batch(batch)
 
 
 def test_a_record_the_store_cannot_take_fails_alone_in_a_shared_commit(template, tmp_path):
