@@ -142,7 +142,14 @@ def register(app, model: Model, text: dict) -> None:
             isinstance(pushed, dict) and pushed.get("open") is True
         )
         current = live_view.fingerprint(m, m.root())
-        send, key, at = live_view.advance(live_view.known(have), current, clock, first=not changed)
+        before = live_view.known(have)
+        if changed and current is not None and before is not None and before["v"] == current["v"]:
+            # The stream saw data this process has not yet (a web worker trusts its own
+            # reads for a second): read again now, or the page would wait for its next
+            # refresh (PUSH_REFRESH_SECONDS) to see it.
+            m.refresh(m.root())
+            current = live_view.fingerprint(m, m.root())
+        send, key, at = live_view.advance(before, current, clock, first=not changed)
         return (send if send is not None else no_update), t[key].format(t=at), t["live_lost"], time.time()
 
     # The push channel's stream is opened and closed in the page (assets/live.js), with

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import pytest
 import requests
 
-from auth.viewer import Viewer
+from auth.viewer import OutsideScope, Viewer
 from config import Settings
 from tests.ingest_support import SHENZHEN, ThreadedServer, store, template, tokens  # noqa: F401
 from views import live
@@ -46,6 +47,26 @@ def test_a_fix_changes_its_regions_fingerprint_and_no_other(store, tokens):
         time.sleep(1.2)  # the day's fingerprint is trusted for a second (FRESHNESS_SECONDS)
         assert live.fingerprint(shenzhen, "r-440300")["v"] != first_sz["v"]
         assert live.fingerprint(guangzhou, "r-440100") == first_gz  # nothing of Shenzhen's
+
+
+def test_a_refresh_sees_a_fix_the_trusted_reads_do_not_yet(store, tokens, monkeypatch):
+    # a web worker trusts its reads of the newest data for a while; a page the push
+    # channel told of new data has them read again (pages/live.py)
+    import views.model as model_module
+
+    monkeypatch.setattr(model_module, "FRESHNESS_SECONDS", 600.0)  # trusted all test long
+    model = Model(store, Settings.from_env({}))
+    shenzhen = ViewerModel(model, _viewer(store, "r-440300"))
+    with ThreadedServer(store) as server:
+        auth = {"Authorization": f"Bearer {tokens['system']}"}
+        assert requests.post(f"{server.url}/api/v1/pings", json=_fixes(["dev-001"]), headers=auth).ok
+        before = live.fingerprint(shenzhen, "r-440300")
+        assert requests.post(f"{server.url}/api/v1/pings", json=_fixes(["dev-002"]), headers=auth).ok
+        assert live.fingerprint(shenzhen, "r-440300") == before  # the trusted reads
+        shenzhen.refresh("r-440300")
+        assert live.fingerprint(shenzhen, "r-440300")["v"] != before["v"]
+        with pytest.raises(OutsideScope):
+            shenzhen.refresh("r-440100")  # another region's: not this viewer's to ask
 
 
 def test_the_version_a_page_sends_back_is_checked():

@@ -220,6 +220,17 @@ class Model:
         tracking.depends(("hours", scope), span)
         return span
 
+    def refresh(self, scope: str) -> None:
+        """Forget what is trusted for :data:`FRESHNESS_SECONDS` about ``scope``'s newest
+        data (its newest hour, the fingerprint of its newest day), so that the next read
+        sees the store as it is now. For a live page the push channel told of new data:
+        the stream's reads are the serving process's, a web worker's short-lived ones its
+        own, and the worker may not have seen yet what the stream saw."""
+        self.cache.drop(("hours", scope))
+        newest = self.newest(scope)
+        if newest is not None:
+            self.days.forget(*self.day_window(newest[0]))
+
     def version_of(self, key) -> object:
         """The version now of what ``key`` names, as a computation recorded it
         (``data.store.tracking.depends``): a day window of the cube or a scope's span of

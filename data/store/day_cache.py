@@ -106,6 +106,10 @@ class DayFigures:
 
         return self.cache.get(("hour-versions", start, end), make, ttl=self.check_every)
 
+    def forget(self, start: datetime, end: datetime) -> None:
+        """Drop the trusted fingerprint of the window: the next :meth:`hour_versions` reads it."""
+        self.cache.drop(("hour-versions", start, end))
+
     # -- scope ------------------------------------------------------------------------
     def _branches(self, scope: str) -> pl.Series:
         return branch_ids(self.store, scope)
