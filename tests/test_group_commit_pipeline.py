@@ -1,7 +1,7 @@
 # ruff: noqa: F811  (the shared ingest fixtures are imported by name and used as arguments)
-"""The writer's two stages: the next group is prepared while the one before is stored; a
-group that cannot be prepared costs no other request its answer; the health probe
-passes both stages; closing stops both."""
+"""The writer's two stages: the next group is prepared while the one before is stored;
+the health probe passes both stages; closing stops both. (A group that cannot be
+prepared or stored costs no other request its answer: tests/security/test_ingest_isolation.py.)"""
 
 from __future__ import annotations
 
@@ -37,15 +37,6 @@ class _SlowStore(Store):
         return super().commit_batch(batch)
 
 
-class _UnpreparableStore(Store):
-    """A real store that cannot locate any group holding a fix of ``dev-049``."""
-
-    def prepare_pings(self, good):
-        if "dev-049" in good["device_id"].to_list():
-            raise RuntimeError("cannot locate this record")
-        return super().prepare_pings(good)
-
-
 def test_the_next_group_is_prepared_while_the_one_before_is_stored(template, tmp_path):
     path, _ = template
     with _SlowStore(copy_store(path, tmp_path / "emap.duckdb")) as store:
@@ -67,28 +58,6 @@ def test_the_next_group_is_prepared_while_the_one_before_is_stored(template, tmp
             store.go_on.set()
             gc.close()
         assert store.scalar("SELECT count(*) FROM pings") == 10
-
-
-def test_a_group_that_cannot_be_prepared_fails_alone(template, tmp_path):
-    path, _ = template
-    with _UnpreparableStore(copy_store(path, tmp_path / "emap.duckdb")) as store:
-        gc = GroupCommitter(store, "Asia/Shanghai", linger=0.3).start()  # one group for all
-        try:
-            futures = [
-                gc.submit("pings", [ping("dev-010", i) for i in range(20)], "a"),
-                gc.submit("pings", [ping("dev-011", i) for i in range(20)] + [ping("dev-049")], "b"),
-                gc.submit("pings", [ping("dev-013", i) for i in range(20)], "c"),
-            ]
-            outcomes = [f.result(60) for f in futures]
-            assert gc.probe()["queued_records"] == 0  # the writer goes on
-        finally:
-            gc.close()
-        assert [o.accepted for o in outcomes] == [20, 20, 20]
-        assert outcomes[1].rejected == [(20, "could not be stored (RuntimeError)")]
-        assert store.scalar("SELECT count(*) FROM pings") == 60
-        assert store.sql("SELECT source, reason FROM quarantine").rows() == [
-            ("b", "could not be stored (RuntimeError)")
-        ]
 
 
 def test_the_probe_passes_both_stages_and_closing_stops_them(template, tmp_path):

@@ -78,11 +78,22 @@ class _StoreWithOneBadRecord(Store):
         return super().commit_batch(batch)
 
 
-def test_a_record_the_store_cannot_take_fails_alone_in_a_shared_commit(template, tmp_path):
+class _StoreThatCannotLocateOneRecord(Store):
+    """A real store that cannot locate any group holding a fix of ``dev-049``: the
+    writer's first stage (its preparer) fails, not the transaction."""
+
+    def prepare_pings(self, good):
+        if "dev-049" in good["device_id"].to_list():
+            raise RuntimeError("cannot locate this record")
+        return super().prepare_pings(good)
+
+
+@pytest.mark.parametrize("failing_store", [_StoreWithOneBadRecord, _StoreThatCannotLocateOneRecord])
+def test_a_record_the_store_cannot_take_fails_alone_in_a_shared_commit(template, tmp_path, failing_store):
     from data.ingest.group_commit import GroupCommitter
 
     path, _ = template
-    with _StoreWithOneBadRecord(copy_store(path, tmp_path / "emap.duckdb")) as store:
+    with failing_store(copy_store(path, tmp_path / "emap.duckdb")) as store:
         gc = GroupCommitter(store, "Asia/Shanghai", linger=0.3).start()
         try:
             futures = [
