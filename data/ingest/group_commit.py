@@ -16,8 +16,9 @@ it (the DuckDB transaction, the quarantine, the answers). Measured on 2 cores wi
 pings/s and 2,200 phone fixes/s: one thread doing both was busy 95% of the time, a third
 of it preparing; with dashboard users on the same cores it fell behind the clients. Two
 stages overlap that third with the store's work. The preparer takes the next group only
-once the committer has taken the one before, so a request waits for at most the commit
-in progress, and groups stay as large as the arrivals between two commits.
+once the committer has taken the one before: one group at most is prepared ahead, so a
+request waits behind at most the commit in progress and that group, and groups stay as
+large as the arrivals between two commits.
 """
 
 from __future__ import annotations
@@ -336,7 +337,7 @@ class GroupCommitter:
         try:
             while True:
                 # Take the next group only once the committer has taken the one before:
-                # what arrives meanwhile joins it, and nothing waits behind two commits.
+                # what arrives meanwhile joins it, and one group at most waits prepared.
                 self._prepared.join()
                 jobs = self._take()
                 if jobs is None:
