@@ -6,6 +6,7 @@ prepared or stored costs no other request its answer: tests/security/test_ingest
 from __future__ import annotations
 
 import threading
+import time
 
 from data.ingest.group_commit import GroupCommitter
 from data.store.database import Store
@@ -49,7 +50,7 @@ def test_the_next_group_is_prepared_while_the_one_before_is_stored(template, tmp
             for _ in range(300):
                 if store.prepared_during_commit:
                     break
-                threading.Event().wait(0.1)
+                time.sleep(0.1)
             assert store.prepared_during_commit == ["dev-011"]
             assert not first.done() and not second.done()  # nothing answered before stored
             store.go_on.set()

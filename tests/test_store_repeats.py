@@ -53,8 +53,9 @@ def test_fixes_newer_than_their_devices_are_not_looked_for_and_repeats_are_caugh
             7,
             5,
         )
-        # only the first commit read ping_rows for all; later ones looked for none, then
-        # for the 5 repeats of dev-001 and dev-002's late fix
+        # the first three commits looked for none of their fixes (each newer than its
+        # device's newest, or of a device with none); the fourth for dev-001's 5 repeats
+        # and dev-002's late fix only
         assert store.looked_for == [0, 0, 0, 6]
         assert store.scalar("SELECT count(*) FROM pings") == 10 + 10 + 5 + 7
 
