@@ -155,18 +155,21 @@ def _ingest(store, settings: Settings, metrics, health) -> list:
 
 def _phones(args, settings: Settings, blueprints: list, host: str, port: int):
     """The phone listener on its own port (an event loop, not a thread per phone waiting
-    for its commit), or None. Raises OSError when a port asked for cannot be had."""
+    for its commit; in a process of its own unless ``EMAP_PHONE_PROCESS`` is off), or
+    None. Raises OSError when a port asked for cannot be had."""
     osmand_port = settings.osmand_port if args.osmand_port is None else args.osmand_port
     if not blueprints or not osmand_port:
         return None
     from data.ingest.phone_listener import PhoneListener
+    from data.ingest.phone_relay import PhoneRelay
 
     # A port asked for (flag or EMAP_OSMAND_PORT) must be had; the default may be taken
     # on a shared host (another tracking server, a second EMAP), and then the
     # dashboard still serves, with phones posting to /osmand on its own port.
     chosen = args.osmand_port is not None or "EMAP_OSMAND_PORT" in os.environ
     try:
-        phones = PhoneListener(blueprints[0].osmand, host, osmand_port).start()
+        listener = PhoneRelay if settings.phone_process else PhoneListener
+        phones = listener(blueprints[0].osmand, host, osmand_port).start()
     except OSError as exc:
         if chosen:
             log.error(

@@ -112,6 +112,11 @@ class Settings:
     #: 5055), served by an event loop that answers thousands of phones a second; on the same
     #: address as the dashboard. 0: off (phones can still use ``/osmand`` on the main port).
     osmand_port: int = 5055
+    #: Serve the phone listener from a process of its own (``serve``): its HTTP work then
+    #: does not take the serving process's interpreter lock from the writer and the
+    #: dashboard (``docs/operations.md``, "Phones in a process of their own"). Off: a
+    #: thread of the serving process.
+    phone_process: bool = True
     #: Plausible times of pings and scans: none before this UTC date, none more than
     #: ``ingest_max_ahead_hours`` after the server's clock. Others are quarantined with the
     #: reason "implausible time" (a year-9999 fix would break every date list downstream).

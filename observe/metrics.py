@@ -178,9 +178,9 @@ class Metrics:
         self._lock = threading.Lock()
 
     # -- counted where it happens --------------------------------------------------------
-    def request(self, endpoint: str, status: int) -> None:
-        """One ingest request answered with ``status``."""
-        self._requests.labels(fixed(endpoint, ENDPOINTS), fixed(str(status), STATUSES)).inc()
+    def request(self, endpoint: str, status: int, n: int = 1) -> None:
+        """``n`` ingest requests answered with ``status``."""
+        self._requests.labels(fixed(endpoint, ENDPOINTS), fixed(str(status), STATUSES)).inc(n)
 
     def records(self, endpoint: str, kind: str, accepted: int, rejected: Mapping[str, int]) -> None:
         """The records of one request: ``accepted`` stored, ``rejected`` by reason code."""

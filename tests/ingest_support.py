@@ -95,12 +95,18 @@ def free_port() -> int:
 class ThreadedServer:
     """The ingest blueprint on a plain Flask app, served by werkzeug on 127.0.0.1.
 
-    With ``phones=True`` the phone listener also runs, on a free port (``phone_url``);
+    With ``phones=True`` the phone listener also runs, on a free port (``phone_url``), in a
+    phone process of its own with ``relay=True`` (:mod:`data.ingest.phone_relay`);
     ``listener_options`` go to :class:`data.ingest.phone_listener.PhoneListener` (time-outs, limits).
     """
 
     def __init__(
-        self, store: Store, settings: Settings | None = None, phones: bool = False, **listener_options
+        self,
+        store: Store,
+        settings: Settings | None = None,
+        phones: bool = False,
+        relay: bool = False,
+        **listener_options,
     ):
         from werkzeug.serving import make_server
 
@@ -118,10 +124,11 @@ class ThreadedServer:
         self.phone_url = None
         if phones:
             from data.ingest.phone_listener import PhoneListener
+            from data.ingest.phone_relay import PhoneRelay
 
-            self.phones = PhoneListener(
-                self.app.blueprints["ingest"].osmand, "127.0.0.1", 0, **listener_options
-            )
+            # relay: the listener in a phone process of its own, as ``serve`` runs it
+            kind = PhoneRelay if relay else PhoneListener
+            self.phones = kind(self.app.blueprints["ingest"].osmand, "127.0.0.1", 0, **listener_options)
 
     def __enter__(self):
         self.thread.start()

@@ -26,9 +26,16 @@ LAT, LNG = SHENZHEN
 T0 = 1_763_856_000  # 2025-11-23 00:00:00 UTC
 
 
+@pytest.fixture(params=["thread", "process"])
+def relay(request) -> bool:
+    """Every test runs against the listener on a thread of the serving process and in a
+    phone process of its own (``serve``'s way, :mod:`data.ingest.phone_relay`)."""
+    return request.param == "process"
+
+
 @pytest.fixture
-def server(store):
-    with ThreadedServer(store, phones=True) as srv:
+def server(store, relay):
+    with ThreadedServer(store, phones=True, relay=relay) as srv:
         yield srv
 
 
@@ -186,9 +193,9 @@ def test_a_fix_is_stored_when_its_ok_arrives(server, store):
     assert store.scalar("SELECT min(courier_id) FROM pings") == "c-dev-020"
 
 
-def test_tokens_and_auto_registration_as_the_main_port(store, tokens):
+def test_tokens_and_auto_registration_as_the_main_port(store, tokens, relay):
     settings = replace(Settings.from_env({}), auto_register_devices=True, osmand_require_token=True)
-    with ThreadedServer(store, settings, phones=True) as srv:
+    with ThreadedServer(store, settings, phones=True, relay=relay) as srv:
         params = {"id": "new-phone", "lat": LAT, "lon": LNG, "timestamp": T0}
         cases = [
             (q(**params), {}, 401),
@@ -214,9 +221,9 @@ def test_tokens_and_auto_registration_as_the_main_port(store, tokens):
     assert refusals == 2  # the device token used for another phone, on each port
 
 
-def test_oversized_bodies_get_413_as_on_the_main_port(store):
+def test_oversized_bodies_get_413_as_on_the_main_port(store, relay):
     settings = replace(Settings.from_env({}), ingest_max_body_bytes=2_000)
-    with ThreadedServer(store, settings, phones=True) as srv:
+    with ThreadedServer(store, settings, phones=True, relay=relay) as srv:
         fix = traccar_json("dev-001", "2025-11-23T00:10:00Z", latitude=LAT, longitude=LNG)
         fix["location"]["extras"] = {"note": "x" * 3000}
         phone, main = both(srv, "POST", "/osmand", json=fix)
@@ -402,8 +409,8 @@ def test_answers_before_a_bad_request_are_still_sent(server, store):
     assert store.scalar("SELECT count(*) FROM pings WHERE device_id = 'dev-041'") == 1
 
 
-def test_slow_and_idle_connections_are_closed(store):
-    with ThreadedServer(store, phones=True, request_timeout=1.0, idle_timeout=1.0) as srv:
+def test_slow_and_idle_connections_are_closed(store, relay):
+    with ThreadedServer(store, phones=True, relay=relay, request_timeout=1.0, idle_timeout=1.0) as srv:
         slow = [connect(srv.phone_url) for _ in range(20)]
         for i, s in enumerate(slow):  # slowloris: requests that never finish
             s.sendall(
@@ -433,8 +440,8 @@ def test_slow_and_idle_connections_are_closed(store):
     assert store.scalar("SELECT count(*) FROM pings WHERE device_id = 'dev-042'") == 2
 
 
-def test_connections_beyond_the_limit_are_refused(store):
-    with ThreadedServer(store, phones=True, max_connections=3) as srv:
+def test_connections_beyond_the_limit_are_refused(store, relay):
+    with ThreadedServer(store, phones=True, relay=relay, max_connections=3) as srv:
         held = [connect(srv.phone_url) for _ in range(3)]
         for s in held:  # each is accepted (the listener answers on it)
             s.sendall(get(q(lat=LAT, lon=LNG)))
@@ -459,8 +466,8 @@ def test_connections_beyond_the_limit_are_refused(store):
         assert r.status_code == 200
 
 
-def test_a_fix_the_writer_cannot_take_gets_503_as_on_the_main_port(store):
-    with ThreadedServer(store, phones=True) as srv:
+def test_a_fix_the_writer_cannot_take_gets_503_as_on_the_main_port(store, relay):
+    with ThreadedServer(store, phones=True, relay=relay) as srv:
         srv.app.blueprints["ingest"].committer.close()  # the writer stops, as at shutdown
         phone, main = both(srv, "GET", q(id="dev-044", lat=LAT, lon=LNG, timestamp=T0))
         assert phone.status_code == 503 and phone.headers["Retry-After"] == "1"

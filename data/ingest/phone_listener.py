@@ -409,6 +409,9 @@ class PhoneListener:
         sends it again).
     max_header_bytes : int
         Largest request line plus headers.
+    sock : socket.socket, optional
+        A socket bound and listening already, served instead of ``host`` and ``port`` (the
+        phone process of :mod:`data.ingest.phone_relay` serves the one its parent bound).
 
     Examples
     --------
@@ -429,9 +432,11 @@ class PhoneListener:
         commit_timeout: float = 60.0,
         max_header_bytes: int = 16_384,
         backlog: int = 2048,
+        sock=None,
     ):
         self.endpoint = endpoint
         self.host, self.port = host, port
+        self.sock = sock  # a listening socket bound already (host and port are then its own)
         if max_connections is None:
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             max_connections = 10_000 if soft == resource.RLIM_INFINITY else max(16, min(10_000, soft - 200))
@@ -483,10 +488,12 @@ class PhoneListener:
         asyncio.set_event_loop(loop)
         self._tick()
         try:
+            if self.sock is not None:
+                where: dict = {"sock": self.sock}
+            else:
+                where = {"host": self.host, "port": self.port, "reuse_address": True}
             self._server = loop.run_until_complete(
-                loop.create_server(
-                    lambda: _Connection(self), self.host, self.port, backlog=self.backlog, reuse_address=True
-                )
+                loop.create_server(lambda: _Connection(self), backlog=self.backlog, **where)
             )
         except BaseException as exc:
             self._error = exc

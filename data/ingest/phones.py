@@ -195,9 +195,9 @@ class PhoneEndpoint:
         """
         return self.committer.submit("pings", fixes.records, self.protocol.NAME, scope=fixes.scope)
 
-    def count(self, status: int) -> None:
-        """Count one request answered with ``status`` (by whoever sends the answer)."""
-        self.metrics.request(self.protocol.NAME, status)
+    def count(self, status: int, n: int = 1) -> None:
+        """Count ``n`` requests answered with ``status`` (by whoever sends the answer)."""
+        self.metrics.request(self.protocol.NAME, status, n)
 
     def answer_of(self, outcome: Outcome) -> tuple[int, str]:
         """``(status, text)`` once committed (see "the phone's answers" in the README).
