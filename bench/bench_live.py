@@ -726,7 +726,8 @@ def phone_worker(port: int, devices: list[str], base: int, args: dict, start_at:
 
     async def main() -> None:
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        await asyncio.gather(*(connection(w) for w in range(conns)))
+        if rate > 0:  # --phone-rate 0: batches alone
+            await asyncio.gather(*(connection(w) for w in range(conns)))
 
     asyncio.run(main())
     return acked, lat, failed, time.process_time() - cpu0

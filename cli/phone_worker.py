@@ -21,7 +21,7 @@ from config import Settings
 from data.ingest.phone_listener import PhoneListener
 from data.ingest.phone_relay import FrameReader, RelayedEndpoint
 
-log = logging.getLogger("emap.phone_worker")
+log = logging.getLogger("data.ingest.phone_relay")  # the child end of the relay
 
 
 class _Channel(asyncio.Protocol):

@@ -234,6 +234,18 @@ class Metrics:
         """Expose how many web workers answer now (``serve --web-processes``)."""
         self._watch("emap_web_workers_ready", "Web worker processes answering callbacks now.", ready)
 
+    def watch_phone_process(self, up: Callable[[], bool], starts: Callable[[], float]) -> None:
+        """Expose whether the phone process runs and how often it was started
+        (:class:`data.ingest.phone_relay.PhoneRelay`)."""
+        self._watch(
+            "emap_phone_process_up", "1 while the phone listener's process runs, 0 when it is down.", up
+        )
+        self._watch(
+            "emap_phone_process_starts",
+            "Times the phone listener's process was started since the server started (1: never restarted).",
+            starts,
+        )
+
     def watch_store(self, size: Callable[[], float]) -> None:
         """Expose the store's size on disk (bytes)."""
         self._watch("emap_store_bytes", "Bytes of the store on disk (the DuckDB file and its WAL).", size)

@@ -49,6 +49,9 @@ def test_a_phone_process_that_dies_is_started_again_on_the_same_port(store):
         while time.monotonic() < deadline and (relay.starts < 2 or not relay.alive()):
             time.sleep(0.05)
         assert relay.starts == 2 and relay.alive() and relay._proc.pid != first
+        metrics = srv.app.blueprints["ingest"].committer.metrics
+        assert metrics.value("emap_phone_process_starts") == 2
+        assert metrics.value("emap_phone_process_up") == 1
         # the same port, served again; what was acknowledged before is stored
         r = fix(srv, "dev-046", T0 + 1)
         assert (r.status_code, r.text) == (200, "OK\n")

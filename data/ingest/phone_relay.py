@@ -47,7 +47,7 @@ from pathlib import Path
 
 import orjson
 
-log = logging.getLogger("emap.phone_relay")
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Largest frame either side accepts: far above any honest frame (bodies are size-checked
@@ -223,7 +223,6 @@ class PhoneRelay:
         self._done: deque = deque()
         self._wake = threading.Event()
         self._closing = threading.Event()
-        self._send_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     # -- life cycle --------------------------------------------------------------------------
@@ -248,6 +247,9 @@ class PhoneRelay:
         self._sock = sock
         self.port = sock.getsockname()[1]
         self._spawn()
+        metrics = getattr(self.endpoint, "metrics", None)
+        if metrics is not None:
+            metrics.watch_phone_process(self.alive, lambda: self.starts)
         for target, name in (
             (self._relay_loop, "emap-phone-relay"),
             (self._answer_loop, "emap-phone-answers"),
@@ -333,7 +335,7 @@ class PhoneRelay:
                     log.error("phone process channel failed: %s", exc)
             if self._closing.is_set():
                 return
-            code = self._proc.wait() if self._proc is not None else None
+            code = _ended(self._proc)
             log.error("the phone process ended (exit status %s); starting it again", code)
             chan.close()
             if self._closing.wait(RESTART_PAUSE):
@@ -399,7 +401,17 @@ class PhoneRelay:
                 if chan is not self._chan:
                     continue  # a phone process that ended: its phones send again
                 try:
-                    with self._send_lock:
-                        chan.sendall(frame({"a": answers}))
+                    chan.sendall(frame({"a": answers}))
                 except OSError as exc:
                     log.warning("answers to the phone process not sent: %s", exc)
+
+
+def _ended(proc: subprocess.Popen | None) -> int | None:
+    """The exit status of a phone process whose channel closed (killed if it lingers)."""
+    if proc is None:
+        return None
+    try:
+        return proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
