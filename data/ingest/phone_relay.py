@@ -329,7 +329,10 @@ class PhoneRelay:
                     if not data:
                         break
                     for doc in reader.feed(data):
-                        self._relayed(chan, doc)
+                        try:
+                            self._relayed(chan, doc)
+                        except Exception:  # a frame this side cannot read costs its own requests only
+                            log.exception("a frame from the phone process could not be relayed")
             except (OSError, ValueError) as exc:
                 if not self._closing.is_set():
                     log.error("phone process channel failed: %s", exc)
