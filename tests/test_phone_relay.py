@@ -95,3 +95,25 @@ def test_frames_survive_any_split_and_an_oversized_one_is_refused():
         assert reader.feed(data[:cut]) + reader.feed(data[cut:]) == docs
     with pytest.raises(ValueError, match="larger than"):
         FrameReader().feed((MAX_FRAME + 1).to_bytes(4, "big"))
+
+
+def test_the_phone_process_imports_neither_the_store_nor_the_writer():
+    """A lean phone process starts again in a tenth of a second: it must not pull in
+    DuckDB, polars or geopandas (0.9 s and 150 MB more when it did)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, cli.phone_worker; "
+            "print(sorted(m for m in ('duckdb', 'polars', 'geopandas', 'data.store.database', "
+            "'data.ingest.group_commit') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

@@ -40,7 +40,7 @@ from functools import partial
 
 import httptools
 
-from data.ingest.phones import REASONS
+from data.ingest.phone_answers import REASONS
 
 log = logging.getLogger(__name__)
 

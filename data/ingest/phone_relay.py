@@ -47,6 +47,8 @@ from pathlib import Path
 
 import orjson
 
+from data.ingest.phone_answers import not_committed
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,12 +121,9 @@ class RelayedEndpoint:
     """
 
     def __init__(self, limits: dict):
-        from data.ingest.phones import PhoneEndpoint
-
         self.limit = int(limits["limit"])
         self.too_large = tuple(limits["too_large"])
         self.method_not_allowed = tuple(limits["method_not_allowed"])
-        self.failure = PhoneEndpoint.failure  # the same 503 texts as the serving process
         self.waiting: dict[int, Future] = {}
         self._ids = itertools.count(1)
         self._out: list[list] = []
@@ -153,6 +152,10 @@ class RelayedEndpoint:
         self._out.append([rid, *relayed.args])
         self._schedule()
         return fut
+
+    #: The serving process's answer when a commit does not come; here only for a fix not
+    #: answered in time or a serving process that is gone (the same texts).
+    failure = staticmethod(not_committed)
 
     @staticmethod
     def answer_of(answer) -> tuple[int, str]:

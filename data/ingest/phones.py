@@ -9,27 +9,16 @@ and text whichever way it arrives.
 from __future__ import annotations
 
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import parse_qsl
 
 from auth import users
 from config import Settings
 from data.ingest import reasons
 from data.ingest.group_commit import COMMIT_TIMEOUT, Busy, GroupCommitter, Outcome, Scope
+from data.ingest.phone_answers import METHOD_NOT_ALLOWED, REASONS, not_committed
 from data.ingest.protocols import PhoneProtocol, ProtocolError, osmand
 from data.ingest.tokens import Principal, TokenCache
 from data.store.database import Store
-
-#: Reason phrases of the statuses phones are answered with.
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    503: "Service Unavailable",
-}
 
 
 def bearer_of(header: str) -> str | None:
@@ -61,10 +50,6 @@ class Fixes:
 
     def __init__(self, records: list[dict], scope: Scope | None):
         self.records, self.scope = records, scope
-
-
-#: The answer to a method other than GET or POST on the OsmAnd endpoint (with ``Allow``).
-METHOD_NOT_ALLOWED = (405, "method not allowed: use GET or POST\n")
 
 
 class PhoneEndpoint:
@@ -224,9 +209,7 @@ class PhoneEndpoint:
         """``(503, text)`` when the fix was not acknowledged (send with ``Retry-After: 1``)."""
         if isinstance(exc, Busy):
             return 503, f"busy, nothing stored: {exc}; retry\n"
-        if isinstance(exc, FutureTimeout):
-            return 503, "not acknowledged in time; retry (re-sent records are not stored twice)\n"
-        return 503, f"not stored: {exc}; retry\n"
+        return not_committed(exc)
 
     def answer(
         self,
