@@ -7,6 +7,8 @@ cost more CPU than the fix. This listener is one asyncio event loop on its own t
 parsing with llhttp (``httptools``): a waiting request is an entry in its connection's
 queue, not a thread, and the group-commit writer wakes the loop once per commit, not once
 per fix. (uvloop was measured in its place: no gain, the loop is not where the time goes.)
+``serve`` runs it in a phone process of its own, relaying to the writer
+(:mod:`data.ingest.phone_relay`).
 
 Answers are those of the main port's ``/osmand``: both go through one
 :class:`data.ingest.phones.PhoneEndpoint`. Every path is answered, so a phone's server URL
