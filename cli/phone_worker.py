@@ -32,7 +32,7 @@ class _Channel(asyncio.Protocol):
         self.reader = FrameReader()
 
     def connection_made(self, transport) -> None:
-        self.endpoint.attach(asyncio.get_running_loop(), transport)
+        self.endpoint.attach(transport)
 
     def data_received(self, data: bytes) -> None:
         try:

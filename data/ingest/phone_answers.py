@@ -26,6 +26,18 @@ REASONS = {
 METHOD_NOT_ALLOWED = (405, "method not allowed: use GET or POST\n")
 
 
+def submitted(endpoint, prepared):
+    """What a phone request waits for once ``endpoint.prepare`` gave ``prepared``: the
+    answer now, ``(status, text)``, or the future of its commit. Both phone listeners (on a
+    thread, or relaying from the phone process) start every request's answer here."""
+    if isinstance(prepared, tuple):
+        return prepared
+    try:
+        return endpoint.submit(prepared)
+    except Exception as exc:
+        return endpoint.failure(exc)
+
+
 def not_committed(exc: BaseException) -> tuple[int, str]:
     """``(503, text)`` for a fix whose commit did not come (send with ``Retry-After: 1``):
     not in time, or the writer (or the serving process) could not be reached.

@@ -42,7 +42,7 @@ from functools import partial
 
 import httptools
 
-from data.ingest.phone_answers import REASONS
+from data.ingest.phone_answers import REASONS, submitted
 
 log = logging.getLogger(__name__)
 
@@ -298,13 +298,9 @@ class _Connection(asyncio.Protocol):
         self._dispatch(slot, done.result())
 
     def _dispatch(self, slot: _Slot, prepared) -> None:
-        if isinstance(prepared, tuple):
-            self._fill(slot, *prepared)
-            return
-        try:
-            fut = self.ep.submit(prepared)
-        except Exception as exc:
-            self._fill(slot, *self.ep.failure(exc))
+        fut = submitted(self.ep, prepared)
+        if isinstance(fut, tuple):
+            self._fill(slot, *fut)
             return
         slot.since = self.lst.now or 1e-9
         fut.add_done_callback(partial(self.lst.committed, self, slot))

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import orjson
 
-from data.ingest.phone_answers import not_committed
+from data.ingest.phone_answers import not_committed, submitted
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class RelayedEndpoint:
 
     It has the interface of :class:`data.ingest.phones.PhoneEndpoint` that
     :class:`data.ingest.phone_listener.PhoneListener` uses. All its methods run on the
-    listener's event loop; :meth:`attach` gives it the loop and the channel.
+    listener's event loop; :meth:`attach` gives it the channel.
 
     Parameters
     ----------
@@ -129,11 +129,10 @@ class RelayedEndpoint:
         self._out: list[list] = []
         self._counts: Counter = Counter()
         self._flush_soon = False
-        self.loop = None
         self.transport = None
 
-    def attach(self, loop, transport) -> None:
-        self.loop, self.transport = loop, transport
+    def attach(self, transport) -> None:
+        self.transport = transport
         self.flush()  # what phones sent before the channel was there
 
     @staticmethod
@@ -178,7 +177,7 @@ class RelayedEndpoint:
             return  # nothing to send, or sent once the channel is attached
         doc = {"r": self._out, "n": {str(k): v for k, v in self._counts.items()}}
         self._out, self._counts = [], Counter()
-        if self.transport is not None and not self.transport.is_closing():
+        if not self.transport.is_closing():
             self.transport.write(frame(doc))
 
     def answered(self, doc: dict) -> None:
@@ -370,15 +369,11 @@ class PhoneRelay:
         except Exception:
             log.exception("phone request from %s failed", args[-1])
             prepared = (500, "internal error\n")
-        if isinstance(prepared, tuple):
-            self._queue(chan, rid, prepared)
-            return
-        try:
-            fut = ep.submit(prepared)
-        except Exception as exc:
-            self._queue(chan, rid, ep.failure(exc))
-            return
-        fut.add_done_callback(partial(self._queue, chan, rid))
+        answer = submitted(ep, prepared)
+        if isinstance(answer, tuple):
+            self._queue(chan, rid, answer)
+        else:
+            answer.add_done_callback(partial(self._queue, chan, rid))
 
     def _queue(self, chan: socket.socket, rid: int, answer) -> None:
         """An answer (or a commit's future, whose answer is worked out on the answering
